@@ -1,0 +1,49 @@
+# kruisectl: the two commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv build cluster-up cluster-down demo demo-down test test-unit bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## build: build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm
+build: $(STAMP)
+	@start=$$(date +%s); $(PY) -m kruisectl.localcluster build; echo "binary build took $$(( $$(date +%s) - start ))s"
+
+## cluster-up / cluster-down: a local control plane in the background; prints its kubeconfig
+cluster-up: build
+	$(PY) -m kruisectl.localcluster up
+
+cluster-down: $(STAMP)
+	$(PY) -m kruisectl.localcluster down
+
+## demo: the main job on the embedded local control plane
+demo: build
+	$(PY) -m kruisectl.demo up
+
+demo-down: $(STAMP)
+	$(PY) -m kruisectl.demo down
+
+## test: everything, against the real local control plane (builds binaries on first run)
+test: build
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -ra -m "not cluster" $(PYTEST_ARGS)
+
+bench: build
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

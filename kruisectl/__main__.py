@@ -1,0 +1,3 @@
+from kruisectl.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""The ``kruisectl`` command line: a thin click layer over the importable library."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_CANNOT_CHECK, describe_api_error
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="kruisectl")
+def cli() -> None:
+    """Operate OpenKruise's control plane (kruise-manager): leader, webhook, zones, rollouts.
+
+    \b
+    Examples:
+      kruisectl status                      # leader, replicas, zone spread, webhook
+      kruisectl doctor                      # every HA failure mode, with fixes
+      kruisectl label-zones --from-label rack   # plan zone labels for bare-metal nodes
+      helm kruise status -n kruise-system   # the same, as a helm plugin
+
+    Shell completion: eval "$(_KRUISECTL_COMPLETE=bash_source kruisectl)"  (or zsh_source, fish_source).
+    """
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text", show_default=True)
+def version(output: str) -> None:
+    """Print kruisectl's version (and the Python and client library versions)."""
+    import kubernetes
+
+    from .output import dump
+
+    info = {"kruisectl": __version__, "python": sys.version.split()[0], "kubernetesClient": kubernetes.__version__}
+    if output == "text":
+        click.echo(f"kruisectl {info['kruisectl']} (python {info['python']}, kubernetes client {info['kubernetesClient']})")
+    else:
+        click.echo(dump(info, output))
+
+
+def _register_commands() -> None:
+    """Commands live one per module; each module exposes ``COMMANDS``."""
+    import importlib
+
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"kruisectl.commands.{name}")
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+COMMAND_MODULES: tuple[str, ...] = ()
+
+_register_commands()
+
+
+def main() -> None:
+    """Entry point: click's own errors keep their exit codes; anything unexpected becomes one
+    line and exit 2 (KRUISECTL_DEBUG=1 shows the traceback)."""
+    try:
+        cli.main(prog_name="kruisectl", standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence against tracebacks
+        if os.environ.get("KRUISECTL_DEBUG"):
+            raise
+        click.echo(f"error: {describe_api_error(exc)}", err=True)
+        sys.exit(EXIT_CANNOT_CHECK)

@@ -1,0 +1,1 @@
+"""One module per kruisectl command group; each exposes COMMANDS."""

@@ -1,0 +1,61 @@
+"""Exit codes and the one-line messages that replace tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # an error-level finding (or, with --fail-on warning, a warning)
+EXIT_CANNOT_CHECK = 2  # unreachable cluster, forbidden, bad kubeconfig, bad input
+EXIT_TIMEOUT = 124  # --wait ran out, as timeout(1)
+
+
+class CLIError(click.ClickException):
+    """A one-line error with exit code 2 (could not do what was asked)."""
+
+    exit_code = EXIT_CANNOT_CHECK
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def describe_api_error(exc: BaseException) -> str:
+    """One line saying what went wrong talking to the apiserver, and what to do."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        reason = exc.reason or ""
+        try:
+            reason = json.loads(exc.body or "{}").get("message") or reason
+        except (ValueError, AttributeError):
+            pass
+        if exc.status == 401:
+            return f"unauthorized: the kubeconfig's credentials were rejected ({reason})"
+        if exc.status == 403:
+            return f"forbidden: {reason}"
+        if exc.status == 404:
+            return f"not found: {reason}"
+        if exc.status == 0 or exc.status is None:
+            return f"cannot reach the cluster: {reason}"
+        return f"apiserver answered {exc.status}: {reason}"
+    text = str(exc)
+    for marker, message in (
+        ("Connection refused", "cannot reach the cluster: connection refused"),
+        ("Max retries exceeded", "cannot reach the cluster"),
+        ("timed out", "cannot reach the cluster: timed out"),
+        ("CERTIFICATE_VERIFY_FAILED", "cannot reach the cluster: TLS verification failed"),
+        ("Name or service not known", "cannot reach the cluster: host name does not resolve"),
+    ):
+        if marker in text:
+            url = _server_of(text)
+            return f"{message}{f' ({url})' if url else ''}"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _server_of(text: str) -> str:
+    import re
+
+    match = re.search(r"host='([^']+)', port=(\d+)", text)
+    return f"{match.group(1)}:{match.group(2)}" if match else ""

@@ -1,0 +1,85 @@
+"""Connection to the cluster: the flags every command shares and the client they build.
+
+Flags follow kubectl (``--kubeconfig``, ``--context``, ``-n/--namespace``,
+``--request-timeout``). Run as ``helm kruise …``, helm strips those flags and passes them in
+the environment instead, so ``HELM_KUBECONTEXT`` and ``HELM_NAMESPACE`` are the defaults.
+Helm always sets ``HELM_NAMESPACE`` (to ``default`` when ``-n`` was not given); since the
+manager is never installed there by default, ``default`` from helm counts as unset.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import click
+
+from . import DEFAULT_NAMESPACE
+from .errors import CLIError
+
+
+def default_namespace() -> str:
+    from_helm = os.environ.get("HELM_NAMESPACE", "")
+    if from_helm and not (from_helm == "default" and os.environ.get("HELM_PLUGIN_NAME")):
+        return from_helm
+    return DEFAULT_NAMESPACE
+
+
+@dataclass
+class KubeTarget:
+    """Where to connect, as the user asked for it."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    request_timeout: float = 10.0
+
+    def api_client(self):
+        """A configured kubernetes ApiClient; a one-line CLIError when that is impossible."""
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        path = self.kubeconfig or os.environ.get("KUBECONFIG") or None
+        try:
+            if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+                if path:
+                    first = path.split(os.pathsep)[0]
+                    if not os.path.exists(first):
+                        raise CLIError(f"kubeconfig {first} does not exist")
+                configuration = client.Configuration()
+                config.load_kube_config(config_file=path, context=self.context, client_configuration=configuration)
+            else:
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+        except CLIError:
+            raise
+        except ConfigException as err:
+            raise CLIError(f"bad kubeconfig: {str(err).splitlines()[0]}") from None
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:
+            raise CLIError(f"bad kubeconfig {path or '~/.kube/config'}: {err}") from None
+        except Exception as err:  # yaml errors and the like
+            raise CLIError(f"bad kubeconfig {path or '~/.kube/config'}: {str(err).splitlines()[0]}") from None
+        configuration.retries = 0
+        return client.ApiClient(configuration)
+
+
+def kube_options(func):
+    """Add ``--kubeconfig``, ``--context``, ``-n/--namespace``, ``--request-timeout``; the
+    command receives one ``target: KubeTarget`` argument instead."""
+
+    @click.option("--kubeconfig", envvar="KUBECONFIG", default=None, metavar="PATH",
+                  help="Path to the kubeconfig file (env KUBECONFIG).")
+    @click.option("--context", envvar="HELM_KUBECONTEXT", default=None, metavar="NAME",
+                  help="Kubeconfig context to use (env HELM_KUBECONTEXT as a helm plugin).")
+    @click.option("-n", "--namespace", default=default_namespace, show_default=DEFAULT_NAMESPACE,
+                  metavar="NS", help="Namespace of the kruise-manager (env HELM_NAMESPACE as a helm plugin).")
+    @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                  metavar="SECONDS", help="Timeout of each API request.")
+    @functools.wraps(func)
+    def wrapper(*args, kubeconfig, context, namespace, request_timeout, **kwargs):
+        target = KubeTarget(kubeconfig=kubeconfig, context=context or None, namespace=namespace,
+                            request_timeout=request_timeout)
+        return func(*args, target=target, **kwargs)
+
+    return wrapper

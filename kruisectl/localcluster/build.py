@@ -1,0 +1,195 @@
+"""Builds the local control plane's binaries from the pinned Go modules under ``tools/``.
+
+Each module's binaries are cached under ``.cache/bin/<name>-<key>/``; the key hashes the
+module's go.mod, go.sum and sources, the Go version and the link flags, so a build happens
+only when a pin changes. Go's own build cache makes a rebuild after a fresh clone cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(os.environ.get("KRUISECTL_REPO_ROOT", Path(__file__).resolve().parents[2]))
+TOOLS_DIR = REPO_ROOT / "tools"
+CACHE_DIR = Path(os.environ.get("KRUISECTL_CACHE_DIR", REPO_ROOT / ".cache"))
+
+
+@dataclass(frozen=True)
+class GoModule:
+    """One pinned Go module and the commands built from it."""
+
+    name: str
+    commands: dict[str, str]  # binary name -> Go package path
+    version_of: str  # the required module whose version is stamped into the binaries
+    ldflags_template: str = ""
+    assets: tuple[str, ...] = ()  # files of the ``version_of`` module copied beside the binaries
+
+    @property
+    def directory(self) -> Path:
+        return TOOLS_DIR / self.name
+
+    def pinned_version(self) -> str:
+        gomod = (self.directory / "go.mod").read_text()
+        match = re.search(rf"^\s*(?:require\s+)?{re.escape(self.version_of)}\s+(v\S+)", gomod, re.M)
+        if not match:
+            raise RuntimeError(f"{self.directory}/go.mod does not require {self.version_of}")
+        return match.group(1)
+
+    def ldflags(self) -> str:
+        version = self.pinned_version()
+        major, minor = version.lstrip("v").split(".")[:2]
+        return ("-s -w " + self.ldflags_template.format(version=version, major=major, minor=minor)).strip()
+
+
+_K8S_VERSION_FLAGS = " ".join(
+    f"-X {pkg}.gitVersion={{version}} -X {pkg}.gitMajor={{major}} -X {pkg}.gitMinor={{minor}}"
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+)
+
+MODULES = (
+    GoModule(
+        name="k8s",
+        commands={
+            "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+            "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+            "etcd": "./etcd",
+        },
+        version_of="k8s.io/kubernetes",
+        ldflags_template=_K8S_VERSION_FLAGS,
+    ),
+    GoModule(
+        name="kwok",
+        commands={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+        version_of="sigs.k8s.io/kwok",
+        # kwok has no built-in stages: these give nodes that initialise and heartbeat (with a
+        # node Lease, so the node lifecycle controller keeps them Ready) and pods that become
+        # Ready at once and go away when deleted.
+        assets=(
+            "kustomize/stage/node/fast/node-initialize.yaml",
+            "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+            "kustomize/stage/pod/fast/pod-ready.yaml",
+            "kustomize/stage/pod/fast/pod-complete.yaml",
+            "kustomize/stage/pod/fast/pod-delete.yaml",
+        ),
+    ),
+    GoModule(
+        name="helm",
+        commands={"helm": "helm.sh/helm/v3/cmd/helm"},
+        version_of="helm.sh/helm/v3",
+        ldflags_template="-X helm.sh/helm/v3/internal/version.version={version}",
+    ),
+)
+
+
+def _go_version() -> str:
+    go = shutil.which("go")
+    if not go:
+        raise BuildError("the Go toolchain ('go') is not on PATH; install Go >= 1.26 (see README)")
+    return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+class BuildError(RuntimeError):
+    """A binary could not be built; the message says what to do."""
+
+
+def cache_key(module: GoModule, go_version: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(go_version.encode())
+    digest.update(module.ldflags().encode())
+    for path in sorted(module.directory.rglob("*")):
+        if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum")):
+            digest.update(path.relative_to(module.directory).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def module_bin_dir(module: GoModule, go_version: str) -> Path:
+    return CACHE_DIR / "bin" / f"{module.name}-{module.pinned_version()}-{cache_key(module, go_version)}"
+
+
+def build_module(module: GoModule, go_version: str, log=sys.stderr) -> Path:
+    """Return the cached binary folder of ``module``, building it first if absent."""
+    target = module_bin_dir(module, go_version)
+    wanted = [target / cmd for cmd in module.commands] + [target / "assets" / Path(a).name for a in module.assets]
+    if all(path.is_file() for path in wanted):
+        return target
+    staging = target.with_name(target.name + f".building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false -mod=mod", GOTOOLCHAIN="local")
+    started = time.monotonic()
+    print(f"building {', '.join(module.commands)} ({module.version_of} {module.pinned_version()})...", file=log, flush=True)
+    for binary, package in module.commands.items():
+        result = subprocess.run(
+            ["go", "build", "-trimpath", "-ldflags", module.ldflags(), "-o", str(staging / binary), package],
+            cwd=module.directory,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise BuildError(f"go build {package} failed (exit {result.returncode}):\n{tail}")
+    if module.assets:
+        source = subprocess.run(
+            ["go", "list", "-m", "-f", "{{.Dir}}", module.version_of],
+            cwd=module.directory, env=env, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        (staging / "assets").mkdir()
+        for asset in module.assets:
+            shutil.copyfile(Path(source) / asset, staging / "assets" / Path(asset).name)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    print(f"built {module.name} in {time.monotonic() - started:.1f}s -> {target}", file=log, flush=True)
+    return target
+
+
+def ensure_binaries(log=sys.stderr) -> dict[str, Path]:
+    """Build (or find cached) every binary; return name -> path."""
+    go_version = _go_version()
+    binaries: dict[str, Path] = {}
+    for module in MODULES:
+        folder = build_module(module, go_version, log=log)
+        binaries.update({name: folder / name for name in module.commands})
+    return binaries
+
+
+def cached_binaries() -> dict[str, Path] | None:
+    """The cached binaries if all are built, else None (never builds)."""
+    go_version = _go_version()
+    binaries = {}
+    for module in MODULES:
+        folder = module_bin_dir(module, go_version)
+        for name in module.commands:
+            if not (folder / name).is_file():
+                return None
+            binaries[name] = folder / name
+    return binaries
+
+
+def main() -> int:
+    started = time.monotonic()
+    try:
+        binaries = ensure_binaries()
+    except BuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"binaries ready in {time.monotonic() - started:.1f}s:", file=sys.stderr)
+    for name, path in sorted(binaries.items()):
+        print(f"  {name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
