@@ -77,6 +77,7 @@ class LocalCluster:
     options: ClusterOptions
     binaries: dict[str, Path]
     apiserver_port: int = 0
+    apiserver_ready_s: float = 0.0  # from spawning kube-apiserver to /readyz ok
     components: list[Component] = field(default_factory=list)
     net: network.Network | None = None
     _owns_workdir: bool = False
@@ -126,7 +127,7 @@ class LocalCluster:
         self._write_pki()
         self._start_etcd()
         self._start_apiserver()
-        self.wait_ready()
+        self.apiserver_ready_s = self.wait_ready()
         if self.options.controller_manager:
             self._start_controller_manager()
         if self.options.scheduler:

@@ -1,0 +1,107 @@
+"""Starting and stopping the local control plane leaves nothing behind: not on a clean stop,
+not when the owning process is killed, not through `make cluster-up` / `cluster-down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kruisectl.localcluster import build
+from kruisectl.localcluster.network import Network, available as network_unavailable_reason
+
+from .conftest import wait_for
+
+REPO = build.REPO_ROOT
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _netns_names() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+OWNER = """
+import json, sys, time
+from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
+network = sys.argv[1] == "1"
+c = LocalCluster.start(ClusterOptions(scheduler=True, kwok=True, network=network))
+if network:
+    c.add_host("h1")
+print(json.dumps({"pids": [x.process.pid for x in c.components], "workdir": str(c.workdir),
+                  "netns": [h.netns for h in (c.net.hosts.values() if c.net else [])]}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_owner_takes_its_components_with_it():
+    network = network_unavailable_reason() is None
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, "1" if network else "0"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        started = json.loads(owner.stdout.readline())
+    finally:
+        owner.kill()
+        owner.wait()
+    assert len(started["pids"]) == 4  # etcd, apiserver, scheduler, kwok
+    wait_for(lambda: not any(_alive(pid) for pid in started["pids"]), timeout=15,
+             what="components to die with their owner")
+    if network:
+        # The dead owner's network namespaces are cleared by the next network to take its slot.
+        fresh = [Network.create() for _ in range(3)]
+        try:
+            assert not set(started["netns"]) & _netns_names()
+        finally:
+            for net in fresh:
+                net.destroy()
+
+
+def test_stop_ends_every_component(make_cluster):
+    local = make_cluster(scheduler=True, controller_manager=True, kwok=True)
+    pids = [c.process.pid for c in local.components]
+    assert all(_alive(pid) for pid in pids)
+    workdir = local.workdir
+    local.stop()
+    assert not any(_alive(pid) for pid in pids)
+    assert not workdir.exists()
+
+
+def test_cluster_up_and_down_from_the_shell(tmp_path):
+    workdir = tmp_path / "cluster"
+    python = sys.executable
+    up = subprocess.run([python, "-m", "kruisectl.localcluster", "up", "--dir", str(workdir), "--nodes", "3",
+                         "--bare-metal", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr
+    kubeconfig = workdir / "admin.kubeconfig"
+    assert f"export KUBECONFIG={kubeconfig}" in up.stdout
+    state = json.loads((workdir / "state.json").read_text())
+    kubectl = build.cached_binaries()["kubectl"]
+    try:
+        nodes = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "json"],
+                               capture_output=True, text=True, timeout=60, check=True)
+        items = json.loads(nodes.stdout)["items"]
+        zones = sorted(n["metadata"]["labels"].get("topology.kubernetes.io/zone", "") for n in items)
+        assert zones == ["", "zone-a", "zone-b", "zone-c"]
+        assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == state["server"]
+    finally:
+        down = subprocess.run([python, "-m", "kruisectl.localcluster", "down", "--dir", str(workdir)],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert not any(_alive(pid) for pid in state["pids"].values())
