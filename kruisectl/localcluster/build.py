@@ -126,7 +126,7 @@ def build_module(module: GoModule, go_version: str, log=sys.stderr) -> Path:
     staging = target.with_name(target.name + f".building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false -mod=mod", GOTOOLCHAIN="local")
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false -mod=readonly", GOTOOLCHAIN="local")
     started = time.monotonic()
     print(f"building {', '.join(module.commands)} ({module.version_of} {module.pinned_version()})...", file=log, flush=True)
     for binary, package in module.commands.items():
