@@ -1,0 +1,75 @@
+"""The command line's shared behaviour: help, version, module entry point, connection flags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from kruisectl import DEFAULT_NAMESPACE, __version__
+from kruisectl.cli import cli
+from kruisectl.errors import CLIError
+from kruisectl.kube import KubeTarget, default_namespace
+
+import pytest
+
+
+def test_help_lists_examples_and_completion():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output
+    assert "_KRUISECTL_COMPLETE" in result.output
+
+
+def test_version_text_and_json():
+    runner = CliRunner()
+    assert __version__ in runner.invoke(cli, ["version"]).output
+    info = json.loads(runner.invoke(cli, ["version", "-o", "json"]).output)
+    assert info["kruisectl"] == __version__
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "kruisectl", "version"], capture_output=True, text=True)
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_unknown_command_is_a_usage_error_without_traceback():
+    result = subprocess.run([sys.executable, "-m", "kruisectl", "no-such-command"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "No such command" in result.stderr
+
+
+def test_helm_namespace_is_the_default_only_when_helm_was_given_one(monkeypatch):
+    monkeypatch.delenv("HELM_NAMESPACE", raising=False)
+    monkeypatch.delenv("HELM_PLUGIN_NAME", raising=False)
+    assert default_namespace() == DEFAULT_NAMESPACE
+    monkeypatch.setenv("HELM_NAMESPACE", "ops")
+    assert default_namespace() == "ops"
+    # helm sets "default" when -n was not given; as a plugin that means "not chosen".
+    monkeypatch.setenv("HELM_NAMESPACE", "default")
+    monkeypatch.setenv("HELM_PLUGIN_NAME", "kruise")
+    assert default_namespace() == DEFAULT_NAMESPACE
+
+
+def test_missing_and_malformed_kubeconfig_are_one_line_errors(tmp_path):
+    with pytest.raises(CLIError, match="does not exist"):
+        KubeTarget(kubeconfig=str(tmp_path / "absent")).api_client()
+    broken = tmp_path / "broken"
+    broken.write_text("apiVersion: v1\nclusters: [\n")
+    with pytest.raises(CLIError, match="bad kubeconfig") as raised:
+        KubeTarget(kubeconfig=str(broken)).api_client()
+    assert "\n" not in raised.value.format_message()
+    no_context = tmp_path / "nocontext"
+    no_context.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    with pytest.raises(CLIError, match="bad kubeconfig"):
+        KubeTarget(kubeconfig=str(no_context), context="missing").api_client()
+
+
+def test_kubeconfig_and_context_reach_the_real_cluster(cluster):
+    from kubernetes import client
+
+    api = KubeTarget(kubeconfig=str(cluster.kubeconfig), context="local").api_client()
+    assert client.VersionApi(api).get_code().git_version == "v1.36.3"
