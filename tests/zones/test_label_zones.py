@@ -1,0 +1,206 @@
+"""`kruisectl label-zones` against the real control plane: plan, apply, re-run, overwrite,
+server dry-run, a concurrent edit, interrupt-and-resume, and what labelling does for the
+scheduler's zone spread."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+from kubernetes import client
+
+from kruisectl import ZONE_LABEL
+from kruisectl import zones
+from kruisectl.cli import cli
+from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
+
+from ..conftest import wait_for
+
+RACK = "example.com/rack"
+
+
+@pytest.fixture(scope="module")
+def private():
+    local = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, kwok=True), log=sys.stderr)
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def bare_nodes(private, request):
+    """Nodes without zone labels, each with a rack label; removed afterwards."""
+    core = client.CoreV1Api(private.api())
+    prefix = f"bm{abs(hash(request.node.name)) % 10**6}"
+    count = getattr(request, "param", 6)
+    created = private.create_nodes(0, bare_metal=count, prefix=prefix)
+    names = [n["metadata"]["name"] for n in created]
+    for i, name in enumerate(names):
+        core.patch_node(name, {"metadata": {"labels": {RACK: f"rack-{i % 3}", "batch": prefix}}})
+    yield prefix, names
+    for name in names:
+        core.delete_node(name)
+
+
+def run(private, *args):
+    return CliRunner().invoke(cli, ["label-zones", "--kubeconfig", str(private.kubeconfig), *args],
+                              catch_exceptions=False)
+
+
+def zone_of(core, names):
+    return {n: (core.read_node(n).metadata.labels or {}).get(ZONE_LABEL) for n in names}
+
+
+def test_plan_changes_nothing_then_apply_then_rerun_is_a_no_op(private, bare_nodes):
+    prefix, names = bare_nodes
+    core = client.CoreV1Api(private.api())
+
+    planned = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "-o", "json")
+    assert planned.exit_code == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert {row["node"]: row["zone"] for row in plan["plan"]} == {n: f"rack-{i % 3}" for i, n in enumerate(names)}
+    assert plan["summary"]["label"] == len(names)
+    assert set(zone_of(core, names).values()) == {None}, "a plan writes nothing"
+
+    applied = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--apply")
+    assert applied.exit_code == 0, applied.output
+    assert f"labelled {len(names)} node(s)" in applied.output
+    assert zone_of(core, names) == {n: f"rack-{i % 3}" for i, n in enumerate(names)}
+
+    again = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--apply", "-o", "json")
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["applied"] == []
+
+
+def test_different_value_is_kept_unless_overwrite_and_then_reported(private, bare_nodes):
+    prefix, names = bare_nodes
+    core = client.CoreV1Api(private.api())
+    core.patch_node(names[0], {"metadata": {"labels": {ZONE_LABEL: "hand-set"}}})
+
+    refused = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--apply")
+    assert refused.exit_code == 1
+    assert f"not labelled {names[0]}" in refused.output
+    assert zone_of(core, [names[0]])[names[0]] == "hand-set"
+    assert zone_of(core, [names[1]])[names[1]] == "rack-1", "the others are labelled"
+
+    replaced = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--apply", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert f"{names[0]}: replaced {ZONE_LABEL}=hand-set" in replaced.output
+    assert zone_of(core, [names[0]])[names[0]] == "rack-0"
+
+
+def test_server_dry_run_validates_without_persisting(private, bare_nodes):
+    prefix, names = bare_nodes
+    core = client.CoreV1Api(private.api())
+    result = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--dry-run=server")
+    assert result.exit_code == 0, result.output
+    assert f"would label (server dry-run) {len(names)} node(s)" in result.output
+    assert set(zone_of(core, names).values()) == {None}
+
+
+def test_zone_for_named_nodes_and_unknown_node_is_an_error(private, bare_nodes):
+    prefix, names = bare_nodes
+    core = client.CoreV1Api(private.api())
+    result = run(private, "--zone", "zone-x", names[0], names[1], "--apply")
+    assert result.exit_code == 0, result.output
+    assert zone_of(core, names[:3]) == {names[0]: "zone-x", names[1]: "zone-x", names[2]: None}
+    missing = run(private, "--zone", "zone-x", "no-such-node", "--apply")
+    assert missing.exit_code == 2 and "no such node(s): no-such-node" in missing.output
+
+
+def test_node_changed_after_planning_is_reread_not_clobbered(private, bare_nodes):
+    prefix, names = bare_nodes
+    api = private.api()
+    core = client.CoreV1Api(api)
+    source = zones.FromLabel(RACK)
+    rows = zones.plan(zones.list_nodes(api, f"batch={prefix}"), source)
+    assert all(r.action == zones.LABEL for r in rows)
+    # Someone else sets a zone on one node between our plan and our write.
+    core.patch_node(names[2], {"metadata": {"labels": {ZONE_LABEL: "set-by-someone-else"}}})
+
+    outcomes = {o.node: o for o in zones.apply(zones.NodeWriter(api), rows, source, include_region=False, overwrite=False)}
+    assert not outcomes[names[2]].applied
+    assert "changed meanwhile" in outcomes[names[2]].error
+    assert zone_of(core, [names[2]])[names[2]] == "set-by-someone-else"
+    assert all(outcomes[n].applied for n in names if n != names[2])
+
+
+@pytest.mark.parametrize("bare_nodes", [60], indirect=True)
+def test_interrupted_run_resumes_and_converges(private, bare_nodes):
+    prefix, names = bare_nodes
+    core = client.CoreV1Api(private.api())
+
+    def labelled():
+        return sum(1 for z in zone_of(core, names).values() if z)
+
+    argv = [sys.executable, "-m", "kruisectl", "label-zones", "--kubeconfig", str(private.kubeconfig),
+            "--from-label", RACK, "-l", f"batch={prefix}", "--apply", "--concurrency", "1"]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Slow the first run down enough to interrupt it part-way: one patch in flight at a time.
+    wait_for(lambda: first.poll() is not None or (core.list_node(label_selector=f"batch={prefix},{ZONE_LABEL}").items),
+             timeout=60, interval=0.05, what="the first node to be labelled")
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=60)
+    assert "Traceback" not in err
+    done_first = labelled()
+    if first.returncode == 0:
+        pytest.skip("the run finished before it could be interrupted")
+    assert first.returncode == 130, err
+    assert 0 < done_first < len(names)
+
+    resumed = subprocess.run(argv + ["-o", "json"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(json.loads(resumed.stdout)["applied"]) == len(names) - done_first
+    assert zone_of(core, names) == {n: f"rack-{i % 3}" for i, n in enumerate(names)}
+
+
+@pytest.mark.parametrize("bare_nodes", [3], indirect=True)
+def test_labelling_lets_a_strict_zone_spread_schedule(private, bare_nodes):
+    """Before: no node has the zone key, so a DoNotSchedule spread cannot place anything.
+    After label-zones, the real scheduler places one replica per zone."""
+    prefix, names = bare_nodes
+    api = private.api()
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    # Only this test's nodes are eligible: the deployment selects them by label.
+    core.create_namespace({"metadata": {"name": prefix}})
+    wait_for(lambda: core.list_namespaced_service_account(prefix).items, timeout=30, what="default ServiceAccount")
+    apps.create_namespaced_deployment(prefix, {
+        "metadata": {"name": "spread"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "spread"}},
+            "template": {
+                "metadata": {"labels": {"app": "spread"}},
+                "spec": {
+                    "nodeSelector": {"batch": prefix},
+                    "containers": [{"name": "c", "image": "registry.local/c:1"}],
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": ZONE_LABEL, "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app": "spread"}}, "matchLabelKeys": ["pod-template-hash"],
+                    }],
+                },
+            },
+        },
+    })
+    wait_for(lambda: len(core.list_namespaced_pod(prefix).items) == 3, timeout=60, what="3 pods")
+    time.sleep(3)  # give the scheduler its chance: it must not place them
+    assert all(not p.spec.node_name for p in core.list_namespaced_pod(prefix).items)
+
+    # Pending pods would race the labelling (while only one zone exists, every pod fits it), so
+    # scale down, label, and scale up again, as an operator would.
+    apps.patch_namespaced_deployment_scale("spread", prefix, {"spec": {"replicas": 0}})
+    wait_for(lambda: not core.list_namespaced_pod(prefix).items, timeout=60, what="pods to go")
+    assert run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--apply").exit_code == 0
+    apps.patch_namespaced_deployment_scale("spread", prefix, {"spec": {"replicas": 3}})
+    wait_for(lambda: len(core.list_namespaced_pod(prefix).items) == 3, timeout=60, what="3 pods again")
+    wait_for(lambda: all(p.spec.node_name for p in core.list_namespaced_pod(prefix).items), timeout=90,
+             what="the scheduler to place the pods after labelling")
+    zones_by_node = zone_of(core, names)
+    placed = Counter(zones_by_node[p.spec.node_name] for p in core.list_namespaced_pod(prefix).items)
+    assert sorted(placed.values()) == [1, 1, 1] and set(placed) == {"rack-0", "rack-1", "rack-2"}
+    core.delete_namespace(prefix)
