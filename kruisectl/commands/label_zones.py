@@ -88,7 +88,7 @@ def _render_plan(rows: list[zones.Row], counts: dict[str, int], source: str) -> 
 @click.option("--apply", "do_apply", is_flag=True, help="Write the labels (without it, only the plan is shown).")
 @click.option("--dry-run", type=click.Choice(["none", "server", "client"]), default="none", show_default=True,
               help="server: the apiserver validates the patches without persisting; client: plan only.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True,
+@click.option("--concurrency", type=click.IntRange(1, 256), default=64, show_default=True,
               help="Patches in flight at once.")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 @click.argument("nodes", nargs=-1)
@@ -102,7 +102,7 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
     resourceVersion: a node edited meanwhile is re-read and planned again, not clobbered.
     """
     source = _source(from_label, region_from_label, map_file, hostname_pattern, zone, region, nodes)
-    api = target.api_client()
+    api = zones.pooled_client(target, concurrency)
     try:
         all_nodes = zones.list_nodes(api, selector)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
