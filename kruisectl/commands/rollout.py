@@ -1,0 +1,232 @@
+"""``kruisectl rollout tune|status|restart``: the manager Deployment's rollout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from .. import DEPLOYMENT_NAME, rollout
+from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
+from ..kube import kube_options
+from ..output import dump, table
+
+deployment_option = click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True, metavar="NAME",
+                                 help="The manager Deployment.")
+
+
+@click.group("rollout")
+def rollout_group() -> None:
+    """Tune, watch and restart the kruise-manager Deployment's rollout.
+
+    \b
+    Examples:
+      kruisectl rollout tune --max-surge 1              # fit a small cluster
+      kruisectl rollout tune --when-unsatisfiable DoNotSchedule --dry-run
+      kruisectl rollout tune --max-surge 50% --via-helm # values for the next helm upgrade
+      kruisectl rollout status --watch --timeout 5m
+      kruisectl rollout restart
+    """
+
+
+def _read(target, name: str):
+    from kubernetes import client
+
+    api = target.api_client()
+    apps = client.AppsV1Api(api)
+    try:
+        raw = apps.read_namespaced_deployment(name, target.namespace, _preload_content=False,
+                                              _request_timeout=target.request_timeout)
+    except Exception as err:  # noqa: BLE001 - one line, exit 2
+        raise CLIError(f"deployment {target.namespace}/{name}: {describe_api_error(err)}") from None
+    return api, apps, json.loads(raw.data)
+
+
+def _cluster_state(api, target) -> tuple[list[dict], list[dict]]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    try:
+        nodes = json.loads(core.list_node(_preload_content=False, _request_timeout=target.request_timeout).data)["items"]
+        pods = json.loads(core.list_pod_for_all_namespaces(
+            field_selector="status.phase!=Succeeded,status.phase!=Failed", _preload_content=False,
+            _request_timeout=target.request_timeout).data)["items"]
+    except Exception as err:  # noqa: BLE001
+        raise CLIError(f"reading nodes and pods for the capacity check: {describe_api_error(err)}") from None
+    return nodes, pods
+
+
+def _render_tune(plan: rollout.TunePlan) -> str:
+    lines = [f"deployment {plan.namespace}/{plan.name} ({plan.current.replicas} replicas)"]
+    if plan.changes:
+        lines += [f"  {field}: {old} -> {new}" for field, old, new in plan.changes]
+    else:
+        lines.append("  no change: the strategy already has these values")
+    surge, unavailable = plan.effective_after
+    lines.append(f"effective: up to {plan.current.replicas + surge} pods during a rollout (surge {surge}), "
+                 f"at least {plan.current.replicas - unavailable} available (unavailable {unavailable})")
+    if plan.fit is not None:
+        fit = plan.fit
+        lines.append(f"capacity: {fit.fits} of {fit.wanted} surge pods can be scheduled now")
+        lines += [f"  {reason}" for reason in fit.reasons]
+    return "\n".join(lines)
+
+
+@rollout_group.command("tune")
+@click.option("--max-surge", metavar="N|N%", help="Pods above the desired count during a rollout.")
+@click.option("--max-unavailable", metavar="N|N%", help="Pods below the desired count during a rollout.")
+@click.option("--when-unsatisfiable", type=click.Choice(rollout.WHEN_UNSATISFIABLE),
+              help="The zone spread constraint's policy (DoNotSchedule needs zone labels on the nodes).")
+@click.option("--force", is_flag=True, help="Apply even when the surge pods cannot all be scheduled now.")
+@click.option("--dry-run", is_flag=True, help="Show the change (and the capacity check) without applying it.")
+@click.option("--via-helm", is_flag=True, help="Print the helm values instead of patching the Deployment.")
+@deployment_option
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@kube_options
+def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run, via_helm, deployment, output):
+    """Set maxSurge / maxUnavailable and the zone spread's whenUnsatisfiable.
+
+    Validates as Kubernetes does (not both 0, maxUnavailable at most 100%; percentages of
+    maxSurge round up, of maxUnavailable round down) and shows the effective numbers. Before
+    changing anything it checks that the next rollout's surge pods can be scheduled now
+    (allocatable minus requests, taints, node selectors, host-network ports, DoNotSchedule
+    spread); if not, it refuses and names the largest maxSurge that fits, unless --force.
+
+    \b
+    Exit codes: 0 applied (or nothing to do), 1 refused by the capacity check, 2 bad input or
+    the cluster could not be read/changed.
+
+    \b
+    Examples:
+      kruisectl rollout tune --max-surge 1 --max-unavailable 0
+      kruisectl rollout tune --max-surge 100% --dry-run -o yaml
+      kruisectl rollout tune --max-surge 2 --via-helm > strategy-values.yaml
+    """
+    if max_surge is None and max_unavailable is None and when_unsatisfiable is None:
+        raise CLIError("nothing to change: give --max-surge, --max-unavailable or --when-unsatisfiable")
+    api, apps, current = _read(target, deployment)
+    try:
+        plan = rollout.plan_tune(current, max_surge=rollout.int_or_percent(max_surge),
+                                 max_unavailable=rollout.int_or_percent(max_unavailable),
+                                 when_unsatisfiable=when_unsatisfiable)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    nodes, pods = _cluster_state(api, target)
+    fit = rollout.check_capacity(current, plan, nodes, pods)
+
+    if via_helm:
+        values = rollout.helm_values(plan)
+        if output == "table":
+            click.echo(dump(values, "yaml").rstrip())
+            click.echo("# or: helm upgrade kruise <chart> --reuse-values " + " ".join(rollout.helm_set_flags(plan)),
+                       err=True)
+        else:
+            click.echo(dump(values, output))
+        if not fit.ok:
+            click.echo(f"warning: only {fit.fits} of {fit.wanted} surge pods can be scheduled now; "
+                       f"the largest maxSurge that fits is {fit.recommended_max_surge}", err=True)
+        return
+
+    refused = not fit.ok and not force and bool(plan.changes)
+    applied = False
+    if plan.changes and not dry_run and not refused:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            apps.patch_namespaced_deployment(deployment, target.namespace, plan.patch, _preload_content=False,
+                                             _request_timeout=target.request_timeout)
+        except ApiException as err:
+            if err.status == 422 and "test" in (err.body or ""):
+                raise CLIError(f"deployment {target.namespace}/{deployment} changed while planning; run again") from None
+            raise CLIError(describe_api_error(err)) from None
+        applied = True
+
+    if output == "table":
+        click.echo(_render_tune(plan))
+    else:
+        click.echo(dump({**plan.to_dict(), "applied": applied, "refused": refused}, output))
+    if refused:
+        click.echo(f"error: refusing: only {fit.fits} of {fit.wanted} surge pods can be scheduled now; "
+                   f"use --max-surge {fit.recommended_max_surge} (largest that fits) or --force", err=True)
+        if fit.recommended_max_surge == 0 and str(plan.proposed.max_unavailable) in ("0", "0%"):
+            click.echo("hint: with no room for any surge pod, allow --max-unavailable 1 and --max-surge 0", err=True)
+        sys.exit(EXIT_FINDINGS)
+    if output == "table":
+        if dry_run and plan.changes:
+            click.echo("dry run: nothing changed")
+        elif applied:
+            click.echo(f"deployment.apps/{deployment} tuned")
+        if not fit.ok and applied:
+            click.echo(f"warning: applied with --force although only {fit.fits} of {fit.wanted} surge pods fit",
+                       err=True)
+
+
+@rollout_group.command("status")
+@click.option("-w", "--watch", is_flag=True, help="Keep reporting until the rollout finishes or fails.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="With --watch: give up after this long (0: no limit).")
+@deployment_option
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@kube_options
+def status(target, watch, timeout, deployment, output):
+    """Rollout progress with kubectl's semantics.
+
+    The new spec must be observed (observedGeneration), all replicas updated, old replicas gone
+    and the updated ones available; a Progressing condition with ProgressDeadlineExceeded fails.
+
+    \b
+    Exit codes: 0 rolled out, 1 still in progress (without --watch) or progress deadline
+    exceeded, 2 cannot read the Deployment, 124 --timeout ran out.
+
+    \b
+    Examples:
+      kruisectl rollout status
+      kruisectl rollout status --watch --timeout 300
+    """
+    deadline = time.monotonic() + timeout if timeout else None
+    last = None
+    while True:
+        _, _, current = _read(target, deployment)
+        state = rollout.rollout_status(current)
+        if state.message != last:
+            if output == "table":
+                click.echo(state.message)
+            elif not watch or state.done or state.failed:
+                click.echo(dump({"deployment": f"{target.namespace}/{deployment}", **state.to_dict()}, output))
+            last = state.message
+        if state.done:
+            return
+        if state.failed:
+            sys.exit(EXIT_FINDINGS)
+        if not watch:
+            sys.exit(EXIT_FINDINGS)
+        if deadline is not None and time.monotonic() > deadline:
+            click.echo(f"error: timed out after {timeout:g}s waiting for the rollout", err=True)
+            sys.exit(EXIT_TIMEOUT)
+        time.sleep(1.0)
+
+
+@rollout_group.command("restart")
+@deployment_option
+@kube_options
+def restart(target, deployment):
+    """Restart the manager's pods through a rolling update, as kubectl rollout restart does.
+
+    \b
+    Examples:
+      kruisectl rollout restart && kruisectl rollout status --watch
+    """
+    from kubernetes import client
+
+    apps = client.AppsV1Api(target.api_client())
+    try:
+        apps.patch_namespaced_deployment(deployment, target.namespace, rollout.restart_patch(),
+                                         _preload_content=False, _request_timeout=target.request_timeout)
+    except Exception as err:  # noqa: BLE001
+        raise CLIError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
+    click.echo(f"deployment.apps/{deployment} restarted")
+
+
+COMMANDS = [rollout_group]
