@@ -35,8 +35,10 @@ class KubeTarget:
     namespace: str = DEFAULT_NAMESPACE
     request_timeout: float = 10.0
 
-    def api_client(self):
-        """A configured kubernetes ApiClient; a one-line CLIError when that is impossible."""
+    def api_client(self, pool_size: int | None = None):
+        """A configured kubernetes ApiClient; a one-line CLIError when that is impossible.
+        ``pool_size``: connections kept open, at least the number of concurrent requests, or
+        each extra request pays a new TLS handshake."""
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
@@ -61,6 +63,8 @@ class KubeTarget:
         except Exception as err:  # yaml errors and the like
             raise CLIError(f"bad kubeconfig {path or '~/.kube/config'}: {str(err).splitlines()[0]}") from None
         configuration.retries = 0
+        if pool_size:
+            configuration.connection_pool_maxsize = max(pool_size, configuration.connection_pool_maxsize)
         return client.ApiClient(configuration)
 
 
