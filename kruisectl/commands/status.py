@@ -1,0 +1,111 @@
+"""``kruisectl status``: who leads, which replicas serve, how they spread, and the webhook."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import DEPLOYMENT_NAME, LEASE_NAME, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME, \
+    VALIDATING_WEBHOOK_CONFIGURATION
+from .. import inventory as inv
+from .. import status as report_of
+from ..errors import EXIT_FINDINGS, CLIError
+from ..kube import kube_options
+from ..output import age, dump, output_option, table
+
+EPILOG = """\b
+Examples:
+  kruisectl status                          # kruise-system, upstream names
+  kruisectl status -n kruise -o wide        # more columns (pod IP, phase)
+  kruisectl status -o json | jq .leader     # stable JSON for scripts and alerts
+  helm kruise status                        # as a helm plugin
+
+\b
+Exit codes:
+  0  a fresh leader and at least one ready replica
+  1  no fresh leader (Lease STALE or missing) or no ready replica
+  2  could not check: cluster unreachable, forbidden, bad kubeconfig
+"""
+
+
+def _render(report: dict, wide: bool) -> str:
+    lines = []
+    leader = report["leader"]
+    if not leader["exists"]:
+        lines.append(f"Leader:   none (Lease {report['namespace']}/{leader['lease']} not found)")
+    else:
+        state = "STALE (no active leader)" if leader["stale"] else "active"
+        where = " / ".join(x for x in (leader["pod"], leader["node"], leader["zone"] or (leader["node"] and "no zone")) if x)
+        lines.append(f"Leader:   {leader['holder'] or '<none>'} [{state}]")
+        if where:
+            lines.append(f"          pod/node/zone: {where}")
+        lines.append(f"          acquired {age(leader['acquired_ago_s'])} ago, renewed {age(leader['renewed_ago_s'])} ago, "
+                     f"lease {leader['lease_duration_s']}s, {leader['transitions'] or 0} transition(s)")
+    deployment = report["deployment"]
+    if deployment:
+        lines.append(f"Deploy:   {deployment['name']}: {deployment['ready']}/{deployment['desired']} ready, "
+                     f"{deployment['updated']} updated, {deployment['available']} available")
+    else:
+        lines.append("Deploy:   not found")
+    headers = ["pod", "node", "zone", "ready", "restarts", "age", "host network", "leader"]
+    rows = []
+    for r in report["replicas"]:
+        row = [r["pod"], r["node"] or "<pending>", r["zone"] or report_of.NO_ZONE, "yes" if r["ready"] else "NO",
+               str(r["restarts"]), age(r["ageSeconds"]), "yes" if r["hostNetwork"] else "no", "*" if r["leader"] else ""]
+        if wide:
+            row += [r["podIP"] or "", r["phase"] or ""]
+        rows.append(row)
+    if rows:
+        lines.append("")
+        lines.append(table(rows, headers + (["ip", "phase"] if wide else [])))
+    zones = report["zones"]
+    spread = ", ".join(f"{z}={n}" for z, n in zones["replicasPerZone"].items()) or "no scheduled replica"
+    skew = "" if zones["skew"] is None else f" (skew {zones['skew']})"
+    lines.append("")
+    lines.append(f"Zones:    {spread}{skew}")
+    if zones["replicasOnNodesWithoutZone"]:
+        lines.append(f"          on nodes without {report_of.ZONE_LABEL}: {', '.join(zones['replicasOnNodesWithoutZone'])}"
+                     " (see `kruisectl label-zones`)")
+    webhook = report["webhook"]
+    cert = "cert unknown" if webhook["certExpiresInDays"] is None else f"cert expires in {webhook['certExpiresInDays']:g}d"
+    service = webhook["service"] or "service NOT FOUND"
+    lines.append(f"Webhook:  {service}: {len(webhook['readyEndpoints'])} ready endpoint(s) / {webhook['readyReplicas']} "
+                 f"ready replica(s), caBundle {webhook['caBundle']}, {cert}")
+    for read, reason in report["readErrors"].items():
+        lines.append(f"warning: could not read {read}: {reason}")
+    return "\n".join(lines)
+
+
+@click.command("status", epilog=EPILOG)
+@kube_options
+@output_option()
+@click.option("--lease-name", default=LEASE_NAME, show_default=True)
+@click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True)
+@click.option("--service", default=SERVICE_NAME, show_default=True)
+@click.option("--secret", default=SECRET_NAME, show_default=True)
+@click.option("--mutating-webhook-configuration", "mutating", default=MUTATING_WEBHOOK_CONFIGURATION, show_default=True)
+@click.option("--validating-webhook-configuration", "validating", default=VALIDATING_WEBHOOK_CONFIGURATION,
+              show_default=True)
+def status(target, output, lease_name, deployment, service, secret, mutating, validating):
+    """Leader (holder -> pod -> node -> zone, STALE when not renewed), replicas, zone spread and
+    webhook summary of the kruise-manager."""
+    names = inv.Names(namespace=target.namespace, lease=lease_name, deployment=deployment, service=service,
+                      secret=secret, mutating=mutating, validating=validating)
+    inventory = inv.collect(target.api_client(), names, timeout=target.request_timeout)
+    fatal = inventory.fatal()
+    if fatal:
+        raise CLIError(fatal)
+    report = report_of.build(inventory)
+    problems = report_of.problems(report)
+    if output in ("json", "yaml"):
+        click.echo(dump({**report, "problems": problems}, output))
+    else:
+        click.echo(_render(report, output == "wide"))
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(EXIT_FINDINGS)
+
+
+COMMANDS = [status]

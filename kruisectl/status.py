@@ -1,0 +1,159 @@
+"""The status report: leader, replicas, zone spread and webhook summary, from one Inventory.
+
+Pure functions over API JSON, so the same report is built for this project's manager and for
+an upstream OpenKruise installation (same names), and is testable without a cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections import Counter
+
+from . import ZONE_LABEL
+from .inventory import Inventory
+from .leader import interpret
+
+NO_ZONE = "<none>"
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
+
+
+def _restarts(pod: dict) -> int:
+    return sum(int(c.get("restartCount", 0)) for c in pod.get("status", {}).get("containerStatuses") or [])
+
+
+def _zone_of(nodes: dict[str, dict], node_name: str | None) -> str | None:
+    node = nodes.get(node_name or "")
+    return ((node or {}).get("metadata", {}).get("labels") or {}).get(ZONE_LABEL) if node else None
+
+
+def serving_certificate(secret: dict | None) -> dict:
+    """CA and serving cert facts from the webhook Secret (upstream keys, else tls.crt/ca.crt)."""
+    from cryptography import x509
+
+    data = (secret or {}).get("data") or {}
+    facts: dict = {"ca": None, "notAfter": None, "dnsNames": []}
+    ca = data.get("ca-cert.pem") or data.get("ca.crt")
+    cert = data.get("cert.pem") or data.get("tls.crt")
+    if ca:
+        facts["ca"] = base64.b64decode(ca)
+    if cert:
+        try:
+            parsed = x509.load_pem_x509_certificate(base64.b64decode(cert))
+            facts["notAfter"] = parsed.not_valid_after_utc
+            try:
+                san = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+                facts["dnsNames"] = san.value.get_values_for_type(x509.DNSName)
+            except x509.ExtensionNotFound:
+                pass
+        except ValueError:
+            facts["notAfter"] = None
+    return facts
+
+
+def ca_bundle_state(configurations: list[dict | None], ca: bytes | None) -> str:
+    """ok | mismatch | empty | missing (configuration absent) | unknown (no CA to compare)."""
+    if any(c is None for c in configurations):
+        return "missing"
+    bundles = [w.get("clientConfig", {}).get("caBundle") for c in configurations for w in c.get("webhooks") or []]
+    if not bundles or any(not b for b in bundles):
+        return "empty"
+    if ca is None:
+        return "unknown"
+    return "ok" if all(base64.b64decode(b).strip() == ca.strip() for b in bundles) else "mismatch"
+
+
+def ready_endpoints(slices: list[dict]) -> list[str]:
+    addresses = set()
+    for endpoint_slice in slices:
+        for endpoint in endpoint_slice.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready", True):
+                addresses.update(endpoint.get("addresses") or [])
+    return sorted(addresses)
+
+
+def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    pods = sorted(inventory.pods, key=lambda p: p["metadata"]["name"])
+    leader = interpret(inventory.lease, {p["metadata"]["name"] for p in pods}, now)
+    leader_pod = next((p for p in pods if p["metadata"]["name"] == leader.pod), None)
+    leader_node = (leader_pod or {}).get("spec", {}).get("nodeName")
+
+    replicas = []
+    for pod in pods:
+        node = pod["spec"].get("nodeName")
+        created = _time(pod["metadata"].get("creationTimestamp"))
+        replicas.append({
+            "pod": pod["metadata"]["name"],
+            "node": node,
+            "zone": _zone_of(inventory.nodes, node),
+            "ready": _ready(pod),
+            "restarts": _restarts(pod),
+            "ageSeconds": (now - created).total_seconds() if created else None,
+            "hostNetwork": bool(pod["spec"].get("hostNetwork")),
+            "podIP": pod.get("status", {}).get("podIP"),
+            "phase": pod.get("status", {}).get("phase"),
+            "leader": pod["metadata"]["name"] == leader.pod,
+        })
+
+    scheduled = [r for r in replicas if r["node"]]
+    per_zone = Counter(r["zone"] or NO_ZONE for r in scheduled)
+    zoned_counts = [n for z, n in per_zone.items() if z != NO_ZONE]
+    cert = serving_certificate(inventory.secret)
+    deployment_status = (inventory.deployment or {}).get("status", {})
+    endpoints = ready_endpoints(inventory.endpoint_slices)
+    return {
+        "namespace": inventory.names.namespace,
+        "leader": {
+            "lease": inventory.names.lease,
+            **leader.to_dict(),
+            "node": leader_node,
+            "zone": _zone_of(inventory.nodes, leader_node),
+        },
+        "deployment": None if inventory.deployment is None else {
+            "name": inventory.names.deployment,
+            "desired": (inventory.deployment.get("spec") or {}).get("replicas", 1),
+            "ready": deployment_status.get("readyReplicas", 0),
+            "updated": deployment_status.get("updatedReplicas", 0),
+            "available": deployment_status.get("availableReplicas", 0),
+        },
+        "replicas": replicas,
+        "zones": {
+            "replicasPerZone": dict(sorted(per_zone.items())),
+            "skew": (max(zoned_counts) - min(zoned_counts)) if zoned_counts else None,
+            "replicasOnNodesWithoutZone": sorted(r["pod"] for r in scheduled if not r["zone"]),
+        },
+        "webhook": {
+            "service": inventory.names.service if inventory.service is not None else None,
+            "readyEndpoints": endpoints,
+            "readyReplicas": sum(1 for r in replicas if r["ready"]),
+            "caBundle": ca_bundle_state([inventory.mutating, inventory.validating], cert["ca"]),
+            "certNotAfter": cert["notAfter"].isoformat() if cert["notAfter"] else None,
+            "certExpiresInDays": round((cert["notAfter"] - now).total_seconds() / 86400, 1) if cert["notAfter"] else None,
+        },
+        "readErrors": dict(sorted(inventory.errors.items())),
+    }
+
+
+def problems(report: dict) -> list[str]:
+    """Error-level facts that make `status` exit 1."""
+    found = []
+    leader = report["leader"]
+    if not leader["exists"]:
+        found.append(f"no Lease {report['namespace']}/{leader['lease']}: no controller has ever led here")
+    elif leader["stale"]:
+        found.append("leader lease is STALE: no active leader is reconciling")
+    if report["deployment"] is None and not report["replicas"]:
+        found.append("no manager Deployment or pods found")
+    elif not any(r["ready"] for r in report["replicas"]):
+        found.append("no ready manager replica: the webhook has no endpoint")
+    return found

@@ -1,0 +1,179 @@
+"""`kruisectl status` against a cluster laid out like upstream OpenKruise: the Deployment's
+pods run by kwok on zoned and bare-metal nodes, a Lease naming a pod, the webhook Secret,
+Service and configurations. Each state is produced by really changing the cluster."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from kubernetes import client
+
+from kruisectl.cli import cli
+from kruisectl.localcluster.cluster import free_port
+from kruisectl.localcluster.pki import LocalCA
+
+from ..conftest import wait_for
+
+HOSTS = ["node-0", "node-1", "node-6"]  # zone-a, zone-b, and a bare-metal node without a zone
+
+
+def _now(offset_s: float = 0) -> str:
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.fixture
+def layout(cluster, api, namespace):
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    admission, leases = client.AdmissionregistrationV1Api(api), client.CoordinationV1Api(api)
+    labels = {"control-plane": "controller-manager"}
+    apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "kruise-controller-manager", "labels": labels},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "100%"}},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "hostNetwork": True,
+                "containers": [{"name": "manager", "image": "openkruise/kruise-manager:v1.8.0"}],
+                "affinity": {
+                    "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": HOSTS}]}]}},
+                    "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]},
+                },
+            }},
+        },
+    })
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "kruise-webhook-service"},
+        "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 9876}]},
+    })
+    ca = LocalCA("kruise-webhook-ca")
+    cert, key = ca.issue("kruise-webhook-service", dns_names=(f"kruise-webhook-service.{namespace}.svc",), server=True)
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    core.create_namespaced_secret(namespace, {
+        "metadata": {"name": "kruise-webhook-certs"},
+        "data": {"ca-cert.pem": b64(ca.cert_pem), "ca-key.pem": b64(ca.key_pem), "cert.pem": b64(cert),
+                 "key.pem": b64(key), "tls.crt": b64(cert), "tls.key": b64(key)},
+    })
+    names = {"mutating": f"m-{namespace}", "validating": f"v-{namespace}"}
+    webhook = {"clientConfig": {"service": {"namespace": namespace, "name": "kruise-webhook-service", "path": "/x"},
+                                "caBundle": b64(ca.cert_pem)},
+               "sideEffects": "None", "admissionReviewVersions": ["v1"],
+               # Never matches anything, so other tests' objects are not sent to it.
+               "namespaceSelector": {"matchLabels": {"no-such-label": "x"}}, "failurePolicy": "Ignore"}
+    admission.create_mutating_webhook_configuration(
+        {"metadata": {"name": names["mutating"]}, "webhooks": [{**webhook, "name": "mpod.kb.io"}]})
+    admission.create_validating_webhook_configuration(
+        {"metadata": {"name": names["validating"]}, "webhooks": [{**webhook, "name": "vsidecarset.kb.io"}]})
+    wait_for(lambda: (apps.read_namespaced_deployment("kruise-controller-manager", namespace).status.ready_replicas or 0) == 3,
+             timeout=90, what="3 ready manager pods")
+    pods = sorted(core.list_namespaced_pod(namespace, label_selector="control-plane=controller-manager").items,
+                  key=lambda p: p.metadata.name)
+    leader = next(p for p in pods if p.spec.node_name == "node-0")
+    leases.create_namespaced_lease(namespace, {"metadata": {"name": "kruise-manager"}, "spec": {
+        "holderIdentity": f"{leader.metadata.name}_{uuid.uuid4()}", "leaseDurationSeconds": 15,
+        "acquireTime": _now(-300), "renewTime": _now(), "leaseTransitions": 2}})
+    yield {"namespace": namespace, "leader": leader.metadata.name, "pods": pods, "ca": ca, **names}
+    admission.delete_mutating_webhook_configuration(names["mutating"])
+    admission.delete_validating_webhook_configuration(names["validating"])
+
+
+def status(cluster, layout, *extra):
+    args = ["status", "--kubeconfig", str(cluster.kubeconfig), "-n", layout["namespace"],
+            "--mutating-webhook-configuration", layout["mutating"],
+            "--validating-webhook-configuration", layout["validating"], *extra]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_healthy_layout_leader_to_zone_replicas_spread_and_webhook(cluster, api, layout):
+    wait_for(lambda: len(json.loads(status(cluster, layout, "-o", "json").stdout)["webhook"]["readyEndpoints"]) == 3,
+             timeout=60, what="3 ready endpoints")
+    result = status(cluster, layout, "-o", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["problems"] == []
+    leader = report["leader"]
+    assert (leader["pod"], leader["node"], leader["zone"], leader["stale"]) == (layout["leader"], "node-0", "zone-a", False)
+    assert leader["transitions"] == 2 and 290 < leader["acquired_ago_s"] < 400
+    by_node = {r["node"]: r for r in report["replicas"]}
+    assert set(by_node) == set(HOSTS)
+    assert all(r["ready"] and r["hostNetwork"] for r in report["replicas"])
+    assert [r["leader"] for r in report["replicas"]].count(True) == 1 and by_node["node-0"]["leader"]
+    assert report["zones"]["replicasPerZone"] == {"<none>": 1, "zone-a": 1, "zone-b": 1}
+    assert report["zones"]["replicasOnNodesWithoutZone"] == [by_node["node-6"]["pod"]]
+    assert report["webhook"]["caBundle"] == "ok"
+    assert 29 < report["webhook"]["certExpiresInDays"] <= 30
+
+    table = status(cluster, layout)
+    assert table.exit_code == 0
+    assert f"pod/node/zone: {layout['leader']} / node-0 / zone-a" in table.output
+    assert "on nodes without topology.kubernetes.io/zone" in table.output
+
+
+def test_stale_lease_is_reported_and_exits_1(cluster, api, layout):
+    client.CoordinationV1Api(api).patch_namespaced_lease("kruise-manager", layout["namespace"],
+                                                         {"spec": {"renewTime": _now(-60)}})
+    result = status(cluster, layout)
+    assert result.exit_code == 1
+    assert "STALE" in result.output
+    assert json.loads(status(cluster, layout, "-o", "json").stdout)["leader"]["stale"] is True
+
+
+def test_reset_ca_bundle_is_a_mismatch(cluster, api, layout):
+    other = base64.b64encode(LocalCA("someone-else").cert_pem).decode()
+    client.AdmissionregistrationV1Api(api).patch_validating_webhook_configuration(
+        layout["validating"], [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": other}])
+    report = json.loads(status(cluster, layout, "-o", "json").stdout)
+    assert report["webhook"]["caBundle"] == "mismatch"
+
+
+def test_scaled_to_zero_has_no_ready_replica(cluster, api, layout):
+    client.AppsV1Api(api).patch_namespaced_deployment_scale("kruise-controller-manager", layout["namespace"],
+                                                            {"spec": {"replicas": 0}})
+    core = client.CoreV1Api(api)
+    wait_for(lambda: not core.list_namespaced_pod(layout["namespace"]).items, timeout=60, what="pods to go")
+    result = status(cluster, layout, "-o", "yaml")
+    assert result.exit_code == 1
+    assert "no ready manager replica: the webhook has no endpoint" in yaml.safe_load(result.stdout)["problems"]
+
+
+def test_as_a_subprocess_and_through_helm_environment(cluster, layout):
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "HELM_NAMESPACE": layout["namespace"], "HELM_PLUGIN_NAME": "kruise",
+           "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "kruisectl", "status", "--mutating-webhook-configuration",
+                             layout["mutating"], "--validating-webhook-configuration", layout["validating"]],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert layout["leader"] in result.stdout
+
+
+def test_unreachable_cluster_and_forbidden_user_exit_2_in_one_line(cluster, api, namespace, tmp_path):
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    dead = tmp_path / "dead.kubeconfig"
+    dead.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "kruisectl", "status", "--kubeconfig", str(dead)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: cannot reach the cluster")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
+    token = core.create_namespaced_service_account_token(
+        "nobody", namespace, {"spec": {"expirationSeconds": 600}}).status.token
+    kubeconfig = cluster.write_token_kubeconfig(tmp_path / "nobody.kubeconfig", token)
+    result = subprocess.run([sys.executable, "-m", "kruisectl", "status", "--kubeconfig", str(kubeconfig)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("error: forbidden")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
