@@ -43,12 +43,16 @@ class Inventory:
     secret: dict | None = None
     mutating: dict | None = None
     validating: dict | None = None
+    # Read only for doctor (``extended``): every node, every pod (for the capacity check), PDBs.
+    all_nodes: list[dict] | None = None
+    all_pods: list[dict] | None = None
+    pdbs: list[dict] | None = None
     errors: dict[str, str] = field(default_factory=dict)  # read -> one-line reason
     statuses: dict[str, int] = field(default_factory=dict)  # read -> HTTP status of a failed read
 
     def fatal(self) -> str | None:
         """A reason when the cluster could not be read at all (unreachable, unauthorized)."""
-        if self.errors and len(self.errors) == len(READS):
+        if self.errors and len(self.errors) >= len(READS):
             return next(iter(self.errors.values()))
         for read, status in self.statuses.items():
             if status == 401:
@@ -64,7 +68,7 @@ def _get(call, *args, timeout: float, **kwargs):
 READS = ("lease", "deployment", "pods", "service", "endpoint_slices", "secret", "mutating", "validating")
 
 
-def collect(api_client, names: Names, timeout: float = 5.0) -> Inventory:
+def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = False) -> Inventory:
     """Read everything in parallel: one round for the objects, one for the pods' nodes."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -87,6 +91,14 @@ def collect(api_client, names: Names, timeout: float = 5.0) -> Inventory:
         "mutating": lambda: _get(admission.read_mutating_webhook_configuration, names.mutating, timeout=timeout),
         "validating": lambda: _get(admission.read_validating_webhook_configuration, names.validating, timeout=timeout),
     }
+    if extended:
+        policy = client.PolicyV1Api(api_client)
+        calls.update({
+            "all_nodes": lambda: _get(core.list_node, timeout=timeout)["items"],
+            "all_pods": lambda: _get(core.list_pod_for_all_namespaces, field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                                     timeout=timeout)["items"],
+            "pdbs": lambda: _get(policy.list_namespaced_pod_disruption_budget, ns, timeout=timeout)["items"],
+        })
     inventory = Inventory(names=names)
 
     def run(key, call):

@@ -1,0 +1,78 @@
+"""``kruisectl doctor``: every failure mode of the HA design, with severity and remediation."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import DEPLOYMENT_NAME, LEASE_NAME, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME, \
+    VALIDATING_WEBHOOK_CONFIGURATION
+from .. import inventory as inv
+from ..doctor import diagnose
+from ..errors import EXIT_FINDINGS, CLIError
+from ..findings import failing, grade
+from ..kube import kube_options
+from ..output import dump, output_option, table
+
+EPILOG = """\b
+Examples:
+  kruisectl doctor                         # kruise-system, upstream names
+  kruisectl doctor --fail-on warning       # CI gate: warnings fail too
+  kruisectl doctor -o json | jq '.findings[] | select(.level=="error")'
+
+\b
+Exit codes:
+  0  no error-level finding (with --fail-on warning: no warning either)
+  1  at least one such finding
+  2  could not check: cluster unreachable, forbidden, bad kubeconfig
+"""
+
+MARK = {"ok": "ok", "info": "info", "warning": "WARN", "error": "ERROR"}
+
+
+@click.command("doctor", epilog=EPILOG)
+@kube_options
+@output_option(formats=("table", "wide", "json", "yaml"))
+@click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
+              help="Lowest level that makes the exit code 1.")
+@click.option("--lease-name", default=LEASE_NAME, show_default=True)
+@click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True)
+@click.option("--service", default=SERVICE_NAME, show_default=True)
+@click.option("--secret", default=SECRET_NAME, show_default=True)
+@click.option("--mutating-webhook-configuration", "mutating", default=MUTATING_WEBHOOK_CONFIGURATION, show_default=True)
+@click.option("--validating-webhook-configuration", "validating", default=VALIDATING_WEBHOOK_CONFIGURATION,
+              show_default=True)
+def doctor(target, output, fail_on, lease_name, deployment, service, secret, mutating, validating):
+    """Check the kruise-manager against every failure mode of its high-availability design:
+    leader, ready replicas, node/zone spread, zone labels, spread policy, surge capacity, host
+    network, webhook namespace exclusions and failure policy, PDB, certificate, zone loss."""
+    names = inv.Names(namespace=target.namespace, lease=lease_name, deployment=deployment, service=service,
+                      secret=secret, mutating=mutating, validating=validating)
+    inventory = inv.collect(target.api_client(), names, timeout=target.request_timeout, extended=True)
+    fatal = inventory.fatal()
+    if fatal:
+        raise CLIError(fatal)
+    findings = diagnose(inventory)
+    score, letter = grade(findings)
+    if output in ("json", "yaml"):
+        click.echo(dump({"namespace": names.namespace, "score": score, "grade": letter,
+                         "findings": [f.to_dict() for f in findings],
+                         "readErrors": inventory.errors}, output))
+    else:
+        rows = []
+        for f in findings:
+            row = [MARK[f.level], f.check, f.message]
+            row.append(f.remediation if f.level != "ok" else "")
+            rows.append(row)
+        click.echo(table(rows, ["level", "check", "finding", "fix"]))
+        counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "info", "ok")}
+        click.echo(f"\nkruise-manager in {names.namespace}: score {score}/100, grade {letter} "
+                   f"({counts['error']} error, {counts['warning']} warning, {counts['info']} info, {counts['ok']} ok)")
+        for read, reason in inventory.errors.items():
+            click.echo(f"warning: could not read {read}: {reason}", err=True)
+    if failing(findings, fail_on):
+        sys.exit(EXIT_FINDINGS)
+
+
+COMMANDS = [doctor]

@@ -1,0 +1,221 @@
+"""Doctor: every failure mode of kruise-manager's high-availability design, checked.
+
+Each check turns the Inventory (and the status report built from it) into one Finding with a
+severity and a remediation. Checks are plain functions listed in CHECKS, in the order an
+on-call engineer should read them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from . import ZONE_LABEL
+from .capacity import selector_matches, surge_fit
+from .findings import Finding
+from .inventory import Inventory
+from .status import NO_ZONE, build
+
+SYSTEM_NAMESPACES = ("kube-system",)
+CERT_WARNING_DAYS = 30
+CERT_ERROR_DAYS = 7
+
+
+def check_leader(inv: Inventory, report: dict) -> Finding:
+    leader = report["leader"]
+    evidence = {k: leader[k] for k in ("holder", "pod", "node", "zone", "renewed_ago_s", "lease_duration_s")}
+    if not leader["exists"]:
+        return Finding("leader", "error", f"no Lease {inv.names.namespace}/{inv.names.lease}: no controller leads",
+                       "check that the manager runs with --enable-leader-election and can write Leases in its namespace",
+                       evidence)
+    if leader["stale"]:
+        return Finding("leader", "error", f"leader {leader['holder']} stopped renewing: no controller is reconciling",
+                       "look at the holder pod (hung or partitioned?); a healthy replica takes over after the lease "
+                       "duration; if none does, check the replicas' logs for leader-election errors", evidence)
+    return Finding("leader", "ok", f"{leader['pod']} leads, renewed {leader['renewed_ago_s']:.0f}s ago", evidence=evidence)
+
+
+def check_ready_replicas(inv: Inventory, report: dict) -> Finding:
+    ready = [r["pod"] for r in report["replicas"] if r["ready"]]
+    evidence = {"ready": ready, "replicas": len(report["replicas"])}
+    if not ready:
+        return Finding("ready-replicas", "error", "no ready replica: the webhook has no endpoint",
+                       "kubectl -n {0} describe pods -l control-plane=controller-manager; "
+                       "check readiness (/readyz) and the webhook certificate".format(inv.names.namespace), evidence)
+    if len(ready) < 2:
+        return Finding("ready-replicas", "warning", f"only {len(ready)} ready replica: one failure stops the webhook",
+                       "run at least 2 replicas (helm --set replicaCount=3 or kruisectl install --replicas 3)", evidence)
+    return Finding("ready-replicas", "ok", f"{len(ready)} ready replicas", evidence=evidence)
+
+
+def check_spread(inv: Inventory, report: dict) -> Finding:
+    scheduled = [r for r in report["replicas"] if r["node"]]
+    nodes = Counter(r["node"] for r in scheduled)
+    zones = Counter(r["zone"] or NO_ZONE for r in scheduled)
+    evidence = {"replicasPerNode": dict(nodes), "replicasPerZone": dict(zones)}
+    if len(scheduled) < 2:
+        return Finding("spread", "info", "fewer than 2 scheduled replicas: nothing to spread", evidence=evidence)
+    if len(nodes) == 1:
+        return Finding("spread", "error", f"all replicas on one node ({next(iter(nodes))}): a node failure stops the webhook",
+                       "spread replicas over nodes (pod anti-affinity by kubernetes.io/hostname)", evidence)
+    real_zones = [z for z in zones if z != NO_ZONE]
+    if len(real_zones) <= 1 and NO_ZONE not in zones:
+        return Finding("spread", "warning", f"all replicas in one zone ({real_zones[0] if real_zones else '?'})",
+                       "add nodes in other zones or set whenUnsatisfiable: DoNotSchedule to force spreading", evidence)
+    return Finding("spread", "ok", f"replicas over {len(nodes)} nodes and {len(real_zones)} zone(s)", evidence=evidence)
+
+
+def check_zone_labels(inv: Inventory, report: dict) -> Finding:
+    hosting = sorted({r["node"] for r in report["replicas"] if r["node"] and not r["zone"]})
+    all_nodes = inv.all_nodes or []
+    unlabelled = [n["metadata"]["name"] for n in all_nodes if not (n["metadata"].get("labels") or {}).get(ZONE_LABEL)]
+    evidence = {"replicaNodesWithoutZone": hosting, "clusterNodesWithoutZone": len(unlabelled), "clusterNodes": len(all_nodes)}
+    fix = ("label them, e.g. kruisectl label-zones --from-label <rack-label> --apply; "
+           "zone spreading ignores nodes without " + ZONE_LABEL)
+    if hosting:
+        return Finding("zone-labels", "warning", f"replicas run on nodes without {ZONE_LABEL}: {', '.join(hosting)}",
+                       fix, evidence)
+    if unlabelled:
+        return Finding("zone-labels", "info", f"{len(unlabelled)} of {len(all_nodes)} nodes lack {ZONE_LABEL}", fix, evidence)
+    return Finding("zone-labels", "ok", "every node has a zone label", evidence=evidence)
+
+
+def _zone_constraint(deployment: dict | None) -> dict | None:
+    spec = ((deployment or {}).get("spec") or {}).get("template", {}).get("spec", {})
+    return next((c for c in spec.get("topologySpreadConstraints") or [] if c.get("topologyKey") == ZONE_LABEL), None)
+
+
+def check_when_unsatisfiable(inv: Inventory, report: dict) -> Finding:
+    constraint = _zone_constraint(inv.deployment)
+    zones = sorted({(n["metadata"].get("labels") or {}).get(ZONE_LABEL) for n in inv.all_nodes or []} - {None})
+    evidence = {"whenUnsatisfiable": (constraint or {}).get("whenUnsatisfiable"), "zones": zones}
+    if inv.deployment is None:
+        return Finding("zone-spread-policy", "info", "no manager Deployment to check", evidence=evidence)
+    if constraint is None:
+        return Finding("zone-spread-policy", "warning", "no topologySpreadConstraint on the zone label",
+                       "add one (maxSkew 1, matchLabelKeys [pod-template-hash], ScheduleAnyway)", evidence)
+    if constraint.get("whenUnsatisfiable") == "DoNotSchedule" and len(zones) < 2:
+        return Finding("zone-spread-policy", "error",
+                       f"DoNotSchedule with {len(zones)} zone(s): replicas beyond the skew cannot be scheduled",
+                       "label nodes with zones (kruisectl label-zones) or use ScheduleAnyway", evidence)
+    return Finding("zone-spread-policy", "ok", f"{constraint.get('whenUnsatisfiable', 'DoNotSchedule')} over {len(zones)} zone(s)",
+                   evidence=evidence)
+
+
+def check_surge_capacity(inv: Inventory, report: dict) -> Finding:
+    if inv.deployment is None or inv.all_nodes is None or inv.all_pods is None:
+        return Finding("surge-capacity", "info", "not checked: the Deployment, nodes or pods could not be read")
+    fit = surge_fit(inv.deployment, inv.all_nodes, inv.all_pods)
+    evidence = {"wanted": fit.wanted, "fits": fit.fits, "recommendedMaxSurge": fit.recommended_max_surge,
+                "reasons": fit.reasons}
+    if fit.fits < fit.wanted:
+        return Finding("surge-capacity", "warning",
+                       f"the next rollout wants {fit.wanted} surge pod(s) but only {fit.fits} fit now: it would stall",
+                       f"kruisectl rollout tune --max-surge {max(fit.recommended_max_surge, 1)} (or add capacity)", evidence)
+    return Finding("surge-capacity", "ok", f"all {fit.wanted} surge pod(s) of the next rollout fit", evidence=evidence)
+
+
+def check_host_network(inv: Inventory, report: dict) -> Finding:
+    spec = ((inv.deployment or {}).get("spec") or {}).get("template", {}).get("spec", {})
+    if inv.deployment is None:
+        return Finding("host-network", "info", "no manager Deployment to check")
+    if not spec.get("hostNetwork"):
+        return Finding("host-network", "warning", "the manager does not use host network: it depends on the CNI, "
+                       "which may itself need the pod webhook (cyclic dependency)",
+                       "install with --host-network (the default)", {"hostNetwork": False})
+    return Finding("host-network", "ok", "host network", evidence={"hostNetwork": True})
+
+
+def _excluded(webhook: dict, namespace: str) -> bool:
+    selector = webhook.get("namespaceSelector") or {}
+    for expression in selector.get("matchExpressions") or []:
+        if expression.get("key") == "kubernetes.io/metadata.name" and expression.get("operator") == "NotIn" \
+                and namespace in (expression.get("values") or []):
+            return True
+    labels = selector.get("matchLabels") or {}
+    return labels.get("kubernetes.io/metadata.name", namespace) != namespace
+
+
+def _pod_webhooks(configuration: dict | None) -> list[dict]:
+    return [w for w in (configuration or {}).get("webhooks") or []
+            if any("pods" in (r.get("resources") or []) for r in w.get("rules") or [])]
+
+
+def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
+    missing = []
+    for webhook in _pod_webhooks(inv.mutating) + _pod_webhooks(inv.validating):
+        for namespace in (*SYSTEM_NAMESPACES, inv.names.namespace):
+            if not _excluded(webhook, namespace):
+                missing.append(f"{webhook['name']} does not exclude {namespace}")
+    if missing:
+        return Finding("namespace-exclusion", "error", "; ".join(missing) + ": a manager outage can block its own "
+                       "pods and system pods (cyclic dependency)",
+                       "add a namespaceSelector NotIn on kubernetes.io/metadata.name for kube-system and "
+                       f"{inv.names.namespace}", {"missing": missing})
+    return Finding("namespace-exclusion", "ok", f"pod webhooks skip kube-system and {inv.names.namespace}")
+
+
+def check_failure_policy(inv: Inventory, report: dict) -> Finding:
+    failing = [w["name"] for w in _pod_webhooks(inv.mutating) + _pod_webhooks(inv.validating)
+               if w.get("failurePolicy", "Fail") == "Fail"]
+    endpoints = report["webhook"]["readyEndpoints"]
+    evidence = {"failPolicyWebhooks": failing, "readyEndpoints": endpoints}
+    if failing and not endpoints:
+        return Finding("failure-policy", "error", "failurePolicy Fail with no ready endpoint: pod creation is blocked "
+                       "in every namespace the webhook matches",
+                       "bring a replica back (kruisectl status), or temporarily set failurePolicy Ignore", evidence)
+    return Finding("failure-policy", "ok", f"{len(endpoints)} ready endpoint(s) behind {len(failing)} Fail-policy pod webhook(s)",
+                   evidence=evidence)
+
+
+def check_pdb(inv: Inventory, report: dict) -> Finding:
+    if inv.pdbs is None:
+        return Finding("pdb", "info", "PodDisruptionBudgets could not be read")
+    labels = (((inv.deployment or {}).get("spec") or {}).get("template", {}).get("metadata", {}).get("labels")) or {}
+    covering = [p["metadata"]["name"] for p in inv.pdbs if selector_matches(p.get("spec", {}).get("selector"), labels)]
+    if not covering:
+        return Finding("pdb", "warning", "no PodDisruptionBudget: a node drain may evict every replica at once",
+                       "create one with minAvailable 1 (the chart's podDisruptionBudget.enabled)")
+    return Finding("pdb", "ok", f"PodDisruptionBudget {', '.join(covering)}", evidence={"pdbs": covering})
+
+
+def check_certificate(inv: Inventory, report: dict) -> Finding:
+    days = report["webhook"]["certExpiresInDays"]
+    evidence = {"notAfter": report["webhook"]["certNotAfter"], "caBundle": report["webhook"]["caBundle"]}
+    if days is None:
+        return Finding("certificate", "warning", f"no serving certificate in Secret {inv.names.secret}",
+                       "the manager writes it on start; check its logs", evidence)
+    if days < CERT_ERROR_DAYS:
+        return Finding("certificate", "error", f"serving certificate expires in {days:g} days",
+                       "restart the manager or rotate the Secret's certificate", evidence)
+    if days < CERT_WARNING_DAYS:
+        return Finding("certificate", "warning", f"serving certificate expires in {days:g} days",
+                       "make sure rotation runs (manager logs) before it expires", evidence)
+    if report["webhook"]["caBundle"] not in ("ok", "unknown"):
+        return Finding("certificate", "error", f"caBundle {report['webhook']['caBundle']}: the apiserver will not trust "
+                       "the webhook (x509: unknown authority)", "restart a manager replica to re-patch the caBundle",
+                       evidence)
+    return Finding("certificate", "ok", f"certificate valid for {days:g} more days, caBundle {report['webhook']['caBundle']}",
+                   evidence=evidence)
+
+
+def check_zone_failure(inv: Inventory, report: dict) -> Finding:
+    ready = [r for r in report["replicas"] if r["ready"]]
+    zones = sorted({r["zone"] or NO_ZONE for r in ready})
+    fatal = [z for z in zones if all((r["zone"] or NO_ZONE) == z for r in ready)]
+    evidence = {"readyReplicasPerZone": dict(Counter(r["zone"] or NO_ZONE for r in ready))}
+    if not ready:
+        return Finding("zone-failure", "info", "no ready replica: nothing to lose", evidence=evidence)
+    if fatal:
+        return Finding("zone-failure", "warning", f"losing zone {fatal[0]} would leave no ready replica and no leader candidate",
+                       "spread replicas over at least 2 zones (label nodes, DoNotSchedule)", evidence)
+    return Finding("zone-failure", "ok", f"any single zone can fail: ready replicas in {len(zones)} zones", evidence=evidence)
+
+
+CHECKS = (check_leader, check_ready_replicas, check_spread, check_zone_labels, check_when_unsatisfiable,
+          check_surge_capacity, check_host_network, check_namespace_exclusion, check_failure_policy, check_pdb,
+          check_certificate, check_zone_failure)
+
+
+def diagnose(inventory: Inventory) -> list[Finding]:
+    report = build(inventory)
+    return [check(inventory, report) for check in CHECKS]

@@ -1,0 +1,111 @@
+"""`kruisectl doctor` on an upstream-like layout: each check driven into its states by really
+changing the cluster, asserting the finding and the exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from kubernetes import client
+
+from kruisectl.cli import cli
+from kruisectl.findings import Finding, failing, grade
+
+from ..conftest import wait_for
+
+
+def doctor(cluster, layout, *extra):
+    args = ["doctor", "--kubeconfig", str(cluster.kubeconfig), "-n", layout["namespace"],
+            "--mutating-webhook-configuration", layout["mutating"],
+            "--validating-webhook-configuration", layout["validating"], *extra]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def findings(cluster, layout):
+    result = doctor(cluster, layout, "-o", "json")
+    report = json.loads(result.stdout)
+    return result.exit_code, {f["check"]: f for f in report["findings"]}, report
+
+
+def test_grade_and_fail_on_levels():
+    assert grade([Finding("a", "ok", "")]) == (100, "A")
+    assert grade([Finding("a", "error", ""), Finding("b", "warning", "")]) == (67, "D")
+    assert grade([Finding("a", "error", ""), Finding("c", "error", ""), Finding("b", "warning", "")]) == (42, "F")
+    items = [Finding("a", "warning", ""), Finding("b", "ok", "")]
+    assert failing(items) == [] and [f.check for f in failing(items, "warning")] == ["a"]
+
+
+def test_layout_findings_and_exit_codes(cluster, api, layout):
+    wait_for(lambda: findings(cluster, layout)[1]["failure-policy"]["evidence"]["readyEndpoints"], timeout=60,
+             what="ready endpoints")
+    code, by_check, report = findings(cluster, layout)
+    assert code == 0, by_check
+    assert by_check["leader"]["level"] == "ok"
+    assert by_check["ready-replicas"]["level"] == "ok"
+    assert by_check["spread"]["level"] == "ok"
+    # node-6 is bare metal and hosts a replica.
+    assert by_check["zone-labels"]["level"] == "warning"
+    assert by_check["zone-labels"]["evidence"]["replicaNodesWithoutZone"] == ["node-6"]
+    assert by_check["zone-labels"]["evidence"]["clusterNodesWithoutZone"] >= 2
+    assert by_check["zone-spread-policy"]["level"] == "warning", "the layout has no zone spread constraint"
+    assert by_check["host-network"]["level"] == "ok"
+    assert by_check["namespace-exclusion"]["level"] == "ok"
+    assert by_check["failure-policy"]["level"] == "ok"
+    assert by_check["pdb"]["level"] == "warning"
+    assert by_check["certificate"]["level"] == "ok"
+    assert by_check["zone-failure"]["level"] == "ok"
+    assert report["grade"] in "BCD" and report["score"] < 100
+    assert doctor(cluster, layout, "--fail-on", "warning").exit_code == 1
+
+    table = doctor(cluster, layout)
+    assert "grade" in table.output and "WARN" in table.output
+
+
+def test_pdb_clears_its_warning(cluster, api, layout):
+    client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(layout["namespace"], {
+        "metadata": {"name": "kruise-manager"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"control-plane": "controller-manager"}}}})
+    assert findings(cluster, layout)[1]["pdb"]["level"] == "ok"
+
+
+def test_missing_namespace_exclusion_is_a_cyclic_dependency_error(cluster, api, layout):
+    client.AdmissionregistrationV1Api(api).patch_mutating_webhook_configuration(layout["mutating"], [
+        {"op": "replace", "path": "/webhooks/0/namespaceSelector", "value": {"matchLabels": {"no-such-label": "x"}}}])
+    code, by_check, _ = findings(cluster, layout)
+    assert code == 1
+    finding = by_check["namespace-exclusion"]
+    assert finding["level"] == "error" and "kube-system" in finding["message"] and layout["namespace"] in finding["message"]
+
+
+def test_no_ready_replica_with_fail_policy_blocks_pod_creation(cluster, api, layout):
+    client.AppsV1Api(api).patch_namespaced_deployment_scale("kruise-controller-manager", layout["namespace"],
+                                                            {"spec": {"replicas": 0}})
+    wait_for(lambda: not client.CoreV1Api(api).list_namespaced_pod(layout["namespace"]).items, timeout=60,
+             what="pods to go")
+    wait_for(lambda: not findings(cluster, layout)[1]["failure-policy"]["evidence"]["readyEndpoints"], timeout=60,
+             what="endpoints to drop")
+    code, by_check, _ = findings(cluster, layout)
+    assert code == 1
+    assert by_check["ready-replicas"]["level"] == "error"
+    assert by_check["failure-policy"]["level"] == "error"
+    assert "blocked" in by_check["failure-policy"]["message"]
+
+
+def test_one_replica_is_a_warning(cluster, api, layout):
+    client.AppsV1Api(api).patch_namespaced_deployment_scale("kruise-controller-manager", layout["namespace"],
+                                                            {"spec": {"replicas": 1}})
+    wait_for(lambda: len(client.CoreV1Api(api).list_namespaced_pod(layout["namespace"]).items) == 1, timeout=60,
+             what="one pod left")
+    by_check = findings(cluster, layout)[1]
+    assert by_check["ready-replicas"]["level"] == "warning"
+
+
+def test_doctor_as_a_subprocess_exits_with_its_findings(cluster, layout):
+    result = subprocess.run([sys.executable, "-m", "kruisectl", "doctor", "--kubeconfig", str(cluster.kubeconfig),
+                             "-n", layout["namespace"], "--mutating-webhook-configuration", layout["mutating"],
+                             "--validating-webhook-configuration", layout["validating"], "--fail-on", "warning"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "zone-labels" in result.stdout and "Traceback" not in result.stderr
