@@ -60,9 +60,26 @@ class Inventory:
         return None
 
 
-def _get(call, *args, timeout: float, **kwargs):
-    response = call(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
-    return json.loads(response.data)
+def get_json(api_client, path: str, timeout: float, **query) -> dict:
+    """GET an API path and return its JSON. Bypasses the generated typed APIs on purpose:
+    importing them costs over a second, which is most of what a status check would take."""
+    from urllib.parse import urlencode
+
+    from kubernetes.client.exceptions import ApiException
+
+    configuration = api_client.configuration
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)
+    headers = {"Accept": "application/json", "User-Agent": api_client.user_agent}
+    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
+    if token:
+        headers["Authorization"] = token
+    url = configuration.host + path + (f"?{urlencode(query)}" if query else "")
+    response = api_client.rest_client.request("GET", url, headers=headers, _request_timeout=timeout)
+    body = response.read() if hasattr(response, "read") else response.data
+    if response.status >= 400:
+        raise ApiException(status=response.status, reason=response.reason, body=body.decode(errors="replace"))
+    return json.loads(body)
 
 
 READS = ("lease", "deployment", "pods", "service", "endpoint_slices", "secret", "mutating", "validating")
@@ -70,34 +87,32 @@ READS = ("lease", "deployment", "pods", "service", "endpoint_slices", "secret", 
 
 def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = False) -> Inventory:
     """Read everything in parallel: one round for the objects, one for the pods' nodes."""
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    core = client.CoreV1Api(api_client)
-    apps = client.AppsV1Api(api_client)
-    coordination = client.CoordinationV1Api(api_client)
-    discovery = client.DiscoveryV1Api(api_client)
-    admission = client.AdmissionregistrationV1Api(api_client)
     ns = names.namespace
+
+    def get(path: str, **query):
+        return lambda: get_json(api_client, path, timeout, **query)
+
+    def items(path: str, **query):
+        return lambda: get_json(api_client, path, timeout, **query)["items"]
+
     calls = {
-        "lease": lambda: _get(coordination.read_namespaced_lease, names.lease, ns, timeout=timeout),
-        "deployment": lambda: _get(apps.read_namespaced_deployment, names.deployment, ns, timeout=timeout),
-        "pods": lambda: _get(core.list_namespaced_pod, ns, label_selector=names.selector, timeout=timeout)["items"],
-        "service": lambda: _get(core.read_namespaced_service, names.service, ns, timeout=timeout),
-        "endpoint_slices": lambda: _get(discovery.list_namespaced_endpoint_slice, ns,
-                                        label_selector=f"kubernetes.io/service-name={names.service}",
-                                        timeout=timeout)["items"],
-        "secret": lambda: _get(core.read_namespaced_secret, names.secret, ns, timeout=timeout),
-        "mutating": lambda: _get(admission.read_mutating_webhook_configuration, names.mutating, timeout=timeout),
-        "validating": lambda: _get(admission.read_validating_webhook_configuration, names.validating, timeout=timeout),
+        "lease": get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{names.lease}"),
+        "deployment": get(f"/apis/apps/v1/namespaces/{ns}/deployments/{names.deployment}"),
+        "pods": items(f"/api/v1/namespaces/{ns}/pods", labelSelector=names.selector),
+        "service": get(f"/api/v1/namespaces/{ns}/services/{names.service}"),
+        "endpoint_slices": items(f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                                 labelSelector=f"kubernetes.io/service-name={names.service}"),
+        "secret": get(f"/api/v1/namespaces/{ns}/secrets/{names.secret}"),
+        "mutating": get(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{names.mutating}"),
+        "validating": get(f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{names.validating}"),
     }
     if extended:
-        policy = client.PolicyV1Api(api_client)
         calls.update({
-            "all_nodes": lambda: _get(core.list_node, timeout=timeout)["items"],
-            "all_pods": lambda: _get(core.list_pod_for_all_namespaces, field_selector="status.phase!=Succeeded,status.phase!=Failed",
-                                     timeout=timeout)["items"],
-            "pdbs": lambda: _get(policy.list_namespaced_pod_disruption_budget, ns, timeout=timeout)["items"],
+            "all_nodes": items("/api/v1/nodes"),
+            "all_pods": items("/api/v1/pods", fieldSelector="status.phase!=Succeeded,status.phase!=Failed"),
+            "pdbs": items(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
         })
     inventory = Inventory(names=names)
 
@@ -118,7 +133,7 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
                 inventory.statuses[key] = status or 0
         node_names = sorted({p["spec"].get("nodeName") for p in inventory.pods if p["spec"].get("nodeName")})
         for key, value, status, reason in pool.map(
-            lambda name: run(f"node/{name}", lambda: _get(core.read_node, name, timeout=timeout)), node_names
+            lambda name: run(f"node/{name}", get(f"/api/v1/nodes/{name}")), node_names
         ):
             if reason is None:
                 inventory.nodes[value["metadata"]["name"]] = value

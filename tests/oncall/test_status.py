@@ -19,7 +19,9 @@ from kruisectl.localcluster.pki import LocalCA
 
 from ..conftest import wait_for
 
-from .conftest import HOSTS, _now
+from kruisectl.localcluster.upstream_layout import timestamp as _now
+
+from .conftest import HOSTS
 
 
 def status(cluster, layout, *extra):
