@@ -311,18 +311,6 @@ class Outcome:
 MAX_CONFLICT_RETRIES = 5
 
 
-def pooled_client(target, connections: int):
-    """An ApiClient keeping ``connections`` connections open: with fewer than the patches in
-    flight, each extra patch pays a new TLS handshake."""
-    from kubernetes import client
-
-    api = target.api_client()
-    if api.configuration.connection_pool_maxsize >= connections:
-        return api
-    api.configuration.connection_pool_maxsize = connections
-    return client.ApiClient(api.configuration)
-
-
 class NodeWriter:
     """Patches nodes' labels through the API with a resourceVersion precondition."""
 

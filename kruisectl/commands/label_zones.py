@@ -102,7 +102,7 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
     resourceVersion: a node edited meanwhile is re-read and planned again, not clobbered.
     """
     source = _source(from_label, region_from_label, map_file, hostname_pattern, zone, region, nodes)
-    api = zones.pooled_client(target, concurrency)
+    api = target.api_client(pool_size=concurrency)
     try:
         all_nodes = zones.list_nodes(api, selector)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
