@@ -52,6 +52,11 @@ def up(nodes: int, bare_metal: int) -> None:
          [kubectl, "get", "nodes", "-L", "topology.kubernetes.io/zone"], env)
     _run("", ["kruisectl", "version"], env)
     _run("", ["kruisectl", "--help"], env)
+    _run("bare-metal nodes lack the zone label: label-zones plans a value for them (nothing is written)",
+         ["kruisectl", "label-zones", "--zone", "zone-c", "node-6", "node-7"], env)
+    _run("no kruise-manager is installed in this cluster yet, so status reports that (exit 1)",
+         ["kruisectl", "status"], env)
+    _run("and doctor grades what it finds", ["kruisectl", "doctor"], env)
     click.echo(f"\nThe cluster stays up: export KUBECONFIG={kubeconfig}; stop it with `make demo-down`.")
 
 

@@ -140,7 +140,16 @@ def _pod_webhooks(configuration: dict | None) -> list[dict]:
             if any("pods" in (r.get("resources") or []) for r in w.get("rules") or [])]
 
 
+def _no_configurations(inv: Inventory, check: str) -> Finding | None:
+    if inv.mutating is None and inv.validating is None:
+        return Finding(check, "info", f"webhook configurations {inv.names.mutating} and {inv.names.validating} not found")
+    return None
+
+
 def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
+    absent = _no_configurations(inv, "namespace-exclusion")
+    if absent:
+        return absent
     missing = []
     for webhook in _pod_webhooks(inv.mutating) + _pod_webhooks(inv.validating):
         for namespace in (*SYSTEM_NAMESPACES, inv.names.namespace):
@@ -155,6 +164,9 @@ def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
 
 
 def check_failure_policy(inv: Inventory, report: dict) -> Finding:
+    absent = _no_configurations(inv, "failure-policy")
+    if absent:
+        return absent
     failing = [w["name"] for w in _pod_webhooks(inv.mutating) + _pod_webhooks(inv.validating)
                if w.get("failurePolicy", "Fail") == "Fail"]
     endpoints = report["webhook"]["readyEndpoints"]
