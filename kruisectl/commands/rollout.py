@@ -138,7 +138,9 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
             apps.patch_namespaced_deployment(deployment, target.namespace, plan.patch, _preload_content=False,
                                              _request_timeout=target.request_timeout)
         except ApiException as err:
-            if err.status == 422 and "test" in (err.body or ""):
+            # A failed `test` op is a bare 422: tell it apart by re-reading the resourceVersion.
+            if err.status == 422 and _read(target, deployment)[2]["metadata"]["resourceVersion"] != \
+                    current["metadata"]["resourceVersion"]:
                 raise CLIError(f"deployment {target.namespace}/{deployment} changed while planning; run again") from None
             raise CLIError(describe_api_error(err)) from None
         applied = True

@@ -181,3 +181,20 @@ def test_missing_deployment_is_one_line_exit_2(private):
     result = kruisectl(private, "no-such-ns", "rollout", "status")
     assert result.returncode == 2 and result.stderr.startswith("error: deployment no-such-ns/")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_plan_made_before_someone_else_edited_the_deployment_is_rejected(manager):
+    """The tune patch tests the resourceVersion it was planned against: a concurrent edit wins."""
+    from kubernetes.client.exceptions import ApiException
+
+    from kruisectl import rollout
+
+    private, ns = manager
+    apps = client.AppsV1Api(private.api())
+    planned_on = json.loads(apps.read_namespaced_deployment(DEPLOYMENT_NAME, ns, _preload_content=False).data)
+    plan = rollout.plan_tune(planned_on, max_surge=1, max_unavailable=0)
+    apps.patch_namespaced_deployment(DEPLOYMENT_NAME, ns, {"spec": {"strategy": {"rollingUpdate": {"maxSurge": "50%"}}}})
+    with pytest.raises(ApiException) as raised:
+        apps.patch_namespaced_deployment(DEPLOYMENT_NAME, ns, plan.patch)
+    assert raised.value.status == 422, raised.value.body
+    assert strategy(private, ns) == ("50%", "25%")  # the other edit stands
