@@ -125,7 +125,7 @@ def check_host_network(inv: Inventory, report: dict) -> Finding:
     return Finding("host-network", "ok", "host network", evidence={"hostNetwork": True})
 
 
-def _excluded(webhook: dict, namespace: str) -> bool:
+def excludes_namespace(webhook: dict, namespace: str) -> bool:
     selector = webhook.get("namespaceSelector") or {}
     for expression in selector.get("matchExpressions") or []:
         if expression.get("key") == "kubernetes.io/metadata.name" and expression.get("operator") == "NotIn" \
@@ -135,7 +135,7 @@ def _excluded(webhook: dict, namespace: str) -> bool:
     return labels.get("kubernetes.io/metadata.name", namespace) != namespace
 
 
-def _pod_webhooks(configuration: dict | None) -> list[dict]:
+def pod_webhooks(configuration: dict | None) -> list[dict]:
     return [w for w in (configuration or {}).get("webhooks") or []
             if any("pods" in (r.get("resources") or []) for r in w.get("rules") or [])]
 
@@ -151,9 +151,9 @@ def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
     if absent:
         return absent
     missing = []
-    for webhook in _pod_webhooks(inv.mutating) + _pod_webhooks(inv.validating):
+    for webhook in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating):
         for namespace in (*SYSTEM_NAMESPACES, inv.names.namespace):
-            if not _excluded(webhook, namespace):
+            if not excludes_namespace(webhook, namespace):
                 missing.append(f"{webhook['name']} does not exclude {namespace}")
     if missing:
         return Finding("namespace-exclusion", "error", "; ".join(missing) + ": a manager outage can block its own "
@@ -167,7 +167,7 @@ def check_failure_policy(inv: Inventory, report: dict) -> Finding:
     absent = _no_configurations(inv, "failure-policy")
     if absent:
         return absent
-    failing = [w["name"] for w in _pod_webhooks(inv.mutating) + _pod_webhooks(inv.validating)
+    failing = [w["name"] for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)
                if w.get("failurePolicy", "Fail") == "Fail"]
     endpoints = report["webhook"]["readyEndpoints"]
     evidence = {"failPolicyWebhooks": failing, "readyEndpoints": endpoints}

@@ -1,0 +1,90 @@
+"""``kruisectl webhook check``: can the apiserver use the kruise webhook right now?"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from .. import MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME, VALIDATING_WEBHOOK_CONFIGURATION
+from .. import inventory as inv
+from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError
+from ..findings import failing
+from ..kube import kube_options
+from ..output import dump, output_option, table
+from ..webhookcheck import check
+
+EPILOG = """\b
+Examples:
+  kruisectl webhook check
+  kruisectl webhook check --wait 2m --interval 5s     # after an install or upgrade
+  kruisectl webhook check -o json
+
+\b
+Exit codes:
+  0    the webhook is servable (no error-level finding)
+  1    at least one error-level finding (--fail-on warning: warnings too)
+  2    could not check: cluster unreachable, forbidden, bad kubeconfig
+  124  --wait ran out before the webhook was servable
+"""
+
+MARK = {"ok": "ok", "info": "info", "warning": "WARN", "error": "ERROR"}
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 2m or 1h") from None
+
+
+@click.group("webhook")
+def webhook() -> None:
+    """The kruise admission webhook."""
+
+
+@webhook.command("check", epilog=EPILOG)
+@kube_options
+@output_option(formats=("table", "json", "yaml"))
+@click.option("--wait", "wait_for", default="0s", show_default=True, help="Poll until servable, up to this long.")
+@click.option("--interval", default="5s", show_default=True, help="Time between polls with --wait.")
+@click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True)
+@click.option("--webhook-port", type=click.IntRange(1, 65535), default=9876, show_default=True,
+              help="Port the replicas serve the webhook on (the Service's targetPort).")
+@click.option("--service", default=SERVICE_NAME, show_default=True)
+@click.option("--secret", default=SECRET_NAME, show_default=True)
+@click.option("--mutating-webhook-configuration", "mutating", default=MUTATING_WEBHOOK_CONFIGURATION, show_default=True)
+@click.option("--validating-webhook-configuration", "validating", default=VALIDATING_WEBHOOK_CONFIGURATION,
+              show_default=True)
+def check_command(target, output, wait_for, interval, fail_on, webhook_port, service, secret, mutating, validating):
+    """Service and ready endpoints, caBundle against the Secret's CA, the serving certificate's
+    names and expiry, pod-webhook exclusions and policies, and TLS + /healthz of each endpoint
+    reachable from here. Known failures are translated into a cause and a fix."""
+    names = inv.Names(namespace=target.namespace, service=service, secret=secret, mutating=mutating,
+                      validating=validating)
+    deadline = time.monotonic() + _duration(wait_for)
+    pause = _duration(interval)
+    api = target.api_client()
+    while True:
+        inventory = inv.collect(api, names, timeout=target.request_timeout)
+        fatal = inventory.fatal()
+        if fatal:
+            raise CLIError(fatal)
+        findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
+        bad = failing(findings, fail_on)
+        if not bad or time.monotonic() + pause > deadline:
+            break
+        click.echo(f"waiting: {len(bad)} problem(s), first: {bad[0].message}", err=True)
+        time.sleep(pause)
+    if output in ("json", "yaml"):
+        click.echo(dump({"namespace": names.namespace, "findings": [f.to_dict() for f in findings]}, output))
+    else:
+        click.echo(table([[MARK[f.level], f.check, f.message, f.remediation if f.level != "ok" else ""]
+                          for f in findings], ["level", "check", "finding", "fix"]))
+    if bad:
+        sys.exit(EXIT_TIMEOUT if _duration(wait_for) > 0 else EXIT_FINDINGS)
+
+
+COMMANDS = [webhook]
