@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
