@@ -140,3 +140,45 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
             elif status != 404:
                 inventory.errors[key] = reason
     return inventory
+
+
+def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300) -> list:
+    """Start threads that WATCH the manager's pods and its Lease and set ``changed`` (an
+    Event) on every event, until ``stop`` is set. Watches restart when the server ends them."""
+    import threading
+    from urllib.parse import urlencode
+
+    ns = names.namespace
+    streams = [
+        (f"/api/v1/namespaces/{ns}/pods", {"labelSelector": names.selector}),
+        (f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", {"fieldSelector": f"metadata.name={names.lease}"}),
+        (f"/apis/apps/v1/namespaces/{ns}/deployments", {"fieldSelector": f"metadata.name={names.deployment}"}),
+    ]
+    configuration = api_client.configuration
+
+    def follow(path: str, query: dict) -> None:
+        while not stop.is_set():
+            try:
+                listing = get_json(api_client, path, 10, **query)
+                version = listing["metadata"].get("resourceVersion", "")
+                params = urlencode({**query, "watch": "1", "resourceVersion": version, "timeoutSeconds": timeout_s})
+                headers = {"Accept": "application/json"}
+                token = configuration.get_api_key_with_prefix("authorization")
+                if token:
+                    headers["Authorization"] = token
+                response = api_client.rest_client.pool_manager.request(
+                    "GET", f"{configuration.host}{path}?{params}", headers=headers, preload_content=False,
+                    timeout=timeout_s + 10)
+                for _ in response.stream(1024):
+                    changed.set()
+                    if stop.is_set():
+                        break
+                response.release_conn()
+            except Exception:  # noqa: BLE001 - a broken watch is retried; the report shows read errors
+                stop.wait(2)
+
+    threads = [threading.Thread(target=follow, args=stream, daemon=True) for stream in streams]
+    for thread in threads:
+        thread.start()
+    return threads
+

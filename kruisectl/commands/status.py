@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import click
 
@@ -87,12 +89,24 @@ def _render(report: dict, wide: bool) -> str:
 @click.option("--mutating-webhook-configuration", "mutating", default=MUTATING_WEBHOOK_CONFIGURATION, show_default=True)
 @click.option("--validating-webhook-configuration", "validating", default=VALIDATING_WEBHOOK_CONFIGURATION,
               show_default=True)
-def status(target, output, lease_name, deployment, service, secret, mutating, validating):
+@click.option("-w", "--watch", is_flag=True, help="Redraw whenever the pods, Lease or Deployment change "
+              "(a watch, not polling) until interrupted.")
+def status(target, output, lease_name, deployment, service, secret, mutating, validating, watch):
     """Leader (holder -> pod -> node -> zone, STALE when not renewed), replicas, zone spread and
     webhook summary of the kruise-manager."""
     names = inv.Names(namespace=target.namespace, lease=lease_name, deployment=deployment, service=service,
                       secret=secret, mutating=mutating, validating=validating)
-    inventory = inv.collect(target.api_client(), names, timeout=target.request_timeout)
+    api = target.api_client()
+    problems = _show(api, names, target, output, clear=False)
+    if watch:
+        _watch(api, names, target, output)
+        return
+    if problems:
+        sys.exit(EXIT_FINDINGS)
+
+
+def _show(api, names, target, output, clear: bool) -> list[str]:
+    inventory = inv.collect(api, names, timeout=target.request_timeout)
     fatal = inventory.fatal()
     if fatal:
         raise CLIError(fatal)
@@ -101,11 +115,29 @@ def status(target, output, lease_name, deployment, service, secret, mutating, va
     if output in ("json", "yaml"):
         click.echo(dump({**report, "problems": problems}, output))
     else:
+        if clear and sys.stdout.isatty():
+            click.clear()
         click.echo(_render(report, output == "wide"))
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
-    if problems:
-        sys.exit(EXIT_FINDINGS)
+    return problems
+
+
+def _watch(api, names, target, output) -> None:
+    """Redraw on every change the watches report (at most twice a second) until Ctrl-C."""
+    changed, stop = threading.Event(), threading.Event()
+    inv.watch_changes(api, names, changed, stop)
+    try:
+        while True:
+            changed.wait()
+            time.sleep(0.5)  # fold a burst of events into one redraw
+            changed.clear()
+            click.echo("")
+            _show(api, names, target, output, clear=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
 
 
 COMMANDS = [status]

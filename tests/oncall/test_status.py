@@ -114,3 +114,38 @@ def test_unreachable_cluster_and_forbidden_user_exit_2_in_one_line(cluster, api,
     assert result.returncode == 2, result.stdout
     assert result.stderr.startswith("error: forbidden")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_watch_redraws_when_the_lease_changes_hands(cluster, api, layout):
+    import queue
+    import signal
+    import threading
+    import time
+
+    argv = [sys.executable, "-m", "kruisectl", "status", "--watch", "--kubeconfig", str(cluster.kubeconfig),
+            "-n", layout["namespace"], "--mutating-webhook-configuration", layout["mutating"],
+            "--validating-webhook-configuration", layout["validating"]]
+    watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in watcher.stdout], daemon=True).start()
+    new_holder = f"{layout['pods'][1].metadata.name}_handover"
+    seen, changed = [], False
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(new_holder in line for line in seen):
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if line.startswith("Webhook:") and not changed:
+                # First report drawn: hand the lease over and expect a redraw naming the new holder.
+                client.CoordinationV1Api(api).patch_namespaced_lease(
+                    "kruise-manager", layout["namespace"],
+                    {"spec": {"holderIdentity": new_holder, "renewTime": _now(), "leaseTransitions": 3}})
+                changed = True
+        assert any(new_holder in line for line in seen), "".join(seen)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(timeout=20)
+    assert watcher.returncode == 0
