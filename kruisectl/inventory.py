@@ -161,6 +161,7 @@ def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300)
             try:
                 listing = get_json(api_client, path, 10, **query)
                 version = listing["metadata"].get("resourceVersion", "")
+                changed.set()  # anything that changed before this watch began is drawn too
                 params = urlencode({**query, "watch": "1", "resourceVersion": version, "timeoutSeconds": timeout_s})
                 headers = {"Accept": "application/json"}
                 token = configuration.get_api_key_with_prefix("authorization")

@@ -1,1 +1,37 @@
 """One module per kruisectl command group; each exposes COMMANDS."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from .. import (DEPLOYMENT_NAME, LEASE_NAME, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
+                VALIDATING_WEBHOOK_CONFIGURATION)
+
+_NAME_OPTIONS = {
+    "lease": ("--lease-name", LEASE_NAME),
+    "deployment": ("--deployment", DEPLOYMENT_NAME),
+    "service": ("--service", SERVICE_NAME),
+    "secret": ("--secret", SECRET_NAME),
+    "mutating": ("--mutating-webhook-configuration", MUTATING_WEBHOOK_CONFIGURATION),
+    "validating": ("--validating-webhook-configuration", VALIDATING_WEBHOOK_CONFIGURATION),
+}
+
+
+def name_options(*fields: str):
+    """Options overriding upstream OpenKruise's object names; the command receives them as one
+    ``names: dict`` argument (field -> name), ready for ``inventory.Names(namespace=..., **names)``."""
+
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            names = {field: kwargs.pop(field) for field in fields}
+            return func(*args, names=names, **kwargs)
+
+        for field in reversed(fields):
+            flag, default = _NAME_OPTIONS[field]
+            wrapper = click.option(flag, field, default=default, show_default=True, metavar="NAME")(wrapper)
+        return wrapper
+
+    return decorate

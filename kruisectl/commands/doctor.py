@@ -6,13 +6,12 @@ import sys
 
 import click
 
-from .. import DEPLOYMENT_NAME, LEASE_NAME, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME, \
-    VALIDATING_WEBHOOK_CONFIGURATION
 from .. import inventory as inv
 from ..doctor import diagnose
 from ..errors import EXIT_FINDINGS, CLIError
 from ..findings import failing, grade
 from ..kube import kube_options
+from . import name_options
 from ..output import dump, output_option, table
 
 EPILOG = """\b
@@ -33,22 +32,15 @@ MARK = {"ok": "ok", "info": "info", "warning": "WARN", "error": "ERROR"}
 
 @click.command("doctor", epilog=EPILOG)
 @kube_options
+@name_options("lease", "deployment", "service", "secret", "mutating", "validating")
 @output_option(formats=("table", "wide", "json", "yaml"))
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
               help="Lowest level that makes the exit code 1.")
-@click.option("--lease-name", default=LEASE_NAME, show_default=True)
-@click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True)
-@click.option("--service", default=SERVICE_NAME, show_default=True)
-@click.option("--secret", default=SECRET_NAME, show_default=True)
-@click.option("--mutating-webhook-configuration", "mutating", default=MUTATING_WEBHOOK_CONFIGURATION, show_default=True)
-@click.option("--validating-webhook-configuration", "validating", default=VALIDATING_WEBHOOK_CONFIGURATION,
-              show_default=True)
-def doctor(target, output, fail_on, lease_name, deployment, service, secret, mutating, validating):
+def doctor(target, output, fail_on, names):
     """Check the kruise-manager against every failure mode of its high-availability design:
     leader, ready replicas, node/zone spread, zone labels, spread policy, surge capacity, host
     network, webhook namespace exclusions and failure policy, PDB, certificate, zone loss."""
-    names = inv.Names(namespace=target.namespace, lease=lease_name, deployment=deployment, service=service,
-                      secret=secret, mutating=mutating, validating=validating)
+    names = inv.Names(namespace=target.namespace, **names)
     inventory = inv.collect(target.api_client(), names, timeout=target.request_timeout, extended=True)
     fatal = inventory.fatal()
     if fatal:

@@ -8,12 +8,11 @@ import time
 
 import click
 
-from .. import DEPLOYMENT_NAME, LEASE_NAME, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME, \
-    VALIDATING_WEBHOOK_CONFIGURATION
 from .. import inventory as inv
 from .. import status as report_of
 from ..errors import EXIT_FINDINGS, CLIError
 from ..kube import kube_options
+from . import name_options
 from ..output import age, dump, output_option, table
 
 EPILOG = """\b
@@ -81,21 +80,14 @@ def _render(report: dict, wide: bool) -> str:
 
 @click.command("status", epilog=EPILOG)
 @kube_options
+@name_options("lease", "deployment", "service", "secret", "mutating", "validating")
 @output_option()
-@click.option("--lease-name", default=LEASE_NAME, show_default=True)
-@click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True)
-@click.option("--service", default=SERVICE_NAME, show_default=True)
-@click.option("--secret", default=SECRET_NAME, show_default=True)
-@click.option("--mutating-webhook-configuration", "mutating", default=MUTATING_WEBHOOK_CONFIGURATION, show_default=True)
-@click.option("--validating-webhook-configuration", "validating", default=VALIDATING_WEBHOOK_CONFIGURATION,
-              show_default=True)
 @click.option("-w", "--watch", is_flag=True, help="Redraw whenever the pods, Lease or Deployment change "
               "(a watch, not polling) until interrupted.")
-def status(target, output, lease_name, deployment, service, secret, mutating, validating, watch):
+def status(target, output, names, watch):
     """Leader (holder -> pod -> node -> zone, STALE when not renewed), replicas, zone spread and
     webhook summary of the kruise-manager."""
-    names = inv.Names(namespace=target.namespace, lease=lease_name, deployment=deployment, service=service,
-                      secret=secret, mutating=mutating, validating=validating)
+    names = inv.Names(namespace=target.namespace, **names)
     api = target.api_client()
     problems = _show(api, names, target, output, clear=False)
     if watch:

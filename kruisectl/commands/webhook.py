@@ -7,11 +7,11 @@ import time
 
 import click
 
-from .. import MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME, VALIDATING_WEBHOOK_CONFIGURATION
 from .. import inventory as inv
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError
 from ..findings import failing
 from ..kube import kube_options
+from . import name_options
 from ..output import dump, output_option, table
 from ..webhookcheck import check
 
@@ -47,23 +47,18 @@ def webhook() -> None:
 
 @webhook.command("check", epilog=EPILOG)
 @kube_options
+@name_options("service", "secret", "mutating", "validating")
 @output_option(formats=("table", "json", "yaml"))
 @click.option("--wait", "wait_for", default="0s", show_default=True, help="Poll until servable, up to this long.")
 @click.option("--interval", default="5s", show_default=True, help="Time between polls with --wait.")
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True)
 @click.option("--webhook-port", type=click.IntRange(1, 65535), default=9876, show_default=True,
               help="Port the replicas serve the webhook on (the Service's targetPort).")
-@click.option("--service", default=SERVICE_NAME, show_default=True)
-@click.option("--secret", default=SECRET_NAME, show_default=True)
-@click.option("--mutating-webhook-configuration", "mutating", default=MUTATING_WEBHOOK_CONFIGURATION, show_default=True)
-@click.option("--validating-webhook-configuration", "validating", default=VALIDATING_WEBHOOK_CONFIGURATION,
-              show_default=True)
-def check_command(target, output, wait_for, interval, fail_on, webhook_port, service, secret, mutating, validating):
+def check_command(target, output, wait_for, interval, fail_on, webhook_port, names):
     """Service and ready endpoints, caBundle against the Secret's CA, the serving certificate's
     names and expiry, pod-webhook exclusions and policies, and TLS + /healthz of each endpoint
     reachable from here. Known failures are translated into a cause and a fix."""
-    names = inv.Names(namespace=target.namespace, service=service, secret=secret, mutating=mutating,
-                      validating=validating)
+    names = inv.Names(namespace=target.namespace, **names)
     deadline = time.monotonic() + _duration(wait_for)
     pause = _duration(interval)
     api = target.api_client()
