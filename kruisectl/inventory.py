@@ -8,13 +8,13 @@ or forbidden call never stalls the whole report; ``fatal()`` says when nothing c
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import (DEPLOYMENT_NAME, LEASE_NAME, MANAGER_LABELS, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME,
                SERVICE_NAME, VALIDATING_WEBHOOK_CONFIGURATION)
 from .errors import describe_api_error
+from .kube import request_json
 
 
 @dataclass
@@ -61,25 +61,7 @@ class Inventory:
 
 
 def get_json(api_client, path: str, timeout: float, **query) -> dict:
-    """GET an API path and return its JSON. Bypasses the generated typed APIs on purpose:
-    importing them costs over a second, which is most of what a status check would take."""
-    from urllib.parse import urlencode
-
-    from kubernetes.client.exceptions import ApiException
-
-    configuration = api_client.configuration
-    if configuration.refresh_api_key_hook is not None:
-        configuration.refresh_api_key_hook(configuration)
-    headers = {"Accept": "application/json", "User-Agent": api_client.user_agent}
-    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
-    if token:
-        headers["Authorization"] = token
-    url = configuration.host + path + (f"?{urlencode(query)}" if query else "")
-    response = api_client.rest_client.request("GET", url, headers=headers, _request_timeout=timeout)
-    body = response.read() if hasattr(response, "read") else response.data
-    if response.status >= 400:
-        raise ApiException(status=response.status, reason=response.reason, body=body.decode(errors="replace"))
-    return json.loads(body)
+    return request_json(api_client, "GET", path, timeout, **query)
 
 
 READS = ("lease", "deployment", "pods", "service", "endpoint_slices", "secret", "mutating", "validating")

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Protocol
 import yaml
 
 from . import REGION_LABEL, ZONE_LABEL
+from .kube import request_json
 
 # What happens to a node under the plan.
 LABEL = "label"  # gets a value it lacked
@@ -314,24 +315,21 @@ MAX_CONFLICT_RETRIES = 5
 class NodeWriter:
     """Patches nodes' labels through the API with a resourceVersion precondition."""
 
-    def __init__(self, api_client, *, dry_run: bool = False):
-        from kubernetes import client
-
-        self.core = client.CoreV1Api(api_client)
+    def __init__(self, api_client, *, dry_run: bool = False, timeout: float = 30):
+        self.api_client = api_client
         self.dry_run = dry_run
+        self.timeout = timeout
 
     def read(self, name: str) -> dict:
-        response = self.core.read_node(name, _preload_content=False)
-        return json.loads(response.data)
+        return request_json(self.api_client, "GET", f"/api/v1/nodes/{name}", self.timeout)
 
     def patch(self, name: str, labels: dict[str, str], resource_version: str) -> None:
-        body = {"metadata": {"labels": labels, "resourceVersion": resource_version}}
-        kwargs = {"dry_run": "All"} if self.dry_run else {}
         # A JSON merge patch is cheaper for the apiserver than a strategic merge patch, and the
         # resourceVersion in it is a precondition all the same (409 when the node moved on).
-        response = self.core.patch_node(name, body, _preload_content=False,
-                                        _content_type="application/merge-patch+json", **kwargs)
-        response.data  # drain the body so the kept-alive connection goes back to the pool
+        body = {"metadata": {"labels": labels, "resourceVersion": resource_version}}
+        query = {"dryRun": "All"} if self.dry_run else {}
+        request_json(self.api_client, "PATCH", f"/api/v1/nodes/{name}", self.timeout, body=body,
+                     content_type="application/merge-patch+json", **query)
 
 
 def apply_row(writer: NodeWriter, row: Row, source: Source, *, include_region: bool, overwrite: bool) -> Outcome:
@@ -401,19 +399,16 @@ def _guarded(writer, row, source, include_region, overwrite, stop):
     return apply_row(writer, row, source, include_region=include_region, overwrite=overwrite)
 
 
-def list_nodes(api_client, selector: str | None = None) -> list[dict]:
+def list_nodes(api_client, selector: str | None = None, timeout: float = 60) -> list[dict]:
     """All nodes as plain dicts, paged (fast for thousands: no model objects)."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(api_client)
     nodes, token = [], None
     while True:
-        kwargs = {"limit": 500, "_preload_content": False}
+        query = {"limit": 500}
         if selector:
-            kwargs["label_selector"] = selector
+            query["labelSelector"] = selector
         if token:
-            kwargs["_continue"] = token
-        page = json.loads(core.list_node(**kwargs).data)
+            query["continue"] = token
+        page = request_json(api_client, "GET", "/api/v1/nodes", timeout, **query)
         nodes.extend(page.get("items", []))
         token = page.get("metadata", {}).get("continue")
         if not token:
