@@ -14,7 +14,7 @@ from kruisectl.localcluster.network import available as network_unavailable_reas
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "cluster" in getattr(item, "fixturenames", ()) or "make_cluster" in getattr(item, "fixturenames", ()):
+        if {"cluster", "make_cluster", "private"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cluster)
 
 
@@ -44,6 +44,15 @@ def cluster():
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="module")
+def private():
+    """A full control plane of the test module's own, for tests that change nodes or other
+    cluster-wide state."""
+    local = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, kwok=True), log=sys.stderr)
+    yield local
+    local.stop()
 
 
 @pytest.fixture

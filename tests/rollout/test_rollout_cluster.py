@@ -16,16 +16,8 @@ import pytest
 from kubernetes import client
 
 from kruisectl import DEPLOYMENT_NAME, MANAGER_LABELS
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
 
 from ..conftest import wait_for
-
-
-@pytest.fixture(scope="module")
-def private():
-    local = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, kwok=True), log=sys.stderr)
-    yield local
-    local.stop()
 
 
 @pytest.fixture

@@ -18,18 +18,10 @@ from kubernetes import client
 from kruisectl import ZONE_LABEL
 from kruisectl import zones
 from kruisectl.cli import cli
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
 
 from ..conftest import wait_for
 
 RACK = "example.com/rack"
-
-
-@pytest.fixture(scope="module")
-def private():
-    local = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, kwok=True), log=sys.stderr)
-    yield local
-    local.stop()
 
 
 @pytest.fixture
