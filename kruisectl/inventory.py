@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import (DEPLOYMENT_NAME, LEASE_NAME, MANAGER_LABELS, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME,
                SERVICE_NAME, VALIDATING_WEBHOOK_CONFIGURATION)
 from .errors import describe_api_error
-from .kube import request_json
+from .kube import auth_headers, request_json
 
 
 @dataclass
@@ -145,12 +145,8 @@ def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300)
                 version = listing["metadata"].get("resourceVersion", "")
                 changed.set()  # anything that changed before this watch began is drawn too
                 params = urlencode({**query, "watch": "1", "resourceVersion": version, "timeoutSeconds": timeout_s})
-                headers = {"Accept": "application/json"}
-                token = configuration.get_api_key_with_prefix("authorization")
-                if token:
-                    headers["Authorization"] = token
                 response = api_client.rest_client.pool_manager.request(
-                    "GET", f"{configuration.host}{path}?{params}", headers=headers, preload_content=False,
+                    "GET", f"{configuration.host}{path}?{params}", headers=auth_headers(api_client), preload_content=False,
                     timeout=timeout_s + 10)
                 for _ in response.stream(1024):
                     changed.set()

@@ -89,6 +89,19 @@ def kube_options(func):
     return wrapper
 
 
+def auth_headers(api_client) -> dict[str, str]:
+    """Headers of a raw API request: JSON, and the bearer token if the kubeconfig has one
+    (client certificates are already in the connection pool's TLS context)."""
+    configuration = api_client.configuration
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)
+    headers = {"Accept": "application/json", "User-Agent": api_client.user_agent}
+    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
+    if token:
+        headers["Authorization"] = token
+    return headers
+
+
 def request_json(api_client, method: str, path: str, timeout: float, body: dict | None = None,
                  content_type: str = "application/json", **query) -> dict:
     """One API request with JSON in and out, raising ApiException on a 4xx/5xx. Bypasses the
@@ -100,12 +113,7 @@ def request_json(api_client, method: str, path: str, timeout: float, body: dict 
     from kubernetes.client.exceptions import ApiException
 
     configuration = api_client.configuration
-    if configuration.refresh_api_key_hook is not None:
-        configuration.refresh_api_key_hook(configuration)
-    headers = {"Accept": "application/json", "User-Agent": api_client.user_agent}
-    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
-    if token:
-        headers["Authorization"] = token
+    headers = auth_headers(api_client)
     payload = None
     if body is not None:
         headers["Content-Type"] = content_type

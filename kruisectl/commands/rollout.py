@@ -11,7 +11,7 @@ import click
 from .. import DEPLOYMENT_NAME, rollout
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
 from ..kube import kube_options
-from ..output import dump, table
+from ..output import dump
 
 deployment_option = click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True, metavar="NAME",
                                  help="The manager Deployment.")
