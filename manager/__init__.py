@@ -1,0 +1,20 @@
+"""The packaged kruise-manager: a replicated admission webhook and a leader-elected
+controller for SidecarSet, implementing OpenKruise's high-availability design.
+
+One concept per module: ``lease`` (leader election), ``webhook`` (the HTTPS admission
+server), ``certs`` (the serving credential and caBundle), ``health`` (readiness and
+liveness), ``sidecarset`` (injection, validation, status), ``controller`` (leader-only
+status writer), ``informer`` (watched caches), ``kube`` (the API client), ``metrics``,
+``rbac`` (every API call the manager makes).
+"""
+
+# Upstream OpenKruise's names and defaults, so charts and operators' habits carry over.
+DEFAULT_NAMESPACE = "kruise-system"
+LEASE_NAME = "kruise-manager"
+SECRET_NAME = "kruise-webhook-certs"
+SERVICE_NAME = "kruise-webhook-service"
+MUTATING_CONFIGURATION = "kruise-mutating-webhook-configuration"
+VALIDATING_CONFIGURATION = "kruise-validating-webhook-configuration"
+WEBHOOK_PORT = 9876
+MUTATE_POD_PATH = "/mutate-pod"
+VALIDATE_SIDECARSET_PATH = "/validate-apps-kruise-io-v1alpha1-sidecarset"

@@ -1,0 +1,257 @@
+"""kruise-manager: the webhook (every replica) and the leader-elected controller.
+
+Flags keep upstream OpenKruise's names; ``--role`` lets webhook and controller run as
+separate Deployments. SIGTERM: readiness fails at once, the controller stops, the Lease is
+released (a standby takes it within a second), in-flight admissions finish, exit 0. Losing
+the Lease exits 1, so the container restarts with clean state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+
+from . import (DEFAULT_NAMESPACE, LEASE_NAME, MUTATE_POD_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
+               VALIDATE_SIDECARSET_PATH, VALIDATING_CONFIGURATION, WEBHOOK_PORT)
+
+log = logging.getLogger("manager")
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def duration(text: str) -> float:
+    """A Go-style duration (``15s``, ``1h30m``, ``500ms``) or plain seconds, in seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 15s, 1h30m, 500ms)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if text in ("0",) or (sep and port.isdigit() and int(port) < 65536):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid address {text!r} (examples: :8080, 127.0.0.1:8000, 0 to disable)")
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="kruise-manager", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig (else $KUBECONFIG, else in-cluster)")
+    p.add_argument("--role", choices=("all", "webhook", "controller"), default="all",
+                   help="serve the webhook, run the controller, or both")
+    p.add_argument("--enable-leader-election", action=argparse.BooleanOptionalAction, default=True,
+                   help="elect one controller on a Lease (off: this replica always leads; for a single replica)")
+    p.add_argument("--leader-election-namespace", default=env("POD_NAMESPACE") or DEFAULT_NAMESPACE)
+    p.add_argument("--leader-election-id", default=LEASE_NAME)
+    p.add_argument("--leader-election-lease-duration", type=duration, default=15.0, metavar="DURATION")
+    p.add_argument("--leader-election-renew-deadline", type=duration, default=10.0, metavar="DURATION")
+    p.add_argument("--leader-election-retry-period", type=duration, default=2.0, metavar="DURATION")
+    p.add_argument("--metrics-addr", type=address, default=":8080", help="Prometheus /metrics; 0 disables")
+    p.add_argument("--health-probe-addr", type=address, default=":8000", help="/readyz and /healthz")
+    p.add_argument("--webhook-bind-address", default=env("WEBHOOK_BIND_ADDRESS", "0.0.0.0"))
+    p.add_argument("--webhook-port", type=int, default=int(env("WEBHOOK_PORT", WEBHOOK_PORT)))
+    p.add_argument("--webhook-cert-dir", default=env("WEBHOOK_CERT_DIR", "/tmp/kruise-webhook-certs"))
+    p.add_argument("--webhook-cert-mode", choices=("self-signed", "external"),
+                   default=env("WEBHOOK_CERT_MODE", "self-signed"))
+    p.add_argument("--webhook-ca-validity", type=duration, default=10 * 365 * 24 * 3600.0, metavar="DURATION")
+    p.add_argument("--webhook-cert-validity", type=duration, default=365 * 24 * 3600.0, metavar="DURATION")
+    p.add_argument("--webhook-cert-renew-before", type=duration, default=30 * 24 * 3600.0, metavar="DURATION")
+    p.add_argument("--webhook-max-connections", type=int, default=256)
+    p.add_argument("--webhook-max-body-bytes", type=int, default=8 << 20)
+    p.add_argument("--webhook-io-timeout", type=duration, default=10.0, metavar="DURATION")
+    p.add_argument("--secret-name", default=env("SECRET_NAME", SECRET_NAME))
+    p.add_argument("--service-name", default=env("SERVICE_NAME", SERVICE_NAME))
+    p.add_argument("--mutating-webhook-configuration", default=MUTATING_CONFIGURATION)
+    p.add_argument("--validating-webhook-configuration", default=VALIDATING_CONFIGURATION)
+    p.add_argument("--log-format", choices=("json", "text"), default=env("LOG_FORMAT", "json"))
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg and any ``extra`` fields."""
+
+    _standard = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+                 "msg": record.getMessage()}
+        entry.update({k: v for k, v in vars(record).items() if k not in self._standard})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(fmt: str, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+class Manager:
+    def __init__(self, args: argparse.Namespace):
+        from .kube import Client
+        from .health import Health
+
+        self.args = args
+        pod = os.environ.get("POD_NAME") or socket.gethostname()
+        self.identity = f"{pod}_{uuid.uuid4()}"
+        self.namespace = args.leader_election_namespace
+        self.client = Client(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}", pool_size=32)
+        self.health = Health()
+        self.shutting_down = threading.Event()
+        self.exit_code = 0
+        self.done = threading.Event()
+        self.webhook = self.certs = self.elector = self.controller = None
+        self.informers = []
+
+    @property
+    def runs_webhook(self) -> bool:
+        return self.args.role in ("all", "webhook")
+
+    @property
+    def runs_controller(self) -> bool:
+        return self.args.role in ("all", "controller")
+
+    def start(self) -> None:
+        from . import metrics
+        from .certs import CertManager, CertOptions
+        from .handlers import SidecarSetAdmission, slim_namespace, slim_sidecarset
+        from .health import heartbeat_check, webhook_self_check
+        from .informer import Informer
+        from .webhook import WebhookServer
+
+        a = self.args
+        self.health.readiness["shutdown"] = lambda: "shutting down" if self.shutting_down.is_set() else None
+        self.health.serve(a.health_probe_addr)
+        metrics.serve(a.metrics_addr)
+        sidecarsets = Informer(self.client, "/apis/apps.kruise.io/v1alpha1/sidecarsets", transform=slim_sidecarset,
+                               name="sidecarsets").start()
+        namespaces = Informer(self.client, "/api/v1/namespaces", transform=slim_namespace, name="namespaces").start()
+        self.informers = [sidecarsets, namespaces]
+        self.health.readiness["informers"] = lambda: None if sidecarsets.synced.is_set() and namespaces.synced.is_set() \
+            else "caches not synced (is the SidecarSet CRD installed?)"
+        if self.runs_webhook:
+            self.certs = CertManager(self.client, CertOptions(
+                namespace=self.namespace, secret=a.secret_name, service=a.service_name, cert_dir=a.webhook_cert_dir,
+                configurations=(("mutatingwebhookconfigurations", a.mutating_webhook_configuration),
+                                ("validatingwebhookconfigurations", a.validating_webhook_configuration)),
+                mode=a.webhook_cert_mode, ca_validity_s=a.webhook_ca_validity,
+                cert_validity_s=a.webhook_cert_validity, renew_before_s=a.webhook_cert_renew_before)).start()
+            admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
+            self.webhook = WebhookServer(a.webhook_bind_address, a.webhook_port, a.webhook_cert_dir, {
+                MUTATE_POD_PATH: admission.mutate_pod, VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset},
+                max_body=a.webhook_max_body_bytes, io_timeout=a.webhook_io_timeout,
+                max_connections=a.webhook_max_connections).start()
+            self.health.readiness["webhook-credential"] = lambda: self.certs.problem
+            own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address,
+                                                                              a.webhook_bind_address)
+            self.health.readiness["webhook-server"] = webhook_self_check(
+                own, a.webhook_port, self.certs.ca_file, self.certs.dns_names[0], timeout=1.0)
+            self.health.liveness["webhook-server"] = heartbeat_check(lambda: self.webhook.last_heartbeat, 20,
+                                                                     "the webhook accept loop")
+        if self.runs_controller:
+            self._start_controller(sidecarsets, namespaces)
+
+    def _start_controller(self, sidecarsets, namespaces) -> None:
+        from .controller import StatusController
+        from .health import heartbeat_check
+        from .lease import ElectionConfig, LeaderElector
+
+        a = self.args
+        config = ElectionConfig(self.namespace, a.leader_election_id, self.identity,
+                                a.leader_election_lease_duration, a.leader_election_renew_deadline,
+                                a.leader_election_retry_period)
+        self.elector = LeaderElector(self.client, config)
+        self.controller = StatusController(self.client, self.elector, sidecarsets, namespaces)
+        self.health.liveness["leader-election"] = heartbeat_check(lambda: self.elector.last_heartbeat, 30,
+                                                                  "the leader election loop")
+        self.health.liveness["controller"] = lambda: heartbeat_check(
+            lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")() \
+            if self.elector.leading.is_set() else None
+
+        def elect() -> None:
+            if a.enable_leader_election:
+                self.elector.run(on_started_leading=self.controller.start)
+            else:
+                self.elector.leading.set()
+                self.elector.may_act = lambda: float("inf")
+                self.controller.start()
+                self.shutting_down.wait()
+            if self.elector.lost.is_set() and not self.shutting_down.is_set():
+                self.controller.stop()  # stop all reconciling at once, then restart clean
+                log.error("exiting: leadership lost")
+                self.exit_code = 1
+                self.done.set()
+
+        threading.Thread(target=elect, name="election", daemon=True).start()
+
+    def shutdown(self, grace: float = 10.0) -> None:
+        """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook."""
+        if self.shutting_down.is_set():
+            return
+        self.shutting_down.set()
+        log.info("shutting down")
+        if self.controller is not None:
+            self.controller.stop()
+        if self.elector is not None:
+            self.elector.release()
+        if self.webhook is not None:
+            self.webhook.stop(drain=min(5.0, grace))
+        if self.certs is not None:
+            self.certs.stop()
+        for informer in self.informers:
+            informer.stop()
+        self.done.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log_format, args.verbose)
+    from .lease import ElectionConfig
+
+    try:
+        ElectionConfig("", "", "", args.leader_election_lease_duration, args.leader_election_renew_deadline,
+                       args.leader_election_retry_period).validate()
+    except ValueError as err:
+        print(f"kruise-manager: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        manager = Manager(args)
+    except Exception as err:  # bad kubeconfig and the like: one line, not a traceback
+        print(f"kruise-manager: error: cannot build the API client: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=manager.shutdown, daemon=True).start())
+    signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=manager.shutdown, daemon=True).start())
+    try:
+        manager.start()
+    except OSError as err:
+        log.error("cannot start: %s", err)
+        return 1
+    log.info("started", extra={"identity": manager.identity, "role": args.role, "namespace": manager.namespace})
+    while not manager.done.wait(0.5):
+        pass
+    time.sleep(0.05)
+    return manager.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

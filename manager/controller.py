@@ -1,0 +1,110 @@
+"""The leader-only SidecarSet status controller.
+
+It watches pods (slim copies only) and SidecarSets and keeps each SidecarSet's status
+(matchedPods, updatedPods, readyPods, updatedReadyPods, observedGeneration) current. Every
+write passes the lease gate first and is bounded by what is left of it, so a replica that
+lost or may have lost the Lease never writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from . import metrics, sidecarset
+from .informer import Informer
+from .kube import ApiError, Client
+from .lease import LeaderElector
+
+log = logging.getLogger("manager.controller")
+
+SIDECARSETS_PATH = "/apis/apps.kruise.io/v1alpha1/sidecarsets"
+
+
+def slim_pod(obj: dict) -> dict:
+    meta, status = obj.get("metadata", {}), obj.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    annotations = meta.get("annotations") or {}
+    kept = {sidecarset.HASH_ANNOTATION: annotations[sidecarset.HASH_ANNOTATION]} \
+        if sidecarset.HASH_ANNOTATION in annotations else {}
+    return {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+            "namespace": meta.get("namespace"), "labels": meta.get("labels") or {}, "annotations": kept,
+            "ready": ready and not meta.get("deletionTimestamp")}
+
+
+class StatusController:
+    def __init__(self, client: Client, elector: LeaderElector, sidecarsets: Informer, namespaces: Informer,
+                 resync: float = 30.0):
+        self.client = client
+        self.elector = elector
+        self.sidecarsets = sidecarsets
+        self.namespaces = namespaces
+        self.resync = resync
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self.pods: Informer | None = None
+        self.last_heartbeat = time.monotonic()
+        self.writes = 0
+
+    def _changed(self, *_args) -> None:
+        self._dirty.set()
+
+    def start(self) -> None:
+        """Called once this replica leads; runs until :meth:`stop` or the lease is lost."""
+        self.sidecarsets.on_change = self._changed
+        self.pods = Informer(self.client, "/api/v1/pods", transform=slim_pod, on_change=self._changed,
+                             name="pods").start()
+        threading.Thread(target=self._run, name="sidecarset status", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        if self.pods is not None:
+            self.pods.stop()
+
+    def _run(self) -> None:
+        self.pods.synced.wait(60)
+        last_full = 0.0
+        while not self._stop.is_set():
+            self.last_heartbeat = time.monotonic()
+            self._dirty.wait(1.0)
+            if self._stop.is_set():
+                return
+            if not self._dirty.is_set() and time.monotonic() - last_full < self.resync:
+                continue
+            self._dirty.clear()
+            time.sleep(0.05)  # let a burst of pod events settle into one pass
+            last_full = time.monotonic()
+            self.sync_all()
+
+    def sync_all(self) -> None:
+        pods = self.pods.snapshot()
+        ns_labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in self.namespaces.snapshot()}
+        for obj in self.sidecarsets.snapshot():
+            wanted = sidecarset.compute_status(obj, pods, ns_labels)
+            current = {k: obj.get("status", {}).get(k) for k in wanted}
+            if current == wanted:
+                continue
+            if not self._write_status(obj, wanted):
+                self._dirty.set()
+
+    def _write_status(self, obj: dict, status: dict) -> bool:
+        left = self.elector.may_act()
+        if left < 0.5 or self._stop.is_set():
+            return False  # not (surely) the leader: never write
+        name = obj["metadata"]["name"]
+        body = {"apiVersion": sidecarset.GROUP_VERSION, "kind": "SidecarSet",
+                "metadata": {"name": name, "resourceVersion": obj["metadata"]["resourceVersion"]},
+                "spec": obj.get("spec") or {}, "status": status}
+        try:
+            self.client.request("PUT", f"{SIDECARSETS_PATH}/{name}/status", body=body, timeout=min(5.0, left - 0.25))
+        except ApiError as err:
+            if not err.conflict:
+                log.warning("status of SidecarSet %s not written: %s", name, err)
+            return False
+        self.writes += 1
+        metrics.STATUS_WRITES.inc()
+        log.info("status of SidecarSet %s written", name,
+                 extra={"sidecarset": name, "holder": self.elector.config.identity, **status})
+        return True

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the manager, served on ``--metrics-addr`` at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+IS_LEADER = Gauge("kruise_manager_is_leader", "1 while this replica holds the leader Lease.")
+LEASE_RENEW_FAILURES = Counter("kruise_manager_lease_renew_failures", "Failed attempts to renew the leader Lease.")
+LEADER_TRANSITIONS = Counter("kruise_manager_leader_acquired", "Times this replica acquired the leader Lease.")
+WEBHOOK_REQUESTS = Counter("kruise_manager_webhook_requests", "Admission requests served.", ["path", "result"])
+WEBHOOK_LATENCY = Histogram("kruise_manager_webhook_request_duration_seconds", "Admission request handling time.",
+                            ["path", "result"],
+                            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+CERT_EXPIRY = Gauge("kruise_manager_webhook_cert_expiry_timestamp_seconds",
+                    "Expiry (unix time) of the webhook serving certificate in use.")
+CA_BUNDLE_MISMATCH = Gauge("kruise_manager_webhook_cabundle_mismatch",
+                           "1 while a webhook configuration's caBundle does not hold the serving CA.", ["configuration"])
+STATUS_WRITES = Counter("kruise_manager_sidecarset_status_writes", "SidecarSet status updates written.")
+
+
+def serve(address: str) -> None:
+    """Serve /metrics on ``host:port`` (``:8080`` means all addresses); ``0`` disables."""
+    if address in ("0", ""):
+        return
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0")

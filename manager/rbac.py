@@ -1,0 +1,39 @@
+"""Every API call the manager makes, as RBAC rules: the chart's Role/ClusterRole grant
+exactly these, and tests check the ServiceAccount can do them and nothing more.
+
+Names are filled from the manager's settings (``rules(...)``). ``list``/``watch`` of a single
+object are made with ``fieldSelector=metadata.name=…``, which RBAC authorizes against
+``resourceNames``; ``create`` cannot be limited by name.
+"""
+
+from __future__ import annotations
+
+
+def rules(lease: str, secret: str, mutating: str, validating: str) -> dict[str, list[dict]]:
+    """``{"namespaced": [...], "cluster": [...]}`` PolicyRules."""
+    return {
+        "namespaced": [
+            # lease.py: read, take and renew the leader Lease; watch it while standing by
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
+             "verbs": ["get", "list", "watch", "update"]},
+            # certs.py: create the webhook Secret once, then read, watch and rotate it
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret],
+             "verbs": ["get", "list", "watch", "update"]},
+            # lease.py: the LeaderElection event
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        ],
+        "cluster": [
+            # certs.py: keep the caBundle of both webhook configurations
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+             "resourceNames": [mutating], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+             "resourceNames": [validating], "verbs": ["get", "list", "watch", "patch"]},
+            # handlers.py and controller.py: SidecarSets, and the status the leader keeps
+            {"apiGroups": ["apps.kruise.io"], "resources": ["sidecarsets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps.kruise.io"], "resources": ["sidecarsets/status"], "verbs": ["get", "update", "patch"]},
+            # controller.py: pods counted in status; handlers.py: namespaceSelector matching
+            {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["list", "watch"]},
+        ],
+    }

@@ -1,0 +1,251 @@
+"""The webhook server: HTTPS (TLS >= 1.2) serving admission.k8s.io/v1 AdmissionReviews.
+
+Routes POSTed reviews to handlers by path and answers ``GET /healthz``. Hostile or broken
+input never takes it down: bodies over ``max_body`` get 413, non-JSON or a wrong
+kind/version 400, a client that stalls is cut off after ``io_timeout``, a handler that
+raises yields a denied response with the reason. Connections are capped
+(``max_connections``): past the cap new ones wait in the listen backlog, which the
+readiness self-check notices.
+
+The serving certificate is re-read when its files change (checked at most once a second,
+on new connections), so rotation needs no restart; a half-written pair is ignored until
+it is whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Callable
+
+from . import metrics
+
+log = logging.getLogger("manager.webhook")
+
+Handler = Callable[[dict], dict]  # AdmissionRequest -> AdmissionResponse (without uid)
+
+
+class BadReview(ValueError):
+    """The body is not an admission.k8s.io/v1 AdmissionReview request."""
+
+
+def parse_review(body: bytes) -> dict:
+    try:
+        review = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadReview(f"body is not JSON: {err}") from None
+    if not isinstance(review, dict):
+        raise BadReview("body is not a JSON object")
+    if review.get("apiVersion") != "admission.k8s.io/v1" or review.get("kind") != "AdmissionReview":
+        raise BadReview(f"expected admission.k8s.io/v1 AdmissionReview, got {review.get('apiVersion')!r} "
+                        f"{review.get('kind')!r}")
+    request = review.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("uid"), str) or not request["uid"]:
+        raise BadReview("AdmissionReview has no request.uid")
+    return request
+
+
+def denied(message: str, code: int = 403) -> dict:
+    return {"allowed": False, "status": {"code": code, "message": message, "reason": "Forbidden" if code == 403 else ""}}
+
+
+class TLSFiles:
+    """The serving certificate on disk and the TLS context made from it."""
+
+    def __init__(self, cert_file: str, key_file: str):
+        self.cert_file, self.key_file = cert_file, key_file
+        self._context: ssl.SSLContext | None = None
+        self._stamp: tuple | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            a, b = os.stat(self.cert_file), os.stat(self.key_file)
+        except OSError:
+            return None
+        return (a.st_mtime_ns, a.st_size, a.st_ino, b.st_mtime_ns, b.st_size, b.st_ino)
+
+    def context(self) -> ssl.SSLContext | None:
+        now = time.monotonic()
+        if self._context is not None and now - self._checked < 1.0:
+            return self._context
+        with self._lock:
+            self._checked = now
+            stamp = self._file_stamp()
+            if stamp is not None and stamp != self._stamp:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                context.set_alpn_protocols(["http/1.1"])
+                try:
+                    context.load_cert_chain(self.cert_file, self.key_file)
+                    if self._context is not None:
+                        log.info("reloaded the serving certificate")
+                    self._context, self._stamp = context, stamp
+                except (ssl.SSLError, OSError) as err:  # a pair caught mid-rotation: retry later
+                    log.warning("serving certificate not loadable yet: %s", err)
+            return self._context
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kruise-manager"
+    sys_version = ""
+
+    def log_message(self, *args) -> None:  # requests are counted in metrics, not logged
+        pass
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, code: int, message: str, path: str) -> None:
+        metrics.WEBHOOK_REQUESTS.labels(path, "bad_request").inc()
+        self.close_connection = code in (411, 413) or self.close_connection
+        self._send(code, (message + "\n").encode(), "text/plain; charset=utf-8")
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] == "/healthz":
+            self._send(200, b"ok", "text/plain; charset=utf-8")
+        else:
+            self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+    def do_POST(self) -> None:
+        server: WebhookServer = self.server  # type: ignore[assignment]
+        path = self.path.split("?")[0]
+        handler = server.handlers.get(path)
+        if handler is None:
+            return self._error(404, f"no webhook at {path}", "other")
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            return self._error(411, "Content-Length required", path)
+        if int(length) > server.max_body:
+            return self._error(413, f"body over {server.max_body} bytes", path)
+        if "json" not in (self.headers.get("Content-Type") or ""):
+            self.rfile.read(int(length))
+            return self._error(415, "Content-Type must be application/json", path)
+        started = time.perf_counter()
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):
+            self.close_connection = True
+            return
+        try:
+            request = parse_review(body)
+        except BadReview as err:
+            return self._error(400, str(err), path)
+        try:
+            response = handler(request)
+        except Exception as err:  # a handler bug denies this one request, nothing more
+            log.exception("handler for %s failed", path)
+            response = denied(f"internal error in {path}: {err.__class__.__name__}: {err}", 500)
+        result = "allowed" if response.get("allowed") else "denied"
+        if response.get("patch"):
+            result = "patched"
+        response = {"uid": request["uid"], **response}
+        payload = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                              "response": response}).encode()
+        self._send(200, payload)
+        metrics.WEBHOOK_REQUESTS.labels(path, result).inc()
+        metrics.WEBHOOK_LATENCY.labels(path, result).observe(time.perf_counter() - started)
+
+
+class WebhookServer:
+    """Start with :meth:`start`; :meth:`stop` closes the listener and lets in-flight
+    requests finish (up to ``drain`` seconds)."""
+
+    def __init__(self, bind: str, port: int, cert_dir: str, handlers: dict[str, Handler], *,
+                 max_body: int = 8 << 20, io_timeout: float = 10.0, max_connections: int = 256):
+        self.bind, self.port = bind, port
+        self.handlers = handlers
+        self.max_body = max_body
+        self.io_timeout = io_timeout
+        self.tls = TLSFiles(os.path.join(cert_dir, "tls.crt"), os.path.join(cert_dir, "tls.key"))
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._active: set[threading.Thread] = set()
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.last_heartbeat = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "WebhookServer":
+        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.bind, self.port))
+        listener.listen(1024)
+        listener.settimeout(0.5)
+        self._listener = listener
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._accept_loop, name="webhook accept", daemon=True)
+        self._thread.start()
+        log.info("webhook server listening on %s:%d", self.bind, self.port)
+        return self
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            self.last_heartbeat = time.monotonic()
+            if not self._slots.acquire(timeout=0.5):
+                continue  # at the cap: leave new connections in the backlog
+            try:
+                conn, address = self._listener.accept()
+            except (socket.timeout, TimeoutError):
+                self._slots.release()
+                continue
+            except OSError:
+                self._slots.release()
+                if self._stop.is_set():
+                    break
+                continue
+            thread = threading.Thread(target=self._serve_connection, args=(conn, address), daemon=True)
+            self._active.add(thread)
+            thread.start()
+
+    def _serve_connection(self, conn: socket.socket, address) -> None:
+        try:
+            context = self.tls.context()
+            if context is None:
+                conn.close()
+                return
+            conn.settimeout(self.io_timeout)
+            try:
+                tls = context.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                return
+            try:
+                handler = _RequestHandler.__new__(_RequestHandler)
+                handler.timeout = self.io_timeout
+                _RequestHandler.__init__(handler, tls, address, self)
+            except (OSError, ssl.SSLError, ValueError):
+                pass
+            finally:
+                try:
+                    tls.close()
+                except OSError:
+                    pass
+        finally:
+            self._active.discard(threading.current_thread())
+            self._slots.release()
+
+    def stop(self, drain: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        if self._listener is not None:
+            self._listener.close()
+        deadline = time.monotonic() + drain
+        for thread in list(self._active):
+            thread.join(max(0.0, deadline - time.monotonic()))
