@@ -1,0 +1,281 @@
+"""Real kruise-manager processes on the local control plane, without a kubelet.
+
+Each replica is ``python -m manager`` in its own network-namespace host, authenticated as a
+real ServiceAccount whose RBAC is exactly ``manager.rbac``. The apiserver reaches the
+webhooks through Service ``kruise-webhook-service`` (no selector; Endpoints and an
+EndpointSlice list the replicas' host addresses) and the two upstream-named webhook
+configurations. Used by the manager's tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import yaml
+
+from manager import (MUTATE_POD_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME, VALIDATE_SIDECARSET_PATH,
+                     VALIDATING_CONFIGURATION, WEBHOOK_PORT, rbac)
+
+from .cluster import LocalCluster, _die_with_parent
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "charts" / "kruise" / "crds" / "apps.kruise.io_sidecarsets.yaml"
+HEALTH_PORT, METRICS_PORT = 8000, 8080
+ACCOUNT = "kruise-manager"
+
+
+def install_crd(api, timeout: float = 30) -> None:
+    """Create the SidecarSet CRD (if absent) and wait until it is served."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    extensions = client.ApiextensionsV1Api(api)
+    try:
+        extensions.create_custom_resource_definition(yaml.safe_load(CRD_FILE.read_text()))
+    except ApiException as err:
+        if err.status != 409:
+            raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crd = extensions.read_custom_resource_definition("sidecarsets.apps.kruise.io")
+        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            try:
+                client.CustomObjectsApi(api).list_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets")
+                return
+            except ApiException:
+                pass
+        time.sleep(0.2)
+    raise TimeoutError("the SidecarSet CRD was not established in time")
+
+
+@dataclass
+class Replica:
+    index: int
+    host: object  # network.Host
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+
+    @property
+    def ip(self) -> str:
+        return self.host.ip
+
+    def url(self, path: str, port: int = HEALTH_PORT) -> str:
+        return f"http://{self.ip}:{port}{path}"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Signal the manager itself (not the ``ip netns exec`` wrapper, which has exec'd)."""
+        os.kill(self.process.pid, sig)
+
+
+@dataclass
+class Fleet:
+    cluster: LocalCluster
+    namespace: str = "kruise-system"
+    replicas: list[Replica] = field(default_factory=list)
+    extra_args: tuple[str, ...] = ()
+    failure_policy: str = "Fail"
+    _kubeconfig: Path | None = None
+
+    # ---- set-up ----------------------------------------------------------------------
+    def install(self, count: int = 3) -> "Fleet":
+        """Namespace, CRD, RBAC, ServiceAccount, Service, Endpoints, webhook configurations, and
+        ``count`` hosts (replicas are started separately with :meth:`start`)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        api = self.cluster.api()
+        core, rbac_api = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        install_crd(api)
+        try:
+            core.create_namespace({"metadata": {"name": self.namespace}})
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        core.create_namespaced_service_account(self.namespace, {"metadata": {"name": ACCOUNT}})
+        rules = rbac.rules(self.lease_name, SECRET_NAME, MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION)
+        subject = [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": self.namespace}]
+        rbac_api.create_namespaced_role(self.namespace, {"metadata": {"name": ACCOUNT}, "rules": rules["namespaced"]})
+        rbac_api.create_namespaced_role_binding(self.namespace, {
+            "metadata": {"name": ACCOUNT}, "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ACCOUNT}})
+        cluster_name = f"kruise-manager-{self.namespace}"
+        rbac_api.create_cluster_role({"metadata": {"name": cluster_name}, "rules": rules["cluster"]})
+        rbac_api.create_cluster_role_binding({
+            "metadata": {"name": cluster_name}, "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name}})
+        token = core.create_namespaced_service_account_token(
+            ACCOUNT, self.namespace, {"spec": {"expirationSeconds": 86400}}).status.token
+        self._kubeconfig = self.cluster.write_token_kubeconfig(
+            self.cluster.workdir / f"{self.namespace}-manager.kubeconfig", token, for_hosts=True)
+        self.replicas = [Replica(i, self.cluster.add_host(f"{self.namespace}-m{i}")) for i in range(count)]
+        core.create_namespaced_service(self.namespace, {
+            "metadata": {"name": SERVICE_NAME},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": WEBHOOK_PORT}]}})
+        self.set_endpoints(self.replicas)
+        self._create_webhook_configurations(api)
+        return self
+
+    @property
+    def lease_name(self) -> str:
+        return "kruise-manager"
+
+    def set_endpoints(self, replicas: list[Replica]) -> None:
+        """Point the Service at these replicas (what the endpoints controller does for ready pods)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        api = self.cluster.api()
+        core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+        addresses = [r.ip for r in replicas]
+        endpoints = {"metadata": {"name": SERVICE_NAME},
+                     "subsets": [{"addresses": [{"ip": ip} for ip in addresses],
+                                  "ports": [{"name": "https", "port": WEBHOOK_PORT}]}] if addresses else []}
+        slice_ = {"metadata": {"name": f"{SERVICE_NAME}-fleet", "labels": {"kubernetes.io/service-name": SERVICE_NAME}},
+                  "addressType": "IPv4",
+                  "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in addresses],
+                  "ports": [{"name": "https", "port": WEBHOOK_PORT, "protocol": "TCP"}]}
+        for create, replace, name, body in (
+                (core.create_namespaced_endpoints, core.replace_namespaced_endpoints, SERVICE_NAME, endpoints),
+                (discovery.create_namespaced_endpoint_slice, discovery.replace_namespaced_endpoint_slice,
+                 f"{SERVICE_NAME}-fleet", slice_)):
+            try:
+                create(self.namespace, body)
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+                replace(name, self.namespace, body)
+
+    def _create_webhook_configurations(self, api) -> None:
+        from kubernetes import client
+
+        admission = client.AdmissionregistrationV1Api(api)
+        common = {"sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": self.failure_policy,
+                  "timeoutSeconds": 10}
+
+        def service(path: str) -> dict:
+            return {"service": {"namespace": self.namespace, "name": SERVICE_NAME, "path": path, "port": 443}}
+
+        admission.create_mutating_webhook_configuration({"metadata": {"name": MUTATING_CONFIGURATION}, "webhooks": [{
+            **common, "name": "mpod.kb.io", "clientConfig": service(MUTATE_POD_PATH),
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                                        "values": ["kube-system", self.namespace]}]}}]})
+        admission.create_validating_webhook_configuration({"metadata": {"name": VALIDATING_CONFIGURATION}, "webhooks": [{
+            **common, "name": "vsidecarset.kb.io", "clientConfig": service(VALIDATE_SIDECARSET_PATH),
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"],
+                       "apiVersions": ["v1alpha1"], "resources": ["sidecarsets"]}]}]})
+
+    # ---- replicas --------------------------------------------------------------------
+    def start(self, replica: Replica, *extra: str) -> Replica:
+        logdir = self.cluster.workdir / "managers"
+        logdir.mkdir(exist_ok=True)
+        replica.log = logdir / f"{self.namespace}-m{replica.index}.log"
+        env = {**os.environ, "POD_NAME": f"kruise-controller-manager-m{replica.index}", "POD_NAMESPACE": self.namespace,
+               "KUBECONFIG": str(self._kubeconfig), "PYTHONPATH": str(ROOT),
+               "WEBHOOK_CERT_DIR": str(self.cluster.workdir / "managers" / f"{self.namespace}-m{replica.index}-certs")}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        argv = [sys.executable, "-m", "manager", f"--metrics-addr=:{METRICS_PORT}",
+                f"--health-probe-addr=:{HEALTH_PORT}", *self.extra_args, *extra]
+        with open(replica.log, "ab") as log:
+            replica.process = subprocess.Popen(replica.host.wrap(argv), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               preexec_fn=_die_with_parent, cwd=str(ROOT))
+        return replica
+
+    def start_all(self, *extra: str) -> "Fleet":
+        for replica in self.replicas:
+            self.start(replica, *extra)
+        return self
+
+    def ready(self, replica: Replica) -> bool:
+        try:
+            return requests.get(replica.url("/readyz"), timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_ready(self, replicas: list[Replica] | None = None, timeout: float = 60) -> None:
+        replicas = self.replicas if replicas is None else replicas
+        deadline = time.monotonic() + timeout
+        while not all(self.ready(r) for r in replicas):
+            dead = [r for r in replicas if not r.alive()]
+            if dead:
+                raise RuntimeError(f"manager m{dead[0].index} exited: {self.tail(dead[0])}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("managers not ready in time: " + "; ".join(
+                    f"m{r.index}: {self.readyz_report(r)}" for r in replicas))
+            time.sleep(0.2)
+
+    def readyz_report(self, replica: Replica) -> str:
+        try:
+            return requests.get(replica.url("/readyz?verbose"), timeout=2).text.replace("\n", " | ")
+        except requests.RequestException as err:
+            return str(err)
+
+    def tail(self, replica: Replica, lines: int = 15) -> str:
+        try:
+            return "\n".join(replica.log.read_text(errors="replace").splitlines()[-lines:])
+        except (OSError, AttributeError):
+            return ""
+
+    def stop(self, replica: Replica, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if replica.process is None:
+            return None
+        if replica.alive():
+            replica.signal(signal.SIGCONT)
+            replica.signal(sig)
+        try:
+            return replica.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            replica.process.kill()
+            return replica.process.wait()
+
+    def stop_all(self) -> None:
+        for replica in self.replicas:
+            if replica.alive():
+                replica.signal(signal.SIGCONT)
+                replica.signal(signal.SIGKILL)
+                replica.process.wait()
+
+    def lease(self) -> dict:
+        from kubernetes import client
+
+        lease = client.CoordinationV1Api(self.cluster.api()).read_namespaced_lease(self.lease_name, self.namespace)
+        return {"holder": lease.spec.holder_identity or "", "transitions": lease.spec.lease_transitions or 0,
+                "renew_time": lease.spec.renew_time}
+
+    def leader(self) -> Replica | None:
+        """The replica whose pod name the Lease holder carries, if any."""
+        try:
+            holder = self.lease()["holder"]
+        except Exception:
+            return None
+        for replica in self.replicas:
+            if holder.startswith(f"kruise-controller-manager-m{replica.index}_"):
+                return replica
+        return None
+
+    def uninstall(self) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        self.stop_all()
+        api = self.cluster.api()
+        admission, rbac_api = client.AdmissionregistrationV1Api(api), client.RbacAuthorizationV1Api(api)
+        for delete in (lambda: admission.delete_mutating_webhook_configuration(MUTATING_CONFIGURATION),
+                       lambda: admission.delete_validating_webhook_configuration(VALIDATING_CONFIGURATION),
+                       lambda: rbac_api.delete_cluster_role_binding(f"kruise-manager-{self.namespace}"),
+                       lambda: rbac_api.delete_cluster_role(f"kruise-manager-{self.namespace}"),
+                       lambda: client.CoreV1Api(api).delete_namespace(self.namespace)):
+            try:
+                delete()
+            except ApiException:
+                pass

@@ -1,0 +1,56 @@
+"""Real kruise-manager processes (kruisectl.localcluster.fleet) on a private control plane
+of the test module's own: the webhook configurations carry upstream's cluster-wide names."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
+from kruisectl.localcluster.fleet import Fleet
+from kruisectl.localcluster.network import available as network_unavailable_reason
+
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]},
+                                            {"group": "apps.kruise.io", "resources": ["sidecarsets/status"]}],
+         "verbs": ["create", "update", "patch"]},
+        {"level": "None"},
+    ],
+}
+
+
+def start_cluster(audit_log: Path | None = None) -> LocalCluster:
+    if network_unavailable_reason():
+        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    extra = ()
+    if audit_log is not None:
+        policy = Path(tempfile.mkdtemp(prefix="kruise-audit-")) / "policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        extra = (f"--audit-policy-file={policy}", f"--audit-log-path={audit_log}", "--audit-log-mode=blocking")
+    options = ClusterOptions(scheduler=True, controller_manager=True, kwok=True, network=True,
+                             extra_apiserver_args=extra)
+    return LocalCluster.start(options, log=sys.stderr)
+
+
+@pytest.fixture(scope="module")
+def manager_cluster():
+    local = start_cluster()
+    local.create_nodes(2)
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(manager_cluster):
+    """Three manager replicas, installed and ready."""
+    fleet = Fleet(manager_cluster).install(3)
+    fleet.start_all()
+    fleet.wait_ready(timeout=90)
+    yield fleet
+    fleet.stop_all()
