@@ -17,8 +17,9 @@ from kruisectl.localcluster.network import available as network_unavailable_reas
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
     "rules": [
-        {"level": "Metadata", "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]},
-                                            {"group": "apps.kruise.io", "resources": ["sidecarsets/status"]}],
+        {"level": "Request", "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}],
+         "verbs": ["create", "update", "patch"]},
+        {"level": "Metadata", "resources": [{"group": "apps.kruise.io", "resources": ["sidecarsets/status"]}],
          "verbs": ["create", "update", "patch"]},
         {"level": "None"},
     ],
