@@ -160,6 +160,7 @@ class CertManager:
         self.problem: str | None = "credential not loaded yet"
         self.ca_bundle: bytes = b""
         self.files_written = False
+        self._next_check = 10.0  # seconds until a certificate is due for renewal (at most 10)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._informers: list[Informer] = []
@@ -327,6 +328,8 @@ class CertManager:
             serving = split_bundle(files["tls.crt"])
             if serving:
                 metrics.CERT_EXPIRY.set(serving[0].not_valid_after_utc.timestamp())
+            due = [seconds_left(c) - self.options.renew_before_s for c in serving[:1] + split_bundle(self.ca_bundle)[:1]]
+            self._next_check = min([10.0, *due])
             self.problem = self.sync_ca_bundles(self.ca_bundle)
         except ApiError as err:
             self.problem = f"webhook credential: {err}"
@@ -351,7 +354,7 @@ class CertManager:
         # Wake on any change of the Secret or a configuration (a helm upgrade resetting the
         # caBundle), and at least every 10 s for expiry checks.
         while not self._stop.is_set():
-            self._wake.wait(1.0 if self.problem else 10.0)
+            self._wake.wait(1.0 if self.problem else max(0.2, self._next_check))
             self._wake.clear()
             if not self._stop.is_set():
                 self.sync_once()
