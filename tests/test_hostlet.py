@@ -1,0 +1,385 @@
+"""The hostlet against the real control plane: nodes kept Ready, pods run as real processes in
+the nodes' network-namespace hosts, status from real probes, restarts, graceful deletion."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
+from kruisectl.localcluster.hostlet import (MANAGER_PROGRAM, Backoff, Hostlet, HostletError, create_hostlet_nodes,
+                                            expand, field_path_value, image_name, resolve_program,
+                                            resource_field_value)
+from kruisectl.localcluster.network import available as network_unavailable_reason
+from tests.conftest import wait_for
+
+APP = Path(__file__).with_name("hostlet_app.py")
+PROGRAMS = {"hostlet-app": [sys.executable, str(APP)]}
+NODES = ["hl-0", "hl-1", "hl-2"]
+
+
+# ---- pure logic --------------------------------------------------------------------------
+def test_expand_follows_kubernetes_rules():
+    variables = {"POD_NAME": "web-1", "EMPTY": ""}
+    assert expand("--id=$(POD_NAME)", variables) == "--id=web-1"
+    assert expand("$(MISSING)-$(EMPTY)x", variables) == "$(MISSING)-x"
+    assert expand("$$(POD_NAME) $$ $", variables) == "$(POD_NAME) $ $"
+
+
+def test_image_name_strips_registry_tag_and_digest():
+    assert image_name("registry:5000/openkruise/kruise-manager:v1.5@sha256:ab") == "kruise-manager"
+    assert image_name("kruise-manager") == "kruise-manager"
+
+
+def test_programs_map_command_or_image_and_nothing_else():
+    manager = {"image": "openkruise/kruise-manager:v1", "command": ["/manager"], "args": ["--role=all"]}
+    assert resolve_program(manager, {}, None) == [*MANAGER_PROGRAM, "--role=all"]
+    by_command = {"image": "anything", "command": ["kruise-manager", "--x"], "args": ["--y"]}
+    assert resolve_program(by_command, {}, None) == [*MANAGER_PROGRAM, "--x", "--y"]
+    assert resolve_program({"image": "busybox", "command": ["sh", "-c", "rm -rf /"]}, {}, None) is None
+    assert resolve_program({"image": "x", "command": ["hostlet-app"], "args": ["--port", "1"]}, {}, PROGRAMS) == \
+        [sys.executable, str(APP), "--port", "1"]
+    hook = lambda container, pod: ["echo", pod["metadata"]["name"]] if container["image"] == "echo" else None
+    assert resolve_program({"image": "echo"}, {"metadata": {"name": "p"}}, hook) == ["echo", "p"]
+    assert resolve_program({"image": "kruise-manager"}, {}, hook) == MANAGER_PROGRAM
+
+
+def test_downward_api_fields():
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "web"}},
+           "spec": {"nodeName": "n", "serviceAccountName": "sa"},
+           "status": {"podIP": "198.18.1.10", "hostIP": "198.18.1.10", "podIPs": [{"ip": "198.18.1.10"}]}}
+    assert [field_path_value(pod, f) for f in ("metadata.name", "metadata.namespace", "spec.nodeName",
+                                               "status.podIP", "status.hostIP", "metadata.labels['app']")] == \
+        ["p", "ns", "n", "198.18.1.10", "198.18.1.10", "web"]
+    with pytest.raises(HostletError, match="unsupported fieldRef"):
+        field_path_value(pod, "spec.containers")
+    container = {"resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}
+    assert resource_field_value(container, {"resource": "limits.memory", "divisor": "1Mi"}, {}) == "64"
+    assert resource_field_value(container, {"resource": "requests.cpu"}, {}) == "1"  # rounded up
+    assert resource_field_value(container, {"resource": "limits.cpu"}, {"cpu": "8"}) == "8"
+
+
+def test_backoff_first_restart_immediate_then_doubling_and_reset():
+    backoff = Backoff(1, 4)
+    assert [backoff.next_delay(0.1) for _ in range(5)] == [0, 1, 2, 4, 4]
+    assert backoff.next_delay(10) == 0  # ran longer than the maximum: forgiven
+
+
+# ---- against the control plane -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def local():
+    if network_unavailable_reason():
+        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
+    try:
+        create_hostlet_nodes(cluster, NODES, zones=("zone-a", "zone-b", "zone-c"))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def hostlet(local):
+    with Hostlet(local, NODES, programs=PROGRAMS, backoff_initial=1, backoff_max=4, heartbeat_interval=2) as running:
+        yield running
+
+
+@pytest.fixture
+def core(local):
+    from kubernetes import client
+
+    return client.CoreV1Api(local.api())
+
+
+@pytest.fixture
+def ns(core):
+    name = f"h-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": name}})
+    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+             timeout=30, what="default ServiceAccount")
+    yield name
+    core.delete_namespace(name)
+
+
+def app_container(port: int, *args: str, readiness: dict | None = None, liveness: dict | None = None) -> dict:
+    container = {
+        "name": "app", "image": "example.com/hostlet-app:1", "command": ["hostlet-app"],
+        "args": ["--port", str(port), *args],
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": readiness or {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1,
+                                        "failureThreshold": 1, "timeoutSeconds": 1},
+    }
+    if liveness:
+        container["livenessProbe"] = liveness
+    return container
+
+
+def bare_pod(core, ns: str, name: str, container: dict, node: str = "hl-2", **spec) -> dict:
+    body = {"metadata": {"name": name}, "spec": {"nodeName": node, "containers": [container], **spec}}
+    return core.create_namespaced_pod(ns, body).to_dict()
+
+
+def pod_status(core, ns: str, name: str):
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return core.read_namespaced_pod(name, ns)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def is_ready(pod) -> bool:
+    return pod is not None and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def wait_ready(core, ns: str, name: str, ready: bool = True, timeout: float = 30):
+    return wait_for(lambda: (lambda p: p if p is not None and is_ready(p) == ready else None)(pod_status(core, ns, name)),
+                    timeout=timeout, what=f"pod {name} ready={ready}")
+
+
+def get(ip: str, port: int, path: str, **kwargs) -> requests.Response:
+    assert ip.startswith("198.18."), ip  # only the harness's own hosts
+    session = requests.Session()
+    session.trust_env = False
+    return session.get(f"http://{ip}:{port}{path}", timeout=5, **kwargs)
+
+
+def test_nodes_are_ready_and_their_leases_renewed(local, hostlet, core):
+    from kubernetes import client
+
+    leases = client.CoordinationV1Api(local.api())
+    for name in NODES:
+        node = core.read_node(name)
+        assert "kwok.x-k8s.io/node" not in (node.metadata.annotations or {})
+        assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+        assert not [t for t in node.spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
+    first = leases.read_namespaced_lease("hl-0", "kube-node-lease")
+    assert first.spec.holder_identity == "hl-0"
+    assert first.metadata.owner_references[0].kind == "Node"
+    wait_for(lambda: leases.read_namespaced_lease("hl-0", "kube-node-lease").spec.renew_time > first.spec.renew_time,
+             timeout=10, what="node lease renewal")
+
+
+@pytest.fixture(scope="module")
+def deployment(local, hostlet):
+    """Deployment ``web`` (2 host-network replicas, a Service) in its own namespace; its
+    ServiceAccount may read pods."""
+    from kubernetes import client
+
+    api = local.api()
+    core, apps, rbac = client.CoreV1Api(api), client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
+    ns = f"web-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "web"}})
+    rbac.create_namespaced_role(ns, {"metadata": {"name": "read-pods"},
+                                     "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+    rbac.create_namespaced_role_binding(ns, {
+        "metadata": {"name": "read-pods"}, "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": ns}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-pods"}})
+    container = app_container(18080, "--label=$(POD_NAME)", *(f"--show={v}" for v in
+                              ("POD_NAME", "POD_NAMESPACE", "NODE_NAME", "POD_IP", "HOST_IP", "GREETING", "KUBECONFIG")))
+    container["ports"][0]["hostPort"] = 18080
+    container["env"] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "GREETING", "value": "hello $(POD_NAME)"},
+    ]
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(ns, {
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"hostNetwork": True, "serviceAccountName": "web", "containers": [container],
+                                       "terminationGracePeriodSeconds": 5}}}})
+    core.create_namespaced_service(ns, {"metadata": {"name": "web"},
+                                        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 18080}]}})
+
+    def ready_pods():
+        pods = core.list_namespaced_pod(ns, label_selector="app=web").items
+        return pods if len(pods) == 2 and all(is_ready(p) for p in pods) else None
+
+    pods = wait_for(ready_pods, timeout=90, what="2 ready replicas of web")
+    yield ns, pods
+    core.delete_namespace(ns)
+
+
+def test_deployment_replicas_run_ready_and_reachable(local, core, hostlet, deployment):
+    ns, pods = deployment
+    assert len({p.spec.node_name for p in pods}) == 2  # one host port per node
+    for pod in pods:
+        node = core.read_node(pod.spec.node_name)
+        address = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+        assert pod.status.phase == "Running"
+        assert pod.status.pod_ip == pod.status.host_ip == address
+        (status,) = pod.status.container_statuses
+        assert status.ready and status.started and status.restart_count == 0 and status.state.running
+        assert hostlet.process_of(ns, pod.metadata.name).poll() is None
+        who = get(address, 18080, "/whoami").json()
+        name = pod.metadata.name
+        assert who["argv"][2] == f"--label={name}"  # $(VAR) expanded in args
+        env = who["env"]
+        assert (env["POD_NAME"], env["POD_NAMESPACE"], env["NODE_NAME"]) == (name, ns, pod.spec.node_name)
+        assert env["POD_IP"] == env["HOST_IP"] == address
+        assert env["GREETING"] == f"hello {name}"
+        assert who["pid"] == hostlet.process_of(ns, name).pid
+        # The credential is the pod's ServiceAccount (bound to it), not an admin's.
+        me = get(address, 18080, "/self").json()
+        assert (me["pod"], me["uid"], me["secrets"]) == (200, pod.metadata.uid, 403)
+        assert "serving on :18080" in hostlet.log_path(ns, name).read_text()
+
+
+def test_frozen_replica_leaves_the_service_and_comes_back(local, core, hostlet, deployment):
+    ns, pods = deployment
+    victim = pods[0].metadata.name
+
+    def endpoint_ips(kind: str) -> set[str]:
+        subsets = core.read_namespaced_endpoints("web", ns).subsets or []
+        return {a.ip for s in subsets for a in (getattr(s, kind) or [])}
+
+    wait_for(lambda: len(endpoint_ips("addresses")) == 2, timeout=30, what="2 ready endpoints")
+    hostlet.signal_pod(ns, victim, signal.SIGSTOP)
+    try:
+        wait_ready(core, ns, victim, ready=False, timeout=15)
+        wait_for(lambda: endpoint_ips("not_ready_addresses") == {pods[0].status.pod_ip}, timeout=15,
+                 what="the frozen replica moved to notReadyAddresses")
+    finally:
+        hostlet.signal_pod(ns, victim, signal.SIGCONT)
+    pod = wait_ready(core, ns, victim, ready=True, timeout=15)
+    assert pod.status.container_statuses[0].restart_count == 0
+    wait_for(lambda: len(endpoint_ips("addresses")) == 2, timeout=30, what="2 ready endpoints again")
+
+
+def test_killed_process_is_restarted(core, hostlet, ns):
+    bare_pod(core, ns, "kill-me", app_container(18081))
+    wait_ready(core, ns, "kill-me")
+    first = hostlet.process_of(ns, "kill-me")
+    hostlet.signal_pod(ns, "kill-me", signal.SIGKILL)
+    pod = wait_for(lambda: (lambda p: p if p.status.container_statuses[0].restart_count == 1 and is_ready(p) else None)(
+        pod_status(core, ns, "kill-me")), timeout=30, what="restart after SIGKILL")
+    status = pod.status.container_statuses[0]
+    assert status.last_state.terminated.exit_code == 137
+    assert status.last_state.terminated.reason == "Error"
+    assert first.returncode == -signal.SIGKILL
+    second = hostlet.process_of(ns, "kill-me")
+    assert second.pid != first.pid and second.poll() is None
+    assert hostlet.log_path(ns, "kill-me").name == "1.log"
+
+
+def test_liveness_failure_restarts_the_container(core, hostlet, ns):
+    liveness = {"httpGet": {"path": "/healthz", "port": 18082}, "periodSeconds": 1, "failureThreshold": 2}
+    bare_pod(core, ns, "sick", app_container(18082, liveness=liveness), terminationGracePeriodSeconds=3)
+    pod = wait_ready(core, ns, "sick")
+    first = hostlet.process_of(ns, "sick")
+    assert get(pod.status.pod_ip, 18082, "/healthz").status_code == 200
+    assert pod.status.pod_ip.startswith("198.18.")
+    session = requests.Session()
+    session.trust_env = False
+    session.post(f"http://{pod.status.pod_ip}:18082/sick", timeout=5)
+    pod = wait_for(lambda: (lambda p: p if p.status.container_statuses[0].restart_count == 1 and is_ready(p) else None)(
+        pod_status(core, ns, "sick")), timeout=30, what="restart after liveness failures")
+    assert first.poll() is not None
+    assert "got SIGTERM" in (hostlet.log_path(ns, "sick").parent / "0.log").read_text()  # killed gracefully
+    reasons = {e.reason for e in core.list_namespaced_event(ns, field_selector="involvedObject.name=sick").items}
+    assert {"Unhealthy", "Killing", "Started"} <= reasons
+
+
+def test_exiting_process_crash_loops_with_backoff(core, hostlet, ns):
+    container = app_container(18083)
+    container["args"] = []  # --port missing: the program exits 2 at once
+    bare_pod(core, ns, "crash", container)
+    seen = set()
+
+    def looped():
+        status = pod_status(core, ns, "crash").status.container_statuses
+        if status and status[0].state.waiting:
+            seen.add(status[0].state.waiting.reason)
+        return status and status[0].restart_count >= 3 and "CrashLoopBackOff" in seen and status[0]
+
+    started = time.monotonic()
+    status = wait_for(looped, timeout=40, interval=0.1, what="3 restarts in CrashLoopBackOff")
+    assert time.monotonic() - started >= 1 + 2  # back-off 0, 1, 2 s before restarts 1, 2, 3
+    assert status.last_state.terminated.exit_code == 2
+    assert not status.ready
+
+
+def test_delete_is_graceful(core, hostlet, ns):
+    bare_pod(core, ns, "bye", app_container(18084))
+    wait_ready(core, ns, "bye")
+    process, log = hostlet.process_of(ns, "bye"), hostlet.log_path(ns, "bye")
+    core.delete_namespaced_pod("bye", ns)  # the default 30 s grace period
+    wait_for(lambda: pod_status(core, ns, "bye") is None, timeout=20, what="pod finalized")
+    assert process.wait(5) == 0
+    assert "got SIGTERM" in log.read_text()
+
+
+def test_grace_period_ends_in_sigkill(core, hostlet, ns):
+    bare_pod(core, ns, "stubborn", app_container(18085, "--ignore-term"), terminationGracePeriodSeconds=2)
+    wait_ready(core, ns, "stubborn")
+    process, log = hostlet.process_of(ns, "stubborn"), hostlet.log_path(ns, "stubborn")
+    started = time.monotonic()
+    core.delete_namespaced_pod("stubborn", ns)
+    wait_for(lambda: pod_status(core, ns, "stubborn") is None, timeout=20, what="pod finalized")
+    assert time.monotonic() - started >= 2
+    assert process.wait(5) == -signal.SIGKILL
+    assert "got SIGTERM" in log.read_text()
+
+
+def test_unmapped_container_never_runs(core, hostlet, ns):
+    bare_pod(core, ns, "foreign", {"name": "sh", "image": "busybox", "command": ["sh", "-c", "sleep 1000"]})
+    status = wait_for(lambda: (lambda s: s and s[0].state.waiting and s[0].state.waiting.reason == "CreateContainerError"
+                               and s[0])(pod_status(core, ns, "foreign").status.container_statuses),
+                      timeout=20, what="CreateContainerError")
+    assert "no local program" in status.state.waiting.message
+    assert hostlet.process_of(ns, "foreign") is None
+    assert pod_status(core, ns, "foreign").status.phase == "Pending"
+
+
+def test_empty_dir_is_private_to_the_pod(core, hostlet, ns):
+    target = f"/tmp/hostlet-test-{uuid.uuid4().hex[:8]}"
+    container = app_container(18086, f"--write={target}")
+    container["volumeMounts"] = [{"name": "scratch", "mountPath": target}]
+    try:
+        bare_pod(core, ns, "scratchy", container, volumes=[{"name": "scratch", "emptyDir": {}}])
+        wait_ready(core, ns, "scratchy")
+        worker = hostlet.worker(ns, "scratchy")
+        assert (worker.dir / "volumes" / "scratch" / "written-by").read_text() == "scratchy"
+        assert not Path(target, "written-by").exists()  # the mount did not leak to this machine
+    finally:
+        subprocess.run(["rmdir", target], capture_output=True)
+
+
+def test_stop_leaves_no_process_or_thread(local, core, ns):
+    create_hostlet_nodes(local, ["hl-solo"], taints=[{"key": "hostlet-solo", "effect": "NoSchedule"}])
+    solo = Hostlet(local, ["hl-solo"], programs=PROGRAMS, heartbeat_interval=2).start()
+    try:
+        bare_pod(core, ns, "solo", app_container(18087), node="hl-solo")
+        wait_ready(core, ns, "solo")
+        process = solo.process_of(ns, "solo")
+    finally:
+        started = time.monotonic()
+        solo.stop()
+    assert time.monotonic() - started < 15
+    assert process.poll() is not None
+    assert not [t for t in solo._threads if t.is_alive()]
+    assert not [w for w in solo.workers.values() if w.thread.is_alive()]
+
+
+def test_refuses_kwok_nodes_and_clusters_without_hosts(local, core):
+    core.create_node({"metadata": {"name": "kw-0", "annotations": {"kwok.x-k8s.io/node": "fake"}}})
+    with pytest.raises(HostletError, match="kwok"):
+        Hostlet(local, ["kw-0"]).start()
+    with pytest.raises(HostletError, match="not a host"):
+        core.create_node({"metadata": {"name": "nohost-0"}})
+        Hostlet(local, ["nohost-0"]).start()
