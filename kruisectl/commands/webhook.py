@@ -13,19 +13,27 @@ from ..findings import failing
 from ..kube import kube_options
 from . import name_options
 from ..output import dump, output_option, table
-from ..webhookcheck import check
+from ..probe import run as run_probe
+from ..webhookcheck import check, explain
 
 EPILOG = """\b
 Examples:
   kruisectl webhook check
   kruisectl webhook check --wait 2m --interval 5s     # after an install or upgrade
   kruisectl webhook check -o json
+  kruisectl webhook check --probe-namespace my-app   # prove admission where your pods live
+  kruisectl webhook check --no-probe                 # read-only: skip the end-to-end probe
 
 \b
 Exit codes:
   0    the webhook is servable (no error-level finding)
   1    at least one error-level finding (--fail-on warning: warnings too)
-  2    could not check: cluster unreachable, forbidden, bad kubeconfig
+  2    could not check: cluster unreachable, forbidden, bad kubeconfig, SidecarSet CRD missing
+
+
+The end-to-end probe creates a SidecarSet kruisectl-probe-<id> (selecting only its own probe
+label) for a few seconds, then dry-runs a pod it matches and an invalid SidecarSet: nothing
+else is written.
   124  --wait ran out before the webhook was servable
 """
 
@@ -54,7 +62,11 @@ def webhook() -> None:
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True)
 @click.option("--webhook-port", type=click.IntRange(1, 65535), default=9876, show_default=True,
               help="Port the replicas serve the webhook on (the Service's targetPort).")
-def check_command(target, output, wait_for, interval, fail_on, webhook_port, names):
+@click.option("--probe/--no-probe", default=True, show_default=True,
+              help="End-to-end probe: dry-run a pod (mutating) and an invalid SidecarSet (validating).")
+@click.option("--probe-namespace", default="default", show_default=True, metavar="NS",
+              help="Namespace the probe pod is dry-run in (the pod webhook must cover it).")
+def check_command(target, output, wait_for, interval, fail_on, webhook_port, probe, probe_namespace, names):
     """Service and ready endpoints, caBundle against the Secret's CA, the serving certificate's
     names and expiry, pod-webhook exclusions and policies, and TLS + /healthz of each endpoint
     reachable from here. Known failures are translated into a cause and a fix."""
@@ -68,6 +80,8 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, nam
         if fatal:
             raise CLIError(fatal)
         findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
+        if probe and not failing(findings, "error"):
+            findings += run_probe(api, probe_namespace, target.request_timeout, explain=explain)
         bad = failing(findings, fail_on)
         if not bad or time.monotonic() + pause > deadline:
             break
