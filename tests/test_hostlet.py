@@ -383,3 +383,76 @@ def test_refuses_kwok_nodes_and_clusters_without_hosts(local, core):
     with pytest.raises(HostletError, match="not a host"):
         core.create_node({"metadata": {"name": "nohost-0"}})
         Hostlet(local, ["nohost-0"]).start()
+
+
+def manager_template(labels: dict) -> dict:
+    """The manager's pod as the chart runs it (see the contract of the chart's container)."""
+    def field(path: str) -> dict:
+        return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    probe = {"periodSeconds": 1, "failureThreshold": 3, "timeoutSeconds": 2}
+    return {"metadata": {"labels": labels}, "spec": {
+        "hostNetwork": True, "serviceAccountName": "kruise-manager", "terminationGracePeriodSeconds": 10,
+        "containers": [{
+            "name": "manager", "image": "openkruise/kruise-manager:test", "command": ["kruise-manager"],
+            "args": ["--enable-leader-election", "--leader-election-namespace=$(POD_NAMESPACE)",
+                     "--metrics-addr=:8080", "--health-probe-addr=:8000", "--role=all"],
+            "env": [{"name": "POD_NAME", **field("metadata.name")}, {"name": "POD_NAMESPACE", **field("metadata.namespace")},
+                    {"name": "WEBHOOK_PORT", "value": "9876"}, {"name": "WEBHOOK_CERT_DIR", "value": "/tmp/kruise-webhook-certs"}],
+            "ports": [{"name": "webhook", "containerPort": 9876, "hostPort": 9876},
+                      {"name": "health", "containerPort": 8000}],
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, **probe},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 5, **probe},
+            "volumeMounts": [{"name": "certs", "mountPath": "/tmp/kruise-webhook-certs"}]}],
+        "volumes": [{"name": "certs", "emptyDir": {}}]}}
+
+
+def test_kruise_manager_pods_run_elect_a_leader_and_serve_the_webhook(local, hostlet, core, ns):
+    """The manager image maps to ``python -m manager``: its replicas become Ready through their
+    real /readyz, the Lease names a pod, and the apiserver calls their webhook via the Service."""
+    from kubernetes import client
+
+    from kruisectl.localcluster.fleet import Fleet
+
+    api = local.api()
+    fleet = Fleet(local, namespace="kruise-system").install(count=0)
+    labels = {"control-plane": "controller-manager"}
+    core.patch_namespaced_service("kruise-webhook-service", "kruise-system", {"spec": {"selector": labels}})
+    client.AppsV1Api(api).create_namespaced_deployment("kruise-system", {
+        "metadata": {"name": "kruise-controller-manager"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": manager_template(labels)}})
+    try:
+        def ready():
+            pods = core.list_namespaced_pod("kruise-system", label_selector="control-plane=controller-manager").items
+            return pods if len(pods) == 2 and all(is_ready(p) for p in pods) else None
+
+        pods = wait_for(ready, timeout=120, what="2 ready manager pods")
+        names = {p.metadata.name for p in pods}
+        def holder():
+            try:
+                return fleet.lease()["holder"]
+            except client.exceptions.ApiException:  # not created yet
+                return None
+
+        holder = wait_for(holder, timeout=30, what="a Lease holder")
+        assert holder.split("_")[0] in names
+        objects = client.CustomObjectsApi(api)
+        objects.create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": "logger"},
+            "spec": {"selector": {"matchLabels": {"app": "logged"}},
+                     "containers": [{"name": "logger", "image": "registry.local/logger:1"}]}})
+        body = {"metadata": {"name": "logged", "labels": {"app": "logged"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]}}
+
+        def injected():
+            pod = core.create_namespaced_pod(ns, body, dry_run="All")  # the webhook runs on dry runs too
+            return "logger" in [c.name for c in pod.spec.containers]
+
+        wait_for(injected, timeout=30, what="the sidecar injected by a manager pod's webhook")
+        for pod in pods:
+            assert hostlet.process_of("kruise-system", pod.metadata.name).poll() is None
+    finally:
+        client.AppsV1Api(api).delete_namespaced_deployment("kruise-controller-manager", "kruise-system")
+        wait_for(lambda: not core.list_namespaced_pod("kruise-system").items, timeout=60,
+                 what="manager pods terminated")  # before their RBAC goes
+        fleet.uninstall()
