@@ -96,7 +96,7 @@ def main() -> None:
                 for ns in ("with-webhook", "without-webhook"):
                     samples[ns] += list(executor.map(create, [ns] * args.concurrency * 2))
         handled = 0.0
-        count = 0
+        count = connections = 0
         for replica in fleet.replicas:
             text = requests.get(f"http://{replica.ip}:{METRICS_PORT}/metrics", timeout=5).text
             for line in text.splitlines():
@@ -104,6 +104,8 @@ def main() -> None:
                     handled += float(line.split()[-1])
                 if line.startswith("kruise_manager_webhook_request_duration_seconds_count{path=\"/mutate-pod\""):
                     count += int(float(line.split()[-1]))
+                if line.startswith("kruise_manager_webhook_connections_total "):
+                    connections += int(float(line.split()[-1]))
         fleet.stop_all()
     finally:
         cluster.stop()
@@ -113,6 +115,7 @@ def main() -> None:
         "with_p50_ms": ms(statistics.median(with_)), "with_p99_ms": ms(percentile(with_, 0.99)),
         "without_p50_ms": ms(statistics.median(without)), "without_p99_ms": ms(percentile(without, 0.99)),
         "manager_handling_mean_ms": ms(handled / count) if count else None,
+        "admissions": count, "tls_connections": connections,
     }), file=sys.stderr)
     print(json.dumps({"concurrency": args.concurrency, "creates": len(with_),
                       "added_p50_ms": ms(statistics.median(with_) - statistics.median(without)),

@@ -11,6 +11,7 @@ WEBHOOK_REQUESTS = Counter("kruise_manager_webhook_requests", "Admission request
 WEBHOOK_LATENCY = Histogram("kruise_manager_webhook_request_duration_seconds", "Admission request handling time.",
                             ["path", "result"],
                             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+WEBHOOK_CONNECTIONS = Counter("kruise_manager_webhook_connections", "TLS connections accepted by the webhook server.")
 CERT_EXPIRY = Gauge("kruise_manager_webhook_cert_expiry_timestamp_seconds",
                     "Expiry (unix time) of the webhook serving certificate in use.")
 CA_BUNDLE_MISMATCH = Gauge("kruise_manager_webhook_cabundle_mismatch",

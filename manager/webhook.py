@@ -209,6 +209,7 @@ class WebhookServer:
                 if self._stop.is_set():
                     break
                 continue
+            metrics.WEBHOOK_CONNECTIONS.inc()
             thread = threading.Thread(target=self._serve_connection, args=(conn, address), daemon=True)
             self._active.add(thread)
             thread.start()
