@@ -363,15 +363,21 @@ def test_empty_dir_is_private_to_the_pod(core, hostlet, ns):
 def test_stop_leaves_no_process_or_thread(local, core, ns):
     create_hostlet_nodes(local, ["hl-solo"], taints=[{"key": "hostlet-solo", "effect": "NoSchedule"}])
     solo = Hostlet(local, ["hl-solo"], programs=PROGRAMS, heartbeat_interval=2).start()
+    mount_point = Path(f"/tmp/hostlet-test-{uuid.uuid4().hex[:8]}/deeper")
+    container = app_container(18087)
+    container["volumeMounts"] = [{"name": "scratch", "mountPath": str(mount_point)}]
     try:
-        bare_pod(core, ns, "solo", app_container(18087), node="hl-solo")
+        bare_pod(core, ns, "solo", container, node="hl-solo", volumes=[{"name": "scratch", "emptyDir": {}}],
+                 tolerations=[{"key": "hostlet-solo", "operator": "Exists"}])
         wait_ready(core, ns, "solo")
         process = solo.process_of(ns, "solo")
+        assert mount_point.is_dir()
     finally:
         started = time.monotonic()
         solo.stop()
     assert time.monotonic() - started < 15
     assert process.poll() is not None
+    assert not mount_point.parent.exists()  # the mount points it made are gone
     assert not [t for t in solo._threads if t.is_alive()]
     assert not [w for w in solo.workers.values() if w.thread.is_alive()]
 

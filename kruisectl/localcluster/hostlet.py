@@ -284,7 +284,6 @@ class Container:
     terminated: dict | None = None  # the current state when not restarting (or not yet)
     restart_at: float = 0.0
     kill_at: float | None = None  # SIGKILL deadline of a stop in progress
-    kill_reason: str = ""
     completed: bool = False  # an init container that succeeded
     log: Path | None = None
     probes: dict[str, ProbeState] = field(default_factory=dict)
@@ -415,10 +414,10 @@ class PodWorker:
         code = container.process.returncode
         state = {"exitCode": 128 - code if code < 0 else code, "startedAt": container.started_stamp,
                  "finishedAt": now_rfc3339(), "containerID": f"hostlet://{container.process.pid}",
-                 "reason": container.kill_reason or ("Completed" if code == 0 else "Error")}
+                 "reason": "Completed" if code == 0 else "Error"}
         if code < 0:
             state["signal"] = -code
-        container.process, container.kill_at, container.kill_reason = None, None, ""
+        container.process, container.kill_at = None, None
         container.terminated = state
         if container.init and code == 0:
             container.completed = True
@@ -486,7 +485,7 @@ class PodWorker:
                 self._event("Unhealthy", f"{kind.capitalize()} probe failed: {message}", "Warning")
             if kind != "readiness" and not probe.passing and probe.failures >= int(probe.spec.get("failureThreshold", 3)):
                 self._event("Killing", f"Container {container.name} failed {kind} probe, will be restarted")
-                self._stop_container(container, self._grace(probe.spec), reason="Error")
+                self._stop_container(container, self._grace(probe.spec))
                 return
 
     def _run_probe(self, container: Container, spec: dict) -> tuple[bool, str]:
@@ -541,10 +540,9 @@ class PodWorker:
             seconds = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
         return float(seconds)
 
-    def _stop_container(self, container: Container, grace: float, reason: str = "") -> None:
+    def _stop_container(self, container: Container, grace: float) -> None:
         if not container.alive() or container.kill_at is not None:
             return
-        container.kill_reason = reason
         container.kill_at = time.monotonic() + grace
         self._signal(container, signal.SIGCONT)
         self._signal(container, signal.SIGTERM if grace > 0 else signal.SIGKILL)
@@ -687,6 +685,7 @@ class PodWorker:
                 continue
             source = self.dir / "volumes" / mount["name"]
             source.mkdir(parents=True, exist_ok=True)
+            self.hostlet._mount_point(mount["mountPath"])
             mounts.append((str(source), mount["mountPath"]))
         return mounts
 
@@ -797,8 +796,7 @@ def _probe_allowed(host: str) -> bool:
     return any(address in network for network in PROBE_NETWORKS)
 
 
-_MOUNT_SCRIPT = ('while [ "$1" != -- ]; do mkdir -p "$2" && mount --bind "$1" "$2" || exit 125; shift 2; done; '
-                 'shift; exec "$@"')
+_MOUNT_SCRIPT = 'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
 
 
 def _with_mounts(mounts: list[tuple[str, str]], argv: list[str]) -> list[str]:
@@ -833,6 +831,7 @@ class Hostlet:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._streams: set = set()
+        self._made_dirs: list[Path] = []  # mount points created on this machine, removed by stop()
 
     def __enter__(self) -> "Hostlet":
         return self.start()
@@ -876,6 +875,26 @@ class Hostlet:
                 thread.join(max(0.1, deadline - time.monotonic()))
         for worker in workers:  # after the loops stopped: nothing restarts what is killed here
             worker.kill_all()
+        for made in reversed(self._made_dirs):
+            try:
+                made.rmdir()  # only when empty: never remove what someone else put there
+            except OSError:
+                pass
+
+    def _mount_point(self, path: str) -> None:
+        """Create an emptyDir's mountPath on this machine if it is missing (a bind mount needs
+        one), remembering what was created."""
+        target = Path(path)
+        if not target.is_absolute():
+            raise HostletError(f"mountPath {path!r} is not absolute")
+        missing = []
+        while not target.exists():
+            missing.append(target)
+            target = target.parent
+        for directory in reversed(missing):
+            directory.mkdir(exist_ok=True)
+            with self._workers_lock:
+                self._made_dirs.append(directory)
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
