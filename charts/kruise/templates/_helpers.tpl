@@ -1,0 +1,29 @@
+{{/* Common labels. */}}
+{{- define "kruise.labels" -}}
+app.kubernetes.io/name: kruise
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "kruise.image" -}}
+{{ .Values.manager.image.repository }}:{{ .Values.manager.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Namespaces the pod webhook must never see: kube-system, the release namespace, extras. */}}
+{{- define "kruise.excludedNamespaces" -}}
+{{- $all := list "kube-system" .Release.Namespace -}}
+{{- range .Values.webhook.excludeNamespaces }}{{ $all = append $all . }}{{ end -}}
+{{- toJson (uniq $all) -}}
+{{- end -}}
+
+{{/* Refuse values the schema cannot express. */}}
+{{- define "kruise.validate" -}}
+{{- $ru := .Values.manager.updateStrategy.rollingUpdate -}}
+{{- $surge := toString $ru.maxSurge | trimSuffix "%" -}}
+{{- $unavailable := toString $ru.maxUnavailable | trimSuffix "%" -}}
+{{- if and (eq $surge "0") (eq $unavailable "0") -}}
+{{- fail "manager.updateStrategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0 (the rollout could never progress)" -}}
+{{- end -}}
+{{- end -}}
