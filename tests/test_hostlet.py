@@ -14,14 +14,14 @@ import pytest
 import requests
 
 from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
-from kruisectl.localcluster.hostlet import (MANAGER_PROGRAM, Backoff, Hostlet, HostletError, create_hostlet_nodes,
-                                            expand, field_path_value, image_name, resolve_program,
-                                            resource_field_value)
+from kruisectl.localcluster.hostlet import (MANAGER_PROGRAM, Backoff, Hostlet, HostletError, _probe_allowed,
+                                            create_hostlet_nodes, expand, field_path_value, image_name,
+                                            resolve_program, resource_field_value)
 from kruisectl.localcluster.network import available as network_unavailable_reason
 from tests.conftest import wait_for
 
 APP = Path(__file__).with_name("hostlet_app.py")
-PROGRAMS = {"hostlet-app": [sys.executable, str(APP)]}
+PROGRAMS = {"hostlet-app": [sys.executable, str(APP)], "py": [sys.executable]}
 NODES = ["hl-0", "hl-1", "hl-2"]
 
 
@@ -64,6 +64,11 @@ def test_downward_api_fields():
     assert resource_field_value(container, {"resource": "limits.memory", "divisor": "1Mi"}, {}) == "64"
     assert resource_field_value(container, {"resource": "requests.cpu"}, {}) == "1"  # rounded up
     assert resource_field_value(container, {"resource": "limits.cpu"}, {"cpu": "8"}) == "8"
+
+
+def test_probes_only_reach_the_harness_hosts():
+    assert _probe_allowed("198.18.3.10") and _probe_allowed("198.19.0.4")
+    assert not any(_probe_allowed(h) for h in ("127.0.0.1", "10.0.0.1", "8.8.8.8", "example.com", "::1"))
 
 
 def test_backoff_first_restart_immediate_then_doubling_and_reset():
@@ -462,3 +467,39 @@ def test_kruise_manager_pods_run_elect_a_leader_and_serve_the_webhook(local, hos
         wait_for(lambda: not core.list_namespaced_pod("kruise-system").items, timeout=60,
                  what="manager pods terminated")  # before their RBAC goes
         fleet.uninstall()
+
+
+def test_init_containers_run_to_completion_first(core, hostlet, ns):
+    write = "import os; open(os.path.join('/tmp/hostlet-init-shared', 'marker'), 'w').write('from init')"
+    shared = {"name": "shared", "mountPath": "/tmp/hostlet-init-shared"}
+    init = {"name": "prepare", "image": "x", "command": ["py", "-c", write], "volumeMounts": [shared]}
+    container = app_container(18088)
+    container["volumeMounts"] = [shared]
+    bare_pod(core, ns, "initialized", container, initContainers=[init], volumes=[{"name": "shared", "emptyDir": {}}])
+    pod = wait_ready(core, ns, "initialized")
+    (status,) = pod.status.init_container_statuses
+    assert status.state.terminated.exit_code == 0 and status.state.terminated.reason == "Completed"
+    assert {c.type: c.status for c in pod.status.conditions}["Initialized"] == "True"
+    assert (hostlet.worker(ns, "initialized").dir / "volumes" / "shared" / "marker").read_text() == "from init"
+
+    failing = {"name": "prepare", "image": "x", "command": ["py", "-c", "raise SystemExit(3)"]}
+    bare_pod(core, ns, "never", app_container(18089), initContainers=[failing], restartPolicy="Never")
+    pod = wait_for(lambda: (lambda p: p if p.status.phase == "Failed" else None)(pod_status(core, ns, "never")),
+                   timeout=20, what="pod Failed after its init container failed")
+    assert pod.status.init_container_statuses[0].state.terminated.exit_code == 3
+    assert pod.status.container_statuses[0].state.waiting is not None  # the app never started
+    assert pod.status.container_statuses[0].restart_count == 0
+
+
+def test_restart_policy_never_ends_in_a_phase(core, hostlet, ns):
+    done = {"name": "job", "image": "x", "command": ["py", "-c", "print('done')"]}
+    bare_pod(core, ns, "ok", done, restartPolicy="Never")
+    failed = {"name": "job", "image": "x", "command": ["py", "-c", "raise SystemExit(4)"]}
+    bare_pod(core, ns, "bad", failed, restartPolicy="OnFailure")
+    pod = wait_for(lambda: (lambda p: p if p.status.phase == "Succeeded" else None)(pod_status(core, ns, "ok")),
+                   timeout=20, what="pod Succeeded")
+    assert pod.status.container_statuses[0].state.terminated.reason == "Completed"
+    assert "done" in hostlet.log_path(ns, "ok").read_text()
+    pod = wait_for(lambda: (lambda p: p if p.status.container_statuses[0].restart_count >= 1 else None)(
+        pod_status(core, ns, "bad")), timeout=20, what="OnFailure restarts a failed container")
+    assert pod.status.phase == "Running"
