@@ -1,0 +1,164 @@
+"""``kruisectl install | upgrade | uninstall``: the manager's Helm chart through the real helm,
+with the high-availability choices as flags."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from .. import DEPLOYMENT_NAME, helm, rollout
+from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
+from ..kube import kube_options, request_json
+
+INSTALL_EPILOG = """\b
+Examples:
+  kruisectl install                                   # 3 replicas, zone spread, host network
+  kruisectl install --strict-zone-spread --wait       # DoNotSchedule; wait until rolled out
+  kruisectl install --max-surge 1 --dry-run           # print the manifests for a small cluster
+  kruisectl upgrade --replicas 5 --wait
+  kruisectl uninstall
+
+\b
+Exit codes: 0 done, 1 the rollout failed (progress deadline), 2 helm missing, cluster
+unreachable or invalid values (one line from helm), 124 --wait ran out.
+"""
+
+
+def common_options(func):
+    options = [
+        click.option("--release", default=helm.RELEASE, show_default=True, help="Helm release name."),
+        click.option("--chart", default=str(helm.BUNDLED_CHART), show_default="the bundled charts/kruise",
+                     help="Chart path or reference."),
+        click.option("--helm-binary", default=None, metavar="PATH", help="helm to run (env KRUISECTL_HELM)."),
+        click.option("--dry-run", is_flag=True, help="Print the rendered manifests (validated by the cluster); change nothing."),
+        click.option("--wait/--no-wait", default=False, show_default=True, help="Wait until the manager is rolled out."),
+        click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
+                     help="How long --wait waits."),
+        click.option("--replicas", type=click.IntRange(min=1), default=None, help="Manager replicas (chart: 3)."),
+        click.option("--strict-zone-spread/--loose-zone-spread", default=None,
+                     help="whenUnsatisfiable DoNotSchedule / ScheduleAnyway (chart: ScheduleAnyway)."),
+        click.option("--max-surge", default=None, metavar="N|N%", help="Rollout maxSurge (chart: 100%)."),
+        click.option("--max-unavailable", default=None, metavar="N|N%", help="Rollout maxUnavailable (chart: 0)."),
+        click.option("--host-network/--no-host-network", default=None, help="Run the manager on the host network (chart: on)."),
+        click.option("--failure-policy", type=click.Choice(["Fail", "Ignore"]), default=None,
+                     help="Webhooks' failurePolicy (chart: Fail)."),
+        click.option("-f", "--values", "values_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Values file (repeatable)."),
+        click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE", help="A chart value (repeatable)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _chart_args(chart, values_files, set_values, **ha) -> list[str]:
+    for value, name in ((ha.get("max_surge"), "--max-surge"), (ha.get("max_unavailable"), "--max-unavailable")):
+        if value is not None and not (value.isdigit() or (value.endswith("%") and value[:-1].isdigit())):
+            raise CLIError(f"{name} {value!r}: expected a number of pods (1) or a percentage (50%)")
+    args = [chart]
+    for path in values_files:
+        args += ["--values", path]
+    for pair in [*helm.ha_values(**ha), *set_values]:
+        if "=" not in pair:
+            raise CLIError(f"--set {pair!r}: expected KEY=VALUE")
+        args += ["--set", pair]
+    return args
+
+
+def _wait_rolled_out(target, timeout: float) -> None:
+    """Progress lines until the manager Deployment(s) have rolled out (kubectl's semantics)."""
+    api = target.api_client()
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            deployment = request_json(api, "GET", f"/apis/apps/v1/namespaces/{target.namespace}/deployments/"
+                                      f"{DEPLOYMENT_NAME}", target.request_timeout)
+            state = rollout.rollout_status(deployment)
+        except Exception as err:  # noqa: BLE001 - not created yet, or a blip: keep waiting
+            state = rollout.RolloutStatus(f"waiting for deployment {DEPLOYMENT_NAME}: {describe_api_error(err)}",
+                                          False, False)
+        if state.message != last:
+            click.echo(state.message, err=True)
+            last = state.message
+        if state.done:
+            return
+        if state.failed:
+            sys.exit(EXIT_FINDINGS)
+        if time.monotonic() > deadline:
+            click.echo(f"error: timed out after {timeout:g}s waiting for the manager to roll out", err=True)
+            sys.exit(EXIT_TIMEOUT)
+        time.sleep(1.0)
+
+
+def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeout, values_files, set_values, **ha):
+    binary = helm.find_helm(helm_binary)
+    chart_args = _chart_args(chart, values_files, set_values, **ha)
+    connection = helm.connection_args(target)
+    if dry_run:
+        if verb == "install":
+            result = helm.run(binary, ["template", release, *chart_args, *connection, "--validate", "--include-crds"])
+        else:
+            result = helm.run(binary, ["upgrade", release, *chart_args, *connection, "--reset-then-reuse-values",
+                                       "--dry-run=server"])
+        click.echo(result.stdout, nl=False)
+        return
+    if verb == "install":
+        args = ["install", release, *chart_args, *connection, "--create-namespace"]
+    else:
+        args = ["upgrade", release, *chart_args, *connection, "--reset-then-reuse-values"]
+    click.echo(f"{verb}ing release {release} in {target.namespace} with {binary}...", err=True)
+    result = helm.run(binary, args)
+    click.echo(result.stdout.strip())
+    if wait:
+        _wait_rolled_out(target, timeout)
+
+
+@click.command("install", epilog=INSTALL_EPILOG)
+@kube_options
+@common_options
+def install(target, **options):
+    """Install the kruise-manager chart (helm install --create-namespace)."""
+    _apply("install", target, **options)
+
+
+@click.command("upgrade", epilog=INSTALL_EPILOG)
+@kube_options
+@common_options
+def upgrade(target, **options):
+    """Upgrade the release: chart defaults refreshed, your earlier values kept, these flags applied.
+    The webhook Secret and caBundles are kept (kruise#374)."""
+    _apply("upgrade", target, **options)
+
+
+@click.command("uninstall")
+@kube_options
+@click.option("--release", default=helm.RELEASE, show_default=True, help="Helm release name.")
+@click.option("--helm-binary", default=None, metavar="PATH", help="helm to run (env KRUISECTL_HELM).")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the resources are gone.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS")
+def uninstall(target, release, helm_binary, dry_run, wait, timeout):
+    """Remove the release. Helm keeps CRDs (SidecarSets would go with them): delete
+    sidecarsets.apps.kruise.io yourself if you mean it.
+
+    \b
+    Examples:
+      kruisectl uninstall
+      kruisectl uninstall --dry-run
+    """
+    binary = helm.find_helm(helm_binary)
+    args = ["uninstall", release, *helm.connection_args(target)]
+    if dry_run:
+        args.append("--dry-run")
+    if wait and not dry_run:
+        args += ["--wait", "--timeout", f"{int(timeout)}s"]
+    result = helm.run(binary, args)
+    click.echo(result.stdout.strip())
+    if not dry_run:
+        click.echo("kept: CustomResourceDefinition sidecarsets.apps.kruise.io (helm never deletes CRDs)", err=True)
+
+
+COMMANDS = [install, upgrade, uninstall]

@@ -1,0 +1,105 @@
+"""The real helm binary, driven for the manager's chart: finding it, building its arguments
+from kruisectl's HA flags, and turning its failures into one-line reasons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import CLIError
+
+BUNDLED_CHART = Path(__file__).resolve().parents[1] / "charts" / "kruise"
+RELEASE = "kruise"
+
+
+def find_helm(explicit: str | None = None) -> str:
+    """``--helm-binary``, else ``$KRUISECTL_HELM``, else ``$HELM_BIN`` (set when run as a helm
+    plugin), else ``helm`` on PATH, else the one the local control plane built."""
+    for candidate in (explicit, os.environ.get("KRUISECTL_HELM"), os.environ.get("HELM_BIN")):
+        if candidate:
+            found = shutil.which(candidate)
+            if not found:
+                raise CLIError(f"helm binary {candidate!r} not found or not executable")
+            return found
+    found = shutil.which("helm")
+    if found:
+        return found
+    try:
+        from .localcluster import build
+
+        local = (build.cached_binaries() or {}).get("helm")
+        if local:
+            return str(local)
+    except Exception:  # noqa: BLE001 - only a convenience
+        pass
+    raise CLIError("helm not found: install Helm 3 (https://helm.sh/docs/intro/install/), put it on PATH "
+                   "or pass --helm-binary (make build builds one into .cache/bin)")
+
+
+def ha_values(*, replicas=None, strict_zone_spread=None, max_surge=None, max_unavailable=None,
+              host_network=None, failure_policy=None) -> list[str]:
+    """``--set`` pairs for the HA flags the user gave (None: leave the chart's or release's value)."""
+    pairs = []
+    if replicas is not None:
+        pairs.append(f"manager.replicas={replicas}")
+    if strict_zone_spread is not None:
+        spread = "DoNotSchedule" if strict_zone_spread else "ScheduleAnyway"
+        pairs.append(f"manager.topologySpread.whenUnsatisfiable={spread}")
+    if max_surge is not None:
+        pairs.append(f"manager.updateStrategy.rollingUpdate.maxSurge={max_surge}")
+    if max_unavailable is not None:
+        pairs.append(f"manager.updateStrategy.rollingUpdate.maxUnavailable={max_unavailable}")
+    if host_network is not None:
+        pairs.append(f"manager.hostNetwork={'true' if host_network else 'false'}")
+    if failure_policy is not None:
+        pairs.append(f"webhook.failurePolicy={failure_policy}")
+    return pairs
+
+
+def connection_args(target) -> list[str]:
+    args = ["--namespace", target.namespace]
+    if target.kubeconfig:
+        args += ["--kubeconfig", target.kubeconfig]
+    if target.context:
+        args += ["--kube-context", target.context]
+    return args
+
+
+# helm's own failure texts -> what to tell the user
+_KNOWN = (
+    ("kubernetes cluster unreachable", "cluster unreachable"),
+    ("cannot re-use a name that is still in use", "a release of that name exists: use kruisectl upgrade"),
+    ("has no deployed releases", "no such release: use kruisectl install"),
+    ("release: not found", "no such release"),
+    ("values don't meet the specifications of the schema", "invalid values"),
+    ("execution error at", "invalid values"),
+    ("forbidden", "forbidden"),
+)
+
+
+def explain(stderr: str) -> str:
+    """One line out of helm's error output."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    text = " ".join(lines).removeprefix("Error: ").strip()
+    text = text.replace("Error: ", "")
+    lowered = text.lower()
+    for marker, label in _KNOWN:
+        if marker in lowered:
+            return f"{label}: {text}" if label not in lowered else text
+    return text or "helm failed without a message"
+
+
+def run(helm: str, args: list[str], *, capture: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run helm; a CLIError with helm's reason in one line when it fails."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HELM_NAMESPACE", "HELM_KUBECONTEXT")}
+    try:
+        result = subprocess.run([helm, *args], capture_output=capture, text=True, timeout=timeout, env=env)
+    except FileNotFoundError:
+        raise CLIError(f"helm binary {helm} not found") from None
+    except subprocess.TimeoutExpired:
+        raise CLIError(f"helm {args[0]} did not finish within {timeout:g}s") from None
+    if result.returncode != 0:
+        raise CLIError(f"helm {args[0]}: {explain(result.stderr or '')}")
+    return result
