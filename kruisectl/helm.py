@@ -84,6 +84,8 @@ def explain(stderr: str) -> str:
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     text = " ".join(lines).removeprefix("Error: ").strip()
     text = text.replace("Error: ", "")
+    if len(text) > 400:  # helm may quote whole objects; the cause is at the start
+        text = text[:400] + "…"
     lowered = text.lower()
     for marker, label in _KNOWN:
         if marker in lowered:

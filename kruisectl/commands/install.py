@@ -109,7 +109,8 @@ def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeou
         args = ["install", release, *chart_args, *connection, "--create-namespace"]
     else:
         args = ["upgrade", release, *chart_args, *connection, "--reset-then-reuse-values"]
-    click.echo(f"{verb}ing release {release} in {target.namespace} with {binary}...", err=True)
+    click.echo(f"{'installing' if verb == 'install' else 'upgrading'} release {release} in {target.namespace} "
+               f"with {binary}...", err=True)
     result = helm.run(binary, args)
     click.echo(result.stdout.strip())
     if wait:
