@@ -1,29 +1,57 @@
 """The README's main job: ``make demo`` / ``make demo-down``.
 
-Brings up the embedded local control plane (zoned and bare-metal kwok nodes), then runs
-kruisectl against it, showing what an operator sees. The cluster stays up for exploring until
-``make demo-down``.
+Brings up the embedded local control plane: kwok nodes in three zones, bare-metal kwok nodes
+without a zone label, and six *hostlet* nodes (two per zone, room for a surge-first rollout)
+whose pods run as real local processes. Installs the chart with the real helm; its manager replicas land on the hostlet
+nodes, so the Lease holder is a real pod on a node in a zone and the apiserver calls their
+webhook. Then a sample SidecarSet injects its sidecar into a new pod, and kruisectl shows
+what an operator sees. Everything stays up for exploring until ``make demo-down``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
+import yaml
 
 from .localcluster import build
+from .localcluster.network import available as network_unavailable_reason
 
 DEMO_DIR = build.CACHE_DIR / "demo"
+ZONES = ("zone-a", "zone-b", "zone-c")
+HOSTLET_NODES = tuple(f"kruise-{i}" for i in range(6))
+# Only pods that tolerate this land on the hostlet nodes: the manager's (other images have no
+# local program there and would never start).
+HOSTLET_TAINT = {"key": "hostlet.kruisectl.io/processes", "value": "true", "effect": "NoSchedule"}
+MANAGER_VALUES = {"manager": {
+    "nodeSelector": {"type": "hostlet"},
+    "tolerations": [{"key": HOSTLET_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
+}}
+SAMPLE = [
+    {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": "log-shipper"},
+     "spec": {"selector": {"matchLabels": {"app": "shop"}},
+              "containers": [{"name": "log-shipper", "image": "registry.example/log-shipper:1",
+                              "podInjectPolicy": "AfterAppContainer"}]}},
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}},
+]
+SAMPLE_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shop", "namespace": "demo", "labels": {"app": "shop"}},
+              "spec": {"containers": [{"name": "shop", "image": "registry.example/shop:1"}]}}
 
 
-def _run(title: str, argv: list[str], env: dict[str, str]) -> int:
+def _run(title: str, argv: list[str], env: dict[str, str], stdin: str | None = None) -> int:
     click.secho(f"\n$ {' '.join(argv)}", bold=True)
     if title:
         click.echo(f"# {title}")
-    return subprocess.run(argv, env=env).returncode
+    return subprocess.run(argv, env=env, input=stdin, text=True).returncode
 
 
 @click.group()
@@ -34,36 +62,141 @@ def main() -> None:
 @main.command()
 @click.option("--nodes", type=click.IntRange(1, 1000), default=6, show_default=True)
 @click.option("--bare-metal", type=click.IntRange(0, 100), default=2, show_default=True)
-def up(nodes: int, bare_metal: int) -> None:
-    """Start the local control plane and show kruisectl against it."""
-    python = sys.executable
-    started = subprocess.run(
-        [python, "-m", "kruisectl.localcluster", "up", "--dir", str(DEMO_DIR), "--nodes", str(nodes),
-         "--bare-metal", str(bare_metal)],
-    )
-    if started.returncode != 0:
-        sys.exit(started.returncode)
+@click.option("--timeout", type=float, default=1800, show_default=True, help="seconds to wait for the cluster, build included")
+def up(nodes: int, bare_metal: int, timeout: float) -> None:
+    """Start the local control plane, install the manager and show kruisectl against it."""
+    build.ensure_binaries()  # build in the foreground, with its progress
+    real = network_unavailable_reason() is None
+    failed = 0
+    _start_supervisor(nodes, bare_metal, timeout)
     kubeconfig = DEMO_DIR / "admin.kubeconfig"
+    binaries = build.cached_binaries()
     # kruisectl as a user runs it: the console script beside this interpreter.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), PATH=path)
-    kubectl = str(build.cached_binaries()["kubectl"])
-    _run("the nodes: three zones, and bare-metal nodes without a zone label",
-         [kubectl, "get", "nodes", "-L", "topology.kubernetes.io/zone"], env)
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), PATH=path, KRUISECTL_HELM=str(binaries["helm"]))
+    kubectl = str(binaries["kubectl"])
+    _run("kwok nodes in three zones, bare-metal nodes without a zone label, and hostlet nodes whose pods "
+         "are real processes", [kubectl, "get", "nodes", "-L", "topology.kubernetes.io/zone", "-L", "type"], env)
+    if not real:
+        click.secho(f"\nnetwork namespaces are unavailable here ({network_unavailable_reason()}): the manager cannot "
+                    "run as real processes, so it is not installed.", fg="yellow")
+    else:
+        values = DEMO_DIR / "demo-values.yaml"
+        values.write_text(yaml.safe_dump(MANAGER_VALUES, sort_keys=False))
+        failed = _run("install the chart with the real helm; the replicas run on the hostlet nodes, one per zone",
+                      ["kruisectl", "install", "--wait", "--timeout", "180", "-f", str(values)], env)
+        if failed:
+            click.secho(f"install failed (exit {failed}); manager logs: {DEMO_DIR / 'hostlet' / 'pods'}", fg="red")
+        _run("", [kubectl, "get", "pods", "-n", "kruise-system", "-o", "wide"], env)
+        _run("the Lease names the leading pod", [kubectl, "get", "lease", "kruise-manager", "-n", "kruise-system"], env)
+        _run("a sample SidecarSet", [kubectl, "apply", "-f", "-"], env,
+             stdin=yaml.safe_dump_all(SAMPLE, sort_keys=False))
+        _create_sample_pod(kubectl, env)
+        _run("the pod got its sidecar from the manager's webhook",
+             [kubectl, "get", "pod", "shop", "-n", "demo", "-o", "jsonpath={range .spec.containers[*]}{.name}{'\\n'}{end}"],
+             env)
     _run("", ["kruisectl", "version"], env)
-    _run("", ["kruisectl", "--help"], env)
     _run("bare-metal nodes lack the zone label: label-zones plans a value for them (nothing is written)",
          ["kruisectl", "label-zones", "--zone", "zone-c", "node-6", "node-7"], env)
-    _run("no kruise-manager is installed in this cluster yet, so status reports that (exit 1)",
-         ["kruisectl", "status"], env)
+    _run("leader, replicas, zones and the webhook", ["kruisectl", "status"], env)
     _run("and doctor grades what it finds", ["kruisectl", "doctor"], env)
-    click.echo(f"\nThe cluster stays up: export KUBECONFIG={kubeconfig}; stop it with `make demo-down`.")
+    click.echo(f"\nThe cluster stays up: export KUBECONFIG={kubeconfig}")
+    if real:
+        click.echo(f"Manager logs: {DEMO_DIR / 'hostlet' / 'pods'}/kruise-system_*/manager/<restart>.log")
+    click.echo("Stop it with `make demo-down`.")
+    if failed:
+        sys.exit(1)
+
+
+def _create_sample_pod(kubectl: str, env: dict[str, str], timeout: float = 60) -> None:
+    """The webhook's SidecarSet cache fills moments after the SidecarSet is created: retry the
+    (dry-run) create until the sidecar shows, then create the pod for real."""
+    manifest = json.dumps(SAMPLE_POD)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = subprocess.run([kubectl, "create", "--dry-run=server", "-o", "json", "-f", "-"], env=env,
+                                input=manifest, capture_output=True, text=True)
+        if result.returncode == 0 and "log-shipper" in result.stdout:
+            break
+        time.sleep(1)
+    _run("a pod that the SidecarSet selects", [kubectl, "create", "-f", "-"], env, stdin=manifest)
+
+
+def _start_supervisor(nodes: int, bare_metal: int, timeout: float) -> None:
+    """Start ``serve`` in the background (pid in serve.pid, as ``kruisectl.localcluster down``
+    expects) and wait until it says ready."""
+    pid_file = DEMO_DIR / "serve.pid"
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        click.echo("the demo cluster is already running")
+        return
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in ("ready", "failed"):
+        (DEMO_DIR / stale).unlink(missing_ok=True)
+    with open(DEMO_DIR / "serve.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kruisectl.demo", "serve", "--nodes", str(nodes), "--bare-metal", str(bare_metal)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while not (DEMO_DIR / "ready").exists():
+        failed = DEMO_DIR / "failed"
+        if process.poll() is not None or failed.exists():
+            reason = failed.read_text() if failed.exists() else f"exit {process.returncode}"
+            raise click.ClickException(f"the demo cluster did not start: {reason} (log: {DEMO_DIR / 'serve.log'})")
+        if time.monotonic() > deadline:
+            os.kill(process.pid, signal.SIGTERM)
+            raise click.ClickException(f"the demo cluster was not ready after {timeout:.0f}s (log: {DEMO_DIR / 'serve.log'})")
+        time.sleep(0.2)
+    click.echo(f"demo cluster is up: {nodes} zoned + {bare_metal} bare-metal kwok nodes, "
+               f"{len(HOSTLET_NODES)} hostlet nodes")
+
+
+@main.command(hidden=True)
+@click.option("--nodes", type=int, default=6)
+@click.option("--bare-metal", type=int, default=2)
+def serve(nodes: int, bare_metal: int) -> None:
+    """Own the control plane and the hostlet until SIGTERM (started by ``up``)."""
+    from .localcluster.__main__ import start_default_cluster
+    from .localcluster.hostlet import Hostlet, create_hostlet_nodes
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    cluster = hostlet = None
+    try:
+        try:
+            cluster = start_default_cluster(DEMO_DIR, nodes, bare_metal, ZONES)
+            if cluster.net is not None:
+                shutil.rmtree(DEMO_DIR / "hostlet", ignore_errors=True)  # a previous run's pods
+                create_hostlet_nodes(cluster, list(HOSTLET_NODES), zones=ZONES, taints=[HOSTLET_TAINT])
+                hostlet = Hostlet(cluster, list(HOSTLET_NODES)).start()
+        except Exception as err:  # reported to `up`
+            (DEMO_DIR / "failed").write_text(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            raise
+        (DEMO_DIR / "ready").write_text(json.dumps({"kubeconfig": str(cluster.kubeconfig)}))
+        while not stop.wait(1):
+            dead = [c.name for c in cluster.components if not c.alive()]
+            if dead:
+                print(f"component(s) exited: {', '.join(dead)}; stopping", flush=True)
+                break
+    finally:
+        if hostlet is not None:
+            hostlet.stop()
+        if cluster is not None:
+            cluster.stop()
+        (DEMO_DIR / "ready").unlink(missing_ok=True)
 
 
 @main.command()
 def down() -> None:
-    """Stop the demo's control plane."""
+    """Stop the demo: the manager processes, then the control plane."""
     sys.exit(subprocess.run([sys.executable, "-m", "kruisectl.localcluster", "down", "--dir", str(DEMO_DIR)]).returncode)
+
+
+def _alive(pid: int) -> bool:
+    from .localcluster.__main__ import _alive as alive
+
+    return alive(pid)
 
 
 if __name__ == "__main__":
