@@ -41,6 +41,16 @@ def duration(text: str) -> float:
     return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
+def boolean(text: str) -> bool:
+    """Go's flag syntax for booleans: ``--flag``, ``--flag=true``, ``--flag=false``."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "t", "yes"):
+        return True
+    if lowered in ("false", "0", "f", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
+
+
 def address(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if text in ("0",) or (sep and port.isdigit() and int(port) < 65536):
@@ -55,8 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", default=None, help="kubeconfig (else $KUBECONFIG, else in-cluster)")
     p.add_argument("--role", choices=("all", "webhook", "controller"), default="all",
                    help="serve the webhook, run the controller, or both")
-    p.add_argument("--enable-leader-election", action=argparse.BooleanOptionalAction, default=True,
-                   help="elect one controller on a Lease (off: this replica always leads; for a single replica)")
+    p.add_argument("--enable-leader-election", type=boolean, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="elect one controller on a Lease (=false: this replica always leads; for a single replica)")
     p.add_argument("--leader-election-namespace", default=env("POD_NAMESPACE") or DEFAULT_NAMESPACE)
     p.add_argument("--leader-election-id", default=LEASE_NAME)
     p.add_argument("--leader-election-lease-duration", type=duration, default=15.0, metavar="DURATION")

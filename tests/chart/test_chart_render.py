@@ -150,3 +150,16 @@ def test_max_surge_and_max_unavailable_both_zero_is_refused(helm_binary):
     error = render(helm_binary, "manager.updateStrategy.rollingUpdate.maxSurge=0%",
                    "manager.updateStrategy.rollingUpdate.maxUnavailable=0%", expect_error=True)
     assert "cannot both be 0" in error
+
+
+@pytest.mark.parametrize("values", [(), ("manager.role=split",), ("manager.leaderElection.enabled=false",),
+                                    ("manager.extraArgs={--webhook-max-connections=64}",)])
+def test_the_manager_accepts_the_arguments_the_chart_gives_it(helm_binary, values):
+    from manager.__main__ import parser
+
+    objects = render(helm_binary, *values)
+    for (kind, name), obj in objects.items():
+        if kind == "Deployment":
+            args = parser().parse_args(obj["spec"]["template"]["spec"]["containers"][0]["args"])
+            assert args.enable_leader_election is ("manager.leaderElection.enabled=false" not in values)
+            assert args.role in ("all", "webhook", "controller")
