@@ -508,8 +508,6 @@ def test_restart_policy_never_ends_in_a_phase(core, hostlet, ns):
 CHART = Path(__file__).resolve().parents[1] / "charts" / "kruise"
 
 
-@pytest.mark.xfail(strict=True, reason="the chart passes --enable-leader-election=true, which the manager's "
-                                       "argparse (BooleanOptionalAction) rejects: every replica exits 2")
 def test_the_charts_manager_runs_on_hostlet_nodes(local, hostlet, core, ns):
     """The demo's path: the real helm installs the chart; the hostlet runs its replicas; they
     become Ready through /readyz, one leads, and their webhook injects a SidecarSet's sidecar."""
@@ -542,3 +540,20 @@ def test_the_charts_manager_runs_on_hostlet_nodes(local, hostlet, core, ns):
     finally:
         subprocess.run([*helm, "uninstall", "kruise", "--wait"], env=env, capture_output=True, timeout=120)
         wait_for(lambda: not core.list_namespaced_pod(release_ns).items, timeout=60, what="replicas terminated")
+
+
+def test_the_hostlet_acts_as_each_node_and_no_more(local, hostlet, core):
+    """Its credential is the node's: the Node authorizer lets it renew its own Lease, not
+    another node's, and read no Secret that no pod of its needs."""
+    from kruisectl.localcluster.hostlet import node_credential
+
+    session = requests.Session()
+    session.trust_env = False
+    session.cert = tuple(str(p) for p in node_credential(local, "hl-0"))
+    session.verify = str(local.ca_file)
+    patch = {"headers": {"Content-Type": "application/strategic-merge-patch+json"}, "data": "{}", "timeout": 10}
+    assert session.patch(f"{local.server}/api/v1/nodes/hl-0/status", **patch).status_code == 200
+    leases = f"{local.server}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+    assert session.get(f"{leases}/hl-0", timeout=10).status_code == 200
+    assert session.get(f"{leases}/hl-1", timeout=10).status_code == 403
+    assert session.get(f"{local.server}/api/v1/namespaces/kube-system/secrets", timeout=10).status_code == 403

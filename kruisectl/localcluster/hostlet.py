@@ -41,6 +41,7 @@ from typing import Callable, Mapping, Union
 import requests
 
 from .cluster import KWOK_ANNOTATION, REGION_LABEL, ZONE_LABEL, LocalCluster, _die_with_parent
+from .pki import LocalCA
 
 log = logging.getLogger("kruisectl.hostlet")
 
@@ -232,12 +233,41 @@ def _node_conditions() -> list[dict]:
     return conditions
 
 
+def node_credential(cluster: LocalCluster, name: str) -> tuple[Path, Path]:
+    """A client certificate for ``system:node:<name>`` in group ``system:nodes``: the hostlet
+    calls the API as that node's kubelet, so the Node authorizer holds it to what a kubelet may
+    do (its own Node and Lease, status of pods bound to it, tokens for their ServiceAccounts)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    pki = cluster.workdir / "pki"
+    cert_path, key_path = pki / f"node-{name}.crt", pki / f"node-{name}.key"
+    if not cert_path.exists():
+        ca = LocalCA.__new__(LocalCA)  # the cluster's own CA, loaded instead of generated
+        ca.cert = x509.load_pem_x509_certificate(cluster.ca_file.read_bytes())
+        ca.key = load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+        cert, key = ca.issue(f"system:node:{name}", organizations=("system:nodes",))
+        key_path.write_bytes(key)
+        key_path.chmod(0o600)
+        cert_path.write_bytes(cert)
+    return cert_path, key_path
+
+
 @dataclass
 class NodeAgent:
     name: str
     host: object  # network.Host
+    credential: tuple[Path, Path]
     allocatable: dict = field(default_factory=dict)
     uid: str = ""
+
+    def session(self, cluster: LocalCluster) -> requests.Session:
+        """A new API session as this node (one per thread)."""
+        session = requests.Session()
+        session.cert = tuple(str(p) for p in self.credential)
+        session.verify = str(cluster.ca_file)
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace the cluster's CA
+        return session
 
 
 # ---- containers --------------------------------------------------------------------------
@@ -338,7 +368,7 @@ class PodWorker:
         self.last_status: dict | None = None
         self.token_refresh_at = 0.0
         self.kubeconfig: Path | None = None
-        self.api = hostlet.cluster._session()
+        self.api = node.session(hostlet.cluster)
         self.probe_http = requests.Session()
         self.probe_http.trust_env = False  # no proxy, no CA bundle from the environment
         self.thread = threading.Thread(target=self._run, name=f"hostlet-pod-{self.namespace}/{self.name}", daemon=True)
@@ -852,9 +882,10 @@ class Hostlet:
             host = self.cluster.net.hosts.get(name)
             if host is None or host.ip != address:
                 raise HostletError(f"node {name}: its InternalIP {address or '(none)'} is not a host of this cluster")
-            self.nodes[name] = NodeAgent(name, host, dict(node["status"].get("allocatable") or {}), node["metadata"]["uid"])
+            self.nodes[name] = NodeAgent(name, host, node_credential(self.cluster, name),
+                                         dict(node["status"].get("allocatable") or {}), node["metadata"]["uid"])
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._heartbeat_all(session)
+        self._heartbeat_all()
         self._spawn(self._heartbeat_loop, "hostlet-heartbeat")
         for node in self.nodes.values():
             self._spawn(lambda node=node: self._watch_loop(node), f"hostlet-pods-{node.name}")
@@ -939,15 +970,16 @@ class Hostlet:
 
     # -- nodes -----------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
-        session = self.cluster._session()
+        sessions = {name: node.session(self.cluster) for name, node in self.nodes.items()}
         while not self._stopping.wait(self.heartbeat_interval):
             try:
-                self._heartbeat_all(session)
+                self._heartbeat_all(sessions)
             except Exception as err:
                 log.warning("node heartbeat: %s", err)
 
-    def _heartbeat_all(self, session: requests.Session) -> None:
+    def _heartbeat_all(self, sessions: dict[str, requests.Session] | None = None) -> None:
         for node in self.nodes.values():
+            session = (sessions or {}).get(node.name) or node.session(self.cluster)
             self._renew_lease(session, node)
             body = {"status": {"conditions": _node_conditions()}}
             response = session.patch(f"{self.cluster.server}/api/v1/nodes/{node.name}/status", data=json.dumps(body),
@@ -974,7 +1006,7 @@ class Hostlet:
     # -- pods ------------------------------------------------------------------------------
     def _watch_loop(self, node: NodeAgent) -> None:
         """List and watch the pods bound to ``node`` (as the kubelet's pod config source does)."""
-        session = self.cluster._session()
+        session = node.session(self.cluster)
         base = f"{self.cluster.server}/api/v1/pods?fieldSelector=spec.nodeName%3D{node.name}"
         while not self._stopping.is_set():
             try:
