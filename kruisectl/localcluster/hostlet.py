@@ -17,6 +17,11 @@ Where it differs from a kubelet, on purpose:
   The ServiceAccount credential is a kubeconfig in $KUBECONFIG instead of a mounted token.
 - Container restarts back off from ``backoff_initial`` (first restart immediate), doubling up to
   ``backoff_max``, reset after a container ran longer than ``backoff_max``.
+- Processes run as this machine's user, without cgroups: securityContext and resource limits
+  are not enforced (resourceFieldRef env values are still reported).
+
+It talks to the API as each node (``system:node:<name>`` client certificates), so the Node
+authorizer holds it to a kubelet's rights.
 """
 
 from __future__ import annotations
