@@ -174,11 +174,7 @@ def serve(nodes: int, bare_metal: int) -> None:
             (DEMO_DIR / "failed").write_text(str(err).splitlines()[0] if str(err) else type(err).__name__)
             raise
         (DEMO_DIR / "ready").write_text(json.dumps({"kubeconfig": str(cluster.kubeconfig)}))
-        while not stop.wait(1):
-            dead = [c.name for c in cluster.components if not c.alive()]
-            if dead:
-                print(f"component(s) exited: {', '.join(dead)}; stopping", flush=True)
-                break
+        cluster.run_until(stop)
     finally:
         if hostlet is not None:
             hostlet.stop()

@@ -108,11 +108,7 @@ def serve(workdir: Path, nodes: int, bare_metal: int, zones: str) -> None:
         raise
     (workdir / "ready").write_text(json.dumps({"kubeconfig": str(cluster.kubeconfig)}))
     try:
-        while not stop.wait(1):
-            dead = [c.name for c in cluster.components if not c.alive()]
-            if dead:
-                print(f"component(s) exited: {', '.join(dead)}; stopping", flush=True)
-                break
+        cluster.run_until(stop)
     finally:
         cluster.stop()
         (workdir / "ready").unlink(missing_ok=True)

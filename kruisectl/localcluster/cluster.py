@@ -344,7 +344,16 @@ class LocalCluster:
         )
 
     # ---- readiness ---------------------------------------------------------------------
-    def _session(self) -> requests.Session:
+    def run_until(self, stop) -> None:
+        """Block until ``stop`` (a threading.Event) is set or a component dies (said on stdout):
+        the loop of a supervisor that owns this cluster."""
+        while not stop.wait(1):
+            dead = [c.name for c in self.components if not c.alive()]
+            if dead:
+                print(f"component(s) exited: {', '.join(dead)}; stopping", flush=True)
+                return
+
+    def session(self) -> requests.Session:
         session = requests.Session()
         session.cert = (str(self.workdir / "pki" / "admin.crt"), str(self.workdir / "pki" / "admin.key"))
         session.verify = str(self.ca_file)
@@ -354,7 +363,7 @@ class LocalCluster:
     def wait_ready(self, timeout: float = 120) -> float:
         """Block until /readyz answers ok; return the seconds it took."""
         started = time.monotonic()
-        session = self._session()
+        session = self.session()
         last = ""
         while time.monotonic() - started < timeout:
             for component in self.components:
@@ -372,7 +381,7 @@ class LocalCluster:
 
     def _wait_for_default_service_account(self, timeout: float = 60) -> None:
         """Pods cannot be created in a namespace before its 'default' ServiceAccount exists."""
-        session = self._session()
+        session = self.session()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if session.get(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default", timeout=2).status_code == 200:

@@ -192,7 +192,7 @@ def create_hostlet_nodes(cluster: LocalCluster, names: list[str], *, zones: tupl
                          pods: str = "110") -> list[str]:
     """Nodes for a :class:`Hostlet` (no kwok annotation), each with its own network-namespace
     host as InternalIP; zone labels round-robin over ``zones`` (none when empty)."""
-    session = cluster._session()
+    session = cluster.session()
     for i, name in enumerate(names):
         host = cluster.add_host(name)
         node_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
@@ -242,19 +242,14 @@ def node_credential(cluster: LocalCluster, name: str) -> tuple[Path, Path]:
     """A client certificate for ``system:node:<name>`` in group ``system:nodes``: the hostlet
     calls the API as that node's kubelet, so the Node authorizer holds it to what a kubelet may
     do (its own Node and Lease, status of pods bound to it, tokens for their ServiceAccounts)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     pki = cluster.workdir / "pki"
     cert_path, key_path = pki / f"node-{name}.crt", pki / f"node-{name}.key"
-    if not cert_path.exists():
-        ca = LocalCA.__new__(LocalCA)  # the cluster's own CA, loaded instead of generated
-        ca.cert = x509.load_pem_x509_certificate(cluster.ca_file.read_bytes())
-        ca.key = load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
-        cert, key = ca.issue(f"system:node:{name}", organizations=("system:nodes",))
-        key_path.write_bytes(key)
-        key_path.chmod(0o600)
-        cert_path.write_bytes(cert)
+    # Issued afresh every time: a workdir reused by a new cluster (make demo) has a new CA.
+    ca = LocalCA.load(cluster.ca_file.read_bytes(), (pki / "ca.key").read_bytes())
+    cert, key = ca.issue(f"system:node:{name}", organizations=("system:nodes",))
+    key_path.write_bytes(key)
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert)
     return cert_path, key_path
 
 
@@ -875,7 +870,7 @@ class Hostlet:
         self.stop()
 
     def start(self) -> "Hostlet":
-        session = self.cluster._session()
+        session = self.cluster.session()
         for name in self.node_names:
             response = session.get(f"{self.cluster.server}/api/v1/nodes/{name}", timeout=API_TIMEOUT)
             if response.status_code != 200:

@@ -53,6 +53,14 @@ class LocalCA:
             .sign(self.key, hashes.SHA256())
         )
 
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> "LocalCA":
+        """An existing CA (e.g. a running cluster's), to issue more certificates from."""
+        ca = cls.__new__(cls)
+        ca.cert = x509.load_pem_x509_certificate(cert_pem)
+        ca.key = serialization.load_pem_private_key(key_pem, password=None)
+        return ca
+
     @property
     def cert_pem(self) -> bytes:
         return _cert_pem(self.cert)
