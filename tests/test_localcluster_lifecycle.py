@@ -102,3 +102,22 @@ def test_cluster_up_and_down_from_the_shell(tmp_path):
                               cwd=REPO, capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
     assert not any(_alive(pid) for pid in state["pids"].values())
+
+
+def test_a_reused_workdir_gets_node_credentials_from_its_new_ca(tmp_path):
+    """make demo twice: the second cluster has a new CA, so a node certificate left by the first
+    must not be reused (it would be 401)."""
+    import requests
+
+    from kruisectl.localcluster.cluster import LocalCluster
+    from kruisectl.localcluster.hostlet import node_credential
+
+    for _ in range(2):
+        local = LocalCluster.start(workdir=tmp_path / "cluster", log=sys.stderr)
+        try:
+            cert = node_credential(local, "n1")
+            response = requests.get(f"{local.server}/api/v1/nodes/n1", cert=tuple(map(str, cert)),
+                                    verify=str(local.ca_file), timeout=10)
+            assert response.status_code in (403, 404), response.text  # authenticated as the node
+        finally:
+            local.stop()
