@@ -3,6 +3,8 @@ the nodes' network-namespace hosts, status from real probes, restarts, graceful 
 
 from __future__ import annotations
 
+import json
+
 import signal
 import subprocess
 import sys
@@ -537,6 +539,27 @@ def test_the_charts_manager_runs_on_hostlet_nodes(local, hostlet, core, ns):
                 "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]}}
         wait_for(lambda: "logger" in [c.name for c in core.create_namespaced_pod(ns, body, dry_run="All").spec.containers],
                  timeout=30, what="the sidecar injected by the chart's manager")
+
+        # The on-call view of this installation: the leader is a pod, on a node, in a zone.
+        from click.testing import CliRunner
+
+        from kruisectl.cli import cli
+
+        def kruisectl(*args):
+            return CliRunner().invoke(cli, [*args, "--kubeconfig", str(local.kubeconfig), "-n", release_ns],
+                                      catch_exceptions=False)
+
+        result = kruisectl("status", "-o", "json")
+        report = json.loads(result.stdout)
+        leader = report["leader"]
+        assert leader["pod"] in {p.metadata.name for p in pods} and not leader["stale"]
+        assert leader["node"] in NODES and leader["zone"] in ("zone-a", "zone-b", "zone-c")
+        assert sorted(report["webhook"]["readyEndpoints"]) == sorted(p.status.pod_ip for p in pods)
+        assert report["webhook"]["caBundle"] == "ok"
+        result = kruisectl("webhook", "check", "-o", "json", "--probe-namespace", ns)
+        findings = {f["check"]: f["level"] for f in json.loads(result.stdout)["findings"]}
+        assert result.exit_code == 0, findings
+        assert findings["probe/mutating"] == findings["probe/validating"] == "ok"
     finally:
         subprocess.run([*helm, "uninstall", "kruise", "--wait"], env=env, capture_output=True, timeout=120)
         wait_for(lambda: not core.list_namespaced_pod(release_ns).items, timeout=60, what="replicas terminated")
