@@ -168,7 +168,9 @@ def test_nodes_are_ready_and_their_leases_renewed(local, hostlet, core):
         node = core.read_node(name)
         assert "kwok.x-k8s.io/node" not in (node.metadata.annotations or {})
         assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
-        assert not [t for t in node.spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
+        # The node lifecycle controller lifts the not-ready taint on its next pass over a Ready node.
+        wait_for(lambda: not [t for t in core.read_node(name).spec.taints or [] if t.key.startswith("node.kubernetes.io/")],
+                 timeout=30, what=f"{name}'s node.kubernetes.io taints lifted")
     first = leases.read_namespaced_lease("hl-0", "kube-node-lease")
     assert first.spec.holder_identity == "hl-0"
     assert first.metadata.owner_references[0].kind == "Node"
