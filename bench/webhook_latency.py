@@ -1,7 +1,10 @@
 """Pod-create latency through the apiserver with the kruise-manager's pod webhook (3 real
 replicas, a matching SidecarSet injected into every pod) minus without it.
 
-    python bench/webhook_latency.py [--creates 1000] [--concurrency 50]
+    python bench/webhook_latency.py [--creates 1000] [--concurrency 50] [--server manager|go-baseline]
+
+``--server go-baseline`` puts a minimal Go webhook (bench/baseline_webhook: allow, no patch)
+behind the same Service instead of the managers: the floor any webhook pays on this machine.
 
 Creates run from ``--concurrency`` threads in interleaved rounds, alternating a namespace the
 webhook intercepts and one its namespaceSelector excludes, so drift of the machine hits both
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -36,10 +40,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def serve_go_baseline(fleet: Fleet, api) -> None:
+    """Swap the managers for the minimal Go webhook, serving the managers' certificate."""
+    import base64
+    import subprocess
+
+    source = Path(__file__).with_name("baseline_webhook")
+    binary = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "baseline-webhook"
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=source, check=True,
+                   env={**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"})
+    secret = client.CoreV1Api(api).read_namespaced_secret("kruise-webhook-certs", fleet.namespace).data
+    fleet.stop_all()
+    certs = fleet.cluster.workdir / "baseline-certs"
+    certs.mkdir(exist_ok=True)
+    for key in ("tls.crt", "tls.key"):
+        (certs / key).write_bytes(base64.b64decode(secret[key]))
+    for replica in fleet.replicas:
+        replica.process = subprocess.Popen(replica.host.wrap(
+            [str(binary), f"{replica.ip}:9876", str(certs / "tls.crt"), str(certs / "tls.key")]))
+    time.sleep(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--creates", type=int, default=1000, help="pod creates per side")
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--server", choices=("manager", "go-baseline"), default="manager")
     args = parser.parse_args()
     cluster = LocalCluster.start(ClusterOptions(network=True))
     try:
@@ -48,6 +75,8 @@ def main() -> None:
         fleet.wait_ready(timeout=90)
         api = cluster.api()
         core = client.CoreV1Api(api)
+        if args.server == "go-baseline":
+            serve_go_baseline(fleet, api)
         for ns in ("with-webhook", "without-webhook"):
             core.create_namespace({"metadata": {"name": ns}})
             core.create_namespaced_service_account(ns, {"metadata": {"name": "default"}})
@@ -72,7 +101,7 @@ def main() -> None:
             started = time.perf_counter()
             try:
                 pod = request_json(pool, "POST", f"/api/v1/namespaces/{ns}/pods", timeout=30, body=body)
-                if ns == "with-webhook" and "side" not in [c["name"] for c in pod["spec"]["containers"]]:
+                if ns == "with-webhook" and args.server == "manager" and "side" not in [c["name"] for c in pod["spec"]["containers"]]:
                     errors.append("not injected")
             except Exception as err:  # counted, reported in the final line
                 errors.append(str(err)[:200])
@@ -97,7 +126,7 @@ def main() -> None:
                     samples[ns] += list(executor.map(create, [ns] * args.concurrency * 2))
         handled = 0.0
         count = connections = 0
-        for replica in fleet.replicas:
+        for replica in fleet.replicas if args.server == "manager" else []:
             text = requests.get(f"http://{replica.ip}:{METRICS_PORT}/metrics", timeout=5).text
             for line in text.splitlines():
                 if line.startswith("kruise_manager_webhook_request_duration_seconds_sum{path=\"/mutate-pod\""):
@@ -117,7 +146,8 @@ def main() -> None:
         "manager_handling_mean_ms": ms(handled / count) if count else None,
         "admissions": count, "tls_connections": connections,
     }), file=sys.stderr)
-    print(json.dumps({"concurrency": args.concurrency, "creates": len(with_),
+    label = {"server": args.server} if args.server != "manager" else {}
+    print(json.dumps({**label, "concurrency": args.concurrency, "creates": len(with_),
                       "added_p50_ms": ms(statistics.median(with_) - statistics.median(without)),
                       "added_p99_ms": ms(percentile(with_, 0.99) - percentile(without, 0.99)),
                       "errors": len(errors)}))

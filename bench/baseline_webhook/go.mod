@@ -1,0 +1,3 @@
+module baselinewebhook
+
+go 1.22
