@@ -40,6 +40,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve_go_baseline(fleet: Fleet, api) -> None:
     """Swap the managers for the minimal Go webhook, serving the managers' certificate."""
     import base64
@@ -121,9 +127,11 @@ def main() -> None:
             errors.clear()
             samples = {"with-webhook": [], "without-webhook": []}
             rounds = max(1, args.creates // (args.concurrency * 2))
+            cpu_before = sum(cpu_seconds(r.process.pid) for r in fleet.replicas)
             for _ in range(rounds):
                 for ns in ("with-webhook", "without-webhook"):
                     samples[ns] += list(executor.map(create, [ns] * args.concurrency * 2))
+        server_cpu_s = sum(cpu_seconds(r.process.pid) for r in fleet.replicas) - cpu_before
         handled = 0.0
         count = connections = 0
         for replica in fleet.replicas if args.server == "manager" else []:
@@ -145,6 +153,7 @@ def main() -> None:
         "without_p50_ms": ms(statistics.median(without)), "without_p99_ms": ms(percentile(without, 0.99)),
         "manager_handling_mean_ms": ms(handled / count) if count else None,
         "admissions": count, "tls_connections": connections,
+        "server_cpu_ms_per_admission": round(server_cpu_s * 1000 / len(samples["with-webhook"]), 3),
     }), file=sys.stderr)
     label = {"server": args.server} if args.server != "manager" else {}
     print(json.dumps({**label, "concurrency": args.concurrency, "creates": len(with_),

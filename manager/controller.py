@@ -35,12 +35,13 @@ def slim_pod(obj: dict) -> dict:
 
 class StatusController:
     def __init__(self, client: Client, elector: LeaderElector, sidecarsets: Informer, namespaces: Informer,
-                 resync: float = 30.0):
+                 resync: float = 30.0, min_interval: float = 0.5):
         self.client = client
         self.elector = elector
         self.sidecarsets = sidecarsets
         self.namespaces = namespaces
         self.resync = resync
+        self.min_interval = min_interval
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self.pods: Informer | None = None
@@ -74,9 +75,11 @@ class StatusController:
             if not self._dirty.is_set() and time.monotonic() - last_full < self.resync:
                 continue
             self._dirty.clear()
-            time.sleep(0.05)  # let a burst of pod events settle into one pass
             last_full = time.monotonic()
             self.sync_all()
+            # At most one pass per min_interval: a burst of pod events (a rollout, a scale-up)
+            # becomes one status write per SidecarSet, not one per pod.
+            self._stop.wait(self.min_interval)
 
     def sync_all(self) -> None:
         pods = self.pods.snapshot()
