@@ -43,9 +43,7 @@ def main() -> None:
     cluster = LocalCluster.start(ClusterOptions(network=True, controller_manager=True))
     crash, graceful = [], []
     try:
-        fleet = Fleet(cluster).install(3)
-        fleet.start_all()
-        fleet.wait_ready(timeout=90)
+        fleet = Fleet.running(cluster, 3)
         for run in range(args.runs):
             leader = None
             while leader is None:

@@ -76,9 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     cluster = LocalCluster.start(ClusterOptions(network=True))
     try:
-        fleet = Fleet(cluster).install(3)
-        fleet.start_all()
-        fleet.wait_ready(timeout=90)
+        fleet = Fleet.running(cluster, 3)
         api = cluster.api()
         core = client.CoreV1Api(api)
         if args.server == "go-baseline":

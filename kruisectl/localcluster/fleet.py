@@ -87,6 +87,14 @@ class Fleet:
     _kubeconfig: Path | None = None
 
     # ---- set-up ----------------------------------------------------------------------
+    @classmethod
+    def running(cls, cluster: LocalCluster, count: int = 3, timeout: float = 90, **fields) -> "Fleet":
+        """Installed, ``count`` replicas started and ready."""
+        fleet = cls(cluster, **fields).install(count)
+        fleet.start_all()
+        fleet.wait_ready(timeout=timeout)
+        return fleet
+
     def install(self, count: int = 3) -> "Fleet":
         """Namespace, CRD, RBAC, ServiceAccount, Service, Endpoints, webhook configurations, and
         ``count`` hosts (replicas are started separately with :meth:`start`)."""
