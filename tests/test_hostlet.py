@@ -582,3 +582,43 @@ def test_the_hostlet_acts_as_each_node_and_no_more(local, hostlet, core):
     assert session.get(f"{leases}/hl-0", timeout=10).status_code == 200
     assert session.get(f"{leases}/hl-1", timeout=10).status_code == 403
     assert session.get(f"{local.server}/api/v1/namespaces/kube-system/secrets", timeout=10).status_code == 403
+
+
+def test_the_charts_split_roles_run_on_hostlet_nodes(local, hostlet, core, ns):
+    """manager.role=split: webhook replicas behind the Service, controller replicas apart; the
+    Lease is held by a controller pod and the webhook pods inject."""
+    from kubernetes import client
+
+    release_ns = "kruise-split"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(local.workdir), "KUBECONFIG": str(local.kubeconfig)}
+    helm = [str(local.binary("helm")), "-n", release_ns]
+    installed = subprocess.run([*helm, "install", "kruise", str(CHART), "--create-namespace", "--set",
+                                "manager.role=split", "--set", "manager.replicas=2", "--set",
+                                "manager.controllerReplicas=1"], env=env, capture_output=True, text=True, timeout=120)
+    assert installed.returncode == 0, installed.stderr
+    try:
+        def ready(selector, count):
+            pods = core.list_namespaced_pod(release_ns, label_selector=selector).items
+            return pods if len(pods) == count and all(is_ready(p) for p in pods) else None
+
+        webhooks = wait_for(lambda: ready("control-plane=controller-manager", 2), timeout=120, what="webhook replicas")
+        (controller,) = wait_for(lambda: ready("control-plane=controller", 1), timeout=120, what="controller replica")
+        lease = wait_for(lambda: (lambda l: l if l.spec.holder_identity else None)(
+            client.CoordinationV1Api(local.api()).read_namespaced_lease("kruise-manager", release_ns)),
+            timeout=30, what="a leader")
+        assert lease.spec.holder_identity.split("_")[0] == controller.metadata.name
+        endpoints = core.read_namespaced_endpoints("kruise-webhook-service", release_ns)
+        assert sorted(a.ip for s in endpoints.subsets for a in s.addresses) == sorted(p.status.pod_ip for p in webhooks)
+        client.CustomObjectsApi(local.api()).create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": "split-logger"},
+            "spec": {"selector": {"matchLabels": {"app": "split"}},
+                     "containers": [{"name": "logger", "image": "registry.local/logger:1"}]}})
+        body = {"metadata": {"name": "split", "labels": {"app": "split"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]}}
+        wait_for(lambda: "logger" in [c.name for c in core.create_namespaced_pod(ns, body, dry_run="All").spec.containers],
+                 timeout=30, what="the sidecar injected by the webhook replicas")
+        client.CustomObjectsApi(local.api()).delete_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets",
+                                                                          "split-logger")
+    finally:
+        subprocess.run([*helm, "uninstall", "kruise", "--wait"], env=env, capture_output=True, timeout=120)
+        wait_for(lambda: not core.list_namespaced_pod(release_ns).items, timeout=60, what="replicas terminated")
