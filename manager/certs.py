@@ -159,7 +159,6 @@ class CertManager:
         self.secret_path = f"/api/v1/namespaces/{options.namespace}/secrets"
         self.problem: str | None = "credential not loaded yet"
         self.ca_bundle: bytes = b""
-        self.files_written = False
         self._next_check = 10.0  # seconds until a certificate is due for renewal (at most 10)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -323,7 +322,6 @@ class CertManager:
             files.setdefault("tls.crt", data.get("cert.pem", b""))
             files.setdefault("tls.key", data.get("key.pem", b""))
             write_atomically(self.options.cert_dir, files)
-            self.files_written = True
             self.ca_bundle = data["ca-cert.pem"]
             serving = split_bundle(files["tls.crt"])
             if serving:

@@ -46,7 +46,6 @@ class StatusController:
         self._stop = threading.Event()
         self.pods: Informer | None = None
         self.last_heartbeat = time.monotonic()
-        self.writes = 0
 
     def _changed(self, *_args) -> None:
         self._dirty.set()
@@ -106,7 +105,6 @@ class StatusController:
             if not err.conflict:
                 log.warning("status of SidecarSet %s not written: %s", name, err)
             return False
-        self.writes += 1
         metrics.STATUS_WRITES.inc()
         log.info("status of SidecarSet %s written", name,
                  extra={"sidecarset": name, "holder": self.elector.config.identity, **status})

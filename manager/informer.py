@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Callable
 
 from .kube import ApiError, Client
@@ -113,7 +112,3 @@ class Informer:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10)
 
-
-def wait_synced(informers: list[Informer], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in informers)

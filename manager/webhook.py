@@ -170,16 +170,13 @@ class WebhookServer:
         self.max_body = max_body
         self.io_timeout = io_timeout
         self.tls = TLSFiles(os.path.join(cert_dir, "tls.crt"), os.path.join(cert_dir, "tls.key"))
+        self._handler = type("Handler", (_RequestHandler,), {"timeout": io_timeout})  # idle keep-alive cut-off
         self._slots = threading.BoundedSemaphore(max_connections)
         self._active: set[threading.Thread] = set()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self.last_heartbeat = time.monotonic()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> "WebhookServer":
         family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
@@ -230,9 +227,7 @@ class WebhookServer:
                 conn.close()
                 return
             try:
-                handler = _RequestHandler.__new__(_RequestHandler)
-                handler.timeout = self.io_timeout
-                _RequestHandler.__init__(handler, tls, address, self)
+                self._handler(tls, address, self)  # serves every request of the connection
             except (OSError, ssl.SSLError, ValueError):
                 pass
             finally:

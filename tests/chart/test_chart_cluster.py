@@ -5,7 +5,6 @@ upgraded and uninstalled. Also: the ServiceAccount's rights, checked by the apis
 from __future__ import annotations
 
 import base64
-import json
 import sys
 import threading
 import time

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from click.testing import CliRunner
 from kubernetes import client
 

@@ -67,8 +67,8 @@ def test_label_zones_runs_as_a_plugin(helm_env, cluster, api):
     result = helm_kruise(helm_env, "--kubeconfig", str(cluster.kubeconfig), "kruise", "label-zones",
                          "--zone", "zone-x", "node-6", "node-7", "-o", "json")
     assert result.returncode == 0, result.stderr
-    plan = json.loads(result.stdout)
-    assert "node-6" in result.stdout and "node-7" in result.stdout and "zone-x" in result.stdout
+    plan = json.loads(result.stdout)["plan"]
+    assert {(row["node"], row["zone"]) for row in plan} == {("node-6", "zone-x"), ("node-7", "zone-x")}
     from kubernetes import client
 
     node = client.CoreV1Api(api).read_node("node-6")
