@@ -68,6 +68,7 @@ def test_missing_and_malformed_kubeconfig_are_one_line_errors(tmp_path):
         KubeTarget(kubeconfig=str(no_context), context="missing").api_client()
 
 
+@pytest.mark.cluster
 def test_kubeconfig_and_context_reach_the_real_cluster(cluster):
     from kubernetes import client
 

@@ -22,6 +22,8 @@ from kruisectl.localcluster.hostlet import (MANAGER_PROGRAM, Backoff, Hostlet, H
 from kruisectl.localcluster.network import available as network_unavailable_reason
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 APP = Path(__file__).with_name("hostlet_app.py")
 PROGRAMS = {"hostlet-app": [sys.executable, str(APP)], "py": [sys.executable]}
 NODES = ["hl-0", "hl-1", "hl-2"]

@@ -18,6 +18,8 @@ from kruisectl.localcluster.pki import LocalCA
 
 from .conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 ECHO = Path(__file__).with_name("webhook_echo.py")
 
 

@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from kruisectl.localcluster import build
 from kruisectl.localcluster.network import Network, available as network_unavailable_reason
 
 from .conftest import wait_for
+
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 REPO = build.REPO_ROOT
 

@@ -155,8 +155,21 @@ def build_module(module: GoModule, go_version: str, log=sys.stderr) -> Path:
     return target
 
 
+class UnitTierViolation(RuntimeError):
+    """A test of the fast tier (``make test-unit``) asked for the control plane's binaries."""
+
+
+def refuse_in_unit_tier(what: str) -> None:
+    """Keep the fast tier honest: with ``KRUISECTL_TEST_TIER=unit`` nothing may build or start
+    the local control plane, so a cluster test that lacks its ``cluster`` mark fails loudly
+    instead of quietly slowing the tier down."""
+    if os.environ.get("KRUISECTL_TEST_TIER") == "unit":
+        raise UnitTierViolation(f"{what} in the unit test tier: mark the test `pytest.mark.cluster`")
+
+
 def ensure_binaries(log=sys.stderr) -> dict[str, Path]:
     """Build (or find cached) every binary; return name -> path."""
+    refuse_in_unit_tier("the control-plane binaries were requested")
     go_version = _go_version()
     binaries: dict[str, Path] = {}
     for module in MODULES:

@@ -108,6 +108,7 @@ class LocalCluster:
     @classmethod
     def start(cls, options: ClusterOptions | None = None, workdir: Path | None = None, log=sys.stderr) -> "LocalCluster":
         options = options or ClusterOptions()
+        build.refuse_in_unit_tier("a local control plane was started")
         binaries = build.ensure_binaries(log=log)
         owns = workdir is None
         workdir = Path(workdir or tempfile.mkdtemp(prefix="kruisectl-cluster-"))

@@ -20,6 +20,8 @@ from kruisectl.localcluster.network import available as network_unavailable_reas
 from manager import rbac
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 NS = "kruise-system"
 MUTATING, VALIDATING = "kruise-mutating-webhook-configuration", "kruise-validating-webhook-configuration"
 

@@ -12,6 +12,8 @@ from manager import rbac
 
 from .conftest import KUBE_VERSION, render
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 DEPLOYMENT = ("Deployment", "kruise-controller-manager")
 
 

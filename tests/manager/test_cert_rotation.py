@@ -21,6 +21,8 @@ from tests.conftest import wait_for
 
 from .conftest import start_cluster
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 # The CA lives 40 s and certificates 15 s, renewed 8 s before expiry: within the stream
 # below the serving certificate rotates several times and the CA once.
 ROTATING = ("--webhook-ca-validity=40s", "--webhook-cert-validity=15s", "--webhook-cert-renew-before=8s")

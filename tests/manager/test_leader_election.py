@@ -20,6 +20,8 @@ from tests.conftest import wait_for
 
 from .conftest import start_cluster
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 LEASE, RENEW, RETRY = 4.0, 3.0, 1.0
 ARGS = (f"--leader-election-lease-duration={LEASE}s", f"--leader-election-renew-deadline={RENEW}s",
         f"--leader-election-retry-period={RETRY}s")

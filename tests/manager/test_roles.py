@@ -7,12 +7,15 @@ from __future__ import annotations
 import socket
 import uuid
 
+import pytest
 import requests
 from kubernetes import client
 
 from kruisectl.localcluster.fleet import METRICS_PORT, Fleet, Replica
 from manager import WEBHOOK_PORT
 from tests.conftest import wait_for
+
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 
 def metric(replica: Replica, name: str) -> float:

@@ -12,6 +12,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 GROUP, VERSION, PLURAL = "apps.kruise.io", "v1alpha1", "sidecarsets"
 
 

@@ -8,11 +8,14 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from kubernetes import client
 
 from kruisectl.cli import cli
 from manager import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION
+
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 
 def check(fleet, *extra):

@@ -19,6 +19,8 @@ from kruisectl.localcluster.fleet import Fleet
 from manager import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION, WEBHOOK_PORT
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 
 def secret_data(fleet: Fleet) -> dict[str, bytes]:
     secret = client.CoreV1Api(fleet.cluster.api()).read_namespaced_secret("kruise-webhook-certs", fleet.namespace)

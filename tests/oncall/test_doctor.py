@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 from kubernetes import client
 
@@ -14,6 +15,8 @@ from kruisectl.cli import cli
 from kruisectl.findings import Finding, failing, grade
 
 from ..conftest import wait_for
+
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 
 def doctor(cluster, layout, *extra):

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from kubernetes import client
@@ -22,6 +23,8 @@ from ..conftest import wait_for
 from kruisectl.localcluster.upstream_layout import timestamp as _now
 
 from .conftest import HOSTS
+
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 
 def status(cluster, layout, *extra):

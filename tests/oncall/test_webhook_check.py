@@ -20,6 +20,8 @@ from kruisectl.webhookcheck import explain
 
 from ..conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 SERVER = Path(__file__).with_name("healthz_server.py")
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from kruisectl.localcluster import build, upstream_layout
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

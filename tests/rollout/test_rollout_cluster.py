@@ -19,6 +19,8 @@ from kruisectl import DEPLOYMENT_NAME, MANAGER_LABELS
 
 from ..conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 
 @pytest.fixture
 def manager(private):

@@ -21,6 +21,8 @@ from kruisectl.cli import cli
 
 from ..conftest import wait_for
 
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
 RACK = "example.com/rack"
 
 
