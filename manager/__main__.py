@@ -184,35 +184,34 @@ class Manager:
     def _start_controller(self, sidecarsets, namespaces) -> None:
         from .controller import StatusController
         from .health import heartbeat_check
-        from .lease import ElectionConfig, LeaderElector
+        from .lease import ElectionConfig, LeaderElector, LeaseLock, NoElection
 
         a = self.args
         config = ElectionConfig(self.namespace, a.leader_election_id, self.identity,
                                 a.leader_election_lease_duration, a.leader_election_renew_deadline,
                                 a.leader_election_retry_period)
-        self.elector = LeaderElector(self.client, config)
+        callbacks = {"on_started_leading": lambda: self.controller.start(),
+                     "on_stopped_leading": self._stopped_leading}
+        if a.enable_leader_election:
+            self.elector = LeaderElector(LeaseLock(self.client, self.namespace, a.leader_election_id), config,
+                                         **callbacks)
+        else:
+            self.elector = NoElection(config, **callbacks)
         self.controller = StatusController(self.client, self.elector, sidecarsets, namespaces)
         self.health.liveness["leader-election"] = heartbeat_check(lambda: self.elector.last_heartbeat, 30,
                                                                   "the leader election loop")
         self.health.liveness["controller"] = lambda: heartbeat_check(
             lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")() \
             if self.elector.leading.is_set() else None
+        threading.Thread(target=self.elector.run, name="election", daemon=True).start()
 
-        def elect() -> None:
-            if a.enable_leader_election:
-                self.elector.run(on_started_leading=self.controller.start)
-            else:
-                self.elector.leading.set()
-                self.elector.may_act = lambda: float("inf")
-                self.controller.start()
-                self.shutting_down.wait()
-            if self.elector.lost.is_set() and not self.shutting_down.is_set():
-                self.controller.stop()  # stop all reconciling at once, then restart clean
-                log.error("exiting: leadership lost")
-                self.exit_code = 1
-                self.done.set()
-
-        threading.Thread(target=elect, name="election", daemon=True).start()
+    def _stopped_leading(self) -> None:
+        """Stop all reconciling at once; a lost Lease (not a release on SIGTERM) restarts clean."""
+        self.controller.stop()
+        if self.elector.lost.is_set() and not self.shutting_down.is_set():
+            log.error("exiting: leadership lost")
+            self.exit_code = 1
+            self.done.set()
 
     def shutdown(self, grace: float = 10.0) -> None:
         """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook."""

@@ -1,18 +1,27 @@
 """Leader election on a coordination.k8s.io/v1 Lease, with client-go's semantics.
 
-- A candidate takes the Lease when it has no holder, or when the holder's record has not
-  changed for ``lease_duration`` of *our own* clock since we first saw it (clocks of other
-  machines are never compared). Writes use the resourceVersion read, so two candidates can
-  never both win.
-- The leader renews every ``retry_period``; each call is bounded by what is left of the
-  ``renew_deadline``. Past the deadline without a renewal it stops leading at once and the
-  process exits non-zero, so the container restarts clean.
-- ``may_act()`` is the write gate of the controller: it is true only while the last
-  successful renewal was *sent* less than ``renew_deadline`` ago. Because others wait a
-  whole ``lease_duration`` from when they saw that renewal, a leader that was frozen
-  (SIGSTOP, a long GC pause) finds its gate shut when it resumes and never writes.
-- Standbys watch the Lease as well as polling it, so a Lease released on SIGTERM is taken
-  within the watch latency instead of a retry period.
+Two parts, as in client-go's ``resourcelock`` and ``leaderelection``:
+
+- :class:`LeaseLock` reads and writes one Lease as a :class:`LeaderElectionRecord` (the only
+  place a Lease body is built), with optimistic concurrency on the resourceVersion read, so two
+  candidates can never both win.
+- :class:`LeaderElector` is the state machine over a lock and a clock:
+
+  - A candidate takes the Lease when it has no holder, or when the holder's record has not
+    changed for ``lease_duration`` of *our own* clock since we first saw it (clocks of other
+    machines are never compared).
+  - The leader renews every ``retry_period``; each call is bounded by what is left of the
+    ``renew_deadline``. Past the deadline without a renewal it stops leading at once
+    (``on_stopped_leading``), and the manager exits non-zero so the container restarts clean.
+  - ``may_act()`` is the write gate of the controller: it is open only while the last
+    successful renewal was *sent* less than ``renew_deadline`` ago. Because others wait a
+    whole ``lease_duration`` from when they saw that renewal, a leader that was frozen
+    (SIGSTOP, a long GC pause) finds its gate shut when it resumes and never writes.
+  - Standbys watch the Lease as well as polling it, so a Lease released on SIGTERM is taken
+    within the watch latency instead of a retry period.
+
+:class:`NoElection` has the elector's interface for ``--enable-leader-election=false``: it
+leads at once and its gate never shuts.
 """
 
 from __future__ import annotations
@@ -21,12 +30,15 @@ import datetime as dt
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
 
 from . import metrics
 from .kube import ApiError, Client
 
 log = logging.getLogger("manager.lease")
+
+Callback = Callable[[], None]
 
 
 def now_micro() -> str:
@@ -49,181 +61,302 @@ class ElectionConfig:
                              f"(got {self.lease_duration}s / {self.renew_deadline}s / {self.retry_period}s)")
 
 
-class LeaderElector:
-    """Run :meth:`run` on a thread; it returns when leadership is lost or :meth:`stop` is called."""
+@dataclass(frozen=True)
+class LeaderElectionRecord:
+    """What a Lease says about its holder (client-go's record, in the Lease's own fields)."""
 
-    def __init__(self, client: Client, config: ElectionConfig, *, clock=time.monotonic):
-        config.validate()
+    holder: str = ""
+    lease_duration_seconds: int = 0
+    acquire_time: str | None = None
+    renew_time: str | None = None
+    lease_transitions: int = 0
+
+    @classmethod
+    def from_lease(cls, lease: dict) -> "LeaderElectionRecord":
+        spec = lease.get("spec") or {}
+        return cls(holder=spec.get("holderIdentity") or "",
+                   lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+                   acquire_time=spec.get("acquireTime"), renew_time=spec.get("renewTime"),
+                   lease_transitions=int(spec.get("leaseTransitions") or 0))
+
+    def spec(self) -> dict:
+        return {"holderIdentity": self.holder, "leaseDurationSeconds": self.lease_duration_seconds,
+                "acquireTime": self.acquire_time, "renewTime": self.renew_time,
+                "leaseTransitions": self.lease_transitions}
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A record as read or written, with the resourceVersion the next write must name."""
+
+    record: LeaderElectionRecord
+    resource_version: str
+
+
+class LeaseLock:
+    """One Lease through the API: get, create, update (on a resourceVersion), watch, events."""
+
+    def __init__(self, client: Client, namespace: str, name: str):
         self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.path = f"{self.collection}/{name}"
+
+    def describe(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def _versioned(self, lease: dict) -> Versioned:
+        return Versioned(LeaderElectionRecord.from_lease(lease), lease["metadata"].get("resourceVersion") or "")
+
+    def _body(self, record: LeaderElectionRecord, resource_version: str | None = None) -> dict:
+        metadata = {"name": self.name, "namespace": self.namespace}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": record.spec()}
+
+    def get(self, timeout: float) -> Versioned:
+        """The Lease's record; ApiError (``not_found``) when there is no Lease."""
+        return self._versioned(self.client.get(self.path, timeout=timeout))
+
+    def create(self, record: LeaderElectionRecord, timeout: float) -> Versioned:
+        return self._versioned(self.client.request("POST", self.collection, body=self._body(record), timeout=timeout))
+
+    def update(self, record: LeaderElectionRecord, resource_version: str, timeout: float) -> Versioned:
+        """Write ``record`` if the Lease is still at ``resource_version`` (else ApiError 409)."""
+        return self._versioned(self.client.request("PUT", self.path, body=self._body(record, resource_version),
+                                                   timeout=timeout))
+
+    def watch(self) -> Iterator[Versioned | None]:
+        """The record now, then every change of it (None when the Lease is deleted)."""
+        query = {"fieldSelector": f"metadata.name={self.name}"}
+        listed = self.client.get(self.collection, timeout=10, **query)
+        for item in listed.get("items", []):
+            yield self._versioned(item)
+        for event in self.client.watch(self.collection, listed["metadata"]["resourceVersion"], timeout_s=120,
+                                       **query):
+            if event["type"] in ("ADDED", "MODIFIED"):
+                yield self._versioned(event["object"])
+            elif event["type"] == "DELETED":
+                yield None
+
+    def record_event(self, reason: str, message: str) -> None:
+        """An Event on the Lease, as client-go records one (best effort)."""
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            self.client.request("POST", f"/api/v1/namespaces/{self.namespace}/events", timeout=2, body={
+                "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+                "involvedObject": {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                   "name": self.name, "namespace": self.namespace},
+                "reason": reason, "message": message, "type": "Normal", "source": {"component": "kruise-manager"},
+                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
+        except ApiError as err:
+            log.debug("could not record event: %s", err)
+
+
+class Clock:
+    """Monotonic time and interruptible sleeps; tests pass a clock that only advances when told."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Sleep up to ``seconds`` or until ``event`` is set; True when it was set."""
+        return event.wait(seconds)
+
+
+@dataclass(frozen=True)
+class _Observation:
+    versioned: Versioned
+    at: float  # our clock when the record last changed
+
+
+class LeaderElector:
+    """Run :meth:`run` on a thread; it returns when leadership is lost or :meth:`stop` is called.
+
+    ``on_started_leading`` runs on a thread of its own once the Lease is ours;
+    ``on_stopped_leading`` runs once when leading ends (lost, or released)."""
+
+    def __init__(self, lock: LeaseLock, config: ElectionConfig, *, on_started_leading: Callback | None = None,
+                 on_stopped_leading: Callback | None = None, clock: Clock | None = None, watch: bool = True):
+        config.validate()
+        self.lock = lock
         self.config = config
-        self.clock = clock
-        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{config.namespace}/leases/{config.name}"
+        self.clock = clock or Clock()
+        self.on_started_leading = on_started_leading
+        self.on_stopped_leading = on_stopped_leading
+        self.watch_enabled = watch
         self.leading = threading.Event()
         self.lost = threading.Event()
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._lease: dict | None = None  # the last version read or written
-        self._observed: tuple | None = None  # (holder, renewTime, resourceVersion) last seen
-        self._observed_at = 0.0  # our clock when the record last changed
+        self._state = threading.Lock()  # guards _observed, shared with the watch thread
+        self._writing = threading.Lock()  # one write at a time: a release never races a renewal
+        self._observed: _Observation | None = None
         self._renew_sent_at = 0.0  # our clock when the last successful renewal was sent
-        self.last_heartbeat = clock()
+        self._stopped_once = threading.Lock()
+        self.last_heartbeat = self.clock.now()
 
     # ---- the gate --------------------------------------------------------------------
     def may_act(self) -> float:
         """Seconds this replica may still write as the leader (0 when it must not)."""
         if not self.leading.is_set() or self.lost.is_set():
             return 0.0
-        return max(0.0, self._renew_sent_at + self.config.renew_deadline - self.clock())
+        return max(0.0, self._renew_sent_at + self.config.renew_deadline - self.clock.now())
 
     @property
     def holder(self) -> str:
-        lease = self._lease or {}
-        return lease.get("spec", {}).get("holderIdentity") or ""
+        observed = self._snapshot()
+        return observed.versioned.record.holder if observed else ""
 
-    # ---- record bookkeeping ----------------------------------------------------------
-    def _observe(self, lease: dict) -> None:
-        spec = lease.get("spec", {})
-        record = (spec.get("holderIdentity") or "", spec.get("renewTime"), lease["metadata"].get("resourceVersion"))
-        with self._lock:
-            if record[:2] != (self._observed or (None, None))[:2]:
-                self._observed_at = self.clock()
-            self._observed = record
-            self._lease = lease
+    # ---- what we saw -----------------------------------------------------------------
+    def _snapshot(self) -> _Observation | None:
+        with self._state:
+            return self._observed
 
-    def _held_by_other(self) -> bool:
-        spec = (self._lease or {}).get("spec", {})
-        holder = spec.get("holderIdentity") or ""
-        if not holder or holder == self.config.identity:
+    def _observe(self, versioned: Versioned | None) -> None:
+        """Remember a record; its clock restarts only when holder or renew time changed."""
+        with self._state:
+            if versioned is None:
+                self._observed = None
+                return
+            previous = self._observed.versioned.record if self._observed else None
+            record = versioned.record
+            changed = previous is None or (record.holder, record.renew_time) != (previous.holder, previous.renew_time)
+            self._observed = _Observation(versioned, self.clock.now() if changed else self._observed.at)
+
+    def _duration_of(self, record: LeaderElectionRecord) -> float:
+        return float(record.lease_duration_seconds or self.config.lease_duration)
+
+    def _held_by_other(self, observed: _Observation) -> bool:
+        record = observed.versioned.record
+        if not record.holder or record.holder == self.config.identity:
             return False
-        duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
-        return self._observed_at + duration > self.clock()
-
-    def _expires_in(self) -> float:
-        spec = (self._lease or {}).get("spec", {})
-        duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
-        return self._observed_at + duration - self.clock()
+        return observed.at + self._duration_of(record) > self.clock.now()
 
     # ---- one attempt -----------------------------------------------------------------
     def try_acquire_or_renew(self, timeout: float, use_cached: bool = False) -> bool:
-        """One client-go style attempt; True when we hold the Lease afterwards."""
-        sent_at = self.clock()
+        """One client-go style attempt; True when we hold the Lease afterwards. Once stopped,
+        no attempt writes."""
+        with self._writing:
+            if self._stopping.is_set():
+                return False
+            return self._attempt(timeout, use_cached)
+
+    def _attempt(self, timeout: float, use_cached: bool) -> bool:
+        sent_at = self.clock.now()
         stamp = now_micro()
+        ours = LeaderElectionRecord(self.config.identity, int(self.config.lease_duration), stamp, stamp, 0)
         try:
-            if not use_cached or self._lease is None:
+            observed = self._snapshot() if use_cached else None
+            if observed is None:
                 try:
-                    self._observe(self.client.get(self.path, timeout=timeout))
+                    self._observe(self.lock.get(timeout=timeout))
                 except ApiError as err:
                     if not err.not_found:
                         raise
-                    created = self.client.request("POST", self.path.rsplit("/", 1)[0], timeout=timeout, body={
-                        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                        "metadata": {"name": self.config.name, "namespace": self.config.namespace},
-                        "spec": {"holderIdentity": self.config.identity,
-                                 "leaseDurationSeconds": int(self.config.lease_duration),
-                                 "acquireTime": stamp, "renewTime": stamp, "leaseTransitions": 0}})
-                    self._observe(created)
+                    self._observe(self.lock.create(ours, timeout=timeout))
                     self._renew_sent_at = sent_at
                     return True
-            if self._held_by_other():
+                observed = self._snapshot()
+                if observed is None:  # deleted by the watch between our read and now
+                    return False
+            if self._held_by_other(observed):
                 return False
-            lease = self._lease
-            spec = dict(lease.get("spec", {}))
-            if spec.get("holderIdentity") != self.config.identity:
-                spec["acquireTime"] = stamp
-                spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if spec.get("holderIdentity") else 0)
-            spec.update(holderIdentity=self.config.identity, renewTime=stamp,
-                        leaseDurationSeconds=int(self.config.lease_duration))
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.config.name, "namespace": self.config.namespace,
-                                 "resourceVersion": lease["metadata"]["resourceVersion"]},
-                    "spec": spec}
-            remaining = timeout - (self.clock() - sent_at)
+            current = observed.versioned.record
+            if current.holder == self.config.identity:
+                record = replace(current, renew_time=stamp, lease_duration_seconds=int(self.config.lease_duration))
+            else:
+                record = replace(ours, lease_transitions=current.lease_transitions + (1 if current.holder else 0))
+            remaining = timeout - (self.clock.now() - sent_at)
             if remaining <= 0:
                 return False
-            updated = self.client.request("PUT", self.path, body=body, timeout=remaining)
-            self._observe(updated)
+            self._observe(self.lock.update(record, observed.versioned.resource_version, timeout=remaining))
             self._renew_sent_at = sent_at
             return True
         except ApiError as err:
             if err.conflict:
-                self._lease = None  # someone else wrote: read again next time
+                self._observe(None)  # someone else wrote: read again next time
             log.info("lease attempt failed: %s", err)
             return False
 
     # ---- the loops -------------------------------------------------------------------
-    def run(self, on_started_leading=None) -> None:
-        """Acquire (blocking), call ``on_started_leading``, renew until lost or stopped."""
-        watcher = threading.Thread(target=self._watch, name="lease watch", daemon=True)
-        watcher.start()
+    def run(self) -> None:
+        """Acquire (blocking), start leading, renew until lost or stopped."""
+        if self.watch_enabled:
+            threading.Thread(target=self._watch, name="lease watch", daemon=True).start()
         if not self._acquire():
             return
         self.leading.set()
         metrics.IS_LEADER.set(1)
         metrics.LEADER_TRANSITIONS.inc()
         log.info("became leader", extra={"lease": self.config.name, "identity": self.config.identity})
-        self._record_event("LeaderElection", f"{self.config.identity} became leader")
-        if on_started_leading:
-            threading.Thread(target=on_started_leading, name="leading", daemon=True).start()
+        self.lock.record_event("LeaderElection", f"{self.config.identity} became leader")
+        if self.on_started_leading:
+            threading.Thread(target=self.on_started_leading, name="leading", daemon=True).start()
         self._renew()
 
     def _acquire(self) -> bool:
         use_cached = False
         while not self._stopping.is_set():
-            self.last_heartbeat = self.clock()
+            self.last_heartbeat = self.clock.now()
             if self.try_acquire_or_renew(timeout=self.config.renew_deadline / 2, use_cached=use_cached):
                 return True
             # Sleep until the next retry, the moment the observed holder expires, or a
             # watch event (a release) — whichever comes first.
             wait = self.config.retry_period
-            if self._lease is not None and self._held_by_other():
-                wait = min(wait, max(0.01, self._expires_in() + 0.01))
-            woke = self._wake.wait(wait)
+            observed = self._snapshot()
+            if observed is not None and self._held_by_other(observed):
+                expires_in = observed.at + self._duration_of(observed.versioned.record) - self.clock.now()
+                wait = min(wait, max(0.01, expires_in + 0.01))
+            woke = self.clock.wait(self._wake, wait)
             self._wake.clear()
-            use_cached = woke and self._lease is not None
+            use_cached = woke and self._snapshot() is not None
         return False
 
     def _renew(self) -> None:
         config = self.config
         while not self._stopping.is_set():
-            self.last_heartbeat = self.clock()
-            left = self._renew_sent_at + config.renew_deadline - self.clock()
+            self.last_heartbeat = self.clock.now()
+            left = self._renew_sent_at + config.renew_deadline - self.clock.now()
             if left <= 0:
                 self._lose(f"failed to renew within the renew deadline ({config.renew_deadline}s)")
                 return
             if self.try_acquire_or_renew(timeout=min(left, config.renew_deadline / 2), use_cached=True):
-                self._stopping.wait(config.retry_period)
+                self.clock.wait(self._stopping, config.retry_period)
                 continue
-            metrics.LEASE_RENEW_FAILURES.inc()
-            if self.holder and self.holder != config.identity:
-                self._lose(f"the lease is now held by {self.holder}")
+            if self._stopping.is_set():
                 return
-            self._stopping.wait(min(config.retry_period, max(0.0, left) / 2 or 0.05))
+            metrics.LEASE_RENEW_FAILURES.inc()
+            holder = self.holder
+            if holder and holder != config.identity:
+                self._lose(f"the lease is now held by {holder}")
+                return
+            self.clock.wait(self._stopping, min(config.retry_period, max(0.0, left) / 2 or 0.05))
 
     def _lose(self, why: str) -> None:
         log.error("leadership lost: %s", why)
         self.lost.set()
+        self._stopped_leading()
+
+    def _stopped_leading(self) -> None:
+        """Leave the leader state once, whichever way it ends, and tell the owner."""
+        if not self._stopped_once.acquire(blocking=False):
+            return
         self.leading.clear()
         metrics.IS_LEADER.set(0)
+        if self.on_stopped_leading:
+            self.on_stopped_leading()
 
     def _watch(self) -> None:
         """Wake the acquire loop on every change of the Lease (a release above all)."""
-        query = {"fieldSelector": f"metadata.name={self.config.name}"}
-        collection = self.path.rsplit("/", 1)[0]
         while not self._stopping.is_set() and not self.leading.is_set():
             try:
-                listed = self.client.get(collection, timeout=10, **query)
-                for item in listed.get("items", []):
-                    self._observe(item)
-                for event in self.client.watch(collection, listed["metadata"]["resourceVersion"], timeout_s=120, **query):
+                for versioned in self.lock.watch():
                     if self._stopping.is_set() or self.leading.is_set():
                         return
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._observe(event["object"])
-                        self._wake.set()
-                    elif event["type"] == "DELETED":
-                        self._lease = None
-                        self._wake.set()
+                    self._observe(versioned)
+                    self._wake.set()
             except ApiError as err:
                 log.info("lease watch ended: %s", err)
                 self._stopping.wait(1.0)
@@ -234,39 +367,72 @@ class LeaderElector:
         self._wake.set()
 
     def release(self, timeout: float = 2.0) -> bool:
-        """Give the Lease up (holder cleared) so a standby takes it without waiting it out."""
+        """Give the Lease up (holder cleared) so a standby takes it without waiting it out.
+        Waits (up to ``timeout``) for a renewal in flight, so it writes on the version that
+        renewal produced."""
         self.stop()
-        if not self.leading.is_set() or self.lost.is_set() or self._lease is None:
+        if not self._writing.acquire(timeout=timeout):
+            log.warning("could not release the lease: a renewal is still in flight")
             return False
-        self.leading.clear()
-        metrics.IS_LEADER.set(0)
-        lease = self._lease
-        spec = dict(lease.get("spec", {}))
-        if spec.get("holderIdentity") != self.config.identity:
-            return False
-        stamp = now_micro()
-        spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=stamp, acquireTime=stamp)
         try:
-            self.client.request("PUT", self.path, timeout=timeout, body={
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.config.name, "namespace": self.config.namespace,
-                             "resourceVersion": lease["metadata"]["resourceVersion"]},
-                "spec": spec})
-            log.info("released the lease")
-            return True
-        except ApiError as err:
-            log.warning("could not release the lease: %s", err)
-            return False
+            observed = self._snapshot()
+            if not self.leading.is_set() or self.lost.is_set() or observed is None:
+                return False
+            self._stopped_leading()
+            current = observed.versioned.record
+            if current.holder != self.config.identity:
+                return False
+            stamp = now_micro()
+            released = replace(current, holder="", lease_duration_seconds=1, renew_time=stamp, acquire_time=stamp)
+            try:
+                self.lock.update(released, observed.versioned.resource_version, timeout=timeout)
+                log.info("released the lease")
+                return True
+            except ApiError as err:
+                log.warning("could not release the lease: %s", err)
+                return False
+        finally:
+            self._writing.release()
 
-    def _record_event(self, reason: str, message: str) -> None:
-        """An Event on the Lease, as client-go records one (best effort)."""
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            self.client.request("POST", f"/api/v1/namespaces/{self.config.namespace}/events", timeout=2, body={
-                "metadata": {"generateName": f"{self.config.name}.", "namespace": self.config.namespace},
-                "involvedObject": {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                   "name": self.config.name, "namespace": self.config.namespace},
-                "reason": reason, "message": message, "type": "Normal", "source": {"component": "kruise-manager"},
-                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
-        except ApiError as err:
-            log.debug("could not record event: %s", err)
+
+class NoElection:
+    """The elector's interface when leader election is off: lead at once, never lose."""
+
+    def __init__(self, config: ElectionConfig, *, on_started_leading: Callback | None = None,
+                 on_stopped_leading: Callback | None = None):
+        self.config = config
+        self.on_started_leading = on_started_leading
+        self.on_stopped_leading = on_stopped_leading
+        self.leading = threading.Event()
+        self.lost = threading.Event()
+        self._stopping = threading.Event()
+
+    @property
+    def last_heartbeat(self) -> float:
+        return time.monotonic()  # nothing here can hang
+
+    @property
+    def holder(self) -> str:
+        return self.config.identity
+
+    def may_act(self) -> float:
+        return float("inf") if self.leading.is_set() else 0.0
+
+    def run(self) -> None:
+        self.leading.set()
+        metrics.IS_LEADER.set(1)
+        if self.on_started_leading:
+            threading.Thread(target=self.on_started_leading, name="leading", daemon=True).start()
+        self._stopping.wait()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def release(self, timeout: float = 2.0) -> bool:
+        self.stop()
+        if self.leading.is_set():
+            self.leading.clear()
+            metrics.IS_LEADER.set(0)
+            if self.on_stopped_leading:
+                self.on_stopped_leading()
+        return False

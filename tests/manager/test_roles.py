@@ -5,6 +5,7 @@ webhook."""
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 
 import pytest
@@ -60,5 +61,34 @@ def test_webhook_and_controller_roles_apart(manager_cluster):
             timeout=30, what="status kept by the controller-only replica")
         assert metric(controller, "kruise_manager_sidecarset_status_writes_total") >= 1
         assert metric(webhook, "kruise_manager_sidecarset_status_writes_total") == 0
+    finally:
+        fleet.uninstall()
+
+
+def test_without_leader_election_one_controller_leads_at_once_and_stays_live(manager_cluster):
+    """``--enable-leader-election=false``: no Lease is written, the controller keeps status,
+    and liveness holds past its 30 s heartbeat window (nothing is there to hang)."""
+    fleet = Fleet(manager_cluster, namespace="kruise-noelect").install(1)
+    (replica,) = fleet.replicas
+    try:
+        started = time.monotonic()
+        fleet.start(replica, "--enable-leader-election=false")
+        fleet.wait_ready(timeout=90)
+        wait_for(lambda: metric(replica, "kruise_manager_is_leader") == 1, timeout=20, what="leading without a Lease")
+        api = manager_cluster.api()
+        with pytest.raises(client.exceptions.ApiException) as missing:
+            client.CoordinationV1Api(api).read_namespaced_lease(fleet.lease_name, fleet.namespace)
+        assert missing.value.status == 404
+        name = f"noelect-{uuid.uuid4().hex[:6]}"
+        client.CustomObjectsApi(api).create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "containers": [{"name": "side", "image": "s"}]}})
+        wait_for(lambda: "observedGeneration" in (client.CustomObjectsApi(api).get_cluster_custom_object(
+            "apps.kruise.io", "v1alpha1", "sidecarsets", name).get("status") or {}),
+            timeout=30, what="status kept without election")
+        time.sleep(max(0.0, 35 - (time.monotonic() - started)))
+        answer = requests.get(replica.url("/healthz?verbose"), timeout=2)
+        assert answer.status_code == 200, answer.text
+        assert replica.alive()
     finally:
         fleet.uninstall()
