@@ -51,10 +51,10 @@ def _key_pem(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def new_ca(validity_s: float, name: str = "kruise-webhook-ca") -> tuple[bytes, bytes]:
+def new_ca(validity_s: float, name: str = "kruise-webhook-ca", now: dt.datetime | None = None) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    start = _utcnow() - dt.timedelta(minutes=5)
+    start = (now or _utcnow()) - dt.timedelta(minutes=5)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(start)
             .not_valid_after(start + dt.timedelta(seconds=validity_s + 300))
@@ -67,12 +67,13 @@ def new_ca(validity_s: float, name: str = "kruise-webhook-ca") -> tuple[bytes, b
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
-def issue_serving(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[str], validity_s: float) -> tuple[bytes, bytes]:
+def issue_serving(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[str], validity_s: float,
+                  now: dt.datetime | None = None) -> tuple[bytes, bytes]:
     """A serving certificate for ``dns_names``, never outliving its CA."""
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     key = ec.generate_private_key(ec.SECP256R1())
-    start = _utcnow() - dt.timedelta(minutes=5)
+    start = (now or _utcnow()) - dt.timedelta(minutes=5)
     end = min(start + dt.timedelta(seconds=validity_s + 300), ca_cert.not_valid_after_utc)
     cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
             .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -100,8 +101,8 @@ def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
         return False
 
 
-def seconds_left(cert: x509.Certificate) -> float:
-    return (cert.not_valid_after_utc - _utcnow()).total_seconds()
+def seconds_left(cert: x509.Certificate, now: dt.datetime | None = None) -> float:
+    return (cert.not_valid_after_utc - (now or _utcnow())).total_seconds()
 
 
 def bundle_holds(bundle_pem: bytes, ca: x509.Certificate) -> bool:
@@ -133,6 +134,73 @@ def write_atomically(directory: str, files: dict[str, bytes]) -> bool:
         os.replace(tmp, path)
         changed = True
     return changed
+
+
+# ---- the rotation decision ---------------------------------------------------------------
+KEEP = "keep"                      # the Secret is fine as it is
+NEW_CREDENTIAL = "new-credential"  # something is missing: a new CA and serving certificate
+ADD_SIGNER = "add-signer"          # CA rotation step 1: a new CA joins the bundle, the old stays
+REISSUE = "reissue"                # a serving certificate from the current signer (renewal, step 2)
+WAIT_FOR_BUNDLES = "wait-for-bundles"  # step 2 must wait until every caBundle trusts the signer
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str
+
+
+def covers(cert: x509.Certificate, dns_names: list[str]) -> bool:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return set(dns_names) <= set(names.get_values_for_type(x509.DNSName))
+
+
+def decide(data: dict[str, bytes], *, now: dt.datetime, dns_names: list[str], options: "CertOptions",
+           trusted: list[x509.Certificate]) -> Decision:
+    """What the self-signed Secret needs at ``now``; ``trusted`` are the CAs every webhook's
+    caBundle holds. No I/O and no clock of its own, so every state is testable."""
+    cas = split_bundle(data.get("ca-cert.pem", b""))
+    serving = split_bundle(data.get("cert.pem", b""))
+    if not cas or not data.get("ca-key.pem") or not serving or not data.get("key.pem"):
+        return Decision(NEW_CREDENTIAL, "the secret lacks a CA, its key, a serving certificate or its key")
+    signer, serving_cert = cas[0], serving[0]
+    if seconds_left(signer, now) < options.renew_before_s:
+        return Decision(ADD_SIGNER, f"the CA expires {signer.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+    if not issued_by(serving_cert, signer):
+        if not any(ca == signer for ca in trusted):
+            return Decision(WAIT_FOR_BUNDLES, "a new CA is not yet in every caBundle")
+        return Decision(REISSUE, "the serving certificate is not from the newest CA")
+    if seconds_left(serving_cert, now) < options.renew_before_s:
+        return Decision(REISSUE, f"the serving certificate expires {serving_cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+    if not covers(serving_cert, dns_names):
+        return Decision(REISSUE, f"the serving certificate does not name {', '.join(dns_names)}")
+    return Decision(KEEP, "valid")
+
+
+def secret_data(ca: bytes, ca_key: bytes, cert: bytes, key: bytes) -> dict[str, bytes]:
+    """Upstream's keys: the serving pair twice (cert.pem/key.pem and tls.crt/tls.key)."""
+    return {"ca-cert.pem": ca, "ca-key.pem": ca_key, "cert.pem": cert, "key.pem": key, "tls.crt": cert, "tls.key": key}
+
+
+def carry_out(decision: Decision, data: dict[str, bytes], *, now: dt.datetime, dns_names: list[str],
+              options: "CertOptions") -> dict[str, bytes] | None:
+    """The Secret data a decision asks for (new keys are made here); None to leave it alone."""
+    pem = lambda certs: b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)  # noqa: E731
+    if decision.action == NEW_CREDENTIAL:
+        ca_pem, ca_key = new_ca(options.ca_validity_s, now=now)
+        return secret_data(ca_pem, ca_key, *issue_serving(ca_pem, ca_key, dns_names, options.cert_validity_s, now))
+    live = [c for c in split_bundle(data["ca-cert.pem"]) if seconds_left(c, now) > 0]
+    if decision.action == ADD_SIGNER:
+        ca_pem, ca_key = new_ca(options.ca_validity_s, now=now)
+        return secret_data(ca_pem + pem(live), ca_key, data["cert.pem"], data["key.pem"])
+    if decision.action == REISSUE:
+        signer = split_bundle(data["ca-cert.pem"])[0]
+        cert, key = issue_serving(pem([signer]), data["ca-key.pem"], dns_names, options.cert_validity_s, now)
+        return secret_data(pem(live), data["ca-key.pem"], cert, key)
+    return None
 
 
 @dataclass
@@ -184,47 +252,10 @@ class CertManager:
     def _decode(secret: dict) -> dict[str, bytes]:
         return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
-    def _fresh_data(self, data: dict[str, bytes]) -> dict[str, bytes] | None:
-        """What the Secret should hold (None: it is fine as it is)."""
-        o = self.options
-        cas = split_bundle(data.get("ca-cert.pem", b""))
-        serving = split_bundle(data.get("cert.pem", b""))
-        if not cas or not data.get("ca-key.pem") or not serving or not data.get("key.pem"):
-            ca_pem, ca_key = new_ca(o.ca_validity_s)
-            cert, key = issue_serving(ca_pem, ca_key, self.dns_names, o.cert_validity_s)
-            return self._data(ca_pem, ca_key, cert, key)
-        signer = cas[0]
-        live = [c for c in cas if seconds_left(c) > 0]
-        if seconds_left(signer) < o.renew_before_s:
-            # Step 1 of a CA rotation: a new signer joins the bundle; the old CA stays trusted.
-            ca_pem, ca_key = new_ca(o.ca_validity_s)
-            bundle = ca_pem + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in live)
-            return self._data(bundle, ca_key, data["cert.pem"], data["key.pem"])
-        serving_cert = serving[0]
-        from_signer = issued_by(serving_cert, signer)
-        if not from_signer or seconds_left(serving_cert) < o.renew_before_s or not self._covers(serving_cert):
-            if not from_signer and not self._bundles_hold(signer):
-                return None  # step 2 waits until every caBundle trusts the new signer
-            signer_pem = signer.public_bytes(serialization.Encoding.PEM)
-            cert, key = issue_serving(signer_pem, data["ca-key.pem"], self.dns_names, o.cert_validity_s)
-            bundle = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in live)
-            return self._data(bundle, data["ca-key.pem"], cert, key)
-        return None
-
-    def _covers(self, cert: x509.Certificate) -> bool:
-        try:
-            names = set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
-        except x509.ExtensionNotFound:
-            return False
-        return set(self.dns_names) <= names
-
-    @staticmethod
-    def _data(ca: bytes, ca_key: bytes, cert: bytes, key: bytes) -> dict[str, bytes]:
-        return {"ca-cert.pem": ca, "ca-key.pem": ca_key, "cert.pem": cert, "key.pem": key, "tls.crt": cert, "tls.key": key}
-
-    def sync_secret(self) -> dict[str, bytes] | None:
+    def sync_secret(self, trusted: list[x509.Certificate] | None = None) -> dict[str, bytes] | None:
         """Read (and in self-signed mode create, complete or rotate) the Secret. Races with
-        other replicas end in a re-read, so everyone adopts the first writer's keys."""
+        other replicas end in a re-read, so everyone adopts the first writer's keys.
+        ``trusted``: the CAs every caBundle holds now."""
         o = self.options
         for _ in range(5):
             secret = self._read_secret()
@@ -236,9 +267,12 @@ class CertManager:
                     return None
                 data.setdefault("ca-cert.pem", data.get("ca.crt", b""))
                 return data
-            wanted = self._fresh_data(data)
+            now = _utcnow()
+            decision = decide(data, now=now, dns_names=self.dns_names, options=o, trusted=trusted or [])
+            wanted = carry_out(decision, data, now=now, dns_names=self.dns_names, options=o)
             if wanted is None:
                 return data
+            log.info("webhook secret: %s (%s)", decision.action, decision.reason)
             encoded = {k: base64.b64encode(v).decode() for k, v in wanted.items()}
             try:
                 if secret is None:
@@ -261,27 +295,37 @@ class CertManager:
     def _configuration_path(self, plural: str, name: str) -> str:
         return f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}"
 
-    def _bundles_hold(self, ca: x509.Certificate) -> bool:
+    def read_configurations(self) -> dict[tuple[str, str], dict | ApiError]:
+        """Both webhook configurations, read once per sync (for the decision and the patch)."""
+        configs: dict[tuple[str, str], dict | ApiError] = {}
         for plural, name in self.options.configurations:
             try:
-                config = self.client.get(self._configuration_path(plural, name))
-            except ApiError:
-                return False
-            for webhook in config.get("webhooks") or []:
-                if not bundle_holds(base64.b64decode(webhook.get("clientConfig", {}).get("caBundle", "")), ca):
-                    return False
-        return True
+                configs[(plural, name)] = self.client.get(self._configuration_path(plural, name))
+            except ApiError as err:
+                configs[(plural, name)] = err
+        return configs
 
-    def sync_ca_bundles(self, bundle: bytes) -> str | None:
+    @staticmethod
+    def trusted_by_every_bundle(configs: dict[tuple[str, str], dict | ApiError]) -> list[x509.Certificate]:
+        """The CAs that every webhook's caBundle holds (none when a configuration is unread or
+        has no webhook)."""
+        trusted: list[x509.Certificate] | None = None
+        for config in configs.values():
+            if isinstance(config, ApiError):
+                return []
+            for webhook in config.get("webhooks") or []:
+                held = split_bundle(base64.b64decode(webhook.get("clientConfig", {}).get("caBundle", "")))
+                trusted = held if trusted is None else [ca for ca in trusted if ca in held]
+        return trusted or []
+
+    def sync_ca_bundles(self, bundle: bytes, configs: dict[tuple[str, str], dict | ApiError]) -> str | None:
         """Patch (self-signed) or check (external) every webhook's caBundle; the problem, if any."""
         encoded = base64.b64encode(bundle).decode()
         signer = split_bundle(bundle)[0]
         problems = []
-        for plural, name in self.options.configurations:
-            try:
-                config = self.client.get(self._configuration_path(plural, name))
-            except ApiError as err:
-                problems.append(f"{plural[:-1]} {name}: {'not found' if err.not_found else err}")
+        for (plural, name), config in configs.items():
+            if isinstance(config, ApiError):
+                problems.append(f"{plural[:-1]} {name}: {'not found' if config.not_found else config}")
                 continue
             ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": config["metadata"]["resourceVersion"]}]
             stale = []
@@ -313,7 +357,8 @@ class CertManager:
     # ---- the loop -----------------------------------------------------------------------
     def sync_once(self) -> None:
         try:
-            data = self.sync_secret()
+            configs = self.read_configurations()
+            data = self.sync_secret(trusted=self.trusted_by_every_bundle(configs))
             if data is None:
                 if self.options.mode != "external":
                     self.problem = "could not settle the webhook secret (conflicts)"
@@ -328,7 +373,7 @@ class CertManager:
                 metrics.CERT_EXPIRY.set(serving[0].not_valid_after_utc.timestamp())
             due = [seconds_left(c) - self.options.renew_before_s for c in serving[:1] + split_bundle(self.ca_bundle)[:1]]
             self._next_check = min([10.0, *due])
-            self.problem = self.sync_ca_bundles(self.ca_bundle)
+            self.problem = self.sync_ca_bundles(self.ca_bundle, configs)
         except ApiError as err:
             self.problem = f"webhook credential: {err}"
         except (ValueError, OSError) as err:
