@@ -8,11 +8,9 @@ the Lease exits 1, so the container restarts with clean state.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -20,79 +18,10 @@ import threading
 import time
 import uuid
 
-from . import (DEFAULT_NAMESPACE, LEASE_NAME, MUTATE_POD_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
-               VALIDATE_SIDECARSET_PATH, VALIDATING_CONFIGURATION, WEBHOOK_PORT)
+from . import MUTATE_POD_PATH, VALIDATE_SIDECARSET_PATH
+from .options import Options, parse
 
 log = logging.getLogger("manager")
-
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-def duration(text: str) -> float:
-    """A Go-style duration (``15s``, ``1h30m``, ``500ms``) or plain seconds, in seconds."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 15s, 1h30m, 500ms)")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
-
-
-def boolean(text: str) -> bool:
-    """Go's flag syntax for booleans: ``--flag``, ``--flag=true``, ``--flag=false``."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "t", "yes"):
-        return True
-    if lowered in ("false", "0", "f", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
-
-
-def address(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if text in ("0",) or (sep and port.isdigit() and int(port) < 65536):
-        return text
-    raise argparse.ArgumentTypeError(f"invalid address {text!r} (examples: :8080, 127.0.0.1:8000, 0 to disable)")
-
-
-def parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    p = argparse.ArgumentParser(prog="kruise-manager", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig (else $KUBECONFIG, else in-cluster)")
-    p.add_argument("--role", choices=("all", "webhook", "controller"), default="all",
-                   help="serve the webhook, run the controller, or both")
-    p.add_argument("--enable-leader-election", type=boolean, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="elect one controller on a Lease (=false: this replica always leads; for a single replica)")
-    p.add_argument("--leader-election-namespace", default=env("POD_NAMESPACE") or DEFAULT_NAMESPACE)
-    p.add_argument("--leader-election-id", default=LEASE_NAME)
-    p.add_argument("--leader-election-lease-duration", type=duration, default=15.0, metavar="DURATION")
-    p.add_argument("--leader-election-renew-deadline", type=duration, default=10.0, metavar="DURATION")
-    p.add_argument("--leader-election-retry-period", type=duration, default=2.0, metavar="DURATION")
-    p.add_argument("--metrics-addr", type=address, default=":8080", help="Prometheus /metrics; 0 disables")
-    p.add_argument("--health-probe-addr", type=address, default=":8000", help="/readyz and /healthz")
-    p.add_argument("--webhook-bind-address", default=env("WEBHOOK_BIND_ADDRESS", "0.0.0.0"))
-    p.add_argument("--webhook-port", type=int, default=int(env("WEBHOOK_PORT", WEBHOOK_PORT)))
-    p.add_argument("--webhook-cert-dir", default=env("WEBHOOK_CERT_DIR", "/tmp/kruise-webhook-certs"))
-    p.add_argument("--webhook-cert-mode", choices=("self-signed", "external"),
-                   default=env("WEBHOOK_CERT_MODE", "self-signed"))
-    p.add_argument("--webhook-ca-validity", type=duration, default=10 * 365 * 24 * 3600.0, metavar="DURATION")
-    p.add_argument("--webhook-cert-validity", type=duration, default=365 * 24 * 3600.0, metavar="DURATION")
-    p.add_argument("--webhook-cert-renew-before", type=duration, default=30 * 24 * 3600.0, metavar="DURATION")
-    p.add_argument("--webhook-max-connections", type=int, default=256)
-    p.add_argument("--webhook-max-body-bytes", type=int, default=8 << 20)
-    p.add_argument("--webhook-io-timeout", type=duration, default=10.0, metavar="DURATION")
-    p.add_argument("--secret-name", default=env("SECRET_NAME", SECRET_NAME))
-    p.add_argument("--service-name", default=env("SERVICE_NAME", SERVICE_NAME))
-    p.add_argument("--mutating-webhook-configuration", default=MUTATING_CONFIGURATION)
-    p.add_argument("--validating-webhook-configuration", default=VALIDATING_CONFIGURATION)
-    p.add_argument("--log-format", choices=("json", "text"), default=env("LOG_FORMAT", "json"))
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
-
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg and any ``extra`` fields."""
@@ -117,7 +46,7 @@ def setup_logging(fmt: str, verbose: bool) -> None:
 
 
 class Manager:
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: Options):
         from .kube import Client
         from .health import Health
 
@@ -233,7 +162,7 @@ class Manager:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     setup_logging(args.log_format, args.verbose)
     from .lease import ElectionConfig
 

@@ -157,7 +157,7 @@ def test_max_surge_and_max_unavailable_both_zero_is_refused(helm_binary):
 @pytest.mark.parametrize("values", [(), ("manager.role=split",), ("manager.leaderElection.enabled=false",),
                                     ("manager.extraArgs={--webhook-max-connections=64}",)])
 def test_the_manager_accepts_the_arguments_the_chart_gives_it(helm_binary, values):
-    from manager.__main__ import parser
+    from manager.options import parser
 
     objects = render(helm_binary, *values)
     for (kind, name), obj in objects.items():

@@ -1,0 +1,167 @@
+"""The manager's options, each declared once: a dataclass field with its default, its
+environment variable and its help. The command line is derived from them, so ``--help``
+always shows what a flag means and its default, and code reads typed attributes.
+
+Flag names and defaults are upstream OpenKruise's where upstream has the flag; booleans take
+Go's ``--flag`` / ``--flag=true`` / ``--flag=false``; durations take Go's ``15s`` / ``1h30m`` /
+``500ms`` or plain seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import (DEFAULT_NAMESPACE, LEASE_NAME, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
+               VALIDATING_CONFIGURATION, WEBHOOK_PORT)
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def duration(text: str) -> float:
+    """A Go-style duration (``15s``, ``1h30m``, ``500ms``) or plain seconds, in seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 15s, 1h30m, 500ms)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a duration flag takes them, Go's units without zero parts (1h30m, 720h, 0.5s)."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{int(hours)}h" if hours else "") + (f"{int(minutes)}m" if minutes else "") + \
+        (f"{secs:g}s" if secs or not (hours or minutes) else "")
+    return text
+
+
+def boolean(text: str) -> bool:
+    """Go's flag syntax for booleans: ``--flag``, ``--flag=true``, ``--flag=false``."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "t", "yes"):
+        return True
+    if lowered in ("false", "0", "f", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
+
+
+def address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if text in ("0",) or (sep and port.isdigit() and int(port) < 65536):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid address {text!r} (examples: :8080, 127.0.0.1:8000, 0 to disable)")
+
+
+def option(default: Any, help: str, *, env: str | None = None, parse: Callable[[str], Any] | None = None,
+           choices: tuple[str, ...] | None = None, short: str | None = None, metavar: str | None = None) -> Any:
+    """A dataclass field that is also a flag (``--field-name``)."""
+    return field(default=default, metadata={"help": help, "env": env, "parse": parse, "choices": choices,
+                                            "short": short, "metavar": metavar})
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = option(None, "kubeconfig file (else $KUBECONFIG, else the in-cluster ServiceAccount)",
+                                    metavar="PATH")
+    role: str = option("all", "serve the webhook, run the controller, or both", choices=("all", "webhook", "controller"))
+    enable_leader_election: bool = option(
+        True, "elect one controller on a Lease (=false: this replica always leads; for a single replica)",
+        parse=boolean)
+    leader_election_namespace: str = option(DEFAULT_NAMESPACE, "namespace of the election Lease (and of the "
+                                            "webhook Secret and Service)", env="POD_NAMESPACE")
+    leader_election_id: str = option(LEASE_NAME, "name of the election Lease")
+    leader_election_lease_duration: float = option(
+        15.0, "how long standbys wait, on their own clock, after the leader's last renewal before taking over",
+        parse=duration)
+    leader_election_renew_deadline: float = option(
+        10.0, "how long the leader keeps trying to renew before it stops leading and exits", parse=duration)
+    leader_election_retry_period: float = option(2.0, "interval between election attempts and renewals",
+                                                 parse=duration)
+    metrics_addr: str = option(":8080", "address of Prometheus /metrics; 0 disables", parse=address)
+    health_probe_addr: str = option(":8000", "address of /readyz and /healthz", parse=address)
+    webhook_bind_address: str = option("0.0.0.0", "address the webhook server listens on",
+                                       env="WEBHOOK_BIND_ADDRESS", metavar="IP")
+    webhook_port: int = option(WEBHOOK_PORT, "port of the webhook server (the Service's targetPort)",
+                               env="WEBHOOK_PORT", parse=int)
+    webhook_cert_dir: str = option("/tmp/kruise-webhook-certs", "where the serving certificate is written and "
+                                   "read from", env="WEBHOOK_CERT_DIR", metavar="DIR")
+    webhook_cert_mode: str = option("self-signed", "self-signed: the manager keeps the Secret and the caBundles; "
+                                    "external: another party (e.g. cert-manager) fills them, the manager only "
+                                    "reads and reports", env="WEBHOOK_CERT_MODE", choices=("self-signed", "external"))
+    webhook_ca_validity: float = option(10 * 365 * 24 * 3600.0, "lifetime of a CA the manager creates",
+                                        parse=duration)
+    webhook_cert_validity: float = option(365 * 24 * 3600.0, "lifetime of a serving certificate", parse=duration)
+    webhook_cert_renew_before: float = option(
+        30 * 24 * 3600.0, "re-issue a certificate (or rotate the CA) this long before it expires", parse=duration)
+    webhook_max_connections: int = option(256, "concurrent webhook connections; more wait in the backlog",
+                                          parse=int)
+    webhook_max_body_bytes: int = option(8 << 20, "larger admission requests get 413", parse=int)
+    webhook_io_timeout: float = option(10.0, "a webhook client that stalls this long is cut off (also the "
+                                       "idle keep-alive limit)", parse=duration)
+    secret_name: str = option(SECRET_NAME, "Secret holding the webhook's CA and serving certificate",
+                              env="SECRET_NAME")
+    service_name: str = option(SERVICE_NAME, "Service in front of the webhook (the certificate names it)",
+                               env="SERVICE_NAME")
+    mutating_webhook_configuration: str = option(MUTATING_CONFIGURATION, "MutatingWebhookConfiguration whose "
+                                                 "caBundle the manager keeps")
+    validating_webhook_configuration: str = option(VALIDATING_CONFIGURATION, "ValidatingWebhookConfiguration "
+                                                   "whose caBundle the manager keeps")
+    log_format: str = option("json", "json lines for collectors, text for people", env="LOG_FORMAT",
+                             choices=("json", "text"))
+    verbose: bool = option(False, "debug logging", short="-v")
+
+
+def _default_help(value: Any, parse: Callable | None) -> str:
+    if value is None:
+        return ""
+    if parse is duration:
+        return f" (default {format_duration(value)})"
+    if isinstance(value, bool):
+        return f" (default {str(value).lower()})"
+    return f" (default {value})"
+
+
+_METAVARS = {duration: "DURATION", int: "N", address: "ADDR"}
+
+
+def parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line of :class:`Options`; environment variables named by a field set its
+    default (a bad value there is reported like a bad flag)."""
+    environ = os.environ if environ is None else environ
+    p = argparse.ArgumentParser(prog="kruise-manager",
+                                description="kruise-manager: the webhook (every replica) and the leader-elected "
+                                            "controller.")
+    for f in dataclasses.fields(Options):
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        default, parse = f.default, meta["parse"]
+        env_value = environ.get(meta["env"]) if meta["env"] else None
+        if env_value:
+            try:
+                default = parse(env_value) if parse else env_value
+            except (argparse.ArgumentTypeError, ValueError):
+                p.error(f"invalid ${meta['env']}: {env_value!r}")
+        help_text = meta["help"] + (f" [${meta['env']}]" if meta["env"] else "") + _default_help(default, parse)
+        names = [meta["short"], flag] if meta["short"] else [flag]
+        if f.type in ("bool", bool) and parse is None:
+            p.add_argument(*names, dest=f.name, action="store_true", default=default, help=help_text)
+        elif parse is boolean:
+            p.add_argument(*names, dest=f.name, type=boolean, nargs="?", const=True, default=default,
+                           metavar="BOOL", help=help_text)
+        else:
+            p.add_argument(*names, dest=f.name, type=parse, default=default, choices=meta["choices"],
+                           metavar=meta["metavar"] or _METAVARS.get(parse, None if meta["choices"] else "NAME"),
+                           help=help_text)
+    return p
+
+
+def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Options:
+    return Options(**vars(parser(environ).parse_args(argv)))

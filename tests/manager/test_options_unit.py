@@ -1,0 +1,69 @@
+"""The manager's options: declared once, every flag documented with its default, upstream's
+names and defaults, Go's boolean and duration syntax, environment defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from manager.options import Options, format_duration, parse, parser
+
+
+def test_every_option_is_a_documented_flag_with_its_default_in_help():
+    text = parser({}).format_help()
+    for f in dataclasses.fields(Options):
+        assert f.metadata["help"], f.name
+        assert "--" + f.name.replace("_", "-") in text, f.name
+    for shown in ("(default 15s)", "(default 10s)", "(default 2s)", "(default :8080)", "(default :8000)",
+                  "(default 9876)", "(default 87600h)", "(default 720h)", "(default true)", "[$WEBHOOK_CERT_DIR]"):
+        assert shown in " ".join(text.split()), shown
+
+
+def test_defaults_are_upstreams():
+    o = parse([], environ={})
+    assert (o.leader_election_lease_duration, o.leader_election_renew_deadline, o.leader_election_retry_period) \
+        == (15.0, 10.0, 2.0)
+    assert (o.metrics_addr, o.health_probe_addr, o.webhook_port) == (":8080", ":8000", 9876)
+    assert (o.leader_election_namespace, o.leader_election_id) == ("kruise-system", "kruise-manager")
+    assert (o.secret_name, o.service_name) == ("kruise-webhook-certs", "kruise-webhook-service")
+    assert o.enable_leader_election is True and o.verbose is False and o.role == "all"
+
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["--enable-leader-election"], "enable_leader_election", True),
+    (["--enable-leader-election=false"], "enable_leader_election", False),
+    (["--enable-leader-election=true"], "enable_leader_election", True),
+    (["--leader-election-lease-duration=1h30m"], "leader_election_lease_duration", 5400.0),
+    (["--webhook-io-timeout", "500ms"], "webhook_io_timeout", 0.5),
+    (["--webhook-io-timeout", "7"], "webhook_io_timeout", 7.0),
+    (["-v"], "verbose", True),
+    (["--metrics-addr=0"], "metrics_addr", "0"),
+    (["--role=webhook"], "role", "webhook"),
+])
+def test_flags_parse_as_go_flags_do(argv, field, value):
+    assert getattr(parse(argv, environ={}), field) == value
+
+
+@pytest.mark.parametrize("argv", [["--webhook-io-timeout=soon"], ["--enable-leader-election=maybe"],
+                                  ["--metrics-addr=8080"], ["--role=both"], ["--webhook-port=x"]])
+def test_bad_values_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse(argv, environ={})
+    assert exit_.value.code == 2
+    assert "kruise-manager: error:" in capsys.readouterr().err
+
+
+def test_environment_sets_defaults_and_flags_win():
+    env = {"POD_NAMESPACE": "ops", "WEBHOOK_PORT": "10250", "WEBHOOK_CERT_MODE": "external", "LOG_FORMAT": "text"}
+    o = parse([], environ=env)
+    assert (o.leader_election_namespace, o.webhook_port, o.webhook_cert_mode, o.log_format) == \
+        ("ops", 10250, "external", "text")
+    assert parse(["--webhook-port=9443"], environ=env).webhook_port == 9443
+
+
+@pytest.mark.parametrize("seconds, text", [(15.0, "15s"), (0.5, "0.5s"), (90.0, "1m30s"), (120.0, "2m"),
+                                           (5400.0, "1h30m"), (87600 * 3600.0, "87600h"), (0.0, "0s")])
+def test_durations_are_shown_in_the_syntax_the_flags_take(seconds, text):
+    assert format_duration(seconds) == text
+    assert parse([f"--webhook-io-timeout={text}"], environ={}).webhook_io_timeout == seconds
