@@ -6,13 +6,11 @@ path), so an admission costs no extra round trip.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 
 from . import sidecarset
+from .admission import allowed, denied, errored, patched
 from .informer import Informer
-from .webhook import denied
 
 log = logging.getLogger("manager.handlers")
 
@@ -44,35 +42,34 @@ class SidecarSetAdmission:
     def mutate_pod(self, request: dict) -> dict:
         """Inject every matching, unpaused SidecarSet into a pod being created."""
         if request.get("operation") != "CREATE" or (request.get("kind") or {}).get("kind") != "Pod":
-            return {"allowed": True}
+            return allowed()
         pod = request.get("object")
         if not isinstance(pod, dict) or not isinstance(pod.get("spec"), dict):
-            return denied("request.object is not a pod", 400)
+            return errored(400, "request.object is not a pod")
         namespace = request.get("namespace") or pod.get("metadata", {}).get("namespace") or ""
         if namespace in self.skipped:
-            return {"allowed": True}  # never mutate the control plane's own pods
+            return allowed()  # never mutate the control plane's own pods
         labels = pod.get("metadata", {}).get("labels") or {}
         ns_labels = self._namespace_labels(namespace)
         matching = [s for s in self.sidecarsets.snapshot()
                     if not ((s.get("spec") or {}).get("injectionStrategy") or {}).get("paused")
                     and sidecarset.selects(s, namespace, labels, ns_labels)]
         if not matching:
-            return {"allowed": True}
+            return allowed()
         injected_pod, names = sidecarset.inject(pod, matching)
         ops = sidecarset.patch_for(pod, injected_pod)
         if not ops:
-            return {"allowed": True}
-        return {"allowed": True, "patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(ops).encode()).decode(),
-                "auditAnnotations": {"sidecarsets": ",".join(names)}}
+            return allowed()
+        return patched(ops, sidecarsets=",".join(names))
 
     def validate_sidecarset(self, request: dict) -> dict:
         if request.get("operation") not in ("CREATE", "UPDATE"):
-            return {"allowed": True}
+            return allowed()
         obj = request.get("object")
         if not isinstance(obj, dict):
-            return denied("request.object is not a SidecarSet", 400)
+            return errored(400, "request.object is not a SidecarSet")
         errors = sidecarset.validate(obj, self.sidecarsets.snapshot())
         if errors:
             name = (obj.get("metadata") or {}).get("name", "")
             return denied(f"SidecarSet {name} is invalid: " + "; ".join(errors[:10]))
-        return {"allowed": True}
+        return allowed()

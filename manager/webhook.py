@@ -7,14 +7,12 @@ raises yields a denied response with the reason. Connections are capped
 (``max_connections``): past the cap new ones wait in the listen backlog, which the
 readiness self-check notices.
 
-The serving certificate is re-read when its files change (checked at most once a second,
-on new connections), so rotation needs no restart; a half-written pair is ignored until
-it is whole.
+Review parsing and the answers live in ``admission``; the certificate reload in
+``certwatcher``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -22,76 +20,12 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import Callable
 
 from . import metrics
+from .admission import BadReview, Handler, errored, parse_review, result_of, review_body
+from .certwatcher import CertWatcher
 
 log = logging.getLogger("manager.webhook")
-
-Handler = Callable[[dict], dict]  # AdmissionRequest -> AdmissionResponse (without uid)
-
-
-class BadReview(ValueError):
-    """The body is not an admission.k8s.io/v1 AdmissionReview request."""
-
-
-def parse_review(body: bytes) -> dict:
-    try:
-        review = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadReview(f"body is not JSON: {err}") from None
-    if not isinstance(review, dict):
-        raise BadReview("body is not a JSON object")
-    if review.get("apiVersion") != "admission.k8s.io/v1" or review.get("kind") != "AdmissionReview":
-        raise BadReview(f"expected admission.k8s.io/v1 AdmissionReview, got {review.get('apiVersion')!r} "
-                        f"{review.get('kind')!r}")
-    request = review.get("request")
-    if not isinstance(request, dict) or not isinstance(request.get("uid"), str) or not request["uid"]:
-        raise BadReview("AdmissionReview has no request.uid")
-    return request
-
-
-def denied(message: str, code: int = 403) -> dict:
-    return {"allowed": False, "status": {"code": code, "message": message, "reason": "Forbidden" if code == 403 else ""}}
-
-
-class TLSFiles:
-    """The serving certificate on disk and the TLS context made from it."""
-
-    def __init__(self, cert_file: str, key_file: str):
-        self.cert_file, self.key_file = cert_file, key_file
-        self._context: ssl.SSLContext | None = None
-        self._stamp: tuple | None = None
-        self._checked = 0.0
-        self._lock = threading.Lock()
-
-    def _file_stamp(self) -> tuple | None:
-        try:
-            a, b = os.stat(self.cert_file), os.stat(self.key_file)
-        except OSError:
-            return None
-        return (a.st_mtime_ns, a.st_size, a.st_ino, b.st_mtime_ns, b.st_size, b.st_ino)
-
-    def context(self) -> ssl.SSLContext | None:
-        now = time.monotonic()
-        if self._context is not None and now - self._checked < 1.0:
-            return self._context
-        with self._lock:
-            self._checked = now
-            stamp = self._file_stamp()
-            if stamp is not None and stamp != self._stamp:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                context.minimum_version = ssl.TLSVersion.TLSv1_2
-                context.set_alpn_protocols(["http/1.1"])
-                try:
-                    context.load_cert_chain(self.cert_file, self.key_file)
-                    if self._context is not None:
-                        log.info("reloaded the serving certificate")
-                    self._context, self._stamp = context, stamp
-                except (ssl.SSLError, OSError) as err:  # a pair caught mid-rotation: retry later
-                    log.warning("serving certificate not loadable yet: %s", err)
-            return self._context
-
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -147,14 +81,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             response = handler(request)
         except Exception as err:  # a handler bug denies this one request, nothing more
             log.exception("handler for %s failed", path)
-            response = denied(f"internal error in {path}: {err.__class__.__name__}: {err}", 500)
-        result = "allowed" if response.get("allowed") else "denied"
-        if response.get("patch"):
-            result = "patched"
-        response = {"uid": request["uid"], **response}
-        payload = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                              "response": response}).encode()
-        self._send(200, payload)
+            response = errored(500, f"internal error in {path}: {err.__class__.__name__}: {err}")
+        result = result_of(response)
+        self._send(200, review_body(request, response))
         metrics.WEBHOOK_REQUESTS.labels(path, result).inc()
         metrics.WEBHOOK_LATENCY.labels(path, result).observe(time.perf_counter() - started)
 
@@ -169,7 +98,7 @@ class WebhookServer:
         self.handlers = handlers
         self.max_body = max_body
         self.io_timeout = io_timeout
-        self.tls = TLSFiles(os.path.join(cert_dir, "tls.crt"), os.path.join(cert_dir, "tls.key"))
+        self.tls = CertWatcher(os.path.join(cert_dir, "tls.crt"), os.path.join(cert_dir, "tls.key"))
         self._handler = type("Handler", (_RequestHandler,), {"timeout": io_timeout})  # idle keep-alive cut-off
         self._slots = threading.BoundedSemaphore(max_connections)
         self._active: set[threading.Thread] = set()

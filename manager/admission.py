@@ -1,0 +1,74 @@
+"""admission.k8s.io/v1 reviews: parsing a request, and the four answers a handler gives.
+
+Handlers take the review's ``request`` (a dict, as the API sends it) and return one of
+:func:`allowed`, :func:`denied`, :func:`patched` or :func:`errored`; :func:`review_body`
+completes the answer with the request's uid and encodes a patch as the API expects
+(base64 of a JSON Patch), so no handler deals with the wire format.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Callable
+
+Handler = Callable[[dict], dict]  # AdmissionRequest -> AdmissionResponse (without uid)
+
+
+class BadReview(ValueError):
+    """The body is not an admission.k8s.io/v1 AdmissionReview request."""
+
+
+def parse_review(body: bytes) -> dict:
+    """The review's ``request``; BadReview when the body is not a v1 AdmissionReview with a uid."""
+    try:
+        review = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadReview(f"body is not JSON: {err}") from None
+    if not isinstance(review, dict):
+        raise BadReview("body is not a JSON object")
+    if review.get("apiVersion") != "admission.k8s.io/v1" or review.get("kind") != "AdmissionReview":
+        raise BadReview(f"expected admission.k8s.io/v1 AdmissionReview, got {review.get('apiVersion')!r} "
+                        f"{review.get('kind')!r}")
+    request = review.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("uid"), str) or not request["uid"]:
+        raise BadReview("AdmissionReview has no request.uid")
+    return request
+
+
+def allowed(**audit_annotations: str) -> dict:
+    return {"allowed": True, **({"auditAnnotations": audit_annotations} if audit_annotations else {})}
+
+
+def denied(message: str, code: int = 403) -> dict:
+    """Refused: ``message`` reaches the user through kubectl."""
+    return {"allowed": False, "status": {"code": code, "message": message, "reason": "Forbidden" if code == 403 else ""}}
+
+
+def errored(code: int, error: Exception | str) -> dict:
+    """The handler could not decide (bad request object, a bug): denied with the reason."""
+    return denied(str(error), code)
+
+
+def patched(ops: list[dict], **audit_annotations: str) -> dict:
+    """Allowed with a JSON Patch; an empty patch is a plain allow."""
+    if not ops:
+        return allowed(**audit_annotations)
+    return {**allowed(**audit_annotations), "patch": ops}
+
+
+def result_of(response: dict) -> str:
+    """The metric label of an answer: allowed, patched or denied."""
+    if response.get("patch"):
+        return "patched"
+    return "allowed" if response.get("allowed") else "denied"
+
+
+def review_body(request: dict, response: dict) -> bytes:
+    """The AdmissionReview to send back: the request's uid added, a patch encoded."""
+    completed = {"uid": request["uid"], **response}
+    if isinstance(completed.get("patch"), list):
+        completed["patchType"] = "JSONPatch"
+        completed["patch"] = base64.b64encode(json.dumps(completed["patch"]).encode()).decode()
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "response": completed}).encode()

@@ -1,0 +1,185 @@
+"""The webhook server in this process over loopback TLS (no cluster): answers completed with
+the uid and an encoded patch, every malformed request answered with its HTTP error, a
+handler that raises denies only its request, keep-alive, the slow-client cut-off, TLS >= 1.2,
+and the certificate reloaded when its files change. Admissions through the apiserver are in
+test_sidecarset_admission.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import time
+
+import pytest
+
+from kruisectl.localcluster.cluster import free_port
+from kruisectl.localcluster.pki import LocalCA
+from manager.admission import BadReview, allowed, denied, parse_review, patched, result_of, review_body
+from manager.certs import service_dns_names
+from manager.webhook import WebhookServer
+
+SERVER_NAME = "kruise-webhook-service.kruise-system.svc"
+OPS = [{"op": "add", "path": "/metadata/labels/x", "value": "y"}]
+
+
+def write_pair(directory, ca: LocalCA) -> None:
+    cert, key = ca.issue("kruise-webhook-service",
+                         dns_names=tuple(service_dns_names("kruise-webhook-service", "kruise-system")), server=True)
+    (directory / "tls.key").write_bytes(key)
+    (directory / "tls.crt").write_bytes(cert)
+    (directory / "ca.crt").write_bytes(ca.cert_pem)
+
+
+def review(uid: str = "u-1", **request) -> bytes:
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": uid, "operation": "CREATE", **request}}).encode()
+
+
+def fail(request: dict) -> dict:
+    raise KeyError("spec")
+
+
+@pytest.fixture
+def server(tmp_path):
+    write_pair(tmp_path, LocalCA("server-test-ca"))
+    port = free_port()
+    srv = WebhookServer("127.0.0.1", port, str(tmp_path), {"/patch": lambda r: patched(OPS, by="test"),
+                                                          "/allow": lambda r: allowed(), "/fail": fail},
+                        max_body=4096, io_timeout=0.5).start()
+    srv.cert_dir = tmp_path
+    yield srv
+    srv.stop(drain=0)
+
+
+def connect(server, ca_file=None, **context_options) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(ca_file or server.cert_dir / "ca.crt"))
+    for name, value in context_options.items():
+        setattr(context, name, value)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    return context.wrap_socket(sock, server_hostname=SERVER_NAME)
+
+
+def exchange(tls: ssl.SSLSocket, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send one raw HTTP request; read one answer (status, headers, body)."""
+    tls.sendall(raw)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", 0)):
+        body += tls.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def post(path: str, body: bytes, content_type: str = "application/json", length: int | None = None) -> bytes:
+    length_header = f"Content-Length: {len(body) if length is None else length}\r\n" if length != -1 else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n{length_header}\r\n").encode() + body
+
+
+def test_a_patch_is_completed_with_the_uid_and_encoded_and_keep_alive_serves_the_next(server):
+    with connect(server) as tls:
+        for uid in ("first", "second"):
+            status, headers, body = exchange(tls, post("/patch", review(uid)))
+            answer = json.loads(body)
+            assert status == 200 and headers["content-type"] == "application/json"
+            assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+            response = answer["response"]
+            assert response["uid"] == uid and response["allowed"] is True and response["patchType"] == "JSONPatch"
+            assert json.loads(base64.b64decode(response["patch"])) == OPS
+            assert response["auditAnnotations"] == {"by": "test"}
+
+
+@pytest.mark.parametrize("raw, status, text", [
+    (post("/allow", b"{not json"), 400, "body is not JSON"),
+    (post("/allow", b"[1, 2]"), 400, "not a JSON object"),
+    (post("/allow", json.dumps({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
+                                "request": {"uid": "u"}}).encode()), 400, "expected admission.k8s.io/v1"),
+    (post("/allow", review(uid="")), 400, "no request.uid"),
+    (post("/nowhere", review()), 404, "no webhook at /nowhere"),
+    (post("/allow", review(), length=-1), 411, "Content-Length required"),
+    (post("/allow", b"x" * 5000), 413, "body over 4096 bytes"),
+    (post("/allow", review(), content_type="text/plain"), 415, "Content-Type must be application/json"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200, "ok"),
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not found"),
+])
+def test_each_malformed_request_gets_its_http_error(server, raw, status, text):
+    with connect(server) as tls:
+        got, _, body = exchange(tls, raw)
+    assert got == status and text in body.decode()
+
+
+def test_a_handler_that_raises_denies_only_its_request(server):
+    with connect(server) as tls:
+        status, _, body = exchange(tls, post("/fail", review("bad")))
+        response = json.loads(body)["response"]
+        assert status == 200 and response["uid"] == "bad" and response["allowed"] is False
+        assert response["status"]["code"] == 500 and "KeyError" in response["status"]["message"]
+        status, _, body = exchange(tls, post("/allow", review("next")))
+        assert json.loads(body)["response"] == {"uid": "next", "allowed": True}
+
+
+def test_a_client_that_stalls_is_cut_off_after_the_io_timeout(server):
+    with connect(server) as tls:
+        tls.sendall(b"POST /allow HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+        started = time.monotonic()
+        tls.settimeout(5)
+        assert tls.recv(1024) == b""  # the server closed
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_below_1_2_is_refused(server):
+    with pytest.raises(ssl.SSLError):
+        connect(server, maximum_version=ssl.TLSVersion.TLSv1_1).close()
+
+
+def test_a_rotated_certificate_is_served_to_new_connections_without_a_restart(server, tmp_path_factory):
+    old_ca = server.cert_dir / "ca.crt"
+    kept = tmp_path_factory.mktemp("old") / "ca.crt"
+    kept.write_bytes(old_ca.read_bytes())
+    write_pair(server.cert_dir, LocalCA("rotated-ca"))
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            connect(server).close()  # verified against the new CA
+            break
+        except ssl.SSLCertVerificationError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        connect(server, ca_file=kept).close()
+
+
+@pytest.mark.parametrize("body, error", [
+    (b"", "body is not JSON"),
+    (b"\xff\xfe", "body is not JSON"),
+    (b'"review"', "not a JSON object"),
+    (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "no request.uid"),
+    (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 7}}).encode(),
+     "no request.uid"),
+    (json.dumps({"apiVersion": "v1", "kind": "Pod"}).encode(), "expected admission.k8s.io/v1 AdmissionReview"),
+])
+def test_parse_review_rejects_what_is_not_a_v1_review(body, error):
+    with pytest.raises(BadReview, match=error):
+        parse_review(body)
+
+
+@pytest.mark.parametrize("response, result, wire", [
+    (allowed(), "allowed", {"uid": "u", "allowed": True}),
+    (patched([]), "allowed", {"uid": "u", "allowed": True}),
+    (denied("no"), "denied", {"uid": "u", "allowed": False,
+                              "status": {"code": 403, "message": "no", "reason": "Forbidden"}}),
+    (patched(OPS), "patched", {"uid": "u", "allowed": True, "patchType": "JSONPatch",
+                               "patch": base64.b64encode(json.dumps(OPS).encode()).decode()}),
+])
+def test_answers_and_their_wire_form(response, result, wire):
+    assert result_of(response) == result
+    assert json.loads(review_body({"uid": "u"}, response))["response"] == wire
