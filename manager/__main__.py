@@ -99,7 +99,9 @@ class Manager:
             self.webhook = WebhookServer(a.webhook_bind_address, a.webhook_port, a.webhook_cert_dir, {
                 MUTATE_POD_PATH: admission.mutate_pod, VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset},
                 max_body=a.webhook_max_body_bytes, io_timeout=a.webhook_io_timeout,
-                max_connections=a.webhook_max_connections).start()
+                idle_timeout=a.webhook_idle_timeout, max_connections=a.webhook_max_connections,
+                max_requests_per_connection=a.webhook_max_requests_per_connection,
+                max_connection_age=a.webhook_max_connection_age).start()
             self.health.readiness["webhook-credential"] = lambda: self.certs.problem
             own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address,
                                                                               a.webhook_bind_address)
@@ -142,8 +144,9 @@ class Manager:
             self.exit_code = 1
             self.done.set()
 
-    def shutdown(self, grace: float = 10.0) -> None:
-        """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook."""
+    def shutdown(self) -> None:
+        """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook (every
+        answer closes its connection; exit once nothing is in flight)."""
         if self.shutting_down.is_set():
             return
         self.shutting_down.set()
@@ -153,7 +156,7 @@ class Manager:
         if self.elector is not None:
             self.elector.release()
         if self.webhook is not None:
-            self.webhook.stop(drain=min(5.0, grace))
+            self.webhook.shutdown(delay=self.args.webhook_drain_delay, timeout=self.args.webhook_io_timeout)
         if self.certs is not None:
             self.certs.stop()
         for informer in self.informers:

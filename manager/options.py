@@ -105,8 +105,20 @@ class Options:
     webhook_max_connections: int = option(256, "concurrent webhook connections; more wait in the backlog",
                                           parse=int)
     webhook_max_body_bytes: int = option(8 << 20, "larger admission requests get 413", parse=int)
-    webhook_io_timeout: float = option(10.0, "a webhook client that stalls this long is cut off (also the "
-                                       "idle keep-alive limit)", parse=duration)
+    webhook_io_timeout: float = option(10.0, "a webhook client that stalls this long inside a request is cut off",
+                                       parse=duration)
+    webhook_idle_timeout: float = option(
+        120.0, "an idle keep-alive connection is closed after this long; longer than the apiserver's own "
+        "idle timeout (90s), so the client, not the server, closes it", parse=duration)
+    webhook_max_requests_per_connection: int = option(
+        25, "close a connection (Connection: close) after this many answers, so the apiserver, which picks an "
+        "endpoint when it connects, spreads its calls over every replica; 0 never", parse=int)
+    webhook_max_connection_age: float = option(
+        10.0, "close a connection after its first answer past this age (for the same spread at low rates); "
+        "0 never", parse=duration)
+    webhook_drain_delay: float = option(
+        5.0, "after SIGTERM, keep serving new connections this long while the endpoint's removal reaches the "
+        "apiserver; every answer closes its connection meanwhile", parse=duration)
     secret_name: str = option(SECRET_NAME, "Secret holding the webhook's CA and serving certificate",
                               env="SECRET_NAME")
     service_name: str = option(SERVICE_NAME, "Service in front of the webhook (the certificate names it)",

@@ -10,6 +10,7 @@ import base64
 import json
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -41,16 +42,32 @@ def fail(request: dict) -> dict:
     raise KeyError("spec")
 
 
+def slow(request: dict) -> dict:
+    time.sleep(float(request.get("seconds", 1.0)))
+    return allowed()
+
+
 @pytest.fixture
-def server(tmp_path):
+def make_server(tmp_path):
     write_pair(tmp_path, LocalCA("server-test-ca"))
-    port = free_port()
-    srv = WebhookServer("127.0.0.1", port, str(tmp_path), {"/patch": lambda r: patched(OPS, by="test"),
-                                                          "/allow": lambda r: allowed(), "/fail": fail},
-                        max_body=4096, io_timeout=0.5).start()
-    srv.cert_dir = tmp_path
-    yield srv
-    srv.stop(drain=0)
+    started = []
+
+    def make(**options) -> WebhookServer:
+        srv = WebhookServer("127.0.0.1", free_port(), str(tmp_path), {
+            "/patch": lambda r: patched(OPS, by="test"), "/allow": lambda r: allowed(), "/fail": fail, "/slow": slow},
+            **{"max_body": 4096, "io_timeout": 0.5, **options}).start()
+        srv.cert_dir = tmp_path
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop(drain=0)
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server()
 
 
 def connect(server, ca_file=None, **context_options) -> ssl.SSLSocket:
@@ -183,3 +200,66 @@ def test_parse_review_rejects_what_is_not_a_v1_review(body, error):
 def test_answers_and_their_wire_form(response, result, wire):
     assert result_of(response) == result
     assert json.loads(review_body({"uid": "u"}, response))["response"] == wire
+
+
+def closed_by_server(tls: ssl.SSLSocket, within: float = 3.0) -> bool:
+    tls.settimeout(within)
+    try:
+        return tls.recv(1024) == b""
+    except (ConnectionError, ssl.SSLError):
+        return True
+
+
+def test_idle_keep_alive_outlives_the_io_timeout(make_server):
+    srv = make_server(io_timeout=0.3, idle_timeout=5.0)
+    with connect(srv) as tls:
+        assert exchange(tls, post("/allow", review("a")))[0] == 200
+        time.sleep(0.8)  # idle well past the I/O timeout, inside the idle timeout
+        assert exchange(tls, post("/allow", review("b")))[0] == 200
+
+
+def test_a_connection_is_closed_after_its_request_budget_between_two_requests(make_server):
+    srv = make_server(max_requests_per_connection=3)
+    with connect(srv) as tls:
+        headers = [exchange(tls, post("/allow", review(str(i))))[1] for i in range(3)]
+        assert [h.get("connection") for h in headers] == [None, None, "close"]
+        assert closed_by_server(tls)
+
+
+def test_a_connection_past_its_age_is_closed_after_its_next_answer(make_server):
+    srv = make_server(max_connection_age=0.3)
+    with connect(srv) as tls:
+        assert exchange(tls, post("/allow", review("young")))[1].get("connection") is None
+        time.sleep(0.4)
+        assert exchange(tls, post("/allow", review("old")))[1].get("connection") == "close"
+
+
+def test_shutdown_closes_connections_between_requests_and_loses_none(make_server):
+    """Go's Shutdown after a delay: the answer on a kept-alive connection says close, a new
+    connection in the delay is served, an idle one is closed after it, a request in flight
+    finishes before shutdown returns."""
+    srv = make_server(io_timeout=5.0)
+    kept, idle, busy = connect(srv), connect(srv), connect(srv)
+    for i, tls in enumerate((kept, idle, busy)):
+        assert exchange(tls, post("/allow", review(f"warm-{i}")))[0] == 200
+    busy.sendall(post("/slow", review("slow", seconds=1.0)))
+    time.sleep(0.1)
+    stopper = threading.Thread(target=srv.shutdown, kwargs={"delay": 0.6, "timeout": 5.0})
+    began = time.monotonic()
+    stopper.start()
+    time.sleep(0.1)
+    status, headers, _ = exchange(kept, post("/allow", review("after-sigterm")))
+    assert status == 200 and headers.get("connection") == "close" and closed_by_server(kept)
+    with connect(srv) as late:  # still listening during the delay
+        status, headers, _ = exchange(late, post("/allow", review("late")))
+        assert status == 200 and headers.get("connection") == "close"
+    assert closed_by_server(idle, within=3.0)  # closed once the delay is over
+    assert time.monotonic() - began >= 0.6
+    status, headers, body = exchange(busy, b"")  # the slow answer arrives whole
+    assert status == 200 and json.loads(body)["response"]["uid"] == "slow"
+    stopper.join(5)
+    assert not stopper.is_alive() and srv.connections() == 0
+    with pytest.raises(OSError):
+        connect(srv)
+    for tls in (kept, idle, busy):
+        tls.close()
