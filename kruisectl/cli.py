@@ -54,7 +54,7 @@ def _register_commands() -> None:
             cli.add_command(command)
 
 
-COMMAND_MODULES: tuple[str, ...] = ("status", "doctor", "webhook", "label_zones", "rollout", "install")
+COMMAND_MODULES: tuple[str, ...] = ("status", "doctor", "webhook", "label_zones", "rollout", "install", "drill")
 
 _register_commands()
 

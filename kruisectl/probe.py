@@ -12,8 +12,10 @@ Dry runs persist nothing; the probe SidecarSet is deleted before returning, what
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 
 from .errors import CLIError
 from .findings import Finding
@@ -36,19 +38,56 @@ def _error_text(err) -> str:
         return str(getattr(err, "reason", err))
 
 
+@dataclass
+class ProbeSidecarSet:
+    id: str
+    name: str
+    labels: dict[str, str]
+    deleted: bool = False
+
+
+@contextlib.contextmanager
+def probe_sidecarset(api, namespace: str, timeout: float):
+    """A SidecarSet that injects ``PROBE_CONTAINER`` into pods labelled
+    ``kruisectl.io/probe=<id>`` in ``namespace`` only. Deleted on leaving, whatever happens
+    (``deleted`` says whether that worked); an ApiException creating it propagates."""
+    from kubernetes.client.exceptions import ApiException
+
+    probe_id = uuid.uuid4().hex[:8]
+    probe = ProbeSidecarSet(probe_id, f"kruisectl-probe-{probe_id}", {"kruisectl.io/probe": probe_id})
+    request_json(api, "POST", SIDECARSETS, timeout, body=_sidecarset(probe.name, {
+        "namespace": namespace, "selector": {"matchLabels": probe.labels},
+        "containers": [{"name": PROBE_CONTAINER, "image": "kruisectl.invalid/probe:never-pulled"}]}))
+    try:
+        yield probe
+    finally:
+        for attempt in range(3):
+            try:
+                request_json(api, "DELETE", f"{SIDECARSETS}/{probe.name}", timeout)
+                probe.deleted = True
+                break
+            except ApiException as err:
+                if err.status == 404:
+                    probe.deleted = True
+                    break
+                time.sleep(0.5 * (attempt + 1))
+
+
+def probe_pod(labels: dict[str, str], generate_name: str = "kruisectl-probe-") -> dict:
+    """A pod the probe SidecarSet selects; never run (created as a dry run only)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": generate_name, "labels": labels},
+            "spec": {"containers": [{"name": "app", "image": "kruisectl.invalid/app:never-pulled"}]}}
+
+
 def run(api, namespace: str, timeout: float, wait: float = 10.0, explain=lambda text: (text, "")) -> list[Finding]:
     """Findings ``probe/mutating`` and ``probe/validating``. Raises CLIError (exit 2) when the
     SidecarSet CRD is not installed."""
     from kubernetes.client.exceptions import ApiException
 
-    probe_id = uuid.uuid4().hex[:8]
-    name = f"kruisectl-probe-{probe_id}"
-    labels = {"kruisectl.io/probe": probe_id}
     findings = []
     try:
-        request_json(api, "POST", SIDECARSETS, timeout, body=_sidecarset(name, {
-            "namespace": namespace, "selector": {"matchLabels": labels},
-            "containers": [{"name": PROBE_CONTAINER, "image": "kruisectl.invalid/probe:never-pulled"}]}))
+        with probe_sidecarset(api, namespace, timeout) as probe:
+            findings.append(_probe_mutating(api, namespace, probe.labels, timeout, wait, explain))
     except ApiException as err:
         if err.status == 404:
             raise CLIError("the SidecarSet CRD (sidecarsets.apps.kruise.io) is not installed: "
@@ -58,23 +97,17 @@ def run(api, namespace: str, timeout: float, wait: float = 10.0, explain=lambda 
                             "run with rights to create sidecarsets.apps.kruise.io, or pass --no-probe")]
         cause, fix = explain(_error_text(err))
         return [Finding("probe/validating", "error", f"the probe SidecarSet was refused: {cause}", fix)]
-    try:
-        findings.append(_probe_mutating(api, namespace, labels, timeout, wait, explain))
-    finally:
-        try:
-            request_json(api, "DELETE", f"{SIDECARSETS}/{name}", timeout)
-        except ApiException:
-            findings.append(Finding("probe/cleanup", "warning", f"could not delete SidecarSet {name}",
-                                    f"kubectl delete sidecarset {name}"))
-    findings.append(_probe_validating(api, probe_id, timeout, explain))
+    if not probe.deleted:
+        findings.append(Finding("probe/cleanup", "warning", f"could not delete SidecarSet {probe.name}",
+                                f"kubectl delete sidecarset {probe.name}"))
+    findings.append(_probe_validating(api, probe.id, timeout, explain))
     return findings
 
 
 def _probe_mutating(api, namespace, labels, timeout, wait, explain) -> Finding:
     from kubernetes.client.exceptions import ApiException
 
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "kruisectl-probe-", "labels": labels},
-           "spec": {"containers": [{"name": "app", "image": "kruisectl.invalid/app:never-pulled"}]}}
+    pod = probe_pod(labels)
     deadline = time.monotonic() + wait
     started = time.monotonic()
     while True:

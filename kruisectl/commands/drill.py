@@ -1,0 +1,172 @@
+"""``kruisectl drill plan|run``: a game day for the kruise-manager in one command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import drill as lib
+from .. import inventory as inv
+from ..errors import EXIT_FINDINGS, CLIError
+from ..kube import kube_options
+from ..output import dump, output_option, table
+from . import name_options
+
+SCENARIO_NAMES = tuple(lib.SCENARIOS)
+
+EPILOG = """\b
+Examples:
+  kruisectl drill plan                              # what each scenario does, and its budget
+  kruisectl drill run eviction                      # prints the plan; nothing happens without --yes
+  kruisectl drill run leader-crash rollout --yes    # disrupt, measure, restore
+  kruisectl drill run --all --yes -o json           # every scenario; the report as JSON
+
+\b
+What it touches: one SidecarSet kruisectl-probe-<id> (selecting only its own label, only in
+--probe-namespace; deleted at the end, on error and on Ctrl-C), server-side dry-run pod
+creates (nothing is stored), and the manager's own pods and Deployment.
+
+\b
+Exit codes:
+  0    every scenario within its budget
+  1    a scenario breached its budget (failed or sidecar-less admissions, leader gap, recovery)
+  2    could not run: refused (fewer than 2 ready replicas, a doctor error; --force), forbidden,
+       unreachable, bad input
+  130  interrupted (Ctrl-C); the probe SidecarSet is deleted first
+"""
+
+
+def drill_options(func):
+    func = click.option("--probe-namespace", default="default", show_default=True, metavar="NS",
+                        help="Namespace of the dry-run pods (the pod webhook must intercept it).")(func)
+    func = click.option("--rate", type=click.FloatRange(0.5, 500), default=20.0, show_default=True,
+                        help="Dry-run pod creates per second during each scenario.")(func)
+    func = click.option("--crash-budget", type=click.IntRange(0), default=1, show_default=True,
+                        help="Failed admissions a crash may cost (the requests in flight on the victim).")(func)
+    func = click.option("--leader-gap-budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
+                        help="Longest vacancy of the Lease allowed [default: lease duration + 2s on a crash, "
+                             "1s on eviction and rollout].")(func)
+    return func
+
+
+def _options(probe_namespace, rate, crash_budget, leader_gap_budget, timeout=300.0) -> lib.DrillOptions:
+    return lib.DrillOptions(probe_namespace=probe_namespace, rate=rate, crash_budget=crash_budget,
+                            leader_gap_budget_s=leader_gap_budget, timeout_s=timeout)
+
+
+def _scenarios(names: tuple[str, ...], all_: bool) -> list[lib.Scenario]:
+    if all_:
+        return list(lib.SCENARIOS.values())
+    if not names:
+        raise CLIError(f"name at least one scenario ({', '.join(SCENARIO_NAMES)}) or pass --all")
+    return [lib.SCENARIOS[n] for n in names]
+
+
+def _plan_table(rows: list[dict]) -> str:
+    return table([[r["scenario"], r["budget"]["failed"], r["budget"]["notInjected"],
+                   "-" if r["budget"]["leaderGapS"] is None else f"{r['budget']['leaderGapS']:g}s", r["does"]]
+                  for r in rows], ["scenario", "max failed", "max no-sidecar", "max leader gap", "what it does"])
+
+
+@click.group("drill")
+def drill() -> None:
+    """Disrupt the manager on purpose under a steady load of admissions and measure what the
+    HA design promises: pods keep being admitted, with their sidecars."""
+
+
+@drill.command("plan", epilog=EPILOG)
+@click.argument("scenario", nargs=-1, type=click.Choice(SCENARIO_NAMES))
+@kube_options
+@drill_options
+@output_option(formats=("table", "json", "yaml"))
+def plan_command(scenario, target, probe_namespace, rate, crash_budget, leader_gap_budget, output):
+    """Print what each SCENARIO (default: all) would do and what it may cost. Reads only the
+    Lease (for its duration); changes nothing."""
+    options = _options(probe_namespace, rate, crash_budget, leader_gap_budget)
+    names = inv.Names(namespace=target.namespace)
+    duration = lib.lease_duration(target.api_client(), names, target.request_timeout)
+    rows = lib.plan(names, _scenarios(scenario, not scenario), options, duration)
+    _print_plan(rows, options, names, output)
+
+
+def _print_plan(rows, options, names, output) -> None:
+    if output in ("json", "yaml"):
+        click.echo(dump({"schemaVersion": 1, "namespace": names.namespace, "probeNamespace": options.probe_namespace,
+                         "rate": options.rate, "scenarios": rows}, output))
+        return
+    click.echo(_plan_table(rows))
+    click.echo(f"\nLoad: {options.rate:g} server-side dry-run pod creates/s in {options.probe_namespace}, for pods a "
+               f"temporary SidecarSet kruisectl-probe-<id> selects. Manager: {names.namespace}/{names.deployment}.")
+
+
+@drill.command("run", epilog=EPILOG)
+@click.argument("scenario", nargs=-1, type=click.Choice(SCENARIO_NAMES))
+@click.option("--all", "all_", is_flag=True, help="Run every scenario.")
+@click.option("--yes", is_flag=True, help="Really disrupt the manager (without it: print the plan and exit).")
+@click.option("--force", is_flag=True, help="Run even when doctor reports an error.")
+@click.option("--timeout", type=click.FloatRange(10), default=300, show_default=True, metavar="SECONDS",
+              help="Per scenario: how long to wait for the manager to recover.")
+@kube_options
+@name_options("lease", "deployment", "service", "mutating")
+@drill_options
+@output_option(formats=("table", "json", "yaml"))
+def run_command(scenario, all_, yes, force, timeout, target, names, probe_namespace, rate, crash_budget,
+                leader_gap_budget, output):
+    """Run scenarios against the manager, one after another, each under load,
+    and report per scenario: requests, failed, admitted without sidecar, p99, leader gap, time
+    until the victim left the endpoints, time back to the full ready count, each replica's
+    share of the traffic."""
+    options = _options(probe_namespace, rate, crash_budget, leader_gap_budget, timeout)
+    names = inv.Names(namespace=target.namespace, **names)
+    scenarios = _scenarios(scenario, all_)
+    api = target.api_client(pool_size=64)
+    duration = lib.lease_duration(api, names, target.request_timeout)
+    if not yes:
+        _print_plan(lib.plan(names, scenarios, options, duration), options, names, output)
+        click.echo("\nNothing was done: add --yes to run it.", err=True)
+        return
+    try:
+        reasons = lib.preflight(api, names, target.request_timeout, force)
+    except lib.DrillRefused as err:
+        raise CLIError(str(err)) from None
+    if reasons:
+        raise CLIError("refusing to drill: " + "; ".join(reasons) + (" (--force overrides doctor errors)"
+                                                                     if any(r.startswith("doctor") for r in reasons)
+                                                                     else ""))
+    options.webhook_timeout_s = lib.webhook_timeout(api, names, target.request_timeout)
+    try:
+        results = lib.run(api, names, scenarios, options, on_progress=lambda text: click.echo(text, err=True))
+    except lib.DrillRefused as err:
+        raise CLIError(str(err)) from None
+    report = {"schemaVersion": 1, "namespace": names.namespace, "rate": options.rate,
+              "scenarios": [r.to_dict() for r in results]}
+    if output in ("json", "yaml"):
+        click.echo(dump(report, output))
+    else:
+        click.echo(_result_table(results))
+        for r in results:
+            for failure in r.failures:
+                click.echo(f"{r.scenario}: {failure}")
+            for breach in r.breaches:
+                click.echo(f"{r.scenario}: BREACH: {breach}")
+    if any(r.breaches for r in results):
+        sys.exit(EXIT_FINDINGS)
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def _result_table(results: list[lib.ScenarioResult]) -> str:
+    rows = []
+    for r in results:
+        share = min(r.shares.values()) if r.shares else None
+        rows.append([r.scenario, r.requests, r.failed, r.not_injected, "-" if r.p99_ms is None else f"{r.p99_ms:g}ms",
+                     _seconds(r.leader_gap_s), _seconds(r.endpoint_removal_s), _seconds(r.recovery_s),
+                     "-" if share is None else f"{share:.0%}", "BREACH" if r.breaches else "ok"])
+    return table(rows, ["scenario", "requests", "failed", "no sidecar", "p99", "leader gap", "endpoint out",
+                        "recovered", "min share", "result"])
+
+
+COMMANDS = [drill]

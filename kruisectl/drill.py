@@ -1,0 +1,693 @@
+"""HA drills: disrupt the kruise-manager on purpose while pods are being admitted, and measure
+what the design promises — pods keep being admitted, with their sidecars.
+
+A drill runs one *scenario* (a disruption) under a steady *load*: server-side dry-run creates
+(``dryRun=All``, nothing is stored) of pods that a temporary probe SidecarSet selects, at
+``rate`` per second in a namespace the pod webhook intercepts. Every answer is classified:
+admitted with the probe sidecar, admitted WITHOUT it (a silent loss), failed (the apiserver's
+message kept), or slower than the webhook's timeout. At the same time *observers* record the
+Lease (every change, by watch), the Service's ready endpoints and the Deployment's ready
+count, so the report says how long leadership was vacant, how long the victim stayed a ready
+endpoint, and when the full ready count was back.
+
+Only the manager's own pods and Deployment are touched; each scenario restores itself (the
+Deployment replaces what was deleted). The probe SidecarSet is deleted at the end, on error
+and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .inventory import Names
+from .kube import request_json
+from .leader import holder_pod
+from .probe import PROBE_CONTAINER, probe_pod, probe_sidecarset
+
+ADMITTED, NOT_INJECTED, FAILED = "admitted", "not-injected", "failed"
+
+
+# ---- what a scenario may cost ------------------------------------------------------------
+@dataclass
+class Budget:
+    """Breached when a scenario loses more than this. Defaults follow the design: nothing on a
+    graceful path; on a crash, the requests in flight on the victim's connections."""
+
+    failed: int
+    not_injected: int = 0
+    leader_gap_s: float | None = None  # None: leadership is not expected to move
+
+    def breaches(self, result: "ScenarioResult") -> list[str]:
+        found = []
+        if result.failed > self.failed:
+            found.append(f"{result.failed} failed admissions (budget {self.failed})")
+        if result.not_injected > self.not_injected:
+            found.append(f"{result.not_injected} pods admitted without their sidecar (budget {self.not_injected})")
+        if self.leader_gap_s is not None and result.leader_gap_s is not None and result.leader_gap_s > self.leader_gap_s:
+            found.append(f"leadership vacant {result.leader_gap_s:.2f}s (budget {self.leader_gap_s:g}s)")
+        if result.recovery_s is None:
+            found.append("the Deployment did not get back to its full ready count in time")
+        return found
+
+
+# ---- the load ----------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    started: float  # monotonic
+    latency_s: float
+    kind: str  # ADMITTED / NOT_INJECTED / FAILED
+    message: str = ""
+
+
+def _error_message(err) -> str:
+    try:
+        return json.loads(err.body).get("message", str(err))
+    except (ValueError, TypeError, AttributeError):
+        return str(getattr(err, "reason", None) or err)
+
+
+class AdmissionLoad:
+    """Open-loop dry-run pod creates at ``rate``/s: a slow or failing answer never lowers the
+    offered rate (each request runs on its own worker, up to ``max_in_flight``)."""
+
+    def __init__(self, api, namespace: str, labels: dict[str, str], rate: float, timeout: float,
+                 max_in_flight: int = 256):
+        self.api, self.namespace, self.labels = api, namespace, labels
+        self.interval = 1.0 / rate
+        self.timeout = timeout
+        self.outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="drill-load")
+        self._ticker: threading.Thread | None = None
+        self.skipped = 0  # ticks dropped because max_in_flight requests were outstanding
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
+
+    def one(self) -> Outcome:
+        from kubernetes.client.exceptions import ApiException
+
+        started = time.monotonic()
+        try:
+            pod = request_json(self.api, "POST", f"/api/v1/namespaces/{self.namespace}/pods", self.timeout,
+                               body=probe_pod(self.labels, "kruisectl-drill-"), dryRun="All")
+        except ApiException as err:
+            return Outcome(started, time.monotonic() - started, FAILED, _error_message(err))
+        except Exception as err:  # noqa: BLE001 - a transport error is a failed admission too
+            return Outcome(started, time.monotonic() - started, FAILED, f"{err.__class__.__name__}: {err}")
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        kind = ADMITTED if PROBE_CONTAINER in names else NOT_INJECTED
+        return Outcome(started, time.monotonic() - started, kind)
+
+    def _record(self) -> None:
+        try:
+            outcome = self.one()
+            with self._lock:
+                self.outcomes.append(outcome)
+        finally:
+            self._in_flight.release()
+
+    def _tick(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            if self._in_flight.acquire(blocking=False):
+                self._pool.submit(self._record)
+            else:
+                self.skipped += 1
+            next_at += self.interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def start(self) -> "AdmissionLoad":
+        self._ticker = threading.Thread(target=self._tick, name="drill-ticker", daemon=True)
+        self._ticker.start()
+        return self
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(2)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    def between(self, start: float, end: float) -> list[Outcome]:
+        with self._lock:
+            return [o for o in self.outcomes if start <= o.started < end]
+
+
+# ---- the observers -----------------------------------------------------------------------
+def parse_micro(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass
+class Sample:
+    at: float  # monotonic
+    ready_endpoints: frozenset[str]
+    ready_replicas: int
+    desired: int
+    pods: dict[str, tuple[str | None, bool, str | None]]  # name -> (ip, ready, node)
+    rolled_out: bool
+
+
+class Observer:
+    """The Lease by watch (every record), and endpoints / Deployment / pods by polling."""
+
+    def __init__(self, api, names: Names, timeout: float, interval: float = 0.2):
+        self.api, self.names, self.timeout, self.interval = api, names, timeout, interval
+        self.lease_records: list[tuple[float, dict]] = []  # (monotonic received, spec)
+        self.samples: list[Sample] = []
+        self.read_errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> "Observer":
+        for target, name in ((self._watch_lease, "drill-lease"), (self._poll, "drill-poll")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(3)
+
+    def _watch_lease(self) -> None:
+        from urllib.parse import urlencode
+
+        from .kube import auth_headers
+
+        ns, name = self.names.namespace, self.names.lease
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+        while not self._stop.is_set():
+            try:
+                listing = request_json(self.api, "GET", path, self.timeout, fieldSelector=f"metadata.name={name}")
+                for item in listing.get("items", []):
+                    self.lease_records.append((time.monotonic(), item.get("spec") or {}))
+                query = urlencode({"fieldSelector": f"metadata.name={name}", "watch": "1", "timeoutSeconds": 60,
+                                   "resourceVersion": listing["metadata"].get("resourceVersion", "")})
+                response = self.api.rest_client.pool_manager.request(
+                    "GET", f"{self.api.configuration.host}{path}?{query}", headers=auth_headers(self.api),
+                    preload_content=False, timeout=70)
+                buffer = b""
+                for chunk in response.stream(4096):
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        event = json.loads(line)
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            self.lease_records.append((time.monotonic(), event["object"].get("spec") or {}))
+                    if self._stop.is_set():
+                        break
+                response.release_conn()
+            except Exception as err:  # noqa: BLE001 - recorded; the watch restarts
+                self.read_errors.append(f"lease watch: {err}")
+                self._stop.wait(0.5)
+
+    def _poll(self) -> None:
+        ns, names = self.names.namespace, self.names
+        while not self._stop.is_set():
+            try:
+                slices = request_json(self.api, "GET", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                                      self.timeout, labelSelector=f"kubernetes.io/service-name={names.service}")
+                deployment = request_json(self.api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/"
+                                          f"{names.deployment}", self.timeout)
+                pods = request_json(self.api, "GET", f"/api/v1/namespaces/{ns}/pods", self.timeout,
+                                    labelSelector=names.selector)
+            except Exception as err:  # noqa: BLE001 - a missed sample, recorded
+                self.read_errors.append(f"poll: {err}")
+                self._stop.wait(self.interval)
+                continue
+            ready = frozenset(address for s in slices.get("items", []) for e in s.get("endpoints") or []
+                              if (e.get("conditions") or {}).get("ready") for address in e.get("addresses") or [])
+            status, spec = deployment.get("status") or {}, deployment.get("spec") or {}
+            desired = int(spec.get("replicas", 1))
+            rolled_out = (status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+                          and status.get("updatedReplicas", 0) == desired and status.get("replicas", 0) == desired
+                          and status.get("availableReplicas", 0) == desired)
+            self.samples.append(Sample(
+                time.monotonic(), ready, int(status.get("readyReplicas") or 0), desired,
+                {p["metadata"]["name"]: (p.get("status", {}).get("podIP"), pod_ready(p), p["spec"].get("nodeName"))
+                 for p in pods.get("items", []) if not p["metadata"].get("deletionTimestamp")},
+                rolled_out))
+            self._stop.wait(self.interval)
+
+    def latest(self) -> Sample | None:
+        return self.samples[-1] if self.samples else None
+
+    def holder_at(self, moment: float) -> str:
+        holder = ""
+        for received, spec in self.lease_records:
+            if received > moment:
+                break
+            holder = spec.get("holderIdentity") or ""
+        return holder
+
+
+def pod_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def leader_gap(records: list[tuple[float, dict]], since: float) -> tuple[float | None, str | None, str | None]:
+    """(gap seconds, old holder, new holder) of the first change of holder after ``since``:
+    from the old holder's last renewal (or its release) to the new holder's acquireTime, on
+    the Lease's own timestamps. (None, old, None) when no one new took it."""
+    before = [spec for received, spec in records if received <= since]
+    old = (before[-1].get("holderIdentity") or "") if before else ""
+    last_old = parse_micro(before[-1].get("renewTime")) if before else None
+    for received, spec in records:
+        if received <= since:
+            continue
+        holder = spec.get("holderIdentity") or ""
+        if holder == old or not holder:
+            last_old = parse_micro(spec.get("renewTime")) or last_old  # a renewal, or the release
+            continue
+        acquired = parse_micro(spec.get("acquireTime"))
+        if acquired is None or last_old is None:
+            return None, old, holder
+        return max(0.0, (acquired - last_old).total_seconds()), old, holder
+    return None, old, None
+
+
+# ---- scenarios ---------------------------------------------------------------------------
+@dataclass
+class Target:
+    """The manager a drill acts on, and how to reach the API."""
+
+    api: object
+    names: Names
+    timeout: float
+
+    def pods(self) -> list[dict]:
+        listing = request_json(self.api, "GET", f"/api/v1/namespaces/{self.names.namespace}/pods", self.timeout,
+                               labelSelector=self.names.selector)
+        return [p for p in listing.get("items", []) if not p["metadata"].get("deletionTimestamp")]
+
+    def lease(self) -> dict | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return request_json(self.api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.names.namespace}/"
+                                f"leases/{self.names.lease}", self.timeout)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def leader_pod(self, pods: list[dict] | None = None) -> dict | None:
+        """The pod of the Lease holder: by pod name, else (host network: the identity is the
+        node's hostname) the manager pod on that node."""
+        pods = self.pods() if pods is None else pods
+        lease = self.lease() or {}
+        identity = (lease.get("spec") or {}).get("holderIdentity") or ""
+        if not identity:
+            return None
+        name = holder_pod(identity, {p["metadata"]["name"] for p in pods})
+        by_name = [p for p in pods if p["metadata"]["name"] == name]
+        by_node = [p for p in pods if p["spec"].get("nodeName") == name]
+        found = by_name or by_node
+        return found[0] if found else None
+
+    def delete_pod(self, name: str, grace: int | None) -> None:
+        body = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if grace is not None:
+            body["gracePeriodSeconds"] = grace
+        request_json(self.api, "DELETE", f"/api/v1/namespaces/{self.names.namespace}/pods/{name}", self.timeout,
+                     body=body)
+
+    def evict(self, name: str, deadline: float) -> None:
+        """Evict through the Eviction API; a PDB that blocks (429) is retried until ``deadline``."""
+        from kubernetes.client.exceptions import ApiException
+
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": self.names.namespace}}
+        while True:
+            try:
+                request_json(self.api, "POST", f"/api/v1/namespaces/{self.names.namespace}/pods/{name}/eviction",
+                             self.timeout, body=body)
+                return
+            except ApiException as err:
+                if err.status != 429 or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def restart(self) -> None:
+        """As ``kubectl rollout restart``: a new pod-template annotation."""
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        request_json(self.api, "PATCH", f"/apis/apps/v1/namespaces/{self.names.namespace}/deployments/"
+                     f"{self.names.deployment}", self.timeout, content_type="application/strategic-merge-patch+json",
+                     body={"spec": {"template": {"metadata": {"annotations": {"kruisectl.io/restartedAt": stamp}}}}})
+
+
+Action = Callable[[Target, float], list[str]]  # (target, deadline) -> the victim pods' names
+
+
+@dataclass
+class Scenario:
+    name: str
+    summary: str
+    graceful: bool  # no admission may fail
+    moves_leader: bool
+    act: Action
+
+
+def _leader_or_fail(target: Target) -> dict:
+    pod = target.leader_pod()
+    if pod is None:
+        raise DrillRefused("no pod holds the Lease: nothing to disrupt")
+    return pod
+
+
+def _leader_crash(target: Target, deadline: float) -> list[str]:
+    name = _leader_or_fail(target)["metadata"]["name"]
+    target.delete_pod(name, grace=0)
+    return [name]
+
+
+def _replica_crash(target: Target, deadline: float) -> list[str]:
+    pods = target.pods()
+    leader = target.leader_pod(pods)
+    others = [p for p in pods if pod_ready(p) and (leader is None or p["metadata"]["name"] != leader["metadata"]["name"])]
+    if not others:
+        raise DrillRefused("no ready replica other than the leader")
+    name = others[0]["metadata"]["name"]
+    target.delete_pod(name, grace=0)
+    return [name]
+
+
+def _eviction(target: Target, deadline: float) -> list[str]:
+    name = _leader_or_fail(target)["metadata"]["name"]
+    target.evict(name, deadline)
+    return [name]
+
+
+def _rollout(target: Target, deadline: float) -> list[str]:
+    names = [p["metadata"]["name"] for p in target.pods()]
+    target.restart()
+    return names
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("leader-crash", "delete the leader's pod with grace period 0 (a crash: no SIGTERM handling)",
+             graceful=False, moves_leader=True, act=_leader_crash),
+    Scenario("replica-crash", "delete a ready non-leader pod with grace period 0", graceful=False,
+             moves_leader=False, act=_replica_crash),
+    Scenario("eviction", "evict the leader's pod through the Eviction API (honours the PDB; SIGTERM, then the "
+             "grace period)", graceful=True, moves_leader=True, act=_eviction),
+    Scenario("rollout", "restart the Deployment (a template annotation, as kubectl rollout restart) and wait "
+             "until it is rolled out", graceful=True, moves_leader=True, act=_rollout),
+)}
+
+
+class DrillRefused(Exception):
+    """The drill will not start (or cannot go on): the reason is for the user."""
+
+
+# ---- running one -------------------------------------------------------------------------
+@dataclass
+class ScenarioResult:
+    scenario: str
+    victims: list[str]
+    requests: int = 0
+    admitted: int = 0
+    failed: int = 0
+    not_injected: int = 0
+    slow: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    leader_gap_s: float | None = None
+    old_leader: str | None = None
+    new_leader: str | None = None
+    endpoint_removal_s: float | None = None
+    recovery_s: float | None = None
+    shares: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    breaches: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        return {_camel(k): v for k, v in data.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@dataclass
+class DrillOptions:
+    probe_namespace: str = "default"
+    rate: float = 20.0
+    before_s: float = 3.0  # load before the disruption
+    settle_s: float = 3.0  # load after recovery
+    timeout_s: float = 300.0  # per scenario, until recovered
+    webhook_timeout_s: float = 10.0
+    crash_budget: int = 1
+    leader_gap_budget_s: float | None = None  # default: lease duration + 2s on a crash, 1s otherwise
+
+
+def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) -> Budget:
+    if scenario.graceful:
+        gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None else 1.0
+        return Budget(failed=0, leader_gap_s=gap if scenario.moves_leader else None)
+    gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None else lease_duration_s + 2.0
+    return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None)
+
+
+def webhook_timeout(api, names: Names, timeout: float) -> float:
+    """The pod webhook's timeoutSeconds (an answer slower than that failed anyway)."""
+    try:
+        config = request_json(api, "GET", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+                              f"{names.mutating}", timeout)
+    except Exception:  # noqa: BLE001 - the default then
+        return 10.0
+    for webhook in config.get("webhooks") or []:
+        for rule in webhook.get("rules") or []:
+            if "pods" in (rule.get("resources") or []):
+                return float(webhook.get("timeoutSeconds") or 10)
+    return 10.0
+
+
+def replica_shares(api, names: Names, pods: list[dict], timeout: float) -> dict[str, float]:
+    """Admissions each replica answered (its own counter, through the apiserver's pod proxy):
+    this project's ``kruise_manager_webhook_requests_total`` or controller-runtime's
+    ``controller_runtime_webhook_requests_total`` (upstream) for the pod webhook."""
+    counts = {}
+    for pod in pods:
+        port = next((p.get("containerPort") for c in pod["spec"].get("containers") or []
+                     for p in c.get("ports") or [] if p.get("name") == "metrics"), 8080)
+        name = pod["metadata"]["name"]
+        try:
+            response = api.rest_client.pool_manager.request(
+                "GET", f"{api.configuration.host}/api/v1/namespaces/{names.namespace}/pods/{name}:{port}/proxy/metrics",
+                headers={**_auth(api), "Accept": "text/plain"}, timeout=timeout)
+            if response.status != 200:
+                continue
+            counts[name] = _pod_webhook_requests(response.data.decode(errors="replace"))
+        except Exception:  # noqa: BLE001 - a replica whose metrics cannot be read has no share
+            continue
+    return counts
+
+
+def _auth(api) -> dict:
+    from .kube import auth_headers
+
+    return auth_headers(api)
+
+
+def _pod_webhook_requests(text: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("kruise_manager_webhook_requests_total{") and 'path="/mutate-pod"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("controller_runtime_webhook_requests_total{") and 'webhook="/mutate-pod"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels: dict[str, str],
+            budget: Budget, on_progress: Callable[[str], None] = lambda text: None) -> ScenarioResult:
+    """One scenario under load, with the probe SidecarSet's ``labels`` already in place."""
+    target = Target(api, names, min(options.webhook_timeout_s, 10.0))
+    observer = Observer(api, names, target.timeout).start()
+    load = AdmissionLoad(api, options.probe_namespace, labels, options.rate,
+                         timeout=options.webhook_timeout_s + 20).start()
+    result = ScenarioResult(scenario.name, victims=[])
+    try:
+        counts_before = replica_shares(api, names, target.pods(), target.timeout)
+        time.sleep(options.before_s)
+        on_progress(f"{scenario.name}: {scenario.summary}")
+        began = time.monotonic()
+        deadline = began + options.timeout_s
+        result.victims = scenario.act(target, deadline)
+        recovered_at = _wait_recovered(observer, scenario, set(result.victims), began, deadline, on_progress)
+        result.recovery_s = round(recovered_at - began, 2) if recovered_at is not None else None
+        time.sleep(options.settle_s)
+        ended = time.monotonic()
+    finally:
+        load.stop()
+        observer.stop()
+    outcomes = load.between(0.0, float("inf"))
+    _summarise(result, outcomes, options.webhook_timeout_s)
+    result.leader_gap_s, result.old_leader, result.new_leader = leader_gap(observer.lease_records, began) \
+        if scenario.moves_leader else (None, None, None)
+    if result.leader_gap_s is not None:
+        result.leader_gap_s = round(result.leader_gap_s, 3)
+    result.endpoint_removal_s = _endpoint_removal(observer, result.victims, began, ended)
+    counts_after = replica_shares(api, names, target.pods(), target.timeout)
+    deltas = {n: counts_after[n] - counts_before.get(n, 0.0) for n in counts_after}
+    total = sum(v for v in deltas.values() if v > 0)
+    result.shares = {n: round(v / total, 3) for n, v in sorted(deltas.items()) if v > 0} if total else {}
+    result.breaches = budget.breaches(result)
+    return result
+
+
+def _summarise(result: ScenarioResult, outcomes: list[Outcome], webhook_timeout_s: float) -> None:
+    result.requests = len(outcomes)
+    result.admitted = sum(o.kind == ADMITTED for o in outcomes)
+    result.failed = sum(o.kind == FAILED for o in outcomes)
+    result.not_injected = sum(o.kind == NOT_INJECTED for o in outcomes)
+    result.slow = sum(o.latency_s > webhook_timeout_s for o in outcomes)
+    answered = [o.latency_s for o in outcomes if o.kind != FAILED]
+    if answered:
+        result.p50_ms = round(statistics.median(answered) * 1000, 1)
+        result.p99_ms = round(percentile(answered, 0.99) * 1000, 1)
+        result.max_ms = round(max(answered) * 1000, 1)
+    messages: dict[str, int] = {}
+    for o in outcomes:
+        if o.kind == FAILED:
+            messages[o.message[:300]] = messages.get(o.message[:300], 0) + 1
+    result.failures = [f"{n}x {m}" for m, n in sorted(messages.items(), key=lambda item: -item[1])][:5]
+
+
+def _wait_recovered(observer: Observer, scenario: Scenario, victims: set[str], began: float, deadline: float,
+                    on_progress) -> float | None:
+    """When the Deployment is back to its full ready count with none of the victims left
+    (a rollout: rolled out), and a fresh holder leads."""
+    last_note = 0.0
+    while time.monotonic() < deadline:
+        sample = observer.latest()
+        if sample is not None and sample.at > began + 0.5:
+            ready = [n for n, (_ip, ok, _node) in sample.pods.items() if ok]
+            done = (sample.ready_replicas >= sample.desired and len(ready) >= sample.desired
+                    and not victims & set(sample.pods) and observer.holder_at(time.monotonic()))
+            if scenario.name == "rollout":
+                done = done and sample.rolled_out
+            if done:
+                return sample.at
+            if time.monotonic() - last_note > 5:
+                on_progress(f"  waiting: {sample.ready_replicas}/{sample.desired} ready, "
+                            f"{len(sample.ready_endpoints)} ready endpoints")
+                last_note = time.monotonic()
+        time.sleep(0.1)
+    return None
+
+
+def _endpoint_removal(observer: Observer, victims: list[str], began: float, ended: float) -> float | None:
+    """Seconds from the disruption until no victim's address was a ready endpoint any more
+    (only addresses no surviving pod shares: with host network a replacement may reuse a
+    node's address)."""
+    before = [s for s in observer.samples if s.at <= began]
+    if not before:
+        return None
+    victim_ips = {ip for name, (ip, _ok, _node) in before[-1].pods.items() if name in victims and ip}
+    for sample in observer.samples:
+        if sample.at <= began or sample.at > ended:
+            continue
+        others = {ip for name, (ip, _ok, _node) in sample.pods.items() if name not in victims}
+        watched = victim_ips - others
+        if not watched:
+            return None
+        if not watched & sample.ready_endpoints:
+            return round(sample.at - began, 2)
+    return None
+
+
+# ---- preflight, plan, run ----------------------------------------------------------------
+def preflight(api, names: Names, timeout: float, force: bool) -> list[str]:
+    """Reasons not to drill (empty: go): fewer than 2 ready replicas, doctor errors."""
+    from . import inventory as inv
+    from .doctor import diagnose
+
+    inventory = inv.collect(api, names, timeout=timeout, extended=True)
+    fatal = inventory.fatal()
+    if fatal:
+        raise DrillRefused(fatal)
+    if inventory.deployment is None:
+        raise DrillRefused(f"deployment {names.namespace}/{names.deployment} not found")
+    ready = sum(1 for p in inventory.pods if pod_ready(p))
+    reasons = []
+    if ready < 2:
+        reasons.append(f"only {ready} ready replica(s): a drill needs at least 2")
+    if not force:
+        reasons += [f"doctor: {f.check}: {f.message}" for f in diagnose(inventory) if f.level == "error"]
+    return reasons
+
+
+def plan(names: Names, scenarios: list[Scenario], options: DrillOptions, lease_duration_s: float = 15.0) -> list[dict]:
+    rows = []
+    for scenario in scenarios:
+        budget = default_budget(scenario, options, lease_duration_s)
+        rows.append({"scenario": scenario.name, "does": scenario.summary,
+                     "budget": {"failed": budget.failed, "notInjected": budget.not_injected,
+                                "leaderGapS": budget.leader_gap_s}})
+    return rows
+
+
+def lease_duration(api, names: Names, timeout: float) -> float:
+    try:
+        lease = Target(api, names, timeout).lease() or {}
+    except Exception:  # noqa: BLE001 - the upstream default then
+        return 15.0
+    return float((lease.get("spec") or {}).get("leaseDurationSeconds") or 15)
+
+
+def run(api, names: Names, scenarios: list[Scenario], options: DrillOptions,
+        on_progress: Callable[[str], None] = lambda text: None,
+        budgets: dict[str, Budget] | None = None) -> list[ScenarioResult]:
+    """Every scenario in turn under one probe SidecarSet, deleted at the end whatever happens
+    (KeyboardInterrupt included). The probe's cache warm-up is waited for first, so the first
+    requests are not counted as losses."""
+    timeout = min(options.webhook_timeout_s, 10.0)
+    duration = lease_duration(api, names, timeout)
+    results = []
+    with probe_sidecarset(api, options.probe_namespace, timeout) as probe:
+        _wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
+        for scenario in scenarios:
+            budget = (budgets or {}).get(scenario.name) or default_budget(scenario, options, duration)
+            results.append(measure(api, names, scenario, options, probe.labels, budget, on_progress))
+            _wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
+    return results
+
+
+def _wait_injecting(api, namespace: str, labels: dict[str, str], timeout: float, on_progress, wait: float = 60) -> None:
+    """Until a dry-run pod comes back with the probe sidecar (the replicas' caches have it)."""
+    load = AdmissionLoad(api, namespace, labels, rate=1.0, timeout=timeout)
+    deadline = time.monotonic() + wait
+    streak = 0
+    while time.monotonic() < deadline:
+        streak = streak + 1 if load.one().kind == ADMITTED else 0
+        if streak >= 5:
+            time.sleep(1.0)  # the other replicas' caches catch up as well
+            return
+        time.sleep(0.2)
+    raise DrillRefused(f"dry-run pods in {namespace} did not get the probe sidecar within {wait:g}s: "
+                       "run `kruisectl webhook check` first")
+

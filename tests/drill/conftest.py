@@ -1,0 +1,82 @@
+"""The chart's real managers on hostlet nodes (as `make demo`): 6 nodes over 3 zones, 3
+replicas installed with the real helm, failurePolicy Fail. Short election timings keep crash
+drills quick; every other value is the chart's default."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kruisectl.cli import cli
+from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
+from kruisectl.localcluster.hostlet import Hostlet, create_hostlet_nodes
+from kruisectl.localcluster.network import available as network_unavailable_reason
+
+from ..conftest import wait_for
+
+NODES = [f"drill-{i}" for i in range(6)]
+ZONES = ("zone-a", "zone-b", "zone-c")
+VALUES = {"manager": {"nodeSelector": {"type": "hostlet"},
+                      "leaderElection": {"leaseDuration": "4s", "renewDeadline": "3s", "retryPeriod": "1s"}}}
+
+
+class Installed:
+    def __init__(self, cluster: LocalCluster, hostlet: Hostlet, values_file: str):
+        self.cluster, self.hostlet, self.values_file = cluster, hostlet, values_file
+        self.namespace = "kruise-system"
+
+    def kruisectl(self, *args: str):
+        env = {"KRUISECTL_HELM": str(self.cluster.binary("helm"))}
+        return CliRunner().invoke(cli, [*args, "--kubeconfig", str(self.cluster.kubeconfig)], env=env,
+                                  catch_exceptions=False)
+
+    def api(self):
+        return self.cluster.api()
+
+    def ready_pods(self) -> list:
+        from kubernetes import client
+
+        pods = client.CoreV1Api(self.api()).list_namespaced_pod(
+            self.namespace, label_selector="control-plane=controller-manager").items
+        return [p for p in pods if not p.metadata.deletion_timestamp and any(
+            c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+
+    def wait_settled(self, replicas: int = 3, timeout: float = 180) -> None:
+        from kubernetes import client
+
+        apps = client.AppsV1Api(self.api())
+
+        def settled():
+            d = apps.read_namespaced_deployment("kruise-controller-manager", self.namespace)
+            s = d.status
+            return (s.observed_generation >= d.metadata.generation and (s.ready_replicas or 0) == replicas
+                    and (s.replicas or 0) == replicas and (s.available_replicas or 0) == replicas
+                    and len(self.ready_pods()) == replicas)
+
+        wait_for(settled, timeout=timeout, interval=0.5, what=f"{replicas} ready manager replicas")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    if network_unavailable_reason():
+        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
+    hostlet = None
+    try:
+        create_hostlet_nodes(cluster, NODES, zones=ZONES)
+        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=4, heartbeat_interval=2).start()
+        values = tmp_path_factory.mktemp("drill") / "values.yaml"
+        values.write_text(yaml.safe_dump(VALUES))
+        env = Installed(cluster, hostlet, str(values))
+        result = env.kruisectl("install", "--wait", "--timeout", "240", "-f", str(values))
+        assert result.exit_code == 0, result.output
+        env.wait_settled()
+        yield env
+    finally:
+        if hostlet is not None:
+            hostlet.stop()
+        cluster.stop()

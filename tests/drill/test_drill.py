@@ -1,0 +1,103 @@
+"""`kruisectl drill` against the chart's real managers (processes on hostlet nodes, the
+apiserver calling their webhook through the Service, failurePolicy Fail): each scenario once
+at a low rate, with the design's budgets as assertions, and the command's plan, refusals and
+clean-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ..conftest import wait_for
+
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
+
+def sidecarsets(env) -> list[str]:
+    from kubernetes import client
+
+    found = client.CustomObjectsApi(env.api()).list_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets")
+    return [s["metadata"]["name"] for s in found["items"]]
+
+
+def test_without_yes_it_prints_the_plan_and_touches_nothing(installed):
+    before = {p.metadata.name for p in installed.ready_pods()}
+    result = installed.kruisectl("drill", "run", "leader-crash", "eviction", "-o", "json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert [s["scenario"] for s in plan["scenarios"]] == ["leader-crash", "eviction"]
+    crash, eviction = plan["scenarios"]
+    assert crash["budget"] == {"failed": 1, "notInjected": 0, "leaderGapS": 6.0}  # lease 4s + 2s
+    assert eviction["budget"] == {"failed": 0, "notInjected": 0, "leaderGapS": 1.0}
+    assert "Nothing was done" in result.stderr
+    assert {p.metadata.name for p in installed.ready_pods()} == before
+    assert not [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")]
+    assert installed.kruisectl("drill", "plan").exit_code == 0
+
+
+def test_no_scenario_named_is_a_usage_error(installed):
+    result = installed.kruisectl("drill", "run", "--yes")
+    assert result.exit_code == 2 and "name at least one scenario" in result.stderr
+
+
+@pytest.mark.parametrize("scenario", ["eviction", "rollout", "replica-crash", "leader-crash"])
+def test_scenario_stays_within_the_designs_budget(installed, scenario):
+    installed.wait_settled()
+    result = installed.kruisectl("drill", "run", scenario, "--yes", "--rate", "8", "-o", "json")
+    report = json.loads(result.stdout)
+    (row,) = report["scenarios"]
+    print(json.dumps(row))
+    assert row["requests"] >= 40, row
+    assert row["notInjected"] == 0, row
+    if scenario in ("eviction", "rollout"):
+        assert row["failed"] == 0, row  # no admission is lost on a graceful path
+        assert row["leaderGapS"] is not None and row["leaderGapS"] <= 1.0, row
+    else:
+        assert row["failed"] <= 1, row  # at most what was in flight on the victim
+    if scenario == "leader-crash":
+        assert row["newLeader"] and row["newLeader"] != row["oldLeader"]
+        assert row["leaderGapS"] <= 4 + 2, row
+    assert row["recoveryS"] is not None, row
+    assert result.exit_code == 0, (result.output, row)
+    assert not [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")]
+
+
+def test_ctrl_c_stops_the_load_and_deletes_the_probe(installed):
+    installed.wait_settled()
+    env = {**os.environ, "KUBECONFIG": str(installed.cluster.kubeconfig)}
+    process = subprocess.Popen([sys.executable, "-m", "kruisectl", "drill", "run", "rollout", "--yes", "--rate", "5"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")], timeout=60,
+                 what="the drill's probe SidecarSet")
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert not [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")]
+    installed.wait_settled()
+
+
+def test_fewer_than_two_ready_replicas_is_refused(installed):
+    from kubernetes import client
+
+    apps = client.AppsV1Api(installed.api())
+    apps.patch_namespaced_deployment_scale("kruise-controller-manager", "kruise-system", {"spec": {"replicas": 1}})
+    try:
+        installed.wait_settled(replicas=1)
+        result = installed.kruisectl("drill", "run", "eviction", "--yes", "--force")
+        assert result.exit_code == 2 and "only 1 ready replica" in result.stderr, result.output
+        assert not [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")]
+    finally:
+        apps.patch_namespaced_deployment_scale("kruise-controller-manager", "kruise-system", {"spec": {"replicas": 3}})
+        installed.wait_settled()
