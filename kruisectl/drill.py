@@ -360,6 +360,8 @@ class Scenario:
     graceful: bool  # no admission may fail
     moves_leader: bool
     act: Action
+    replaces_victims: bool = True  # the victims' pods are deleted and replaced (else they come back)
+    settled: Callable[[], bool] | None = None  # more to wait for before "recovered" (a fault undone)
 
 
 def _leader_or_fail(target: Target) -> dict:
@@ -431,6 +433,7 @@ class ScenarioResult:
     old_leader: str | None = None
     new_leader: str | None = None
     endpoint_removal_s: float | None = None
+    min_ready_endpoints: int | None = None  # the Service's ready endpoints at the worst moment
     recovery_s: float | None = None
     shares: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -551,6 +554,8 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
     if result.leader_gap_s is not None:
         result.leader_gap_s = round(result.leader_gap_s, 3)
     result.endpoint_removal_s = _endpoint_removal(observer, result.victims, began, ended)
+    during = [len(s.ready_endpoints) for s in observer.samples if began <= s.at <= ended]
+    result.min_ready_endpoints = min(during) if during else None
     counts_after = replica_shares(api, names, target.pods(), target.timeout)
     deltas = {n: counts_after[n] - counts_before.get(n, 0.0) for n in counts_after}
     total = sum(v for v in deltas.values() if v > 0)
@@ -580,14 +585,18 @@ def _summarise(result: ScenarioResult, outcomes: list[Outcome], webhook_timeout_
 def _wait_recovered(observer: Observer, scenario: Scenario, victims: set[str], began: float, deadline: float,
                     on_progress) -> float | None:
     """When the Deployment is back to its full ready count with none of the victims left
-    (a rollout: rolled out), and a fresh holder leads."""
+    (a rollout: rolled out), someone holds the Lease (a new holder where the leader was hit),
+    and the scenario's own fault is undone."""
     last_note = 0.0
     while time.monotonic() < deadline:
         sample = observer.latest()
         if sample is not None and sample.at > began + 0.5:
             ready = [n for n, (_ip, ok, _node) in sample.pods.items() if ok]
             done = (sample.ready_replicas >= sample.desired and len(ready) >= sample.desired
-                    and not victims & set(sample.pods) and observer.holder_at(time.monotonic()))
+                    and observer.holder_at(time.monotonic())
+                    and (not scenario.moves_leader or leader_gap(observer.lease_records, began)[2] is not None)
+                    and (not scenario.replaces_victims or not victims & set(sample.pods))
+                    and (scenario.settled is None or scenario.settled()))
             if scenario.name == "rollout":
                 done = done and sample.rolled_out
             if done:
@@ -669,15 +678,15 @@ def run(api, names: Names, scenarios: list[Scenario], options: DrillOptions,
     duration = lease_duration(api, names, timeout)
     results = []
     with probe_sidecarset(api, options.probe_namespace, timeout) as probe:
-        _wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
+        wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
         for scenario in scenarios:
             budget = (budgets or {}).get(scenario.name) or default_budget(scenario, options, duration)
             results.append(measure(api, names, scenario, options, probe.labels, budget, on_progress))
-            _wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
+            wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
     return results
 
 
-def _wait_injecting(api, namespace: str, labels: dict[str, str], timeout: float, on_progress, wait: float = 60) -> None:
+def wait_injecting(api, namespace: str, labels: dict[str, str], timeout: float, on_progress, wait: float = 60) -> None:
     """Until a dry-run pod comes back with the probe sidecar (the replicas' caches have it)."""
     load = AdmissionLoad(api, namespace, labels, rate=1.0, timeout=timeout)
     deadline = time.monotonic() + wait

@@ -260,6 +260,7 @@ class NodeAgent:
     credential: tuple[Path, Path]
     allocatable: dict = field(default_factory=dict)
     uid: str = ""
+    failed: bool = False  # lost (Hostlet.fail_node): no heartbeat, no pods, off the network
 
     def session(self, cluster: LocalCluster) -> requests.Session:
         """A new API session as this node (one per thread)."""
@@ -394,7 +395,7 @@ class PodWorker:
     # -- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
         stop = self.hostlet._stopping
-        while not stop.is_set() and not self.finished:
+        while not stop.is_set() and not self.finished and not self.node.failed:
             try:
                 if self.deleting:
                     self._terminate()
@@ -968,6 +969,36 @@ class Hostlet:
         """The current log file of a pod's container (``<n>.log`` for its n-th restart)."""
         return self._container(namespace, pod_name, container).log
 
+    def fail_node(self, name: str) -> list[str]:
+        """Lose a node as a machine is lost: its heartbeats stop, every process of its pods is
+        killed at once (no SIGTERM, no status update), and its host is cut off the network.
+        The pods stay bound to it until the control plane acts. Returns their names."""
+        node = self.nodes[name]
+        node.failed = True
+        with self._workers_lock:
+            lost = [w for w in self.workers.values() if w.node is node]
+        for worker in lost:
+            worker.changed.set()
+            worker.thread.join(5)
+            worker.kill_all()
+        with self._workers_lock:
+            for worker in lost:
+                self.workers.pop(worker.uid, None)
+        node.host.unplug()
+        return [f"{w.namespace}/{w.name}" for w in lost]
+
+    def restore_node(self, name: str) -> None:
+        """The lost node is back: on the network, heartbeating, running its pods again."""
+        node = self.nodes[name]
+        node.host.plug()
+        node.failed = False
+        session = node.session(self.cluster)
+        listing = session.get(f"{self.cluster.server}/api/v1/pods?fieldSelector=spec.nodeName%3D{name}",
+                              timeout=API_TIMEOUT)
+        listing.raise_for_status()
+        for pod in listing.json()["items"]:
+            self._pod_event(node, "ADDED", pod)
+
     # -- nodes -----------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         sessions = {name: node.session(self.cluster) for name, node in self.nodes.items()}
@@ -979,6 +1010,8 @@ class Hostlet:
 
     def _heartbeat_all(self, sessions: dict[str, requests.Session] | None = None) -> None:
         for node in self.nodes.values():
+            if node.failed:
+                continue
             session = (sessions or {}).get(node.name) or node.session(self.cluster)
             self._renew_lease(session, node)
             body = {"status": {"conditions": _node_conditions()}}
@@ -1048,6 +1081,8 @@ class Hostlet:
                     self._streams.discard(stream)
 
     def _pod_event(self, node: NodeAgent, kind: str, pod: dict) -> None:
+        if node.failed:
+            return  # a lost machine runs nothing; restore_node's next list picks the pods up
         uid = pod["metadata"]["uid"]
         with self._workers_lock:
             worker = self.workers.get(uid)

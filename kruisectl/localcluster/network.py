@@ -54,6 +54,20 @@ class Host:
         """argv that runs ``argv`` inside this host."""
         return ["ip", "netns", "exec", self.netns, *argv]
 
+    @property
+    def cable(self) -> str:
+        """The host's veth end on the bridge (``kc<net>h<n>`` for netns ``kc<net>-<n>``)."""
+        network, number = self.netns[2:].split("-", 1)
+        return f"kc{network}h{number}"
+
+    def unplug(self) -> None:
+        """Cut the host off the network as a dead machine is: packets to it are dropped, so
+        connections time out instead of being refused."""
+        _ip("link", "set", self.cable, "down")
+
+    def plug(self) -> None:
+        _ip("link", "set", self.cable, "up")
+
 
 @dataclass
 class Network:

@@ -1,0 +1,196 @@
+"""The HA design under disruption: admissions lost per scenario, with the chart's real managers
+(3 replicas, chart defaults: lease 15s/10s/2s, failurePolicy Fail) on hostlet nodes in three
+zones, and a steady load of server-side dry-run pod creates that a probe SidecarSet selects.
+
+    python bench/ha_drills.py [--rate 20] [--steady 60] [--only NAME ...] [--skip-machine-loss]
+
+Scenarios: the API-level ones of `kruisectl drill` (leader-crash, replica-crash, eviction,
+rollout), `kruisectl upgrade` with a template change, and what a kubelet and kernel would do:
+SIGKILL of the leader's / a replica's process, SIGSTOP past the readiness budget, every
+process killed at once (total outage: kube-system and the manager's namespace must still
+admit), the loss of a node and of a whole zone (doctor's prediction compared with what
+happened). Final line: JSON with, per scenario, requests, failed, not_injected, p99_ms,
+leader_gap_s, recovery_s, and total_failed / total_not_injected over the zero-budget
+(graceful) scenarios, rollout_leader_gap_s and min_replica_share under steady load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from kruisectl import drill  # noqa: E402
+from kruisectl.cli import cli  # noqa: E402
+from kruisectl.inventory import Names, collect  # noqa: E402
+from kruisectl.kube import request_json  # noqa: E402
+from kruisectl.localcluster import faults  # noqa: E402
+from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
+from kruisectl.localcluster.hostlet import Hostlet, create_hostlet_nodes  # noqa: E402
+from kruisectl.probe import probe_pod, probe_sidecarset  # noqa: E402
+
+NODES = [f"ha-{i}" for i in range(6)]
+ZONES = ("zone-a", "zone-b", "zone-c")
+NAMESPACE = "kruise-system"
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def kruisectl(cluster: LocalCluster, *args: str):
+    env = {"KRUISECTL_HELM": str(cluster.binary("helm"))}
+    return CliRunner().invoke(cli, [*args, "--kubeconfig", str(cluster.kubeconfig)], env=env, catch_exceptions=False)
+
+
+def steady(seconds: float) -> drill.Scenario:
+    return drill.Scenario("steady", f"no disruption for {seconds:g}s (traffic shares)", graceful=True,
+                          moves_leader=False, act=lambda target, deadline: time.sleep(seconds) or [])
+
+
+def upgrade(cluster: LocalCluster) -> drill.Scenario:
+    def act(target, deadline):
+        names = [p["metadata"]["name"] for p in target.pods()]
+        result = kruisectl(cluster, "upgrade", "--set", f"manager.podAnnotations.drill={int(time.time())}")
+        if result.exit_code != 0:
+            raise RuntimeError(f"kruisectl upgrade failed: {result.output}")
+        return names
+
+    return drill.Scenario("upgrade", "kruisectl upgrade with a pod-template change (surge-first rollout)",
+                          graceful=True, moves_leader=True, act=act)
+
+
+def outage_exclusions(api, namespaces: tuple[str, ...], seconds: float) -> dict[str, int]:
+    """Dry-run creates in namespaces the webhook skips, while every manager is down: failures."""
+    failed = {ns: 0 for ns in namespaces}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for ns in namespaces:
+            try:
+                request_json(api, "POST", f"/api/v1/namespaces/{ns}/pods", 10,
+                                   body=probe_pod({"app": "outage-check"}), dryRun="All")
+            except Exception:  # noqa: BLE001 - counted
+                failed[ns] += 1
+        time.sleep(0.2)
+    return failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--steady", type=float, default=60.0, help="seconds of undisturbed load for the shares")
+    parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    parser.add_argument("--skip-machine-loss", action="store_true", help="no node or zone loss (each takes ~90s)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True))
+    hostlet = None
+    results: dict[str, dict] = {}
+    extra: dict = {}
+    try:
+        create_hostlet_nodes(cluster, NODES, zones=ZONES)
+        zone_of = {n: ZONES[i % len(ZONES)] for i, n in enumerate(NODES)}
+        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=10, heartbeat_interval=5).start()
+        values = cluster.workdir / "ha-values.yaml"
+        values.write_text(yaml.safe_dump({"manager": {"nodeSelector": {"type": "hostlet"}}}))
+        installed = kruisectl(cluster, "install", "--wait", "--timeout", "300", "-f", str(values))
+        if installed.exit_code:
+            raise SystemExit(f"install failed: {installed.output}")
+        api = cluster.api()
+        names = Names(namespace=NAMESPACE)
+        options = drill.DrillOptions(rate=args.rate, before_s=3, settle_s=3, timeout_s=240,
+                                     webhook_timeout_s=drill.webhook_timeout(api, names, 10))
+        inventory = collect(api, names, timeout=10, extended=True)
+        from kruisectl.doctor import diagnose
+
+        per_zone = next(f.evidence for f in diagnose(inventory) if f.check == "zone-failure")["readyReplicasPerZone"]
+        scenarios = [steady(args.steady), *drill.SCENARIOS.values(), upgrade(cluster),
+                     faults.process_crash(hostlet, NAMESPACE, leader=True),
+                     faults.process_crash(hostlet, NAMESPACE, leader=False),
+                     faults.hang(hostlet, NAMESPACE, seconds=20), faults.total_outage(hostlet, NAMESPACE)]
+        if not args.skip_machine_loss:
+            lost_zone = ZONES[0]
+            extra["zone_loss_predicted_ready_left"] = sum(per_zone.values()) - per_zone.get(lost_zone, 0)
+            scenarios += [faults.node_loss(hostlet, NAMESPACE, seconds=75),
+                          faults.zone_loss(hostlet, NAMESPACE, lost_zone, zone_of, seconds=75)]
+        if args.only:
+            scenarios = [s for s in scenarios if s.name in args.only]
+        duration = drill.lease_duration(api, names, 10)
+        with probe_sidecarset(api, options.probe_namespace, 10) as probe:
+            for scenario in scenarios:
+                drill.wait_injecting(api, options.probe_namespace, probe.labels, 10, log, wait=240)
+                kruisectl_settled(cluster)
+                budget = drill.default_budget(scenario, options, duration)
+                log(f"== {scenario.name}: {scenario.summary}")
+                checker = None
+                if scenario.name == "total-outage":
+                    import threading
+
+                    outcome: dict = {}
+                    checker = threading.Thread(target=lambda: outcome.update(
+                        outage_exclusions(api, ("kube-system", NAMESPACE), 8)), daemon=True)
+                    original = scenario.act
+
+                    def act(target, deadline, original=original):
+                        victims = original(target, deadline)
+                        checker.start()
+                        return victims
+
+                    scenario.act = act
+                result = drill.measure(api, names, scenario, options, probe.labels, budget, log)
+                row = result.to_dict()
+                if checker is not None:
+                    checker.join(15)
+                    row["excludedNamespaceFailures"] = outcome
+                if scenario.name.startswith("zone-loss"):
+                    extra["zone_loss_observed_ready_left"] = result.min_ready_endpoints
+                results[scenario.name] = row
+                log(json.dumps(row))
+    finally:
+        if hostlet is not None:
+            hostlet.stop()
+        cluster.stop()
+    graceful = [r for name, r in results.items() if name in ("steady", "eviction", "rollout", "upgrade")]
+    summary = {
+        "rate": args.rate,
+        "scenarios": {name: {"requests": r["requests"], "failed": r["failed"], "not_injected": r["notInjected"],
+                             "p99_ms": r["p99Ms"], "leader_gap_s": r["leaderGapS"], "recovery_s": r["recoveryS"],
+                             "endpoint_removal_s": r["endpointRemovalS"], "min_ready_endpoints": r["minReadyEndpoints"],
+                             **({"excluded_namespace_failures": r["excludedNamespaceFailures"]}
+                                if "excludedNamespaceFailures" in r else {}),
+                             **({"failures": r["failures"]} if r["failures"] else {})}
+                      for name, r in results.items()},
+        "total_failed": sum(r["failed"] for r in graceful),
+        "total_not_injected": sum(r["notInjected"] for r in results.values()),
+        "rollout_leader_gap_s": (results.get("rollout") or {}).get("leaderGapS"),
+        "min_replica_share": min((results.get("steady") or {}).get("shares", {}).values(), default=None),
+        **extra,
+        "bench_s": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(summary))
+
+
+def kruisectl_settled(cluster: LocalCluster, timeout: float = 300) -> None:
+    """Between scenarios: the Deployment rolled out with every replica ready."""
+    api = cluster.api()
+    names = Names(namespace=NAMESPACE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        d = request_json(api, "GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{names.deployment}", 10)
+        s, want = d.get("status") or {}, d["spec"]["replicas"]
+        if (s.get("observedGeneration", 0) >= d["metadata"]["generation"] and s.get("readyReplicas") == want
+                and s.get("replicas") == want and s.get("updatedReplicas") == want):
+            return
+        time.sleep(1)
+    raise RuntimeError("the manager did not settle between scenarios")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Process- and machine-level faults for drills on hostlet nodes: what a real kubelet and kernel
+would do to the manager, as :class:`kruisectl.drill.Scenario` objects.
+
+- crash: SIGKILL of a replica's processes (the hostlet restarts the container, as a kubelet);
+- hang: SIGSTOP for longer than the readiness budget, then SIGCONT;
+- node loss / zone loss: the node's processes killed, its heartbeats stopped, its host cut off
+  the network (connections time out, as to a dead machine), restored after a while;
+- total outage: every manager process killed at once (the hostlet brings them back).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+from ..drill import Scenario, Target, pod_ready
+from .hostlet import Hostlet
+
+
+def _victim(target: Target, leader: bool) -> dict:
+    pods = target.pods()
+    current = target.leader_pod(pods)
+    if leader:
+        if current is None:
+            raise RuntimeError("no pod holds the Lease")
+        return current
+    others = [p for p in pods if pod_ready(p) and (current is None or p["metadata"]["name"] != current["metadata"]["name"])]
+    if not others:
+        raise RuntimeError("no ready replica other than the leader")
+    return others[0]
+
+
+class _Later:
+    """Something to do after a delay on a thread of its own; ``done`` once it ran."""
+
+    def __init__(self):
+        self.done = threading.Event()
+
+    def run(self, delay: float, action) -> None:
+        def later():
+            try:
+                time.sleep(delay)
+                action()
+            finally:
+                self.done.set()
+
+        threading.Thread(target=later, daemon=True).start()
+
+
+def _restarted(hostlet: Hostlet, namespace: str, names: list[str], counts: dict[str, int]) -> bool:
+    """Every victim's container restarted since ``counts`` and is ready again."""
+    for name in names:
+        worker = hostlet.worker(namespace, name)
+        if worker is None:
+            return False
+        container = worker.containers[0]
+        if container.restart_count <= counts.get(name, 0) or not container.ready:
+            return False
+    return True
+
+
+def process_crash(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
+    killed: list[str] = []
+    counts: dict[str, int] = {}
+
+    def act(target: Target, deadline: float) -> list[str]:
+        name = _victim(target, leader)["metadata"]["name"]
+        counts[name] = hostlet.worker(namespace, name).containers[0].restart_count
+        hostlet.signal_pod(namespace, name, signal.SIGKILL)
+        killed.append(name)
+        return [name]
+
+    who = "the leader's" if leader else "a non-leader's"
+    return Scenario(f"process-crash-{'leader' if leader else 'replica'}",
+                    f"SIGKILL {who} manager process (the hostlet restarts it)", graceful=False,
+                    moves_leader=leader, act=act, replaces_victims=False,
+                    settled=lambda: _restarted(hostlet, namespace, killed, counts))
+
+
+def hang(hostlet: Hostlet, namespace: str, seconds: float = 20.0) -> Scenario:
+    later = _Later()
+
+    def act(target: Target, deadline: float) -> list[str]:
+        name = _victim(target, leader=False)["metadata"]["name"]
+        hostlet.signal_pod(namespace, name, signal.SIGSTOP)
+        later.run(seconds, lambda: hostlet.signal_pod(namespace, name, signal.SIGCONT))
+        return [name]
+
+    return Scenario("hang", f"SIGSTOP a non-leader's process for {seconds:g}s, then SIGCONT", graceful=False,
+                    moves_leader=False, act=act, replaces_victims=False, settled=later.done.is_set)
+
+
+def node_loss(hostlet: Hostlet, namespace: str, seconds: float = 70.0, leader: bool = False) -> Scenario:
+    later = _Later()
+
+    def act(target: Target, deadline: float) -> list[str]:
+        node = _victim(target, leader)["spec"]["nodeName"]
+        lost = hostlet.fail_node(node)
+        later.run(seconds, lambda: hostlet.restore_node(node))
+        return [p.split("/", 1)[1] for p in lost if p.startswith(namespace + "/")]
+
+    return Scenario(f"node-loss{'-leader' if leader else ''}",
+                    f"lose the node of {'the leader' if leader else 'a non-leader'} for {seconds:g}s "
+                    "(processes killed, heartbeats stopped, host cut off the network)", graceful=False,
+                    moves_leader=leader, act=act, replaces_victims=False, settled=later.done.is_set)
+
+
+def zone_loss(hostlet: Hostlet, namespace: str, zone: str, zone_of: dict[str, str], seconds: float = 70.0) -> Scenario:
+    later = _Later()
+
+    def act(target: Target, deadline: float) -> list[str]:
+        nodes = [n for n, z in zone_of.items() if z == zone and n in hostlet.nodes]
+        lost = [p for node in nodes for p in hostlet.fail_node(node)]
+        later.run(seconds, lambda: [hostlet.restore_node(node) for node in nodes])
+        return [p.split("/", 1)[1] for p in lost if p.startswith(namespace + "/")]
+
+    return Scenario(f"zone-loss-{zone}", f"lose every node of {zone} for {seconds:g}s", graceful=False,
+                    moves_leader=False, act=act, replaces_victims=False, settled=later.done.is_set)
+
+
+def total_outage(hostlet: Hostlet, namespace: str) -> Scenario:
+    killed: list[str] = []
+    counts: dict[str, int] = {}
+
+    def act(target: Target, deadline: float) -> list[str]:
+        names = [p["metadata"]["name"] for p in target.pods()]
+        for name in names:
+            counts[name] = hostlet.worker(namespace, name).containers[0].restart_count
+        for name in names:
+            hostlet.signal_pod(namespace, name, signal.SIGKILL)
+        killed.extend(names)
+        return names
+
+    return Scenario("total-outage", "SIGKILL every manager process at once (the hostlet restarts them)",
+                    graceful=False, moves_leader=True, act=act, replaces_victims=False,
+                    settled=lambda: _restarted(hostlet, namespace, killed, counts))
