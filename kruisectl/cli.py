@@ -60,12 +60,21 @@ _register_commands()
 
 
 def main() -> None:
-    """Entry point: click's own errors keep their exit codes; anything unexpected becomes one
-    line and exit 2 (KRUISECTL_DEBUG=1 shows the traceback)."""
+    """Entry point: click's own errors keep their exit codes; Ctrl-C is exit 130 everywhere;
+    anything unexpected becomes one line and exit 2 (KRUISECTL_DEBUG=1 shows the traceback)."""
     try:
-        cli.main(prog_name="kruisectl", standalone_mode=True)
+        code = cli.main(prog_name="kruisectl", standalone_mode=False)
     except SystemExit:
         raise
+    except click.exceptions.Abort as err:
+        if isinstance(err.__cause__ or err.__context__, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -74,3 +83,4 @@ def main() -> None:
             raise
         click.echo(f"error: {describe_api_error(exc)}", err=True)
         sys.exit(EXIT_CANNOT_CHECK)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -641,7 +641,7 @@ def preflight(api, names: Names, timeout: float, force: bool) -> list[str]:
         raise DrillRefused(fatal)
     if inventory.deployment is None:
         raise DrillRefused(f"deployment {names.namespace}/{names.deployment} not found")
-    ready = sum(1 for p in inventory.pods if pod_ready(p))
+    ready = sum(1 for p in inventory.pods if pod_ready(p) and not p["metadata"].get("deletionTimestamp"))
     reasons = []
     if ready < 2:
         reasons.append(f"only {ready} ready replica(s): a drill needs at least 2")

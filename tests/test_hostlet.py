@@ -624,3 +624,21 @@ def test_the_charts_split_roles_run_on_hostlet_nodes(local, hostlet, core, ns):
     finally:
         subprocess.run([*helm, "uninstall", "kruise", "--wait"], env=env, capture_output=True, timeout=120)
         wait_for(lambda: not core.list_namespaced_pod(release_ns).items, timeout=60, what="replicas terminated")
+
+
+def test_memory_limit_is_enforced_by_the_kernel(core, hostlet, ns):
+    if hostlet.memory_limits_unavailable:
+        pytest.skip(f"memory limits cannot be enforced here: {hostlet.memory_limits_unavailable}")
+    hog = {"name": "hog", "image": "x", "command": ["py", "-c", "import time; b = bytearray(300 << 20); time.sleep(60)"],
+           "resources": {"limits": {"memory": "64Mi"}}}
+    bare_pod(core, ns, "hog", hog, restartPolicy="Never")
+    pod = wait_for(lambda: (lambda p: p if p and p.status.phase == "Failed" else None)(pod_status(core, ns, "hog")),
+                   timeout=30, what="the pod over its memory limit Failed")
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137)
+    fits = {"name": "fits", "image": "x", "command": ["py", "-c", "b = bytearray(8 << 20); print('ok')"],
+            "resources": {"limits": {"memory": "64Mi"}}}
+    bare_pod(core, ns, "fits", fits, restartPolicy="Never")
+    pod = wait_for(lambda: (lambda p: p if p and p.status.phase == "Succeeded" else None)(pod_status(core, ns, "fits")),
+                   timeout=30, what="the pod within its memory limit Succeeded")
+    assert pod.status.container_statuses[0].state.terminated.reason == "Completed"

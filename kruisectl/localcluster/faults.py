@@ -10,6 +10,7 @@ would do to the manager, as :class:`kruisectl.drill.Scenario` objects.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -135,3 +136,48 @@ def total_outage(hostlet: Hostlet, namespace: str) -> Scenario:
     return Scenario("total-outage", "SIGKILL every manager process at once (the hostlet restarts them)",
                     graceful=False, moves_leader=True, act=act, replaces_victims=False,
                     settled=lambda: _restarted(hostlet, namespace, killed, counts))
+
+
+HOG = """
+import sys, time
+chunks, deadline = [], time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    chunks.append(bytearray(16 << 20))  # zero-filled: every page is really used
+    time.sleep(0.02)
+"""
+
+
+def oom(hostlet: Hostlet, namespace: str, leader: bool = False, seconds: float = 30.0) -> Scenario:
+    """Make a replica's container exceed its memory limit: a process that only allocates joins
+    the container's memory cgroup, and the manager is made the OOM killer's first choice
+    (``oom_score_adj`` 1000, as its own growth would make it), so the kernel kills the manager
+    as it would one that grew past ``limits.memory``."""
+    import subprocess
+    import sys as _sys
+
+    killed: list[str] = []
+    counts: dict[str, int] = {}
+
+    def act(target: Target, deadline: float) -> list[str]:
+        name = _victim(target, leader)["metadata"]["name"]
+        container = hostlet.worker(namespace, name).containers[0]
+        if container.cgroup is None:
+            raise RuntimeError(f"{name} runs without a memory cgroup ({hostlet.memory_limits_unavailable or 'no limit'})")
+        counts[name] = container.restart_count
+        cgroup = container.cgroup
+        with open(f"/proc/{container.process.pid}/oom_score_adj", "w") as adj:
+            adj.write("1000")
+        hog = subprocess.Popen([_sys.executable, "-c", HOG, str(seconds)], preexec_fn=lambda: cgroup.join(os.getpid()),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and hostlet.worker(namespace, name).containers[0].restart_count == counts[name] \
+                and container.alive():
+            time.sleep(0.05)
+        hog.kill()
+        hog.wait()
+        killed.append(name)
+        return [name]
+
+    return Scenario(f"oom{'-leader' if leader else ''}", "push a replica's container past limits.memory: the "
+                    "kernel OOM-kills the manager (the hostlet restarts it)", graceful=False, moves_leader=leader,
+                    act=act, replaces_victims=False, settled=lambda: _restarted(hostlet, namespace, killed, counts))

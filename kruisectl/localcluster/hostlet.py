@@ -319,6 +319,12 @@ class Container:
     log: Path | None = None
     probes: dict[str, ProbeState] = field(default_factory=dict)
     backoff: Backoff | None = None
+    cgroup: object | None = None  # cgroups.MemoryCgroup of the running process, when limited
+
+    @property
+    def memory_limit(self) -> int | None:
+        limit = ((self.spec.get("resources") or {}).get("limits") or {}).get("memory")
+        return int(quantity(limit)) if limit else None
 
     @property
     def name(self) -> str:
@@ -448,6 +454,13 @@ class PodWorker:
                  "reason": "Completed" if code == 0 else "Error"}
         if code < 0:
             state["signal"] = -code
+        if container.cgroup is not None:
+            if container.cgroup.oom_killed_since_start():
+                state.update(reason="OOMKilled", exitCode=137)
+                self._event("OOMKilling", f"Memory cgroup out of memory: killed container {container.name}",
+                            "Warning")
+            container.cgroup.remove()
+            container.cgroup = None
         container.process, container.kill_at = None, None
         container.terminated = state
         if container.init and code == 0:
@@ -483,11 +496,14 @@ class PodWorker:
         logdir.mkdir(exist_ok=True)
         container.log = logdir / f"{restart}.log"
         workdir = spec.get("workingDir") if spec.get("workingDir") and os.path.isdir(spec["workingDir"]) else self.dir
+        cgroup = self.hostlet.memory_cgroup(f"{self.uid[:8]}-{container.name}-{restart}", container.memory_limit)
+        prepare = _die_with_parent if cgroup is None else lambda: (_die_with_parent(), cgroup.join(os.getpid()))
         with open(container.log, "ab") as out:
             container.process = subprocess.Popen(
                 self.node.host.wrap(_with_mounts(mounts, [str(a) for a in argv])),
                 env=env, cwd=str(workdir), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                start_new_session=True, preexec_fn=prepare)
+        container.cgroup = cgroup
         # PR_SET_PDEATHSIG fires when the starting *thread* ends: only this pod's own long-lived
         # thread starts its processes, and it ends only after they are gone.
         if container.terminated is not None:
@@ -625,6 +641,8 @@ class PodWorker:
                     container.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     log.error("pod %s/%s: pid %s survived SIGKILL", self.namespace, self.name, container.process.pid)
+            if container.cgroup is not None:
+                container.cgroup.remove()
 
     # -- environment, credential, mounts ---------------------------------------------------
     def _env(self, container: Container) -> dict[str, str]:
@@ -863,6 +881,11 @@ class Hostlet:
         self._threads: list[threading.Thread] = []
         self._streams: set = set()
         self._made_dirs: list[Path] = []  # mount points created on this machine, removed by stop()
+        from . import cgroups
+
+        self.memory_limits_unavailable = cgroups.available()  # why limits.memory is not enforced
+        if self.memory_limits_unavailable:
+            log.warning("limits.memory is not enforced: %s", self.memory_limits_unavailable)
 
     def __enter__(self) -> "Hostlet":
         return self.start()
@@ -932,6 +955,19 @@ class Hostlet:
         thread = threading.Thread(target=target, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
+
+    def memory_cgroup(self, name: str, limit_bytes: int | None):
+        """A memory cgroup enforcing ``limit_bytes`` for one container run, or None (no limit,
+        or limits cannot be enforced here)."""
+        if limit_bytes is None or self.memory_limits_unavailable:
+            return None
+        from .cgroups import MemoryCgroup
+
+        try:
+            return MemoryCgroup(name, limit_bytes)
+        except OSError as err:
+            log.warning("limits.memory not enforced for %s: %s", name, err)
+            return None
 
     # -- fault hooks and inspection --------------------------------------------------------
     def worker(self, namespace: str, pod_name: str) -> PodWorker | None:
