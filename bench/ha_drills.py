@@ -6,8 +6,8 @@ zones, and a steady load of server-side dry-run pod creates that a probe Sidecar
 
 Scenarios: the API-level ones of `kruisectl drill` (leader-crash, replica-crash, eviction,
 rollout), `kruisectl upgrade` with a template change, and what a kubelet and kernel would do:
-SIGKILL of the leader's / a replica's process, SIGSTOP past the readiness budget, every
-process killed at once (total outage: kube-system and the manager's namespace must still
+SIGKILL of the leader's / a replica's process, SIGSTOP past the readiness budget, the kernel's
+OOM kill past limits.memory, every process killed at once (total outage: kube-system and the manager's namespace must still
 admit), the loss of a node and of a whole zone (doctor's prediction compared with what
 happened). Final line: JSON with, per scenario, requests, failed, not_injected, p99_ms,
 leader_gap_s, recovery_s, and total_failed / total_not_injected over the zero-budget
@@ -115,6 +115,10 @@ def main() -> None:
                      faults.process_crash(hostlet, NAMESPACE, leader=True),
                      faults.process_crash(hostlet, NAMESPACE, leader=False),
                      faults.hang(hostlet, NAMESPACE, seconds=20), faults.total_outage(hostlet, NAMESPACE)]
+        if hostlet.memory_limits_unavailable:
+            log(f"oom skipped: {hostlet.memory_limits_unavailable}")
+        else:
+            scenarios.append(faults.oom(hostlet, NAMESPACE))
         if not args.skip_machine_loss:
             lost_zone = ZONES[0]
             extra["zone_loss_predicted_ready_left"] = sum(per_zone.values()) - per_zone.get(lost_zone, 0)

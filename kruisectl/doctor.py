@@ -228,6 +228,8 @@ CHECKS = (check_leader, check_ready_replicas, check_spread, check_zone_labels, c
           check_certificate, check_zone_failure)
 
 
-def diagnose(inventory: Inventory) -> list[Finding]:
-    report = build(inventory)
+def diagnose(inventory: Inventory, now=None) -> list[Finding]:
+    """Every check's finding; ``now`` (default: the current time) judges the Lease and the
+    certificate, so a recorded inventory can be diagnosed as of when it was recorded."""
+    report = build(inventory, now)
     return [check(inventory, report) for check in CHECKS]

@@ -30,6 +30,7 @@ from .inventory import Names
 from .kube import request_json
 from .leader import holder_pod
 from .probe import PROBE_CONTAINER, probe_pod, probe_sidecarset
+from .status import pod_ready
 
 ADMITTED, NOT_INJECTED, FAILED = "admitted", "not-injected", "failed"
 
@@ -252,11 +253,6 @@ class Observer:
                 break
             holder = spec.get("holderIdentity") or ""
         return holder
-
-
-def pod_ready(pod: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 def leader_gap(records: list[tuple[float, dict]], since: float) -> tuple[float | None, str | None, str | None]:

@@ -50,6 +50,16 @@ class Inventory:
     errors: dict[str, str] = field(default_factory=dict)  # read -> one-line reason
     statuses: dict[str, int] = field(default_factory=dict)  # read -> HTTP status of a failed read
 
+    def to_dict(self) -> dict:
+        """The inventory as JSON-ready data (recorded from a cluster for tests and reports)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Inventory":
+        return cls(**{**data, "names": Names(**data["names"])})
+
     def fatal(self) -> str | None:
         """A reason when the cluster could not be read at all (unreachable, unauthorized)."""
         if self.errors and len(self.errors) >= len(READS):

@@ -23,7 +23,8 @@ def _time(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _ready(pod: dict) -> bool:
+def pod_ready(pod: dict) -> bool:
+    """The pod's Ready condition is True (what puts it in the Service's endpoints)."""
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
 
 
@@ -96,7 +97,7 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
             "pod": pod["metadata"]["name"],
             "node": node,
             "zone": _zone_of(inventory.nodes, node),
-            "ready": _ready(pod),
+            "ready": pod_ready(pod),
             "restarts": _restarts(pod),
             "ageSeconds": (now - created).total_seconds() if created else None,
             "hostNetwork": bool(pod["spec"].get("hostNetwork")),

@@ -1,0 +1,141 @@
+"""status.build and doctor.diagnose over an inventory recorded from the chart's real managers
+(3 replicas on hostlet nodes in 3 zones; private keys stripped), and over variants of it that
+each break one part of the HA design. No cluster: every state of every check, table-driven."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from kruisectl import ZONE_LABEL
+from kruisectl.doctor import diagnose
+from kruisectl.inventory import Inventory
+from kruisectl.status import build, problems
+
+RECORDED = Path(__file__).with_name("recorded") / "chart-3-replicas-3-zones.json"
+
+
+def recorded() -> dict:
+    return json.loads(RECORDED.read_text())
+
+
+def as_of(data: dict) -> dt.datetime:
+    """The recording's moment: the Lease's last renewal."""
+    return dt.datetime.fromisoformat(data["lease"]["spec"]["renewTime"].replace("Z", "+00:00"))
+
+
+def findings(data: dict, now: dt.datetime | None = None) -> dict[str, tuple[str, str]]:
+    return {f.check: (f.level, f.message) for f in diagnose(Inventory.from_dict(data), now or as_of(data))}
+
+
+def test_the_recorded_install_reads_as_healthy():
+    data = recorded()
+    report = build(Inventory.from_dict(data), as_of(data))
+    leader = report["leader"]
+    assert leader["pod"] in {p["metadata"]["name"] for p in data["pods"]} and not leader["stale"]
+    assert leader["node"] and leader["zone"] in ("zone-a", "zone-b", "zone-c")
+    assert report["zones"]["replicasPerZone"] == {"zone-a": 1, "zone-b": 1, "zone-c": 1}
+    assert report["zones"]["skew"] == 0 and report["zones"]["replicasOnNodesWithoutZone"] == []
+    assert sorted(report["webhook"]["readyEndpoints"]) == sorted(p["status"]["podIP"] for p in data["pods"])
+    assert report["webhook"]["caBundle"] == "ok" and report["webhook"]["certExpiresInDays"] > 300
+    assert problems(report) == []
+    levels = {check: level for check, (level, _) in findings(data).items()}
+    assert set(levels.values()) == {"ok"}, levels
+
+
+def stale_lease(d):
+    d["lease"]["spec"]["renewTime"] = "2020-01-01T00:00:00.000000Z"
+
+
+def no_lease(d):
+    d["lease"] = None
+
+
+def unready(pods):
+    for pod in pods:
+        for condition in pod["status"]["conditions"]:
+            if condition["type"] == "Ready":
+                condition["status"] = "False"
+
+
+def one_ready(d):
+    unready(d["pods"][1:])
+
+
+def none_ready(d):
+    unready(d["pods"])
+    d["endpoint_slices"] = []
+
+
+def one_node(d):
+    node = d["pods"][0]["spec"]["nodeName"]
+    for pod in d["pods"]:
+        pod["spec"]["nodeName"] = node
+
+
+def zones_removed(d):
+    for node in list(d["nodes"].values()) + d["all_nodes"]:
+        node["metadata"]["labels"].pop(ZONE_LABEL, None)
+
+
+def do_not_schedule_without_zones(d):
+    zones_removed(d)
+    for c in d["deployment"]["spec"]["template"]["spec"]["topologySpreadConstraints"]:
+        c["whenUnsatisfiable"] = "DoNotSchedule"
+
+
+def no_spread_constraint(d):
+    d["deployment"]["spec"]["template"]["spec"].pop("topologySpreadConstraints")
+
+
+def pod_network(d):
+    d["deployment"]["spec"]["template"]["spec"]["hostNetwork"] = False
+
+
+def webhook_not_excluding_own_namespace(d):
+    for webhook in d["mutating"]["webhooks"]:
+        webhook["namespaceSelector"] = {}
+
+
+def no_pdb(d):
+    d["pdbs"] = []
+
+
+def ca_bundle_reset(d):
+    for webhook in d["mutating"]["webhooks"]:
+        webhook["clientConfig"]["caBundle"] = ""
+
+
+@pytest.mark.parametrize("mutate, check, level, words", [
+    (stale_lease, "leader", "error", "stopped renewing"),
+    (no_lease, "leader", "error", "no controller leads"),
+    (one_ready, "ready-replicas", "warning", "only 1 ready replica"),
+    (none_ready, "ready-replicas", "error", "no ready replica"),
+    (none_ready, "failure-policy", "error", "pod creation is blocked"),
+    (one_node, "spread", "error", "all replicas on one node"),
+    (zones_removed, "zone-labels", "warning", "replicas run on nodes without"),
+    (do_not_schedule_without_zones, "zone-spread-policy", "error", "DoNotSchedule with 0 zone(s)"),
+    (no_spread_constraint, "zone-spread-policy", "warning", "no topologySpreadConstraint"),
+    (pod_network, "host-network", "warning", "does not use host network"),
+    (webhook_not_excluding_own_namespace, "namespace-exclusion", "error", "does not exclude kruise-system"),
+    (no_pdb, "pdb", "warning", "no PodDisruptionBudget"),
+    (ca_bundle_reset, "certificate", "error", "will not trust the webhook"),
+])
+def test_each_broken_part_is_the_finding_that_names_it(mutate, check, level, words):
+    data = copy.deepcopy(recorded())
+    now = as_of(data)
+    mutate(data)
+    found = findings(data, now)
+    assert found[check][0] == level and words in found[check][1], found[check]
+
+
+@pytest.mark.parametrize("days_later, level", [(400, "error"), (350, "warning"), (0, "ok")])
+def test_certificate_expiry_as_time_passes(days_later, level):
+    data = recorded()
+    now = as_of(data) + dt.timedelta(days=days_later)
+    data["lease"]["spec"]["renewTime"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the leader is still renewing
+    assert findings(data, now)["certificate"][0] == level
