@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from . import rollout
 from .inventory import Names
 from .kube import request_json
 from .leader import holder_pod
@@ -340,10 +341,7 @@ class Target:
 
     def restart(self) -> None:
         """As ``kubectl rollout restart``: a new pod-template annotation."""
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        request_json(self.api, "PATCH", f"/apis/apps/v1/namespaces/{self.names.namespace}/deployments/"
-                     f"{self.names.deployment}", self.timeout, content_type="application/strategic-merge-patch+json",
-                     body={"spec": {"template": {"metadata": {"annotations": {"kruisectl.io/restartedAt": stamp}}}}})
+        rollout.restart(self.api, self.names.namespace, self.names.deployment, self.timeout)
 
 
 Action = Callable[[Target, float], list[str]]  # (target, deadline) -> the victim pods' names

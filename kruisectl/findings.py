@@ -43,3 +43,23 @@ def grade(findings: list[Finding]) -> tuple[int, str]:
     score = max(0, 100 - 25 * sum(f.level == "error" for f in findings) - 8 * sum(f.level == "warning" for f in findings))
     letter = "A" if score >= 90 else "B" if score >= 80 else "C" if score >= 70 else "D" if score >= 60 else "F"
     return score, letter
+
+
+MARKS = {"ok": "ok", "info": "info", "warning": "WARN", "error": "ERROR"}
+
+
+def findings_table(findings: list[Finding], wide: bool = False) -> str:
+    """The table doctor and webhook check print: level, check, finding, fix (and with
+    ``wide`` the evidence)."""
+    import json
+
+    from .output import table
+
+    headers = ["level", "check", "finding", "fix"] + (["evidence"] if wide else [])
+    rows = []
+    for f in findings:
+        row = [MARKS[f.level], f.check, f.message, f.remediation if f.level != "ok" else ""]
+        if wide:
+            row.append(json.dumps(f.evidence, sort_keys=True, default=str) if f.evidence else "")
+        rows.append(row)
+    return table(rows, headers)

@@ -217,3 +217,69 @@ def restart_patch(now: dt.datetime | None = None) -> dict:
     """What ``kubectl rollout restart`` sends: a new template annotation, hence a new ReplicaSet."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ")}}}}}
+
+
+# --- the API side -----------------------------------------------------------------------------
+
+def deployment_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+
+
+def read_deployment(api, namespace: str, name: str, timeout: float) -> dict:
+    from .kube import request_json
+
+    return request_json(api, "GET", deployment_path(namespace, name), timeout)
+
+
+def cluster_state(api, timeout: float) -> tuple[list[dict], list[dict]]:
+    """Every node and every running or pending pod: what the capacity check needs."""
+    from .kube import request_json
+
+    nodes = request_json(api, "GET", "/api/v1/nodes", timeout)["items"]
+    pods = request_json(api, "GET", "/api/v1/pods", timeout,
+                        fieldSelector="status.phase!=Succeeded,status.phase!=Failed")["items"]
+    return nodes, pods
+
+
+def apply_tune(api, namespace: str, name: str, plan: TunePlan, timeout: float, dry_run: bool = False) -> dict:
+    """PATCH the planned strategy (its first op tests the planned resourceVersion);
+    ``dry_run`` asks the apiserver to validate it without storing it."""
+    from .kube import request_json
+
+    query = {"dryRun": "All"} if dry_run else {}
+    return request_json(api, "PATCH", deployment_path(namespace, name), timeout, body=plan.patch,
+                        content_type="application/json-patch+json", **query)
+
+
+def restart(api, namespace: str, name: str, timeout: float) -> dict:
+    from .kube import request_json
+
+    return request_json(api, "PATCH", deployment_path(namespace, name), timeout, body=restart_patch(),
+                        content_type="application/strategic-merge-patch+json")
+
+
+def wait_rolled_out(read, timeout: float | None, on_progress=lambda status: None, interval: float = 1.0,
+                    while_unreadable=None) -> RolloutStatus:
+    """Poll ``read()`` (the Deployment) until it has rolled out or failed, calling
+    ``on_progress`` with each new status; TimeoutError after ``timeout`` seconds (None: no
+    limit). A read error ends the wait, unless ``while_unreadable(err)`` turns it into a
+    status to keep waiting on (a Deployment not created yet)."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            state = rollout_status(read())
+        except Exception as err:  # noqa: BLE001 - the caller decides what an unreadable Deployment means
+            if while_unreadable is None:
+                raise
+            state = while_unreadable(err)
+        if state.message != last:
+            on_progress(state)
+            last = state.message
+        if state.done or state.failed:
+            return state
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for the rollout")
+        time.sleep(interval)

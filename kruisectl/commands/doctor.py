@@ -9,10 +9,10 @@ import click
 from .. import inventory as inv
 from ..doctor import diagnose
 from ..errors import EXIT_FINDINGS, CLIError
-from ..findings import failing, grade
+from ..findings import failing, findings_table, grade
 from ..kube import kube_options
 from . import name_options
-from ..output import dump, output_option, table
+from ..output import dump, output_option
 
 EPILOG = """\b
 Examples:
@@ -26,9 +26,6 @@ Exit codes:
   1  at least one such finding
   2  could not check: cluster unreachable, forbidden, bad kubeconfig
 """
-
-MARK = {"ok": "ok", "info": "info", "warning": "WARN", "error": "ERROR"}
-
 
 @click.command("doctor", epilog=EPILOG)
 @kube_options
@@ -52,12 +49,7 @@ def doctor(target, output, fail_on, names):
                          "findings": [f.to_dict() for f in findings],
                          "readErrors": inventory.errors}, output))
     else:
-        rows = []
-        for f in findings:
-            row = [MARK[f.level], f.check, f.message]
-            row.append(f.remediation if f.level != "ok" else "")
-            rows.append(row)
-        click.echo(table(rows, ["level", "check", "finding", "fix"]))
+        click.echo(findings_table(findings, wide=output == "wide"))
         counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "info", "ok")}
         click.echo(f"\nkruise-manager in {names.namespace}: score {score}/100, grade {letter} "
                    f"({counts['error']} error, {counts['warning']} warning, {counts['info']} info, {counts['ok']} ok)")

@@ -4,13 +4,12 @@ with the high-availability choices as flags."""
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 
 from .. import DEPLOYMENT_NAME, helm, rollout
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
-from ..kube import kube_options, request_json
+from ..kube import kube_options
 
 INSTALL_EPILOG = """\b
 Examples:
@@ -68,29 +67,22 @@ def _chart_args(chart, values_files, set_values, **ha) -> list[str]:
 
 
 def _wait_rolled_out(target, timeout: float) -> None:
-    """Progress lines until the manager Deployment(s) have rolled out (kubectl's semantics)."""
+    """Progress lines until the manager Deployment has rolled out (kubectl's semantics)."""
     api = target.api_client()
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            deployment = request_json(api, "GET", f"/apis/apps/v1/namespaces/{target.namespace}/deployments/"
-                                      f"{DEPLOYMENT_NAME}", target.request_timeout)
-            state = rollout.rollout_status(deployment)
-        except Exception as err:  # noqa: BLE001 - not created yet, or a blip: keep waiting
-            state = rollout.RolloutStatus(f"waiting for deployment {DEPLOYMENT_NAME}: {describe_api_error(err)}",
-                                          False, False)
-        if state.message != last:
-            click.echo(state.message, err=True)
-            last = state.message
-        if state.done:
-            return
-        if state.failed:
-            sys.exit(EXIT_FINDINGS)
-        if time.monotonic() > deadline:
-            click.echo(f"error: timed out after {timeout:g}s waiting for the manager to roll out", err=True)
-            sys.exit(EXIT_TIMEOUT)
-        time.sleep(1.0)
+
+    def not_yet(err) -> rollout.RolloutStatus:  # not created yet, or a blip: keep waiting
+        return rollout.RolloutStatus(f"waiting for deployment {DEPLOYMENT_NAME}: {describe_api_error(err)}",
+                                     False, False)
+
+    try:
+        state = rollout.wait_rolled_out(
+            lambda: rollout.read_deployment(api, target.namespace, DEPLOYMENT_NAME, target.request_timeout),
+            timeout, lambda s: click.echo(s.message, err=True), while_unreadable=not_yet)
+    except TimeoutError:
+        click.echo(f"error: timed out after {timeout:g}s waiting for the manager to roll out", err=True)
+        sys.exit(EXIT_TIMEOUT)
+    if state.failed:
+        sys.exit(EXIT_FINDINGS)
 
 
 def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeout, values_files, set_values, **ha):

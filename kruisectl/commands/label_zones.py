@@ -11,7 +11,7 @@ import click
 from .. import zones
 from ..errors import EXIT_FINDINGS, CLIError, describe_api_error
 from ..kube import kube_options
-from ..output import dump, table
+from ..output import dump, output_option, table
 
 EPILOG = """\b
 Exactly one source of values:
@@ -90,7 +90,7 @@ def _render_plan(rows: list[zones.Row], counts: dict[str, int], source: str) -> 
               help="server: the apiserver validates the patches without persisting; client: plan only.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=64, show_default=True,
               help="Patches in flight at once.")
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@output_option(formats=("table", "json", "yaml"))
 @click.argument("nodes", nargs=-1)
 @kube_options
 def label_zones(target, from_label, region_from_label, map_file, hostname_pattern, zone, region, selector,

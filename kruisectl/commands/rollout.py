@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 
 import click
 
 from .. import DEPLOYMENT_NAME, rollout
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
 from ..kube import kube_options
-from ..output import dump
+from ..output import dump, output_option
 
 deployment_option = click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True, metavar="NAME",
                                  help="The manager Deployment.")
@@ -32,30 +30,18 @@ def rollout_group() -> None:
 
 
 def _read(target, name: str):
-    from kubernetes import client
-
     api = target.api_client()
-    apps = client.AppsV1Api(api)
     try:
-        raw = apps.read_namespaced_deployment(name, target.namespace, _preload_content=False,
-                                              _request_timeout=target.request_timeout)
+        return api, rollout.read_deployment(api, target.namespace, name, target.request_timeout)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
         raise CLIError(f"deployment {target.namespace}/{name}: {describe_api_error(err)}") from None
-    return api, apps, json.loads(raw.data)
 
 
 def _cluster_state(api, target) -> tuple[list[dict], list[dict]]:
-    from kubernetes import client
-
-    core = client.CoreV1Api(api)
     try:
-        nodes = json.loads(core.list_node(_preload_content=False, _request_timeout=target.request_timeout).data)["items"]
-        pods = json.loads(core.list_pod_for_all_namespaces(
-            field_selector="status.phase!=Succeeded,status.phase!=Failed", _preload_content=False,
-            _request_timeout=target.request_timeout).data)["items"]
+        return rollout.cluster_state(api, target.request_timeout)
     except Exception as err:  # noqa: BLE001
         raise CLIError(f"reading nodes and pods for the capacity check: {describe_api_error(err)}") from None
-    return nodes, pods
 
 
 def _render_tune(plan: rollout.TunePlan) -> str:
@@ -83,7 +69,7 @@ def _render_tune(plan: rollout.TunePlan) -> str:
 @click.option("--dry-run", is_flag=True, help="Show the change (and the capacity check) without applying it.")
 @click.option("--via-helm", is_flag=True, help="Print the helm values instead of patching the Deployment.")
 @deployment_option
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@output_option(formats=("table", "json", "yaml"))
 @kube_options
 def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run, via_helm, deployment, output):
     """Set maxSurge / maxUnavailable and the zone spread's whenUnsatisfiable.
@@ -106,7 +92,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
     """
     if max_surge is None and max_unavailable is None and when_unsatisfiable is None:
         raise CLIError("nothing to change: give --max-surge, --max-unavailable or --when-unsatisfiable")
-    api, apps, current = _read(target, deployment)
+    api, current = _read(target, deployment)
     try:
         plan = rollout.plan_tune(current, max_surge=rollout.int_or_percent(max_surge),
                                  max_unavailable=rollout.int_or_percent(max_unavailable),
@@ -135,11 +121,10 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
         from kubernetes.client.exceptions import ApiException
 
         try:
-            apps.patch_namespaced_deployment(deployment, target.namespace, plan.patch, _preload_content=False,
-                                             _request_timeout=target.request_timeout)
+            rollout.apply_tune(api, target.namespace, deployment, plan, target.request_timeout)
         except ApiException as err:
             # A failed `test` op is a bare 422: tell it apart by re-reading the resourceVersion.
-            if err.status == 422 and _read(target, deployment)[2]["metadata"]["resourceVersion"] != \
+            if err.status == 422 and _read(target, deployment)[1]["metadata"]["resourceVersion"] != \
                     current["metadata"]["resourceVersion"]:
                 raise CLIError(f"deployment {target.namespace}/{deployment} changed while planning; run again") from None
             raise CLIError(describe_api_error(err)) from None
@@ -170,7 +155,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
 @click.option("--timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
               help="With --watch: give up after this long (0: no limit).")
 @deployment_option
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@output_option(formats=("table", "json", "yaml"))
 @kube_options
 def status(target, watch, timeout, deployment, output):
     """Rollout progress with kubectl's semantics.
@@ -187,27 +172,33 @@ def status(target, watch, timeout, deployment, output):
       kruisectl rollout status
       kruisectl rollout status --watch --timeout 300
     """
-    deadline = time.monotonic() + timeout if timeout else None
-    last = None
-    while True:
-        _, _, current = _read(target, deployment)
-        state = rollout.rollout_status(current)
-        if state.message != last:
-            if output == "table":
-                click.echo(state.message)
-            elif not watch or state.done or state.failed:
-                click.echo(dump({"deployment": f"{target.namespace}/{deployment}", **state.to_dict()}, output))
-            last = state.message
-        if state.done:
-            return
-        if state.failed:
+    api = target.api_client()
+
+    def read() -> dict:
+        try:
+            return rollout.read_deployment(api, target.namespace, deployment, target.request_timeout)
+        except Exception as err:  # noqa: BLE001 - one line, exit 2
+            raise CLIError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
+
+    def show(state: rollout.RolloutStatus) -> None:
+        if output == "table":
+            click.echo(state.message)
+        elif not watch or state.done or state.failed:
+            click.echo(dump({"deployment": f"{target.namespace}/{deployment}", **state.to_dict()}, output))
+
+    if not watch:
+        state = rollout.rollout_status(read())
+        show(state)
+        if not state.done:
             sys.exit(EXIT_FINDINGS)
-        if not watch:
-            sys.exit(EXIT_FINDINGS)
-        if deadline is not None and time.monotonic() > deadline:
-            click.echo(f"error: timed out after {timeout:g}s waiting for the rollout", err=True)
-            sys.exit(EXIT_TIMEOUT)
-        time.sleep(1.0)
+        return
+    try:
+        state = rollout.wait_rolled_out(read, timeout or None, show)
+    except TimeoutError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_TIMEOUT)
+    if state.failed:
+        sys.exit(EXIT_FINDINGS)
 
 
 @rollout_group.command("restart")
@@ -220,12 +211,8 @@ def restart(target, deployment):
     Examples:
       kruisectl rollout restart && kruisectl rollout status --watch
     """
-    from kubernetes import client
-
-    apps = client.AppsV1Api(target.api_client())
     try:
-        apps.patch_namespaced_deployment(deployment, target.namespace, rollout.restart_patch(),
-                                         _preload_content=False, _request_timeout=target.request_timeout)
+        rollout.restart(target.api_client(), target.namespace, deployment, target.request_timeout)
     except Exception as err:  # noqa: BLE001
         raise CLIError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
     click.echo(f"deployment.apps/{deployment} restarted")

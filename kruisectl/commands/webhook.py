@@ -9,10 +9,10 @@ import click
 
 from .. import inventory as inv
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError
-from ..findings import failing
+from ..findings import failing, findings_table
 from ..kube import kube_options
 from . import name_options
-from ..output import dump, output_option, table
+from ..output import dump, output_option
 from ..probe import run as run_probe
 from ..webhookcheck import check, explain
 
@@ -36,9 +36,6 @@ label) for a few seconds, then dry-runs a pod it matches and an invalid SidecarS
 else is written.
   124  --wait ran out before the webhook was servable
 """
-
-MARK = {"ok": "ok", "info": "info", "warning": "WARN", "error": "ERROR"}
-
 
 def _duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
@@ -80,8 +77,11 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
         if fatal:
             raise CLIError(fatal)
         findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
-        if probe and not failing(findings, "error"):
+        if probe:
             findings += run_probe(api, probe_namespace, target.request_timeout, explain=explain)
+        else:
+            click.echo("note: end-to-end probe skipped (--no-probe): whether the apiserver really calls the webhooks "
+                       "was not tested", err=True)
         bad = failing(findings, fail_on)
         if not bad or time.monotonic() + pause > deadline:
             break
@@ -90,8 +90,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     if output in ("json", "yaml"):
         click.echo(dump({"namespace": names.namespace, "findings": [f.to_dict() for f in findings]}, output))
     else:
-        click.echo(table([[MARK[f.level], f.check, f.message, f.remediation if f.level != "ok" else ""]
-                          for f in findings], ["level", "check", "finding", "fix"]))
+        click.echo(findings_table(findings))
     if bad:
         sys.exit(EXIT_TIMEOUT if _duration(wait_for) > 0 else EXIT_FINDINGS)
 

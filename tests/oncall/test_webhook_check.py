@@ -106,6 +106,6 @@ def test_wait_runs_out_with_124(cluster, api, layout):
     result = CliRunner().invoke(cli, ["webhook", "check", "--kubeconfig", str(cluster.kubeconfig), "-n",
                                       layout["namespace"], "--mutating-webhook-configuration", layout["mutating"],
                                       "--validating-webhook-configuration", layout["validating"],
-                                      "--wait", "3s", "--interval", "1s"])
+                                      "--wait", "3s", "--interval", "1s", "--no-probe"])
     assert result.exit_code == 124
     assert "waiting:" in result.output
