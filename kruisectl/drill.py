@@ -371,14 +371,30 @@ def _leader_crash(target: Target, deadline: float) -> list[str]:
     return [name]
 
 
-def _replica_crash(target: Target, deadline: float) -> list[str]:
+def _non_leader(target: Target) -> str:
     pods = target.pods()
     leader = target.leader_pod(pods)
     others = [p for p in pods if pod_ready(p) and (leader is None or p["metadata"]["name"] != leader["metadata"]["name"])]
     if not others:
         raise DrillRefused("no ready replica other than the leader")
-    name = others[0]["metadata"]["name"]
+    return others[0]["metadata"]["name"]
+
+
+def _replica_crash(target: Target, deadline: float) -> list[str]:
+    name = _non_leader(target)
     target.delete_pod(name, grace=0)
+    return [name]
+
+
+def _leader_delete(target: Target, deadline: float) -> list[str]:
+    name = _leader_or_fail(target)["metadata"]["name"]
+    target.delete_pod(name, grace=None)
+    return [name]
+
+
+def _replica_delete(target: Target, deadline: float) -> list[str]:
+    name = _non_leader(target)
+    target.delete_pod(name, grace=None)
     return [name]
 
 
@@ -399,6 +415,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              graceful=False, moves_leader=True, act=_leader_crash),
     Scenario("replica-crash", "delete a ready non-leader pod with grace period 0", graceful=False,
              moves_leader=False, act=_replica_crash),
+    Scenario("leader-delete", "delete the leader's pod gracefully (SIGTERM, then its grace period)", graceful=True,
+             moves_leader=True, act=_leader_delete),
+    Scenario("replica-delete", "delete a ready non-leader pod gracefully", graceful=True, moves_leader=False,
+             act=_replica_delete),
     Scenario("eviction", "evict the leader's pod through the Eviction API (honours the PDB; SIGTERM, then the "
              "grace period)", graceful=True, moves_leader=True, act=_eviction),
     Scenario("rollout", "restart the Deployment (a template annotation, as kubectl rollout restart) and wait "

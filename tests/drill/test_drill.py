@@ -46,7 +46,8 @@ def test_no_scenario_named_is_a_usage_error(installed):
     assert result.exit_code == 2 and "name at least one scenario" in result.stderr
 
 
-@pytest.mark.parametrize("scenario", ["eviction", "rollout", "replica-crash", "leader-crash"])
+@pytest.mark.parametrize("scenario", ["eviction", "rollout", "leader-delete", "replica-delete", "replica-crash",
+                                      "leader-crash"])
 def test_scenario_stays_within_the_designs_budget(installed, scenario):
     installed.wait_settled()
     result = installed.kruisectl("drill", "run", scenario, "--yes", "--rate", "8", "-o", "json")
@@ -55,9 +56,11 @@ def test_scenario_stays_within_the_designs_budget(installed, scenario):
     print(json.dumps(row))
     assert row["requests"] >= 40, row
     assert row["notInjected"] == 0, row
-    if scenario in ("eviction", "rollout"):
+    if scenario in ("eviction", "rollout", "leader-delete"):
         assert row["failed"] == 0, row  # no admission is lost on a graceful path
         assert row["leaderGapS"] is not None and row["leaderGapS"] <= 1.0, row
+    elif scenario == "replica-delete":
+        assert row["failed"] == 0 and row["leaderGapS"] is None, row
     else:
         assert row["failed"] <= 1, row  # at most what was in flight on the victim
     if scenario == "leader-crash":
@@ -101,3 +104,29 @@ def test_fewer_than_two_ready_replicas_is_refused(installed):
     finally:
         apps.patch_namespaced_deployment_scale("kruise-controller-manager", "kruise-system", {"spec": {"replicas": 3}})
         installed.wait_settled()
+
+
+def test_kruisectl_upgrade_with_a_template_change_loses_no_admission(installed):
+    from kruisectl import drill
+    from kruisectl.inventory import Names
+    from kruisectl.probe import probe_sidecarset
+
+    installed.wait_settled()
+
+    def upgrade(target, deadline):
+        names = [p["metadata"]["name"] for p in target.pods()]
+        result = installed.kruisectl("upgrade", "--set", f"manager.podAnnotations.drill=t{int(time.time())}")
+        assert result.exit_code == 0, result.output
+        return names
+
+    scenario = drill.Scenario("upgrade", "kruisectl upgrade", graceful=True, moves_leader=True, act=upgrade)
+    options = drill.DrillOptions(rate=8, before_s=2, settle_s=2, timeout_s=180)
+    api, names = installed.api(), Names(namespace=installed.namespace)
+    with probe_sidecarset(api, options.probe_namespace, 10) as probe:
+        drill.wait_injecting(api, options.probe_namespace, probe.labels, 10, print)
+        result = drill.measure(api, names, scenario, options, probe.labels,
+                               drill.default_budget(scenario, options, 4))
+    print(result.to_dict())
+    assert (result.failed, result.not_injected) == (0, 0), result
+    assert result.leader_gap_s is not None and result.leader_gap_s <= 1.0, result
+    assert result.recovery_s is not None and not result.breaches, result
