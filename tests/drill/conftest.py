@@ -4,7 +4,6 @@ drills quick; every other value is the chart's default."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
