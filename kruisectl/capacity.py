@@ -83,7 +83,9 @@ def effective_numbers(replicas: int, max_surge: Any = None, max_unavailable: Any
     unavailable = scaled(max_unavailable, replicas, round_up=False, name="maxUnavailable")
     if surge == 0 and unavailable == 0:
         unavailable = 1  # the controller's fencepost: a 0/0 after rounding still lets one go
-    return surge, unavailable
+    # ... and its MaxUnavailable never exceeds the replicas (0 replicas: 0), so "at least N
+    # available" is never negative.
+    return surge, min(unavailable, replicas)
 
 
 # --- reading API objects in either key style ------------------------------------------------

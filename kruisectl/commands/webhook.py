@@ -9,6 +9,7 @@ import click
 
 from .. import inventory as inv
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError
+from ..doctor import SYSTEM_NAMESPACES, excludes_namespace, pod_webhooks
 from ..findings import failing, findings_table
 from ..kube import kube_options
 from . import name_options
@@ -77,6 +78,10 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
         if fatal:
             raise CLIError(fatal)
         findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
+        skipping = [w["name"] for w in pod_webhooks(inventory.mutating) if excludes_namespace(w, probe_namespace)]
+        if probe and skipping and probe_namespace in (*SYSTEM_NAMESPACES, names.namespace):
+            raise CLIError(f"--probe-namespace {probe_namespace}: the pod webhook ({', '.join(skipping)}) skips this "
+                           "namespace by design (its namespaceSelector); probe a namespace your workloads use")
         if probe:
             findings += run_probe(api, probe_namespace, target.request_timeout, explain=explain)
         else:

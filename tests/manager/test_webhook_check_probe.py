@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -81,6 +82,15 @@ def test_no_probe_writes_nothing(fleet):
     assert not [k for k in findings if k.startswith("probe")]
 
 
+def test_probing_a_namespace_the_webhook_skips_by_design_is_refused_at_once(fleet):
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["webhook", "check", "--kubeconfig", str(fleet.cluster.kubeconfig), "-n",
+                                      fleet.namespace, "--probe-namespace", "kube-system"])
+    assert result.exit_code == 2, result.output
+    assert "skips this namespace by design" in result.stderr and "mpod.kb.io" in result.stderr
+    assert time.monotonic() - started < 8  # no 10 s wait for a sidecar that can never come
+
+
 def test_zz_missing_crd_is_exit_2_with_one_line(fleet):
     """Last in the module: it removes the CRD."""
     client.ApiextensionsV1Api(fleet.cluster.api()).delete_custom_resource_definition("sidecarsets.apps.kruise.io")
@@ -97,3 +107,4 @@ def test_zz_missing_crd_is_exit_2_with_one_line(fleet):
         "error: the SidecarSet CRD (sidecarsets.apps.kruise.io) is not installed: install the chart "
         "(kruisectl install) or OpenKruise's CRDs"]
     assert "Traceback" not in result.stderr
+

@@ -17,7 +17,9 @@ ZONE = "topology.kubernetes.io/zone"
     (3, 1, "0%", (1, 0)),
     (1, "0%", "10%", (0, 1)),       # 0/0 after rounding: the controller still lets one go
     (5, None, None, (2, 1)),        # Kubernetes defaults 25%/25%
-    (0, "100%", 0, (0, 1)),         # 0 replicas: nothing to surge, the fencepost again
+    (0, "100%", 0, (0, 0)),         # 0 replicas: nothing to surge, nothing to take down (MaxUnavailable)
+    (3, 0, 4, (0, 3)),              # maxUnavailable above the replicas: clamped to them
+    (3, 1, "100%", (1, 3)),
 ])
 def test_effective_numbers_round_like_the_deployment_controller(replicas, surge, unavailable, expected):
     assert effective_numbers(replicas, surge, unavailable) == expected
