@@ -30,7 +30,19 @@ OVERWRITE = "overwrite"  # a different value is replaced (only with --overwrite)
 UNCHANGED = "unchanged"  # already has the proposed value (a re-run is a no-op)
 CONFLICT = "conflict"  # has a different value and --overwrite was not given
 UNPLACED = "unplaced"  # the source has no value for it: listed, never guessed
+INVALID = "invalid"  # the source's value is not a valid label value: listed, never written
 CHANGING_ACTIONS = (LABEL, OVERWRITE)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def label_value_error(value: str) -> str | None:
+    """Why ``value`` cannot be a label value (None when it can), in the apiserver's terms."""
+    if len(value) > 63:
+        return f"{value[:20]!r}…: longer than 63 characters"
+    if not _LABEL_VALUE.match(value):
+        return (f"{value!r}: a label value has alphanumerics, '-', '_' or '.', and starts and ends with an "
+                "alphanumeric")
+    return None
 
 KUBELET_NOTE = (
     "A kubelet started with --node-labels that include topology.kubernetes.io/zone (or region) "
@@ -148,9 +160,11 @@ class NodeMap:
     @classmethod
     def load(cls, path: str) -> "NodeMap":
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as err:
             raise SourceError(f"cannot read map {path}: {err.strerror or err}") from None
+        except UnicodeDecodeError as err:
+            raise SourceError(f"map {path} is not UTF-8 text (byte {err.start}): save it as UTF-8") from None
         rows = _csv_rows(text) if path.lower().endswith(".csv") else _yaml_rows(text, path)
         entries = []
         for matcher, zone, region in rows:
@@ -233,6 +247,7 @@ class Row:
     source: str
     replaced: dict[str, str] = field(default_factory=dict)  # label -> old value, for overwrites
     resource_version: str = ""
+    note: str = ""  # why a node is not labelled as proposed (conflict, invalid value)
 
     def labels_to_set(self) -> dict[str, str]:
         wanted = {}
@@ -263,12 +278,19 @@ def plan_node(node: dict, source: Source, *, include_region: bool, overwrite: bo
               resource_version=node.get("metadata", {}).get("resourceVersion", ""))
     if zone is None and region is None:
         return row
+    invalid = [f"{kind} {error}" for kind, value in (("zone", zone), ("region", region))
+               if value is not None and (error := label_value_error(value))]
+    if invalid:
+        row.action, row.note = INVALID, "; ".join(invalid)
+        return row
     differing = {
         key: old for key, old, new in ((ZONE_LABEL, current_zone, zone), (REGION_LABEL, current_region, region))
         if new and old and old != new
     }
     if differing and not overwrite:
         row.action = CONFLICT
+        row.note = "has " + ", ".join(f"{key.split('/')[-1]} {old}" for key, old in differing.items()) + \
+            ": --overwrite to replace"
     elif not row.labels_to_set():
         row.action = UNCHANGED
     else:
@@ -291,7 +313,7 @@ def plan(nodes: Iterable[dict], source: Source, *, include_region: bool = False,
 
 
 def summary(rows: list[Row]) -> dict[str, int]:
-    counts = {action: 0 for action in (LABEL, OVERWRITE, UNCHANGED, CONFLICT, UNPLACED)}
+    counts = {action: 0 for action in (LABEL, OVERWRITE, UNCHANGED, CONFLICT, UNPLACED, INVALID)}
     for row in rows:
         counts[row.action] += 1
     return counts
@@ -358,8 +380,8 @@ def apply_row(writer: NodeWriter, row: Row, source: Source, *, include_region: b
 
 
 def why_not(row: Row) -> str:
-    if row.action == CONFLICT:
-        return f"changed meanwhile: now {row.current_zone or '-'}/{row.current_region or '-'}; use --overwrite to replace"
+    if row.action in (CONFLICT, INVALID):
+        return row.note
     return "the source has no value for it"
 
 

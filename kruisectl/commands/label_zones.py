@@ -67,7 +67,7 @@ def _render_plan(rows: list[zones.Row], counts: dict[str, int], source: str) -> 
     if rows:
         lines.append(table(
             [[r.node, r.current_zone or "-", r.current_region or "-", r.zone or "-", r.region or "-", r.action.upper(),
-              ", ".join(f"{k.split('/')[-1]} was {v}" for k, v in r.replaced.items())] for r in rows],
+              r.note or ", ".join(f"{k.split('/')[-1]} was {v}" for k, v in r.replaced.items())] for r in rows],
             ["node", "zone", "region", "proposed zone", "proposed region", "action", "note"],
         ))
     parts = [f"{n} {action}" for action, n in counts.items() if n]
@@ -83,7 +83,8 @@ def _render_plan(rows: list[zones.Row], counts: dict[str, int], source: str) -> 
 @click.option("--zone", metavar="ZONE", help="Zone for the NODES given as arguments.")
 @click.option("--region", metavar="REGION", help="With --zone: region for those nodes.")
 @click.option("-l", "--selector", metavar="SELECTOR", help="Only nodes matching this label selector.")
-@click.option("--include-region", is_flag=True, help="Also find nodes lacking topology.kubernetes.io/region, and set it.")
+@click.option("--include-region", is_flag=True, help="Also find nodes lacking topology.kubernetes.io/region, and set it "
+              "(implied by --region and --region-from-label).")
 @click.option("--overwrite", is_flag=True, help="Replace existing different values (and say what was replaced).")
 @click.option("--apply", "do_apply", is_flag=True, help="Write the labels (without it, only the plan is shown).")
 @click.option("--dry-run", type=click.Choice(["none", "server", "client"]), default="none", show_default=True,
@@ -102,6 +103,7 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
     resourceVersion: a node edited meanwhile is re-read and planned again, not clobbered.
     """
     source = _source(from_label, region_from_label, map_file, hostname_pattern, zone, region, nodes)
+    include_region = include_region or bool(region or region_from_label)  # a region given is a region wanted
     api = target.api_client(pool_size=concurrency)
     try:
         all_nodes = zones.list_nodes(api, selector)

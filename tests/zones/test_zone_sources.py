@@ -71,6 +71,8 @@ def test_plan_actions():
     assert rows["missing"].action == zones.LABEL and rows["missing"].labels_to_set() == {ZONE_LABEL: "r1"}
     assert "same" not in rows, "already as the source says: nothing to plan"
     assert rows["different"].action == zones.CONFLICT
+    assert rows["different"].note == "has zone old: --overwrite to replace"
+    assert zones.why_not(rows["different"]) == rows["different"].note  # no "changed meanwhile" for a planned conflict
     assert rows["unplaceable"].action == zones.UNPLACED
 
     rows = {r.node: r for r in zones.plan(nodes, source, overwrite=True)}
@@ -84,3 +86,23 @@ def test_region_only_when_asked():
     assert zones.plan([labelled_zone], source) == []
     rows = zones.plan([labelled_zone], source, include_region=True)
     assert rows[0].action == zones.LABEL and rows[0].labels_to_set() == {REGION_LABEL: "dc1"}
+
+
+@pytest.mark.parametrize("zone, valid", [
+    ("zone-a", True), ("eu-west-1a", True), ("Zone_1.b", True), ("a", True), ("x" * 63, True),
+    ("bad zone!", False), ("-lead", False), ("trail-", False), ("['a', 'b']", False), ("x" * 64, False),
+])
+def test_proposed_values_are_checked_as_label_values(zone, valid):
+    (row,) = zones.plan([node("n1")], zones.ExplicitZone(zone, ("n1",)))
+    assert (row.action == zones.LABEL) is valid
+    if not valid:
+        assert row.action == zones.INVALID and row.note.startswith("zone ")
+        assert row.action not in zones.CHANGING_ACTIONS  # listed, never written
+        assert zones.summary([row])[zones.INVALID] == 1
+
+
+def test_a_map_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "zones.yaml"
+    path.write_bytes("n1: zöne\n".encode("latin-1"))
+    with pytest.raises(zones.SourceError, match=f"map {path} is not UTF-8"):
+        zones.NodeMap.load(str(path))
