@@ -17,6 +17,7 @@ import click
 
 from . import DEFAULT_NAMESPACE
 from .errors import CLIError
+from .params import Duration
 
 
 def default_namespace() -> str:
@@ -78,8 +79,8 @@ def kube_options(func):
                   help="Kubeconfig context to use (env HELM_KUBECONTEXT as a helm plugin).")
     @click.option("-n", "--namespace", default=default_namespace, show_default=DEFAULT_NAMESPACE,
                   metavar="NS", help="Namespace of the kruise-manager (env HELM_NAMESPACE as a helm plugin).")
-    @click.option("--request-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-                  metavar="SECONDS", help="Timeout of each API request.")
+    @click.option("--request-timeout", type=Duration(allow_zero=False, minimum=0.1), default="10s", show_default=True,
+                  metavar="DURATION", help="Timeout of each API request.")
     @functools.wraps(func)
     def wrapper(*args, kubeconfig, context, namespace, request_timeout, **kwargs):
         target = KubeTarget(kubeconfig=kubeconfig, context=context or None, namespace=namespace,

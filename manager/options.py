@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,16 +24,19 @@ _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 def duration(text: str) -> float:
-    """A Go-style duration (``15s``, ``1h30m``, ``500ms``) or plain seconds, in seconds."""
+    """A Go-style duration (``15s``, ``1h30m``, ``500ms``) or plain seconds, in seconds; never
+    negative, NaN or infinite."""
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 15s, 1h30m, 500ms)")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 15s, 1h30m, 500ms)") from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be a finite, non-negative time")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -11,6 +11,7 @@ from .. import inventory as inv
 from ..errors import EXIT_FINDINGS, CLIError
 from ..kube import kube_options
 from ..output import dump, output_option, table
+from ..params import Duration
 from . import name_options
 
 SCENARIO_NAMES = tuple(lib.SCENARIOS)
@@ -105,7 +106,8 @@ def _print_plan(rows, options, names, output) -> None:
 @click.option("--all", "all_", is_flag=True, help="Run every scenario.")
 @click.option("--yes", is_flag=True, help="Really disrupt the manager (without it: print the plan and exit).")
 @click.option("--force", is_flag=True, help="Run even when doctor reports an error.")
-@click.option("--timeout", type=click.FloatRange(10), default=300, show_default=True, metavar="SECONDS",
+@click.option("--timeout", type=Duration(allow_zero=False, minimum=10), default="5m", show_default=True,
+              metavar="DURATION",
               help="Per scenario: how long to wait for the manager to recover.")
 @kube_options
 @name_options("lease", "deployment", "service", "mutating")

@@ -10,6 +10,7 @@ import click
 from .. import DEPLOYMENT_NAME, helm, rollout
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
 from ..kube import kube_options
+from ..params import POSITIVE_DURATION
 
 INSTALL_EPILOG = """\b
 Examples:
@@ -33,7 +34,7 @@ def common_options(func):
         click.option("--helm-binary", default=None, metavar="PATH", help="helm to run (env KRUISECTL_HELM)."),
         click.option("--dry-run", is_flag=True, help="Print the rendered manifests (validated by the cluster); change nothing."),
         click.option("--wait/--no-wait", default=False, show_default=True, help="Wait until the manager is rolled out."),
-        click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
+        click.option("--timeout", type=POSITIVE_DURATION, default="5m", show_default=True, metavar="DURATION",
                      help="How long --wait waits."),
         click.option("--replicas", type=click.IntRange(min=1), default=None, help="Manager replicas (chart: 3)."),
         click.option("--strict-zone-spread/--loose-zone-spread", default=None,
@@ -132,7 +133,7 @@ def upgrade(target, **options):
 @click.option("--helm-binary", default=None, metavar="PATH", help="helm to run (env KRUISECTL_HELM).")
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the resources are gone.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS")
+@click.option("--timeout", type=POSITIVE_DURATION, default="5m", show_default=True, metavar="DURATION")
 def uninstall(target, release, helm_binary, dry_run, wait, timeout):
     """Remove the release. Helm keeps CRDs (SidecarSets would go with them): delete
     sidecarsets.apps.kruise.io yourself if you mean it.

@@ -10,6 +10,7 @@ from .. import DEPLOYMENT_NAME, rollout
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
 from ..kube import kube_options
 from ..output import dump, output_option
+from ..params import DURATION
 
 deployment_option = click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True, metavar="NAME",
                                  help="The manager Deployment.")
@@ -152,7 +153,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
 
 @rollout_group.command("status")
 @click.option("-w", "--watch", is_flag=True, help="Keep reporting until the rollout finishes or fails.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+@click.option("--timeout", type=DURATION, default="0", metavar="DURATION",
               help="With --watch: give up after this long (0: no limit).")
 @deployment_option
 @output_option(formats=("table", "json", "yaml"))

@@ -14,6 +14,7 @@ from ..findings import failing, findings_table
 from ..kube import kube_options
 from . import name_options
 from ..output import dump, output_option
+from ..params import DURATION, POSITIVE_DURATION
 from ..probe import run as run_probe
 from ..webhookcheck import check, explain
 
@@ -38,14 +39,6 @@ else is written.
   124  --wait ran out before the webhook was servable
 """
 
-def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError):
-        raise click.BadParameter(f"{text!r} is not a duration like 90s, 2m or 1h") from None
-
-
 @click.group("webhook")
 def webhook() -> None:
     """The kruise admission webhook."""
@@ -55,8 +48,10 @@ def webhook() -> None:
 @kube_options
 @name_options("service", "secret", "mutating", "validating")
 @output_option(formats=("table", "json", "yaml"))
-@click.option("--wait", "wait_for", default="0s", show_default=True, help="Poll until servable, up to this long.")
-@click.option("--interval", default="5s", show_default=True, help="Time between polls with --wait.")
+@click.option("--wait", "wait_for", type=DURATION, default="0s", show_default=True, metavar="DURATION",
+              help="Poll until servable, up to this long.")
+@click.option("--interval", type=POSITIVE_DURATION, default="5s", show_default=True, metavar="DURATION",
+              help="Time between polls with --wait.")
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True)
 @click.option("--webhook-port", type=click.IntRange(1, 65535), default=9876, show_default=True,
               help="Port the replicas serve the webhook on (the Service's targetPort).")
@@ -69,8 +64,8 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     names and expiry, pod-webhook exclusions and policies, and TLS + /healthz of each endpoint
     reachable from here. Known failures are translated into a cause and a fix."""
     names = inv.Names(namespace=target.namespace, **names)
-    deadline = time.monotonic() + _duration(wait_for)
-    pause = _duration(interval)
+    deadline = time.monotonic() + wait_for
+    pause = interval
     api = target.api_client()
     while True:
         inventory = inv.collect(api, names, timeout=target.request_timeout)
@@ -97,7 +92,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     else:
         click.echo(findings_table(findings))
     if bad:
-        sys.exit(EXIT_TIMEOUT if _duration(wait_for) > 0 else EXIT_FINDINGS)
+        sys.exit(EXIT_TIMEOUT if wait_for > 0 else EXIT_FINDINGS)
 
 
 COMMANDS = [webhook]

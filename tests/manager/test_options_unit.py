@@ -45,7 +45,8 @@ def test_flags_parse_as_go_flags_do(argv, field, value):
     assert getattr(parse(argv, environ={}), field) == value
 
 
-@pytest.mark.parametrize("argv", [["--webhook-io-timeout=soon"], ["--enable-leader-election=maybe"],
+@pytest.mark.parametrize("argv", [["--webhook-io-timeout=soon"], ["--webhook-io-timeout=-1"],
+                                  ["--webhook-io-timeout=nan"], ["--enable-leader-election=maybe"],
                                   ["--metrics-addr=8080"], ["--role=both"], ["--webhook-port=x"]])
 def test_bad_values_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
