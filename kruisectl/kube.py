@@ -35,6 +35,8 @@ class KubeTarget:
     context: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     request_timeout: float = 10.0
+    context_used: str | None = None  # set by api_client(): the context and user really used
+    user_used: str | None = None
 
     def api_client(self, pool_size: int | None = None):
         """A configured kubernetes ApiClient; a one-line CLIError when that is impossible.
@@ -43,20 +45,25 @@ class KubeTarget:
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
+        from .kubeconfig import KubeconfigError, merge, split
+
         path = self.kubeconfig or os.environ.get("KUBECONFIG") or None
         try:
             if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-                if path:
-                    first = path.split(os.pathsep)[0]
-                    if not os.path.exists(first):
-                        raise CLIError(f"kubeconfig {first} does not exist")
                 configuration = client.Configuration()
-                config.load_kube_config(config_file=path, context=self.context, client_configuration=configuration)
+                files = split(path) if path else [os.path.expanduser("~/.kube/config")]
+                merged, used = merge(files)
+                self.context_used = self.context or merged.get("current-context")
+                context = next((c for c in merged["contexts"] if c.get("name") == self.context_used), None)
+                self.user_used = ((context or {}).get("context") or {}).get("user")
+                config.load_kube_config_from_dict(merged, context=self.context, client_configuration=configuration,
+                                                  persist_config=False)
             else:
                 configuration = client.Configuration()
                 config.load_incluster_config(client_configuration=configuration)
-        except CLIError:
-            raise
+                self.context_used, self.user_used = "(in-cluster)", "(service account)"
+        except KubeconfigError as err:
+            raise CLIError(str(err)) from None
         except ConfigException as err:
             raise CLIError(f"bad kubeconfig: {str(err).splitlines()[0]}") from None
         except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:

@@ -74,3 +74,26 @@ def test_kubeconfig_and_context_reach_the_real_cluster(cluster):
 
     api = KubeTarget(kubeconfig=str(cluster.kubeconfig), context="local").api_client()
     assert client.VersionApi(api).get_code().git_version == "v1.36.3"
+
+
+@pytest.mark.cluster
+def test_several_kubeconfig_files_act_as_the_first_files_user(cluster, tmp_path):
+    """KUBECONFIG=missing:real:decoy: the missing file is skipped and the real one's context and
+    user are used (a decoy later in the list naming the same context points elsewhere)."""
+    import os
+
+    import yaml
+    from click.testing import CliRunner
+
+    from kruisectl.cli import cli
+
+    decoy = tmp_path / "decoy"
+    real = yaml.safe_load(cluster.kubeconfig.read_text())
+    decoy.write_text(yaml.safe_dump({**real, "clusters": [{"name": c["name"], "cluster": {"server": "https://127.0.0.1:1"}}
+                                                          for c in real["clusters"]]}))
+    paths = os.pathsep.join([str(tmp_path / "missing"), str(cluster.kubeconfig), str(decoy)])
+    result = CliRunner().invoke(cli, ["status", "-o", "wide", "-n", "kube-system"], env={"KUBECONFIG": paths})
+    context, user = real["current-context"], next(c["context"]["user"] for c in real["contexts"]
+                                                  if c["name"] == real["current-context"])
+    assert f"kubeconfig context: {context}, user: {user}" in result.output, result.output
+    assert "127.0.0.1:1" not in result.output

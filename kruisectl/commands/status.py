@@ -110,6 +110,8 @@ def _show(api, names, target, output, clear: bool) -> list[str]:
         if clear and sys.stdout.isatty():
             click.clear()
         click.echo(_render(report, output == "wide"))
+        if output == "wide":
+            click.echo(f"\nkubeconfig context: {target.context_used or '-'}, user: {target.user_used or '-'}")
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
     return problems
