@@ -644,8 +644,9 @@ def _endpoint_removal(observer: Observer, victims: list[str], began: float, ende
 
 
 # ---- preflight, plan, run ----------------------------------------------------------------
-def preflight(api, names: Names, timeout: float, force: bool) -> list[str]:
-    """Reasons not to drill (empty: go): fewer than 2 ready replicas, doctor errors."""
+def preflight(api, names: Names, timeout: float, force: bool, explicit: set[str] = frozenset()) -> list[str]:
+    """Reasons not to drill (empty: go): fewer than 2 ready replicas, doctor errors. A missing
+    namespace or explicitly named object raises CLIError."""
     from . import inventory as inv
     from .doctor import diagnose
 
@@ -653,6 +654,7 @@ def preflight(api, names: Names, timeout: float, force: bool) -> list[str]:
     fatal = inventory.fatal()
     if fatal:
         raise DrillRefused(fatal)
+    inv.ensure_target(api, inventory, explicit, timeout)
     if inventory.deployment is None:
         raise DrillRefused(f"deployment {names.namespace}/{names.deployment} not found")
     ready = sum(1 for p in inventory.pods if pod_ready(p) and not p["metadata"].get("deletionTimestamp"))

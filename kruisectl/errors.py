@@ -41,14 +41,23 @@ def describe_api_error(exc: BaseException) -> str:
             return f"cannot reach the cluster: {reason}"
         return f"apiserver answered {exc.status}: {reason}"
     text = str(exc)
-    for marker, message in (
-        ("Connection refused", "cannot reach the cluster: connection refused"),
-        ("Max retries exceeded", "cannot reach the cluster"),
-        ("timed out", "cannot reach the cluster: timed out"),
-        ("CERTIFICATE_VERIFY_FAILED", "cannot reach the cluster: TLS verification failed"),
-        ("Name or service not known", "cannot reach the cluster: host name does not resolve"),
+    # The specific causes first: urllib3 wraps every one of them in "Max retries exceeded".
+    for markers, message in (
+        (("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
+         "TLS: the apiserver's certificate is not signed by the kubeconfig's certificate-authority (wrong CA?)"),
+        (("doesn't match", "Hostname mismatch", "IP address mismatch"),
+         "TLS: the apiserver's certificate does not name the host in the kubeconfig's server URL"),
+        (("SSLError", "SSL:", "WRONG_VERSION_NUMBER"), "TLS handshake failed (is the server URL https?)"),
+        (("Name or service not known", "Temporary failure in name resolution", "nodename nor servname",
+          "NameResolutionError", "No address associated"),
+         "cannot reach the cluster: DNS: the server's host name does not resolve"),
+        (("ConnectTimeoutError", "ReadTimeoutError", "timed out"),
+         "cannot reach the cluster: timed out (the apiserver did not answer)"),
+        (("Connection refused",), "cannot reach the cluster: connection refused (nothing listens at the server URL)"),
+        (("Connection reset", "RemoteDisconnected"), "the connection was closed by the server"),
+        (("Max retries exceeded", "NewConnectionError"), "cannot reach the cluster"),
     ):
-        if marker in text:
+        if any(marker in text for marker in markers):
             url = _server_of(text)
             return f"{message}{f' ({url})' if url else ''}"
     return text.splitlines()[0] if text else type(exc).__name__

@@ -49,6 +49,8 @@ class Inventory:
     pdbs: list[dict] | None = None
     errors: dict[str, str] = field(default_factory=dict)  # read -> one-line reason
     statuses: dict[str, int] = field(default_factory=dict)  # read -> HTTP status of a failed read
+    absent: list[str] = field(default_factory=list)  # reads answered 404 (the object does not exist)
+    namespace_exists: bool = True
 
     def to_dict(self) -> dict:
         """The inventory as JSON-ready data (recorded from a cluster for tests and reports)."""
@@ -116,11 +118,16 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
         except Exception as err:  # noqa: BLE001 - recorded, never raised
             return key, None, 0, describe_api_error(err)
 
+    calls["namespace"] = get(f"/api/v1/namespaces/{ns}")
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         for key, value, status, reason in pool.map(lambda item: run(*item), calls.items()):
-            if reason is None:
+            if key == "namespace":
+                inventory.namespace_exists = status != 404
+            elif reason is None:
                 setattr(inventory, key, value)
-            elif status != 404:  # absent is a finding for the caller, not a read error
+            elif status == 404:  # absent is a finding for the caller, not a read error
+                inventory.absent.append(key)
+            else:
                 inventory.errors[key] = reason
                 inventory.statuses[key] = status or 0
         node_names = sorted({p["spec"].get("nodeName") for p in inventory.pods if p["spec"].get("nodeName")})
@@ -132,6 +139,42 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
             elif status != 404:
                 inventory.errors[key] = reason
     return inventory
+
+
+_OBJECT_KINDS = {"lease": ("lease", "lease"), "deployment": ("deployment", "deployment"),
+                 "service": ("service", "service"), "secret": ("secret", "secret"),
+                 "mutating": ("mutatingwebhookconfiguration", "mutating"),
+                 "validating": ("validatingwebhookconfiguration", "validating")}
+
+
+def installs_elsewhere(api_client, names: Names, timeout: float) -> list[str]:
+    """Namespaces other than ``names.namespace`` with pods labelled as the manager's."""
+    try:
+        pods = get_json(api_client, "/api/v1/pods", timeout, labelSelector=names.selector)["items"]
+    except Exception:  # noqa: BLE001 - only a hint: nothing to add when it cannot be read
+        return []
+    return sorted({p["metadata"]["namespace"] for p in pods} - {names.namespace})
+
+
+def ensure_target(api_client, inventory: Inventory, explicit: set[str], timeout: float) -> None:
+    """A CLIError (exit 2, and no other claim) when the namespace does not exist or an object the
+    user named explicitly is not there; says where a manager was found instead."""
+    from .errors import CLIError
+
+    names = inventory.names
+    wrong = []
+    if not inventory.namespace_exists:
+        wrong.append(f"namespace {names.namespace} does not exist")
+    else:
+        for key in sorted(explicit & set(inventory.absent)):
+            kind, attr = _OBJECT_KINDS[key]
+            scope = "" if kind.endswith("webhookconfiguration") else f"{names.namespace}/"
+            wrong.append(f"{kind} {scope}{getattr(names, attr)} not found")
+    if not wrong:
+        return
+    elsewhere = installs_elsewhere(api_client, names, timeout)
+    hint = f" (pods labelled {names.selector} run in: {', '.join(elsewhere)}; pass -n)" if elsewhere else ""
+    raise CLIError("; ".join(wrong) + hint)
 
 
 def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300) -> list:

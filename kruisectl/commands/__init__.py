@@ -35,3 +35,8 @@ def name_options(*fields: str):
         return wrapper
 
     return decorate
+
+
+def explicit(names: dict) -> set[str]:
+    """The names the user set to something other than upstream's default."""
+    return {field for field, value in names.items() if value != _NAME_OPTIONS[field][1]}

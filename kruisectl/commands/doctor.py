@@ -11,7 +11,7 @@ from ..doctor import diagnose
 from ..errors import EXIT_FINDINGS, CLIError
 from ..findings import failing, findings_table, grade
 from ..kube import kube_options
-from . import name_options
+from . import explicit, name_options
 from ..output import dump, output_option
 
 EPILOG = """\b
@@ -37,11 +37,14 @@ def doctor(target, output, fail_on, names):
     """Check the kruise-manager against every failure mode of its high-availability design:
     leader, ready replicas, node/zone spread, zone labels, spread policy, surge capacity, host
     network, webhook namespace exclusions and failure policy, PDB, certificate, zone loss."""
+    given = names
     names = inv.Names(namespace=target.namespace, **names)
-    inventory = inv.collect(target.api_client(), names, timeout=target.request_timeout, extended=True)
+    api = target.api_client()
+    inventory = inv.collect(api, names, timeout=target.request_timeout, extended=True)
     fatal = inventory.fatal()
     if fatal:
         raise CLIError(fatal)
+    inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
     findings = diagnose(inventory)
     score, letter = grade(findings)
     if output in ("json", "yaml"):

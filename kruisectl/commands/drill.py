@@ -12,7 +12,7 @@ from ..errors import EXIT_FINDINGS, CLIError
 from ..kube import kube_options
 from ..output import dump, output_option, table
 from ..params import Duration
-from . import name_options
+from . import explicit, name_options
 
 SCENARIO_NAMES = tuple(lib.SCENARIOS)
 
@@ -120,6 +120,7 @@ def run_command(scenario, all_, yes, force, timeout, target, names, probe_namesp
     until the victim left the endpoints, time back to the full ready count, each replica's
     share of the traffic."""
     options = _options(probe_namespace, rate, crash_budget, leader_gap_budget, timeout)
+    given = names
     names = inv.Names(namespace=target.namespace, **names)
     scenarios = _scenarios(scenario, all_)
     api = target.api_client(pool_size=64)
@@ -129,7 +130,7 @@ def run_command(scenario, all_, yes, force, timeout, target, names, probe_namesp
         click.echo("\nNothing was done: add --yes to run it.", err=True)
         return
     try:
-        reasons = lib.preflight(api, names, target.request_timeout, force)
+        reasons = lib.preflight(api, names, target.request_timeout, force, explicit(given))
     except lib.DrillRefused as err:
         raise CLIError(str(err)) from None
     if reasons:

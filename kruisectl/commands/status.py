@@ -12,7 +12,7 @@ from .. import inventory as inv
 from .. import status as report_of
 from ..errors import EXIT_FINDINGS, CLIError
 from ..kube import kube_options
-from . import name_options
+from . import explicit, name_options
 from ..output import age, dump, output_option, table
 
 EPILOG = """\b
@@ -87,9 +87,10 @@ def _render(report: dict, wide: bool) -> str:
 def status(target, output, names, watch):
     """Leader (holder -> pod -> node -> zone, STALE when not renewed), replicas, zone spread and
     webhook summary of the kruise-manager."""
+    explicit_names = explicit(names)
     names = inv.Names(namespace=target.namespace, **names)
     api = target.api_client()
-    problems = _show(api, names, target, output, clear=False)
+    problems = _show(api, names, target, output, clear=False, explicit_names=explicit_names)
     if watch:
         _watch(api, names, target, output)
         return
@@ -97,11 +98,12 @@ def status(target, output, names, watch):
         sys.exit(EXIT_FINDINGS)
 
 
-def _show(api, names, target, output, clear: bool) -> list[str]:
+def _show(api, names, target, output, clear: bool, explicit_names: frozenset = frozenset()) -> list[str]:
     inventory = inv.collect(api, names, timeout=target.request_timeout)
     fatal = inventory.fatal()
     if fatal:
         raise CLIError(fatal)
+    inv.ensure_target(api, inventory, explicit_names, target.request_timeout)
     report = report_of.build(inventory)
     problems = report_of.problems(report)
     if output in ("json", "yaml"):

@@ -12,7 +12,7 @@ from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError
 from ..doctor import SYSTEM_NAMESPACES, excludes_namespace, pod_webhooks
 from ..findings import failing, findings_table
 from ..kube import kube_options
-from . import name_options
+from . import explicit, name_options
 from ..output import dump, output_option
 from ..params import DURATION, POSITIVE_DURATION
 from ..probe import run as run_probe
@@ -63,6 +63,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     """Service and ready endpoints, caBundle against the Secret's CA, the serving certificate's
     names and expiry, pod-webhook exclusions and policies, and TLS + /healthz of each endpoint
     reachable from here. Known failures are translated into a cause and a fix."""
+    given = names
     names = inv.Names(namespace=target.namespace, **names)
     deadline = time.monotonic() + wait_for
     pause = interval
@@ -72,6 +73,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
         fatal = inventory.fatal()
         if fatal:
             raise CLIError(fatal)
+        inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
         findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
         skipping = [w["name"] for w in pod_webhooks(inventory.mutating) if excludes_namespace(w, probe_namespace)]
         if probe and skipping and probe_namespace in (*SYSTEM_NAMESPACES, names.namespace):

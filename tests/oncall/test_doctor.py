@@ -112,3 +112,20 @@ def test_doctor_as_a_subprocess_exits_with_its_findings(cluster, layout):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "zone-labels" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_wrong_namespace_or_name_is_said_and_nothing_else(cluster, layout):
+    ns = layout["namespace"]
+    base = ["--kubeconfig", str(cluster.kubeconfig)]
+    webhooks = ["--mutating-webhook-configuration", layout["mutating"],
+                "--validating-webhook-configuration", layout["validating"]]
+    for command in (["doctor"], ["status"], ["webhook", "check", "--no-probe"]):
+        result = CliRunner().invoke(cli, [*command, *base, "-n", "nope-ns"])
+        assert result.exit_code == 2, (command, result.output)
+        assert "namespace nope-ns does not exist" in result.stderr and ns in result.stderr, result.stderr
+        assert result.stdout == "", result.stdout  # no findings about a namespace that is not there
+    result = CliRunner().invoke(cli, ["doctor", *base, "-n", ns, *webhooks, "--service", "nope"])
+    assert result.exit_code == 2 and f"service {ns}/nope not found" in result.stderr, result.output
+    assert "blocked" not in result.output
+    result = CliRunner().invoke(cli, ["status", *base, "-n", ns, *webhooks, "--deployment", "nope"])
+    assert result.exit_code == 2 and f"deployment {ns}/nope not found" in result.stderr, result.output
