@@ -79,6 +79,9 @@ class Manager:
         from .webhook import WebhookServer
 
         a = self.args
+        started = threading.Event()
+        # Until every check below is registered, readiness must not pass on the few it has.
+        self.health.readiness["started"] = lambda: None if started.is_set() else "starting"
         self.health.readiness["shutdown"] = lambda: "shutting down" if self.shutting_down.is_set() else None
         self.health.serve(a.health_probe_addr)
         metrics.serve(a.metrics_addr)
@@ -111,6 +114,7 @@ class Manager:
                                                                      "the webhook accept loop")
         if self.runs_controller:
             self._start_controller(sidecarsets, namespaces)
+        started.set()
 
     def _start_controller(self, sidecarsets, namespaces) -> None:
         from .controller import StatusController

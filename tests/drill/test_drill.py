@@ -74,8 +74,10 @@ def test_scenario_stays_within_the_designs_budget(installed, scenario):
 def test_ctrl_c_stops_the_load_and_deletes_the_probe(installed):
     installed.wait_settled()
     env = {**os.environ, "KUBECONFIG": str(installed.cluster.kubeconfig)}
+    # A terminal's Ctrl-C: SIGINT's default disposition, even when this run inherited it ignored.
     process = subprocess.Popen([sys.executable, "-m", "kruisectl", "drill", "run", "rollout", "--yes", "--rate", "5"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")], timeout=60,
                  what="the drill's probe SidecarSet")

@@ -128,7 +128,9 @@ def test_watch_redraws_when_the_lease_changes_hands(cluster, api, layout):
     argv = [sys.executable, "-m", "kruisectl", "status", "--watch", "--kubeconfig", str(cluster.kubeconfig),
             "-n", layout["namespace"], "--mutating-webhook-configuration", layout["mutating"],
             "--validating-webhook-configuration", layout["validating"]]
-    watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A terminal's Ctrl-C: SIGINT's default disposition, even when this run inherited it ignored.
+    watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in watcher.stdout], daemon=True).start()
     new_holder = f"{layout['pods'][1].metadata.name}_handover"
