@@ -228,8 +228,35 @@ CHECKS = (check_leader, check_ready_replicas, check_spread, check_zone_labels, c
           check_certificate, check_zone_failure)
 
 
+# Each check's id and the reads its verdict rests on: when one was refused the verdict is unknown.
+NEEDS = {
+    check_leader: ("leader", ("lease", "pods")),
+    check_ready_replicas: ("ready-replicas", ("pods",)),
+    check_spread: ("spread", ("pods", "node")),
+    check_zone_labels: ("zone-labels", ("pods", "node", "all_nodes")),
+    check_when_unsatisfiable: ("zone-spread-policy", ("deployment", "all_nodes")),
+    check_surge_capacity: ("surge-capacity", ("deployment", "all_nodes", "all_pods")),
+    check_host_network: ("host-network", ("deployment",)),
+    check_namespace_exclusion: ("namespace-exclusion", ("mutating", "validating")),
+    check_failure_policy: ("failure-policy", ("mutating", "validating", "endpoint_slices")),
+    check_pdb: ("pdb", ("pdbs", "deployment")),
+    check_certificate: ("certificate", ("secret", "mutating", "validating")),
+    check_zone_failure: ("zone-failure", ("pods", "node")),
+}
+
+
 def diagnose(inventory: Inventory, now=None) -> list[Finding]:
     """Every check's finding; ``now`` (default: the current time) judges the Lease and the
-    certificate, so a recorded inventory can be diagnosed as of when it was recorded."""
+    certificate, so a recorded inventory can be diagnosed as of when it was recorded. A check
+    whose reads were refused says "unknown" and which permission is missing, never a verdict."""
     report = build(inventory, now)
-    return [check(inventory, report) for check in CHECKS]
+    findings = []
+    for check in CHECKS:
+        name, reads = NEEDS[check]
+        denied = inventory.denied(*reads)
+        if denied:
+            findings.append(Finding(name, "info", f"unknown ({denied})",
+                                    "grant that permission, or run doctor as a user who has it"))
+        else:
+            findings.append(check(inventory, report))
+    return findings

@@ -62,10 +62,26 @@ class Inventory:
     def from_dict(cls, data: dict) -> "Inventory":
         return cls(**{**data, "names": Names(**data["names"])})
 
+    def denied(self, *reads: str) -> str | None:
+        """``forbidden: <verb> <resource>`` when any of ``reads`` was refused (403), else None.
+        ``node`` stands for every per-node read."""
+        refused = []
+        for read, status in self.statuses.items():
+            key = "node" if read.startswith("node/") else read
+            if status == 403 and key in reads:
+                refused.append(permission(key, self.names.namespace))
+        return f"forbidden: {', '.join(dict.fromkeys(refused))}" if refused else None
+
+    def forbidden(self) -> list[str]:
+        """Every permission a refused read needed, as ``kubectl auth can-i`` names them."""
+        keys = {"node" if r.startswith("node/") else r for r, status in self.statuses.items() if status == 403}
+        return sorted({permission(key, self.names.namespace) for key in keys})
+
     def fatal(self) -> str | None:
-        """A reason when the cluster could not be read at all (unreachable, unauthorized)."""
-        if self.errors and len(self.errors) >= len(READS):
-            return next(iter(self.errors.values()))
+        """A reason when nothing can be trusted: the credentials were rejected, or no read
+        reached the apiserver at all. (Refused reads are not fatal: their verdicts are unknown.)"""
+        if all(key in self.errors and self.statuses.get(key) == 0 for key in READS):
+            return self.errors[READS[0]]
         for read, status in self.statuses.items():
             if status == 401:
                 return self.errors[read]
@@ -77,6 +93,27 @@ def get_json(api_client, path: str, timeout: float, **query) -> dict:
 
 
 READS = ("lease", "deployment", "pods", "service", "endpoint_slices", "secret", "mutating", "validating")
+
+# What each read needs, as `kubectl auth can-i` takes it: (verb, resource, namespaced).
+PERMISSIONS = {
+    "lease": ("get", "leases.coordination.k8s.io", True),
+    "deployment": ("get", "deployments.apps", True),
+    "pods": ("list", "pods", True),
+    "service": ("get", "services", True),
+    "endpoint_slices": ("list", "endpointslices.discovery.k8s.io", True),
+    "secret": ("get", "secrets", True),
+    "mutating": ("get", "mutatingwebhookconfigurations.admissionregistration.k8s.io", False),
+    "validating": ("get", "validatingwebhookconfigurations.admissionregistration.k8s.io", False),
+    "node": ("get", "nodes", False),
+    "all_nodes": ("list", "nodes", False),
+    "all_pods": ("list", "pods --all-namespaces", False),
+    "pdbs": ("list", "poddisruptionbudgets.policy", True),
+}
+
+
+def permission(read: str, namespace: str) -> str:
+    verb, resource, namespaced = PERMISSIONS[read]
+    return f"{verb} {resource}" + (f" -n {namespace}" if namespaced else "")
 
 
 def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = False) -> Inventory:
@@ -138,6 +175,7 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
                 inventory.nodes[value["metadata"]["name"]] = value
             elif status != 404:
                 inventory.errors[key] = reason
+                inventory.statuses[key] = status or 0
     return inventory
 
 

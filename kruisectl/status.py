@@ -15,6 +15,7 @@ from .inventory import Inventory
 from .leader import interpret
 
 NO_ZONE = "<none>"
+UNKNOWN_ZONE = "<unknown>"  # the node could not be read
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -89,14 +90,16 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
     leader_pod = next((p for p in pods if p["metadata"]["name"] == leader.pod), None)
     leader_node = (leader_pod or {}).get("spec", {}).get("nodeName")
 
+    nodes_denied = inventory.denied("node")
     replicas = []
     for pod in pods:
         node = pod["spec"].get("nodeName")
         created = _time(pod["metadata"].get("creationTimestamp"))
+        node_unread = bool(node) and node not in inventory.nodes and bool(nodes_denied)
         replicas.append({
             "pod": pod["metadata"]["name"],
             "node": node,
-            "zone": _zone_of(inventory.nodes, node),
+            "zone": UNKNOWN_ZONE if node_unread else _zone_of(inventory.nodes, node),
             "ready": pod_ready(pod),
             "restarts": _restarts(pod),
             "ageSeconds": (now - created).total_seconds() if created else None,
@@ -108,7 +111,7 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
 
     scheduled = [r for r in replicas if r["node"]]
     per_zone = Counter(r["zone"] or NO_ZONE for r in scheduled)
-    zoned_counts = [n for z, n in per_zone.items() if z != NO_ZONE]
+    zoned_counts = [n for z, n in per_zone.items() if z not in (NO_ZONE, UNKNOWN_ZONE)]
     cert = serving_certificate(inventory.secret)
     deployment_status = (inventory.deployment or {}).get("status", {})
     endpoints = ready_endpoints(inventory.endpoint_slices)
@@ -119,6 +122,7 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
             **leader.to_dict(),
             "node": leader_node,
             "zone": _zone_of(inventory.nodes, leader_node),
+            "unknown": inventory.denied("lease"),  # the Lease could not be read: no verdict on it
         },
         "deployment": None if inventory.deployment is None else {
             "name": inventory.names.deployment,
@@ -132,16 +136,20 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
             "replicasPerZone": dict(sorted(per_zone.items())),
             "skew": (max(zoned_counts) - min(zoned_counts)) if zoned_counts else None,
             "replicasOnNodesWithoutZone": sorted(r["pod"] for r in scheduled if not r["zone"]),
+            "unknown": nodes_denied,
         },
         "webhook": {
             "service": inventory.names.service if inventory.service is not None else None,
             "readyEndpoints": endpoints,
             "readyReplicas": sum(1 for r in replicas if r["ready"]),
-            "caBundle": ca_bundle_state([inventory.mutating, inventory.validating], cert["ca"]),
+            "caBundle": ("unknown (" + denied + ")") if (denied := inventory.denied("mutating", "validating", "secret"))
+            else ca_bundle_state([inventory.mutating, inventory.validating], cert["ca"]),
             "certNotAfter": cert["notAfter"].isoformat() if cert["notAfter"] else None,
             "certExpiresInDays": round((cert["notAfter"] - now).total_seconds() / 86400, 1) if cert["notAfter"] else None,
         },
         "readErrors": dict(sorted(inventory.errors.items())),
+        "replicasUnknown": inventory.denied("pods"),
+        "missingPermissions": inventory.forbidden(),
     }
 
 
@@ -149,10 +157,14 @@ def problems(report: dict) -> list[str]:
     """Error-level facts that make `status` exit 1."""
     found = []
     leader = report["leader"]
-    if not leader["exists"]:
+    if leader.get("unknown"):
+        pass  # no verdict on a Lease that could not be read
+    elif not leader["exists"]:
         found.append(f"no Lease {report['namespace']}/{leader['lease']}: no controller has ever led here")
     elif leader["stale"]:
         found.append("leader lease is STALE: no active leader is reconciling")
+    if report.get("replicasUnknown"):
+        return found  # no verdict on pods that could not be listed
     if report["deployment"] is None and not report["replicas"]:
         found.append("no manager Deployment or pods found")
     elif not any(r["ready"] for r in report["replicas"]):

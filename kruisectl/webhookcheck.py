@@ -171,7 +171,21 @@ def probe_endpoints(inv: Inventory, report: dict, port: int, timeout: float = 2.
     return findings
 
 
+# Each check's id and the reads its verdict rests on: when one was refused the verdict is unknown.
+NEEDS = {"service": ("service", "endpoint_slices"), "cabundle": ("mutating", "validating", "secret"),
+         "serving-cert": ("secret",), "pod-webhook": ("mutating", "validating"), "endpoint": ("secret", "endpoint_slices")}
+
+
 def check(inv: Inventory, port: int, timeout: float = 2.0) -> list[Finding]:
     report = build(inv, dt.datetime.now(dt.timezone.utc))
-    return (check_service(inv, report) + check_ca_bundles(inv, report) + check_certificate_names(inv, report)
-            + check_pod_webhooks(inv, report) + probe_endpoints(inv, report, port, timeout))
+    findings = []
+    for name, run in (("service", check_service), ("cabundle", check_ca_bundles),
+                      ("serving-cert", check_certificate_names), ("pod-webhook", check_pod_webhooks),
+                      ("endpoint", lambda i, r: probe_endpoints(i, r, port, timeout))):
+        denied = inv.denied(*NEEDS[name])
+        if denied:
+            findings.append(Finding(name, "info", f"unknown ({denied})", "grant that permission, or run the check as "
+                                    "a user who has it"))
+        else:
+            findings += run(inv, report)
+    return findings

@@ -50,14 +50,19 @@ def doctor(target, output, fail_on, names):
     if output in ("json", "yaml"):
         click.echo(dump({"namespace": names.namespace, "score": score, "grade": letter,
                          "findings": [f.to_dict() for f in findings],
-                         "readErrors": inventory.errors}, output))
+                         "readErrors": inventory.errors, "missingPermissions": inventory.forbidden()}, output))
     else:
         click.echo(findings_table(findings, wide=output == "wide"))
         counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "info", "ok")}
         click.echo(f"\nkruise-manager in {names.namespace}: score {score}/100, grade {letter} "
                    f"({counts['error']} error, {counts['warning']} warning, {counts['info']} info, {counts['ok']} ok)")
         for read, reason in inventory.errors.items():
-            click.echo(f"warning: could not read {read}: {reason}", err=True)
+            if inventory.statuses.get(read) != 403:  # refused reads: summed up below
+                click.echo(f"warning: could not read {read}: {reason}", err=True)
+    missing = inventory.forbidden()
+    if missing:
+        raise CLIError(f"forbidden: missing permissions: {'; '.join(missing)} (the checks that need them say "
+                       "unknown)")
     if failing(findings, fail_on):
         sys.exit(EXIT_FINDINGS)
 

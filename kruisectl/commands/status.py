@@ -33,7 +33,9 @@ Exit codes:
 def _render(report: dict, wide: bool) -> str:
     lines = []
     leader = report["leader"]
-    if not leader["exists"]:
+    if leader.get("unknown"):
+        lines.append(f"Leader:   unknown ({leader['unknown']})")
+    elif not leader["exists"]:
         lines.append(f"Leader:   none (Lease {report['namespace']}/{leader['lease']} not found)")
     else:
         state = "STALE (no active leader)" if leader["stale"] else "active"
@@ -65,6 +67,8 @@ def _render(report: dict, wide: bool) -> str:
     skew = "" if zones["skew"] is None else f" (skew {zones['skew']})"
     lines.append("")
     lines.append(f"Zones:    {spread}{skew}")
+    if zones.get("unknown"):
+        lines.append(f"          zones of some nodes unknown ({zones['unknown']})")
     if zones["replicasOnNodesWithoutZone"]:
         lines.append(f"          on nodes without {report_of.ZONE_LABEL}: {', '.join(zones['replicasOnNodesWithoutZone'])}"
                      " (see `kruisectl label-zones`)")
@@ -74,7 +78,8 @@ def _render(report: dict, wide: bool) -> str:
     lines.append(f"Webhook:  {service}: {len(webhook['readyEndpoints'])} ready endpoint(s) / {webhook['readyReplicas']} "
                  f"ready replica(s), caBundle {webhook['caBundle']}, {cert}")
     for read, reason in report["readErrors"].items():
-        lines.append(f"warning: could not read {read}: {reason}")
+        if not reason.startswith("forbidden"):  # refused reads are summed up as missing permissions
+            lines.append(f"warning: could not read {read}: {reason}")
     return "\n".join(lines)
 
 
@@ -90,15 +95,17 @@ def status(target, output, names, watch):
     explicit_names = explicit(names)
     names = inv.Names(namespace=target.namespace, **names)
     api = target.api_client()
-    problems = _show(api, names, target, output, clear=False, explicit_names=explicit_names)
+    problems, missing = _show(api, names, target, output, clear=False, explicit_names=explicit_names)
     if watch:
         _watch(api, names, target, output)
         return
+    if missing:
+        raise CLIError(f"forbidden: missing permissions: {'; '.join(missing)} (what needs them is shown as unknown)")
     if problems:
         sys.exit(EXIT_FINDINGS)
 
 
-def _show(api, names, target, output, clear: bool, explicit_names: frozenset = frozenset()) -> list[str]:
+def _show(api, names, target, output, clear: bool, explicit_names: frozenset = frozenset()) -> tuple[list[str], list[str]]:
     inventory = inv.collect(api, names, timeout=target.request_timeout)
     fatal = inventory.fatal()
     if fatal:
@@ -116,7 +123,7 @@ def _show(api, names, target, output, clear: bool, explicit_names: frozenset = f
             click.echo(f"\nkubeconfig context: {target.context_used or '-'}, user: {target.user_used or '-'}")
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
-    return problems
+    return problems, report["missingPermissions"]
 
 
 def _watch(api, names, target, output) -> None:

@@ -89,10 +89,15 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
             break
         click.echo(f"waiting: {len(bad)} problem(s), first: {bad[0].message}", err=True)
         time.sleep(pause)
+    missing = inventory.forbidden()
     if output in ("json", "yaml"):
-        click.echo(dump({"namespace": names.namespace, "findings": [f.to_dict() for f in findings]}, output))
+        click.echo(dump({"namespace": names.namespace, "findings": [f.to_dict() for f in findings],
+                         "missingPermissions": missing}, output))
     else:
         click.echo(findings_table(findings))
+    if missing:
+        raise CLIError(f"forbidden: missing permissions: {'; '.join(missing)} (the checks that need them say "
+                       "unknown)")
     if bad:
         sys.exit(EXIT_TIMEOUT if wait_for > 0 else EXIT_FINDINGS)
 

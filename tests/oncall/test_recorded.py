@@ -139,3 +139,48 @@ def test_certificate_expiry_as_time_passes(days_later, level):
     now = as_of(data) + dt.timedelta(days=days_later)
     data["lease"]["spec"]["renewTime"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the leader is still renewing
     assert findings(data, now)["certificate"][0] == level
+
+
+def as_viewer(d):
+    """What a user with only the `view` role in the manager's namespace reads: no Lease, no
+    Secret, nothing cluster-scoped."""
+    for key in ("lease", "secret", "mutating", "validating", "all_nodes", "all_pods"):
+        d[key] = None
+        d["errors"][key], d["statuses"][key] = f"forbidden: {key}", 403
+    for name in list(d["nodes"]):
+        d["errors"][f"node/{name}"], d["statuses"][f"node/{name}"] = "forbidden: nodes", 403
+    d["nodes"] = {}
+
+
+def test_refused_reads_are_unknown_never_missing():
+    data = recorded()
+    now = as_of(data)
+    as_viewer(data)
+    inventory = Inventory.from_dict(data)
+    report = build(inventory, now)
+    assert report["leader"]["unknown"] == "forbidden: get leases.coordination.k8s.io -n kruise-system"
+    assert problems(report) == []  # not "no controller has ever led here"
+    assert report["zones"]["replicasOnNodesWithoutZone"] == []  # not "nodes without a zone"
+    assert report["webhook"]["caBundle"].startswith("unknown (forbidden: ") and "mutatingwebhookconfigurations" in \
+        report["webhook"]["caBundle"]
+    assert inventory.forbidden() == [
+        "get leases.coordination.k8s.io -n kruise-system", "get mutatingwebhookconfigurations.admissionregistration.k8s.io",
+        "get nodes", "get secrets -n kruise-system", "get validatingwebhookconfigurations.admissionregistration.k8s.io",
+        "list nodes", "list pods --all-namespaces"]
+    found = findings(data, now)
+    assert all(level != "error" and level != "warning" for level, _ in found.values()), found
+    for check in ("leader", "spread", "zone-labels", "namespace-exclusion", "failure-policy", "certificate",
+                  "zone-failure", "surge-capacity"):
+        assert found[check][1].startswith("unknown (forbidden: "), (check, found[check])
+    assert found["ready-replicas"][0] == "ok" and found["host-network"][0] == "ok"  # what it could read, it judges
+
+
+def test_an_unreachable_cluster_is_fatal_and_a_refused_one_is_not():
+    data = recorded()
+    as_viewer(data)
+    assert Inventory.from_dict(data).fatal() is None
+    from kruisectl.inventory import READS, Names
+
+    unreachable = Inventory(names=Names("kruise-system"), errors={k: "cannot reach the cluster" for k in READS},
+                            statuses={k: 0 for k in READS})
+    assert unreachable.fatal() == "cannot reach the cluster"
