@@ -36,17 +36,21 @@ class GoModule:
     def directory(self) -> Path:
         return TOOLS_DIR / self.name
 
-    def pinned_version(self) -> str:
+    def pinned_version(self, module: str | None = None) -> str:
+        module = module or self.version_of
         gomod = (self.directory / "go.mod").read_text()
-        match = re.search(rf"^\s*(?:require\s+)?{re.escape(self.version_of)}\s+(v\S+)", gomod, re.M)
+        match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", gomod, re.M)
         if not match:
-            raise RuntimeError(f"{self.directory}/go.mod does not require {self.version_of}")
+            raise RuntimeError(f"{self.directory}/go.mod does not require {module}")
         return match.group(1)
 
     def ldflags(self) -> str:
         version = self.pinned_version()
         major, minor = version.lstrip("v").split(".")[:2]
-        return ("-s -w " + self.ldflags_template.format(version=version, major=major, minor=minor)).strip()
+        fields = {"version": version, "major": major, "minor": minor}
+        if "{kube_minor}" in self.ldflags_template:  # the Kubernetes release its client-go belongs to
+            fields["kube_minor"] = self.pinned_version("k8s.io/client-go").lstrip("v").split(".")[1]
+        return ("-s -w " + self.ldflags_template.format(**fields)).strip()
 
 
 _K8S_VERSION_FLAGS = " ".join(
@@ -86,7 +90,11 @@ MODULES = (
         name="helm",
         commands={"helm": "helm.sh/helm/v3/cmd/helm"},
         version_of="helm.sh/helm/v3",
-        ldflags_template="-X helm.sh/helm/v3/internal/version.version={version}",
+        # As helm's own Makefile: the Kubernetes version helm assumes without --kube-version is
+        # the one its client-go belongs to (else v1.20, which the chart's kubeVersion refuses).
+        ldflags_template="-X helm.sh/helm/v3/internal/version.version={version} " + " ".join(
+            f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMinor={{kube_minor}}"
+            for pkg in ("chartutil", "lint/rules")),
     ),
 )
 

@@ -25,6 +25,15 @@ def manager_container(objects, name="kruise-controller-manager"):
     return pod_spec(objects, name)["containers"][0]
 
 
+def test_the_projects_helm_renders_the_chart_without_a_kube_version(helm_binary):
+    """Built with its client-go's Kubernetes version (as helm's Makefile does), not v1.20,
+    which the chart's kubeVersion refuses."""
+    result = subprocess.run([helm_binary, "template", "kruise", str(BUNDLED_CHART)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "kind: Deployment" in result.stdout
+
+
 def test_lint_is_clean(helm_binary):
     result = subprocess.run([helm_binary, "lint", "--strict", str(BUNDLED_CHART), "--kube-version", KUBE_VERSION],
                             capture_output=True, text=True, timeout=60)
