@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -48,7 +49,7 @@ SAMPLE_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shop", "n
 
 
 def _run(title: str, argv: list[str], env: dict[str, str], stdin: str | None = None) -> int:
-    click.secho(f"\n$ {' '.join(argv)}", bold=True)
+    click.secho(f"\n$ {shlex.join(argv)}", bold=True)  # paste-able: quoted as a shell needs
     if title:
         click.echo(f"# {title}")
     return subprocess.run(argv, env=env, input=stdin, text=True).returncode
@@ -101,6 +102,7 @@ def up(nodes: int, bare_metal: int, timeout: float) -> None:
     _run("leader, replicas, zones and the webhook", ["kruisectl", "status"], env)
     _run("and doctor grades what it finds", ["kruisectl", "doctor"], env)
     click.echo(f"\nThe cluster stays up: export KUBECONFIG={kubeconfig}")
+    click.echo(f"The built kubectl and helm: export PATH={Path(kubectl).parent}:{Path(binaries['helm']).parent}:$PATH")
     if real:
         click.echo(f"Manager logs: {DEMO_DIR / 'hostlet' / 'pods'}/kruise-system_*/manager/<restart>.log")
     click.echo("Stop it with `make demo-down`.")

@@ -125,6 +125,28 @@ def module_bin_dir(module: GoModule, go_version: str) -> Path:
     return CACHE_DIR / "bin" / f"{module.name}-{module.pinned_version()}-{cache_key(module, go_version)}"
 
 
+PROGRESS_EVERY_S = 20.0
+
+
+def _go_build(argv: list[str], cwd: Path, env: dict, what: str, started: float, log) -> tuple[int, list[str]]:
+    """Run ``go build -v``, printing a progress line every ``PROGRESS_EVERY_S`` (packages
+    compiled so far, time spent) instead of staying silent for minutes; (exit code, output)."""
+    import threading
+
+    lines: list[str] = []
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    while process.poll() is None:
+        try:
+            process.wait(PROGRESS_EVERY_S)
+        except subprocess.TimeoutExpired:
+            print(f"  {what}: {len(lines)} packages compiled, {time.monotonic() - started:.0f}s so far", file=log,
+                  flush=True)
+    reader.join(10)
+    return process.returncode, [line.rstrip("\n") for line in lines]
+
+
 def build_module(module: GoModule, go_version: str, log=sys.stderr) -> Path:
     """Return the cached binary folder of ``module``, building it first if absent."""
     target = module_bin_dir(module, go_version)
@@ -138,17 +160,13 @@ def build_module(module: GoModule, go_version: str, log=sys.stderr) -> Path:
     started = time.monotonic()
     print(f"building {', '.join(module.commands)} ({module.version_of} {module.pinned_version()})...", file=log, flush=True)
     for binary, package in module.commands.items():
-        result = subprocess.run(
-            ["go", "build", "-trimpath", "-ldflags", module.ldflags(), "-o", str(staging / binary), package],
-            cwd=module.directory,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
+        returncode, output = _go_build(
+            ["go", "build", "-v", "-trimpath", "-ldflags", module.ldflags(), "-o", str(staging / binary), package],
+            module.directory, env, f"{module.name}: {binary}", started, log)
+        if returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
-            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-            raise BuildError(f"go build {package} failed (exit {result.returncode}):\n{tail}")
+            tail = "\n".join(output[-15:])
+            raise BuildError(f"go build {package} failed (exit {returncode}):\n{tail}")
     if module.assets:
         source = subprocess.run(
             ["go", "list", "-m", "-f", "{{.Dir}}", module.version_of],
