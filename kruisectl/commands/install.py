@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .. import DEPLOYMENT_NAME, helm, rollout
+from .. import DEPLOYMENT_NAME, dryrun, helm, rollout
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
 from ..kube import kube_options
 from ..params import POSITIVE_DURATION
@@ -16,7 +16,7 @@ INSTALL_EPILOG = """\b
 Examples:
   kruisectl install                                   # 3 replicas, zone spread, host network
   kruisectl install --strict-zone-spread --wait       # DoNotSchedule; wait until rolled out
-  kruisectl install --max-surge 1 --dry-run           # print the manifests for a small cluster
+  kruisectl install --max-surge 1 --dry-run           # the diff, validated by the apiserver
   kruisectl upgrade --replicas 5 --wait
   kruisectl uninstall
 
@@ -32,7 +32,8 @@ def common_options(func):
         click.option("--chart", default=str(helm.BUNDLED_CHART), show_default="the bundled charts/kruise",
                      help="Chart path or reference."),
         click.option("--helm-binary", default=None, metavar="PATH", help="helm to run (env KRUISECTL_HELM)."),
-        click.option("--dry-run", is_flag=True, help="Print the rendered manifests (validated by the cluster); change nothing."),
+        click.option("--dry-run", is_flag=True, help="Show what would change as a diff against the cluster, every object "
+                     "validated by the apiserver (server-side dry run); change nothing."),
         click.option("--wait/--no-wait", default=False, show_default=True, help="Wait until the manager is rolled out."),
         click.option("--timeout", type=POSITIVE_DURATION, default="5m", show_default=True, metavar="DURATION",
                      help="How long --wait waits."),
@@ -86,17 +87,31 @@ def _wait_rolled_out(target, timeout: float) -> None:
         sys.exit(EXIT_FINDINGS)
 
 
+def _dry_run(target, helm_run, binary: str, args: list[str], chart: str) -> None:
+    """helm's server dry run, then every object through a server-side dry-run apply: the diff
+    of what would change; exit 2 when the apiserver would refuse something."""
+    manifest = dryrun.release_manifest(helm_run, binary, args)
+    crds = helm_run(binary, ["show", "crds", chart]).stdout if args[0] == "install" else ""
+    changes = dryrun.plan(target.api_client(), manifest, target.namespace, target.request_timeout, crds)
+    for change in changes:
+        if change.action in ("create", "update"):
+            click.echo(change.diff)
+    invalid = [c for c in changes if c.action == "invalid"]
+    counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "unchanged", "invalid")}
+    click.echo(f"dry run of {args[0]} (nothing changed): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n),
+               err=True)
+    if invalid:
+        raise CLIError("the apiserver would refuse: " + "; ".join(f"{c.ref}: {c.error}" for c in invalid))
+
+
 def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeout, values_files, set_values, **ha):
     binary = helm.find_helm(helm_binary)
     chart_args = _chart_args(chart, values_files, set_values, **ha)
     connection = helm.connection_args(target)
     if dry_run:
-        if verb == "install":
-            result = helm.run(binary, ["template", release, *chart_args, *connection, "--validate", "--include-crds"])
-        else:
-            result = helm.run(binary, ["upgrade", release, *chart_args, *connection, "--reset-then-reuse-values",
-                                       "--dry-run=server"])
-        click.echo(result.stdout, nl=False)
+        base = ["install", release, *chart_args, *connection, "--create-namespace"] if verb == "install" else \
+            ["upgrade", release, *chart_args, *connection, "--reset-then-reuse-values"]
+        _dry_run(target, helm.run, binary, base, chart)
         return
     if verb == "install":
         args = ["install", release, *chart_args, *connection, "--create-namespace"]
@@ -144,15 +159,20 @@ def uninstall(target, release, helm_binary, dry_run, wait, timeout):
       kruisectl uninstall --dry-run
     """
     binary = helm.find_helm(helm_binary)
-    args = ["uninstall", release, *helm.connection_args(target)]
     if dry_run:
-        args.append("--dry-run")
-    if wait and not dry_run:
+        manifest = helm.run(binary, ["get", "manifest", release, *helm.connection_args(target)]).stdout
+        for obj in dryrun.manifests(manifest):
+            ns = obj["metadata"].get("namespace")
+            click.echo(f"would delete {obj['kind']}/{obj['metadata']['name']}" + (f" -n {ns}" if ns else ""))
+        click.echo(f"dry run: release {release} not uninstalled; kept in any case: CustomResourceDefinition "
+                   "sidecarsets.apps.kruise.io (helm never deletes CRDs)", err=True)
+        return
+    args = ["uninstall", release, *helm.connection_args(target)]
+    if wait:
         args += ["--wait", "--timeout", f"{int(timeout)}s"]
     result = helm.run(binary, args)
     click.echo(result.stdout.strip())
-    if not dry_run:
-        click.echo("kept: CustomResourceDefinition sidecarsets.apps.kruise.io (helm never deletes CRDs)", err=True)
+    click.echo("kept: CustomResourceDefinition sidecarsets.apps.kruise.io (helm never deletes CRDs)", err=True)
 
 
 COMMANDS = [install, upgrade, uninstall]

@@ -118,6 +118,13 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
 
     refused = not fit.ok and not force and bool(plan.changes)
     applied = False
+    if plan.changes and dry_run:
+        from kubernetes.client.exceptions import ApiException
+
+        try:  # the apiserver validates the change as the real run would send it; nothing is stored
+            rollout.apply_tune(api, target.namespace, deployment, plan, target.request_timeout, dry_run=True)
+        except ApiException as err:
+            raise CLIError(f"the apiserver would refuse this change: {describe_api_error(err)}") from None
     if plan.changes and not dry_run and not refused:
         from kubernetes.client.exceptions import ApiException
 

@@ -93,6 +93,22 @@ def test_install_upgrade_uninstall(chart_cluster, helm_binary):
     again = kruisectl(chart_cluster, helm_binary, "install")
     assert again.exit_code == 2 and "use kruisectl upgrade" in again.output
 
+    # Dry runs are validated by the apiserver and show what would change, changing nothing.
+    refused = kruisectl(chart_cluster, helm_binary, "upgrade", "--dry-run", "--max-unavailable", "150%")
+    assert refused.exit_code == 2, refused.output
+    diff = kruisectl(chart_cluster, helm_binary, "upgrade", "--dry-run", "--max-surge", "1")
+    assert diff.exit_code == 0, diff.output
+    assert "-      maxSurge: 100%" in diff.stdout and "+      maxSurge: 1" in diff.stdout, diff.stdout
+    assert apps.read_namespaced_deployment("kruise-controller-manager", NS).spec.strategy.rolling_update.max_surge \
+        == "100%"
+    tune = CliRunner().invoke(cli, ["rollout", "tune", "--max-surge", "2147483648", "--dry-run", "--force", "-n", NS,
+                                    "--kubeconfig", str(chart_cluster.kubeconfig)])
+    assert tune.exit_code == 2 and "would refuse" in tune.output, tune.output
+    gone = kruisectl(chart_cluster, helm_binary, "uninstall", "--dry-run")
+    assert gone.exit_code == 0 and "would delete Deployment/kruise-controller-manager" in gone.stdout, gone.output
+    assert "uninstalled" not in gone.stdout
+    assert apps.read_namespaced_deployment("kruise-controller-manager", NS)  # still there
+
     # What the manager does once running: fill the Secret, patch the caBundles.
     bundle = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n").decode()
     secret = core.read_namespaced_secret("kruise-webhook-certs", NS)
@@ -143,6 +159,8 @@ def test_install_upgrade_uninstall(chart_cluster, helm_binary):
     }
     assert {k: [o.metadata.name for o in v] for k, v in left.items() if v} == {}
     client.ApiextensionsV1Api(api).read_custom_resource_definition("sidecarsets.apps.kruise.io")  # helm keeps CRDs
+    again = kruisectl(chart_cluster, helm_binary, "install", "--dry-run")  # the kept CRD is no obstacle
+    assert again.exit_code == 0 and "kind: Deployment" in again.stdout, again.output
 
 
 def _allowed(api, namespace: str, attributes: dict) -> bool:
