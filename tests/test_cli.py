@@ -97,3 +97,48 @@ def test_several_kubeconfig_files_act_as_the_first_files_user(cluster, tmp_path)
                                                   if c["name"] == real["current-context"])
     assert f"kubeconfig context: {context}, user: {user}" in result.output, result.output
     assert "127.0.0.1:1" not in result.output
+
+
+def test_request_timeout_bounds_every_call_even_to_a_server_that_never_answers(tmp_path):
+    """A hung apiserver (loopback: accepts, never answers) is given up on after
+    --request-timeout, listing nodes included, with one line and exit 2."""
+    import socket
+    import threading
+    import time
+
+    import yaml
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    kubeconfig = tmp_path / "hung"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "hung",
+        "clusters": [{"name": "hung", "cluster": {"server": f"https://127.0.0.1:{listener.getsockname()[1]}",
+                                                   "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "hung", "context": {"cluster": "hung", "user": "u"}}]}))
+    try:
+        for command in (["label-zones", "--zone", "z", "n1"], ["status"]):
+            started = time.monotonic()
+            result = CliRunner().invoke(cli, [*command, "--kubeconfig", str(kubeconfig), "--request-timeout", "1s"])
+            assert result.exit_code == 2, (command, result.output)
+            assert time.monotonic() - started < 8, command
+            assert "timed out" in result.output, result.output
+    finally:
+        stop.set()
+        for conn in held:
+            conn.close()
+        listener.close()

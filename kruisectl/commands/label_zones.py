@@ -106,7 +106,7 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
     include_region = include_region or bool(region or region_from_label)  # a region given is a region wanted
     api = target.api_client(pool_size=concurrency)
     try:
-        all_nodes = zones.list_nodes(api, selector)
+        all_nodes = zones.list_nodes(api, selector, timeout=target.request_timeout)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
         raise CLIError(describe_api_error(err)) from None
     if zone:
@@ -130,7 +130,8 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
 
     if output == "table":
         click.echo(_render_plan(rows, counts, source.description))
-    outcomes = _apply_with_progress(api, rows, source, include_region, overwrite, concurrency, dry_run == "server")
+    outcomes = _apply_with_progress(api, rows, source, include_region, overwrite, concurrency, dry_run == "server",
+                                    target.request_timeout, output == "table" and sys.stderr.isatty())
     failed = [o for o in outcomes if not o.applied]
     left_out = [r for r in rows if r.action in (zones.CONFLICT, zones.UNPLACED)]
     applied = [o for o in outcomes if o.applied]
@@ -162,13 +163,16 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
 _interrupted = threading.Event()
 
 
-def _apply_with_progress(api, rows, source, include_region, overwrite, concurrency, server_dry_run):
-    writer = zones.NodeWriter(api, dry_run=server_dry_run)
+def _apply_with_progress(api, rows, source, include_region, overwrite, concurrency, server_dry_run, timeout,
+                         show_progress):
+    writer = zones.NodeWriter(api, dry_run=server_dry_run, timeout=timeout)
     todo = sum(1 for r in rows if r.action in zones.CHANGING_ACTIONS)
     _interrupted.clear()
     previous = signal.signal(signal.SIGINT, lambda *_: _interrupted.set())
     try:
-        with click.progressbar(length=todo, label="labelling", file=sys.stderr, show_pos=True) as bar:
+        # A bar for people at a terminal; scripts (not a TTY, or -o json/yaml) get only the result.
+        with click.progressbar(length=todo, label="labelling", file=sys.stderr, show_pos=True,
+                               hidden=not show_progress) as bar:
             return zones.apply(writer, rows, source, include_region=include_region, overwrite=overwrite,
                                concurrency=concurrency, on_done=lambda _: bar.update(1), stop=_interrupted)
     finally:
