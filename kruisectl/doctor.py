@@ -22,7 +22,7 @@ CERT_ERROR_DAYS = 7
 
 def check_leader(inv: Inventory, report: dict) -> Finding:
     leader = report["leader"]
-    evidence = {k: leader[k] for k in ("holder", "pod", "node", "zone", "renewed_ago_s", "lease_duration_s")}
+    evidence = {k: leader[k] for k in ("holder", "pod", "node", "zone", "renewedAgoSeconds", "leaseDurationSeconds")}
     if not leader["exists"]:
         return Finding("leader", "error", f"no Lease {inv.names.namespace}/{inv.names.lease}: no controller leads",
                        "check that the manager runs with --enable-leader-election and can write Leases in its namespace",
@@ -31,7 +31,7 @@ def check_leader(inv: Inventory, report: dict) -> Finding:
         return Finding("leader", "error", f"leader {leader['holder']} stopped renewing: no controller is reconciling",
                        "look at the holder pod (hung or partitioned?); a healthy replica takes over after the lease "
                        "duration; if none does, check the replicas' logs for leader-election errors", evidence)
-    return Finding("leader", "ok", f"{leader['pod']} leads, renewed {leader['renewed_ago_s']:.0f}s ago", evidence=evidence)
+    return Finding("leader", "ok", f"{leader['pod']} leads, renewed {leader['renewedAgoSeconds']:.0f}s ago", evidence=evidence)
 
 
 def check_ready_replicas(inv: Inventory, report: dict) -> Finding:

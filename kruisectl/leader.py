@@ -8,7 +8,7 @@ is ``<pod name>_<unique suffix>``; the pod name is what links the leader to a no
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 def _parse_time(value) -> dt.datetime | None:
@@ -44,7 +44,10 @@ class LeaderState:
     exists: bool = True
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """camelCase, as every JSON/YAML output of kruisectl (and the API) spells its keys."""
+        return {"holder": self.holder, "pod": self.pod, "acquiredAgoSeconds": self.acquired_ago_s,
+                "renewedAgoSeconds": self.renewed_ago_s, "leaseDurationSeconds": self.lease_duration_s,
+                "transitions": self.transitions, "stale": self.stale, "exists": self.exists}
 
 
 def interpret(lease: dict | None, pod_names: set[str] | None = None, now: dt.datetime | None = None) -> LeaderState:

@@ -15,7 +15,7 @@ import json
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
@@ -258,9 +258,9 @@ class Row:
         return wanted
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("resource_version")
-        return data
+        return {"node": self.node, "currentZone": self.current_zone, "currentRegion": self.current_region,
+                "zone": self.zone, "region": self.region, "action": self.action, "source": self.source,
+                "replaced": self.replaced, "note": self.note}
 
 
 def needs_label(node: dict, include_region: bool) -> bool:
@@ -361,8 +361,10 @@ def apply_row(writer: NodeWriter, row: Row, source: Source, *, include_region: b
     current = row
     for _ in range(MAX_CONFLICT_RETRIES):
         if current.action not in CHANGING_ACTIONS:
-            return Outcome(current.node, False, current.action,
-                           error="" if current.action == UNCHANGED else why_not(current))
+            reason = "" if current.action == UNCHANGED else why_not(current)
+            if current is not row and reason:  # the plan was fine; the node changed under us
+                reason = f"changed meanwhile: {reason}"
+            return Outcome(current.node, False, current.action, error=reason)
         labels = current.labels_to_set()
         try:
             writer.patch(current.node, labels, current.resource_version)

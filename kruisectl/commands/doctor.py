@@ -48,7 +48,7 @@ def doctor(target, output, fail_on, names):
     findings = diagnose(inventory)
     score, letter = grade(findings)
     if output in ("json", "yaml"):
-        click.echo(dump({"namespace": names.namespace, "score": score, "grade": letter,
+        click.echo(dump({"schemaVersion": 1, "namespace": names.namespace, "score": score, "grade": letter,
                          "findings": [f.to_dict() for f in findings],
                          "readErrors": inventory.errors, "missingPermissions": inventory.forbidden()}, output))
     else:

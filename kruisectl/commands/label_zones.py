@@ -125,7 +125,8 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
             if rows and counts[zones.LABEL] + counts[zones.OVERWRITE]:
                 click.echo("plan only: add --apply to write these labels")
         else:
-            click.echo(dump({"source": source.description, "summary": counts, "plan": [r.to_dict() for r in rows]}, output))
+            click.echo(dump({"schemaVersion": 1, "source": source.description, "summary": counts,
+                             "plan": [r.to_dict() for r in rows]}, output))
         return
 
     if output == "table":
@@ -149,6 +150,7 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
             click.echo(f"note: {zones.KUBELET_NOTE}", err=True)
     else:
         click.echo(dump({
+            "schemaVersion": 1,
             "source": source.description,
             "dryRun": dry_run == "server",
             "applied": [o.__dict__ for o in applied],

@@ -141,7 +141,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
     if output == "table":
         click.echo(_render_tune(plan))
     else:
-        click.echo(dump({**plan.to_dict(), "applied": applied, "refused": refused}, output))
+        click.echo(dump({"schemaVersion": 1, **plan.to_dict(), "applied": applied, "refused": refused}, output))
     if refused:
         click.echo(f"error: refusing: only {fit.fits} of {fit.wanted} surge pods can be scheduled now; "
                    f"use --max-surge {fit.recommended_max_surge} (largest that fits) or --force", err=True)
@@ -192,7 +192,8 @@ def status(target, watch, timeout, deployment, output):
         if output == "table":
             click.echo(state.message)
         elif not watch or state.done or state.failed:
-            click.echo(dump({"deployment": f"{target.namespace}/{deployment}", **state.to_dict()}, output))
+            click.echo(dump({"schemaVersion": 1, "deployment": f"{target.namespace}/{deployment}", **state.to_dict()},
+                            output))
 
     if not watch:
         state = rollout.rollout_status(read())

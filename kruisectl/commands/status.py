@@ -43,8 +43,9 @@ def _render(report: dict, wide: bool) -> str:
         lines.append(f"Leader:   {leader['holder'] or '<none>'} [{state}]")
         if where:
             lines.append(f"          pod/node/zone: {where}")
-        lines.append(f"          acquired {age(leader['acquired_ago_s'])} ago, renewed {age(leader['renewed_ago_s'])} ago, "
-                     f"lease {leader['lease_duration_s']}s, {leader['transitions'] or 0} transition(s)")
+        lines.append(f"          acquired {age(leader['acquiredAgoSeconds'])} ago, renewed "
+                     f"{age(leader['renewedAgoSeconds'])} ago, lease {leader['leaseDurationSeconds']}s, "
+                     f"{leader['transitions'] or 0} transition(s)")
     deployment = report["deployment"]
     if deployment:
         lines.append(f"Deploy:   {deployment['name']}: {deployment['ready']}/{deployment['desired']} ready, "
@@ -114,7 +115,7 @@ def _show(api, names, target, output, clear: bool, explicit_names: frozenset = f
     report = report_of.build(inventory)
     problems = report_of.problems(report)
     if output in ("json", "yaml"):
-        click.echo(dump({**report, "problems": problems}, output))
+        click.echo(dump({"schemaVersion": 1, **report, "problems": problems}, output))
     else:
         if clear and sys.stdout.isatty():
             click.clear()

@@ -91,7 +91,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
         time.sleep(pause)
     missing = inventory.forbidden()
     if output in ("json", "yaml"):
-        click.echo(dump({"namespace": names.namespace, "findings": [f.to_dict() for f in findings],
+        click.echo(dump({"schemaVersion": 1, "namespace": names.namespace, "findings": [f.to_dict() for f in findings],
                          "missingPermissions": missing}, output))
     else:
         click.echo(findings_table(findings))

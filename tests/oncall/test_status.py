@@ -43,7 +43,7 @@ def test_healthy_layout_leader_to_zone_replicas_spread_and_webhook(cluster, api,
     assert report["problems"] == []
     leader = report["leader"]
     assert (leader["pod"], leader["node"], leader["zone"], leader["stale"]) == (layout["leader"], "node-0", "zone-a", False)
-    assert leader["transitions"] == 2 and 290 < leader["acquired_ago_s"] < 400
+    assert leader["transitions"] == 2 and 290 < leader["acquiredAgoSeconds"] < 400
     by_node = {r["node"]: r for r in report["replicas"]}
     assert set(by_node) == set(HOSTS)
     assert all(r["ready"] and r["hostNetwork"] for r in report["replicas"])
