@@ -71,10 +71,13 @@ def test_rotation_under_a_stream_of_pod_creates_loses_no_admission(cluster_only)
         watcher = threading.Thread(target=watch_secret, daemon=True)
         watcher.start()
         created, failures, missing = 0, [], 0
-        deadline = time.monotonic() + 60
+        started = time.monotonic()
+        deadline = started + 60
         try:
-            # Until the CA and, after it, the serving certificate have rotated (bounded).
+            # Until the CA and, after it, the serving certificate have rotated (bounded). A steady
+            # stream of at most 100 creates/s: the CA rotates ~30 s in, before the count bound.
             while time.monotonic() < deadline and created < 5000 and not (len(cas) >= 2 and len(serving) >= 5):
+                time.sleep(max(0.0, started + created / 100 - time.monotonic()))
                 try:
                     pod = core.create_namespaced_pod(ns, {
                         "metadata": {"name": f"p{created}", "labels": {"app": label}},
