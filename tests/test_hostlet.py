@@ -70,6 +70,13 @@ def test_downward_api_fields():
     assert resource_field_value(container, {"resource": "limits.cpu"}, {"cpu": "8"}) == "8"
 
 
+@pytest.mark.parametrize("path, url", [(None, "http://h:1/"), ("", "http://h:1/"), ("healthz", "http://h:1/healthz"),
+                                       ("/readyz", "http://h:1/readyz")])
+def test_probe_url_roots_a_relative_path(path, url):
+    from kruisectl.localcluster.hostlet import probe_url
+    assert probe_url("http", "h", 1, path) == url
+
+
 def test_probes_only_reach_the_harness_hosts():
     assert _probe_allowed("198.18.3.10") and _probe_allowed("198.19.0.4")
     assert not any(_probe_allowed(h) for h in ("127.0.0.1", "10.0.0.1", "8.8.8.8", "example.com", "::1"))

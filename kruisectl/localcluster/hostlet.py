@@ -122,6 +122,12 @@ def resolve_program(container: dict, pod: dict, programs: Programs | None) -> li
     return None
 
 
+def probe_url(scheme: str, host: str, port, path: str | None) -> str:
+    """The URL a kubelet probes: a path without a leading '/' (upstream's 'healthz') is rooted."""
+    path = path or "/"
+    return f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}"
+
+
 def field_path_value(pod: dict, path: str) -> str:
     """A downward-API fieldRef, as the kubelet resolves it."""
     meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status", {})
@@ -545,7 +551,7 @@ class PodWorker:
                 return False, f"probe host {target} is outside the harness's hosts"
             port = _container_port(container.spec, get.get("port"))
             scheme = (get.get("scheme") or "HTTP").lower()
-            url = f"{scheme}://{target}:{port}{get.get('path') or '/'}"
+            url = probe_url(scheme, target, port, get.get("path"))
             headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
             headers.setdefault("User-Agent", "kube-probe/1.31")
             try:
