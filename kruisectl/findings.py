@@ -46,6 +46,7 @@ def grade(findings: list[Finding]) -> tuple[int, str]:
 
 
 MARKS = {"ok": "ok", "info": "info", "warning": "WARN", "error": "ERROR"}
+COLOURS = {"ok": "green", "info": None, "warning": "yellow", "error": "red"}
 
 
 def findings_table(findings: list[Finding], wide: bool = False) -> str:
@@ -55,10 +56,12 @@ def findings_table(findings: list[Finding], wide: bool = False) -> str:
 
     from .output import table
 
+    from .output import colour
+
     headers = ["level", "check", "finding", "fix"] + (["evidence"] if wide else [])
     rows = []
     for f in findings:
-        row = [MARKS[f.level], f.check, f.message, f.remediation if f.level != "ok" else ""]
+        row = [colour(MARKS[f.level], COLOURS[f.level]), f.check, f.message, f.remediation if f.level != "ok" else ""]
         if wide:
             row.append(json.dumps(f.evidence, sort_keys=True, default=str) if f.evidence else "")
         rows.append(row)

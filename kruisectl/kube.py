@@ -76,15 +76,51 @@ class KubeTarget:
         return client.ApiClient(configuration)
 
 
+def _complete_contexts(ctx, param, incomplete: str):
+    """Context names from the kubeconfig files, merged as kubectl merges them."""
+    from click.shell_completion import CompletionItem
+
+    from .kubeconfig import KubeconfigError, merge, split
+
+    path = ctx.params.get("kubeconfig") or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    try:
+        merged, _ = merge(split(path))
+    except KubeconfigError:
+        return []
+    return [CompletionItem(c["name"]) for c in merged["contexts"] if c.get("name", "").startswith(incomplete)]
+
+
+def _complete_from_api(path: str):
+    """A completer listing object names from the cluster (quietly nothing when it cannot)."""
+
+    def complete(ctx, param, incomplete: str):
+        from click.shell_completion import CompletionItem
+
+        try:
+            target = KubeTarget(kubeconfig=ctx.params.get("kubeconfig"), context=ctx.params.get("context"),
+                                request_timeout=3)
+            items = request_json(target.api_client(), "GET", path, 3)["items"]
+        except Exception:  # noqa: BLE001 - completion must never fail loudly
+            return []
+        return [CompletionItem(i["metadata"]["name"]) for i in items if i["metadata"]["name"].startswith(incomplete)]
+
+    return complete
+
+
+complete_namespaces = _complete_from_api("/api/v1/namespaces")
+complete_nodes = _complete_from_api("/api/v1/nodes")
+
+
 def kube_options(func):
     """Add ``--kubeconfig``, ``--context``, ``-n/--namespace``, ``--request-timeout``; the
     command receives one ``target: KubeTarget`` argument instead."""
 
     @click.option("--kubeconfig", envvar="KUBECONFIG", default=None, metavar="PATH",
                   help="Path to the kubeconfig file (env KUBECONFIG).")
-    @click.option("--context", envvar="HELM_KUBECONTEXT", default=None, metavar="NAME",
+    @click.option("--context", envvar="HELM_KUBECONTEXT", default=None, metavar="NAME", shell_complete=_complete_contexts,
                   help="Kubeconfig context to use (env HELM_KUBECONTEXT as a helm plugin).")
     @click.option("-n", "--namespace", default=default_namespace, show_default=DEFAULT_NAMESPACE,
+                  shell_complete=complete_namespaces,
                   metavar="NS", help="Namespace of the kruise-manager (env HELM_NAMESPACE as a helm plugin).")
     @click.option("--request-timeout", type=Duration(allow_zero=False, minimum=0.1), default="10s", show_default=True,
                   metavar="DURATION", help="Timeout of each API request.")

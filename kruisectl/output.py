@@ -23,6 +23,16 @@ def output_option(default: str = "table", formats: tuple[str, ...] = FORMATS):
     )
 
 
+def colour(text: str, fg: str | None) -> str:
+    """``text`` in colour for a person at a terminal; plain when piped or with NO_COLOR set."""
+    import os
+    import sys
+
+    if not fg or os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    return click.style(text, fg=fg, bold=fg == "red")
+
+
 def dump(data: Any, fmt: str) -> str:
     """Machine formats: json (indent 2) or yaml (block style, keys in given order)."""
     if fmt == "json":

@@ -142,3 +142,17 @@ def test_request_timeout_bounds_every_call_even_to_a_server_that_never_answers(t
         for conn in held:
             conn.close()
         listener.close()
+
+
+@pytest.mark.cluster
+def test_namespace_and_node_completion_come_from_the_cluster(cluster):
+    import os
+
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "_KRUISECTL_COMPLETE": "bash_complete"}
+    namespaces = subprocess.run([sys.executable, "-m", "kruisectl"], capture_output=True, text=True, timeout=30,
+                                env={**env, "COMP_WORDS": "kruisectl status -n kube-", "COMP_CWORD": "3"})
+    assert "plain,kube-system" in namespaces.stdout.split(), namespaces
+    nodes = subprocess.run([sys.executable, "-m", "kruisectl"], capture_output=True, text=True, timeout=30,
+                           env={**env, "COMP_WORDS": "kruisectl label-zones --zone z node-", "COMP_CWORD": "4"})
+    offered = [line.split(",", 1)[1] for line in nodes.stdout.split()]
+    assert offered and all(n.startswith("node-") for n in offered), nodes

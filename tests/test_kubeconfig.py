@@ -76,3 +76,14 @@ def test_the_client_uses_the_first_files_context_and_says_which(files, monkeypat
     other = KubeTarget(context="ctx-b")
     assert other.api_client().configuration.host == "https://ob.example:6443"
     assert (other.context_used, other.user_used) == ("ctx-b", "other")
+
+
+def test_context_completion_offers_the_merged_contexts(files):
+    import subprocess
+    import sys
+
+    _, a, b = files
+    env = {**os.environ, "KUBECONFIG": os.pathsep.join([a, b]), "_KRUISECTL_COMPLETE": "bash_complete",
+           "COMP_WORDS": "kruisectl status --context ctx", "COMP_CWORD": "3"}
+    out = subprocess.run([sys.executable, "-m", "kruisectl"], env=env, capture_output=True, text=True, timeout=30)
+    assert sorted(line.split(",", 1)[1] for line in out.stdout.split()) == ["ctx-a", "ctx-b"], out

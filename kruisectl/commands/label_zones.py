@@ -10,7 +10,7 @@ import click
 
 from .. import zones
 from ..errors import EXIT_FINDINGS, CLIError, describe_api_error
-from ..kube import kube_options
+from ..kube import complete_nodes, kube_options
 from ..output import dump, output_option, table
 
 EPILOG = """\b
@@ -92,7 +92,7 @@ def _render_plan(rows: list[zones.Row], counts: dict[str, int], source: str) -> 
 @click.option("--concurrency", type=click.IntRange(1, 256), default=64, show_default=True,
               help="Patches in flight at once.")
 @output_option(formats=("table", "json", "yaml"))
-@click.argument("nodes", nargs=-1)
+@click.argument("nodes", nargs=-1, shell_complete=complete_nodes)
 @kube_options
 def label_zones(target, from_label, region_from_label, map_file, hostname_pattern, zone, region, selector,
                 include_region, overwrite, do_apply, dry_run, concurrency, output, nodes):

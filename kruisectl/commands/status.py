@@ -106,7 +106,20 @@ def status(target, output, names, watch):
         sys.exit(EXIT_FINDINGS)
 
 
-def _show(api, names, target, output, clear: bool, explicit_names: frozenset = frozenset()) -> tuple[list[str], list[str]]:
+def _fingerprint(report: dict) -> str:
+    """The report without what changes on every renewal (the Lease's times, ages): a frame
+    printed when this changes is news."""
+    import json
+
+    leader = {k: v for k, v in report["leader"].items() if k not in ("acquiredAgoSeconds", "renewedAgoSeconds")}
+    replicas = [{k: v for k, v in r.items() if k != "ageSeconds"} for r in report["replicas"]]
+    webhook = {k: v for k, v in report["webhook"].items() if k != "certExpiresInDays"}
+    return json.dumps({**report, "leader": leader, "replicas": replicas, "webhook": webhook}, sort_keys=True,
+                      default=str)
+
+
+def _show(api, names, target, output, clear: bool, explicit_names: frozenset = frozenset(),
+          last: list | None = None) -> tuple[list[str], list[str]]:
     inventory = inv.collect(api, names, timeout=target.request_timeout)
     fatal = inventory.fatal()
     if fatal:
@@ -114,6 +127,13 @@ def _show(api, names, target, output, clear: bool, explicit_names: frozenset = f
     inv.ensure_target(api, inventory, explicit_names, target.request_timeout)
     report = report_of.build(inventory)
     problems = report_of.problems(report)
+    if last is not None and not sys.stdout.isatty():
+        # Piped or logged: a frame only when something besides the renew time changed, stamped.
+        fingerprint = _fingerprint(report)
+        if last and last[0] == fingerprint:
+            return problems, report["missingPermissions"]
+        last[:] = [fingerprint]
+        click.echo(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
     if output in ("json", "yaml"):
         click.echo(dump({"schemaVersion": 1, **report, "problems": problems}, output))
     else:
@@ -132,16 +152,16 @@ def _watch(api, names, target, output) -> None:
     changed, stop = threading.Event(), threading.Event()
     inv.watch_changes(api, names, changed, stop)
     try:
+        last: list = []
         while True:
             changed.wait()
             time.sleep(0.5)  # fold a burst of events into one redraw
             changed.clear()
-            click.echo("")
-            _show(api, names, target, output, clear=True)
-    except KeyboardInterrupt:
-        pass
+            if sys.stdout.isatty():
+                click.echo("")
+            _show(api, names, target, output, clear=True, last=last)
     finally:
-        stop.set()
+        stop.set()  # Ctrl-C ends the watch: exit 130, as every command
 
 
 COMMANDS = [status]

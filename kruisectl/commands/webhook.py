@@ -95,6 +95,10 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
                          "missingPermissions": missing}, output))
     else:
         click.echo(findings_table(findings))
+        counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "info", "ok")}
+        verdict = "NOT servable" if failing(findings, "error") else "servable"
+        click.echo(f"\nwebhook of {names.namespace}: {verdict} ({counts['error']} error, {counts['warning']} warning, "
+                   f"{counts['info']} info, {counts['ok']} ok)")
     if missing:
         raise CLIError(f"forbidden: missing permissions: {'; '.join(missing)} (the checks that need them say "
                        "unknown)")
