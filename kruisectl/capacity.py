@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from kubekit.labels import requirement_matches, selector_matches
+
 DEFAULT_MAX_SURGE = "25%"
 DEFAULT_MAX_UNAVAILABLE = "25%"
 _PERCENT = re.compile(r"^(\d+)%$")
@@ -161,37 +163,6 @@ def _tolerates(tolerations: list[dict], taint: dict) -> bool:
     return False
 
 
-def _match_expression(labels: dict[str, str], expression: dict) -> bool:
-    key, operator = get(expression, "key"), get(expression, "operator")
-    values = get(expression, "values", default=[]) or []
-    present = key in labels
-    if operator == "In":
-        return present and labels[key] in values
-    if operator == "NotIn":
-        return not present or labels[key] not in values
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and values:
-        try:
-            left, right = int(labels[key]), int(values[0])
-        except ValueError:
-            return False
-        return left > right if operator == "Gt" else left < right
-    return False
-
-
-def selector_matches(selector: dict | None, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector; an empty selector matches everything."""
-    if not selector:
-        return True
-    for key, value in (get(selector, "matchLabels", default={}) or {}).items():
-        if labels.get(key) != value:
-            return False
-    return all(_match_expression(labels, e) for e in get(selector, "matchExpressions", default=[]) or [])
-
-
 def _node_affinity_ok(spec: dict, labels: dict[str, str]) -> bool:
     for key, value in (get(spec, "nodeSelector", default={}) or {}).items():
         if labels.get(key) != value:
@@ -200,7 +171,7 @@ def _node_affinity_ok(spec: dict, labels: dict[str, str]) -> bool:
                 "nodeSelectorTerms", default=[]) or []
     if not terms:
         return True
-    return any(all(_match_expression(labels, e) for e in get(t, "matchExpressions", default=[]) or []) for t in terms)
+    return any(all(requirement_matches(labels, e) for e in get(t, "matchExpressions", default=[]) or []) for t in terms)
 
 
 def _node_ready(node: dict) -> bool:

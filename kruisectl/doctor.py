@@ -12,12 +12,21 @@ from collections import Counter
 from . import ZONE_LABEL
 from .capacity import selector_matches, surge_fit
 from .findings import Finding
+from .installation import Installation, detect, manager_container
 from .inventory import Inventory
-from .status import NO_ZONE, build
+from kubekit.labels import selector_matches as labels_match, unmatched_requirements
+from .status import NO_ZONE, build, leader_not_found
 
 SYSTEM_NAMESPACES = ("kube-system",)
 CERT_WARNING_DAYS = 30
 CERT_ERROR_DAYS = 7
+# A pod webhook may hold a pod create this long on a hung replica; the API's default is 10 s
+# (upstream's chart sets 30 s).
+WEBHOOK_TIMEOUT_WARNING_S = 10
+
+
+def installation(inv: Inventory) -> Installation:
+    return detect(inv.deployment, inv.names.namespace, inv.names.deployment)
 
 
 def check_leader(inv: Inventory, report: dict) -> Finding:
@@ -31,7 +40,14 @@ def check_leader(inv: Inventory, report: dict) -> Finding:
         return Finding("leader", "error", f"leader {leader['holder']} stopped renewing: no controller is reconciling",
                        "look at the holder pod (hung or partitioned?); a healthy replica takes over after the lease "
                        "duration; if none does, check the replicas' logs for leader-election errors", evidence)
-    return Finding("leader", "ok", f"{leader['pod']} leads, renewed {leader['renewedAgoSeconds']:.0f}s ago", evidence=evidence)
+    not_found = leader_not_found(report)
+    if not_found:
+        return Finding("leader", "warning", not_found,
+                       f"kubectl -n {inv.names.namespace} get pods -l {inv.names.selector} -o wide; the holder renews "
+                       "from outside this Deployment if the warning stays past the lease duration", evidence)
+    how = f" (on node {leader['node']}: host network names the holder by its node)" if leader.get("holderFoundBy") == "node" else ""
+    return Finding("leader", "ok", f"{leader['pod']} leads{how}, renewed {leader['renewedAgoSeconds']:.0f}s ago",
+                   evidence=evidence)
 
 
 def check_ready_replicas(inv: Inventory, report: dict) -> Finding:
@@ -43,7 +59,7 @@ def check_ready_replicas(inv: Inventory, report: dict) -> Finding:
                        "check readiness (/readyz) and the webhook certificate".format(inv.names.namespace), evidence)
     if len(ready) < 2:
         return Finding("ready-replicas", "warning", f"only {len(ready)} ready replica: one failure stops the webhook",
-                       "run at least 2 replicas (helm --set replicaCount=3 or kruisectl install --replicas 3)", evidence)
+                       installation(inv).fix_replicas(3), evidence)
     return Finding("ready-replicas", "ok", f"{len(ready)} ready replicas", evidence=evidence)
 
 
@@ -97,8 +113,14 @@ def check_when_unsatisfiable(inv: Inventory, report: dict) -> Finding:
         return Finding("zone-spread-policy", "error",
                        f"DoNotSchedule with {len(zones)} zone(s): replicas beyond the skew cannot be scheduled",
                        "label nodes with zones (kruisectl label-zones) or use ScheduleAnyway", evidence)
-    return Finding("zone-spread-policy", "ok", f"{constraint.get('whenUnsatisfiable', 'DoNotSchedule')} over {len(zones)} zone(s)",
-                   evidence=evidence)
+    policy = constraint.get("whenUnsatisfiable", "DoNotSchedule")
+    if policy == "ScheduleAnyway" and len(zones) >= 2:
+        index = (inv.deployment["spec"]["template"]["spec"].get("topologySpreadConstraints") or []).index(constraint)
+        return Finding("zone-spread-policy", "info", f"ScheduleAnyway over {len(zones)} zones: the spread is a preference, "
+                       "so replicas can pile into one zone when others are short of room; DoNotSchedule enforces it but "
+                       "leaves replicas Pending while a zone has no room",
+                       installation(inv).fix_when_unsatisfiable("DoNotSchedule", index), evidence)
+    return Finding("zone-spread-policy", "ok", f"{policy} over {len(zones)} zone(s)", evidence=evidence)
 
 
 def check_surge_capacity(inv: Inventory, report: dict) -> Finding:
@@ -121,18 +143,30 @@ def check_host_network(inv: Inventory, report: dict) -> Finding:
     if not spec.get("hostNetwork"):
         return Finding("host-network", "warning", "the manager does not use host network: it depends on the CNI, "
                        "which may itself need the pod webhook (cyclic dependency)",
-                       "install with --host-network (the default)", {"hostNetwork": False})
+                       installation(inv).fix_host_network(), {"hostNetwork": False})
     return Finding("host-network", "ok", "host network", evidence={"hostNetwork": True})
 
 
-def excludes_namespace(webhook: dict, namespace: str) -> bool:
+def excludes_namespace(webhook: dict, labels: dict[str, str]) -> bool:
+    """The apiserver never calls ``webhook`` for objects in a namespace with ``labels``: its
+    namespaceSelector does not match them (an objectSelector only skips some objects)."""
+    return not labels_match(webhook.get("namespaceSelector"), labels)
+
+
+def exclusion_fix(inv: Inventory, webhook: dict, namespace: str) -> str:
+    """How to make ``webhook`` skip ``namespace``: the label its selector already excludes by,
+    else its name in the selector's kubernetes.io/metadata.name NotIn list."""
     selector = webhook.get("namespaceSelector") or {}
-    for expression in selector.get("matchExpressions") or []:
-        if expression.get("key") == "kubernetes.io/metadata.name" and expression.get("operator") == "NotIn" \
-                and namespace in (expression.get("values") or []):
-            return True
-    labels = selector.get("matchLabels") or {}
-    return labels.get("kubernetes.io/metadata.name", namespace) != namespace
+    for requirement in selector.get("matchExpressions") or []:
+        key, values = requirement.get("key"), requirement.get("values") or []
+        if requirement.get("operator") == "NotIn" and values and key != "kubernetes.io/metadata.name":
+            return f"kubectl label namespace {namespace} {key}={values[0]}"
+    installed = installation(inv)
+    if installed.kind == "kruisectl-chart":
+        return f"kruisectl upgrade -n {inv.names.namespace} --release {installed.release} (the chart excludes " \
+               "kube-system and its own namespace)"
+    return (f"add {namespace} to a namespaceSelector requirement kubernetes.io/metadata.name NotIn of "
+            f"{webhook.get('name')}")
 
 
 def pod_webhooks(configuration: dict | None) -> list[dict]:
@@ -150,17 +184,51 @@ def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
     absent = _no_configurations(inv, "namespace-exclusion")
     if absent:
         return absent
-    missing = []
+    missing, fixes, matched = [], [], {}
     for webhook in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating):
-        for namespace in (*SYSTEM_NAMESPACES, inv.names.namespace):
-            if not excludes_namespace(webhook, namespace):
+        for namespace in dict.fromkeys((*SYSTEM_NAMESPACES, inv.names.namespace)):
+            labels = inv.namespace_labels(namespace)
+            if not excludes_namespace(webhook, labels):
                 missing.append(f"{webhook['name']} does not exclude {namespace}")
+                fixes.append(exclusion_fix(inv, webhook, namespace))
+                matched[f"{webhook['name']}/{namespace}"] = {"namespaceSelector": webhook.get("namespaceSelector"),
+                                                               "namespaceLabels": labels}
     if missing:
         return Finding("namespace-exclusion", "error", "; ".join(missing) + ": a manager outage can block its own "
-                       "pods and system pods (cyclic dependency)",
-                       "add a namespaceSelector NotIn on kubernetes.io/metadata.name for kube-system and "
-                       f"{inv.names.namespace}", {"missing": missing})
+                       "pods and system pods (cyclic dependency)", "; ".join(dict.fromkeys(fixes)),
+                       {"missing": missing, "matched": matched})
     return Finding("namespace-exclusion", "ok", f"pod webhooks skip kube-system and {inv.names.namespace}")
+
+
+def check_webhook_timeout(inv: Inventory, report: dict) -> Finding:
+    absent = _no_configurations(inv, "webhook-timeout")
+    if absent:
+        return absent
+    timeouts = {w["name"]: w.get("timeoutSeconds", 10) for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)}
+    long = {name: t for name, t in timeouts.items() if t > WEBHOOK_TIMEOUT_WARNING_S}
+    if long:
+        worst = max(long.values())
+        return Finding("webhook-timeout", "warning",
+                       f"{', '.join(f'{n} waits up to {t}s' for n, t in sorted(long.items()))}: a hung replica holds "
+                       f"every pod create sent down its connection that long before failurePolicy applies",
+                       installation(inv).fix_webhook_timeout(WEBHOOK_TIMEOUT_WARNING_S),
+                       {"timeoutSeconds": timeouts, "worst": worst})
+    return Finding("webhook-timeout", "ok", f"pod webhooks time out within {max(timeouts.values(), default=10)}s",
+                   evidence={"timeoutSeconds": timeouts})
+
+
+def check_liveness_probe(inv: Inventory, report: dict) -> Finding:
+    found = manager_container(inv.deployment)
+    if inv.deployment is None or found is None:
+        return Finding("liveness-probe", "info", "no manager Deployment to check")
+    index, container = found
+    probe = container.get("livenessProbe")
+    if not probe:
+        return Finding("liveness-probe", "warning", f"container {container.get('name')} has no liveness probe: a hung "
+                       "manager is taken out of the endpoints by its readiness probe but never restarted",
+                       installation(inv).fix_liveness_probe(index), {"container": container.get("name")})
+    return Finding("liveness-probe", "ok", f"liveness probe on {container.get('name')}",
+                   evidence={"livenessProbe": probe})
 
 
 def check_failure_policy(inv: Inventory, report: dict) -> Finding:
@@ -175,8 +243,14 @@ def check_failure_policy(inv: Inventory, report: dict) -> Finding:
         return Finding("failure-policy", "error", "failurePolicy Fail with no ready endpoint: pod creation is blocked "
                        "in every namespace the webhook matches",
                        "bring a replica back (kruisectl status), or temporarily set failurePolicy Ignore", evidence)
-    return Finding("failure-policy", "ok", f"{len(endpoints)} ready endpoint(s) behind {len(failing)} Fail-policy pod webhook(s)",
-                   evidence=evidence)
+    if failing:
+        return Finding("failure-policy", "info", f"failurePolicy Fail on {', '.join(failing)}: pod creation in matched "
+                       f"namespaces fails while no replica answers ({len(endpoints)} ready endpoint(s) now"
+                       + (": one more failure blocks it)" if len(endpoints) < 2 else ")"),
+                       "keep replicas spread over nodes and zones (Ignore would admit pods without their sidecars)",
+                       evidence)
+    return Finding("failure-policy", "ok", f"failurePolicy Ignore: pod creation never waits on a missing webhook, "
+                   f"but pods created then lack their sidecars ({len(endpoints)} ready endpoints)", evidence=evidence)
 
 
 def check_pdb(inv: Inventory, report: dict) -> Finding:
@@ -186,7 +260,7 @@ def check_pdb(inv: Inventory, report: dict) -> Finding:
     covering = [p["metadata"]["name"] for p in inv.pdbs if selector_matches(p.get("spec", {}).get("selector"), labels)]
     if not covering:
         return Finding("pdb", "warning", "no PodDisruptionBudget: a node drain may evict every replica at once",
-                       "create one with minAvailable 1 (the chart's podDisruptionBudget.enabled)")
+                       installation(inv).fix_pdb(inv.names.selector))
     return Finding("pdb", "ok", f"PodDisruptionBudget {', '.join(covering)}", evidence={"pdbs": covering})
 
 
@@ -224,8 +298,8 @@ def check_zone_failure(inv: Inventory, report: dict) -> Finding:
 
 
 CHECKS = (check_leader, check_ready_replicas, check_spread, check_zone_labels, check_when_unsatisfiable,
-          check_surge_capacity, check_host_network, check_namespace_exclusion, check_failure_policy, check_pdb,
-          check_certificate, check_zone_failure)
+          check_surge_capacity, check_host_network, check_liveness_probe, check_namespace_exclusion,
+          check_webhook_timeout, check_failure_policy, check_pdb, check_certificate, check_zone_failure)
 
 
 # Each check's id and the reads its verdict rests on: when one was refused the verdict is unknown.
@@ -237,7 +311,9 @@ NEEDS = {
     check_when_unsatisfiable: ("zone-spread-policy", ("deployment", "all_nodes")),
     check_surge_capacity: ("surge-capacity", ("deployment", "all_nodes", "all_pods")),
     check_host_network: ("host-network", ("deployment",)),
-    check_namespace_exclusion: ("namespace-exclusion", ("mutating", "validating")),
+    check_liveness_probe: ("liveness-probe", ("deployment",)),
+    check_namespace_exclusion: ("namespace-exclusion", ("mutating", "validating", "namespace")),
+    check_webhook_timeout: ("webhook-timeout", ("mutating", "validating")),
     check_failure_policy: ("failure-policy", ("mutating", "validating", "endpoint_slices")),
     check_pdb: ("pdb", ("pdbs", "deployment")),
     check_certificate: ("certificate", ("secret", "mutating", "validating")),

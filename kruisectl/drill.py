@@ -29,7 +29,7 @@ from typing import Callable
 from . import rollout
 from .inventory import Names
 from .kube import request_json
-from .leader import holder_pod
+from .leader import resolve_holder
 from .probe import PROBE_CONTAINER, probe_pod, probe_sidecarset
 from .status import pod_ready
 
@@ -310,11 +310,7 @@ class Target:
         identity = (lease.get("spec") or {}).get("holderIdentity") or ""
         if not identity:
             return None
-        name = holder_pod(identity, {p["metadata"]["name"] for p in pods})
-        by_name = [p for p in pods if p["metadata"]["name"] == name]
-        by_node = [p for p in pods if p["spec"].get("nodeName") == name]
-        found = by_name or by_node
-        return found[0] if found else None
+        return resolve_holder(identity, pods)[0]
 
     def delete_pod(self, name: str, grace: int | None) -> None:
         body = {"apiVersion": "v1", "kind": "DeleteOptions"}

@@ -51,6 +51,16 @@ class Inventory:
     statuses: dict[str, int] = field(default_factory=dict)  # read -> HTTP status of a failed read
     absent: list[str] = field(default_factory=list)  # reads answered 404 (the object does not exist)
     namespace_exists: bool = True
+    # kube-system and the manager's namespace as read (their labels decide what a webhook's
+    # namespaceSelector skips); a namespace not read here is judged by the label the apiserver
+    # always sets, kubernetes.io/metadata.name.
+    namespaces: dict[str, dict] = field(default_factory=dict)
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        read = self.namespaces.get(name)
+        if read is not None:
+            return (read.get("metadata") or {}).get("labels") or {}
+        return {"kubernetes.io/metadata.name": name}
 
     def to_dict(self) -> dict:
         """The inventory as JSON-ready data (recorded from a cluster for tests and reports)."""
@@ -64,17 +74,17 @@ class Inventory:
 
     def denied(self, *reads: str) -> str | None:
         """``forbidden: <verb> <resource>`` when any of ``reads`` was refused (403), else None.
-        ``node`` stands for every per-node read."""
+        ``node`` stands for every per-node read, ``namespace`` for every namespace read."""
         refused = []
         for read, status in self.statuses.items():
-            key = "node" if read.startswith("node/") else read
+            key = read.split("/", 1)[0]
             if status == 403 and key in reads:
                 refused.append(permission(key, self.names.namespace))
         return f"forbidden: {', '.join(dict.fromkeys(refused))}" if refused else None
 
     def forbidden(self) -> list[str]:
         """Every permission a refused read needed, as ``kubectl auth can-i`` names them."""
-        keys = {"node" if r.startswith("node/") else r for r, status in self.statuses.items() if status == 403}
+        keys = {r.split("/", 1)[0] for r, status in self.statuses.items() if status == 403}
         return sorted({permission(key, self.names.namespace) for key in keys})
 
     def fatal(self) -> str | None:
@@ -105,6 +115,7 @@ PERMISSIONS = {
     "mutating": ("get", "mutatingwebhookconfigurations.admissionregistration.k8s.io", False),
     "validating": ("get", "validatingwebhookconfigurations.admissionregistration.k8s.io", False),
     "node": ("get", "nodes", False),
+    "namespace": ("get", "namespaces", False),
     "all_nodes": ("list", "nodes", False),
     "all_pods": ("list", "pods --all-namespaces", False),
     "pdbs": ("list", "poddisruptionbudgets.policy", True),
@@ -155,11 +166,18 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
         except Exception as err:  # noqa: BLE001 - recorded, never raised
             return key, None, 0, describe_api_error(err)
 
-    calls["namespace"] = get(f"/api/v1/namespaces/{ns}")
+    for name in dict.fromkeys(("kube-system", ns)):
+        calls[f"namespace/{name}"] = get(f"/api/v1/namespaces/{name}")
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         for key, value, status, reason in pool.map(lambda item: run(*item), calls.items()):
-            if key == "namespace":
-                inventory.namespace_exists = status != 404
+            if key.startswith("namespace/"):
+                if key == f"namespace/{ns}":
+                    inventory.namespace_exists = status != 404
+                if reason is None:
+                    inventory.namespaces[value["metadata"]["name"]] = value
+                elif status not in (404, None):
+                    inventory.errors[key] = reason
+                    inventory.statuses[key] = status or 0
             elif reason is None:
                 setattr(inventory, key, value)
             elif status == 404:  # absent is a finding for the caller, not a read error

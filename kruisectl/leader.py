@@ -2,7 +2,8 @@
 
 A Lease is *stale* when now > renewTime + leaseDurationSeconds: its holder stopped renewing
 and no replica has taken over yet, so no controller is reconciling. Upstream's holder identity
-is ``<pod name>_<unique suffix>``; the pod name is what links the leader to a node and a zone.
+is ``<hostname>_<unique suffix>``: the pod's name, or with host network the node's, which is
+what links the leader to a pod, a node and a zone.
 """
 
 from __future__ import annotations
@@ -21,15 +22,29 @@ def _parse_time(value) -> dt.datetime | None:
         return None
 
 
-def holder_pod(identity: str | None, pod_names: set[str] | None = None) -> str | None:
-    """The pod behind a holder identity: the longest known pod name it starts with, else the
-    part before the first ``_`` (client-go's ``<id>_<uuid>`` convention)."""
-    if not identity:
-        return None
-    for name in sorted(pod_names or (), key=len, reverse=True):
-        if identity == name or identity.startswith(name + "_"):
-            return name
-    return identity.split("_", 1)[0]
+def holder_identity_host(identity: str | None) -> str | None:
+    """The part of a holder identity before client-go's ``_<uuid>`` suffix (a pod name, or with
+    host network a hostname). Neither a pod name nor a node name may contain ``_``."""
+    return identity.split("_", 1)[0] if identity else None
+
+
+def resolve_holder(identity: str | None, pods: list[dict] | None) -> tuple[dict | None, str | None]:
+    """The manager pod that holds the Lease, and how it was found: ``"pod"`` (the identity
+    names the pod), ``"node"`` (host network: controller-runtime's identity is the hostname,
+    i.e. the node's name; the manager pod on that node), or ``(None, None)``."""
+    host = holder_identity_host(identity)
+    if not host:
+        return None, None
+    pods = pods or []
+    for pod in pods:
+        if pod["metadata"]["name"] == host:
+            return pod, "pod"
+    on_node = [p for p in pods if (p.get("spec") or {}).get("nodeName") == host
+               and not (p.get("metadata") or {}).get("deletionTimestamp")] or \
+              [p for p in pods if (p.get("spec") or {}).get("nodeName") == host]
+    if len(on_node) == 1:
+        return on_node[0], "node"
+    return None, None
 
 
 @dataclass
@@ -42,16 +57,19 @@ class LeaderState:
     transitions: int | None
     stale: bool
     exists: bool = True
+    found_by: str | None = None  # "pod" | "node": how the holder was matched to a manager pod
 
     def to_dict(self) -> dict:
         """camelCase, as every JSON/YAML output of kruisectl (and the API) spells its keys."""
         return {"holder": self.holder, "pod": self.pod, "acquiredAgoSeconds": self.acquired_ago_s,
                 "renewedAgoSeconds": self.renewed_ago_s, "leaseDurationSeconds": self.lease_duration_s,
-                "transitions": self.transitions, "stale": self.stale, "exists": self.exists}
+                "transitions": self.transitions, "stale": self.stale, "exists": self.exists,
+                "holderFoundBy": self.found_by}
 
 
-def interpret(lease: dict | None, pod_names: set[str] | None = None, now: dt.datetime | None = None) -> LeaderState:
-    """LeaderState of a Lease given as API JSON (camelCase); a missing Lease is stale."""
+def interpret(lease: dict | None, pods: list[dict] | None = None, now: dt.datetime | None = None) -> LeaderState:
+    """LeaderState of a Lease given as API JSON (camelCase), its holder matched to one of the
+    manager ``pods``; a missing Lease is stale."""
     if not lease:
         return LeaderState(None, None, None, None, None, None, stale=True, exists=False)
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -61,9 +79,11 @@ def interpret(lease: dict | None, pod_names: set[str] | None = None, now: dt.dat
     duration = spec.get("leaseDurationSeconds")
     holder = spec.get("holderIdentity") or None
     stale = holder is None or renew is None or duration is None or (now - renew).total_seconds() > duration
+    pod, found_by = resolve_holder(holder, pods)
     return LeaderState(
         holder=holder,
-        pod=holder_pod(holder, pod_names),
+        pod=pod["metadata"]["name"] if pod else None,
+        found_by=found_by,
         acquired_ago_s=(now - acquire).total_seconds() if acquire else None,
         renewed_ago_s=(now - renew).total_seconds() if renew else None,
         lease_duration_s=duration,

@@ -86,7 +86,7 @@ def ready_endpoints(slices: list[dict]) -> list[str]:
 def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
     now = now or dt.datetime.now(dt.timezone.utc)
     pods = sorted(inventory.pods, key=lambda p: p["metadata"]["name"])
-    leader = interpret(inventory.lease, {p["metadata"]["name"] for p in pods}, now)
+    leader = interpret(inventory.lease, pods, now)
     leader_pod = next((p for p in pods if p["metadata"]["name"] == leader.pod), None)
     leader_node = (leader_pod or {}).get("spec", {}).get("nodeName")
 
@@ -151,6 +151,20 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
         "replicasUnknown": inventory.denied("pods"),
         "missingPermissions": inventory.forbidden(),
     }
+
+
+def leader_not_found(report: dict) -> str | None:
+    """Why a fresh Lease's holder matches no manager pod (a warning: the controller may still
+    be leading from somewhere we cannot see), else None."""
+    leader = report["leader"]
+    if leader.get("unknown") or not leader["exists"] or leader["stale"] or leader["pod"] or not leader["holder"]:
+        return None
+    if report.get("replicasUnknown"):
+        return None
+    host = leader["holder"].split("_", 1)[0]
+    return (f"holder {host} not found: no manager pod has that name or runs on a node of that name; "
+            "its pod is gone while the Lease is still fresh (another replica takes over within "
+            f"{leader['leaseDurationSeconds']}s), or the holder is not a pod of this Deployment")
 
 
 def problems(report: dict) -> list[str]:

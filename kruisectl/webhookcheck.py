@@ -15,7 +15,7 @@ import time
 import requests
 import requests.adapters
 
-from .doctor import excludes_namespace, pod_webhooks
+from .doctor import exclusion_fix, excludes_namespace, pod_webhooks
 from .findings import Finding
 from .inventory import Inventory
 from .status import build, serving_certificate
@@ -105,19 +105,25 @@ def check_certificate_names(inv: Inventory, report: dict) -> list[Finding]:
 
 def check_pod_webhooks(inv: Inventory, report: dict) -> list[Finding]:
     findings = []
+    wanted = list(dict.fromkeys(("kube-system", inv.names.namespace)))
+    unknown = inv.denied("namespace")
     for webhook in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating):
-        skipped = [ns for ns in ("kube-system", inv.names.namespace) if excludes_namespace(webhook, ns)]
         evidence = {"failurePolicy": webhook.get("failurePolicy", "Fail"), "timeoutSeconds": webhook.get("timeoutSeconds", 10),
-                    "skips": skipped}
+                    "namespaceSelector": webhook.get("namespaceSelector")}
         text = f"{webhook['name']}: failurePolicy {evidence['failurePolicy']}, timeout {evidence['timeoutSeconds']}s"
-        if len(skipped) < 2:
-            findings.append(Finding(f"pod-webhook/{webhook['name']}", "error",
-                                    f"{text}; does not skip {', '.join(sorted({'kube-system', inv.names.namespace} - set(skipped)))}",
-                                    "exclude kube-system and the manager's namespace by kubernetes.io/metadata.name",
+        check = f"pod-webhook/{webhook['name']}"
+        if unknown:
+            findings.append(Finding(check, "info", f"{text}; whether it skips {', '.join(wanted)}: unknown ({unknown})",
+                                    "grant that permission, or run the check as a user who has it", evidence))
+            continue
+        not_skipped = [ns for ns in wanted if not excludes_namespace(webhook, inv.namespace_labels(ns))]
+        evidence["skips"] = [ns for ns in wanted if ns not in not_skipped]
+        if not_skipped:
+            findings.append(Finding(check, "error", f"{text}; does not skip {', '.join(not_skipped)}",
+                                    "; ".join(dict.fromkeys(exclusion_fix(inv, webhook, ns) for ns in not_skipped)),
                                     evidence))
         else:
-            findings.append(Finding(f"pod-webhook/{webhook['name']}", "ok", f"{text}; skips {', '.join(skipped)}",
-                                    evidence=evidence))
+            findings.append(Finding(check, "ok", f"{text}; skips {', '.join(wanted)}", evidence=evidence))
     return findings
 
 

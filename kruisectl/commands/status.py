@@ -42,7 +42,11 @@ def _render(report: dict, wide: bool) -> str:
         where = " / ".join(x for x in (leader["pod"], leader["node"], leader["zone"] or (leader["node"] and "no zone")) if x)
         lines.append(f"Leader:   {leader['holder'] or '<none>'} [{state}]")
         if where:
-            lines.append(f"          pod/node/zone: {where}")
+            how = " (holder named by its node: host network)" if leader.get("holderFoundBy") == "node" else ""
+            lines.append(f"          pod/node/zone: {where}{how}")
+        missing_holder = report_of.leader_not_found(report)
+        if missing_holder:
+            lines.append(f"          warning: {missing_holder}")
         lines.append(f"          acquired {age(leader['acquiredAgoSeconds'])} ago, renewed "
                      f"{age(leader['renewedAgoSeconds'])} ago, lease {leader['leaseDurationSeconds']}s, "
                      f"{leader['transitions'] or 0} transition(s)")

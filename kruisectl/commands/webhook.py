@@ -75,7 +75,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
             raise CLIError(fatal)
         inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
         findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
-        skipping = [w["name"] for w in pod_webhooks(inventory.mutating) if excludes_namespace(w, probe_namespace)]
+        skipping = [w["name"] for w in pod_webhooks(inventory.mutating) if excludes_namespace(w, inventory.namespace_labels(probe_namespace))]
         if probe and skipping and probe_namespace in (*SYSTEM_NAMESPACES, names.namespace):
             raise CLIError(f"--probe-namespace {probe_namespace}: the pod webhook ({', '.join(skipping)}) skips this "
                            "namespace by design (its namespaceSelector); probe a namespace your workloads use")

@@ -9,24 +9,7 @@ import json
 import pytest
 
 from manager.sidecarset import (HASH_ANNOTATION, INJECTED_LIST_ANNOTATION, compute_status, inject, patch_for,
-                                selector_matches, selects, validate)
-
-
-@pytest.mark.parametrize("selector, labels, matches", [
-    (None, {"a": "1"}, True),
-    ({}, {}, True),
-    ({"matchLabels": {"app": "web"}}, {"app": "web", "x": "y"}, True),
-    ({"matchLabels": {"app": "web"}}, {"app": "db"}, False),
-    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}, {"tier": "b"}, True),
-    ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}, {}, False),
-    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]}, {}, True),
-    ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]}, {"tier": "a"}, False),
-    ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"tier": ""}, True),
-    ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {"tier": "x"}, False),
-    ({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"app": "web"}, False),
-])
-def test_label_selector_semantics(selector, labels, matches):
-    assert selector_matches(selector, labels) is matches
+                                selects, validate)
 
 
 def sidecarset(name="logs", **spec) -> dict:

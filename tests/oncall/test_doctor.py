@@ -55,8 +55,11 @@ def test_layout_findings_and_exit_codes(cluster, api, layout):
     assert by_check["zone-spread-policy"]["level"] == "warning", "the layout has no zone spread constraint"
     assert by_check["host-network"]["level"] == "ok"
     assert by_check["namespace-exclusion"]["level"] == "ok"
-    assert by_check["failure-policy"]["level"] == "ok"
+    assert by_check["failure-policy"]["level"] == "info"  # Fail: told with its trade-off, not scored
+    assert "fails while no replica answers" in by_check["failure-policy"]["message"]
     assert by_check["pdb"]["level"] == "warning"
+    # The layout is applied as manifests (no helm release): the fix is kubectl, not a chart value.
+    assert by_check["pdb"]["remediation"].startswith(f"kubectl -n {layout['namespace']} create poddisruptionbudget ")
     assert by_check["certificate"]["level"] == "ok"
     assert by_check["zone-failure"]["level"] == "ok"
     assert report["grade"] in "BCD" and report["score"] < 100
@@ -73,13 +76,42 @@ def test_pdb_clears_its_warning(cluster, api, layout):
     assert findings(cluster, layout)[1]["pdb"]["level"] == "ok"
 
 
-def test_missing_namespace_exclusion_is_a_cyclic_dependency_error(cluster, api, layout):
+def set_pod_webhook_selector(api, layout, selector):
     client.AdmissionregistrationV1Api(api).patch_mutating_webhook_configuration(layout["mutating"], [
-        {"op": "replace", "path": "/webhooks/0/namespaceSelector", "value": {"matchLabels": {"no-such-label": "x"}}}])
+        {"op": "replace", "path": "/webhooks/0/namespaceSelector", "value": selector}])
+
+
+def test_missing_namespace_exclusion_is_a_cyclic_dependency_error(cluster, api, layout):
+    set_pod_webhook_selector(api, layout, {})  # an empty selector matches every namespace
     code, by_check, _ = findings(cluster, layout)
     assert code == 1
     finding = by_check["namespace-exclusion"]
     assert finding["level"] == "error" and "kube-system" in finding["message"] and layout["namespace"] in finding["message"]
+
+
+def test_a_selector_matching_no_namespace_excludes_them_all(cluster, api, layout):
+    """As the apiserver reads it: matchLabels on a label no namespace has selects none."""
+    set_pod_webhook_selector(api, layout, {"matchLabels": {"no-such-label": "x"}})
+    assert findings(cluster, layout)[1]["namespace-exclusion"]["level"] == "ok"
+
+
+def test_exclusion_by_a_namespace_label_follows_the_real_labels(cluster, api, layout):
+    """Upstream chart 1.8.3's pod webhook skips the manager's namespace by the label
+    control-plane=openkruise: doctor reads the namespace's real labels, and its fix is that label."""
+    set_pod_webhook_selector(api, layout, {"matchExpressions": [
+        {"key": "control-plane", "operator": "NotIn", "values": ["openkruise"]},
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]})
+    core = client.CoreV1Api(api)
+    core.patch_namespace(layout["namespace"], {"metadata": {"labels": {"control-plane": None}}})
+    finding = findings(cluster, layout)[1]["namespace-exclusion"]
+    assert finding["level"] == "error" and finding["message"].count("does not exclude") == 1, finding
+    assert f"does not exclude {layout['namespace']}" in finding["message"]
+    assert finding["remediation"] == f"kubectl label namespace {layout['namespace']} control-plane=openkruise"
+    core.patch_namespace(layout["namespace"], {"metadata": {"labels": {"control-plane": "openkruise"}}})
+    try:
+        assert findings(cluster, layout)[1]["namespace-exclusion"]["level"] == "ok"
+    finally:
+        core.patch_namespace(layout["namespace"], {"metadata": {"labels": {"control-plane": None}}})
 
 
 def test_no_ready_replica_with_fail_policy_blocks_pod_creation(cluster, api, layout):

@@ -43,8 +43,15 @@ def test_the_recorded_install_reads_as_healthy():
     assert sorted(report["webhook"]["readyEndpoints"]) == sorted(p["status"]["podIP"] for p in data["pods"])
     assert report["webhook"]["caBundle"] == "ok" and report["webhook"]["certExpiresInDays"] > 300
     assert problems(report) == []
-    levels = {check: level for check, (level, _) in findings(data).items()}
-    assert set(levels.values()) == {"ok"}, levels
+    found = findings(data)
+    # Two trade-offs of the chart's defaults are told, never scored: failurePolicy Fail and
+    # ScheduleAnyway (with 3 zones a hard spread would be possible). Everything else is ok.
+    assert {check for check, (level, _) in found.items() if level != "ok"} == {"failure-policy", "zone-spread-policy"}
+    assert found["failure-policy"][0] == "info" and "fails while no replica answers (3 ready" in found["failure-policy"][1]
+    assert found["zone-spread-policy"][0] == "info" and "ScheduleAnyway over 3 zones" in found["zone-spread-policy"][1]
+    fixes = {f.check: f.remediation for f in diagnose(Inventory.from_dict(data), as_of(data))}
+    assert fixes["zone-spread-policy"] == ("kruisectl upgrade -n kruise-system --release kruise "
+                                           "--set manager.topologySpread.whenUnsatisfiable=DoNotSchedule")
 
 
 def stale_lease(d):
@@ -105,6 +112,47 @@ def no_pdb(d):
     d["pdbs"] = []
 
 
+UPSTREAM_POD_WEBHOOK_SELECTOR = {"matchExpressions": [
+    {"key": "control-plane", "operator": "NotIn", "values": ["openkruise"]},
+    {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}
+
+
+def namespace(name, **labels):
+    return {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}}}
+
+
+def upstream_selector(d, manager_namespace_labelled=True):
+    """Upstream chart 1.8.3's pod webhook: it skips the manager's namespace by its label
+    control-plane=openkruise, not by name."""
+    for webhook in d["mutating"]["webhooks"]:
+        webhook["namespaceSelector"] = copy.deepcopy(UPSTREAM_POD_WEBHOOK_SELECTOR)
+    labels = {"control-plane": "openkruise"} if manager_namespace_labelled else {}
+    d["namespaces"] = {"kube-system": namespace("kube-system"), "kruise-system": namespace("kruise-system", **labels)}
+
+
+def upstream_selector_unlabelled(d):
+    upstream_selector(d, manager_namespace_labelled=False)
+
+
+def no_liveness_probe(d):
+    d["deployment"]["spec"]["template"]["spec"]["containers"][0].pop("livenessProbe")
+
+
+def upstream_timeout(d):
+    for webhook in d["mutating"]["webhooks"]:
+        webhook["timeoutSeconds"] = 30
+
+
+def holder_by_node(d):
+    """Host network under controller-runtime: the identity is the node's hostname."""
+    leader = next(p for p in d["pods"] if d["lease"]["spec"]["holderIdentity"].startswith(p["metadata"]["name"]))
+    d["lease"]["spec"]["holderIdentity"] = f"{leader['spec']['nodeName']}_0e4c7a1e-2b2f-4a57-9d54-0d2c2d0a6f0b"
+
+
+def holder_gone(d):
+    d["lease"]["spec"]["holderIdentity"] = "kruise-controller-manager-6448c665b9-zzzzz_0e4c7a1e"
+
+
 def ca_bundle_reset(d):
     for webhook in d["mutating"]["webhooks"]:
         webhook["clientConfig"]["caBundle"] = ""
@@ -123,6 +171,12 @@ def ca_bundle_reset(d):
     (pod_network, "host-network", "warning", "does not use host network"),
     (webhook_not_excluding_own_namespace, "namespace-exclusion", "error", "does not exclude kruise-system"),
     (no_pdb, "pdb", "warning", "no PodDisruptionBudget"),
+    (upstream_selector, "namespace-exclusion", "ok", "pod webhooks skip kube-system and kruise-system"),
+    (upstream_selector_unlabelled, "namespace-exclusion", "error", "does not exclude kruise-system"),
+    (no_liveness_probe, "liveness-probe", "warning", "has no liveness probe"),
+    (upstream_timeout, "webhook-timeout", "warning", "waits up to 30s"),
+    (holder_by_node, "leader", "ok", "host network names the holder by its node"),
+    (holder_gone, "leader", "warning", "holder kruise-controller-manager-6448c665b9-zzzzz not found"),
     (ca_bundle_reset, "certificate", "error", "will not trust the webhook"),
 ])
 def test_each_broken_part_is_the_finding_that_names_it(mutate, check, level, words):
@@ -149,6 +203,8 @@ def as_viewer(d):
         d["errors"][key], d["statuses"][key] = f"forbidden: {key}", 403
     for name in list(d["nodes"]):
         d["errors"][f"node/{name}"], d["statuses"][f"node/{name}"] = "forbidden: nodes", 403
+    for name in ("kube-system", "kruise-system"):
+        d["errors"][f"namespace/{name}"], d["statuses"][f"namespace/{name}"] = "forbidden: namespaces", 403
     d["nodes"] = {}
 
 
@@ -165,7 +221,7 @@ def test_refused_reads_are_unknown_never_missing():
         report["webhook"]["caBundle"]
     assert inventory.forbidden() == [
         "get leases.coordination.k8s.io -n kruise-system", "get mutatingwebhookconfigurations.admissionregistration.k8s.io",
-        "get nodes", "get secrets -n kruise-system", "get validatingwebhookconfigurations.admissionregistration.k8s.io",
+        "get namespaces", "get nodes", "get secrets -n kruise-system", "get validatingwebhookconfigurations.admissionregistration.k8s.io",
         "list nodes", "list pods --all-namespaces"]
     found = findings(data, now)
     assert all(level != "error" and level != "warning" for level, _ in found.values()), found
@@ -184,3 +240,19 @@ def test_an_unreachable_cluster_is_fatal_and_a_refused_one_is_not():
     unreachable = Inventory(names=Names("kruise-system"), errors={k: "cannot reach the cluster" for k in READS},
                             statuses={k: 0 for k in READS})
     assert unreachable.fatal() == "cannot reach the cluster"
+
+
+def test_the_fix_names_what_the_namespace_lacks():
+    data = recorded()
+    upstream_selector_unlabelled(data)
+    fix = {f.check: f.remediation for f in diagnose(Inventory.from_dict(data), as_of(data))}["namespace-exclusion"]
+    assert fix == "kubectl label namespace kruise-system control-plane=openkruise"
+
+
+def test_a_holder_named_by_its_node_is_placed_on_that_node():
+    data = recorded()
+    holder_by_node(data)
+    leader = build(Inventory.from_dict(data), as_of(data))["leader"]
+    pod = next(p for p in data["pods"] if p["metadata"]["name"] == leader["pod"])
+    assert (leader["holderFoundBy"], leader["node"]) == ("node", pod["spec"]["nodeName"])
+    assert leader["zone"] in ("zone-a", "zone-b", "zone-c")

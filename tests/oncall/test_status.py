@@ -68,6 +68,32 @@ def test_stale_lease_is_reported_and_exits_1(cluster, api, layout):
     assert json.loads(status(cluster, layout, "-o", "json").stdout)["leader"]["stale"] is True
 
 
+def test_a_holder_named_by_its_node_and_a_vanished_holder(cluster, api, layout):
+    """Host network under controller-runtime: the holder identity is the node's hostname. And a
+    fresh Lease whose holder matches no manager pod is a warning, not a healthy leader."""
+    leases = client.CoordinationV1Api(api)
+    leases.patch_namespaced_lease("kruise-manager", layout["namespace"], {"spec": {
+        "holderIdentity": "node-1_5f0c3a52-0c1e-4bfb-9e43-0f0f9a3d2f11", "renewTime": _now()}})
+    report = json.loads(status(cluster, layout, "-o", "json").stdout)
+    pod_on_node_1 = next(r["pod"] for r in report["replicas"] if r["node"] == "node-1")
+    leader = report["leader"]
+    assert (leader["pod"], leader["node"], leader["holderFoundBy"]) == (pod_on_node_1, "node-1", "node"), leader
+    assert [r["pod"] for r in report["replicas"] if r["leader"]] == [pod_on_node_1]
+    table = status(cluster, layout)
+    assert "(holder named by its node: host network)" in table.output and "warning" not in table.output
+
+    leases.patch_namespaced_lease("kruise-manager", layout["namespace"], {"spec": {
+        "holderIdentity": "kruise-controller-manager-gone_5f0c3a52", "renewTime": _now()}})
+    table = status(cluster, layout)
+    assert table.exit_code == 0, table.output
+    assert "warning: holder kruise-controller-manager-gone not found" in table.output
+    doctor = CliRunner().invoke(cli, ["doctor", "--kubeconfig", str(cluster.kubeconfig), "-n", layout["namespace"],
+                                      "--mutating-webhook-configuration", layout["mutating"],
+                                      "--validating-webhook-configuration", layout["validating"], "-o", "json"])
+    leader_finding = next(f for f in json.loads(doctor.stdout)["findings"] if f["check"] == "leader")
+    assert leader_finding["level"] == "warning" and "not found" in leader_finding["message"], leader_finding
+
+
 def test_reset_ca_bundle_is_a_mismatch(cluster, api, layout):
     other = base64.b64encode(LocalCA("someone-else").cert_pem).decode()
     client.AdmissionregistrationV1Api(api).patch_validating_webhook_configuration(

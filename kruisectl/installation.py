@@ -1,0 +1,147 @@
+"""Which installation this is, and how a setting is changed on it.
+
+A fix that names a value the installed chart does not have is wrong advice. The same manager
+may come from this project's chart (``kruisectl upgrade``), from upstream OpenKruise's chart
+(``helm upgrade`` with upstream's value names; some settings are fixed in its templates), or
+from plain manifests such as upstream's kustomize install (``kubectl`` only). Detection reads
+only the manager Deployment: helm's release annotation, this chart's labels, the image.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+KRUISECTL_CHART = "kruisectl-chart"
+UPSTREAM_CHART = "upstream-chart"
+MANIFESTS = "manifests"
+
+# Settings every fix is about, and the value each chart names them by (None: not a value).
+_VALUES = {
+    "replicas": {KRUISECTL_CHART: "manager.replicas", UPSTREAM_CHART: "manager.replicas"},
+    "hostNetwork": {KRUISECTL_CHART: "manager.hostNetwork", UPSTREAM_CHART: "manager.hostNetwork"},
+    "podDisruptionBudget": {KRUISECTL_CHART: "podDisruptionBudget.enabled"},
+    "webhookTimeout": {KRUISECTL_CHART: "webhook.timeoutSeconds", UPSTREAM_CHART: "webhookConfiguration.timeoutSeconds"},
+    "whenUnsatisfiable": {KRUISECTL_CHART: "manager.topologySpread.whenUnsatisfiable"},
+    "livenessProbe": {},  # this chart always sets one; upstream's chart has none to set
+}
+
+
+@dataclass(frozen=True)
+class Installation:
+    kind: str
+    namespace: str
+    deployment: str
+    release: str | None = None
+    health_port: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == KRUISECTL_CHART:
+            return f"kruisectl's chart (release {self.release})"
+        if self.kind == UPSTREAM_CHART:
+            return f"a helm release {self.release} (upstream OpenKruise's chart)"
+        return "manifests (no helm release)"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "release": self.release}
+
+    # --- fixes ---------------------------------------------------------------------------
+    def set_value(self, setting: str, value) -> str | None:
+        """The upgrade command that sets ``setting`` through the chart, or None when the
+        installed chart has no value for it."""
+        key = _VALUES[setting].get(self.kind)
+        if key is None:
+            return None
+        pair = f"{key}={json.dumps(value) if isinstance(value, bool) else value}"
+        if self.kind == KRUISECTL_CHART:
+            return f"kruisectl upgrade -n {self.namespace} --release {self.release} --set {pair}"
+        return (f"helm upgrade {self.release} openkruise/kruise -n {self.namespace} --reuse-values "
+                f"--set {pair}")
+
+    def patch(self, patch: dict | list, kind: str = "strategic") -> str:
+        """A paste-able ``kubectl patch`` of the manager Deployment."""
+        body = shlex.quote(json.dumps(patch, separators=(",", ":")))
+        kind_flag = "" if kind == "strategic" else f" --type {kind}"
+        return f"kubectl -n {self.namespace} patch deployment {self.deployment}{kind_flag} -p {body}"
+
+    def _note_overwritten(self, command: str) -> str:
+        if self.kind == UPSTREAM_CHART:
+            return f"{command} (upstream's chart fixes this in its template: the next helm upgrade undoes it)"
+        return command
+
+    def fix_replicas(self, replicas: int) -> str:
+        return self.set_value("replicas", replicas) or \
+            f"kubectl -n {self.namespace} scale deployment {self.deployment} --replicas={replicas}"
+
+    def fix_host_network(self) -> str:
+        return self.set_value("hostNetwork", True) or self.patch({"spec": {"template": {"spec": {"hostNetwork": True}}}})
+
+    def fix_pdb(self, selector: str) -> str:
+        return self.set_value("podDisruptionBudget", True) or \
+            (f"kubectl -n {self.namespace} create poddisruptionbudget {self.deployment} "
+             f"--selector {shlex.quote(selector)} --max-unavailable 1")
+
+    def fix_webhook_timeout(self, seconds: int) -> str:
+        return self.set_value("webhookTimeout", seconds) or \
+            (f"set timeoutSeconds: {seconds} on the pod webhooks in your manifests and re-apply them "
+             "(upstream's manager restores its webhook configurations, so a kubectl patch does not last)")
+
+    def fix_when_unsatisfiable(self, policy: str, constraint_index: int) -> str:
+        return self.set_value("whenUnsatisfiable", policy) or self._note_overwritten(self.patch(
+            [{"op": "replace", "path": f"/spec/template/spec/topologySpreadConstraints/{constraint_index}/whenUnsatisfiable",
+              "value": policy}], kind="json"))
+
+    def fix_liveness_probe(self, container_index: int) -> str:
+        if self.kind == KRUISECTL_CHART:
+            return f"kruisectl upgrade -n {self.namespace} --release {self.release} (the chart sets a liveness probe)"
+        probe = {"httpGet": {"path": "/healthz", "port": self.health_port or 8000},
+                 "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 3}
+        return self._note_overwritten(self.patch(
+            [{"op": "add", "path": f"/spec/template/spec/containers/{container_index}/livenessProbe", "value": probe}],
+            kind="json"))
+
+
+def manager_container(deployment: dict | None) -> tuple[int, dict] | None:
+    """The manager container (index, spec): the one named ``manager``, else the first."""
+    containers = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+    for index, container in enumerate(containers):
+        if container.get("name") == "manager":
+            return index, container
+    return (0, containers[0]) if containers else None
+
+
+def _health_port(container: dict) -> int | None:
+    probe = container.get("readinessProbe") or container.get("livenessProbe") or {}
+    port = (probe.get("httpGet") or {}).get("port")
+    if isinstance(port, int):
+        return port
+    for declared in container.get("ports") or []:
+        if declared.get("name") == port:
+            return declared.get("containerPort")
+    return None
+
+
+def _repository(image: str) -> str:
+    """``registry:5000/a/b:tag@sha256:…`` → ``registry:5000/a/b``."""
+    image = image.split("@", 1)[0]
+    head, _, last = image.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def detect(deployment: dict | None, namespace: str, deployment_name: str) -> Installation:
+    """How the manager Deployment was installed (manifests when it cannot be told)."""
+    metadata = (deployment or {}).get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    release = (metadata.get("annotations") or {}).get("meta.helm.sh/release-name")
+    found = manager_container(deployment)
+    container = found[1] if found else {}
+    ours = labels.get("app.kubernetes.io/name") == "kruise" and "helm.sh/chart" in labels \
+        or _repository(container.get("image") or "").endswith("kruisectl/kruise-manager")
+    if release and ours:
+        kind = KRUISECTL_CHART
+    elif release:
+        kind = UPSTREAM_CHART
+    else:
+        kind = MANIFESTS
+    return Installation(kind, namespace, deployment_name, release, _health_port(container))

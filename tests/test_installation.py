@@ -1,0 +1,87 @@
+"""Which installation a manager Deployment comes from, and the fix each one is given: values
+of this project's chart, values of upstream's chart, or kubectl for plain manifests."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from kruisectl.installation import KRUISECTL_CHART, MANIFESTS, UPSTREAM_CHART, detect
+
+
+def deployment(labels=None, annotations=None, image="openkruise/kruise-manager:v1.8.3", probe_port=8000):
+    container = {"name": "manager", "image": image,
+                 "readinessProbe": {"httpGet": {"path": "readyz", "port": probe_port}},
+                 "ports": [{"name": "health", "containerPort": 8001}]}
+    return {"metadata": {"labels": labels or {"control-plane": "controller-manager"}, "annotations": annotations or {}},
+            "spec": {"template": {"spec": {"containers": [{"name": "sidecar"}, container]}}}}
+
+
+HELM = {"meta.helm.sh/release-name": "kruise", "meta.helm.sh/release-namespace": "kruise-system"}
+OURS = {"app.kubernetes.io/name": "kruise", "helm.sh/chart": "kruise-0.1.0", "control-plane": "controller-manager"}
+
+
+@pytest.mark.parametrize("obj, kind, release", [
+    (deployment(OURS, HELM, image="kruisectl/kruise-manager:0.1.0"), KRUISECTL_CHART, "kruise"),
+    (deployment(None, HELM, image="registry.local:5000/kruisectl/kruise-manager:0.1.0"), KRUISECTL_CHART, "kruise"),
+    (deployment(None, HELM), UPSTREAM_CHART, "kruise"),
+    (deployment(), MANIFESTS, None),
+    (deployment(OURS), MANIFESTS, None),  # our labels but no release: applied as manifests
+    (None, MANIFESTS, None),
+])
+def test_detect(obj, kind, release):
+    found = detect(obj, "kruise-system", "kruise-controller-manager")
+    assert (found.kind, found.release) == (kind, release)
+
+
+def installed(kind):
+    obj = {KRUISECTL_CHART: deployment(OURS, HELM, image="kruisectl/kruise-manager:0.1.0"),
+           UPSTREAM_CHART: deployment(None, HELM), MANIFESTS: deployment()}[kind]
+    return detect(obj, "kruise-system", "kruise-controller-manager")
+
+
+@pytest.mark.parametrize("kind, fix, expected", [
+    (KRUISECTL_CHART, lambda i: i.fix_replicas(3),
+     "kruisectl upgrade -n kruise-system --release kruise --set manager.replicas=3"),
+    (UPSTREAM_CHART, lambda i: i.fix_replicas(3),
+     "helm upgrade kruise openkruise/kruise -n kruise-system --reuse-values --set manager.replicas=3"),
+    (MANIFESTS, lambda i: i.fix_replicas(3), "kubectl -n kruise-system scale deployment kruise-controller-manager --replicas=3"),
+    (UPSTREAM_CHART, lambda i: i.fix_host_network(),
+     "helm upgrade kruise openkruise/kruise -n kruise-system --reuse-values --set manager.hostNetwork=true"),
+    (MANIFESTS, lambda i: i.fix_host_network(),
+     "kubectl -n kruise-system patch deployment kruise-controller-manager -p "
+     "'{\"spec\":{\"template\":{\"spec\":{\"hostNetwork\":true}}}}'"),
+    (KRUISECTL_CHART, lambda i: i.fix_pdb("control-plane=controller-manager"),
+     "kruisectl upgrade -n kruise-system --release kruise --set podDisruptionBudget.enabled=true"),
+    (UPSTREAM_CHART, lambda i: i.fix_pdb("control-plane=controller-manager"),
+     "kubectl -n kruise-system create poddisruptionbudget kruise-controller-manager "
+     "--selector control-plane=controller-manager --max-unavailable 1"),
+    (UPSTREAM_CHART, lambda i: i.fix_webhook_timeout(10),
+     "helm upgrade kruise openkruise/kruise -n kruise-system --reuse-values --set webhookConfiguration.timeoutSeconds=10"),
+    (KRUISECTL_CHART, lambda i: i.fix_webhook_timeout(10),
+     "kruisectl upgrade -n kruise-system --release kruise --set webhook.timeoutSeconds=10"),
+])
+def test_fix_texts(kind, fix, expected):
+    assert fix(installed(kind)) == expected
+
+
+@pytest.mark.parametrize("kind", [UPSTREAM_CHART, MANIFESTS])
+def test_kubectl_patches_are_pasteable_json(kind):
+    """The json patch survives the shell: shlex splits it back into valid JSON."""
+    text = installed(kind).fix_liveness_probe(1)
+    command = text.split(" (upstream's chart")[0]
+    argv = shlex.split(command)
+    assert argv[:6] == ["kubectl", "-n", "kruise-system", "patch", "deployment", "kruise-controller-manager"]
+    assert argv[6:8] == ["--type", "json"]
+    patch = json.loads(argv[argv.index("-p") + 1])
+    assert patch == [{"op": "add", "path": "/spec/template/spec/containers/1/livenessProbe",
+                      "value": {"httpGet": {"path": "/healthz", "port": 8000}, "initialDelaySeconds": 30,
+                                "periodSeconds": 10, "failureThreshold": 3}}]
+    assert ("next helm upgrade undoes it" in text) == (kind == UPSTREAM_CHART)
+
+
+def test_named_probe_port_resolves_to_the_container_port():
+    obj = deployment(None, HELM, probe_port="health")
+    assert detect(obj, "kruise-system", "kruise-controller-manager").health_port == 8001
