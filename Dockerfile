@@ -7,6 +7,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY kruisectl ./kruisectl
 COPY manager ./manager
+COPY kubekit ./kubekit
 RUN pip install . && rm -rf /src
 
 # 65532: the chart's runAsUser; the root filesystem is read-only, certs go to an emptyDir.
