@@ -54,9 +54,7 @@ def findings_table(findings: list[Finding], wide: bool = False) -> str:
     ``wide`` the evidence)."""
     import json
 
-    from .output import table
-
-    from .output import colour
+    from .output import colour, table
 
     headers = ["level", "check", "finding", "fix"] + (["evidence"] if wide else [])
     rows = []

@@ -156,3 +156,31 @@ def test_namespace_and_node_completion_come_from_the_cluster(cluster):
                            env={**env, "COMP_WORDS": "kruisectl label-zones --zone z node-", "COMP_CWORD": "4"})
     offered = [line.split(",", 1)[1] for line in nodes.stdout.split()]
     assert offered and all(n.startswith("node-") for n in offered), nodes
+
+
+def _all_commands(group=cli, path=()):
+    import click
+
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, (*path, name))
+        else:
+            yield (*path, name)
+
+
+@pytest.mark.parametrize("path", list(_all_commands()), ids=" ".join)
+def test_exit_codes_are_one_block_in_help(path):
+    """Every exit code a command's help lists stands in its one "Exit codes:" block."""
+    import re
+
+    text = CliRunner().invoke(cli, [*path, "--help"]).output
+    lines = text.splitlines()
+    code_line = re.compile(r"^\s+(\d{1,3})\s{2,}\S")
+    if "Exit codes:" not in text:
+        assert not [line for line in lines if code_line.match(line)], text
+        return
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Exit codes:")
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    outside = [line for i, line in enumerate(lines) if code_line.match(line) and not start < i < end]
+    assert outside == [], text
+    assert text.count("Exit codes:") == 1

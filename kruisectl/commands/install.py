@@ -21,8 +21,11 @@ Examples:
   kruisectl uninstall
 
 \b
-Exit codes: 0 done, 1 the rollout failed (progress deadline), 2 helm missing, cluster
-unreachable or invalid values (one line from helm), 124 --wait ran out.
+Exit codes:
+  0    done
+  1    the rollout failed (progress deadline)
+  2    helm missing, cluster unreachable or invalid values (one line from helm)
+  124  --wait ran out
 """
 
 

@@ -30,9 +30,11 @@ Examples:
   kruisectl label-zones --map zones.csv --overwrite --apply       # replace different values
 
 \b
-Exit codes: 0 planned, or applied everything planned; 1 with --apply, some node was not
-labelled (failed, changed meanwhile, or no value from the source); 2 bad input or the
-cluster could not be reached; 130 interrupted (a re-run picks up the rest).
+Exit codes:
+  0    planned, or applied everything planned
+  1    with --apply, some node was not labelled (failed, changed meanwhile, or no value)
+  2    bad input or the cluster could not be reached
+  130  interrupted (a re-run picks up the rest)
 """
 
 

@@ -82,8 +82,10 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
     spread); if not, it refuses and names the largest maxSurge that fits, unless --force.
 
     \b
-    Exit codes: 0 applied (or nothing to do), 1 refused by the capacity check, 2 bad input or
-    the cluster could not be read/changed.
+    Exit codes:
+      0    applied (or nothing to do)
+      1    refused by the capacity check
+      2    bad input or the cluster could not be read/changed
 
     \b
     Examples:
@@ -172,8 +174,11 @@ def status(target, watch, timeout, deployment, output):
     and the updated ones available; a Progressing condition with ProgressDeadlineExceeded fails.
 
     \b
-    Exit codes: 0 rolled out, 1 still in progress (without --watch) or progress deadline
-    exceeded, 2 cannot read the Deployment, 124 --timeout ran out.
+    Exit codes:
+      0    rolled out
+      1    still in progress (without --watch) or progress deadline exceeded
+      2    cannot read the Deployment
+      124  --timeout ran out
 
     \b
     Examples:

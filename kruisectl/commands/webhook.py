@@ -31,12 +31,12 @@ Exit codes:
   0    the webhook is servable (no error-level finding)
   1    at least one error-level finding (--fail-on warning: warnings too)
   2    could not check: cluster unreachable, forbidden, bad kubeconfig, SidecarSet CRD missing
+  124  --wait ran out before the webhook was servable
 
 
 The end-to-end probe creates a SidecarSet kruisectl-probe-<id> (selecting only its own probe
 label) for a few seconds, then dry-runs a pod it matches and an invalid SidecarSet: nothing
 else is written.
-  124  --wait ran out before the webhook was servable
 """
 
 @click.group("webhook")
