@@ -197,7 +197,11 @@ def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
         return Finding("namespace-exclusion", "error", "; ".join(missing) + ": a manager outage can block its own "
                        "pods and system pods (cyclic dependency)", "; ".join(dict.fromkeys(fixes)),
                        {"missing": missing, "matched": matched})
-    return Finding("namespace-exclusion", "ok", f"pod webhooks skip kube-system and {inv.names.namespace}")
+    skipped_by = {f"{w['name']}/{ns}": unmatched_requirements(w.get("namespaceSelector"), inv.namespace_labels(ns))
+                  for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)
+                  for ns in dict.fromkeys((*SYSTEM_NAMESPACES, inv.names.namespace))}
+    return Finding("namespace-exclusion", "ok", f"pod webhooks skip kube-system and {inv.names.namespace}",
+                   evidence={"skippedBy": skipped_by})
 
 
 def check_webhook_timeout(inv: Inventory, report: dict) -> Finding:

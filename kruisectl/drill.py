@@ -185,33 +185,22 @@ class Observer:
             thread.join(3)
 
     def _watch_lease(self) -> None:
-        from urllib.parse import urlencode
-
-        from .kube import auth_headers
+        from .kube import api
 
         ns, name = self.names.namespace, self.names.lease
         path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+        client = api(self.api)
         while not self._stop.is_set():
             try:
                 listing = request_json(self.api, "GET", path, self.timeout, fieldSelector=f"metadata.name={name}")
                 for item in listing.get("items", []):
                     self.lease_records.append((time.monotonic(), item.get("spec") or {}))
-                query = urlencode({"fieldSelector": f"metadata.name={name}", "watch": "1", "timeoutSeconds": 60,
-                                   "resourceVersion": listing["metadata"].get("resourceVersion", "")})
-                response = self.api.rest_client.pool_manager.request(
-                    "GET", f"{self.api.configuration.host}{path}?{query}", headers=auth_headers(self.api),
-                    preload_content=False, timeout=70)
-                buffer = b""
-                for chunk in response.stream(4096):
-                    buffer += chunk
-                    while b"\n" in buffer:
-                        line, buffer = buffer.split(b"\n", 1)
-                        event = json.loads(line)
-                        if event.get("type") in ("ADDED", "MODIFIED"):
-                            self.lease_records.append((time.monotonic(), event["object"].get("spec") or {}))
+                for event in client.watch(path, listing["metadata"].get("resourceVersion", ""), 60,
+                                          fieldSelector=f"metadata.name={name}"):
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        self.lease_records.append((time.monotonic(), event["object"].get("spec") or {}))
                     if self._stop.is_set():
                         break
-                response.release_conn()
             except Exception as err:  # noqa: BLE001 - recorded; the watch restarts
                 self.read_errors.append(f"lease watch: {err}")
                 self._stop.wait(0.5)
@@ -502,27 +491,20 @@ def replica_shares(api, names: Names, pods: list[dict], timeout: float) -> dict[
     """Admissions each replica answered (its own counter, through the apiserver's pod proxy):
     this project's ``kruise_manager_webhook_requests_total`` or controller-runtime's
     ``controller_runtime_webhook_requests_total`` (upstream) for the pod webhook."""
+    from .kube import api as api_of
+
+    client = api_of(api)
     counts = {}
     for pod in pods:
         port = next((p.get("containerPort") for c in pod["spec"].get("containers") or []
                      for p in c.get("ports") or [] if p.get("name") == "metrics"), 8080)
         name = pod["metadata"]["name"]
         try:
-            response = api.rest_client.pool_manager.request(
-                "GET", f"{api.configuration.host}/api/v1/namespaces/{names.namespace}/pods/{name}:{port}/proxy/metrics",
-                headers={**_auth(api), "Accept": "text/plain"}, timeout=timeout)
-            if response.status != 200:
-                continue
-            counts[name] = _pod_webhook_requests(response.data.decode(errors="replace"))
+            text = client.get_text(f"/api/v1/namespaces/{names.namespace}/pods/{name}:{port}/proxy/metrics", timeout)
+            counts[name] = _pod_webhook_requests(text)
         except Exception:  # noqa: BLE001 - a replica whose metrics cannot be read has no share
             continue
     return counts
-
-
-def _auth(api) -> dict:
-    from .kube import auth_headers
-
-    return auth_headers(api)
 
 
 def _pod_webhook_requests(text: str) -> float:

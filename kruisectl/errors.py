@@ -37,10 +37,11 @@ def describe_api_error(exc: BaseException) -> str:
             return f"forbidden: {reason}"
         if exc.status == 404:
             return f"not found: {reason}"
-        if exc.status == 0 or exc.status is None:
-            return f"cannot reach the cluster: {reason}"
-        return f"apiserver answered {exc.status}: {reason}"
-    text = str(exc)
+        if exc.status:
+            return f"apiserver answered {exc.status}: {reason}"
+        text = str(reason)  # no answer: the transport error, classified below
+    else:
+        text = str(exc)
     # The specific causes first: urllib3 wraps every one of them in "Max retries exceeded".
     for markers, message in (
         (("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"),
@@ -60,6 +61,8 @@ def describe_api_error(exc: BaseException) -> str:
         if any(marker in text for marker in markers):
             url = _server_of(text)
             return f"{message}{f' ({url})' if url else ''}"
+    if isinstance(exc, ApiException):
+        return f"cannot reach the cluster: {text}"
     return text.splitlines()[0] if text else type(exc).__name__
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import (DEPLOYMENT_NAME, LEASE_NAME, MANAGER_LABELS, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME,
                SERVICE_NAME, VALIDATING_WEBHOOK_CONFIGURATION)
 from .errors import describe_api_error
-from .kube import auth_headers, request_json
+from .kube import api, request_json
 
 
 @dataclass
@@ -237,7 +237,6 @@ def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300)
     """Start threads that WATCH the manager's pods and its Lease and set ``changed`` (an
     Event) on every event, until ``stop`` is set. Watches restart when the server ends them."""
     import threading
-    from urllib.parse import urlencode
 
     ns = names.namespace
     streams = [
@@ -245,23 +244,17 @@ def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300)
         (f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", {"fieldSelector": f"metadata.name={names.lease}"}),
         (f"/apis/apps/v1/namespaces/{ns}/deployments", {"fieldSelector": f"metadata.name={names.deployment}"}),
     ]
-    configuration = api_client.configuration
+    client = api(api_client)
 
     def follow(path: str, query: dict) -> None:
         while not stop.is_set():
             try:
                 listing = get_json(api_client, path, 10, **query)
-                version = listing["metadata"].get("resourceVersion", "")
                 changed.set()  # anything that changed before this watch began is drawn too
-                params = urlencode({**query, "watch": "1", "resourceVersion": version, "timeoutSeconds": timeout_s})
-                response = api_client.rest_client.pool_manager.request(
-                    "GET", f"{configuration.host}{path}?{params}", headers=auth_headers(api_client), preload_content=False,
-                    timeout=timeout_s + 10)
-                for _ in response.stream(1024):
+                for _ in client.watch(path, listing["metadata"].get("resourceVersion", ""), timeout_s, **query):
                     changed.set()
                     if stop.is_set():
                         break
-                response.release_conn()
             except Exception:  # noqa: BLE001 - a broken watch is retried; the report shows read errors
                 stop.wait(2)
 

@@ -133,39 +133,15 @@ def kube_options(func):
     return wrapper
 
 
-def auth_headers(api_client) -> dict[str, str]:
-    """Headers of a raw API request: JSON, and the bearer token if the kubeconfig has one
-    (client certificates are already in the connection pool's TLS context)."""
-    configuration = api_client.configuration
-    if configuration.refresh_api_key_hook is not None:
-        configuration.refresh_api_key_hook(configuration)
-    headers = {"Accept": "application/json", "User-Agent": api_client.user_agent}
-    token = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
-    if token:
-        headers["Authorization"] = token
-    return headers
+def api(api_client):
+    """The one API client (kubekit.api) over ``api_client``'s configuration and pool."""
+    from kubekit.api import Client
+
+    return Client.for_api_client(api_client)
 
 
 def request_json(api_client, method: str, path: str, timeout: float, body: dict | None = None,
                  content_type: str = "application/json", **query) -> dict:
-    """One API request with JSON in and out, raising ApiException on a 4xx/5xx. Bypasses the
-    generated typed APIs on purpose: importing them costs over a second and validating every
-    call costs about a millisecond, which dominate short commands and bulk writes."""
-    import json
-    from urllib.parse import urlencode
-
-    from kubernetes.client.exceptions import ApiException
-
-    configuration = api_client.configuration
-    headers = auth_headers(api_client)
-    payload = None
-    if body is not None:
-        headers["Content-Type"] = content_type
-        payload = json.dumps(body).encode()
-    url = configuration.host + path + (f"?{urlencode(query)}" if query else "")
-    response = api_client.rest_client.pool_manager.request(method, url, headers=headers, body=payload,
-                                                           timeout=timeout, preload_content=True)
-    if response.status >= 400:
-        raise ApiException(status=response.status, reason=response.reason, body=response.data.decode(errors="replace"))
-    return json.loads(response.data) if response.data else {}
-
+    """One API request with JSON in and out; kubekit.api.ApiError (a kubernetes ApiException)
+    on a 4xx/5xx or when no answer came."""
+    return api(api_client).request(method, path, body=body, timeout=timeout, content_type=content_type, **query)

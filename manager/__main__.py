@@ -47,14 +47,14 @@ def setup_logging(fmt: str, verbose: bool) -> None:
 
 class Manager:
     def __init__(self, args: Options):
-        from .kube import Client
+        from kubekit.api import Client
         from .health import Health
 
         self.args = args
         pod = os.environ.get("POD_NAME") or socket.gethostname()
         self.identity = f"{pod}_{uuid.uuid4()}"
         self.namespace = args.leader_election_namespace
-        self.client = Client(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}", pool_size=32)
+        self.client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}", pool_size=32)
         self.health = Health()
         self.shutting_down = threading.Event()
         self.exit_code = 0

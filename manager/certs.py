@@ -33,7 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from . import metrics
 from .informer import Informer
-from .kube import ApiError, Client
+from kubekit.api import ApiError, Client
 
 log = logging.getLogger("manager.certs")
 

@@ -14,7 +14,7 @@ import time
 
 from . import metrics, sidecarset
 from .informer import Informer
-from .kube import ApiError, Client
+from kubekit.api import ApiError, Client
 from .lease import LeaderElector
 
 log = logging.getLogger("manager.controller")

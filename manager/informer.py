@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import Callable
 
-from .kube import ApiError, Client
+from kubekit.api import ApiError, Client
 
 log = logging.getLogger("manager.informer")
 

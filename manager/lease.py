@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 from . import metrics
-from .kube import ApiError, Client
+from kubekit.api import ApiError, Client
 
 log = logging.getLogger("manager.lease")
 

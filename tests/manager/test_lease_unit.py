@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from manager.kube import ApiError
+from kubekit.api import ApiError
 from manager.lease import (Clock, ElectionConfig, LeaderElectionRecord, LeaderElector, NoElection,
                            Versioned)
 
