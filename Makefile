@@ -19,21 +19,21 @@ venv: $(STAMP)
 
 ## build: build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm
 build: $(STAMP)
-	@start=$$(date +%s); $(PY) -m kruisectl.localcluster build; echo "binary build took $$(( $$(date +%s) - start ))s"
+	@start=$$(date +%s); $(PY) -m localcluster build; echo "binary build took $$(( $$(date +%s) - start ))s"
 
 ## cluster-up / cluster-down: a local control plane in the background; prints its kubeconfig
 cluster-up: build
-	$(PY) -m kruisectl.localcluster up
+	$(PY) -m localcluster up
 
 cluster-down: $(STAMP)
-	$(PY) -m kruisectl.localcluster down
+	$(PY) -m localcluster down
 
 ## demo: the main job on the embedded local control plane
 demo: build
-	$(PY) -m kruisectl.demo up
+	$(PY) -m localcluster.demo up
 
 demo-down: $(STAMP)
-	$(PY) -m kruisectl.demo down
+	$(PY) -m localcluster.demo down
 
 ## test: everything, against the real local control plane (builds binaries on first run)
 test: build

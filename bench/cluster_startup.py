@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kruisectl.localcluster import build  # noqa: E402
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
+from localcluster import build  # noqa: E402
+from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
 
 
 def cold_build() -> tuple[float, float]:
@@ -30,7 +30,7 @@ def cold_build() -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="kruisectl-cold-") as scratch:
         env = dict(os.environ, GOCACHE=f"{scratch}/gocache", KRUISECTL_CACHE_DIR=f"{scratch}/cache")
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "kruisectl.localcluster", "build"], env=env, check=True,
+        subprocess.run([sys.executable, "-m", "localcluster", "build"], env=env, check=True,
                        cwd=build.REPO_ROOT, stdout=subprocess.DEVNULL)
         elapsed = time.monotonic() - started
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

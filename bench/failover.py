@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
-from kruisectl.localcluster.fleet import Fleet  # noqa: E402
+from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
+from localcluster.fleet import Fleet  # noqa: E402
 
 
 def wait_new_holder(fleet: Fleet, old: str, timeout: float) -> float:

@@ -31,9 +31,9 @@ from kruisectl import drill  # noqa: E402
 from kruisectl.cli import cli  # noqa: E402
 from kruisectl.inventory import Names, collect  # noqa: E402
 from kruisectl.kube import request_json  # noqa: E402
-from kruisectl.localcluster import faults  # noqa: E402
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
-from kruisectl.localcluster.hostlet import Hostlet, create_hostlet_nodes  # noqa: E402
+from localcluster import faults  # noqa: E402
+from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
+from localcluster.hostlet import Hostlet, create_hostlet_nodes  # noqa: E402
 from kruisectl.probe import probe_pod, probe_sidecarset  # noqa: E402
 
 NODES = [f"ha-{i}" for i in range(6)]

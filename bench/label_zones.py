@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kubernetes import client  # noqa: E402
 
 from kruisectl import ZONE_LABEL  # noqa: E402
-from kruisectl.localcluster.cluster import KWOK_ANNOTATION, ClusterOptions, LocalCluster  # noqa: E402
+from localcluster.cluster import KWOK_ANNOTATION, ClusterOptions, LocalCluster  # noqa: E402
 
 RACK = "example.com/rack"
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kubernetes import client  # noqa: E402
 
 from kruisectl.kube import request_json  # noqa: E402
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
-from kruisectl.localcluster.fleet import Fleet  # noqa: E402
+from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
+from localcluster.fleet import Fleet  # noqa: E402
 
 
 def memory_mib(pid: int) -> tuple[float, float]:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client  # noqa: E402
 
-from kruisectl.localcluster import upstream_layout  # noqa: E402
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
+from localcluster import upstream_layout  # noqa: E402
+from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
 
 NAMESPACE = "kruise-system"
 

@@ -30,8 +30,8 @@ import requests  # noqa: E402
 from kubernetes import client  # noqa: E402
 
 from kruisectl.kube import request_json  # noqa: E402
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
-from kruisectl.localcluster.fleet import METRICS_PORT, Fleet  # noqa: E402
+from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
+from localcluster.fleet import METRICS_PORT, Fleet  # noqa: E402
 from manager import MUTATING_CONFIGURATION  # noqa: E402
 
 

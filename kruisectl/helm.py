@@ -26,14 +26,12 @@ def find_helm(explicit: str | None = None) -> str:
     found = shutil.which("helm")
     if found:
         return found
-    try:
-        from .localcluster import build
-
-        local = (build.cached_binaries() or {}).get("helm")
-        if local:
-            return str(local)
-    except Exception:  # noqa: BLE001 - only a convenience
-        pass
+    # A source checkout's `make build` leaves one in .cache/bin (found without importing the
+    # local-cluster harness, which is not part of the installed CLI).
+    built = sorted((Path(__file__).resolve().parents[1] / ".cache" / "bin").glob("helm-*/helm"),
+                   key=lambda path: path.stat().st_mtime)
+    if built and os.access(built[-1], os.X_OK):
+        return str(built[-1])
     raise CLIError("helm not found: install Helm 3 (https://helm.sh/docs/intro/install/), put it on PATH "
                    "or pass --helm-binary (make build builds one into .cache/bin)")
 

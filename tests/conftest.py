@@ -1,4 +1,4 @@
-"""Shared fixtures: the real local control plane (see kruisectl/localcluster)."""
+"""Shared fixtures: the real local control plane (see localcluster)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
-from kruisectl.localcluster.network import available as network_unavailable_reason
+from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.network import available as network_unavailable_reason
 
 
 def pytest_configure(config):

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
-from kruisectl.localcluster.hostlet import (MANAGER_PROGRAM, Backoff, Hostlet, HostletError, _probe_allowed,
+from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.hostlet import (MANAGER_PROGRAM, Backoff, Hostlet, HostletError, _probe_allowed,
                                             create_hostlet_nodes, expand, field_path_value, image_name,
                                             resolve_program, resource_field_value)
-from kruisectl.localcluster.network import available as network_unavailable_reason
+from localcluster.network import available as network_unavailable_reason
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
@@ -73,7 +73,7 @@ def test_downward_api_fields():
 @pytest.mark.parametrize("path, url", [(None, "http://h:1/"), ("", "http://h:1/"), ("healthz", "http://h:1/healthz"),
                                        ("/readyz", "http://h:1/readyz")])
 def test_probe_url_roots_a_relative_path(path, url):
-    from kruisectl.localcluster.hostlet import probe_url
+    from localcluster.hostlet import probe_url
     assert probe_url("http", "h", 1, path) == url
 
 
@@ -436,7 +436,7 @@ def test_kruise_manager_pods_run_elect_a_leader_and_serve_the_webhook(local, hos
     real /readyz, the Lease names a pod, and the apiserver calls their webhook via the Service."""
     from kubernetes import client
 
-    from kruisectl.localcluster.fleet import Fleet
+    from localcluster.fleet import Fleet
 
     api = local.api()
     fleet = Fleet(local, namespace="kruise-system").install(count=0)
@@ -579,7 +579,7 @@ def test_the_charts_manager_runs_on_hostlet_nodes(local, hostlet, core, ns):
 def test_the_hostlet_acts_as_each_node_and_no_more(local, hostlet, core):
     """Its credential is the node's: the Node authorizer lets it renew its own Lease, not
     another node's, and read no Secret that no pod of its needs."""
-    from kruisectl.localcluster.hostlet import node_credential
+    from localcluster.hostlet import node_credential
 
     session = requests.Session()
     session.trust_env = False

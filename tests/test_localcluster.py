@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kruisectl.localcluster.cluster import ZONE_LABEL, free_port
-from kruisectl.localcluster.pki import LocalCA
+from localcluster.cluster import ZONE_LABEL, free_port
+from localcluster.pki import LocalCA
 
 from .conftest import wait_for
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kruisectl.localcluster import build
-from kruisectl.localcluster.network import Network, available as network_unavailable_reason
+from localcluster import build
+from localcluster.network import Network, available as network_unavailable_reason
 
 from .conftest import wait_for
 
@@ -40,7 +40,7 @@ def _netns_names() -> set[str]:
 
 OWNER = """
 import json, sys, time
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.cluster import ClusterOptions, LocalCluster
 network = sys.argv[1] == "1"
 c = LocalCluster.start(ClusterOptions(scheduler=True, kwok=True, network=network))
 if network:
@@ -86,7 +86,7 @@ def test_stop_ends_every_component(make_cluster):
 def test_cluster_up_and_down_from_the_shell(tmp_path):
     workdir = tmp_path / "cluster"
     python = sys.executable
-    up = subprocess.run([python, "-m", "kruisectl.localcluster", "up", "--dir", str(workdir), "--nodes", "3",
+    up = subprocess.run([python, "-m", "localcluster", "up", "--dir", str(workdir), "--nodes", "3",
                          "--bare-metal", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr
     kubeconfig = workdir / "admin.kubeconfig"
@@ -101,7 +101,7 @@ def test_cluster_up_and_down_from_the_shell(tmp_path):
         assert zones == ["", "zone-a", "zone-b", "zone-c"]
         assert yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == state["server"]
     finally:
-        down = subprocess.run([python, "-m", "kruisectl.localcluster", "down", "--dir", str(workdir)],
+        down = subprocess.run([python, "-m", "localcluster", "down", "--dir", str(workdir)],
                               cwd=REPO, capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
     assert not any(_alive(pid) for pid in state["pids"].values())
@@ -112,8 +112,8 @@ def test_a_reused_workdir_gets_node_credentials_from_its_new_ca(tmp_path):
     must not be reused (it would be 401)."""
     import requests
 
-    from kruisectl.localcluster.cluster import LocalCluster
-    from kruisectl.localcluster.hostlet import node_credential
+    from localcluster.cluster import LocalCluster
+    from localcluster.hostlet import node_credential
 
     for _ in range(2):
         local = LocalCluster.start(workdir=tmp_path / "cluster", log=sys.stderr)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kruisectl.helm import BUNDLED_CHART
-from kruisectl.localcluster import build
+from localcluster import build
 
 KUBE_VERSION = "1.36.3"
 

@@ -15,8 +15,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kruisectl.cli import cli
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
-from kruisectl.localcluster.network import available as network_unavailable_reason
+from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.network import available as network_unavailable_reason
 from manager import rbac
 from tests.conftest import wait_for
 

@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from kruisectl.cli import cli
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
-from kruisectl.localcluster.hostlet import Hostlet, create_hostlet_nodes
-from kruisectl.localcluster.network import available as network_unavailable_reason
+from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.hostlet import Hostlet, create_hostlet_nodes
+from localcluster.network import available as network_unavailable_reason
 
 from ..conftest import wait_for
 

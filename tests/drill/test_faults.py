@@ -10,7 +10,7 @@ import pytest
 from kruisectl import drill
 from kruisectl.inventory import Names
 from kruisectl.kube import request_json
-from kruisectl.localcluster import faults
+from localcluster import faults
 from kruisectl.probe import probe_pod, probe_sidecarset
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)

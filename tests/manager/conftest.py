@@ -1,4 +1,4 @@
-"""Real kruise-manager processes (kruisectl.localcluster.fleet) on a private control plane
+"""Real kruise-manager processes (localcluster.fleet) on a private control plane
 of the test module's own: the webhook configurations carry upstream's cluster-wide names."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kruisectl.localcluster.cluster import ClusterOptions, LocalCluster
-from kruisectl.localcluster.fleet import Fleet
-from kruisectl.localcluster.network import available as network_unavailable_reason
+from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.fleet import Fleet
+from localcluster.network import available as network_unavailable_reason
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],

@@ -13,8 +13,8 @@ from cryptography import x509
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kruisectl.localcluster.fleet import Fleet
-from kruisectl.localcluster.pki import LocalCA
+from localcluster.fleet import Fleet
+from localcluster.pki import LocalCA
 from manager import MUTATING_CONFIGURATION
 from manager.certs import service_dns_names
 from tests.conftest import wait_for

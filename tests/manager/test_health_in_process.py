@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from kruisectl.localcluster.cluster import free_port
-from kruisectl.localcluster.pki import LocalCA
+from localcluster.cluster import free_port
+from localcluster.pki import LocalCA
 from manager.certs import service_dns_names
 from manager.health import Health, heartbeat_check, webhook_self_check
 from manager.webhook import WebhookServer

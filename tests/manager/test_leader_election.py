@@ -15,7 +15,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from kruisectl.localcluster.fleet import METRICS_PORT, Fleet
+from localcluster.fleet import METRICS_PORT, Fleet
 from tests.conftest import wait_for
 
 from .conftest import start_cluster

@@ -12,7 +12,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from kruisectl.localcluster.fleet import METRICS_PORT, Fleet, Replica
+from localcluster.fleet import METRICS_PORT, Fleet, Replica
 from manager import WEBHOOK_PORT
 from tests.conftest import wait_for
 

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from kubernetes import client
 
-from kruisectl.localcluster.fleet import Fleet
+from localcluster.fleet import Fleet
 from manager import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION, WEBHOOK_PORT
 from tests.conftest import wait_for
 

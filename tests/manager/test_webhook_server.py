@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from kruisectl.localcluster.cluster import free_port
-from kruisectl.localcluster.pki import LocalCA
+from localcluster.cluster import free_port
+from localcluster.pki import LocalCA
 from manager.admission import BadReview, allowed, denied, parse_review, patched, result_of, review_body
 from manager.certs import service_dns_names
 from manager.webhook import WebhookServer

@@ -1,11 +1,11 @@
-"""An upstream-like kruise-manager layout (kruisectl.localcluster.upstream_layout) in a fresh
+"""An upstream-like kruise-manager layout (localcluster.upstream_layout) in a fresh
 namespace of the shared cluster, run by kwok."""
 
 from __future__ import annotations
 
 import pytest
 
-from kruisectl.localcluster import upstream_layout
+from localcluster import upstream_layout
 
 HOSTS = ["node-0", "node-1", "node-6"]  # zone-a, zone-b, and a bare-metal node without a zone
 

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from kubernetes import client
 
 from kruisectl.cli import cli
-from kruisectl.localcluster.cluster import free_port
-from kruisectl.localcluster.pki import LocalCA
+from localcluster.cluster import free_port
+from localcluster.pki import LocalCA
 
 from ..conftest import wait_for
 
-from kruisectl.localcluster.upstream_layout import timestamp as _now
+from localcluster.upstream_layout import timestamp as _now
 
 from .conftest import HOSTS
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from kubernetes import client
 
 from kruisectl.cli import cli
-from kruisectl.localcluster.cluster import free_port
-from kruisectl.localcluster.pki import LocalCA
+from localcluster.cluster import free_port
+from localcluster.pki import LocalCA
 from kruisectl.webhookcheck import explain
 
 from ..conftest import wait_for

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kruisectl.localcluster import build, upstream_layout
+from localcluster import build, upstream_layout
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(os.environ.get("KRUISECTL_REPO_ROOT", Path(__file__).resolve().parents[2]))
+REPO_ROOT = Path(os.environ.get("KRUISECTL_REPO_ROOT", Path(__file__).resolve().parents[1]))
 TOOLS_DIR = REPO_ROOT / "tools"
 CACHE_DIR = Path(os.environ.get("KRUISECTL_CACHE_DIR", REPO_ROOT / ".cache"))
 

@@ -50,7 +50,7 @@ from .pki import LocalCA
 
 log = logging.getLogger("kruisectl.hostlet")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MANAGER_PROGRAM = [sys.executable, "-m", "manager"]
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.31.0-hostlet"

@@ -1,8 +1,8 @@
 """Shell use of the local control plane (the Makefile's cluster-up / cluster-down).
 
-    python -m kruisectl.localcluster build            # build or find cached binaries
-    python -m kruisectl.localcluster up [--nodes 6]   # start in the background, print KUBECONFIG
-    python -m kruisectl.localcluster down             # stop it, leave nothing behind
+    python -m localcluster build            # build or find cached binaries
+    python -m localcluster up [--nodes 6]   # start in the background, print KUBECONFIG
+    python -m localcluster down             # stop it, leave nothing behind
 
 ``up`` starts a small supervisor process (``serve``) that owns the components; they die with
 it, and ``down`` stops it.
@@ -71,7 +71,7 @@ def up(workdir: Path, nodes: int, bare_metal: int, zones: str, timeout: float) -
         (workdir / stale).unlink(missing_ok=True)
     log = open(workdir / "serve.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "kruisectl.localcluster", "serve", "--dir", str(workdir), "--nodes", str(nodes),
+        [sys.executable, "-m", "localcluster", "serve", "--dir", str(workdir), "--nodes", str(nodes),
          "--bare-metal", str(bare_metal), "--zones", zones],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )

@@ -25,7 +25,7 @@ from manager import (MUTATE_POD_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVI
 
 from .cluster import LocalCluster, _die_with_parent
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CRD_FILE = ROOT / "charts" / "kruise" / "crds" / "apps.kruise.io_sidecarsets.yaml"
 HEALTH_PORT, METRICS_PORT = 8000, 8080
 ACCOUNT = "kruise-manager"

@@ -24,8 +24,8 @@ from pathlib import Path
 import click
 import yaml
 
-from .localcluster import build
-from .localcluster.network import available as network_unavailable_reason
+from . import build
+from .network import available as network_unavailable_reason
 
 DEMO_DIR = build.CACHE_DIR / "demo"
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -125,7 +125,7 @@ def _create_sample_pod(kubectl: str, env: dict[str, str], timeout: float = 60) -
 
 
 def _start_supervisor(nodes: int, bare_metal: int, timeout: float) -> None:
-    """Start ``serve`` in the background (pid in serve.pid, as ``kruisectl.localcluster down``
+    """Start ``serve`` in the background (pid in serve.pid, as ``localcluster down``
     expects) and wait until it says ready."""
     pid_file = DEMO_DIR / "serve.pid"
     if pid_file.exists() and _alive(int(pid_file.read_text())):
@@ -136,7 +136,7 @@ def _start_supervisor(nodes: int, bare_metal: int, timeout: float) -> None:
         (DEMO_DIR / stale).unlink(missing_ok=True)
     with open(DEMO_DIR / "serve.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kruisectl.demo", "serve", "--nodes", str(nodes), "--bare-metal", str(bare_metal)],
+            [sys.executable, "-m", "localcluster.demo", "serve", "--nodes", str(nodes), "--bare-metal", str(bare_metal)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     pid_file.write_text(str(process.pid))
     deadline = time.monotonic() + timeout
@@ -158,8 +158,8 @@ def _start_supervisor(nodes: int, bare_metal: int, timeout: float) -> None:
 @click.option("--bare-metal", type=int, default=2)
 def serve(nodes: int, bare_metal: int) -> None:
     """Own the control plane and the hostlet until SIGTERM (started by ``up``)."""
-    from .localcluster.__main__ import start_default_cluster
-    from .localcluster.hostlet import Hostlet, create_hostlet_nodes
+    from .__main__ import start_default_cluster
+    from .hostlet import Hostlet, create_hostlet_nodes
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -188,11 +188,11 @@ def serve(nodes: int, bare_metal: int) -> None:
 @main.command()
 def down() -> None:
     """Stop the demo: the manager processes, then the control plane."""
-    sys.exit(subprocess.run([sys.executable, "-m", "kruisectl.localcluster", "down", "--dir", str(DEMO_DIR)]).returncode)
+    sys.exit(subprocess.run([sys.executable, "-m", "localcluster", "down", "--dir", str(DEMO_DIR)]).returncode)
 
 
 def _alive(pid: int) -> bool:
-    from .localcluster.__main__ import _alive as alive
+    from .__main__ import _alive as alive
 
     return alive(pid)
 

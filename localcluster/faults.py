@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 
-from ..drill import Scenario, Target, pod_ready
+from kruisectl.drill import Scenario, Target, pod_ready
 from .hostlet import Hostlet
 
 
