@@ -16,9 +16,7 @@ import pytest
 import requests
 
 from localcluster.cluster import ClusterOptions, LocalCluster
-from localcluster.hostlet import (MANAGER_PROGRAM, Backoff, Hostlet, HostletError, _probe_allowed,
-                                            create_hostlet_nodes, expand, field_path_value, image_name,
-                                            resolve_program, resource_field_value)
+from localcluster.hostlet import Hostlet, HostletError, create_hostlet_nodes
 from localcluster.network import available as network_unavailable_reason
 from tests.conftest import wait_for
 
@@ -27,65 +25,6 @@ pytestmark = pytest.mark.cluster  # the real local control plane (or its built b
 APP = Path(__file__).with_name("hostlet_app.py")
 PROGRAMS = {"hostlet-app": [sys.executable, str(APP)], "py": [sys.executable]}
 NODES = ["hl-0", "hl-1", "hl-2"]
-
-
-# ---- pure logic --------------------------------------------------------------------------
-def test_expand_follows_kubernetes_rules():
-    variables = {"POD_NAME": "web-1", "EMPTY": ""}
-    assert expand("--id=$(POD_NAME)", variables) == "--id=web-1"
-    assert expand("$(MISSING)-$(EMPTY)x", variables) == "$(MISSING)-x"
-    assert expand("$$(POD_NAME) $$ $", variables) == "$(POD_NAME) $ $"
-
-
-def test_image_name_strips_registry_tag_and_digest():
-    assert image_name("registry:5000/openkruise/kruise-manager:v1.5@sha256:ab") == "kruise-manager"
-    assert image_name("kruise-manager") == "kruise-manager"
-
-
-def test_programs_map_command_or_image_and_nothing_else():
-    manager = {"image": "openkruise/kruise-manager:v1", "command": ["/manager"], "args": ["--role=all"]}
-    assert resolve_program(manager, {}, None) == [*MANAGER_PROGRAM, "--role=all"]
-    by_command = {"image": "anything", "command": ["kruise-manager", "--x"], "args": ["--y"]}
-    assert resolve_program(by_command, {}, None) == [*MANAGER_PROGRAM, "--x", "--y"]
-    assert resolve_program({"image": "busybox", "command": ["sh", "-c", "rm -rf /"]}, {}, None) is None
-    assert resolve_program({"image": "x", "command": ["hostlet-app"], "args": ["--port", "1"]}, {}, PROGRAMS) == \
-        [sys.executable, str(APP), "--port", "1"]
-    hook = lambda container, pod: ["echo", pod["metadata"]["name"]] if container["image"] == "echo" else None
-    assert resolve_program({"image": "echo"}, {"metadata": {"name": "p"}}, hook) == ["echo", "p"]
-    assert resolve_program({"image": "kruise-manager"}, {}, hook) == MANAGER_PROGRAM
-
-
-def test_downward_api_fields():
-    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "web"}},
-           "spec": {"nodeName": "n", "serviceAccountName": "sa"},
-           "status": {"podIP": "198.18.1.10", "hostIP": "198.18.1.10", "podIPs": [{"ip": "198.18.1.10"}]}}
-    assert [field_path_value(pod, f) for f in ("metadata.name", "metadata.namespace", "spec.nodeName",
-                                               "status.podIP", "status.hostIP", "metadata.labels['app']")] == \
-        ["p", "ns", "n", "198.18.1.10", "198.18.1.10", "web"]
-    with pytest.raises(HostletError, match="unsupported fieldRef"):
-        field_path_value(pod, "spec.containers")
-    container = {"resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}
-    assert resource_field_value(container, {"resource": "limits.memory", "divisor": "1Mi"}, {}) == "64"
-    assert resource_field_value(container, {"resource": "requests.cpu"}, {}) == "1"  # rounded up
-    assert resource_field_value(container, {"resource": "limits.cpu"}, {"cpu": "8"}) == "8"
-
-
-@pytest.mark.parametrize("path, url", [(None, "http://h:1/"), ("", "http://h:1/"), ("healthz", "http://h:1/healthz"),
-                                       ("/readyz", "http://h:1/readyz")])
-def test_probe_url_roots_a_relative_path(path, url):
-    from localcluster.hostlet import probe_url
-    assert probe_url("http", "h", 1, path) == url
-
-
-def test_probes_only_reach_the_harness_hosts():
-    assert _probe_allowed("198.18.3.10") and _probe_allowed("198.19.0.4")
-    assert not any(_probe_allowed(h) for h in ("127.0.0.1", "10.0.0.1", "8.8.8.8", "example.com", "::1"))
-
-
-def test_backoff_first_restart_immediate_then_doubling_and_reset():
-    backoff = Backoff(1, 4)
-    assert [backoff.next_delay(0.1) for _ in range(5)] == [0, 1, 2, 4, 4]
-    assert backoff.next_delay(10) == 0  # ran longer than the maximum: forgiven
 
 
 # ---- against the control plane -----------------------------------------------------------

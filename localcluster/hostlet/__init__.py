@@ -1,0 +1,41 @@
+"""The hostlet: a kubelet for the local control plane whose containers are local processes.
+
+kwok simulates pods; some pods must really run (the kruise-manager replicas, so that the Lease
+holder is a pod on a node in a zone and the apiserver calls their webhooks). The hostlet is the
+kubelet of nodes created without kwok's annotation (:func:`create_hostlet_nodes`): it keeps them
+Ready (status and a kube-node-lease Lease, renewed as a kubelet does) and runs every container of
+every pod bound to them as a process inside the node's network-namespace host, reporting pod
+status from the processes and from their real probes.
+
+Where it differs from a kubelet, on purpose:
+- Nothing is pulled. A container runs only if a local program is mapped to its command or image
+  (``programs``; ``kruise-manager`` maps to ``python -m manager``). Any other container stays
+  Waiting with reason CreateContainerError: nothing from a pod spec is executed unmapped.
+- Pods share their node's network: podIP is the node's address, hostNetwork or not.
+- emptyDir volumes are bind-mounted at their mountPath in the container's own mount namespace
+  (the mountPath directory is created on this machine if missing); other volumes are not mounted.
+  The ServiceAccount credential is a kubeconfig in $KUBECONFIG instead of a mounted token.
+- Container restarts back off from ``backoff_initial`` (first restart immediate), doubling up to
+  ``backoff_max``, reset after a container ran longer than ``backoff_max``.
+- Processes run as this machine's user, without cgroups: securityContext and resource limits
+  are not enforced (resourceFieldRef env values are still reported).
+
+It talks to the API as each node (``system:node:<name>`` client certificates), so the Node
+authorizer holds it to a kubelet's rights.
+
+The package, by concern (as the kubelet's own packages): ``spec`` (what a pod spec means),
+``node`` (nodes, credentials, heartbeat), ``kubelet`` (the watch and dispatch, fault hooks),
+``worker`` (one pod's lifecycle), ``runtime`` (processes), ``prober``, ``env``, ``status``.
+"""
+
+from .kubelet import Hostlet
+from .node import NodeAgent, create_hostlet_nodes, node_credential
+from .prober import ProbeState, probe_allowed
+from .runtime import Backoff, Container
+from .spec import (MANAGER_PROGRAM, HostletError, Programs, expand, field_path_value, image_name, probe_url, quantity,
+                   resolve_program, resource_field_value)
+from .worker import PodWorker
+
+__all__ = ["Backoff", "Container", "Hostlet", "HostletError", "MANAGER_PROGRAM", "NodeAgent", "PodWorker", "ProbeState",
+           "Programs", "create_hostlet_nodes", "expand", "field_path_value", "image_name", "node_credential",
+           "probe_allowed", "probe_url", "quantity", "resolve_program", "resource_field_value"]

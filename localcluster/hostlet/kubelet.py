@@ -1,0 +1,298 @@
+"""The hostlet's kubelet loop: it lists and watches the pods bound to each of its nodes (as the
+kubelet's pod config source does) and gives each its :class:`PodWorker`, heartbeats the nodes,
+and offers the fault hooks tests and drills use (signal a container, lose and restore a node)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from ..cluster import KWOK_ANNOTATION, LocalCluster
+from .node import NodeAgent, heartbeat, node_credential
+from .runtime import Container, signal_container
+from .spec import API_TIMEOUT, HostletError, Programs
+from .worker import PodWorker
+
+log = logging.getLogger("kruisectl.hostlet")
+
+
+class Hostlet:
+    """The kubelet of ``nodes``: start with :meth:`start`, end with :meth:`stop` (which kills
+    every container process it started)."""
+
+    def __init__(self, cluster: LocalCluster, nodes: list[str], *, programs: Programs | None = None,
+                 backoff_initial: float = 10.0, backoff_max: float = 300.0, heartbeat_interval: float = 10.0,
+                 lease_duration: int = 40, sync_interval: float = 0.25, workdir: Path | None = None):
+        if cluster.net is None:
+            raise HostletError("the hostlet needs a cluster started with network=True (hosts for its nodes)")
+        self.cluster = cluster
+        self.node_names = list(nodes)
+        self.programs = programs
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.heartbeat_interval, self.lease_duration = heartbeat_interval, lease_duration
+        self.sync_interval = sync_interval
+        self.workdir = Path(workdir or cluster.workdir / "hostlet")
+        self.nodes: dict[str, NodeAgent] = {}
+        self.workers: dict[str, PodWorker] = {}  # by pod uid
+        self._workers_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._streams: set = set()
+        self._made_dirs: list[Path] = []  # mount points created on this machine, removed by stop()
+        from .. import cgroups
+
+        self.memory_limits_unavailable = cgroups.available()  # why limits.memory is not enforced
+        if self.memory_limits_unavailable:
+            log.warning("limits.memory is not enforced: %s", self.memory_limits_unavailable)
+
+    def __enter__(self) -> "Hostlet":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "Hostlet":
+        session = self.cluster.session()
+        for name in self.node_names:
+            response = session.get(f"{self.cluster.server}/api/v1/nodes/{name}", timeout=API_TIMEOUT)
+            if response.status_code != 200:
+                raise HostletError(f"node {name}: {response.status_code} {response.text[:200]}")
+            node = response.json()
+            if KWOK_ANNOTATION in (node["metadata"].get("annotations") or {}):
+                raise HostletError(f"node {name} is kwok's (annotation {KWOK_ANNOTATION}); the hostlet runs other nodes")
+            address = next((a["address"] for a in node["status"].get("addresses") or [] if a["type"] == "InternalIP"), "")
+            host = self.cluster.net.hosts.get(name)
+            if host is None or host.ip != address:
+                raise HostletError(f"node {name}: its InternalIP {address or '(none)'} is not a host of this cluster")
+            self.nodes[name] = NodeAgent(name, host, node_credential(self.cluster, name),
+                                         dict(node["status"].get("allocatable") or {}), node["metadata"]["uid"])
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._heartbeat_all()
+        self._spawn(self._heartbeat_loop, "hostlet-heartbeat")
+        for node in self.nodes.values():
+            self._spawn(lambda node=node: self._watch_loop(node), f"hostlet-pods-{node.name}")
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Kill every container process, stop all threads; nodes stop heartbeating."""
+        self.stopping.set()
+        for stream in list(self._streams):
+            _interrupt(stream)
+        with self._workers_lock:
+            workers = list(self.workers.values())
+        for worker in workers:
+            worker.changed.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads + [w.thread for w in workers]:
+            if thread.is_alive():
+                thread.join(max(0.1, deadline - time.monotonic()))
+        for worker in workers:  # after the loops stopped: nothing restarts what is killed here
+            worker.kill_all()
+        for made in reversed(self._made_dirs):
+            try:
+                made.rmdir()  # only when empty: never remove what someone else put there
+            except OSError:
+                pass
+
+    def mount_point(self, path: str) -> None:
+        """Create an emptyDir's mountPath on this machine if it is missing (a bind mount needs
+        one), remembering what was created."""
+        target = Path(path)
+        if not target.is_absolute():
+            raise HostletError(f"mountPath {path!r} is not absolute")
+        missing = []
+        while not target.exists():
+            missing.append(target)
+            target = target.parent
+        for directory in reversed(missing):
+            directory.mkdir(exist_ok=True)
+            with self._workers_lock:
+                self._made_dirs.append(directory)
+
+    def forget(self, worker: PodWorker) -> None:
+        """A finished pod's worker leaves the table (its pod may be created again)."""
+        with self._workers_lock:
+            self.workers.pop(worker.uid, None)
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def memory_cgroup(self, name: str, limit_bytes: int | None):
+        """A memory cgroup enforcing ``limit_bytes`` for one container run, or None (no limit,
+        or limits cannot be enforced here)."""
+        if limit_bytes is None or self.memory_limits_unavailable:
+            return None
+        from ..cgroups import MemoryCgroup
+
+        try:
+            return MemoryCgroup(name, limit_bytes)
+        except OSError as err:
+            log.warning("limits.memory not enforced for %s: %s", name, err)
+            return None
+
+    # -- fault hooks and inspection --------------------------------------------------------
+    def worker(self, namespace: str, pod_name: str) -> PodWorker | None:
+        with self._workers_lock:
+            for worker in self.workers.values():
+                if worker.namespace == namespace and worker.name == pod_name and not worker.finished:
+                    return worker
+        return None
+
+    def _container(self, namespace: str, pod_name: str, container: str | None) -> Container:
+        worker = self.worker(namespace, pod_name)
+        if worker is None:
+            raise HostletError(f"pod {namespace}/{pod_name} is not run by this hostlet")
+        for candidate in worker.containers:
+            if container is None or candidate.name == container:
+                return candidate
+        raise HostletError(f"pod {namespace}/{pod_name} has no container {container!r}")
+
+    def process_of(self, namespace: str, pod_name: str, container: str | None = None) -> subprocess.Popen | None:
+        """The running process of a pod's container (the first one by default), else None."""
+        found = self._container(namespace, pod_name, container)
+        return found.process if found.alive() else None
+
+    def signal_pod(self, namespace: str, pod_name: str, sig: int, container: str | None = None) -> None:
+        """Send ``sig`` to a container as a fault would: KILL/STOP/CONT reach its whole process
+        group, TERM its main process."""
+        found = self._container(namespace, pod_name, container)
+        worker = self.worker(namespace, pod_name)
+        if not found.alive():
+            raise HostletError(f"pod {namespace}/{pod_name}: container {found.name} is not running")
+        signal_container(found, sig)
+        worker.changed.set()
+
+    def log_path(self, namespace: str, pod_name: str, container: str | None = None) -> Path | None:
+        """The current log file of a pod's container (``<n>.log`` for its n-th restart)."""
+        return self._container(namespace, pod_name, container).log
+
+    def fail_node(self, name: str) -> list[str]:
+        """Lose a node as a machine is lost: its heartbeats stop, every process of its pods is
+        killed at once (no SIGTERM, no status update), and its host is cut off the network.
+        The pods stay bound to it until the control plane acts. Returns their names."""
+        node = self.nodes[name]
+        node.failed = True
+        with self._workers_lock:
+            lost = [w for w in self.workers.values() if w.node is node]
+        for worker in lost:
+            worker.changed.set()
+            worker.thread.join(5)
+            worker.kill_all()
+        with self._workers_lock:
+            for worker in lost:
+                self.workers.pop(worker.uid, None)
+        node.host.unplug()
+        return [f"{w.namespace}/{w.name}" for w in lost]
+
+    def restore_node(self, name: str) -> None:
+        """The lost node is back: on the network, heartbeating, running its pods again."""
+        node = self.nodes[name]
+        node.host.plug()
+        node.failed = False
+        session = node.session(self.cluster)
+        listing = session.get(f"{self.cluster.server}/api/v1/pods?fieldSelector=spec.nodeName%3D{name}",
+                              timeout=API_TIMEOUT)
+        listing.raise_for_status()
+        for pod in listing.json()["items"]:
+            self._pod_event(node, "ADDED", pod)
+
+    # -- nodes -----------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        sessions = {name: node.session(self.cluster) for name, node in self.nodes.items()}
+        while not self.stopping.wait(self.heartbeat_interval):
+            try:
+                self._heartbeat_all(sessions)
+            except Exception as err:
+                log.warning("node heartbeat: %s", err)
+
+    def _heartbeat_all(self, sessions: dict[str, requests.Session] | None = None) -> None:
+        for node in self.nodes.values():
+            if not node.failed:
+                heartbeat(self.cluster, node, (sessions or {}).get(node.name) or node.session(self.cluster),
+                          self.lease_duration)
+
+    # -- pods ------------------------------------------------------------------------------
+    def _watch_loop(self, node: NodeAgent) -> None:
+        """List and watch the pods bound to ``node`` (as the kubelet's pod config source does)."""
+        session = node.session(self.cluster)
+        base = f"{self.cluster.server}/api/v1/pods?fieldSelector=spec.nodeName%3D{node.name}"
+        while not self.stopping.is_set():
+            try:
+                listing = session.get(base, timeout=API_TIMEOUT)
+                listing.raise_for_status()
+                body = listing.json()
+                seen = {pod["metadata"]["uid"] for pod in body["items"]}
+                for pod in body["items"]:
+                    self._pod_event(node, "ADDED", pod)
+                with self._workers_lock:
+                    vanished = [w for uid, w in self.workers.items() if w.node is node and uid not in seen]
+                for worker in vanished:
+                    worker.deleted()
+                self._watch(session, node, base, body["metadata"]["resourceVersion"])
+            except Exception as err:
+                if not self.stopping.is_set():
+                    log.warning("node %s pod watch: %s", node.name, err)
+                    self.stopping.wait(1.0)
+
+    def _watch(self, session: requests.Session, node: NodeAgent, base: str, version: str) -> None:
+        while not self.stopping.is_set():
+            url = f"{base}&watch=1&allowWatchBookmarks=true&timeoutSeconds=10&resourceVersion={version}"
+            with session.get(url, stream=True, timeout=(API_TIMEOUT, 20)) as stream:
+                self._streams.add(stream)
+                try:
+                    stream.raise_for_status()
+                    for line in stream.iter_lines():
+                        if self.stopping.is_set():
+                            return
+                        if not line:
+                            continue
+                        event = json.loads(line)
+                        if event["type"] == "ERROR":
+                            return  # e.g. 410 Gone: list again
+                        version = event["object"]["metadata"].get("resourceVersion", version)
+                        if event["type"] != "BOOKMARK":
+                            self._pod_event(node, event["type"], event["object"])
+                finally:
+                    self._streams.discard(stream)
+
+    def _pod_event(self, node: NodeAgent, kind: str, pod: dict) -> None:
+        if node.failed:
+            return  # a lost machine runs nothing; restore_node's next list picks the pods up
+        uid = pod["metadata"]["uid"]
+        with self._workers_lock:
+            worker = self.workers.get(uid)
+            if worker is None:
+                finished = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+                if kind == "DELETED" or finished or self.stopping.is_set():
+                    return
+                worker = self.workers[uid] = PodWorker(self, node, pod)
+                worker.thread.start()
+                return
+        if kind == "DELETED":
+            worker.deleted()
+        else:
+            worker.update(pod)
+
+
+def _interrupt(stream: requests.Response) -> None:
+    """Wake a thread blocked reading a watch: shut its socket down, then close it."""
+    connection = getattr(stream.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        stream.close()
+    except Exception:
+        pass

@@ -1,0 +1,115 @@
+"""The process runtime: a container is a local process in its node's network-namespace host,
+in its own session (so STOP/CONT/KILL reach its whole process group as a cgroup freezer would),
+with its emptyDir volumes bind-mounted in a private mount namespace, and crash-loop back-off
+between restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cluster import _die_with_parent
+from .prober import ProbeState
+from .spec import quantity
+
+
+class Backoff:
+    """Crash-loop back-off: the first restart is immediate, then initial, 2×initial, … max."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial, self.maximum = initial, maximum
+        self.delay = 0.0
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for > self.maximum:
+            self.delay = 0.0
+        delay = self.delay
+        self.delay = self.initial if self.delay == 0 else min(self.maximum, self.delay * 2)
+        return delay
+
+
+@dataclass
+class Container:
+    spec: dict
+    init: bool = False
+    process: subprocess.Popen | None = None
+    restart_count: int = 0
+    started_at: float = 0.0
+    started_stamp: str = ""
+    waiting: tuple[str, str] = ("ContainerCreating", "")
+    last_terminated: dict | None = None
+    terminated: dict | None = None  # the current state when not restarting (or not yet)
+    restart_at: float = 0.0
+    kill_at: float | None = None  # SIGKILL deadline of a stop in progress
+    completed: bool = False  # an init container that succeeded
+    log: Path | None = None
+    probes: dict[str, ProbeState] = field(default_factory=dict)
+    backoff: Backoff | None = None
+    cgroup: object | None = None  # cgroups.MemoryCgroup of the running process, when limited
+
+    @property
+    def memory_limit(self) -> int | None:
+        limit = ((self.spec.get("resources") or {}).get("limits") or {}).get("memory")
+        return int(quantity(limit)) if limit else None
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def started(self) -> bool:
+        startup = self.probes.get("startup")
+        return self.alive() and (startup is None or startup.passing)
+
+    @property
+    def ready(self) -> bool:
+        if not self.started:
+            return False
+        readiness = self.probes.get("readiness")
+        return readiness is None or readiness.passing
+
+
+_MOUNT_SCRIPT = 'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
+
+
+def with_mounts(mounts: list[tuple[str, str]], argv: list[str]) -> list[str]:
+    """argv that first bind-mounts each (source, target) in the process's mount namespace (the
+    one ``ip netns exec`` makes, which does not propagate back), then execs ``argv``."""
+    if not mounts:
+        return argv
+    pairs = [path for pair in mounts for path in pair]
+    return ["sh", "-c", _MOUNT_SCRIPT, "hostlet-mount", *pairs, "--", *argv]
+
+
+def start_process(argv: list[str], *, host, env: dict[str, str], cwd: Path, log: Path,
+                  mounts: list[tuple[str, str]], cgroup=None) -> subprocess.Popen:
+    """Start one container's process inside ``host`` (network.Host), its output appended to
+    ``log``, joined to ``cgroup`` (cgroups.MemoryCgroup) when one limits its memory.
+
+    PR_SET_PDEATHSIG fires when the starting *thread* ends: call this only from the pod's own
+    long-lived thread, which ends only after its processes are gone."""
+    prepare = _die_with_parent if cgroup is None else lambda: (_die_with_parent(), cgroup.join(os.getpid()))
+    with open(log, "ab") as out:
+        return subprocess.Popen(host.wrap(with_mounts(mounts, [str(a) for a in argv])), env=env, cwd=str(cwd),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=prepare)
+
+
+def signal_container(container: Container, sig: int) -> None:
+    """TERM/INT/HUP go to the container's main process (as to PID 1); STOP, CONT and KILL to
+    its whole process group (as the freezer and the runtime do to the cgroup)."""
+    if not container.alive():
+        return
+    try:
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            os.kill(container.process.pid, sig)
+        else:
+            os.killpg(container.process.pid, sig)
+    except ProcessLookupError:
+        pass
