@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 
-from . import MUTATE_POD_PATH, VALIDATE_SIDECARSET_PATH
 from .options import Options, parse
 
 log = logging.getLogger("manager")
@@ -59,8 +58,7 @@ class Manager:
         self.shutting_down = threading.Event()
         self.exit_code = 0
         self.done = threading.Event()
-        self.webhook = self.certs = self.elector = self.controller = None
-        self.informers = []
+        self.webhook = self.certs = self.elector = self.controller = self.runnables = None
 
     @property
     def runs_webhook(self) -> bool:
@@ -71,61 +69,84 @@ class Manager:
         return self.args.role in ("all", "controller")
 
     def start(self) -> None:
+        """Build the parts for this role and start them (see :mod:`manager.runnable`)."""
         from . import metrics
-        from .certs import CertManager, CertOptions
-        from .handlers import SidecarSetAdmission, slim_namespace, slim_sidecarset
-        from .health import heartbeat_check, webhook_self_check
-        from .informer import Informer
-        from .webhook import WebhookServer
+        from .runnable import Runnables
 
         a = self.args
         started = threading.Event()
-        # Until every check below is registered, readiness must not pass on the few it has.
+        # Until every part below is started, readiness must not pass on the few checks it has.
         self.health.readiness["started"] = lambda: None if started.is_set() else "starting"
         self.health.readiness["shutdown"] = lambda: "shutting down" if self.shutting_down.is_set() else None
         self.health.serve(a.health_probe_addr)
         metrics.serve(a.metrics_addr)
-        sidecarsets = Informer(self.client, "/apis/apps.kruise.io/v1alpha1/sidecarsets", transform=slim_sidecarset,
-                               name="sidecarsets").start()
-        namespaces = Informer(self.client, "/api/v1/namespaces", transform=slim_namespace, name="namespaces").start()
-        self.informers = [sidecarsets, namespaces]
-        self.health.readiness["informers"] = lambda: None if sidecarsets.synced.is_set() and namespaces.synced.is_set() \
-            else "caches not synced (is the SidecarSet CRD installed?)"
+        self.runnables = Runnables(self.health)
+        sidecarsets, namespaces = self._add_informers()
         if self.runs_webhook:
-            self.certs = CertManager(self.client, CertOptions(
-                namespace=self.namespace, secret=a.secret_name, service=a.service_name, cert_dir=a.webhook_cert_dir,
-                configurations=(("mutatingwebhookconfigurations", a.mutating_webhook_configuration),
-                                ("validatingwebhookconfigurations", a.validating_webhook_configuration)),
-                mode=a.webhook_cert_mode, ca_validity_s=a.webhook_ca_validity,
-                cert_validity_s=a.webhook_cert_validity, renew_before_s=a.webhook_cert_renew_before)).start()
-            admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
-            self.webhook = WebhookServer(a.webhook_bind_address, a.webhook_port, a.webhook_cert_dir, {
-                MUTATE_POD_PATH: admission.mutate_pod, VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset},
-                max_body=a.webhook_max_body_bytes, io_timeout=a.webhook_io_timeout,
-                idle_timeout=a.webhook_idle_timeout, max_connections=a.webhook_max_connections,
-                max_requests_per_connection=a.webhook_max_requests_per_connection,
-                max_connection_age=a.webhook_max_connection_age).start()
-            self.health.readiness["webhook-credential"] = lambda: self.certs.problem
-            own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address,
-                                                                              a.webhook_bind_address)
-            self.health.readiness["webhook-server"] = webhook_self_check(
-                own, a.webhook_port, self.certs.ca_file, self.certs.dns_names[0], timeout=1.0)
-            self.health.liveness["webhook-server"] = heartbeat_check(lambda: self.webhook.last_heartbeat, 20,
-                                                                     "the webhook accept loop")
+            self._add_webhook(sidecarsets, namespaces)
         if self.runs_controller:
-            self._start_controller(sidecarsets, namespaces)
+            self._add_controller(sidecarsets, namespaces)
+        self.runnables.start()
         started.set()
 
-    def _start_controller(self, sidecarsets, namespaces) -> None:
+    def _add_informers(self):
+        from .handlers import slim_namespace, slim_sidecarset
+        from .informer import Informer
+        from .runnable import Runnable
+
+        sidecarsets = Informer(self.client, "/apis/apps.kruise.io/v1alpha1/sidecarsets", transform=slim_sidecarset,
+                               name="sidecarsets")
+        namespaces = Informer(self.client, "/api/v1/namespaces", transform=slim_namespace, name="namespaces")
+        self.runnables.add(Runnable("sidecarsets-informer", sidecarsets.start, sidecarsets.stop))
+        self.runnables.add(Runnable(
+            "informers", namespaces.start, namespaces.stop,
+            readiness=lambda: None if sidecarsets.synced.is_set() and namespaces.synced.is_set()
+            else "caches not synced (is the SidecarSet CRD installed?)"))
+        return sidecarsets, namespaces
+
+    def _add_webhook(self, sidecarsets, namespaces) -> None:
+        from . import MUTATE_POD_PATH, VALIDATE_SIDECARSET_PATH
+        from .certs import CertManager, CertOptions
+        from .handlers import SidecarSetAdmission
+        from .health import heartbeat_check, webhook_self_check
+        from .runnable import Runnable
+        from .webhook import WebhookServer
+
+        a = self.args
+        self.certs = CertManager(self.client, CertOptions(
+            namespace=self.namespace, secret=a.secret_name, service=a.service_name, cert_dir=a.webhook_cert_dir,
+            configurations=(("mutatingwebhookconfigurations", a.mutating_webhook_configuration),
+                            ("validatingwebhookconfigurations", a.validating_webhook_configuration)),
+            mode=a.webhook_cert_mode, ca_validity_s=a.webhook_ca_validity,
+            cert_validity_s=a.webhook_cert_validity, renew_before_s=a.webhook_cert_renew_before))
+        self.runnables.add(Runnable("webhook-credential", self.certs.start, self.certs.stop,
+                                    readiness=lambda: self.certs.problem))
+        admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
+        self.webhook = WebhookServer(a.webhook_bind_address, a.webhook_port, a.webhook_cert_dir, {
+            MUTATE_POD_PATH: admission.mutate_pod, VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset},
+            max_body=a.webhook_max_body_bytes, io_timeout=a.webhook_io_timeout,
+            idle_timeout=a.webhook_idle_timeout, max_connections=a.webhook_max_connections,
+            max_requests_per_connection=a.webhook_max_requests_per_connection,
+            max_connection_age=a.webhook_max_connection_age)
+        own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address, a.webhook_bind_address)
+        self.runnables.add(Runnable(
+            "webhook-server", self.webhook.start,
+            # Drain: every answer closes its connection; stop once nothing is in flight.
+            lambda: self.webhook.shutdown(delay=a.webhook_drain_delay, timeout=a.webhook_io_timeout),
+            readiness=webhook_self_check(own, a.webhook_port, self.certs.ca_file, self.certs.dns_names[0], timeout=1.0),
+            liveness=heartbeat_check(lambda: self.webhook.last_heartbeat, 20, "the webhook accept loop")))
+
+    def _add_controller(self, sidecarsets, namespaces) -> None:
         from .controller import StatusController
         from .health import heartbeat_check
         from .lease import ElectionConfig, LeaderElector, LeaseLock, NoElection
+        from .runnable import Runnable
 
         a = self.args
         config = ElectionConfig(self.namespace, a.leader_election_id, self.identity,
                                 a.leader_election_lease_duration, a.leader_election_renew_deadline,
                                 a.leader_election_retry_period)
-        callbacks = {"on_started_leading": lambda: self.controller.start(),
+        callbacks = {"on_started_leading": self.runnables.started_leading,
                      "on_stopped_leading": self._stopped_leading}
         if a.enable_leader_election:
             self.elector = LeaderElector(LeaseLock(self.client, self.namespace, a.leader_election_id), config,
@@ -133,38 +154,33 @@ class Manager:
         else:
             self.elector = NoElection(config, **callbacks)
         self.controller = StatusController(self.client, self.elector, sidecarsets, namespaces)
-        self.health.liveness["leader-election"] = heartbeat_check(lambda: self.elector.last_heartbeat, 30,
-                                                                  "the leader election loop")
-        self.health.liveness["controller"] = lambda: heartbeat_check(
-            lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")() \
-            if self.elector.leading.is_set() else None
-        threading.Thread(target=self.elector.run, name="election", daemon=True).start()
+        # Added last, so stopped first: the Lease is released (a standby takes over at once)
+        # before the webhook drains.
+        self.runnables.add(Runnable(
+            "leader-election", lambda: threading.Thread(target=self.elector.run, name="election", daemon=True).start(),
+            self.elector.release,
+            liveness=heartbeat_check(lambda: self.elector.last_heartbeat, 30, "the leader election loop")))
+        self.runnables.add(Runnable(
+            "controller", self.controller.start, self.controller.stop, needs_leader=True,
+            liveness=heartbeat_check(lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")))
 
     def _stopped_leading(self) -> None:
         """Stop all reconciling at once; a lost Lease (not a release on SIGTERM) restarts clean."""
-        self.controller.stop()
+        self.runnables.stopped_leading()
         if self.elector.lost.is_set() and not self.shutting_down.is_set():
             log.error("exiting: leadership lost")
             self.exit_code = 1
             self.done.set()
 
     def shutdown(self) -> None:
-        """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook (every
-        answer closes its connection; exit once nothing is in flight)."""
+        """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook, stop
+        the credential and the informers (each part in reverse order of its start)."""
         if self.shutting_down.is_set():
             return
         self.shutting_down.set()
         log.info("shutting down")
-        if self.controller is not None:
-            self.controller.stop()
-        if self.elector is not None:
-            self.elector.release()
-        if self.webhook is not None:
-            self.webhook.shutdown(delay=self.args.webhook_drain_delay, timeout=self.args.webhook_io_timeout)
-        if self.certs is not None:
-            self.certs.stop()
-        for informer in self.informers:
-            informer.stop()
+        if self.runnables is not None:
+            self.runnables.stop()
         self.done.set()
 
 
