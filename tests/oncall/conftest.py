@@ -4,6 +4,9 @@ namespace of the shared cluster, run by kwok."""
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
+
+from kruisectl.cli import cli
 
 from localcluster import upstream_layout
 
@@ -15,3 +18,11 @@ def layout(cluster, api, namespace):
     mutating, validating = f"m-{namespace}", f"v-{namespace}"
     yield upstream_layout.create(api, namespace, HOSTS, mutating, validating)
     upstream_layout.delete_webhooks(api, mutating, validating)
+
+
+def run_on_layout(cluster, layout, command: str, *extra):
+    """``kruisectl <command>`` against ``layout`` (its namespace and webhook configurations)."""
+    args = [command, "--kubeconfig", str(cluster.kubeconfig), "-n", layout["namespace"],
+            "--mutating-webhook-configuration", layout["mutating"],
+            "--validating-webhook-configuration", layout["validating"], *extra]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)

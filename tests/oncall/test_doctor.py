@@ -15,15 +15,13 @@ from kruisectl.cli import cli
 from kruisectl.findings import Finding, failing, grade
 
 from ..conftest import wait_for
+from .conftest import run_on_layout
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 
 def doctor(cluster, layout, *extra):
-    args = ["doctor", "--kubeconfig", str(cluster.kubeconfig), "-n", layout["namespace"],
-            "--mutating-webhook-configuration", layout["mutating"],
-            "--validating-webhook-configuration", layout["validating"], *extra]
-    return CliRunner().invoke(cli, args, catch_exceptions=False)
+    return run_on_layout(cluster, layout, "doctor", *extra)
 
 
 def findings(cluster, layout):

@@ -22,16 +22,13 @@ from ..conftest import wait_for
 
 from localcluster.upstream_layout import timestamp as _now
 
-from .conftest import HOSTS
+from .conftest import HOSTS, run_on_layout
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 
 def status(cluster, layout, *extra):
-    args = ["status", "--kubeconfig", str(cluster.kubeconfig), "-n", layout["namespace"],
-            "--mutating-webhook-configuration", layout["mutating"],
-            "--validating-webhook-configuration", layout["validating"], *extra]
-    return CliRunner().invoke(cli, args, catch_exceptions=False)
+    return run_on_layout(cluster, layout, "status", *extra)
 
 
 def test_healthy_layout_leader_to_zone_replicas_spread_and_webhook(cluster, api, layout):
