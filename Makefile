@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build cluster-up cluster-down demo demo-down test test-unit bench clean
+.PHONY: all venv build build-upstream cluster-up cluster-down demo demo-down test test-unit bench clean
 
 all: test
 
@@ -20,6 +20,10 @@ venv: $(STAMP)
 ## build: build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm
 build: $(STAMP)
 	@start=$$(date +%s); $(PY) -m localcluster build; echo "binary build took $$(( $$(date +%s) - start ))s"
+
+## build-upstream: the above, and the real upstream kruise-manager from the Go module proxy (the tests run it)
+build-upstream: $(STAMP)
+	@start=$$(date +%s); $(PY) -m localcluster build --upstream; echo "binary build took $$(( $$(date +%s) - start ))s"
 
 ## cluster-up / cluster-down: a local control plane in the background; prints its kubeconfig
 cluster-up: build
@@ -36,7 +40,7 @@ demo-down: $(STAMP)
 	$(PY) -m localcluster.demo down
 
 ## test: everything, against the real local control plane (builds binaries on first run)
-test: build
+test: build-upstream
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)

@@ -1,6 +1,7 @@
 """Shell use of the local control plane (the Makefile's cluster-up / cluster-down).
 
     python -m localcluster build            # build or find cached binaries
+    python -m localcluster build --upstream # and the upstream kruise-manager the tests run
     python -m localcluster up [--nodes 6]   # start in the background, print KUBECONFIG
     python -m localcluster down             # stop it, leave nothing behind
 
@@ -47,9 +48,15 @@ def main() -> None:
 
 
 @main.command("build")
-def build_command() -> None:
+@click.option("--upstream", is_flag=True, help="also the upstream kruise-manager (the tests run it)")
+def build_command(upstream: bool) -> None:
     """Build (or find cached) etcd, kube-*, kubectl, kwok and helm."""
-    sys.exit(build.main())
+    code = build.main()
+    if code == 0 and upstream:
+        from . import upstream as upstream_manager
+
+        code = upstream_manager.main()
+    sys.exit(code)
 
 
 @main.command()

@@ -147,38 +147,61 @@ def _go_build(argv: list[str], cwd: Path, env: dict, what: str, started: float, 
     return process.returncode, [line.rstrip("\n") for line in lines]
 
 
+GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false -mod=readonly", "GOTOOLCHAIN": "local"}
+
+
+def go_env() -> dict[str, str]:
+    """The environment of every Go build and module command here: static binaries, the pinned
+    go.sum as is, the local toolchain."""
+    return dict(os.environ, **GO_ENV)
+
+
+def build_staged(name: str, target: Path, builds: list[tuple[str, list[str], Path]], what: str, log=sys.stderr,
+                 finish=None) -> Path:
+    """Build into a staging folder beside ``target`` and rename it into place, so a cached
+    folder is always complete. ``builds``: (binary name, ``go build`` arguments after ``-o``,
+    working directory); ``finish(staging)`` adds what else belongs beside the binaries."""
+    staging = target.with_name(target.name + f".building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    started = time.monotonic()
+    print(f"building {what}...", file=log, flush=True)
+    for binary, arguments, cwd in builds:
+        returncode, output = _go_build(
+            ["go", "build", "-v", "-trimpath", "-o", str(staging / binary), *arguments],
+            cwd, go_env(), f"{name}: {binary}", started, log)
+        if returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            tail = "\n".join(output[-15:])
+            raise BuildError(f"go build {' '.join(arguments)} failed (exit {returncode}):\n{tail}")
+    if finish is not None:
+        finish(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    print(f"built {what} in {time.monotonic() - started:.1f}s -> {target}", file=log, flush=True)
+    return target
+
+
 def build_module(module: GoModule, go_version: str, log=sys.stderr) -> Path:
     """Return the cached binary folder of ``module``, building it first if absent."""
     target = module_bin_dir(module, go_version)
     wanted = [target / cmd for cmd in module.commands] + [target / "assets" / Path(a).name for a in module.assets]
     if all(path.is_file() for path in wanted):
         return target
-    staging = target.with_name(target.name + f".building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false -mod=readonly", GOTOOLCHAIN="local")
-    started = time.monotonic()
-    print(f"building {', '.join(module.commands)} ({module.version_of} {module.pinned_version()})...", file=log, flush=True)
-    for binary, package in module.commands.items():
-        returncode, output = _go_build(
-            ["go", "build", "-v", "-trimpath", "-ldflags", module.ldflags(), "-o", str(staging / binary), package],
-            module.directory, env, f"{module.name}: {binary}", started, log)
-        if returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            tail = "\n".join(output[-15:])
-            raise BuildError(f"go build {package} failed (exit {returncode}):\n{tail}")
-    if module.assets:
+
+    def copy_assets(staging: Path) -> None:
         source = subprocess.run(
             ["go", "list", "-m", "-f", "{{.Dir}}", module.version_of],
-            cwd=module.directory, env=env, capture_output=True, text=True, check=True,
+            cwd=module.directory, env=go_env(), capture_output=True, text=True, check=True,
         ).stdout.strip()
         (staging / "assets").mkdir()
         for asset in module.assets:
             shutil.copyfile(Path(source) / asset, staging / "assets" / Path(asset).name)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    print(f"built {module.name} in {time.monotonic() - started:.1f}s -> {target}", file=log, flush=True)
-    return target
+
+    builds = [(binary, ["-ldflags", module.ldflags(), package], module.directory)
+              for binary, package in module.commands.items()]
+    return build_staged(module.name, target, builds, f"{', '.join(module.commands)} ({module.version_of} {module.pinned_version()})",
+                        log, copy_assets if module.assets else None)
 
 
 class UnitTierViolation(RuntimeError):
