@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from urllib.parse import urlencode
 
 import urllib3
@@ -65,7 +66,29 @@ class Client:
             config.load_incluster_config(client_configuration=configuration)
         configuration.connection_pool_maxsize = pool_size
         configuration.retries = 0
-        return cls(configuration, client.ApiClient(configuration).rest_client.pool_manager, user_agent)
+        return cls._owning(client.ApiClient(configuration), user_agent)
+
+    @classmethod
+    def for_certificate(cls, server: str, ca_file: str, cert_file: str, key_file: str, user_agent: str,
+                        pool_size: int = 4) -> "Client":
+        """A client authenticated by a client certificate (the harness's admin and kubelets)."""
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = server
+        configuration.ssl_ca_cert, configuration.cert_file, configuration.key_file = ca_file, cert_file, key_file
+        configuration.connection_pool_maxsize = pool_size
+        configuration.retries = 0
+        configuration.proxy = None  # never through a proxy from the environment: the harness is local
+        return cls._owning(client.ApiClient(configuration), user_agent)
+
+    @classmethod
+    def _owning(cls, api_client, user_agent: str) -> "Client":
+        """A client over ``api_client``'s pool that keeps it alive: a collected ApiClient
+        clears its pool."""
+        made = cls(api_client.configuration, api_client.rest_client.pool_manager, user_agent)
+        made._api_client = api_client
+        return made
 
     @classmethod
     def for_api_client(cls, api_client) -> "Client":
@@ -124,6 +147,12 @@ class Client:
     def watch(self, path: str, resource_version: str, timeout_s: int = 300, **query):
         """Yield watch events (dicts with ``type`` and ``object``) until the server ends the
         watch. Raises ApiError when it cannot be opened; a 410 means relist."""
+        with self.open_watch(path, resource_version, timeout_s, **query) as watch:
+            yield from watch
+
+    def open_watch(self, path: str, resource_version: str, timeout_s: int = 300, **query) -> "Watch":
+        """A watch another thread can end at once with :meth:`Watch.close` (a reader blocked on
+        a quiet watch would otherwise wait for the server's timeout)."""
         query = {**query, "watch": "true", "resourceVersion": resource_version, "timeoutSeconds": str(timeout_s),
                  "allowWatchBookmarks": "true"}
         url = self.host + path + "?" + urlencode(query)
@@ -132,11 +161,31 @@ class Client:
                                           timeout=urllib3.Timeout(connect=5.0, read=timeout_s + 15), **self._retry_args())
         except urllib3.exceptions.HTTPError as err:
             raise ApiError(0, f"watch {path}: {err.__class__.__name__}: {err}") from err
+        if response.status >= 400:
+            body = response.read().decode(errors="replace")
+            response.release_conn()
+            raise ApiError(response.status, body)
+        return Watch(path, response)
+
+
+class Watch:
+    """One open watch: iterate it for events; :meth:`close` from any thread ends it."""
+
+    def __init__(self, path: str, response):
+        self.path = path
+        self._response = response
+        self.closed = False
+
+    def __enter__(self) -> "Watch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self):
+        buffer = b""
         try:
-            if response.status >= 400:
-                raise ApiError(response.status, response.read().decode(errors="replace"))
-            buffer = b""
-            for chunk in response.stream(65536):
+            for chunk in self._response.stream(65536):
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
@@ -146,10 +195,22 @@ class Client:
                             status = event.get("object", {})
                             raise ApiError(int(status.get("code") or 500), status.get("message", "watch error"))
                         yield event
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise ApiError(0, f"watch {path} ended: {err.__class__.__name__}") from err
-        finally:
-            # A watch is rarely read to its end: close its connection rather than return a
-            # half-read one to the pool.
-            response.close()
-            response.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+            if not self.closed:
+                raise ApiError(0, f"watch {self.path} ended: {err.__class__.__name__}") from err
+
+    def close(self) -> None:
+        """End the watch: shut its socket down (waking a blocked reader), then drop the
+        connection rather than return a half-read one to the pool."""
+        self.closed = True
+        sock = getattr(getattr(self._response, "_connection", None), "sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self._response.close()
+            self._response.release_conn()
+        except Exception:  # noqa: BLE001 - closing twice or from another thread is harmless
+            pass

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 import yaml
+
+from kubekit.api import ApiError, Client
 
 from . import build, network
 from .pki import LocalCA, write_service_account_keys
@@ -354,40 +355,39 @@ class LocalCluster:
                 print(f"component(s) exited: {', '.join(dead)}; stopping", flush=True)
                 return
 
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.cert = (str(self.workdir / "pki" / "admin.crt"), str(self.workdir / "pki" / "admin.key"))
-        session.verify = str(self.ca_file)
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace our CA
-        return session
+    def client(self, user_agent: str = "localcluster") -> Client:
+        """An admin API client (the harness's own calls; tests use :meth:`api` or kubectl)."""
+        pki = self.workdir / "pki"
+        return Client.for_certificate(self.server, str(self.ca_file), str(pki / "admin.crt"), str(pki / "admin.key"),
+                                      user_agent)
 
     def wait_ready(self, timeout: float = 120) -> float:
         """Block until /readyz answers ok; return the seconds it took."""
         started = time.monotonic()
-        session = self.session()
+        client = self.client()
         last = ""
         while time.monotonic() - started < timeout:
             for component in self.components:
                 if not component.alive():
                     raise ClusterError(f"{component.name} exited ({component.process.returncode}); see {component.log}:\n{_tail(component.log)}")
             try:
-                response = session.get(f"{self.server}/readyz", timeout=2)
-                if response.status_code == 200:
-                    return time.monotonic() - started
-                last = response.text[-300:]
-            except requests.RequestException as err:
-                last = str(err)
+                client.get_text("/readyz", timeout=2)
+                return time.monotonic() - started
+            except ApiError as err:
+                last = str(err)[-300:]
             time.sleep(0.2)
         raise ClusterError(f"kube-apiserver not ready after {timeout:.0f}s: {last}")
 
     def _wait_for_default_service_account(self, timeout: float = 60) -> None:
         """Pods cannot be created in a namespace before its 'default' ServiceAccount exists."""
-        session = self.session()
+        client = self.client()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if session.get(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default", timeout=2).status_code == 200:
+            try:
+                client.get("/api/v1/namespaces/default/serviceaccounts/default", timeout=2)
                 return
-            time.sleep(0.2)
+            except ApiError:
+                time.sleep(0.2)
         raise ClusterError("the 'default' ServiceAccount did not appear: is kube-controller-manager running?")
 
     def _write_state(self) -> None:

@@ -8,6 +8,8 @@ import base64
 import os
 from typing import TYPE_CHECKING
 
+from kubekit.api import ApiError
+
 from .spec import API_TIMEOUT, ROOT, HostletError, expand, field_path_value, resource_field_value
 
 if TYPE_CHECKING:
@@ -67,13 +69,13 @@ def source_data(worker, source: dict) -> dict[str, str]:
 
 
 def object_data(worker, resource: str, name: str, optional: bool) -> dict[str, str]:
-    url = f"{worker.hostlet.cluster.server}/api/v1/namespaces/{worker.namespace}/{resource}/{name}"
-    response = worker.api.get(url, timeout=API_TIMEOUT)
-    if response.status_code == 404 and optional:
-        return {}
-    if response.status_code != 200:
-        raise HostletError(f"{resource[:-1]} {worker.namespace}/{name}: {response.status_code}")
-    data = response.json().get("data") or {}
+    try:
+        found = worker.api.get(f"/api/v1/namespaces/{worker.namespace}/{resource}/{name}", timeout=API_TIMEOUT)
+    except ApiError as err:
+        if err.not_found and optional:
+            return {}
+        raise HostletError(f"{resource[:-1]} {worker.namespace}/{name}: {err.status}") from err
+    data = found.get("data") or {}
     if resource == "secrets":
         return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
     return data
@@ -85,17 +87,17 @@ def refresh_token(worker, now: float) -> None:
         return
     account = worker.pod["spec"].get("serviceAccountName") or "default"
     cluster = worker.hostlet.cluster
-    url = f"{cluster.server}/api/v1/namespaces/{worker.namespace}/serviceaccounts/{account}/token"
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"expirationSeconds": TOKEN_SECONDS,
                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": worker.name, "uid": worker.uid}}}
-    response = worker.api.post(url, json=body, timeout=API_TIMEOUT)
-    if response.status_code != 201:
-        raise HostletError(f"TokenRequest for serviceaccount {worker.namespace}/{account}: "
-                           f"{response.status_code} {response.text[:200]}")
+    try:
+        granted = worker.api.request("POST", f"/api/v1/namespaces/{worker.namespace}/serviceaccounts/{account}/token",
+                                     body=body, timeout=API_TIMEOUT)
+    except ApiError as err:
+        raise HostletError(f"TokenRequest for serviceaccount {worker.namespace}/{account}: {str(err)[:200]}") from err
     path = worker.dir / "kubeconfig"
     scratch = worker.dir / "kubeconfig.new"
-    cluster.write_token_kubeconfig(scratch, response.json()["status"]["token"], for_hosts=True)
+    cluster.write_token_kubeconfig(scratch, granted["status"]["token"], for_hosts=True)
     scratch.replace(path)  # atomic: a reader never sees half a file
     worker.kubeconfig = path
     worker.token_refresh_at = now + 0.8 * TOKEN_SECONDS

@@ -4,15 +4,13 @@ and offers the fault hooks tests and drills use (signal a container, lose and re
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-import requests
+from kubekit.api import ApiError, Client, Watch
 
 from ..cluster import KWOK_ANNOTATION, LocalCluster
 from .node import NodeAgent, heartbeat, node_credential
@@ -44,7 +42,7 @@ class Hostlet:
         self._workers_lock = threading.Lock()
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._streams: set = set()
+        self._watches: set[Watch] = set()  # open pod watches, closed by stop()
         self._made_dirs: list[Path] = []  # mount points created on this machine, removed by stop()
         from .. import cgroups
 
@@ -59,12 +57,12 @@ class Hostlet:
         self.stop()
 
     def start(self) -> "Hostlet":
-        session = self.cluster.session()
+        client = self.cluster.client()
         for name in self.node_names:
-            response = session.get(f"{self.cluster.server}/api/v1/nodes/{name}", timeout=API_TIMEOUT)
-            if response.status_code != 200:
-                raise HostletError(f"node {name}: {response.status_code} {response.text[:200]}")
-            node = response.json()
+            try:
+                node = client.get(f"/api/v1/nodes/{name}", timeout=API_TIMEOUT)
+            except ApiError as err:
+                raise HostletError(f"node {name}: {str(err)[:200]}") from err
             if KWOK_ANNOTATION in (node["metadata"].get("annotations") or {}):
                 raise HostletError(f"node {name} is kwok's (annotation {KWOK_ANNOTATION}); the hostlet runs other nodes")
             address = next((a["address"] for a in node["status"].get("addresses") or [] if a["type"] == "InternalIP"), "")
@@ -83,8 +81,8 @@ class Hostlet:
     def stop(self, timeout: float = 15.0) -> None:
         """Kill every container process, stop all threads; nodes stop heartbeating."""
         self.stopping.set()
-        for stream in list(self._streams):
-            _interrupt(stream)
+        for watch in list(self._watches):
+            watch.close()
         with self._workers_lock:
             workers = list(self.workers.values())
         for worker in workers:
@@ -198,71 +196,71 @@ class Hostlet:
         node = self.nodes[name]
         node.host.plug()
         node.failed = False
-        session = node.session(self.cluster)
-        listing = session.get(f"{self.cluster.server}/api/v1/pods?fieldSelector=spec.nodeName%3D{name}",
-                              timeout=API_TIMEOUT)
-        listing.raise_for_status()
-        for pod in listing.json()["items"]:
+        listing = node.client(self.cluster).get("/api/v1/pods", timeout=API_TIMEOUT,
+                                                fieldSelector=f"spec.nodeName={name}")
+        for pod in listing["items"]:
             self._pod_event(node, "ADDED", pod)
 
     # -- nodes -----------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
-        sessions = {name: node.session(self.cluster) for name, node in self.nodes.items()}
+        clients = {name: node.client(self.cluster) for name, node in self.nodes.items()}
         while not self.stopping.wait(self.heartbeat_interval):
             try:
-                self._heartbeat_all(sessions)
+                self._heartbeat_all(clients)
             except Exception as err:
                 log.warning("node heartbeat: %s", err)
 
-    def _heartbeat_all(self, sessions: dict[str, requests.Session] | None = None) -> None:
+    def _heartbeat_all(self, clients: dict[str, Client] | None = None) -> None:
         for node in self.nodes.values():
             if not node.failed:
-                heartbeat(self.cluster, node, (sessions or {}).get(node.name) or node.session(self.cluster),
-                          self.lease_duration)
+                heartbeat(node, (clients or {}).get(node.name) or node.client(self.cluster), self.lease_duration)
 
     # -- pods ------------------------------------------------------------------------------
     def _watch_loop(self, node: NodeAgent) -> None:
         """List and watch the pods bound to ``node`` (as the kubelet's pod config source does)."""
-        session = node.session(self.cluster)
-        base = f"{self.cluster.server}/api/v1/pods?fieldSelector=spec.nodeName%3D{node.name}"
+        client = node.client(self.cluster)
+        selector = f"spec.nodeName={node.name}"
         while not self.stopping.is_set():
             try:
-                listing = session.get(base, timeout=API_TIMEOUT)
-                listing.raise_for_status()
-                body = listing.json()
-                seen = {pod["metadata"]["uid"] for pod in body["items"]}
-                for pod in body["items"]:
+                listing = client.get("/api/v1/pods", timeout=API_TIMEOUT, fieldSelector=selector)
+                seen = {pod["metadata"]["uid"] for pod in listing["items"]}
+                for pod in listing["items"]:
                     self._pod_event(node, "ADDED", pod)
                 with self._workers_lock:
                     vanished = [w for uid, w in self.workers.items() if w.node is node and uid not in seen]
                 for worker in vanished:
                     worker.deleted()
-                self._watch(session, node, base, body["metadata"]["resourceVersion"])
+                self._watch(client, node, selector, listing["metadata"]["resourceVersion"])
             except Exception as err:
                 if not self.stopping.is_set():
                     log.warning("node %s pod watch: %s", node.name, err)
                     self.stopping.wait(1.0)
 
-    def _watch(self, session: requests.Session, node: NodeAgent, base: str, version: str) -> None:
+    def _watch(self, client: Client, node: NodeAgent, selector: str, version: str) -> None:
+        """Follow the pods from ``version`` until stopped; an expired version (410) returns to
+        list again, as a watch error does."""
         while not self.stopping.is_set():
-            url = f"{base}&watch=1&allowWatchBookmarks=true&timeoutSeconds=10&resourceVersion={version}"
-            with session.get(url, stream=True, timeout=(API_TIMEOUT, 20)) as stream:
-                self._streams.add(stream)
-                try:
-                    stream.raise_for_status()
-                    for line in stream.iter_lines():
-                        if self.stopping.is_set():
-                            return
-                        if not line:
-                            continue
-                        event = json.loads(line)
-                        if event["type"] == "ERROR":
-                            return  # e.g. 410 Gone: list again
-                        version = event["object"]["metadata"].get("resourceVersion", version)
-                        if event["type"] != "BOOKMARK":
-                            self._pod_event(node, event["type"], event["object"])
-                finally:
-                    self._streams.discard(stream)
+            try:
+                watch = client.open_watch("/api/v1/pods", version, timeout_s=10, fieldSelector=selector)
+            except ApiError as err:
+                if err.status == 410:
+                    return
+                raise
+            self._watches.add(watch)
+            try:
+                for event in watch:
+                    if self.stopping.is_set():
+                        return
+                    version = event["object"]["metadata"].get("resourceVersion", version)
+                    if event["type"] != "BOOKMARK":
+                        self._pod_event(node, event["type"], event["object"])
+            except ApiError as err:
+                if err.status == 410 or self.stopping.is_set():
+                    return
+                raise
+            finally:
+                self._watches.discard(watch)
+                watch.close()
 
     def _pod_event(self, node: NodeAgent, kind: str, pod: dict) -> None:
         if node.failed:
@@ -282,17 +280,3 @@ class Hostlet:
         else:
             worker.update(pod)
 
-
-def _interrupt(stream: requests.Response) -> None:
-    """Wake a thread blocked reading a watch: shut its socket down, then close it."""
-    connection = getattr(stream.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    try:
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        stream.close()
-    except Exception:
-        pass

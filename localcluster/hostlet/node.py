@@ -4,14 +4,13 @@ kubelet's rights), and their heartbeat (a kube-node-lease Lease and Ready condit
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import requests
+from kubekit.api import ApiError, Client
 
 from ..cluster import REGION_LABEL, ZONE_LABEL, LocalCluster
 from ..pki import LocalCA
@@ -29,7 +28,7 @@ def create_hostlet_nodes(cluster: LocalCluster, names: list[str], *, zones: tupl
                          pods: str = "110") -> list[str]:
     """Nodes for a :class:`Hostlet` (no kwok annotation), each with its own network-namespace
     host as InternalIP; zone labels round-robin over ``zones`` (none when empty)."""
-    session = cluster.session()
+    client = cluster.client()
     for i, name in enumerate(names):
         host = cluster.add_host(name)
         node_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
@@ -44,9 +43,10 @@ def create_hostlet_nodes(cluster: LocalCluster, names: list[str], *, zones: tupl
             "spec": {"taints": list(taints or [])},
             "status": _node_status(host.ip, name, cpu, memory, pods),
         }
-        response = session.post(f"{cluster.server}/api/v1/nodes", json=body, timeout=API_TIMEOUT)
-        if response.status_code != 201:
-            raise HostletError(f"creating node {name}: {response.status_code} {response.text[:300]}")
+        try:
+            client.request("POST", "/api/v1/nodes", body=body, timeout=API_TIMEOUT)
+        except ApiError as err:
+            raise HostletError(f"creating node {name}: {str(err)[:300]}") from err
     return list(names)
 
 
@@ -99,37 +99,37 @@ class NodeAgent:
     uid: str = ""
     failed: bool = False  # lost (Hostlet.fail_node): no heartbeat, no pods, off the network
 
-    def session(self, cluster: LocalCluster) -> requests.Session:
-        """A new API session as this node (one per thread)."""
-        session = requests.Session()
-        session.cert = tuple(str(p) for p in self.credential)
-        session.verify = str(cluster.ca_file)
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace the cluster's CA
-        return session
+    def client(self, cluster: LocalCluster) -> Client:
+        """An API client as this node's kubelet (``system:node:<name>``)."""
+        cert, key = self.credential
+        return Client.for_certificate(cluster.server, str(cluster.ca_file), str(cert), str(key),
+                                      f"hostlet/{self.name}", pool_size=8)
 
 
-def heartbeat(cluster: LocalCluster, node: NodeAgent, session: requests.Session, lease_duration: int) -> None:
+def heartbeat(node: NodeAgent, client: Client, lease_duration: int) -> None:
     """One kubelet heartbeat of ``node``: renew its Lease, then post its Ready conditions."""
-    renew_lease(cluster, node, session, lease_duration)
-    body = {"status": {"conditions": node_conditions()}}
-    response = session.patch(f"{cluster.server}/api/v1/nodes/{node.name}/status", data=json.dumps(body),
-                             headers={"Content-Type": "application/strategic-merge-patch+json"},
-                             timeout=API_TIMEOUT)
-    if response.status_code != 200:
-        log.warning("node %s status: %s %s", node.name, response.status_code, response.text[:200])
+    try:
+        renew_lease(node, client, lease_duration)
+    except ApiError as err:
+        log.warning("node %s lease: %s", node.name, str(err)[:200])
+    try:
+        client.request("PATCH", f"/api/v1/nodes/{node.name}/status", body={"status": {"conditions": node_conditions()}},
+                       content_type="application/strategic-merge-patch+json", timeout=API_TIMEOUT)
+    except ApiError as err:
+        log.warning("node %s status: %s", node.name, str(err)[:200])
 
 
-def renew_lease(cluster: LocalCluster, node: NodeAgent, session: requests.Session, lease_duration: int) -> None:
-    base = f"{cluster.server}/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
+def renew_lease(node: NodeAgent, client: Client, lease_duration: int) -> None:
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
     spec = {"holderIdentity": node.name, "leaseDurationSeconds": lease_duration, "renewTime": now_micro()}
-    response = session.get(f"{base}/{node.name}", timeout=API_TIMEOUT)
-    if response.status_code == 404:
+    try:
+        lease = client.get(f"{path}/{node.name}", timeout=API_TIMEOUT)
+    except ApiError as err:
+        if not err.not_found:
+            raise
         owner = {"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid}
-        body = {"metadata": {"name": node.name, "ownerReferences": [owner]}, "spec": spec}
-        response = session.post(base, json=body, timeout=API_TIMEOUT)
-    elif response.status_code == 200:
-        lease = response.json()
-        lease["spec"].update(spec)
-        response = session.put(f"{base}/{node.name}", json=lease, timeout=API_TIMEOUT)
-    if response.status_code not in (200, 201):
-        log.warning("node %s lease: %s %s", node.name, response.status_code, response.text[:200])
+        client.request("POST", path, body={"metadata": {"name": node.name, "ownerReferences": [owner]}, "spec": spec},
+                       timeout=API_TIMEOUT)
+        return
+    lease["spec"].update(spec)
+    client.request("PUT", f"{path}/{node.name}", body=lease, timeout=API_TIMEOUT)

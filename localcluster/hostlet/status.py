@@ -4,10 +4,9 @@ Events on the pod."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
-import requests
+from kubekit.api import ApiError
 
 from .spec import API_TIMEOUT, HostletError, now_rfc3339
 
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def pod_url(worker, sub: str = "") -> str:
-    return f"{worker.hostlet.cluster.server}/api/v1/namespaces/{worker.namespace}/pods/{worker.name}{sub}"
+    return f"/api/v1/namespaces/{worker.namespace}/pods/{worker.name}{sub}"
 
 
 def pod_status(worker) -> dict:
@@ -84,14 +83,15 @@ def write_status(worker) -> None:
     if status == worker.last_status:
         return
     body = {"metadata": {"uid": worker.uid}, "status": status}
-    response = worker.api.patch(pod_url(worker, "/status"), data=json.dumps(body), timeout=API_TIMEOUT,
-                              headers={"Content-Type": "application/strategic-merge-patch+json"})
-    if response.status_code == 200:
-        worker.last_status = status
-    elif response.status_code in (404, 409):
-        worker.gone = True  # deleted, or replaced by a pod of the same name
-    else:
-        raise HostletError(f"status update: {response.status_code} {response.text[:200]}")
+    try:
+        worker.api.request("PATCH", pod_url(worker, "/status"), body=body, timeout=API_TIMEOUT,
+                           content_type="application/strategic-merge-patch+json")
+    except ApiError as err:
+        if err.status in (404, 409):
+            worker.gone = True  # deleted, or replaced by a pod of the same name
+            return
+        raise HostletError(f"status update: {str(err)[:200]}") from err
+    worker.last_status = status
 
 
 def post_event(worker, reason: str, message: str, kind: str = "Normal") -> None:
@@ -104,7 +104,6 @@ def post_event(worker, reason: str, message: str, kind: str = "Normal") -> None:
             "firstTimestamp": stamp, "lastTimestamp": stamp,
             "source": {"component": "kubelet", "host": worker.node.name}}
     try:
-        worker.api.post(f"{worker.hostlet.cluster.server}/api/v1/namespaces/{worker.namespace}/events",
-                      json=body, timeout=2)
-    except requests.RequestException:
+        worker.api.request("POST", f"/api/v1/namespaces/{worker.namespace}/events", body=body, timeout=2)
+    except ApiError:
         pass

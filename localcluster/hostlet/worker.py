@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from kubekit.api import ApiError
+
 from .env import container_env, emptydir_mounts, refresh_token
 from .node import NodeAgent
 from .prober import ProbeState, run_probe
@@ -58,7 +60,7 @@ class PodWorker:
         self.last_status: dict | None = None
         self.token_refresh_at = 0.0
         self.kubeconfig: Path | None = None
-        self.api = node.session(hostlet.cluster)
+        self.api = node.client(hostlet.cluster)
         self.probe_http = requests.Session()
         self.probe_http.trust_env = False  # no proxy, no CA bundle from the environment
         self.thread = threading.Thread(target=self._run, name=f"hostlet-pod-{self.namespace}/{self.name}", daemon=True)
@@ -244,10 +246,12 @@ class PodWorker:
                 self._reap(container, now)
         if not self.gone:
             write_status(self)
-            response = self.api.delete(pod_url(self), json={"gracePeriodSeconds": 0,
-                                                          "preconditions": {"uid": self.uid}}, timeout=API_TIMEOUT)
-            if response.status_code not in (200, 404, 409):
-                raise HostletError(f"finalizing: {response.status_code} {response.text[:200]}")
+            try:
+                self.api.request("DELETE", pod_url(self), body={"gracePeriodSeconds": 0,
+                                                                "preconditions": {"uid": self.uid}}, timeout=API_TIMEOUT)
+            except ApiError as err:
+                if err.status not in (404, 409):
+                    raise HostletError(f"finalizing: {str(err)[:200]}") from err
         self.finished = True
 
     def kill_all(self) -> None:
