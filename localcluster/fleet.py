@@ -20,8 +20,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from manager import (MUTATE_POD_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME, VALIDATE_SIDECARSET_PATH,
-                     VALIDATING_CONFIGURATION, WEBHOOK_PORT, rbac)
+from manager import (MUTATE_POD_PATH, MUTATE_SIDECARSET_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
+                     VALIDATE_SIDECARSET_PATH, VALIDATING_CONFIGURATION, WEBHOOK_PORT, rbac)
 
 from .cluster import LocalCluster, _die_with_parent
 
@@ -177,7 +177,10 @@ class Fleet:
             **common, "name": "mpod.kb.io", "clientConfig": service(MUTATE_POD_PATH),
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
             "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                                                        "values": ["kube-system", self.namespace]}]}}]})
+                                                        "values": ["kube-system", self.namespace]}]}}, {
+            **common, "name": "msidecarset.kb.io", "clientConfig": service(MUTATE_SIDECARSET_PATH),
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"],
+                       "apiVersions": ["v1alpha1"], "resources": ["sidecarsets"]}]}]})
         admission.create_validating_webhook_configuration({"metadata": {"name": VALIDATING_CONFIGURATION}, "webhooks": [{
             **common, "name": "vsidecarset.kb.io", "clientConfig": service(VALIDATE_SIDECARSET_PATH),
             "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"],

@@ -18,3 +18,4 @@ VALIDATING_CONFIGURATION = "kruise-validating-webhook-configuration"
 WEBHOOK_PORT = 9876
 MUTATE_POD_PATH = "/mutate-pod"
 VALIDATE_SIDECARSET_PATH = "/validate-apps-kruise-io-v1alpha1-sidecarset"
+MUTATE_SIDECARSET_PATH = "/mutate-apps-kruise-io-v1alpha1-sidecarset"

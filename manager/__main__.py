@@ -105,7 +105,7 @@ class Manager:
         return sidecarsets, namespaces
 
     def _add_webhook(self, sidecarsets, namespaces) -> None:
-        from . import MUTATE_POD_PATH, VALIDATE_SIDECARSET_PATH
+        from . import MUTATE_POD_PATH, MUTATE_SIDECARSET_PATH, VALIDATE_SIDECARSET_PATH
         from .certs import CertManager, CertOptions
         from .handlers import SidecarSetAdmission
         from .health import heartbeat_check, webhook_self_check
@@ -123,7 +123,8 @@ class Manager:
                                     readiness=lambda: self.certs.problem))
         admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
         self.webhook = WebhookServer(a.webhook_bind_address, a.webhook_port, a.webhook_cert_dir, {
-            MUTATE_POD_PATH: admission.mutate_pod, VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset},
+            MUTATE_POD_PATH: admission.mutate_pod, MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
+            VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset},
             max_body=a.webhook_max_body_bytes, io_timeout=a.webhook_io_timeout,
             idle_timeout=a.webhook_idle_timeout, max_connections=a.webhook_max_connections,
             max_requests_per_connection=a.webhook_max_requests_per_connection,

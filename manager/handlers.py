@@ -1,4 +1,5 @@
-"""The admission handlers: SidecarSet injection into new pods, and SidecarSet validation.
+"""The admission handlers: SidecarSet injection into new pods, SidecarSet defaulting (the
+object stored as upstream's webhook stores it) and SidecarSet validation.
 
 They read the watched caches of SidecarSets and namespaces (never the API on the request
 path), so an admission costs no extra round trip.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from . import sidecarset
+from . import gojson, quantity, sidecarset
 from .admission import allowed, denied, errored, patched
 from .informer import Informer
 
@@ -23,9 +24,13 @@ def slim_namespace(obj: dict) -> dict:
 
 
 def slim_sidecarset(obj: dict) -> dict:
+    """What injection and status need: the spec, the revision annotations, the status."""
     meta = obj.get("metadata", {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k in (sidecarset.HASH_ANNOTATION, sidecarset.HASH_WITHOUT_IMAGE_ANNOTATION)}
     return {"metadata": {"name": meta.get("name"), "generation": meta.get("generation"),
-                         "resourceVersion": meta.get("resourceVersion"), "uid": meta.get("uid")},
+                         "resourceVersion": meta.get("resourceVersion"), "uid": meta.get("uid"),
+                         "annotations": annotations},
             "spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
 
 
@@ -49,6 +54,8 @@ class SidecarSetAdmission:
         namespace = request.get("namespace") or pod.get("metadata", {}).get("namespace") or ""
         if namespace in self.skipped:
             return allowed()  # never mutate the control plane's own pods
+        if not pod.get("metadata", {}).get("namespace"):
+            pod = {**pod, "metadata": {**(pod.get("metadata") or {}), "namespace": namespace or "default"}}
         labels = pod.get("metadata", {}).get("labels") or {}
         ns_labels = self._namespace_labels(namespace)
         matching = [s for s in self.sidecarsets.snapshot()
@@ -56,11 +63,33 @@ class SidecarSetAdmission:
                     and sidecarset.selects(s, namespace, labels, ns_labels)]
         if not matching:
             return allowed()
-        injected_pod, names = sidecarset.inject(pod, matching)
-        ops = sidecarset.patch_for(pod, injected_pod)
+        try:
+            injected_pod, names = sidecarset.inject(pod, matching)
+        except sidecarset.InjectionError as err:
+            return errored(500, err)
+        ops = sidecarset.patch_for(request["object"], injected_pod)
         if not ops:
             return allowed()
         return patched(ops, sidecarsets=",".join(names))
+
+    def mutate_sidecarset(self, request: dict) -> dict:
+        """Default a SidecarSet being created or updated and add its revision hashes, so the
+        stored object is the one upstream's webhook has stored."""
+        if request.get("operation") not in ("CREATE", "UPDATE"):
+            return allowed()
+        obj = request.get("object")
+        if not isinstance(obj, dict) or not isinstance(obj.get("spec"), dict):
+            return errored(400, "request.object is not a SidecarSet")
+        try:
+            stored = sidecarset.defaulted(obj)
+        except (gojson.DecodeError, quantity.QuantityError) as err:
+            return errored(400, err)
+        ops = []
+        if stored["spec"] != obj["spec"]:
+            ops.append({"op": "add", "path": "/spec", "value": stored["spec"]})
+        if stored["metadata"].get("annotations") != (obj.get("metadata") or {}).get("annotations"):
+            ops.append({"op": "add", "path": "/metadata/annotations", "value": stored["metadata"]["annotations"]})
+        return patched(ops)
 
     def validate_sidecarset(self, request: dict) -> dict:
         if request.get("operation") not in ("CREATE", "UPDATE"):

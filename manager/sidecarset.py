@@ -1,12 +1,15 @@
-"""SidecarSet (apps.kruise.io/v1alpha1): which pods it selects, what it injects, what is a
-valid one, and what its status says. Pure functions over plain dicts, used by the pod and
-SidecarSet webhooks and by the leader's status controller.
+"""SidecarSet (apps.kruise.io/v1alpha1): which pods it selects, how it is defaulted, what
+it injects, what is a valid one, and what its status says, each as upstream OpenKruise v1.8.3
+does it (the differential test, tests/upstream/test_injection_parity.py, runs both managers).
+Pure functions over plain dicts, used by the pod and SidecarSet webhooks and by the leader's
+status controller.
 
 Honoured fields (a subset of upstream; the README lists them): ``selector``,
-``namespace``, ``namespaceSelector``, ``containers`` (with ``podInjectPolicy``
-BeforeAppContainer / AfterAppContainer, ``shareVolumePolicy``, ``transferEnv``),
-``initContainers``, ``volumes``, ``injectionStrategy.paused``. Injection records upstream's
-annotations (``kruise.io/sidecarset-hash``, ``kruise.io/sidecarset-hash-without-image``,
+``namespace``, ``namespaceSelector``, ``containers`` (with ``podInjectPolicy``,
+``shareVolumePolicy``, ``transferEnv``), ``initContainers``, ``volumes``,
+``imagePullSecrets``, ``injectionStrategy.paused``; every field is defaulted and stored as
+upstream's webhook stores it. Injection records upstream's annotations
+(``kruise.io/sidecarset-hash``, ``kruise.io/sidecarset-hash-without-image``,
 ``kruise.io/sidecarset-injected-list``). No in-place sidecar upgrade.
 """
 
@@ -20,11 +23,30 @@ import re
 
 from kubekit.labels import selector_matches
 
+from . import gojson, quantity
+
 GROUP_VERSION = "apps.kruise.io/v1alpha1"
 HASH_ANNOTATION = "kruise.io/sidecarset-hash"
 HASH_WITHOUT_IMAGE_ANNOTATION = "kruise.io/sidecarset-hash-without-image"
 INJECTED_LIST_ANNOTATION = "kruise.io/sidecarset-injected-list"
 INJECT_POLICIES = ("BeforeAppContainer", "AfterAppContainer")
+IS_INJECTED = "IS_INJECTED"
+METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
+_SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.SafeEncodeString
+_SUBPATH_ENV = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+_SPEC = ("struct", "apps/v1alpha1.SidecarSetSpec")
+_REVISION_FIELDS = ("volumes", "containers", "initContainers", "imagePullSecrets", "patchPodMetadata")
+_VOLUME_DEFAULTS = {
+    "iscsi": {"iscsiInterface": "default"},
+    "rbd": {"pool": "rbd", "user": "admin", "keyring": "/etc/ceph/keyring"},
+    "azureDisk": {"cachingMode": "ReadWrite", "kind": "Shared", "fsType": "ext4", "readOnly": False},
+    "scaleIO": {"storageMode": "ThinProvisioned", "fsType": "xfs"},
+}
+_HOST = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(  # distribution/reference's grammar: name[:tag][@digest]
+    rf"^((?:(?:{_HOST}(?:\.{_HOST})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::([\w][\w.-]{0,127}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}))?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
@@ -85,107 +107,380 @@ def selects_namespace(sidecarset: dict, namespace: str, namespace_labels: dict |
 
 
 def selects(sidecarset: dict, namespace: str, pod_labels: dict | None, namespace_labels: dict | None) -> bool:
-    spec = sidecarset.get("spec") or {}
-    if spec.get("selector") is None:
+    """As upstream: an absent or empty selector selects no pod."""
+    selector = (sidecarset.get("spec") or {}).get("selector") or {}
+    if not (selector.get("matchLabels") or selector.get("matchExpressions")):
         return False
-    return selects_namespace(sidecarset, namespace, namespace_labels) and selector_matches(spec["selector"], pod_labels)
+    return selects_namespace(sidecarset, namespace, namespace_labels) and selector_matches(selector, pod_labels)
 
 
-def spec_hash(spec: dict, without_image: bool = False) -> str:
-    """A stable revision of what a SidecarSet injects (its containers)."""
-    containers = copy.deepcopy(spec.get("containers") or [])
-    if without_image:
-        for container in containers:
-            container.pop("image", None)
-    digest = hashlib.sha256(json.dumps(containers, sort_keys=True).encode()).hexdigest()
-    return digest[:20]
+def namespace_index(sidecarset: dict) -> list[str] | None:
+    """The namespaces upstream files a SidecarSet under (None: cluster scope). Upstream injects
+    the SidecarSets filed under the pod's namespace before the cluster-scoped ones."""
+    spec = sidecarset.get("spec") or {}
+    if spec.get("namespace"):
+        return [spec["namespace"]]
+    selector = spec.get("namespaceSelector")
+    if selector is not None:
+        if METADATA_NAME_LABEL in (selector.get("matchLabels") or {}):
+            return [selector["matchLabels"][METADATA_NAME_LABEL]]
+        for expression in selector.get("matchExpressions") or []:
+            if expression.get("key") == METADATA_NAME_LABEL and expression.get("operator") == "In":
+                return list(expression.get("values") or [])
+    return None
+
+
+# ---- defaulting and revisions -------------------------------------------------------------
+def _image_tag(image: str | None) -> str | None:
+    """The tag of an image reference as the container runtime reads it ("latest" when it has
+    neither tag nor digest, "" with only a digest), None when it is not a valid reference."""
+    image = image or ""
+    if re.fullmatch(r"[a-f0-9]{64}", image):
+        return None
+    slash = image.find("/")
+    first = image[:slash]
+    if slash == -1 or (not any(ch in first for ch in ".:") and first != "localhost" and first.lower() == first):
+        full, remainder = "docker.io/" + image, image
+    else:
+        full, remainder = image, image[slash + 1:]
+    remote = remainder.split(":", 1)[0]
+    found = _IMAGE_REFERENCE.match(full)
+    if remote.lower() != remote or found is None or len(found.group(1)) > 255:
+        return None
+    return found.group(2) or ("" if found.group(3) else "latest")
+
+
+def _default_probe(probe: dict | None) -> None:
+    if probe is None:
+        return
+    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+        if not probe.get(key):
+            probe[key] = value
+    _default_http_get(probe.get("httpGet"))
+
+
+def _default_http_get(action: dict | None) -> None:
+    if action is not None:
+        action["path"] = action.get("path") or "/"
+        action["scheme"] = action.get("scheme") or "HTTP"
+
+
+def _default_field_ref(ref: dict | None) -> None:
+    if ref is not None and not ref.get("apiVersion"):
+        ref["apiVersion"] = "v1"
+
+
+def _default_container(container: dict, inject_policy: str) -> None:
+    """Upstream's SidecarContainer defaults (its own and Kubernetes' container defaults)."""
+    container["podInjectPolicy"] = container.get("podInjectPolicy") or inject_policy
+    container.setdefault("upgradeStrategy", {})["upgradeType"] = \
+        container["upgradeStrategy"].get("upgradeType") or "ColdUpgrade"
+    container.setdefault("shareVolumePolicy", {})["type"] = container["shareVolumePolicy"].get("type") or "disabled"
+    if not container.get("imagePullPolicy"):
+        container["imagePullPolicy"] = "Always" if _image_tag(container.get("image")) == "latest" else "IfNotPresent"
+    container["terminationMessagePath"] = container.get("terminationMessagePath") or "/dev/termination-log"
+    container["terminationMessagePolicy"] = container.get("terminationMessagePolicy") or "File"
+    for port in container.get("ports") or []:
+        port["protocol"] = port.get("protocol") or "TCP"
+    for transfer in container.get("transferEnv") or []:
+        _default_field_ref((transfer.get("sourceContainerNameFrom") or {}).get("fieldRef"))
+    for env in container.get("env") or []:
+        _default_field_ref((env.get("valueFrom") or {}).get("fieldRef"))
+    resources = container.get("resources") or {}
+    for kind in ("limits", "requests"):
+        for name, value in (resources.get(kind) or {}).items():
+            resources[kind][name] = str(quantity.round_up(quantity.parse(value), -3))
+    _default_probe(container.get("livenessProbe"))
+    _default_probe(container.get("readinessProbe"))
+    for hook in ("postStart", "preStop"):
+        _default_http_get(((container.get("lifecycle") or {}).get(hook) or {}).get("httpGet"))
+
+
+def _default_volume(volume: dict) -> None:
+    """Kubernetes' volume defaults, as upstream applies them to a SidecarSet's volumes."""
+    if not any(key != "name" for key in volume):
+        volume["emptyDir"] = {}
+    if "hostPath" in volume:
+        volume["hostPath"].setdefault("type", "")
+    for source in ("secret", "configMap", "downwardAPI", "projected"):
+        if source in volume and volume[source].get("defaultMode") is None:
+            volume[source]["defaultMode"] = 420
+    for item in (volume.get("downwardAPI") or {}).get("items") or []:
+        _default_field_ref(item.get("fieldRef"))
+    for projection in (volume.get("projected") or {}).get("sources") or []:
+        for item in (projection.get("downwardAPI") or {}).get("items") or []:
+            _default_field_ref(item.get("fieldRef"))
+        if "serviceAccountToken" in projection and projection["serviceAccountToken"].get("expirationSeconds") is None:
+            projection["serviceAccountToken"]["expirationSeconds"] = 3600
+    for source, defaults in _VOLUME_DEFAULTS.items():
+        if source in volume:
+            for key, value in defaults.items():
+                if volume[source].get(key) in (None, ""):
+                    volume[source][key] = value
+
+
+def revision_hashes(spec: dict) -> tuple[str, str]:
+    """Upstream's ``kruise.io/sidecarset-hash`` and ``-hash-without-image`` of a (defaulted)
+    spec: sha256 of Go's encoding of the containers (and of the init containers when one is
+    a native sidecar, ``restartPolicy: Always``), hex, each byte mapped onto an alphabet."""
+    spec = gojson.normalize(spec, _SPEC)
+    hashes = []
+    for without_image in (False, True):
+        containers = copy.deepcopy(spec.get("containers"))
+        inits = copy.deepcopy(spec.get("initContainers"))
+        if without_image:
+            for container in (containers or []) + (inits or []):
+                container.pop("image", None)
+        encoded = {"containers": containers}
+        if any(c.get("restartPolicy") == "Always" for c in inits or []):
+            encoded["initContainers"] = inits
+        digest = hashlib.sha256(gojson.dumps(encoded).encode()).hexdigest()
+        hashes.append("".join(_SAFE_ALPHABET[ord(ch) % len(_SAFE_ALPHABET)] for ch in digest))
+    return hashes[0], hashes[1]
+
+
+def defaulted(sidecarset: dict) -> dict:
+    """The SidecarSet as upstream's SidecarSet mutating webhook has the apiserver store it:
+    decoded into its Go types, defaulted, encoded again, and its two revision hashes added as
+    annotations. Raises gojson.DecodeError / quantity.QuantityError when the types refuse it."""
+    obj = gojson.normalize(sidecarset)
+    spec = obj["spec"]
+    strategy = spec["updateStrategy"]
+    strategy["type"] = strategy.get("type") or "RollingUpdate"
+    strategy["maxUnavailable"] = 1 if strategy.get("maxUnavailable") is None else strategy["maxUnavailable"]
+    strategy["partition"] = 0 if strategy.get("partition") is None else strategy["partition"]
+    for container in spec.get("initContainers") or []:
+        _default_container(container, "AfterAppContainer")
+    for container in spec.get("containers") or []:
+        _default_container(container, "BeforeAppContainer")
+    for volume in spec.get("volumes") or []:
+        _default_volume(volume)
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    for patch in spec.get("patchPodMetadata") or []:
+        patch["patchPolicy"] = patch.get("patchPolicy") or "Retain"
+    revision = spec["injectionStrategy"].get("revision")
+    if revision is not None and not revision.get("policy"):
+        revision["policy"] = "Always"
+    obj = gojson.normalize(obj)
+    metadata = copy.deepcopy(sidecarset.get("metadata") or {})
+    annotations = metadata.get("annotations") or {}
+    annotations[HASH_ANNOTATION], annotations[HASH_WITHOUT_IMAGE_ANNOTATION] = revision_hashes(obj["spec"])
+    metadata["annotations"] = annotations
+    obj["metadata"] = metadata
+    return obj
+
+
+def revisions_of(sidecarset: dict) -> tuple[str, str]:
+    """The revision hashes a SidecarSet carries (its annotations, as upstream reads them);
+    computed for one stored without them (created before the defaulting webhook)."""
+    annotations = (sidecarset.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(HASH_ANNOTATION) and annotations.get(HASH_WITHOUT_IMAGE_ANNOTATION):
+        return annotations[HASH_ANNOTATION], annotations[HASH_WITHOUT_IMAGE_ANNOTATION]
+    return revision_hashes(sidecarset.get("spec") or {})
+
+
+def _fnv32(data: bytes) -> int:
+    value = 0x811C9DC5
+    for byte in data:
+        value = (value * 0x01000193) & 0xFFFFFFFF
+        value ^= byte
+    return value
+
+
+def controller_revision_name(sidecarset: dict) -> str:
+    """The name of the ControllerRevision upstream's controller records for the SidecarSet's
+    current spec (``status.latestRevision``, the pods' ``controllerRevision``): the name, "-",
+    and the FNV-32 of the revision's data (the spec's containers, init containers, volumes,
+    image pull secrets and metadata patches, as JSON with sorted keys) and collision count."""
+    spec = gojson.normalize(sidecarset.get("spec") or {}, _SPEC)
+    data = {"spec": {"$patch": "replace", **{k: spec.get(k) for k in _REVISION_FIELDS}}}
+    collisions = ((sidecarset.get("status") or {}).get("collisionCount")) or 0
+    digest = _fnv32(gojson.dumps(data, sort_keys=True).encode() + str(collisions).encode())
+    safe = "".join(_SAFE_ALPHABET[ord(ch) % len(_SAFE_ALPHABET)] for ch in str(digest))
+    return f"{sidecarset['metadata']['name'][:223]}-{safe}"
 
 
 # ---- injection --------------------------------------------------------------------------
-_SIDECAR_ONLY_FIELDS = ("podInjectPolicy", "shareVolumePolicy", "transferEnv", "upgradeStrategy", "hotUpgrade")
+_SIDECAR_ONLY_FIELDS = ("podInjectPolicy", "shareVolumePolicy", "transferEnv", "upgradeStrategy")
 
 
-def _as_container(sidecar: dict, app_containers: list[dict], pod_volumes: set[str]) -> dict:
-    container = {k: copy.deepcopy(v) for k, v in sidecar.items() if k not in _SIDECAR_ONLY_FIELDS}
-    env = container.setdefault("env", [])
-    names = {e.get("name") for e in env}
+class InjectionError(ValueError):
+    """Upstream refuses the pod too (an unreadable hash annotation, a sidecar mounting a
+    volume its SidecarSet does not declare)."""
+
+
+def _merge_by(key: str, original: list[dict], additional: list[dict]) -> list[dict]:
+    """``original`` then each of ``additional`` whose ``key`` is not taken yet."""
+    taken = {item.get(key) for item in original}
+    merged = list(original)
+    for item in additional:
+        if item.get(key) not in taken:
+            merged.append(item)
+            taken.add(item.get(key))
+    return merged
+
+
+def _shared_mounts(sidecar: dict, app_containers: list[dict]) -> tuple[list[dict], list[dict]]:
+    """With shareVolumePolicy enabled: every mount of the app containers (sidecars already
+    injected excluded), and the env their subPathExpr refers to."""
+    if (sidecar.get("shareVolumePolicy") or {}).get("type") != "enabled":
+        return [], []
+    mounts, envs = [], []
+    for app in app_containers:
+        if any(e.get("name") == IS_INJECTED and e.get("value") == "true" for e in app.get("env") or []):
+            continue
+        for mount in app.get("volumeMounts") or []:
+            mounts.append(copy.deepcopy(mount))
+            for name in _SUBPATH_ENV.findall(mount.get("subPathExpr") or ""):
+                found = next((e for e in app.get("env") or [] if e.get("name") == name), None)
+                if found is not None:
+                    envs.append(copy.deepcopy(found))
+    return mounts, envs
+
+
+def _source_container(transfer: dict, pod: dict) -> str | None:
+    ref = (transfer.get("sourceContainerNameFrom") or {}).get("fieldRef")
+    if ref is None:
+        return transfer.get("sourceContainerName") or ""
+    found = re.match(r"^metadata\.(labels|annotations)\['(.*)'\]$", ref.get("fieldPath") or "")
+    if found is None:
+        return None
+    return ((pod.get("metadata") or {}).get(found.group(1)) or {}).get(found.group(2), "")
+
+
+def _transfer_envs(sidecar: dict, pod: dict) -> list[dict]:
+    """Each transferEnv's variables (sorted by name) copied from the named app container."""
+    envs_in_pod = {(c.get("name"), e.get("name")): e for c in pod["spec"].get("containers") or []
+                   for e in c.get("env") or []}
+    out = []
     for transfer in sidecar.get("transferEnv") or []:
-        source = next((c for c in app_containers if c.get("name") == transfer.get("sourceContainerName")), None)
-        wanted = ([transfer["envName"]] if transfer.get("envName") else []) + list(transfer.get("envNames") or [])
-        for item in (source or {}).get("env") or []:
-            if item.get("name") in wanted and item.get("name") not in names:
-                env.append(copy.deepcopy(item))
-                names.add(item["name"])
-    if "IS_INJECTED" not in names:
-        env.append({"name": "IS_INJECTED", "value": "true"})
-    if (sidecar.get("shareVolumePolicy") or {}).get("type", "").lower() == "enabled":
-        mounts = container.setdefault("volumeMounts", [])
-        taken_names, taken_paths = {m.get("name") for m in mounts}, {m.get("mountPath") for m in mounts}
-        for app in app_containers:
-            for mount in app.get("volumeMounts") or []:
-                if mount.get("name") in pod_volumes and mount.get("name") not in taken_names \
-                        and mount.get("mountPath") not in taken_paths:
-                    mounts.append(copy.deepcopy(mount))
-                    taken_names.add(mount["name"])
-                    taken_paths.add(mount["mountPath"])
-    return container
+        names = set(transfer.get("envNames") or []) | ({transfer["envName"]} if transfer.get("envName") else set())
+        source = _source_container(transfer, pod)
+        if source is None:
+            continue
+        out += [copy.deepcopy(envs_in_pod[(source, n)]) for n in sorted(names) if (source, n) in envs_in_pod]
+    return out
+
+
+def _build(sidecar: dict, pod: dict, volumes: dict[str, dict], used: list[dict], where: str) -> dict:
+    """The sidecar as injected: its own mounts and env, IS_INJECTED, then the transferred
+    env and the shared mounts; the volumes it mounts go to ``used``."""
+    sidecar = copy.deepcopy(sidecar)
+    mounts, sub_path_envs = _shared_mounts(sidecar, pod["spec"].get("containers") or [])
+    transfer = _merge_by("name", _transfer_envs(sidecar, pod), sub_path_envs)
+    for mount in sidecar.get("volumeMounts") or []:
+        if mount.get("name") not in volumes:
+            raise InjectionError(f"{where}: volume {mount.get('name')!r} is mounted but not declared in spec.volumes")
+        used.append(copy.deepcopy(volumes[mount["name"]]))
+    if sidecar.get("volumeMounts") or mounts:
+        sidecar["volumeMounts"] = _merge_by("mountPath", sidecar.get("volumeMounts") or [], mounts)
+    sidecar["env"] = _merge_by("name", (sidecar.get("env") or []) + [{"name": IS_INJECTED, "value": "true"}], transfer)
+    return sidecar
+
+
+def _merge_containers(origins: list[dict], injected: list[dict]) -> list[dict]:
+    """Upstream's merge: a sidecar named like a pod's container takes its place; the others go
+    before (BeforeAppContainer) or after the pod's containers."""
+    origins = list(origins)
+    index = {c.get("name"): i for i, c in enumerate(origins)}
+    before, after = [], []
+    for sidecar in injected:
+        container = {k: v for k, v in sidecar.items() if k not in _SIDECAR_ONLY_FIELDS}
+        if sidecar.get("name") in index:
+            origins[index[sidecar["name"]]] = container
+        else:
+            (before if sidecar.get("podInjectPolicy") == "BeforeAppContainer" else after).append(container)
+    return before + origins + after
+
+
+def _upgrade_specs(annotations: dict, key: str) -> dict:
+    """A pod's hash annotation as upstream re-reads it (the old map of plain hashes too)."""
+    text = annotations.get(key)
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise InjectionError(f"annotation {key} is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise InjectionError(f"annotation {key} is not a JSON object")
+    specs = {}
+    for name, value in parsed.items():
+        if isinstance(value, str):
+            value = {"hash": value, "sidecarSetName": name}
+        if not isinstance(value, dict):
+            raise InjectionError(f"annotation {key}[{name}] is neither an object nor a string")
+        specs[name] = {"updateTimestamp": value.get("updateTimestamp"), "hash": value.get("hash") or "",
+                       "sidecarSetName": value.get("sidecarSetName") or "", "sidecarList": value.get("sidecarList"),
+                       **({"controllerRevision": value["controllerRevision"]} if value.get("controllerRevision") else {})}
+    return specs
+
+
+def injection_order(sidecarsets: list[dict], namespace: str) -> list[dict]:
+    """Upstream reads the SidecarSets filed under the pod's namespace first, then the
+    cluster-scoped ones, each group in its cache's (unspecified) order; here by name."""
+    def key(s):
+        return (namespace not in (namespace_index(s) or []), s["metadata"]["name"])
+    return sorted(sidecarsets, key=key)
 
 
 def inject(pod: dict, sidecarsets: list[dict], now: str | None = None) -> tuple[dict, list[str]]:
-    """The pod with every given SidecarSet's containers, init containers and volumes added
-    (the pod's own entries always win a name clash), and upstream's annotations. Returns the
-    new pod and the names of the SidecarSets injected."""
+    """The pod with the given (matching, unpaused) SidecarSets injected as upstream injects
+    them on CREATE: containers by podInjectPolicy (a sidecar named like one of the pod's
+    containers replaces it), init containers sorted by name after the pod's own, only the
+    volumes the sidecars mount, image pull secrets, and the hash and injected-list
+    annotations. Returns the new pod and the names of the SidecarSets injected. A pure
+    function of its arguments (``now`` stamps the annotations). Raises InjectionError."""
     pod = copy.deepcopy(pod)
     spec = pod.setdefault("spec", {})
     meta = pod.setdefault("metadata", {})
-    annotations = meta.get("annotations") or {}
-    app_containers = list(spec.get("containers") or [])
-    before, after = [], []
-    init_containers = list(spec.get("initContainers") or [])
-    volumes = list(spec.get("volumes") or [])
-    used_names = {c.get("name") for c in app_containers + init_containers}
-    volume_names = {v.get("name") for v in volumes}
-    hashes = json.loads(annotations.get(HASH_ANNOTATION) or "{}")
-    hashes_without_image = json.loads(annotations.get(HASH_WITHOUT_IMAGE_ANNOTATION) or "{}")
+    annotations = dict(meta.get("annotations") or {})
+    hashes = _upgrade_specs(annotations, HASH_ANNOTATION)
+    hashes_without_image = _upgrade_specs(annotations, HASH_WITHOUT_IMAGE_ANNOTATION)
+    names = set(annotations[INJECTED_LIST_ANNOTATION].split(",")) if annotations.get(INJECTED_LIST_ANNOTATION) else set()
     stamp = now or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    injected = []
-    for sidecarset in sorted(sidecarsets, key=lambda s: s["metadata"]["name"]):
+    sidecars, inits, secrets, used_volumes, injected = [], [], [], [], []
+    for sidecarset in injection_order(sidecarsets, meta.get("namespace") or "default"):
         name = sidecarset["metadata"]["name"]
         ss_spec = sidecarset.get("spec") or {}
-        for volume in ss_spec.get("volumes") or []:
-            if volume.get("name") not in volume_names:
-                volumes.append(copy.deepcopy(volume))
-                volume_names.add(volume["name"])
-        added = []
-        for init in ss_spec.get("initContainers") or []:
-            if init.get("name") not in used_names:
-                init_containers.append({k: copy.deepcopy(v) for k, v in init.items() if k not in _SIDECAR_ONLY_FIELDS})
-                used_names.add(init["name"])
-        for sidecar in ss_spec.get("containers") or []:
-            if sidecar.get("name") in used_names:
-                continue
-            container = _as_container(sidecar, app_containers, volume_names)
-            (before if sidecar.get("podInjectPolicy") == "BeforeAppContainer" else after).append(container)
-            used_names.add(sidecar["name"])
-            added.append(sidecar["name"])
+        names.add(name)
+        volumes = {v.get("name"): v for v in ss_spec.get("volumes") or []}
+        sidecar_list = set()
+        for i, init in enumerate(ss_spec.get("initContainers") or []):
+            if init.get("restartPolicy") == "Always":
+                sidecar_list.add(init.get("name"))
+            inits.append(_build(init, pod, volumes, used_volumes, f"SidecarSet {name} initContainers[{i}]"))
+        secrets += copy.deepcopy(ss_spec.get("imagePullSecrets") or [])
+        for i, container in enumerate(ss_spec.get("containers") or []):
+            sidecar_list.add(container.get("name"))
+            sidecars.append(_build(container, pod, volumes, used_volumes, f"SidecarSet {name} containers[{i}]"))
+        if not (ss_spec.get("initContainers") or ss_spec.get("containers")):
+            continue
         injected.append(name)
-        sidecar_list = [c.get("name") for c in ss_spec.get("containers") or []]
-        hashes[name] = {"updateTimestamp": stamp, "hash": spec_hash(ss_spec), "sidecarSetName": name,
-                        "sidecarList": sidecar_list}
-        hashes_without_image[name] = {"updateTimestamp": stamp, "hash": spec_hash(ss_spec, without_image=True),
-                                      "sidecarSetName": name, "sidecarList": sidecar_list}
-    if not injected:
+        revision, revision_without_image = revisions_of(sidecarset)
+        hashes[name] = {"updateTimestamp": stamp, "hash": revision, "sidecarSetName": name,
+                        "sidecarList": sorted(sidecar_list)}
+        latest = (sidecarset.get("status") or {}).get("latestRevision")
+        if latest:
+            hashes[name]["controllerRevision"] = latest
+        hashes_without_image[name] = {"updateTimestamp": stamp, "hash": revision_without_image,
+                                      "sidecarSetName": name, "sidecarList": sorted(sidecar_list)}
+    if not sidecars and not inits:
         return pod, []
-    spec["containers"] = before + app_containers + after
-    if init_containers:
-        spec["initContainers"] = init_containers
-    if volumes:
-        spec["volumes"] = volumes
-    previous = [n for n in (annotations.get(INJECTED_LIST_ANNOTATION) or "").split(",") if n]
+    inits.sort(key=lambda c: c.get("name") or "")
+    if inits:
+        spec["initContainers"] = _merge_containers(spec.get("initContainers") or [], inits)
+    spec["containers"] = _merge_containers(spec.get("containers") or [], sidecars)
+    if used_volumes or spec.get("volumes"):
+        spec["volumes"] = _merge_by("name", spec.get("volumes") or [], used_volumes)
+    pull_secrets = _merge_by("name", [], (spec.get("imagePullSecrets") or []) + secrets)
+    if pull_secrets:
+        spec["imagePullSecrets"] = pull_secrets
     annotations.update({
-        HASH_ANNOTATION: json.dumps(hashes, sort_keys=True),
-        HASH_WITHOUT_IMAGE_ANNOTATION: json.dumps(hashes_without_image, sort_keys=True),
-        INJECTED_LIST_ANNOTATION: ",".join(sorted(set(previous) | set(injected))),
+        HASH_ANNOTATION: gojson.dumps({k: hashes[k] for k in sorted(hashes)}),  # a Go map: sorted keys
+        HASH_WITHOUT_IMAGE_ANNOTATION: gojson.dumps({k: hashes_without_image[k] for k in sorted(hashes_without_image)}),
+        INJECTED_LIST_ANNOTATION: ",".join(sorted(names)),
     })
     meta["annotations"] = annotations
     return pod, injected
@@ -194,7 +489,8 @@ def inject(pod: dict, sidecarsets: list[dict], now: str | None = None) -> tuple[
 def patch_for(old: dict, new: dict) -> list[dict]:
     """A JSONPatch from ``old`` to ``new`` for the fields injection touches."""
     ops = []
-    for section, fields in (("metadata", ("annotations",)), ("spec", ("containers", "initContainers", "volumes"))):
+    for section, fields in (("metadata", ("annotations",)),
+                            ("spec", ("initContainers", "containers", "volumes", "imagePullSecrets"))):
         for name in fields:
             before, after = (old.get(section) or {}).get(name), (new.get(section) or {}).get(name)
             if after is not None and after != before:
@@ -251,6 +547,9 @@ def validate(sidecarset: dict, others: list[dict] = ()) -> list[str]:
         errors.append("spec.selector: required")
     else:
         errors += selector_errors(spec["selector"], "spec.selector")
+        if isinstance(spec["selector"], dict) and not (spec["selector"].get("matchLabels")
+                                                       or spec["selector"].get("matchExpressions")):
+            errors.append("spec.selector: an empty selector is not valid for a SidecarSet")
     if spec.get("namespace") and spec.get("namespaceSelector") is not None:
         errors.append("spec.namespace and spec.namespaceSelector are mutually exclusive")
     if spec.get("namespaceSelector") is not None:
@@ -276,6 +575,12 @@ def validate(sidecarset: dict, others: list[dict] = ()) -> list[str]:
         elif name in volume_names:
             errors.append(f"spec.volumes[{i}].name: duplicate volume name {name!r}")
         volume_names.add(name)
+    for field, items in (("spec.containers", containers), ("spec.initContainers", inits)):
+        for i, container in enumerate(items):
+            for j, mount in enumerate((container.get("volumeMounts") or []) if isinstance(container, dict) else []):
+                if isinstance(mount, dict) and mount.get("name") not in volume_names:
+                    errors.append(f"{field}[{i}].volumeMounts[{j}].name: {mount.get('name')!r} is not one of "
+                                  "spec.volumes")
     paused = (spec.get("injectionStrategy") or {}).get("paused")
     if paused is not None and not isinstance(paused, bool):
         errors.append("spec.injectionStrategy.paused: must be true or false")
@@ -299,9 +604,11 @@ def pod_revision(pod_annotations: dict | None, sidecarset_name: str) -> str | No
 
 
 def compute_status(sidecarset: dict, pods: list[dict], namespace_labels: dict[str, dict]) -> dict:
-    """Status from slim pods (``namespace``, ``labels``, ``annotations``, ``ready``)."""
+    """Status from slim pods (``namespace``, ``labels``, ``annotations``, ``ready``), in
+    upstream's form: a pod is updated when it carries the SidecarSet's current hash,
+    ``latestRevision`` names upstream's ControllerRevision, zero counts it omits are omitted."""
     name = sidecarset["metadata"]["name"]
-    revision = spec_hash(sidecarset.get("spec") or {})
+    revision = revisions_of(sidecarset)[0]
     matched = updated = ready = updated_ready = 0
     for pod in pods:
         if not selects(sidecarset, pod["namespace"], pod["labels"], namespace_labels.get(pod["namespace"])):
@@ -311,5 +618,9 @@ def compute_status(sidecarset: dict, pods: list[dict], namespace_labels: dict[st
         updated += is_updated
         ready += pod["ready"]
         updated_ready += is_updated and pod["ready"]
-    return {"observedGeneration": sidecarset["metadata"].get("generation", 0), "matchedPods": matched,
-            "updatedPods": updated, "readyPods": ready, "updatedReadyPods": updated_ready, "latestRevision": revision}
+    collisions = (sidecarset.get("status") or {}).get("collisionCount") or 0
+    return gojson.normalize({
+        "observedGeneration": sidecarset["metadata"].get("generation", 0), "matchedPods": matched,
+        "updatedPods": updated, "readyPods": ready, "updatedReadyPods": updated_ready,
+        "latestRevision": controller_revision_name(sidecarset), "collisionCount": collisions},
+        ("struct", "apps/v1alpha1.SidecarSetStatus"))

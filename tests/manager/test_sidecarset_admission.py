@@ -131,10 +131,32 @@ def test_paused_and_namespace_scoped_sidecarsets_are_honoured(api, objects, ns):
         namespaceSelector={"matchLabels": {"team": "web"}}))
     try:
         pod = create_until_injected(core, ns, {"app": tag}, "team")
-        assert [c.name for c in pod.spec.containers] == ["app", "team"]
+        assert [c.name for c in pod.spec.containers] == ["team", "app"]  # defaulted to BeforeAppContainer
     finally:
         for name in ("paused", "elsewhere", "team"):
             objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, f"{name}-{tag}")
+
+
+def test_a_sidecarset_is_stored_defaulted_with_its_revision_hashes(objects):
+    from manager.sidecarset import defaulted
+
+    body = sidecarset(f"stored-{uuid.uuid4().hex[:6]}", {"matchLabels": {"app": "stored"}},
+                      [{"name": "s", "image": "registry.local/s", "resources": {"limits": {"cpu": "0.5"}}}],
+                      volumes=[{"name": "v"}])
+    objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+    try:
+        stored = objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, body["metadata"]["name"])
+        container = stored["spec"]["containers"][0]
+        assert (container["podInjectPolicy"], container["imagePullPolicy"], container["resources"]) == \
+            ("BeforeAppContainer", "Always", {"limits": {"cpu": "500m"}})
+        assert stored["spec"]["volumes"] == [{"name": "v", "emptyDir": {}}]
+        assert stored["spec"]["updateStrategy"] == {"type": "RollingUpdate", "partition": 0, "maxUnavailable": 1}
+        expected = defaulted(body)
+        assert stored["spec"] == expected["spec"]
+        for key in ("kruise.io/sidecarset-hash", "kruise.io/sidecarset-hash-without-image"):
+            assert stored["metadata"]["annotations"][key] == expected["metadata"]["annotations"][key]
+    finally:
+        objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, body["metadata"]["name"])
 
 
 @pytest.mark.parametrize("spec, reason", [

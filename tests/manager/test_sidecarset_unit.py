@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from manager.sidecarset import (HASH_ANNOTATION, INJECTED_LIST_ANNOTATION, compute_status, inject, patch_for,
-                                selects, validate)
+from manager.sidecarset import (HASH_ANNOTATION, HASH_WITHOUT_IMAGE_ANNOTATION, INJECTED_LIST_ANNOTATION,
+                                InjectionError, compute_status, defaulted, inject, injection_order, patch_for, selects, validate)
 
 
 def sidecarset(name="logs", **spec) -> dict:
@@ -48,11 +48,11 @@ def test_injection_adds_containers_by_policy_and_records_the_revision():
     assert which == ["logs"]
     assert names(injected["spec"]["containers"]) == ["before", "app", "after"]
     for container in injected["spec"]["containers"][::2]:
-        assert {"name": "IS_INJECTED", "value": "true"} in container["env"]
+        assert container["env"] == [{"name": "IS_INJECTED", "value": "true"}]
         assert "podInjectPolicy" not in container
     annotations = injected["metadata"]["annotations"]
     assert annotations[INJECTED_LIST_ANNOTATION] == "logs"
-    assert json.loads(annotations[HASH_ANNOTATION])["logs"]["sidecarList"] == ["before", "after"]
+    assert json.loads(annotations[HASH_ANNOTATION])["logs"]["sidecarList"] == ["after", "before"]  # sorted
 
 
 def test_transfer_env_and_shared_volumes_come_from_the_app_container():
@@ -65,14 +65,16 @@ def test_transfer_env_and_shared_volumes_come_from_the_app_container():
     assert {"name": "data", "mountPath": "/data"} in logger["volumeMounts"]
 
 
-def test_the_pods_own_entries_always_win_a_name_clash():
-    s = sidecarset(containers=[{"name": "app", "image": "intruder:1"}, {"name": "logger", "image": "l:1"}],
+def test_a_sidecar_named_like_a_pod_container_replaces_it_in_place_as_upstream_does():
+    """Upstream's merge puts the sidecar where the pod's container of that name was; only
+    the volumes the sidecars mount are added, and the pod's own volume wins a name clash."""
+    s = sidecarset(containers=[{"name": "app", "image": "intruder:1", "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
+                               {"name": "logger", "image": "l:1", "podInjectPolicy": "AfterAppContainer"}],
                    volumes=[{"name": "data", "hostPath": {"path": "/"}}, {"name": "extra", "emptyDir": {}}])
     injected, _ = inject(pod(), [s])
-    assert injected["spec"]["containers"][0]["image"] == "app:1"
     assert names(injected["spec"]["containers"]) == ["app", "logger"]
-    volumes = {v["name"]: v for v in injected["spec"]["volumes"]}
-    assert "emptyDir" in volumes["data"] and "extra" in volumes
+    assert injected["spec"]["containers"][0]["image"] == "intruder:1"
+    assert injected["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]  # "extra" is mounted by nobody
 
 
 def test_the_patch_touches_only_what_injection_changed():
@@ -82,6 +84,121 @@ def test_the_patch_touches_only_what_injection_changed():
     assert {op["path"] for op in ops} == {"/metadata/annotations", "/spec/containers"}
     assert all(op["op"] == "add" for op in ops)
     assert patch_for(original, original) == []
+
+
+def test_annotations_are_written_byte_for_byte_as_upstream_writes_them():
+    s = sidecarset(containers=[{"name": "b", "image": "b:1"}, {"name": "a", "image": "a:1"}])
+    s["metadata"]["annotations"] = {HASH_ANNOTATION: "H1", HASH_WITHOUT_IMAGE_ANNOTATION: "H2"}
+    s["status"] = {"latestRevision": "logs-5f7d"}
+    earlier = {HASH_ANNOTATION: '{"old":"plain-hash"}', INJECTED_LIST_ANNOTATION: "old"}
+    p = {**pod(), "metadata": {"name": "p", "labels": {"app": "web"}, "annotations": earlier}}
+    injected, _ = inject(p, [s], now="2026-01-02T03:04:05Z")
+    annotations = injected["metadata"]["annotations"]
+    assert annotations[HASH_ANNOTATION] == (
+        '{"logs":{"updateTimestamp":"2026-01-02T03:04:05Z","hash":"H1","sidecarSetName":"logs",'
+        '"sidecarList":["a","b"],"controllerRevision":"logs-5f7d"},'
+        '"old":{"updateTimestamp":null,"hash":"plain-hash","sidecarSetName":"old","sidecarList":null}}')
+    assert annotations[HASH_WITHOUT_IMAGE_ANNOTATION] == (
+        '{"logs":{"updateTimestamp":"2026-01-02T03:04:05Z","hash":"H2","sidecarSetName":"logs","sidecarList":["a","b"]}}')
+    assert annotations[INJECTED_LIST_ANNOTATION] == "logs,old"
+
+
+INIT_POD = {"metadata": {"name": "p", "namespace": "shop", "labels": {"app": "web"}, "annotations": {"tier": "1"}},
+            "spec": {"initContainers": [{"name": "m-own", "image": "own:1"}],
+                     "containers": [{"name": "app", "image": "app:1",
+                                     "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"},
+                                             {"name": "SUB", "value": "x"}, {"name": "C", "value": "3"}],
+                                     "volumeMounts": [{"name": "data", "mountPath": "/data", "subPathExpr": "$(SUB)"}]},
+                                    {"name": "side", "image": "s:1", "env": [{"name": "IS_INJECTED", "value": "true"}],
+                                     "volumeMounts": [{"name": "old", "mountPath": "/old"}]}],
+                     "volumes": [{"name": "data", "emptyDir": {}}, {"name": "old", "emptyDir": {}}],
+                     "imagePullSecrets": [{"name": "own"}]}}
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("init containers: after the pod's own, sorted by name; env IS_INJECTED, transferEnv, shared mounts",
+     {"initContainers": ["m-own", "a-init", "z-init"],
+      "a-init.env": ["IS_INJECTED", "A", "B", "SUB"], "a-init.mounts": ["/data"]}),
+    ("containers: BeforeAppContainer unless said otherwise, in SidecarSet order",
+     {"containers": ["first", "second", "app", "side", "last"]}),
+    ("an app container already injected (IS_INJECTED=true) shares no mounts",
+     {"first.mounts": ["/cfg", "/data"]}),
+    ("own env first, then IS_INJECTED, then transferEnv; a declared name is not overwritten",
+     {"second.env": ["C", "IS_INJECTED", "A", "B"], "second.env.C": "own"}),
+    ("only mounted volumes, in mount order after the pod's own",
+     {"volumes": ["data", "old", "cfg", "cache"]}),
+    ("image pull secrets merged by name",
+     {"imagePullSecrets": ["own", "registry"]}),
+])
+def test_injection_order_and_content_follow_upstream(case, expect):
+    s = {"metadata": {"name": "mesh"}, "spec": {
+        "selector": {"matchLabels": {"app": "web"}},
+        "initContainers": [
+            {"name": "z-init", "image": "z:1", "podInjectPolicy": "AfterAppContainer"},
+            {"name": "a-init", "image": "a:1", "podInjectPolicy": "AfterAppContainer",
+             "shareVolumePolicy": {"type": "enabled"},
+             "transferEnv": [{"sourceContainerName": "app", "envNames": ["B", "A", "MISSING"]}]}],
+        "containers": [
+            {"name": "first", "image": "f:1", "podInjectPolicy": "BeforeAppContainer", "shareVolumePolicy": {"type": "enabled"},
+             "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}, {"name": "data", "mountPath": "/data"}]},
+            {"name": "second", "image": "s:1", "env": [{"name": "C", "value": "own"}],
+             "transferEnv": [{"sourceContainerName": "app", "envName": "C"}, {"sourceContainerName": "app", "envNames": ["B", "A"]}]},
+            {"name": "last", "image": "l:1", "podInjectPolicy": "AfterAppContainer",
+             "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}],
+        "volumes": [{"name": "unused", "emptyDir": {}}, {"name": "cache", "emptyDir": {}},
+                    {"name": "cfg", "configMap": {"name": "c"}}, {"name": "data", "hostPath": {"path": "/x"}}],
+        "imagePullSecrets": [{"name": "registry"}, {"name": "own"}]}}
+    injected, _ = inject(INIT_POD, [defaulted(s)])  # as stored: podInjectPolicy defaulted
+    spec = injected["spec"]
+    by_name = {c["name"]: c for c in spec["containers"] + spec["initContainers"]}
+    for key, want in expect.items():
+        parts = key.split(".")
+        if parts[0] in ("initContainers", "containers", "volumes", "imagePullSecrets"):
+            assert [c["name"] for c in spec[parts[0]]] == want, case
+        elif parts[1] == "mounts":
+            assert [m["mountPath"] for m in by_name[parts[0]].get("volumeMounts") or []] == want, case
+        elif len(parts) == 2:
+            assert [e["name"] for e in by_name[parts[0]]["env"]] == want, case
+        else:
+            assert next(e["value"] for e in by_name[parts[0]]["env"] if e["name"] == parts[2]) == want, case
+
+
+def test_sidecarsets_of_the_pods_namespace_go_first_then_cluster_scoped_ones_by_name():
+    def ss(name, before, **spec):
+        return {"metadata": {"name": name}, "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec,
+                                                     "containers": [{"name": before, "image": "x:1",
+                                                                     "podInjectPolicy": "BeforeAppContainer"}]}}
+    sets = [ss("a-cluster", "c1"), ss("z-scoped", "s1", namespace="shop"),
+            ss("b-cluster", "c2", namespaceSelector={"matchLabels": {"team": "x"}}),
+            ss("m-by-name", "s2", namespaceSelector={"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "other"]}]})]
+    assert [s["metadata"]["name"] for s in injection_order(sets, "shop")] == ["m-by-name", "z-scoped", "a-cluster",
+                                                                               "b-cluster"]
+    injected, which = inject(INIT_POD, sets)
+    assert which == ["m-by-name", "z-scoped", "a-cluster", "b-cluster"]
+    assert names(injected["spec"]["containers"])[:4] == ["s2", "s1", "c1", "c2"]
+
+
+@pytest.mark.parametrize("selector, selected", [
+    ({"matchLabels": {"app": "web"}}, True),
+    ({}, False),  # upstream: an empty selector selects nothing
+    ({"matchExpressions": [{"key": "app", "operator": "Exists"}]}, True),
+])
+def test_an_empty_selector_selects_no_pod(selector, selected):
+    assert selects({"spec": {"selector": selector}}, "shop", {"app": "web"}, {}) is selected
+
+
+def test_a_mount_of_an_undeclared_volume_is_refused():
+    s = sidecarset(containers=[{"name": "x", "image": "x:1", "volumeMounts": [{"name": "nope", "mountPath": "/n"}]}])
+    with pytest.raises(InjectionError):
+        inject(pod(), [s])
+    assert any("'nope' is not one of spec.volumes" in e for e in validate(s))
+
+
+def test_an_unreadable_hash_annotation_is_refused():
+    p = {**pod(), "metadata": {"name": "p", "annotations": {HASH_ANNOTATION: "{not json"}}}
+    with pytest.raises(InjectionError):
+        inject(p, [sidecarset()])
 
 
 @pytest.mark.parametrize("spec, error", [
