@@ -118,9 +118,11 @@ def test_external_mode_reports_a_ca_bundle_mismatch_and_never_writes_the_secret(
         time.sleep(3)
         assert replica.alive()  # reported, not crash-looping
         assert set(_secret(api, namespace)) == {"ca.crt", "tls.crt", "tls.key"}  # read-only
-        for name in ("mpod.kb.io",):
-            admission.patch_mutating_webhook_configuration(MUTATING_CONFIGURATION, [
-                {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": b64(ca.cert_pem)}])
+        webhooks = admission.read_mutating_webhook_configuration(MUTATING_CONFIGURATION).webhooks
+        assert [w.name for w in webhooks] == ["mpod.kb.io", "msidecarset.kb.io"]
+        admission.patch_mutating_webhook_configuration(MUTATING_CONFIGURATION, [  # as a CA injector does: every webhook
+            {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": b64(ca.cert_pem)}
+            for i in range(len(webhooks))])
         from manager import VALIDATING_CONFIGURATION
         admission.patch_validating_webhook_configuration(VALIDATING_CONFIGURATION, [
             {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": b64(ca.cert_pem)}])
