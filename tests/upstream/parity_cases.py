@@ -1,0 +1,270 @@
+"""The cases of the injection parity test (test_injection_parity.py): SidecarSets and pods as
+a user writes them, taken from upstream's sample (config/samples), the SidecarSet tutorial
+(openkruise.io user manual) and the scenarios of upstream's injection tests, written here as
+this project's own data. Each case selects its pods by its own ``parity`` label, so cases never
+select each other's pods; a case may label its namespace."""
+
+from __future__ import annotations
+
+
+def sidecarset(name: str, case: str, **spec) -> dict:
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": f"{case}-{name}"},
+            "spec": {"selector": {"matchLabels": {"parity": case}}, **spec}}
+
+
+def pod(name: str, case: str, containers: list[dict], labels: dict | None = None, **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"parity": case, **(labels or {})},
+                         **({"annotations": spec.pop("annotations")} if "annotations" in spec else {})},
+            "spec": {"containers": containers, **spec}}
+
+
+APP = {"name": "app", "image": "nginx:1.15.1"}
+NGINX = {"name": "nginx", "image": "nginx:1.15.1", "env": [{"name": "hello1", "value": "world1"},
+                                                          {"name": "hello2", "value": "world2"}],
+         "volumeMounts": [{"name": "volume-a", "mountPath": "/a/b"}, {"name": "volume-b", "mountPath": "/e/f"}]}
+TWO_VOLUMES = [{"name": "volume-a", "emptyDir": {}}, {"name": "volume-b", "emptyDir": {}}]
+
+
+def _cases() -> list[dict]:
+    cases = []
+
+    def case(case_id: str, sidecarsets: list[dict], pods: list[dict], namespace_labels: dict | None = None,
+             source: str = "") -> None:
+        cases.append({"id": case_id, "sidecarsets": sidecarsets, "pods": pods,
+                      "namespace_labels": namespace_labels or {}, "source": source})
+
+    # ---- upstream's sample (config/samples/apps_v1alpha1_sidecarset.yaml) -------------------
+    c = "sample"
+    case(c, [sidecarset("guestbook-sidecar", c,
+                        initContainers=[{"name": "init-myservice", "image": "busybox:1.28",
+                                         "command": ["sh", "-c", "echo The app is running! && sleep 360"]}],
+                        containers=[{"name": "guestbook-sidecar", "image": "openkruise/guestbook:sidecar",
+                                     "imagePullPolicy": "Always",
+                                     "ports": [{"name": "sidecar-server", "containerPort": 4000}],
+                                     "volumeMounts": [{"name": "log-volume", "mountPath": "/var/log"}]}],
+                        volumes=[{"name": "log-volume", "emptyDir": {}}])],
+         [pod("guestbook", c, [{"name": "guestbook", "image": "openkruise/guestbook:v1",
+                                "ports": [{"name": "http-server", "containerPort": 3000}]}],
+              labels={"app.kubernetes.io/name": "guestbook-with-sidecar"})], source="config/samples")
+
+    # ---- the SidecarSet tutorial -------------------------------------------------------------
+    c = "tutorial"
+    case(c, [sidecarset("test-sidecarset", c, updateStrategy={"type": "RollingUpdate", "maxUnavailable": 1},
+                        containers=[{"name": "sidecar1", "image": "centos:6.7", "command": ["sleep", "999d"],
+                                     "volumeMounts": [{"name": "log-volume", "mountPath": "/var/log"}]}],
+                        volumes=[{"name": "log-volume", "emptyDir": {}}])],
+         [pod("test-pod", c, [APP])], source="tutorial: create a SidecarSet")
+    c = "policy"
+    case(c, [sidecarset("policy", c, containers=[
+        {"name": "before", "image": "centos:6.7", "podInjectPolicy": "BeforeAppContainer"},
+        {"name": "after", "image": "centos:6.7", "podInjectPolicy": "AfterAppContainer"},
+        {"name": "default", "image": "centos:6.7"}])],
+         [pod("p", c, [APP, {"name": "second", "image": "busybox:1.28"}])], source="tutorial: podInjectPolicy")
+    c = "share"
+    case(c, [sidecarset("share", c, containers=[
+        {"name": "log-collector", "image": "fluentd:v1", "shareVolumePolicy": {"type": "enabled"},
+         "volumeMounts": [{"name": "cfg", "mountPath": "/etc/fluentd"}]}],
+        volumes=[{"name": "cfg", "configMap": {"name": "fluentd-config"}}])],
+         [pod("p", c, [{**APP, "volumeMounts": [{"name": "logs", "mountPath": "/var/log/nginx"},
+                                                 {"name": "data", "mountPath": "/data", "readOnly": True}]}],
+              volumes=[{"name": "logs", "emptyDir": {}}, {"name": "data", "hostPath": {"path": "/srv"}}])],
+         source="tutorial: shareVolumePolicy")
+    c = "transfer"
+    case(c, [sidecarset("transfer", c, containers=[
+        {"name": "mesh", "image": "envoy:1.0", "env": [{"name": "MESH", "value": "on"}],
+         "transferEnv": [{"sourceContainerName": "app", "envName": "TZ"},
+                         {"sourceContainerName": "app", "envNames": ["NODE_NAME", "POD_IP", "ABSENT"]}]}])],
+         [pod("p", c, [{**APP, "env": [{"name": "TZ", "value": "Asia/Shanghai"},
+                                       {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                                       {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}])],
+         source="tutorial: transferEnv")
+    c = "transfer-from"
+    case(c, [sidecarset("from-label", c, containers=[
+        {"name": "agent", "image": "agent:1", "transferEnv": [
+            {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "metadata.labels['main-container']"}},
+             "envNames": ["REGION"]}]}])],
+         [pod("p", c, [{"name": "web", "image": "nginx:1.15.1", "env": [{"name": "REGION", "value": "eu"}]}],
+              labels={"main-container": "web"})], source="tutorial: transferEnv sourceContainerNameFrom")
+    c = "init"
+    case(c, [sidecarset("init", c, initContainers=[
+        {"name": "init-config", "image": "busybox:1.28", "command": ["sh", "-c", "cp /cfg/* /shared"],
+         "shareVolumePolicy": {"type": "enabled"}, "transferEnv": [{"sourceContainerName": "app", "envName": "TZ"}],
+         "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
+        containers=[{"name": "reader", "image": "busybox:1.28", "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
+        volumes=[{"name": "shared", "emptyDir": {}}])],
+         [pod("p", c, [{**APP, "env": [{"name": "TZ", "value": "UTC"}],
+                        "volumeMounts": [{"name": "www", "mountPath": "/usr/share/nginx/html"}]}],
+              volumes=[{"name": "www", "emptyDir": {}}],
+              initContainers=[{"name": "own-init", "image": "busybox:1.28"}])],
+         source="tutorial: initContainers with transferEnv and shared volumes")
+    c = "native"
+    case(c, [sidecarset("native", c, updateStrategy={"type": "NotUpdate"},
+                        initContainers=[{"name": "proxy", "image": "envoy:1.0", "restartPolicy": "Always"},
+                                        {"name": "bootstrap", "image": "busybox:1.28"}],
+                        containers=[{"name": "log", "image": "fluentd:v1"}])],
+         [pod("p", c, [APP], initContainers=[{"name": "zz-own", "image": "busybox:1.28"}])],
+         source="tutorial: native sidecar init containers (restartPolicy Always)")
+    c = "secrets"
+    case(c, [sidecarset("secrets", c, imagePullSecrets=[{"name": "registry-b"}, {"name": "registry-a"}],
+                        containers=[{"name": "private", "image": "registry.example/private:1"}])],
+         [pod("p", c, [APP], imagePullSecrets=[{"name": "registry-a"}])], source="tutorial: imagePullSecrets")
+    c = "ns-scope"
+    case(c, [sidecarset("only-here", c, namespace="parity-ns-scope",
+                        containers=[{"name": "here", "image": "busybox:1.28"}]),
+             sidecarset("elsewhere", c, namespace="nowhere", containers=[{"name": "there", "image": "busybox:1.28"}])],
+         [pod("p", c, [APP])], source="tutorial: namespace")
+    c = "ns-selector"
+    case(c, [sidecarset("team-a", c, namespaceSelector={"matchLabels": {"team": "a"}},
+                        containers=[{"name": "for-a", "image": "busybox:1.28"}]),
+             sidecarset("team-b", c, namespaceSelector={"matchExpressions": [
+                 {"key": "team", "operator": "In", "values": ["b", "c"]}]},
+                 containers=[{"name": "for-b", "image": "busybox:1.28"}])],
+         [pod("p", c, [APP])], namespace_labels={"team": "a"}, source="tutorial: namespaceSelector")
+    c = "paused"
+    case(c, [sidecarset("paused", c, injectionStrategy={"paused": True},
+                        containers=[{"name": "paused", "image": "busybox:1.28"}]),
+             sidecarset("active", c, containers=[{"name": "active", "image": "busybox:1.28"}])],
+         [pod("p", c, [APP])], source="tutorial: injectionStrategy.paused")
+    c = "expressions"
+    case(c, [{**sidecarset("tier", c, containers=[{"name": "tiered", "image": "busybox:1.28"}]),
+              "spec": {"selector": {"matchExpressions": [{"key": "parity", "operator": "In", "values": [c]},
+                                                         {"key": "tier", "operator": "In",
+                                                          "values": ["frontend", "middleware"]}]},
+                       "containers": [{"name": "tiered", "image": "busybox:1.28"}]}}],
+         [pod("front", c, [APP], labels={"tier": "frontend"}), pod("back", c, [APP], labels={"tier": "backend"})],
+         source="tutorial: selector matchExpressions")
+
+    # ---- scenarios of upstream's injection tests (pkg/webhook/pod/mutating) ----------------
+    c = "fixture-basic"
+    case(c, [sidecarset("sidecarset1", c,
+                        initContainers=[{"name": "init-2", "image": "busybox:1.0.0"},
+                                        {"name": "init-1", "image": "busybox:1.0.0"}],
+                        containers=[{"name": "dns-f", "image": "dns-f-image:1.0", "podInjectPolicy": "BeforeAppContainer",
+                                     "shareVolumePolicy": {"type": "disabled"}},
+                                    {"name": "log-agent", "image": "log-agent-image:1.0",
+                                     "podInjectPolicy": "AfterAppContainer", "shareVolumePolicy": {"type": "disabled"}}])],
+         [pod("test-pod", c, [NGINX], initContainers=[{"name": "init-0", "image": "busybox:1.0.0"}],
+              volumes=TWO_VOLUMES)], source="mutating tests: init containers sorted, before/after")
+    c = "fixture-transfer"
+    case(c, [sidecarset("sidecarset2", c,
+                        initContainers=[{"name": "dns-e", "image": "dns-e-image:1.0", "podInjectPolicy": "BeforeAppContainer",
+                                         "volumeMounts": [{"name": "volume-1", "mountPath": "/v1"}],
+                                         "transferEnv": [{"sourceContainerName": "nginx", "envName": "hello2"}]}],
+                        containers=[{"name": "dns-f", "image": "dns-f-image:1.0", "podInjectPolicy": "BeforeAppContainer",
+                                     "volumeMounts": [{"name": "volume-1", "mountPath": "/v1"}],
+                                     "transferEnv": [{"sourceContainerName": "nginx", "envName": "hello2"}]}],
+                        volumes=[{"name": "volume-1"}, {"name": "volume-2"}])],
+         [pod("test-pod", c, [NGINX], initContainers=[{"name": "init-0", "image": "busybox:1.0.0"}],
+              volumes=TWO_VOLUMES)], source="mutating tests: transferEnv, volumes appended (unused one left out)")
+    c = "fixture-share"
+    case(c, [sidecarset("sidecarset3", c,
+                        containers=[{"name": "dns-f", "image": "dns-f-image:1.0", "podInjectPolicy": "AfterAppContainer",
+                                     "shareVolumePolicy": {"type": "enabled"},
+                                     "volumeMounts": [{"name": "volume-1", "mountPath": "/a/b/c"},
+                                                      {"name": "volume-2", "mountPath": "/d/e/f"}]},
+                                    {"name": "log-agent", "image": "log-agent-image:1.0",
+                                     "podInjectPolicy": "AfterAppContainer"}],
+                        volumes=[{"name": "volume-1"}, {"name": "volume-2"}])],
+         [pod("test-pod", c, [NGINX], volumes=TWO_VOLUMES)], source="mutating tests: shared volume mounts")
+    c = "fixture-staragent"
+    staragent_pod = {**NGINX, "volumeMounts": NGINX["volumeMounts"] + [{"name": "volume-staragent", "mountPath": "/staragent"}]}
+    case(c, [sidecarset("staragent", c,
+                        initContainers=[{"name": "dns-e", "image": "dns-e-image:1.0", "podInjectPolicy": "BeforeAppContainer",
+                                         "shareVolumePolicy": {"type": "enabled"},
+                                         "volumeMounts": [{"name": "volume-3", "mountPath": "/g/h/i"},
+                                                          {"name": "volume-4", "mountPath": "/j/k/l"},
+                                                          {"name": "volume-staragent", "mountPath": "/staragent"}]}],
+                        containers=[{"name": "dns-f", "image": "dns-f-image:1.0", "podInjectPolicy": "AfterAppContainer",
+                                     "shareVolumePolicy": {"type": "enabled"},
+                                     "volumeMounts": [{"name": "volume-1", "mountPath": "/a/b/c"},
+                                                      {"name": "volume-2", "mountPath": "/d/e/f"},
+                                                      {"name": "volume-staragent", "mountPath": "/staragent"}]},
+                                    {"name": "staragent", "image": "staragent-image:1.0",
+                                     "podInjectPolicy": "AfterAppContainer", "shareVolumePolicy": {"type": "enabled"}},
+                                    {"name": "log-agent", "image": "log-agent-image:1.0",
+                                     "podInjectPolicy": "AfterAppContainer"}],
+                        volumes=[{"name": "volume-1"}, {"name": "volume-2"}, {"name": "volume-staragent"},
+                                 {"name": "volume-3"}, {"name": "volume-4"}])],
+         [pod("test-pod", c, [staragent_pod], volumes=TWO_VOLUMES + [{"name": "volume-staragent", "emptyDir": {}}])],
+         source="mutating tests: mounts deduplicated by path, the pod's volume kept")
+    c = "fixture-subpath"
+    case(c, [sidecarset("subpath", c, containers=[
+        {"name": "reader", "image": "busybox:1.28", "shareVolumePolicy": {"type": "enabled"}}],
+        initContainers=[{"name": "prepare", "image": "busybox:1.28", "shareVolumePolicy": {"type": "enabled"}}])],
+         [pod("p", c, [{**APP, "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                       {"name": "OD_NAME", "value": "od_name"}],
+                        "volumeMounts": [{"name": "conf", "mountPath": "/e/expansion",
+                                          "subPathExpr": "foo/$(POD_NAME)/$(OD_NAME)/conf"},
+                                         {"name": "conf", "mountPath": "/e/plain", "subPathExpr": "foo"}]}],
+              volumes=[{"name": "conf", "emptyDir": {}}])],
+         source="mutating tests: subPathExpr env copied with the shared mount")
+    c = "fixture-merge"
+    case(c, [sidecarset("merge", c, containers=[
+        {"name": "app", "image": "nginx:1.16.0", "podInjectPolicy": "AfterAppContainer"},
+        {"name": "new-before", "image": "busybox:1.28", "podInjectPolicy": "BeforeAppContainer"}])],
+         [pod("p", c, [{"name": "first", "image": "busybox:1.28"}, APP])],
+         source="mutating tests: a sidecar named like a pod container replaces it in place")
+    c = "fixture-init-sort"
+    case(c, [sidecarset("sort", c, initContainers=[{"name": n, "image": "busybox:1.28"} for n in ("c", "a", "b")])],
+         [pod("p", c, [APP], initContainers=[{"name": "z-own", "image": "busybox:1.28"}])],
+         source="mutating tests: init containers sorted by name after the pod's own")
+    c = "fixture-hash-compat"
+    case(c, [sidecarset("hash", c, containers=[{"name": "side", "image": "busybox:1.28"}])],
+         [pod("p", c, [APP], annotations={
+             "kruise.io/sidecarset-hash": '{"sidecarset-test":"bv6d2fbw97wz8xx5x4v4wddwbd5z744wcf7c786dd4dvxvd5w6w424df7vx47989"}',
+             "kruise.io/sidecarset-hash-without-image": '{"sidecarset-test":"54x5977vf9zz4248w7v44456zf655b8bcffv7x74w88f6dwb994fw48b8f9b8959"}',
+             "kruise.io/sidecarset-injected-list": "sidecarset-test"})],
+         source="mutating tests: the older hash annotation format kept and extended")
+
+    # ---- defaulting and the rest of the supported fields ----------------------------------
+    c = "defaults"
+    case(c, [sidecarset("defaults", c, containers=[
+        {"name": "probe", "image": "registry.example/probe", "ports": [{"containerPort": 9000}],
+         "resources": {"limits": {"cpu": "0.5", "memory": "1.5Gi"}, "requests": {"cpu": "0.0001", "memory": "128974848"}},
+         "livenessProbe": {"httpGet": {"port": 9000}}, "readinessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 3},
+         "lifecycle": {"preStop": {"httpGet": {"port": 9000, "path": "/quit"}}},
+         "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}])],
+         [pod("p", c, [APP])], source="defaults: image pull policy, ports, quantities, probes, fieldRef")
+    c = "volume-kinds"
+    case(c, [sidecarset("volumes", c, containers=[
+        {"name": "reader", "image": "busybox:1.28", "volumeMounts": [
+            {"name": "cm", "mountPath": "/cm"}, {"name": "sec", "mountPath": "/sec"}, {"name": "dapi", "mountPath": "/dapi"},
+            {"name": "proj", "mountPath": "/proj"}, {"name": "host", "mountPath": "/host"},
+            {"name": "mem", "mountPath": "/mem"}]}],
+        volumes=[{"name": "cm", "configMap": {"name": "c", "items": [{"key": "k", "path": "p"}]}},
+                 {"name": "sec", "secret": {"secretName": "s"}},
+                 {"name": "dapi", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                 {"name": "proj", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}},
+                                                           {"configMap": {"name": "c"}}]}},
+                 {"name": "host", "hostPath": {"path": "/var/lib/x"}},
+                 {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1000Mi"}},
+                 {"name": "unused", "emptyDir": {}}])],
+         [pod("p", c, [APP])], source="defaults: volume sources")
+    c = "env-order"
+    case(c, [sidecarset("env", c, containers=[
+        {"name": "side", "image": "busybox:1.28", "env": [{"name": "B", "value": "own"}, {"name": "A", "value": "own"}],
+         "transferEnv": [{"sourceContainerName": "app", "envNames": ["C", "B", "A"]}]}])],
+         [pod("p", c, [{**APP, "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": "3"}]}])],
+         source="env: the sidecar's own, IS_INJECTED, then transferred (sorted, own names kept)")
+    c = "two-sets"
+    case(c, [sidecarset("alpha", c, containers=[{"name": "alpha-before", "image": "busybox:1.28"},
+                                                {"name": "alpha-after", "image": "busybox:1.28",
+                                                 "podInjectPolicy": "AfterAppContainer",
+                                                 "volumeMounts": [{"name": "alpha-v", "mountPath": "/alpha"}]}],
+                        volumes=[{"name": "alpha-v", "emptyDir": {}}]),
+             sidecarset("beta", c, containers=[{"name": "beta-before", "image": "busybox:1.28"}],
+                        initContainers=[{"name": "beta-init", "image": "busybox:1.28"}])],
+         [pod("p", c, [APP])], source="several SidecarSets on one pod")
+    c = "scoped-first"
+    case(c, [sidecarset("a-cluster", c, containers=[{"name": "cluster-wide", "image": "busybox:1.28"}]),
+             sidecarset("z-scoped", c, namespace="parity-scoped-first",
+                        containers=[{"name": "namespaced", "image": "busybox:1.28"}])],
+         [pod("p", c, [APP])], source="SidecarSets of the pod's namespace before cluster-wide ones")
+    c = "unmatched"
+    case(c, [sidecarset("unmatched", c, containers=[{"name": "never", "image": "busybox:1.28"}])],
+         [pod("other", "not-this-case", [APP])], source="a pod no SidecarSet selects is left alone")
+    return cases
+
+
+CASES = _cases()

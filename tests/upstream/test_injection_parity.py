@@ -1,0 +1,174 @@
+"""Differential test: the same SidecarSets and the same pods through the real upstream
+kruise-manager v1.8.3 (the ``upstream_install`` control plane) and through this project's
+manager (a control plane of this module's own), compared after normalization, order included:
+the SidecarSets as stored (defaulting, revision hash annotations, status) and every pod as a
+server-side dry-run create returns it (containers, init containers, env, mounts, volumes, pull
+secrets, annotations byte for byte but the injection time).
+
+Where upstream's result is not determined (the order among SidecarSets of one group comes from
+its cache's map iteration), upstream's pod is asked for again until it equals ours or the
+attempts run out: ours must be one of upstream's results. The cases are in parity_cases.py."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+import sys
+import time
+
+import pytest
+
+from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.fleet import Fleet
+from localcluster.network import available as network_unavailable_reason
+from tests.upstream.parity_cases import CASES
+
+pytestmark = pytest.mark.cluster
+
+SIDECARSETS = "/apis/apps.kruise.io/v1alpha1/sidecarsets"
+HASH_KEYS = ("kruise.io/sidecarset-hash", "kruise.io/sidecarset-hash-without-image")
+UPSTREAM_ATTEMPTS = 16  # for an order upstream leaves to its cache: 2 SidecarSets miss 1 in 2**16
+
+
+class Side:
+    """One manager's control plane, spoken to as a user does (admin credentials, raw JSON)."""
+
+    def __init__(self, name: str, cluster: LocalCluster):
+        self.name = name
+        self.server = cluster.server
+        self.session = cluster.session()
+
+    def call(self, method: str, path: str, **kwargs):
+        return self.session.request(method, f"{self.server}{path}", timeout=15, **kwargs)
+
+    def namespace(self, name: str, labels: dict) -> None:
+        body = {"metadata": {"name": name, "labels": labels}}
+        got = self.call("POST", "/api/v1/namespaces", json=body)
+        if got.status_code == 409:
+            self.call("PATCH", f"/api/v1/namespaces/{name}", data=json.dumps({"metadata": {"labels": labels}}),
+                      headers={"Content-Type": "application/merge-patch+json"})
+        deadline = time.monotonic() + 30
+        while self.call("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default").status_code != 200:
+            assert time.monotonic() < deadline, f"{self.name}: no default ServiceAccount in {name}"
+            time.sleep(0.2)
+
+    def create(self, sidecarset: dict) -> None:
+        got = self.call("POST", SIDECARSETS, json=sidecarset)
+        assert got.status_code == 201, f"{self.name} refused SidecarSet {sidecarset['metadata']['name']}: {got.text}"
+
+    def settled(self, name: str, timeout: float = 30) -> dict:
+        """The stored SidecarSet once its controller has recorded the current generation."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.call("GET", f"{SIDECARSETS}/{name}").json()
+            status = got.get("status") or {}
+            if status.get("latestRevision") and status.get("observedGeneration") == got["metadata"].get("generation"):
+                return got
+            assert time.monotonic() < deadline, f"{self.name}: status of {name} not written: {status}"
+            time.sleep(0.2)
+
+    def delete(self, name: str) -> None:
+        self.call("DELETE", f"{SIDECARSETS}/{name}")
+
+    def dry_run(self, namespace: str, pod: dict, revisions: dict[str, str], timeout: float = 15) -> dict:
+        """The pod a dry-run create returns, once the webhook's cache has the SidecarSets' status
+        (every injection it records names the current ControllerRevision)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.call("POST", f"/api/v1/namespaces/{namespace}/pods", params={"dryRun": "All"}, json=pod)
+            assert got.status_code == 201, f"{self.name} refused pod {pod['metadata']['name']}: {got.text}"
+            created = got.json()
+            recorded = json.loads((created["metadata"].get("annotations") or {}).get(HASH_KEYS[0]) or "{}")
+            if all(recorded[n].get("controllerRevision") == r for n, r in revisions.items() if n in recorded) \
+                    or time.monotonic() > deadline:
+                return created
+            time.sleep(0.3)
+
+
+def _stamp_free(text: str) -> str:
+    return re.sub(r'"updateTimestamp":"[^"]*"', '"updateTimestamp":"<now>"', text)
+
+
+def normalize_pod(pod: dict) -> dict:
+    """Only what the managers decide: volatile metadata dropped, the injection time and the
+    ServiceAccount volume's random suffix blanked."""
+    pod = copy.deepcopy(pod)
+    meta = pod["metadata"]
+    for key in ("uid", "creationTimestamp", "resourceVersion", "managedFields", "generation"):
+        meta.pop(key, None)
+    for key in HASH_KEYS:
+        if key in (meta.get("annotations") or {}):
+            meta["annotations"][key] = _stamp_free(meta["annotations"][key])
+    return json.loads(re.sub(r"kube-api-access-[a-z0-9]{5}", "kube-api-access-<id>", json.dumps(pod)))
+
+
+def normalize_sidecarset(obj: dict) -> dict:
+    meta = obj["metadata"]
+    return {"metadata": {"name": meta["name"], "labels": meta.get("labels"), "annotations": meta.get("annotations")},
+            "spec": obj["spec"], "status": obj.get("status")}
+
+
+def diff(theirs, ours) -> str:
+    a = json.dumps(theirs, indent=1).splitlines()
+    b = json.dumps(ours, indent=1).splitlines()
+    return "\n".join(difflib.unified_diff(a, b, "upstream", "ours", lineterm="", n=2))
+
+
+@pytest.fixture(scope="module")
+def ours():
+    """This project's manager (one replica, webhook and controller) on its own control plane."""
+    if network_unavailable_reason():
+        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    cluster = LocalCluster.start(ClusterOptions(controller_manager=True, network=True), log=sys.stderr)
+    fleet = None
+    try:
+        fleet = Fleet(cluster).install(1)
+        fleet.start_all()
+        fleet.wait_ready(timeout=90)
+        yield Side("ours", cluster)
+    finally:
+        if fleet is not None:
+            fleet.stop_all()
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def theirs(upstream_install):
+    return Side("upstream", upstream_install.cluster)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_injection_parity(case, theirs, ours):
+    namespace = f"parity-{case['id']}"
+    names = [s["metadata"]["name"] for s in case["sidecarsets"]]
+    sides = (theirs, ours)
+    try:
+        for side in sides:
+            side.namespace(namespace, case["namespace_labels"])
+            for sidecarset in case["sidecarsets"]:
+                side.create(copy.deepcopy(sidecarset))
+        stored = {side.name: [side.settled(n) for n in names] for side in sides}
+        assert [normalize_sidecarset(s) for s in stored["upstream"]] == \
+            [normalize_sidecarset(s) for s in stored["ours"]], \
+            "stored SidecarSets differ:\n" + diff([normalize_sidecarset(s) for s in stored["upstream"]],
+                                                   [normalize_sidecarset(s) for s in stored["ours"]])
+        revisions = {s["metadata"]["name"]: s["status"]["latestRevision"] for s in stored["ours"]}
+        time.sleep(1.0)  # both webhooks' caches hold the SidecarSets (a pod they skip proves nothing)
+        for pod in case["pods"]:
+            mine = normalize_pod(ours.dry_run(namespace, copy.deepcopy(pod), revisions))
+            seen = []
+            for _ in range(UPSTREAM_ATTEMPTS):
+                got = normalize_pod(theirs.dry_run(namespace, copy.deepcopy(pod), revisions))
+                if got == mine:
+                    break
+                if got not in seen:
+                    seen.append(got)
+            else:
+                pytest.fail(f"pod {pod['metadata']['name']}: ours is none of upstream's {len(seen)} result(s) in "
+                            f"{UPSTREAM_ATTEMPTS} attempts; against the first:\n" + diff(seen[0], mine))
+    finally:
+        for side in sides:
+            for name in names:
+                side.delete(name)
