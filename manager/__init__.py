@@ -3,7 +3,8 @@ controller for SidecarSet, implementing OpenKruise's high-availability design.
 
 One concept per module: ``lease`` (leader election), ``webhook`` (the HTTPS admission
 server), ``certs`` (the serving credential and caBundle), ``health`` (readiness and
-liveness), ``sidecarset`` (injection, validation, status), ``controller`` (leader-only
+liveness), ``sidecarset`` (defaulting, injection, validation, status, as upstream v1.8.3),
+``gojson`` and ``quantity`` (upstream's encoding of a SidecarSet), ``controller`` (leader-only
 status writer), ``informer`` (watched caches), ``kube`` (the API client), ``metrics``,
 ``rbac`` (every API call the manager makes).
 """

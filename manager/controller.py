@@ -1,9 +1,9 @@
 """The leader-only SidecarSet status controller.
 
 It watches pods (slim copies only) and SidecarSets and keeps each SidecarSet's status
-(matchedPods, updatedPods, readyPods, updatedReadyPods, observedGeneration) current. Every
-write passes the lease gate first and is bounded by what is left of it, so a replica that
-lost or may have lost the Lease never writes.
+(matchedPods, updatedPods, readyPods, updatedReadyPods, observedGeneration, latestRevision,
+collisionCount, in upstream's form) current. Every write passes the lease gate first and is
+bounded by what is left of it, so a replica that lost or may have lost the Lease never writes.
 """
 
 from __future__ import annotations

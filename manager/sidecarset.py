@@ -35,6 +35,7 @@ METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.SafeEncodeString
 _SUBPATH_ENV = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _SPEC = ("struct", "apps/v1alpha1.SidecarSetSpec")
+_FIELD_REF = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")  # where transferEnv may read a name
 _REVISION_FIELDS = ("volumes", "containers", "initContainers", "imagePullSecrets", "patchPodMetadata")
 _VOLUME_DEFAULTS = {
     "iscsi": {"iscsiInterface": "default"},
@@ -343,7 +344,7 @@ def _source_container(transfer: dict, pod: dict) -> str | None:
     ref = (transfer.get("sourceContainerNameFrom") or {}).get("fieldRef")
     if ref is None:
         return transfer.get("sourceContainerName") or ""
-    found = re.match(r"^metadata\.(labels|annotations)\['(.*)'\]$", ref.get("fieldPath") or "")
+    found = _FIELD_REF.match(ref.get("fieldPath") or "")
     if found is None:
         return None
     return ((pod.get("metadata") or {}).get(found.group(1)) or {}).get(found.group(2), "")
@@ -515,9 +516,14 @@ def _container_errors(container, where: str) -> list[str]:
     if share is not None and (not isinstance(share, dict) or str(share.get("type", "")).lower() not in ("enabled", "disabled")):
         errors.append(f"{where}.shareVolumePolicy.type: must be enabled or disabled")
     for j, transfer in enumerate(container.get("transferEnv") or []):
-        if not isinstance(transfer, dict) or not transfer.get("sourceContainerName") or not (
+        ref = ((transfer.get("sourceContainerNameFrom") or {}).get("fieldRef") if isinstance(transfer, dict) else None)
+        if not isinstance(transfer, dict) or not (transfer.get("sourceContainerName") or ref) or not (
                 transfer.get("envName") or transfer.get("envNames")):
-            errors.append(f"{where}.transferEnv[{j}]: needs sourceContainerName and envName or envNames")
+            errors.append(f"{where}.transferEnv[{j}]: needs sourceContainerName or sourceContainerNameFrom.fieldRef, "
+                          "and envName or envNames")
+        elif ref is not None and not _FIELD_REF.match(ref.get("fieldPath") or ""):
+            errors.append(f"{where}.transferEnv[{j}].sourceContainerNameFrom.fieldRef.fieldPath: "
+                          f"{ref.get('fieldPath')!r} is not metadata.labels['<key>'] or metadata.annotations['<key>']")
     if "IS_INJECTED" in {e.get("name") for e in container.get("env") or [] if isinstance(e, dict)}:
         errors.append(f"{where}.env: IS_INJECTED is set by injection and must not be declared")
     return errors

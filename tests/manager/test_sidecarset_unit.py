@@ -77,6 +77,18 @@ def test_a_sidecar_named_like_a_pod_container_replaces_it_in_place_as_upstream_d
     assert injected["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]  # "extra" is mounted by nobody
 
 
+def test_transfer_env_may_name_its_source_container_in_a_label():
+    s = sidecarset(containers=[{"name": "agent", "image": "a:1", "transferEnv": [
+        {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "metadata.labels['main']"}}, "envNames": ["REGION"]}]}])
+    assert validate(s) == []
+    labelled = {**pod(), "metadata": {"name": "p", "labels": {"app": "web", "main": "app"}}}
+    injected, _ = inject(labelled, [s])
+    assert injected["spec"]["containers"][-1]["env"] == [{"name": "IS_INJECTED", "value": "true"},
+                                                         {"name": "REGION", "value": "eu"}]
+    unlabelled, _ = inject(pod(), [s])
+    assert unlabelled["spec"]["containers"][-1]["env"] == [{"name": "IS_INJECTED", "value": "true"}]
+
+
 def test_the_patch_touches_only_what_injection_changed():
     original = pod()
     injected, _ = inject(original, [sidecarset()])
@@ -212,6 +224,9 @@ def test_an_unreadable_hash_annotation_is_refused():
     ({"containers": [{"name": "a", "image": "x", "podInjectPolicy": "Sometimes"}]}, "podInjectPolicy"),
     ({"containers": [{"name": "a", "image": "x", "shareVolumePolicy": {"type": "maybe"}}]}, "shareVolumePolicy"),
     ({"containers": [{"name": "a", "image": "x", "transferEnv": [{"envName": "X"}]}]}, "transferEnv[0]"),
+    ({"containers": [{"name": "a", "image": "x", "transferEnv": [
+        {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}, "envName": "X"}]}]},
+     "transferEnv[0].sourceContainerNameFrom.fieldRef.fieldPath"),
     ({"containers": [{"name": "a", "image": "x", "env": [{"name": "IS_INJECTED", "value": "1"}]}]}, "IS_INJECTED"),
     ({"volumes": [{"name": "v"}, {"name": "v"}]}, "duplicate volume name"),
     ({"injectionStrategy": {"paused": "yes"}}, "paused"),

@@ -92,9 +92,16 @@ def _stamp_free(text: str) -> str:
 
 
 def normalize_pod(pod: dict) -> dict:
-    """Only what the managers decide: volatile metadata dropped, the injection time and the
-    ServiceAccount volume's random suffix blanked."""
+    """Only what the managers decide about SidecarSets: volatile metadata dropped, the injection
+    time and the ServiceAccount volume's random suffix blanked, and upstream's readiness gate
+    ``KruisePodReady`` left out (its install enables every alpha feature gate, and
+    KruisePodReadinessGate adds that gate to every pod: not a SidecarSet feature, and not one
+    this project's manager has)."""
     pod = copy.deepcopy(pod)
+    gates = [g for g in pod["spec"].get("readinessGates") or [] if g.get("conditionType") != "KruisePodReady"]
+    pod["spec"].pop("readinessGates", None)
+    if gates:
+        pod["spec"]["readinessGates"] = gates
     meta = pod["metadata"]
     for key in ("uid", "creationTimestamp", "resourceVersion", "managedFields", "generation"):
         meta.pop(key, None)
