@@ -97,7 +97,9 @@ class SidecarSetAdmission:
         obj = request.get("object")
         if not isinstance(obj, dict):
             return errored(400, "request.object is not a SidecarSet")
-        errors = sidecarset.validate(obj, self.sidecarsets.snapshot())
+        previous = request.get("oldObject") if request.get("operation") == "UPDATE" else None
+        errors = sidecarset.validate(obj, self.sidecarsets.snapshot(),
+                                     previous=previous if isinstance(previous, dict) else None)
         if errors:
             name = (obj.get("metadata") or {}).get("name", "")
             return denied(f"SidecarSet {name} is invalid: " + "; ".join(errors[:10]))

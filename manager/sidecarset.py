@@ -529,6 +529,22 @@ def _container_errors(container, where: str) -> list[str]:
     return errors
 
 
+def _update_errors(new: dict, old: dict) -> list[str]:
+    before = {c.get("name"): (c.get("upgradeStrategy") or {}).get("upgradeType")
+              for c in (old.get("spec") or {}).get("containers") or [] if isinstance(c, dict)}
+    errors = []
+    for container in ((new.get("spec") or {}).get("containers") or []) if isinstance(new.get("spec"), dict) else []:
+        if not isinstance(container, dict):
+            continue
+        name = container.get("name")
+        if name not in before:
+            errors.append(f"spec.containers: container {name!r} is not in the SidecarSet being updated "
+                          "(containers cannot be added by an update)")
+        elif before[name] and (container.get("upgradeStrategy") or {}).get("upgradeType") != before[name]:
+            errors.append(f"spec.containers: the upgradeType of container {name!r} is immutable")
+    return errors
+
+
 def _may_overlap(a: dict, b: dict) -> bool:
     """Could both SidecarSets select one pod? Conservative: only provably disjoint
     namespaces or conflicting matchLabels rule it out."""
@@ -540,10 +556,12 @@ def _may_overlap(a: dict, b: dict) -> bool:
     return all(lb.get(k, v) == v for k, v in la.items())
 
 
-def validate(sidecarset: dict, others: list[dict] = ()) -> list[str]:
+def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = None) -> list[str]:
     """Every reason ``sidecarset`` is invalid (empty when it is fine). ``others``: the other
-    SidecarSets in the cluster, checked for container name clashes on shared pods."""
-    errors = []
+    SidecarSets in the cluster, checked for container name clashes on shared pods;
+    ``previous``: the SidecarSet an update replaces (as upstream, an update may not add a
+    container nor change a container's upgradeType)."""
+    errors = _update_errors(sidecarset, previous) if previous is not None else []
     if not isinstance(sidecarset, dict):
         return ["object: must be a SidecarSet"]
     spec = sidecarset.get("spec")

@@ -236,6 +236,18 @@ def test_each_invalid_field_is_named(spec, error):
     assert any(error in e for e in errors), errors
 
 
+def test_an_update_may_not_add_a_container_nor_change_its_upgrade_type():
+    old = sidecarset(containers=[{"name": "logger", "image": "l:1", "upgradeStrategy": {"upgradeType": "ColdUpgrade"}}])
+    assert validate(sidecarset(containers=[{"name": "logger", "image": "l:2"}]), previous=old) == \
+        ["spec.containers: the upgradeType of container 'logger' is immutable"]
+    assert validate(sidecarset(containers=[{"name": "logger", "image": "l:2", "upgradeStrategy": {
+        "upgradeType": "ColdUpgrade"}}]), previous=old) == []
+    added = sidecarset(containers=[{"name": "logger", "image": "l:1", "upgradeStrategy": {"upgradeType": "ColdUpgrade"}},
+                                   {"name": "new", "image": "n:1"}])
+    assert any("'new' is not in the SidecarSet being updated" in e for e in validate(added, previous=old))
+    assert validate(added) == []  # a create may have any containers
+
+
 def test_a_valid_sidecarset_has_no_errors_and_a_clash_with_another_is_found():
     assert validate(sidecarset()) == []
     other = sidecarset(name="other")

@@ -1,5 +1,5 @@
-"""The cases of the injection parity test (test_injection_parity.py): SidecarSets and pods as
-a user writes them, taken from upstream's sample (config/samples), the SidecarSet tutorial
+"""The cases of the injection parity test (test_injection_parity.py): SidecarSets (created, and
+for some cases updated after) and pods as a user writes them, taken from upstream's sample (config/samples), the SidecarSet tutorial
 (openkruise.io user manual) and the scenarios of upstream's injection tests, written here as
 this project's own data. Each case selects its pods by its own ``parity`` label, so cases never
 select each other's pods; a case may label its namespace."""
@@ -30,8 +30,8 @@ def _cases() -> list[dict]:
     cases = []
 
     def case(case_id: str, sidecarsets: list[dict], pods: list[dict], namespace_labels: dict | None = None,
-             source: str = "") -> None:
-        cases.append({"id": case_id, "sidecarsets": sidecarsets, "pods": pods,
+             source: str = "", updates: list[dict] | None = None) -> None:
+        cases.append({"id": case_id, "sidecarsets": sidecarsets, "pods": pods, "updates": updates or [],
                       "namespace_labels": namespace_labels or {}, "source": source})
 
     # ---- upstream's sample (config/samples/apps_v1alpha1_sidecarset.yaml) -------------------
@@ -261,6 +261,14 @@ def _cases() -> list[dict]:
              sidecarset("z-scoped", c, namespace="parity-scoped-first",
                         containers=[{"name": "namespaced", "image": "busybox:1.28"}])],
          [pod("p", c, [APP])], source="SidecarSets of the pod's namespace before cluster-wide ones")
+    c = "updated"
+    case(c, [sidecarset("rolling", c, containers=[{"name": "sidecar1", "image": "centos:6.7", "command": ["sleep", "999d"]}])],
+         [pod("after-update", c, [APP])],
+         updates=[sidecarset("rolling", c, containers=[{"name": "sidecar1", "image": "centos:6.7"},
+                                                       {"name": "added", "image": "busybox:1.28"}]),
+                  sidecarset("rolling", c, containers=[{"name": "sidecar1", "image": "centos:7", "command": ["sleep", "999d"],
+                                                        "upgradeStrategy": {"upgradeType": "ColdUpgrade"}}])],
+         source="tutorial: update the sidecar's image (a new revision, defaulted again); an update adding a container")
     c = "unmatched"
     case(c, [sidecarset("unmatched", c, containers=[{"name": "never", "image": "busybox:1.28"}])],
          [pod("other", "not-this-case", [APP])], source="a pod no SidecarSet selects is left alone")

@@ -58,6 +58,16 @@ class Side:
         got = self.call("POST", SIDECARSETS, json=sidecarset)
         assert got.status_code == 201, f"{self.name} refused SidecarSet {sidecarset['metadata']['name']}: {got.text}"
 
+    def update(self, sidecarset: dict) -> bool:
+        """Replace the spec, as ``kubectl replace`` of a changed manifest does; accepted or not."""
+        name = sidecarset["metadata"]["name"]
+        current = self.call("GET", f"{SIDECARSETS}/{name}").json()
+        body = {**sidecarset, "metadata": {**sidecarset["metadata"],
+                                           "resourceVersion": current["metadata"]["resourceVersion"]}}
+        got = self.call("PUT", f"{SIDECARSETS}/{name}", json=body)
+        assert got.status_code in (200, 403, 500), f"{self.name}: update of SidecarSet {name}: {got.text}"
+        return got.status_code == 200
+
     def settled(self, name: str, timeout: float = 30) -> dict:
         """The stored SidecarSet once its controller has recorded the current generation."""
         deadline = time.monotonic() + timeout
@@ -156,6 +166,12 @@ def test_injection_parity(case, theirs, ours):
             side.namespace(namespace, case["namespace_labels"])
             for sidecarset in case["sidecarsets"]:
                 side.create(copy.deepcopy(sidecarset))
+        for sidecarset in case["updates"]:
+            for side in sides:
+                for n in names:
+                    side.settled(n)
+            accepted = {side.name: side.update(copy.deepcopy(sidecarset)) for side in sides}
+            assert accepted["upstream"] == accepted["ours"], f"update accepted by one side only: {accepted}"
         stored = {side.name: [side.settled(n) for n in names] for side in sides}
         assert [normalize_sidecarset(s) for s in stored["upstream"]] == \
             [normalize_sidecarset(s) for s in stored["ours"]], \
