@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from kubekit.api import ApiError
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.fleet import Fleet
 from localcluster.network import available as network_unavailable_reason
@@ -33,46 +34,57 @@ UPSTREAM_ATTEMPTS = 16  # for an order upstream leaves to its cache: 2 SidecarSe
 
 
 class Side:
-    """One manager's control plane, spoken to as a user does (admin credentials, raw JSON)."""
+    """One manager's control plane, spoken to as a user does (admin credentials, plain JSON)."""
 
     def __init__(self, name: str, cluster: LocalCluster):
         self.name = name
-        self.server = cluster.server
-        self.session = cluster.session()
+        self.client = cluster.client("parity-test")
 
-    def call(self, method: str, path: str, **kwargs):
-        return self.session.request(method, f"{self.server}{path}", timeout=15, **kwargs)
+    def call(self, method: str, path: str, body=None, **kwargs) -> dict:
+        return self.client.request(method, path, body=body, timeout=15, **kwargs)
 
     def namespace(self, name: str, labels: dict) -> None:
-        body = {"metadata": {"name": name, "labels": labels}}
-        got = self.call("POST", "/api/v1/namespaces", json=body)
-        if got.status_code == 409:
-            self.call("PATCH", f"/api/v1/namespaces/{name}", data=json.dumps({"metadata": {"labels": labels}}),
-                      headers={"Content-Type": "application/merge-patch+json"})
+        try:
+            self.call("POST", "/api/v1/namespaces", {"metadata": {"name": name, "labels": labels}})
+        except ApiError as err:
+            if not err.conflict:
+                raise
+            self.call("PATCH", f"/api/v1/namespaces/{name}", {"metadata": {"labels": labels}},
+                      content_type="application/merge-patch+json")
         deadline = time.monotonic() + 30
-        while self.call("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default").status_code != 200:
-            assert time.monotonic() < deadline, f"{self.name}: no default ServiceAccount in {name}"
+        while True:
+            try:
+                self.call("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
+                return
+            except ApiError as err:
+                assert err.not_found and time.monotonic() < deadline, f"{self.name}: no default ServiceAccount: {err}"
             time.sleep(0.2)
 
     def create(self, sidecarset: dict) -> None:
-        got = self.call("POST", SIDECARSETS, json=sidecarset)
-        assert got.status_code == 201, f"{self.name} refused SidecarSet {sidecarset['metadata']['name']}: {got.text}"
+        try:
+            self.call("POST", SIDECARSETS, sidecarset)
+        except ApiError as err:
+            pytest.fail(f"{self.name} refused SidecarSet {sidecarset['metadata']['name']}: {err}")
 
     def update(self, sidecarset: dict) -> bool:
         """Replace the spec, as ``kubectl replace`` of a changed manifest does; accepted or not."""
         name = sidecarset["metadata"]["name"]
-        current = self.call("GET", f"{SIDECARSETS}/{name}").json()
+        current = self.call("GET", f"{SIDECARSETS}/{name}")
         body = {**sidecarset, "metadata": {**sidecarset["metadata"],
                                            "resourceVersion": current["metadata"]["resourceVersion"]}}
-        got = self.call("PUT", f"{SIDECARSETS}/{name}", json=body)
-        assert got.status_code in (200, 403, 500), f"{self.name}: update of SidecarSet {name}: {got.text}"
-        return got.status_code == 200
+        try:
+            self.call("PUT", f"{SIDECARSETS}/{name}", body)
+            return True
+        except ApiError as err:
+            assert err.status in (403, 500) and "denied the request" in err.message, \
+                f"{self.name}: update of SidecarSet {name}: {err}"
+            return False
 
     def settled(self, name: str, timeout: float = 30) -> dict:
         """The stored SidecarSet once its controller has recorded the current generation."""
         deadline = time.monotonic() + timeout
         while True:
-            got = self.call("GET", f"{SIDECARSETS}/{name}").json()
+            got = self.call("GET", f"{SIDECARSETS}/{name}")
             status = got.get("status") or {}
             if status.get("latestRevision") and status.get("observedGeneration") == got["metadata"].get("generation"):
                 return got
@@ -80,16 +92,21 @@ class Side:
             time.sleep(0.2)
 
     def delete(self, name: str) -> None:
-        self.call("DELETE", f"{SIDECARSETS}/{name}")
+        try:
+            self.call("DELETE", f"{SIDECARSETS}/{name}")
+        except ApiError as err:
+            if not err.not_found:
+                raise
 
     def dry_run(self, namespace: str, pod: dict, revisions: dict[str, str], timeout: float = 15) -> dict:
         """The pod a dry-run create returns, once the webhook's cache has the SidecarSets' status
         (every injection it records names the current ControllerRevision)."""
         deadline = time.monotonic() + timeout
         while True:
-            got = self.call("POST", f"/api/v1/namespaces/{namespace}/pods", params={"dryRun": "All"}, json=pod)
-            assert got.status_code == 201, f"{self.name} refused pod {pod['metadata']['name']}: {got.text}"
-            created = got.json()
+            try:
+                created = self.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod, dryRun="All")
+            except ApiError as err:
+                pytest.fail(f"{self.name} refused pod {pod['metadata']['name']}: {err}")
             recorded = json.loads((created["metadata"].get("annotations") or {}).get(HASH_KEYS[0]) or "{}")
             if all(recorded[n].get("controllerRevision") == r for n, r in revisions.items() if n in recorded) \
                     or time.monotonic() > deadline:
@@ -152,8 +169,13 @@ def ours():
 
 
 @pytest.fixture(scope="module")
-def theirs(upstream_install):
-    return Side("upstream", upstream_install.cluster)
+def theirs(request):
+    """The upstream manager of tests/upstream/conftest.py's session install."""
+    try:
+        install = request.getfixturevalue("upstream_install")
+    except pytest.FixtureLookupError:
+        pytest.skip("needs the upstream_install fixture (the real upstream manager, tests/upstream/conftest.py)")
+    return Side("upstream", install.cluster)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
