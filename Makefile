@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build build-upstream cluster-up cluster-down demo demo-down test test-unit bench clean
+.PHONY: all venv build build-upstream image image-tools lock cluster-up cluster-down demo demo-down test test-unit bench clean
 
 all: test
 
@@ -24,6 +24,28 @@ build: $(STAMP)
 ## build-upstream: the above, and the real upstream kruise-manager from the Go module proxy (the tests run it)
 build-upstream: $(STAMP)
 	@start=$$(date +%s); $(PY) -m localcluster build --upstream; echo "binary build took $$(( $$(date +%s) - start ))s"
+
+## image-tools: the Debian tools the image needs (built with mmdebstrap, umoci, skopeo; its Dockerfile
+## checked with buildah; run by crun or runc), installed with apt-get when missing
+IMAGE_TOOLS := mmdebstrap:mmdebstrap umoci:umoci skopeo:skopeo buildah:buildah crun:crun runc:runc unshare:util-linux
+image-tools:
+	@missing=""; for pair in $(IMAGE_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then echo "image tools missing:$$missing (no apt-get here: install them yourself)"; exit 1; fi; \
+	  echo "installing with apt-get:$$missing"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+## image: the manager image without a container daemon -> dist/kruise-manager-<version>.{oci,docker}.tar
+image: $(STAMP) image-tools
+	$(PY) -m localcluster.image
+
+## lock: requirements-lock.txt (the image's dependencies, with hashes) from pyproject.toml
+lock: $(STAMP)
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --allow-unsafe \
+	  --output-file requirements-lock.txt pyproject.toml
 
 ## cluster-up / cluster-down: a local control plane in the background; prints its kubeconfig
 cluster-up: build
