@@ -66,7 +66,7 @@ test: build-upstream
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -ra -m "not cluster" $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -m "not cluster and not image" $(PYTEST_ARGS)
 
 bench: build
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

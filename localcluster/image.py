@@ -76,7 +76,6 @@ FORBIDDEN = (
     re.compile(r"^usr/bin/(gcc|cc|c\+\+|g\+\+|clang|ld|as|make)(-[0-9.]+)?$"),
     re.compile(r"^usr/(local/)?bin/pip[0-9.]*$"),
     re.compile(r"^usr/(local/)?lib/python3[^/]*/(dist|site)-packages/pip/"),
-    re.compile(r"^usr/bin/apt(-get)?$"),
     re.compile(r"^var/cache/apt/.+\.deb$"),
     re.compile(r"^var/lib/apt/lists/.+"),
     re.compile(r"^(root|nonexistent|home/[^/]+)/\.cache/"),
@@ -277,7 +276,7 @@ def runtime_base(log: Path, epoch: int) -> Path:
             _run(_mmdebstrap_argv(RUNTIME_PACKAGES, scratch, True), log,
                  env=_clean_env(SOURCE_DATE_EPOCH=str(epoch)))
             scratch.rename(target)
-    return target
+    return _used(target)
 
 
 def build_base(log: Path, epoch: int) -> Path:
@@ -292,7 +291,7 @@ def build_base(log: Path, epoch: int) -> Path:
                  env=_clean_env(SOURCE_DATE_EPOCH=str(epoch)))
             shutil.rmtree(target, ignore_errors=True)
             scratch.rename(target)
-    return target
+    return _used(target)
 
 
 def wheelhouse(log: Path, root: Path = REPO_ROOT) -> Path:
@@ -313,7 +312,7 @@ def wheelhouse(log: Path, root: Path = REPO_ROOT) -> Path:
             (scratch / ".complete").write_text("")
             shutil.rmtree(target, ignore_errors=True)
             scratch.rename(target)
-    return target
+    return _used(target)
 
 
 def stage_sources(destination: Path, root: Path = REPO_ROOT) -> None:
@@ -391,14 +390,17 @@ def assemble(layout: Path, base_tar: Path, app_tar: Path, log: Path, epoch: int)
     _run(["umoci", "gc", "--layout", str(layout)], log)
 
 
-def app_layout(log: Path, epoch: int, root: Path = REPO_ROOT, steps: dict | None = None) -> tuple[Path, str]:
-    """The image without its labels, as an OCI layout (cached by :func:`app_key`)."""
+def app_layout(log: Path, epoch: int, root: Path = REPO_ROOT, steps: dict | None = None,
+               fresh_into: Path | None = None) -> tuple[Path, str]:
+    """The image without its labels, as an OCI layout, cached by :func:`app_key`; with
+    ``fresh_into`` (a directory) it is built there again, neither read from nor put in the
+    cache (the bases and the wheelhouse still are)."""
     steps = steps if steps is not None else {}
     key = app_key(root)
-    target = IMAGE_CACHE / f"oci-{key}"
-    with _locked(IMAGE_CACHE / "locks" / target.name):
-        if (target / "index.json").exists():
-            return target, key
+    target = fresh_into / "oci" if fresh_into else IMAGE_CACHE / f"oci-{key}"
+    with _locked(IMAGE_CACHE / "locks" / f"oci-{key}"):
+        if fresh_into is None and (target / "index.json").exists():
+            return _used(target), key
         started = time.monotonic()
         base_tar = runtime_base(log, epoch)
         steps["runtime base"] = time.monotonic() - started
@@ -418,9 +420,34 @@ def app_layout(log: Path, epoch: int, root: Path = REPO_ROOT, steps: dict | None
             layout = work / "oci"
             assemble(layout, base_tar, work / "app.tar", log, epoch)
             shutil.rmtree(target, ignore_errors=True)
-            layout.rename(target)
+            shutil.move(str(layout), target)
         steps["layers"] = time.monotonic() - started
     return target, key
+
+
+def base_layout(log: Path) -> Path:
+    """Both bases as images in one OCI layout (tags ``runtime-base``, ``build-base``): what the
+    Dockerfile's BASE and BUILD_BASE are when the test builds it (cached)."""
+    key = _digest("bases", base_key(RUNTIME_PACKAGES), base_key(BUILD_PACKAGES))
+    target = IMAGE_CACHE / f"bases-{key}"
+    with _locked(IMAGE_CACHE / "locks" / target.name):
+        if (target / "index.json").exists():
+            return _used(target)
+        epoch = source_date_epoch()
+        with tempfile.TemporaryDirectory(dir=IMAGE_CACHE, prefix="bases-") as scratch:
+            layout, build_tar = Path(scratch) / "oci", Path(scratch) / "build.tar"
+            _run(["tar", "--create", "--file", str(build_tar), "--directory", str(build_base(log, epoch)),
+                  "--sort=name", "--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./tmp/*",
+                  "."], log)
+            _run(["umoci", "init", "--layout", str(layout)], log)
+            for tag, tar in (("runtime-base", runtime_base(log, epoch)), ("build-base", build_tar)):
+                _run(["umoci", "new", "--image", f"{layout}:{tag}"], log)
+                _run(["umoci", "raw", "add-layer", "--image", f"{layout}:{tag}", str(tar)], log)
+                _run(["umoci", "config", "--image", f"{layout}:{tag}", "--no-history", f"--config.env={ENV[0]}",
+                      "--os", "linux", "--architecture", "amd64"], log)
+            _run(["umoci", "gc", "--layout", str(layout)], log)
+            layout.rename(target)
+    return _used(target)
 
 
 def label_and_export(layout: Path, version: str, revision_: str, source: str, epoch: int, dist: Path,
@@ -445,8 +472,40 @@ def label_and_export(layout: Path, version: str, revision_: str, source: str, ep
     return oci_archive, docker_archive
 
 
-def build(root: Path = REPO_ROOT, dist: Path = DIST_DIR, log_to=sys.stderr, rebuild_app: bool = False) -> Built:
-    """Build (or find cached) the image and write its archives to ``dist``."""
+KEEP = 3  # cache entries of each kind kept, the most recently used ones
+
+
+def prune(keep: int = KEEP) -> list[Path]:
+    """Remove all but the ``keep`` most recently used entries of each kind (a checkout's old
+    sources, an older recipe's bases), skipping any that a build holds; returns the removed."""
+    removed = []
+    for kind in ("base-", "build-", "bases-", "wheels-", "oci-"):
+        entries = sorted((p for p in IMAGE_CACHE.glob(f"{kind}*") if re.fullmatch(rf"{kind}{SUITE}-[0-9a-f]+(\.tar)?|"
+                                                                                     rf"{kind}[0-9a-f]+", p.name)),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for entry in entries[keep:]:
+            with open(IMAGE_CACHE / "locks" / entry.name, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
+def _used(path: Path) -> Path:
+    """Mark a cache entry as just used (for :func:`prune`)."""
+    os.utime(path)
+    return path
+
+
+def build(root: Path = REPO_ROOT, dist: Path = DIST_DIR, log_to=sys.stderr, fresh: bool = False) -> Built:
+    """Build (or find cached) the image and write its archives to ``dist``; ``fresh`` builds
+    the project's layer again (only the Debian bases and the wheelhouse come from the cache)."""
     from .build import refuse_in_unit_tier
 
     refuse_in_unit_tier("the manager image was requested")
@@ -455,22 +514,26 @@ def build(root: Path = REPO_ROOT, dist: Path = DIST_DIR, log_to=sys.stderr, rebu
         raise ImageError(reason)
     IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
     log = IMAGE_CACHE / "build.log"
+    if log.exists() and log.stat().st_size > 4 << 20:
+        log.replace(log.with_name("build.log.1"))
     epoch = source_date_epoch(root)
     version, revision_, source = project_version(root), revision(root), source_url(root)
     steps: dict[str, float] = {}
-    if rebuild_app:
-        shutil.rmtree(IMAGE_CACHE / f"oci-{app_key(root)}", ignore_errors=True)
     print(f"image {NAME}:{version} (revision {revision_[:12]}), log {log}", file=log_to, flush=True)
-    layout, key = app_layout(log, epoch, root, steps)
-    stamp = dist / f".kruise-manager-{version}.stamp"
-    wanted = json.dumps({"key": key, "revision": revision_, "source": source})
     oci_archive = dist / f"kruise-manager-{version}.oci.tar"
     docker_archive = dist / f"kruise-manager-{version}.docker.tar"
-    started = time.monotonic()
-    if not (stamp.exists() and stamp.read_text() == wanted and oci_archive.exists() and docker_archive.exists()):
-        label_and_export(layout, version, revision_, source, epoch, dist, log)
-        stamp.write_text(wanted)
-        steps["archives"] = time.monotonic() - started
+    with tempfile.TemporaryDirectory(dir=IMAGE_CACHE, prefix="fresh-") if fresh else contextlib.nullcontext() as scratch:
+        layout, key = app_layout(log, epoch, root, steps, Path(scratch) if scratch else None)
+        stamp = dist / f".kruise-manager-{version}.stamp"
+        wanted = json.dumps({"key": key, "revision": revision_, "source": source})
+        started = time.monotonic()
+        if fresh or not (stamp.exists() and stamp.read_text() == wanted and oci_archive.exists()
+                         and docker_archive.exists()):
+            stamp.unlink(missing_ok=True)
+            label_and_export(layout, version, revision_, source, epoch, dist, log)
+            stamp.write_text(wanted)
+            steps["archives"] = time.monotonic() - started
+    prune()
     return Built(oci_archive, docker_archive, version, revision_, key, steps)
 
 
@@ -485,7 +548,7 @@ def inspect(archive: Path) -> dict:
     return json.loads(result.stdout)
 
 
-def layer_members(oci_archive: Path) -> list[list[str]]:
+def layer_members(oci_archive: Path, directories: bool = True) -> list[list[str]]:
     """The paths in each layer of an OCI archive, in layer order (no leading ``./``)."""
     with tarfile.open(oci_archive) as outer:
         index = json.load(outer.extractfile("index.json"))
@@ -496,7 +559,8 @@ def layer_members(oci_archive: Path) -> list[list[str]]:
             blob = outer.extractfile(f"blobs/sha256/{layer['digest'].split(':', 1)[1]}")
             with tarfile.open(fileobj=gzip.GzipFile(fileobj=blob) if "gzip" in layer["mediaType"] else blob,
                               mode="r|") as inner:
-                layers.append([re.sub(r"^\./", "", member.name).rstrip("/") for member in inner])
+                layers.append([re.sub(r"^\./", "", member.name).rstrip("/") for member in inner
+                               if directories or not member.isdir()])
     return layers
 
 
@@ -534,12 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m localcluster.image", description=__doc__.splitlines()[0])
-    parser.add_argument("--rebuild-app", action="store_true", help="rebuild the app layer even when cached")
+    parser.add_argument("--fresh", action="store_true", help="build the project's layer again, even when cached")
     parser.add_argument("--dist", type=Path, default=DIST_DIR)
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        built = build(dist=args.dist, rebuild_app=args.rebuild_app)
+        built = build(dist=args.dist, fresh=args.fresh)
         config = inspect(built.oci_archive)
         found = problems(config, layer_members(built.oci_archive), built.version)
     except ImageError as err:
