@@ -43,6 +43,34 @@ def _base() -> tuple[str, Path] | None:
     return None
 
 
+def own_memory_cgroup() -> tuple[str, str] | None:
+    """(version, this process's memory cgroup as a path from its hierarchy's root): what an OCI
+    runtime's absolute ``cgroupsPath`` starts with to put containers under this process."""
+    base = _base()
+    if base is None:
+        return None
+    version, directory = base
+    return version, "/" + directory.relative_to(V2_ROOT if version == "v2" else V1_ROOT).as_posix().strip(".")
+
+
+def memory_dir(version: str, cgroups_path: str) -> Path:
+    """The directory of ``cgroups_path``'s memory controller."""
+    return (V2_ROOT if version == "v2" else V1_ROOT) / cgroups_path.lstrip("/")
+
+
+def oom_kill_count(directory: Path, version: str) -> int:
+    """The kernel's count of OOM kills in the memory cgroup ``directory``."""
+    name = "memory.events" if version == "v2" else "memory.oom_control"
+    try:
+        for line in (directory / name).read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def available() -> str | None:
     """None when memory limits can be enforced here, else why not."""
     if os.geteuid() != 0:
@@ -84,15 +112,7 @@ class MemoryCgroup:
 
     def oom_kills(self) -> int:
         """The kernel's count of OOM kills in this cgroup."""
-        name = "memory.events" if self.version == "v2" else "memory.oom_control"
-        try:
-            for line in (self.path / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+        return oom_kill_count(self.path, self.version)
 
     def oom_killed_since_start(self) -> bool:
         return self.oom_kills() > self._ooms_at_start

@@ -18,16 +18,20 @@ if TYPE_CHECKING:
 TOKEN_SECONDS = 3607  # what the kubelet requests for projected ServiceAccount tokens
 
 
-def container_env(worker, container: Container) -> dict[str, str]:
+def container_env(worker, container: Container, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a container: ``base`` (an OCI container's image environment, which
+    reads its ServiceAccount from the mounted volume), else this machine's for a process (with
+    the ServiceAccount as $KUBECONFIG), then what the pod spec defines."""
     pod = pod_with_addresses(worker)
     cluster = worker.hostlet.cluster
-    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(worker.dir),
-           "HOSTNAME": worker.pod["spec"].get("hostname") or worker.name, "PYTHONPATH": str(ROOT),
-           "PYTHONUNBUFFERED": "1", "LANG": os.environ.get("LANG", "C.UTF-8")}
+    env = dict(base) if base is not None else {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(worker.dir),
+        "HOSTNAME": worker.pod["spec"].get("hostname") or worker.name, "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1", "LANG": os.environ.get("LANG", "C.UTF-8")}
     if cluster.net is not None and worker.pod["spec"].get("enableServiceLinks", True) is not False:
         env.update({"KUBERNETES_SERVICE_HOST": cluster.net.gateway,
                     "KUBERNETES_SERVICE_PORT": str(cluster.apiserver_port)})
-    if worker.kubeconfig is not None:
+    if worker.kubeconfig is not None and base is None:
         env["KUBECONFIG"] = str(worker.kubeconfig)
     for source in container.spec.get("envFrom") or []:
         prefix = source.get("prefix", "")
@@ -95,15 +99,37 @@ def refresh_token(worker, now: float) -> None:
                                      body=body, timeout=API_TIMEOUT)
     except ApiError as err:
         raise HostletError(f"TokenRequest for serviceaccount {worker.namespace}/{account}: {str(err)[:200]}") from err
+    token = granted["status"]["token"]
     path = worker.dir / "kubeconfig"
     scratch = worker.dir / "kubeconfig.new"
-    cluster.write_token_kubeconfig(scratch, granted["status"]["token"], for_hosts=True)
+    cluster.write_token_kubeconfig(scratch, token, for_hosts=True)
     scratch.replace(path)  # atomic: a reader never sees half a file
     worker.kubeconfig = path
+    serviceaccount_volume(worker, token)
     worker.token_refresh_at = now + 0.8 * TOKEN_SECONDS
 
 
-def emptydir_mounts(worker, container: Container) -> list[tuple[str, str]]:
+SERVICEACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def serviceaccount_volume(worker, token: str) -> None:
+    """The projected ServiceAccount volume as the kubelet writes it (``token``, ``ca.crt``,
+    ``namespace``) in ``<pod dir>/serviceaccount``: an OCI container mounts it at
+    :data:`SERVICEACCOUNT_PATH`. Each file is replaced atomically, so a renewed token is seen
+    through the mount."""
+    directory = worker.dir / "serviceaccount"
+    directory.mkdir(mode=0o755, exist_ok=True)
+    files = {"token": token, "ca.crt": worker.hostlet.cluster.ca_file.read_text(), "namespace": worker.namespace}
+    for name, text in files.items():
+        scratch = directory / f".{name}.new"
+        scratch.write_text(text)
+        scratch.chmod(0o644)  # readable by the container's user, as the kubelet's defaultMode
+        scratch.replace(directory / name)
+
+
+def emptydir_mounts(worker, container: Container, on_host: bool = True) -> list[tuple[str, str]]:
+    """(source, mountPath) of the container's emptyDir volumes; ``on_host`` creates each
+    mountPath on this machine (a process's bind mount needs one; an OCI runtime makes its own)."""
     volumes = {v["name"]: v for v in worker.pod["spec"].get("volumes") or []}
     mounts = []
     for mount in container.spec.get("volumeMounts") or []:
@@ -112,6 +138,7 @@ def emptydir_mounts(worker, container: Container) -> list[tuple[str, str]]:
             continue
         source = worker.dir / "volumes" / mount["name"]
         source.mkdir(parents=True, exist_ok=True)
-        worker.hostlet.mount_point(mount["mountPath"])
+        if on_host:
+            worker.hostlet.mount_point(mount["mountPath"])
         mounts.append((str(source), mount["mountPath"]))
     return mounts

@@ -27,7 +27,8 @@ class Hostlet:
 
     def __init__(self, cluster: LocalCluster, nodes: list[str], *, programs: Programs | None = None,
                  backoff_initial: float = 10.0, backoff_max: float = 300.0, heartbeat_interval: float = 10.0,
-                 lease_duration: int = 40, sync_interval: float = 0.25, workdir: Path | None = None):
+                 lease_duration: int = 40, sync_interval: float = 0.25, workdir: Path | None = None,
+                 images: list[Path] | None = None):
         if cluster.net is None:
             raise HostletError("the hostlet needs a cluster started with network=True (hosts for its nodes)")
         self.cluster = cluster
@@ -49,6 +50,14 @@ class Hostlet:
         self.memory_limits_unavailable = cgroups.available()  # why limits.memory is not enforced
         if self.memory_limits_unavailable:
             log.warning("limits.memory is not enforced: %s", self.memory_limits_unavailable)
+        self.oci, self.oci_unavailable = None, "no image given"  # the OCI runtime, else why containers are processes
+        if images:
+            from .oci import LocalImages, OciRuntime
+
+            self.oci, self.oci_unavailable = OciRuntime.detect(LocalImages(list(images), self.workdir / "images"))
+            if self.oci is None:
+                log.warning("containers run as plain processes: no OCI runtime runs them here (%s)",
+                            self.oci_unavailable)
 
     def __enter__(self) -> "Hostlet":
         return self.start()
@@ -93,6 +102,8 @@ class Hostlet:
                 thread.join(max(0.1, deadline - time.monotonic()))
         for worker in workers:  # after the loops stopped: nothing restarts what is killed here
             worker.kill_all()
+        if self.oci is not None:
+            self.oci.close()
         for made in reversed(self._made_dirs):
             try:
                 made.rmdir()  # only when empty: never remove what someone else put there

@@ -49,6 +49,7 @@ class Container:
     probes: dict[str, ProbeState] = field(default_factory=dict)
     backoff: Backoff | None = None
     cgroup: object | None = None  # cgroups.MemoryCgroup of the running process, when limited
+    runtime: object | None = None  # oci.OciContainer when an OCI runtime runs it (it also is the cgroup)
 
     @property
     def memory_limit(self) -> int | None:
@@ -105,6 +106,9 @@ def signal_container(container: Container, sig: int) -> None:
     """TERM/INT/HUP go to the container's main process (as to PID 1); STOP, CONT and KILL to
     its whole process group (as the freezer and the runtime do to the cgroup)."""
     if not container.alive():
+        return
+    if container.runtime is not None:
+        container.runtime.signal(sig)
         return
     try:
         if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -144,7 +144,7 @@ class PodWorker:
                 post_event(self, "OOMKilling", f"Memory cgroup out of memory: killed container {container.name}",
                             "Warning")
             container.cgroup.remove()
-            container.cgroup = None
+            container.cgroup = container.runtime = None
         container.process, container.kill_at = None, None
         container.terminated = state
         if container.init and code == 0:
@@ -160,30 +160,36 @@ class PodWorker:
 
     def _start(self, container: Container, now: float) -> None:
         spec = container.spec
+        restart = container.restart_count + (1 if container.terminated else 0)
+        logdir = self.dir / container.name
+        logdir.mkdir(exist_ok=True)
+        oci = self.hostlet.oci if self.hostlet.oci is not None and self.hostlet.oci.runs(spec.get("image")) else None
         try:
-            env = container_env(self, container)
-            expanded = {**spec, "command": [expand(a, env) for a in spec.get("command") or []],
-                        "args": [expand(a, env) for a in spec.get("args") or []]}
-            argv = resolve_program(expanded, self.pod, self.hostlet.programs)
-            if not argv:
-                raise HostletError(f"no local program is mapped to image {spec.get('image')!r} "
-                                   f"or command {spec.get('command')!r}")
-            mounts = emptydir_mounts(self, container)
+            if oci is not None:  # the image is here: the OCI runtime runs it
+                handle = oci.start(self, container, restart, logdir / f"{restart}.log")
+                container.process, container.cgroup, container.runtime = handle.process, handle, handle
+            else:
+                env = container_env(self, container)
+                expanded = {**spec, "command": [expand(a, env) for a in spec.get("command") or []],
+                            "args": [expand(a, env) for a in spec.get("args") or []]}
+                argv = resolve_program(expanded, self.pod, self.hostlet.programs)
+                if not argv:
+                    raise HostletError(f"no local program is mapped to image {spec.get('image')!r} "
+                                       f"or command {spec.get('command')!r}")
+                mounts = emptydir_mounts(self, container)
         except HostletError as err:
             if container.waiting != ("CreateContainerError", str(err)):
                 post_event(self, "Failed", f"Error: {err}", "Warning")
             container.waiting = ("CreateContainerError", str(err))
             container.restart_at = now + 2.0
             return
-        restart = container.restart_count + (1 if container.terminated else 0)
-        logdir = self.dir / container.name
-        logdir.mkdir(exist_ok=True)
         container.log = logdir / f"{restart}.log"
-        workdir = spec.get("workingDir") if spec.get("workingDir") and os.path.isdir(spec["workingDir"]) else self.dir
-        cgroup = self.hostlet.memory_cgroup(f"{self.uid[:8]}-{container.name}-{restart}", container.memory_limit)
-        container.process = start_process(argv, host=self.node.host, env=env, cwd=workdir, log=container.log,
-                                          mounts=mounts, cgroup=cgroup)
-        container.cgroup = cgroup
+        if oci is None:
+            workdir = spec.get("workingDir") if spec.get("workingDir") and os.path.isdir(spec["workingDir"]) else self.dir
+            cgroup = self.hostlet.memory_cgroup(f"{self.uid[:8]}-{container.name}-{restart}", container.memory_limit)
+            container.process = start_process(argv, host=self.node.host, env=env, cwd=workdir, log=container.log,
+                                              mounts=mounts, cgroup=cgroup)
+            container.cgroup, container.runtime = cgroup, None
         if container.terminated is not None:
             container.restart_count = restart
             container.last_terminated, container.terminated = container.terminated, None
