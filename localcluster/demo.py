@@ -2,9 +2,10 @@
 
 Brings up the embedded local control plane: kwok nodes in three zones, bare-metal kwok nodes
 without a zone label, and six *hostlet* nodes (two per zone, room for a surge-first rollout)
-whose pods run as real local processes. Installs the chart with the real helm; its manager replicas land on the hostlet
-nodes, so the Lease holder is a real pod on a node in a zone and the apiserver calls their
-webhook. Then a sample SidecarSet injects its sidecar into a new pod, and kruisectl shows
+whose pods run for real: as containers of the manager image (``make image``) under crun or
+runc when this machine can run containers, else as local processes (the demo says which).
+Installs the chart with the real helm; its manager replicas land on the hostlet nodes, so the
+Lease holder is a real pod on a node in a zone and the apiserver calls their webhook. Then a sample SidecarSet injects its sidecar into a new pod, and kruisectl shows
 what an operator sees. Everything stays up for exploring until ``make demo-down``.
 """
 
@@ -69,7 +70,8 @@ def up(nodes: int, bare_metal: int, timeout: float) -> None:
     build.ensure_binaries()  # build in the foreground, with its progress
     real = network_unavailable_reason() is None
     failed = 0
-    _start_supervisor(nodes, bare_metal, timeout)
+    archive = _manager_image() if real else None
+    mode = _start_supervisor(nodes, bare_metal, timeout, archive)
     kubeconfig = DEMO_DIR / "admin.kubeconfig"
     binaries = build.cached_binaries()
     # kruisectl as a user runs it: the console script beside this interpreter.
@@ -82,6 +84,11 @@ def up(nodes: int, bare_metal: int, timeout: float) -> None:
         click.secho(f"\nnetwork namespaces are unavailable here ({network_unavailable_reason()}): the manager cannot "
                     "run as real processes, so it is not installed.", fg="yellow")
     else:
+        if mode.get("runtime"):
+            click.secho(f"\nThe manager replicas run as containers of {mode['image']} under {mode['runtime']} "
+                        "(the OCI runtime: user 65532, read-only root, memory limit in their cgroup).", fg="green")
+        else:
+            click.secho(f"\nThe manager replicas run as plain processes: {mode.get('reason')}.", fg="yellow")
         values = DEMO_DIR / "demo-values.yaml"
         values.write_text(yaml.safe_dump(MANAGER_VALUES, sort_keys=False))
         failed = _run("install the chart with the real helm; the replicas run on the hostlet nodes, one per zone",
@@ -124,19 +131,34 @@ def _create_sample_pod(kubectl: str, env: dict[str, str], timeout: float = 60) -
     _run("a pod that the SidecarSet selects", [kubectl, "create", "-f", "-"], env, stdin=manifest)
 
 
-def _start_supervisor(nodes: int, bare_metal: int, timeout: float) -> None:
+def _manager_image() -> Path | None:
+    """The manager image's OCI archive (``make image``, cached), or None with the reason
+    printed: then the replicas run as plain processes."""
+    from . import image
+
+    try:
+        return image.build().oci_archive
+    except image.ImageError as err:
+        click.secho(f"the manager image cannot be built here ({str(err).splitlines()[0]}): "
+                    "the replicas will run as plain processes", fg="yellow")
+        return None
+
+
+def _start_supervisor(nodes: int, bare_metal: int, timeout: float, archive: Path | None) -> dict:
     """Start ``serve`` in the background (pid in serve.pid, as ``localcluster down``
-    expects) and wait until it says ready."""
+    expects) and wait until it says ready; returns what it says (how the manager runs)."""
     pid_file = DEMO_DIR / "serve.pid"
     if pid_file.exists() and _alive(int(pid_file.read_text())):
         click.echo("the demo cluster is already running")
-        return
+        ready = DEMO_DIR / "ready"
+        return json.loads(ready.read_text()) if ready.exists() else {}
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     for stale in ("ready", "failed"):
         (DEMO_DIR / stale).unlink(missing_ok=True)
     with open(DEMO_DIR / "serve.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "localcluster.demo", "serve", "--nodes", str(nodes), "--bare-metal", str(bare_metal)],
+            [sys.executable, "-m", "localcluster.demo", "serve", "--nodes", str(nodes), "--bare-metal", str(bare_metal),
+             *(["--image", str(archive)] if archive else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     pid_file.write_text(str(process.pid))
     deadline = time.monotonic() + timeout
@@ -151,12 +173,14 @@ def _start_supervisor(nodes: int, bare_metal: int, timeout: float) -> None:
         time.sleep(0.2)
     click.echo(f"demo cluster is up: {nodes} zoned + {bare_metal} bare-metal kwok nodes, "
                f"{len(HOSTLET_NODES)} hostlet nodes")
+    return json.loads((DEMO_DIR / "ready").read_text())
 
 
 @main.command(hidden=True)
 @click.option("--nodes", type=int, default=6)
 @click.option("--bare-metal", type=int, default=2)
-def serve(nodes: int, bare_metal: int) -> None:
+@click.option("--image", "images", multiple=True, type=click.Path(path_type=Path), help="OCI archives present locally")
+def serve(nodes: int, bare_metal: int, images: tuple[Path, ...]) -> None:
     """Own the control plane and the hostlet until SIGTERM (started by ``up``)."""
     from .__main__ import start_default_cluster
     from .hostlet import Hostlet, create_hostlet_nodes
@@ -171,11 +195,14 @@ def serve(nodes: int, bare_metal: int) -> None:
             if cluster.net is not None:
                 shutil.rmtree(DEMO_DIR / "hostlet", ignore_errors=True)  # a previous run's pods
                 create_hostlet_nodes(cluster, list(HOSTLET_NODES), zones=ZONES, taints=[HOSTLET_TAINT])
-                hostlet = Hostlet(cluster, list(HOSTLET_NODES)).start()
+                hostlet = Hostlet(cluster, list(HOSTLET_NODES), images=list(images)).start()
         except Exception as err:  # reported to `up`
             (DEMO_DIR / "failed").write_text(str(err).splitlines()[0] if str(err) else type(err).__name__)
             raise
-        (DEMO_DIR / "ready").write_text(json.dumps({"kubeconfig": str(cluster.kubeconfig)}))
+        mode = {"runtime": hostlet.oci.name if hostlet and hostlet.oci else None,
+                "reason": hostlet.oci_unavailable if hostlet else None,
+                "image": ", ".join(hostlet.oci.images.archives) if hostlet and hostlet.oci else None}
+        (DEMO_DIR / "ready").write_text(json.dumps({"kubeconfig": str(cluster.kubeconfig), **mode}))
         cluster.run_until(stop)
     finally:
         if hostlet is not None:

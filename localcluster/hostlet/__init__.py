@@ -8,7 +8,9 @@ every pod bound to them as a process inside the node's network-namespace host, r
 status from the processes and from their real probes.
 
 Where it differs from a kubelet, on purpose:
-- Nothing is pulled. A container runs only if a local program is mapped to its command or image
+- Nothing is pulled. A container whose image is present locally (``images``: OCI archives such
+  as ``make image``'s) runs from it in an OCI runtime, crun or runc (``oci``), when one can run
+  containers here; otherwise it runs only if a local program is mapped to its command or image
   (``programs``; ``kruise-manager`` maps to ``python -m manager``). Any other container stays
   Waiting with reason CreateContainerError: nothing from a pod spec is executed unmapped.
 - Pods share their node's network: podIP is the node's address, hostNetwork or not.
@@ -25,7 +27,8 @@ authorizer holds it to a kubelet's rights.
 
 The package, by concern (as the kubelet's own packages): ``spec`` (what a pod spec means),
 ``node`` (nodes, credentials, heartbeat), ``kubelet`` (the watch and dispatch, fault hooks),
-``worker`` (one pod's lifecycle), ``runtime`` (processes), ``prober``, ``env``, ``status``.
+``worker`` (one pod's lifecycle), ``runtime`` (processes), ``oci`` (containers from local
+images), ``prober``, ``env``, ``status``.
 """
 
 from .kubelet import Hostlet
