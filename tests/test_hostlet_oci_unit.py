@@ -74,3 +74,35 @@ def test_runtime_spec_carries_user_root_network_mounts_and_memory_limit():
                              netns=None, binds=[], cgroups_path="/p/c", memory_limit=None, no_new_privileges=False,
                              caps=capabilities({}, 0))
     assert "memory" not in unlimited["linux"]["resources"] and {"type": "network"} in unlimited["linux"]["namespaces"]
+
+
+def _archive(path: Path, *names: str) -> Path:
+    import io
+    import json
+    import tarfile
+
+    index = {"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": f"sha256:{i:064x}", "size": 1,
+         "annotations": {"org.opencontainers.image.ref.name": name}} for i, name in enumerate(names)]}
+    data = json.dumps(index).encode()
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("index.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_local_images_are_found_by_their_reference(tmp_path):
+    from localcluster.hostlet.oci import LocalImages
+
+    images = LocalImages([_archive(tmp_path / "a.oci.tar", "kruisectl/kruise-manager:0.1.0", "latest")], tmp_path)
+    assert images.has("kruisectl/kruise-manager:0.1.0") and images.has("docker.io/kruisectl/kruise-manager:0.1.0")
+    assert not images.has("kruisectl/kruise-manager:0.2.0") and not images.has(None)
+    assert list(images.archives) == ["docker.io/kruisectl/kruise-manager:0.1.0"]  # a bare tag names nothing
+
+
+def test_without_a_local_image_there_is_no_oci_runtime_and_the_reason_says_so(tmp_path):
+    from localcluster.hostlet.oci import LocalImages, OciRuntime
+
+    runtime, reason = OciRuntime.detect(LocalImages([], tmp_path))
+    assert runtime is None and ("no image is present locally" in reason or "root" in reason)

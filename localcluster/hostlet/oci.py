@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import logging
 import os
 import re
 import resource
@@ -46,8 +45,6 @@ from .spec import ROOT, HostletError, expand
 
 if TYPE_CHECKING:
     from .runtime import Container
-
-log = logging.getLogger("kruisectl.hostlet")
 
 RUNTIMES = ("crun", "runc")  # in order of preference
 STATE_ROOT = Path("/run/kruisectl-hostlet")  # the runtimes' --root: only this harness's containers
@@ -345,6 +342,8 @@ class OciRuntime:
 
     def clean_stale(self) -> None:
         """Delete the containers of hostlets that are gone (their shims died with them)."""
+        from ..__main__ import _alive as alive
+
         listing = self.command("list", "--format", "json")
         try:
             entries = json.loads(listing.stdout or "[]") or []
@@ -352,7 +351,7 @@ class OciRuntime:
             return
         for entry in entries:
             match = re.match(r"h(\d+)-", entry.get("id", ""))
-            if match and not _alive(int(match.group(1))):
+            if match and not alive(int(match.group(1))):
                 self.command("delete", "--force", entry["id"])
 
     def close(self) -> None:
@@ -440,16 +439,6 @@ class OciRuntime:
         return overlay
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 # ---- the shim ------------------------------------------------------------------------------
 def shim(binary: str, root: str, cid: str, bundle: Path, cgroup_version: str, cgroup_dir: Path) -> int:
     """Create and start container ``cid`` from ``bundle``, forward signals to it, wait for it as
@@ -460,10 +449,7 @@ def shim(binary: str, root: str, cid: str, bundle: Path, cgroup_version: str, cg
     libc.prctl(1, int(PARENT_GONE), 0, 0, 0)  # PR_SET_PDEATHSIG
     runtime = [binary, "--root", root]
     pid_file = bundle / "init.pid"
-    killed = threading.Event()
-
     def parent_gone(*_):
-        killed.set()
         subprocess.run([*runtime, "kill", "--all", cid, "KILL"], capture_output=True)
 
     signal.signal(PARENT_GONE, parent_gone)
