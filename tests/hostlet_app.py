@@ -3,7 +3,7 @@ container sees (its arguments, environment, and its pod through its own credenti
 
 GET /healthz  liveness: 200 until POST /sick
 GET /ready    readiness: 200
-GET /whoami   JSON: argv and the environment variables named in --show
+GET /whoami   JSON: argv, the environment variables named in --show, hostname and its address
 GET /self     JSON: status code and body of GET on its own pod, and of a list of Secrets, using
               $KUBECONFIG (a ServiceAccount token)
 SIGTERM       prints "got SIGTERM" and exits 0 after --term-delay seconds (--ignore-term: never)
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -52,7 +53,8 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, {})
         elif self.path == "/whoami":
             self.reply(200, {"argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in ARGS.show},
-                             "pid": os.getpid(), "cwd": os.getcwd()})
+                             "pid": os.getpid(), "cwd": os.getcwd(), "hostname": socket.gethostname(),
+                             "hostnameResolvesTo": socket.gethostbyname(socket.gethostname())})
         elif self.path == "/self":
             namespace, name = os.environ["POD_NAMESPACE"], os.environ["POD_NAME"]
             code, pod = api_get(f"/api/v1/namespaces/{namespace}/pods/{name}")
@@ -80,7 +82,7 @@ def main() -> None:
     parser.add_argument("--term-delay", type=float, default=0.2)
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--label", default="")
-    parser.add_argument("--write", default="", help="write a file in this directory (e.g. an emptyDir)")
+    parser.add_argument("--write", default="", help="write a file in this directory (made if missing; e.g. an emptyDir)")
     ARGS = parser.parse_args()
     server = ThreadingHTTPServer(("0.0.0.0", ARGS.port), Handler)
 
@@ -92,6 +94,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     if ARGS.write:
+        os.makedirs(ARGS.write, exist_ok=True)
         with open(os.path.join(ARGS.write, "written-by"), "w") as out:
             out.write(os.environ.get("HOSTNAME", ""))
     print(f"serving on :{ARGS.port} label={ARGS.label}", flush=True)

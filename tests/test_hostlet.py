@@ -191,6 +191,8 @@ def test_deployment_replicas_run_ready_and_reachable(local, core, hostlet, deplo
         assert env["POD_IP"] == env["HOST_IP"] == address
         assert env["GREETING"] == f"hello {name}"
         assert who["pid"] == hostlet.process_of(ns, name).pid
+        assert who["hostname"] == pod.spec.node_name  # host network: the node's hostname, as a kubelet sets it
+        assert who["hostnameResolvesTo"] == address
         # The credential is the pod's ServiceAccount (bound to it), not an admin's.
         me = get(address, 18080, "/self").json()
         assert (me["pod"], me["uid"], me["secrets"]) == (200, pod.metadata.uid, 403)
@@ -317,10 +319,35 @@ def test_empty_dir_is_private_to_the_pod(core, hostlet, ns):
         subprocess.run(["rmdir", target], capture_output=True)
 
 
+def test_each_container_has_its_own_hostname_and_tmp(core, hostlet, ns):
+    """As under a kubelet: the pod's name as hostname (controller-runtime's leader identity is
+    ``<hostname>_<uuid>``) and a /tmp of its own, fresh each run (upstream's manager writes
+    its serving certificate to /tmp/kruise-webhook-certs)."""
+    private = f"/tmp/hostlet-test-{uuid.uuid4().hex[:8]}"
+    names = ("own-a", "own-b")
+    for port, name in zip((18090, 18091), names):
+        container = app_container(port, f"--write={private}", "--show=HOSTNAME")
+        bare_pod(core, ns, name, container)  # both on one node: one network, two hostnames
+    for port, name in zip((18090, 18091), names):
+        pod = wait_ready(core, ns, name)
+        who = get(pod.status.pod_ip, port, "/whoami").json()
+        assert who["hostname"] == who["env"]["HOSTNAME"] == name
+        assert who["hostnameResolvesTo"] == pod.status.pod_ip  # its /etc/hosts names it, as a kubelet's does
+        tmp = hostlet.worker(ns, name).dir / "app" / "tmp"
+        assert (tmp / private.lstrip("/").split("/", 1)[1] / "written-by").read_text() == name
+    assert not Path(private).exists()  # nothing written to this machine's /tmp
+    tmp = hostlet.worker(ns, "own-a").dir / "app" / "tmp"
+    (tmp / "left-by-the-first-run").write_text("x")
+    hostlet.signal_pod(ns, "own-a", signal.SIGKILL)
+    wait_for(lambda: (lambda p: p.status.container_statuses[0].restart_count == 1 and is_ready(p))(
+        pod_status(core, ns, "own-a")), timeout=30, what="own-a restarted")
+    assert not (tmp / "left-by-the-first-run").exists() and (tmp / Path(private).name).is_dir()  # a fresh /tmp
+
+
 def test_stop_leaves_no_process_or_thread(local, core, ns):
     create_hostlet_nodes(local, ["hl-solo"], taints=[{"key": "hostlet-solo", "effect": "NoSchedule"}])
     solo = Hostlet(local, ["hl-solo"], programs=PROGRAMS, heartbeat_interval=2).start()
-    mount_point = Path(f"/tmp/hostlet-test-{uuid.uuid4().hex[:8]}/deeper")
+    mount_point = Path(f"/var/tmp/hostlet-test-{uuid.uuid4().hex[:8]}/deeper")
     container = app_container(18087)
     container["volumeMounts"] = [{"name": "scratch", "mountPath": str(mount_point)}]
     try:

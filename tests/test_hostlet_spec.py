@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from localcluster.hostlet import (MANAGER_PROGRAM, Backoff, HostletError, expand, field_path_value, image_name,
-                                  probe_allowed, probe_url, resolve_program, resource_field_value)
+                                  pod_hostname, probe_allowed, probe_url, resolve_program, resource_field_value)
+from localcluster.hostlet.runtime import container_argv
 
 APP = Path(__file__).with_name("hostlet_app.py")
 PROGRAMS = {"hostlet-app": [sys.executable, str(APP)], "py": [sys.executable]}
@@ -36,6 +37,40 @@ def test_programs_map_command_or_image_and_nothing_else():
     hook = lambda container, pod: ["echo", pod["metadata"]["name"]] if container["image"] == "echo" else None
     assert resolve_program({"image": "echo"}, {"metadata": {"name": "p"}}, hook) == ["echo", "p"]
     assert resolve_program({"image": "kruise-manager"}, {}, hook) == MANAGER_PROGRAM
+
+
+def test_an_images_program_runs_only_for_its_entrypoint():
+    """Upstream's kruise-daemon DaemonSet runs the manager image with command /kruise-daemon:
+    that is another program, not the manager."""
+    daemon = {"image": "openkruise/kruise-manager:v1.8.3", "command": ["/kruise-daemon"], "args": ["-v=5"]}
+    assert resolve_program(daemon, {}, None) is None
+    assert resolve_program({**daemon, "command": ["/manager"]}, {}, None) == [*MANAGER_PROGRAM, "-v=5"]
+    assert resolve_program({**daemon, "command": ["/usr/local/bin/kruise-manager"]}, {}, None) == \
+        [*MANAGER_PROGRAM, "-v=5"]
+    assert resolve_program({**daemon, "command": []}, {}, None) == [*MANAGER_PROGRAM, "-v=5"]
+    assert resolve_program(daemon, {}, {"/kruise-daemon": ["daemon"]}) == ["daemon", "-v=5"]  # when mapped
+
+
+@pytest.mark.parametrize("spec, hostname", [
+    ({"nodeName": "node-1"}, "web-7d9f-abcde"),
+    ({"nodeName": "node-1", "hostNetwork": True}, "node-1"),
+    ({"nodeName": "node-1", "hostNetwork": True, "hostname": "ignored"}, "node-1"),
+    ({"nodeName": "node-1", "hostname": "db-0"}, "db-0"),
+])
+def test_pod_hostname_as_a_kubelet_sets_it(spec, hostname):
+    assert pod_hostname({"metadata": {"name": "web-7d9f-abcde"}, "spec": spec}) == hostname
+
+
+def test_pod_hostname_is_cut_to_63_characters_without_a_trailing_dash():
+    name = "a" * 62 + "-b"
+    assert pod_hostname({"metadata": {"name": name}, "spec": {}}) == "a" * 62
+
+
+def test_a_container_gets_its_hostname_then_its_mounts_then_its_program():
+    argv = container_argv("web-1", [("/w/tmp", "/tmp"), ("/w/vol", "/data")], ["prog", "--x"])
+    assert argv[:3] == ["unshare", "--uts", "--"]
+    assert argv[argv.index("hostlet-container"):] == \
+        ["hostlet-container", "web-1", "/w/tmp", "/tmp", "/w/vol", "/data", "--", "prog", "--x"]
 
 
 def test_downward_api_fields():
@@ -70,3 +105,14 @@ def test_backoff_first_restart_immediate_then_doubling_and_reset():
     assert backoff.next_delay(10) == 0  # ran longer than the maximum: forgiven
 
 
+
+
+def test_etc_hosts_names_the_containers_hostname():
+    from localcluster.hostlet.spec import etc_hosts
+
+    machine = "127.0.0.1 localhost\n127.0.0.1 vm\n"
+    pod = {"metadata": {"name": "web-1"}, "spec": {"nodeName": "node-1"}}
+    lines = etc_hosts(pod, "198.18.1.10", machine).splitlines()
+    assert lines[-1] == "198.18.1.10\tweb-1" and "127.0.0.1\tlocalhost" in lines and "127.0.0.1 vm" not in lines
+    host_network = {**pod, "spec": {"nodeName": "node-1", "hostNetwork": True}}
+    assert etc_hosts(host_network, "198.18.1.10", machine) == machine + "198.18.1.10\tnode-1\n"

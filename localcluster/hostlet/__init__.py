@@ -11,11 +11,17 @@ Where it differs from a kubelet, on purpose:
 - Nothing is pulled. A container whose image is present locally (``images``: OCI archives such
   as ``make image``'s) runs from it in an OCI runtime, crun or runc (``oci``), when one can run
   containers here; otherwise it runs only if a local program is mapped to its command or image
-  (``programs``; ``kruise-manager`` maps to ``python -m manager``). Any other container stays
-  Waiting with reason CreateContainerError: nothing from a pod spec is executed unmapped.
-- Pods share their node's network: podIP is the node's address, hostNetwork or not.
-- emptyDir volumes are bind-mounted at their mountPath in the container's own mount namespace
-  (the mountPath directory is created on this machine if missing); other volumes are not mounted.
+  (``programs``; ``kruise-manager`` maps to ``python -m manager``); an image's program runs only
+  for its entrypoint (upstream's ``/kruise-daemon`` of the manager image is not the manager).
+  Any other container stays Waiting with reason CreateContainerError: nothing from a pod spec
+  is executed unmapped.
+- Pods share their node's network: podIP is the node's address, hostNetwork or not. As a
+  kubelet does, each container gets its own hostname (UTS namespace): the pod's name, or the
+  node's with hostNetwork, and an /etc/hosts naming it.
+- A process container's root filesystem is this machine's, but its /tmp is its own (fresh each
+  run), and emptyDir volumes are bind-mounted at their mountPath in the container's own mount
+  namespace (a mountPath outside /tmp is created on this machine if missing); other volumes
+  are not mounted.
   The ServiceAccount credential is a kubeconfig in $KUBECONFIG instead of a mounted token.
 - Container restarts back off from ``backoff_initial`` (first restart immediate), doubling up to
   ``backoff_max``, reset after a container ran longer than ``backoff_max``.
@@ -35,10 +41,10 @@ from .kubelet import Hostlet
 from .node import NodeAgent, create_hostlet_nodes, node_credential
 from .prober import ProbeState, probe_allowed
 from .runtime import Backoff, Container
-from .spec import (MANAGER_PROGRAM, HostletError, Programs, expand, field_path_value, image_name, probe_url, quantity,
-                   resolve_program, resource_field_value)
+from .spec import (MANAGER_PROGRAM, HostletError, Programs, expand, field_path_value, image_name, pod_hostname,
+                   probe_url, quantity, resolve_program, resource_field_value)
 from .worker import PodWorker
 
 __all__ = ["Backoff", "Container", "Hostlet", "HostletError", "MANAGER_PROGRAM", "NodeAgent", "PodWorker", "ProbeState",
            "Programs", "create_hostlet_nodes", "expand", "field_path_value", "image_name", "node_credential",
-           "probe_allowed", "probe_url", "quantity", "resolve_program", "resource_field_value"]
+           "pod_hostname", "probe_allowed", "probe_url", "quantity", "resolve_program", "resource_field_value"]

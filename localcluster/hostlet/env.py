@@ -1,20 +1,25 @@
 """A container's environment as the kubelet builds it (env, envFrom, the downward API, Secrets
 and ConfigMaps read as the node), its ServiceAccount credential (a TokenRequest bound to the
-pod, renewed at 80% of its life, as a kubeconfig) and its emptyDir mounts."""
+pod, renewed at 80% of its life, as a kubeconfig) and its own paths (/tmp, emptyDir mounts)."""
 
 from __future__ import annotations
 
 import base64
 import os
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubekit.api import ApiError
 
-from .spec import API_TIMEOUT, ROOT, HostletError, expand, field_path_value, resource_field_value
+from .spec import (API_TIMEOUT, ROOT, HostletError, etc_hosts, expand, field_path_value, pod_hostname,
+                   resource_field_value)
 
 if TYPE_CHECKING:
     from .runtime import Container
 
+PRIVATE_TMP = Path("/tmp")
+ETC_HOSTS = Path("/etc/hosts")
 TOKEN_SECONDS = 3607  # what the kubelet requests for projected ServiceAccount tokens
 
 
@@ -26,7 +31,7 @@ def container_env(worker, container: Container, base: dict[str, str] | None = No
     cluster = worker.hostlet.cluster
     env = dict(base) if base is not None else {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(worker.dir),
-        "HOSTNAME": worker.pod["spec"].get("hostname") or worker.name, "PYTHONPATH": str(ROOT),
+        "HOSTNAME": pod_hostname(worker.pod), "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1", "LANG": os.environ.get("LANG", "C.UTF-8")}
     if cluster.net is not None and worker.pod["spec"].get("enableServiceLinks", True) is not False:
         env.update({"KUBERNETES_SERVICE_HOST": cluster.net.gateway,
@@ -127,11 +132,36 @@ def serviceaccount_volume(worker, token: str) -> None:
         scratch.replace(directory / name)
 
 
-def emptydir_mounts(worker, container: Container, on_host: bool = True) -> list[tuple[str, str]]:
+def container_mounts(worker, container: Container) -> list[tuple[str, str]]:
+    """What a process container's own filesystem gives it, as (source on this machine, target),
+    in mount order: an /etc/hosts naming its hostname, a fresh /tmp of its own for each run
+    (upstream's manager writes its serving certificate to /tmp/kruise-webhook-certs: replicas
+    on one machine must not share it) in which the harness's own folders stay where they are
+    (the pod's kubeconfig and the cluster's CA live there), then its emptyDir volumes."""
+    own = worker.dir / container.name
+    hosts = own / "hosts"
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text(etc_hosts(worker.pod, worker.node.host.ip, ETC_HOSTS.read_text()))
+    tmp = own / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tmp.chmod(0o1777)
+    mounts = [(str(hosts), str(ETC_HOSTS))]
+    for kept in sorted({worker.hostlet.cluster.workdir.resolve(), worker.hostlet.workdir.resolve()}):
+        if PRIVATE_TMP in kept.parents and not any(Path(m[0]) in kept.parents for m in mounts[1:]):
+            inside = tmp / kept.relative_to(PRIVATE_TMP)
+            inside.mkdir(parents=True)
+            mounts.append((str(kept), str(inside)))
+    mounts.append((str(tmp), str(PRIVATE_TMP)))
+    return mounts + emptydir_mounts(worker, container, tmp=tmp)
+
+
+def emptydir_mounts(worker, container: Container, on_host: bool = True, tmp: Path | None = None) -> list[tuple[str, str]]:
     """(source, mountPath) of the container's emptyDir volumes; ``on_host`` creates each
-    mountPath on this machine (a process's bind mount needs one; an OCI runtime makes its own)."""
-    volumes = {v["name"]: v for v in worker.pod["spec"].get("volumes") or []}
+    mountPath on this machine (a process's bind mount needs one; an OCI runtime makes its own),
+    or inside ``tmp`` for one under /tmp when the process has a /tmp of its own there."""
     mounts = []
+    volumes = {v["name"]: v for v in worker.pod["spec"].get("volumes") or []}
     for mount in container.spec.get("volumeMounts") or []:
         volume = volumes.get(mount["name"])
         if volume is None or "emptyDir" not in volume:
@@ -139,6 +169,10 @@ def emptydir_mounts(worker, container: Container, on_host: bool = True) -> list[
         source = worker.dir / "volumes" / mount["name"]
         source.mkdir(parents=True, exist_ok=True)
         if on_host:
-            worker.hostlet.mount_point(mount["mountPath"])
+            target = Path(mount["mountPath"])
+            if tmp is not None and (target == PRIVATE_TMP or PRIVATE_TMP in target.parents):
+                (tmp / target.relative_to(PRIVATE_TMP)).mkdir(parents=True, exist_ok=True)
+            else:
+                worker.hostlet.mount_point(mount["mountPath"])
         mounts.append((str(source), mount["mountPath"]))
     return mounts

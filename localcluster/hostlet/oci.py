@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import cgroups
-from .env import SERVICEACCOUNT_PATH, container_env, emptydir_mounts
-from .spec import ROOT, HostletError, expand
+from .env import ETC_HOSTS, SERVICEACCOUNT_PATH, container_env, emptydir_mounts
+from .spec import ROOT, HostletError, etc_hosts, expand, pod_hostname
 
 if TYPE_CHECKING:
     from .runtime import Container
@@ -374,8 +374,7 @@ class OciRuntime:
         unpacked = self.images.unpack(spec["image"])
         settings = unpacked.config.get("config") or {}
         uid, gid, home = container_user(settings.get("User", ""), pod, spec, unpacked.passwd)
-        host_network = bool(pod["spec"].get("hostNetwork"))
-        hostname = worker.node.name if host_network else (pod["spec"].get("hostname") or worker.name)
+        hostname = pod_hostname(pod)
         base = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
         base.update(HOSTNAME=hostname)
         base.setdefault("HOME", home)
@@ -388,7 +387,7 @@ class OciRuntime:
         bundle = worker.dir / container.name / f"bundle-{restart}"
         shutil.rmtree(bundle, ignore_errors=True)
         bundle.mkdir(parents=True)
-        binds = self._binds(worker, container, hostname)
+        binds = self._binds(worker, container)
         readonly = bool(context.get("readOnlyRootFilesystem"))
         overlay = None if readonly else self._overlay(unpacked.rootfs, bundle)
         groups = [int(g) for g in (pod["spec"].get("securityContext") or {}).get("supplementalGroups") or []]
@@ -411,7 +410,7 @@ class OciRuntime:
                                               stderr=subprocess.STDOUT, start_new_session=True)
         return handle
 
-    def _binds(self, worker, container: Container, hostname: str) -> list[tuple[str, str, bool]]:
+    def _binds(self, worker, container: Container) -> list[tuple[str, str, bool]]:
         binds = []
         for source, destination in emptydir_mounts(worker, container, on_host=False):
             os.chmod(source, 0o777)  # as the kubelet makes an emptyDir: any user may write
@@ -420,8 +419,7 @@ class OciRuntime:
         if worker.pod["spec"].get("automountServiceAccountToken") is not False and (account / "token").exists():
             binds.append((str(account), SERVICEACCOUNT_PATH, True))
         hosts = worker.dir / "etc-hosts"
-        hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                         f"{worker.node.host.ip}\t{hostname}\n")
+        hosts.write_text(etc_hosts(worker.pod, worker.node.host.ip, ETC_HOSTS.read_text()))
         binds.append((str(hosts), "/etc/hosts", True))
         return binds
 

@@ -1,7 +1,7 @@
 """The process runtime: a container is a local process in its node's network-namespace host,
 in its own session (so STOP/CONT/KILL reach its whole process group as a cgroup freezer would),
-with its emptyDir volumes bind-mounted in a private mount namespace, and crash-loop back-off
-between restarts."""
+with its own hostname (UTS namespace), its own /tmp and its emptyDir volumes bind-mounted in a
+private mount namespace, and crash-loop back-off between restarts."""
 
 from __future__ import annotations
 
@@ -76,29 +76,33 @@ class Container:
         return readiness is None or readiness.passing
 
 
-_MOUNT_SCRIPT = 'while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"'
+_SETUP_SCRIPT = ('hostname "$1" || exit 125; shift; '
+                 'while [ "$1" != -- ]; do mount --rbind "$1" "$2" || exit 125; shift 2; done; shift; exec "$@"')
 
 
-def with_mounts(mounts: list[tuple[str, str]], argv: list[str]) -> list[str]:
-    """argv that first bind-mounts each (source, target) in the process's mount namespace (the
-    one ``ip netns exec`` makes, which does not propagate back), then execs ``argv``."""
-    if not mounts:
-        return argv
+def container_argv(hostname: str, mounts: list[tuple[str, str]], argv: list[str]) -> list[str]:
+    """argv that runs ``argv`` as a container sees the machine: in a UTS namespace of its own
+    named ``hostname`` (as the runtime does; controller-runtime's leader identity is
+    ``<hostname>_<uuid>``), with each (source, target) of ``mounts`` bind-mounted first, in order
+    and with what is mounted below the source, in the mount namespace ``ip netns exec`` makes
+    (which does not propagate back). Every step execs,
+    so the process started is the container's process."""
     pairs = [path for pair in mounts for path in pair]
-    return ["sh", "-c", _MOUNT_SCRIPT, "hostlet-mount", *pairs, "--", *argv]
+    return ["unshare", "--uts", "--", "sh", "-c", _SETUP_SCRIPT, "hostlet-container", hostname, *pairs, "--", *argv]
 
 
-def start_process(argv: list[str], *, host, env: dict[str, str], cwd: Path, log: Path,
+def start_process(argv: list[str], *, host, hostname: str, env: dict[str, str], cwd: Path, log: Path,
                   mounts: list[tuple[str, str]], cgroup=None) -> subprocess.Popen:
-    """Start one container's process inside ``host`` (network.Host), its output appended to
-    ``log``, joined to ``cgroup`` (cgroups.MemoryCgroup) when one limits its memory.
+    """Start one container's process inside ``host`` (network.Host) named ``hostname``, its
+    output appended to ``log``, joined to ``cgroup`` (cgroups.MemoryCgroup) when one limits its
+    memory.
 
     PR_SET_PDEATHSIG fires when the starting *thread* ends: call this only from the pod's own
     long-lived thread, which ends only after its processes are gone."""
     prepare = _die_with_parent if cgroup is None else lambda: (_die_with_parent(), cgroup.join(os.getpid()))
     with open(log, "ab") as out:
-        return subprocess.Popen(host.wrap(with_mounts(mounts, [str(a) for a in argv])), env=env, cwd=str(cwd),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(host.wrap(container_argv(hostname, mounts, [str(a) for a in argv])), env=env,
+                                cwd=str(cwd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=prepare)
 
 

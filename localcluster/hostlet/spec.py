@@ -19,6 +19,9 @@ API_TIMEOUT = 10.0
 # (container, pod) -> argv (None when it does not apply).
 ProgramHook = Callable[[dict, dict], Union[list, None]]
 Programs = Union[Mapping[str, list], ProgramHook]
+# The other names an image's entrypoint goes by: upstream's kruise-manager image runs /manager
+# (its /kruise-daemon is another program of the same image, run by nothing here).
+ENTRYPOINTS = {"kruise-manager": ("manager",)}
 
 
 class HostletError(RuntimeError):
@@ -59,7 +62,8 @@ def resolve_program(container: dict, pod: dict, programs: Programs | None) -> li
     """The argv for a container (command and args already expanded), or None when no local
     program is mapped to it. A mapping's key matches the command's first word (or its base
     name) or the image name; its value replaces that first word (the image's entrypoint when
-    the container gives no command)."""
+    the container gives no command). An image's program runs only for its entrypoint: a
+    command naming another program of the image matches nothing."""
     command, args = list(container.get("command") or []), list(container.get("args") or [])
     if callable(programs):
         argv = programs(container, pod)
@@ -73,9 +77,37 @@ def resolve_program(container: dict, pod: dict, programs: Programs | None) -> li
                 return [*table[key], *command[1:], *args]
     name = image_name(container.get("image") or "")
     if name in table:
+        if command and os.path.basename(command[0]) not in (name, *ENTRYPOINTS.get(name, ())):
+            return None
         # The image's own program; a command naming its entrypoint (e.g. /manager) is that program.
         return [*table[name], *command[1:], *args]
     return None
+
+
+HOSTNAME_MAX = 63
+
+
+def pod_hostname(pod: dict) -> str:
+    """The hostname a kubelet gives a pod: its node's with host network, else ``spec.hostname``
+    or the pod's name, cut to 63 characters without a trailing '-' or '.'."""
+    spec = pod.get("spec") or {}
+    if spec.get("hostNetwork"):
+        return spec.get("nodeName", "")
+    name = spec.get("hostname") or (pod.get("metadata") or {}).get("name", "")
+    return name[:HOSTNAME_MAX].rstrip("-.")
+
+
+def etc_hosts(pod: dict, ip: str, machine_hosts: str) -> str:
+    """The /etc/hosts a container sees: with host network its node's (this machine's file plus
+    the node's own name, as a machine resolves its hostname), else the kubelet-managed file
+    naming the pod's hostname. Without it, resolving the hostname (Go's and Python's HTTP
+    servers do on start) waits for a DNS server that a harness host cannot reach."""
+    hostname = pod_hostname(pod)
+    if (pod.get("spec") or {}).get("hostNetwork"):
+        return f"{machine_hosts.rstrip()}\n{ip}\t{hostname}\n"
+    return ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+            f"{ip}\t{hostname}\n")
 
 
 def probe_url(scheme: str, host: str, port, path: str | None) -> str:

@@ -18,11 +18,11 @@ import requests
 
 from kubekit.api import ApiError
 
-from .env import container_env, emptydir_mounts, refresh_token
+from .env import container_env, container_mounts, refresh_token
 from .node import NodeAgent
 from .prober import ProbeState, run_probe
 from .runtime import Backoff, Container, signal_container, start_process
-from .spec import API_TIMEOUT, HostletError, expand, now_rfc3339, resolve_program
+from .spec import API_TIMEOUT, HostletError, expand, now_rfc3339, pod_hostname, resolve_program
 from .status import pod_url, post_event, write_status
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class PodWorker:
                 if not argv:
                     raise HostletError(f"no local program is mapped to image {spec.get('image')!r} "
                                        f"or command {spec.get('command')!r}")
-                mounts = emptydir_mounts(self, container)
+                mounts = container_mounts(self, container)
         except HostletError as err:
             if container.waiting != ("CreateContainerError", str(err)):
                 post_event(self, "Failed", f"Error: {err}", "Warning")
@@ -187,8 +187,8 @@ class PodWorker:
         if oci is None:
             workdir = spec.get("workingDir") if spec.get("workingDir") and os.path.isdir(spec["workingDir"]) else self.dir
             cgroup = self.hostlet.memory_cgroup(f"{self.uid[:8]}-{container.name}-{restart}", container.memory_limit)
-            container.process = start_process(argv, host=self.node.host, env=env, cwd=workdir, log=container.log,
-                                              mounts=mounts, cgroup=cgroup)
+            container.process = start_process(argv, host=self.node.host, hostname=pod_hostname(self.pod), env=env,
+                                              cwd=workdir, log=container.log, mounts=mounts, cgroup=cgroup)
             container.cgroup, container.runtime = cgroup, None
         if container.terminated is not None:
             container.restart_count = restart
