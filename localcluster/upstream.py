@@ -1,10 +1,17 @@
-"""The real upstream OpenKruise kruise-manager for the local cluster, built from the Go module
-proxy's copy of its source at one pinned release.
+"""The real upstream OpenKruise kruise-manager on the local cluster: built from the Go module
+proxy's copy of its source at one pinned release, installed from that release's own files.
 
 Binary and CRDs come from the same release (a newer manager denies every pod create against
 older CRDs). The module's source directory is read-only (Go's module cache); the binary is
 cached under ``.cache/bin/kruise-<version>-<key>/manager``, the key hashing the version, the
 module's checksum, the Go version and the build flags.
+
+:func:`install_upstream` applies upstream's kustomize install (``config/default``: namespace,
+its CRDs from ``config/crd/bases``, RBAC, Deployment, kruise-daemon DaemonSet, Service, Secret,
+webhook configurations) as rendered by the built kubectl, changing only what the local cluster
+needs: the image (a name the hostlet maps to the built binary, :func:`programs`), the replica
+count, placement on hostlet nodes (one replica per node: the hostlet's pods share their
+node's network, so two replicas on a node would share ports) and, on request, host network.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import build
@@ -23,6 +30,7 @@ from . import build
 MODULE = "github.com/openkruise/kruise"
 VERSION = "v1.8.3"
 LDFLAGS = "-s -w"
+IMAGE = f"openkruise/kruise-manager:{VERSION}"  # what installs name; the hostlet runs the binary for it
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,151 @@ def build_upstream(version: str = VERSION, log=sys.stderr) -> UpstreamBuild:
         build.build_staged("kruise", target, [("manager", ["-ldflags", LDFLAGS, "main.go"], source)],
                            f"upstream kruise-manager ({MODULE} {version})", log)
     return UpstreamBuild(version, manager, source)
+
+
+# ---- installing it -----------------------------------------------------------------------
+NAMESPACE = "kruise-system"  # upstream's, fixed by its kustomize install
+DEPLOYMENT = "kruise-controller-manager"
+DAEMONSET = "kruise-daemon"
+LEASE = "kruise-manager"
+MANAGER_LABELS = {"control-plane": "controller-manager"}
+ENTRYPOINT = "/manager"  # the image's manager command; /kruise-daemon is its other program
+
+
+class InstallError(RuntimeError):
+    """The upstream install did not come up; the message says what was missing."""
+
+
+def programs(built: UpstreamBuild) -> dict[str, list[str]]:
+    """The hostlet's program table entry: the image's ``/manager`` is the built binary."""
+    return {ENTRYPOINT: [str(built.manager)]}
+
+
+def render(built: UpstreamBuild, kubectl: Path) -> list[dict]:
+    """Upstream's kustomize install as the built kubectl renders it."""
+    import yaml
+
+    result = subprocess.run([str(kubectl), "kustomize", str(built.kustomize_default)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InstallError(f"kubectl kustomize {built.kustomize_default}: {result.stderr.strip()[-300:]}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def localize(objects: list[dict], *, replicas: int = 2, node_selector: dict | None = None,
+             tolerations: list[dict] | None = None, host_network: bool = False,
+             extra_args: list[str] | None = None) -> list[dict]:
+    """Upstream's objects with only what the local cluster needs changed (a new list; the
+    input is untouched). See the module's docstring."""
+    import copy
+
+    changed = copy.deepcopy(objects)
+    found = set()
+    for obj in changed:
+        kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
+        if kind == "Deployment" and name == DEPLOYMENT:
+            found.add(kind)
+            obj["spec"]["replicas"] = replicas
+            pod = obj["spec"]["template"]["spec"]
+            if node_selector:
+                pod["nodeSelector"] = dict(node_selector)
+            if tolerations:
+                pod["tolerations"] = list(tolerations)
+            pod["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dict(MANAGER_LABELS)}}]}}
+            if host_network:
+                pod["hostNetwork"] = True
+                pod["dnsPolicy"] = "ClusterFirstWithHostNet"
+            manager = next(c for c in pod["containers"] if c["name"] == "manager")
+            manager["image"] = IMAGE
+            manager["args"] = list(manager.get("args") or []) + list(extra_args or [])
+        elif kind == "DaemonSet" and name == DAEMONSET:
+            found.add(kind)
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                container["image"] = IMAGE  # as upstream releases it: the manager's image
+    missing = {"Deployment", "DaemonSet"} - found
+    if missing:
+        raise InstallError(f"upstream's install has no {' or '.join(sorted(missing))} named as expected "
+                           f"({DEPLOYMENT}, {DAEMONSET})")
+    return changed
+
+
+@dataclass
+class UpstreamInstall:
+    """What a test needs to act on the install: the namespace, the leading pod, timings."""
+
+    namespace: str
+    deployment: str
+    replicas: int
+    leader: str  # the leading pod
+    holder: str  # the Lease's holderIdentity
+    ready_s: float  # from apply to ready replicas and a leader
+    objects: list[dict] = field(default_factory=list, repr=False)  # what was applied
+
+
+def _kubectl(kubectl: Path, kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+    result = subprocess.run([str(kubectl), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True,
+                            text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise InstallError(f"kubectl {' '.join(args[:3])}: {result.stderr.strip()[-400:]}")
+    return result.stdout
+
+
+def install_upstream(cluster, built: UpstreamBuild | None = None, *, replicas: int = 2,
+                     node_selector: dict | None = None, tolerations: list[dict] | None = None,
+                     host_network: bool = False, extra_args: list[str] | None = None, timeout: float = 300,
+                     log=sys.stderr) -> UpstreamInstall:
+    """Install upstream's kruise-manager on ``cluster`` (a :class:`LocalCluster` whose hostlet
+    runs :func:`programs`), wait until ``replicas`` pods are ready and one of them leads.
+    ``node_selector`` defaults to the hostlet's nodes (``type=hostlet``)."""
+    import yaml
+
+    built = built or build_upstream(log=log)
+    kubectl = cluster.binary("kubectl")
+    objects = localize(render(built, kubectl), replicas=replicas,
+                       node_selector=node_selector if node_selector is not None else {"type": "hostlet"},
+                       tolerations=tolerations, host_network=host_network, extra_args=extra_args)
+    started = time.monotonic()
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    rest = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
+    # Server-side: the CRDs are too large for client-side apply's last-applied annotation.
+    _kubectl(kubectl, cluster.kubeconfig, "apply", "--server-side", "--field-manager=localcluster", "-f", "-",
+             stdin=yaml.safe_dump_all(crds))
+    _kubectl(kubectl, cluster.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+             *(f"crd/{o['metadata']['name']}" for o in crds), timeout=90)
+    _kubectl(kubectl, cluster.kubeconfig, "apply", "--server-side", "--field-manager=localcluster", "-f", "-",
+             stdin=yaml.safe_dump_all(rest))
+    leader, holder = wait_ready(cluster, replicas, deadline=started + timeout)
+    return UpstreamInstall(NAMESPACE, DEPLOYMENT, replicas, leader, holder, time.monotonic() - started, objects)
+
+
+def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
+    """Block until the Deployment has ``replicas`` ready, up-to-date pods and the Lease names
+    one of them (by pod name, or by node name with host network) and is fresh; return
+    (leading pod, holder identity)."""
+    session = cluster.session()
+    base = cluster.server
+    last = "nothing read yet"
+    while time.monotonic() < deadline:
+        deployment = session.get(f"{base}/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{DEPLOYMENT}", timeout=5)
+        pods = session.get(f"{base}/api/v1/namespaces/{NAMESPACE}/pods",
+                           params={"labelSelector": "control-plane=controller-manager"}, timeout=5)
+        lease = session.get(f"{base}/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}", timeout=5)
+        if deployment.status_code == 200 and pods.status_code == 200:
+            status = deployment.json().get("status") or {}
+            ready = [p for p in pods.json()["items"] if not p["metadata"].get("deletionTimestamp") and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions") or [])]
+            holder = (lease.json().get("spec") or {}).get("holderIdentity", "") if lease.status_code == 200 else ""
+            identity = holder.rsplit("_", 1)[0]
+            leading = [p["metadata"]["name"] for p in ready
+                       if identity in (p["metadata"]["name"], p["spec"].get("nodeName"))]
+            last = (f"{status.get('readyReplicas', 0)}/{replicas} ready, {status.get('updatedReplicas', 0)} updated, "
+                    f"lease holder {holder or '(none)'}")
+            if (status.get("readyReplicas", 0) == replicas and status.get("updatedReplicas", 0) == replicas
+                    and len(ready) == replicas and leading):
+                return leading[0], holder
+        time.sleep(0.5)
+    raise InstallError(f"upstream kruise-manager not ready in time: {last}; logs: "
+                       f"{cluster.workdir / 'hostlet' / 'pods'}/{NAMESPACE}_*/manager/")
 
 
 def main() -> int:
