@@ -12,7 +12,7 @@ from collections import Counter
 from . import ZONE_LABEL
 from .capacity import selector_matches, surge_fit
 from .findings import Finding
-from .installation import Installation, detect, manager_container
+from .installation import Installation, detect, manager_container, patch_webhooks
 from .inventory import Inventory
 from kubekit.labels import selector_matches as labels_match, unmatched_requirements
 from .status import NO_ZONE, build, leader_not_found
@@ -107,8 +107,9 @@ def check_when_unsatisfiable(inv: Inventory, report: dict) -> Finding:
     if inv.deployment is None:
         return Finding("zone-spread-policy", "info", "no manager Deployment to check", evidence=evidence)
     if constraint is None:
+        labels = inv.deployment["spec"]["template"].get("metadata", {}).get("labels") or {}
         return Finding("zone-spread-policy", "warning", "no topologySpreadConstraint on the zone label",
-                       "add one (maxSkew 1, matchLabelKeys [pod-template-hash], ScheduleAnyway)", evidence)
+                       installation(inv).fix_zone_spread(labels), evidence)
     if constraint.get("whenUnsatisfiable") == "DoNotSchedule" and len(zones) < 2:
         return Finding("zone-spread-policy", "error",
                        f"DoNotSchedule with {len(zones)} zone(s): replicas beyond the skew cannot be scheduled",
@@ -154,19 +155,49 @@ def excludes_namespace(webhook: dict, labels: dict[str, str]) -> bool:
 
 
 def exclusion_fix(inv: Inventory, webhook: dict, namespace: str) -> str:
-    """How to make ``webhook`` skip ``namespace``: the label its selector already excludes by,
-    else its name in the selector's kubernetes.io/metadata.name NotIn list."""
+    """How to make ``webhook`` skip ``namespace`` for good: a label of the namespace that one
+    of its selector's requirements excludes by (upstream's pod webhooks skip namespaces with
+    a control-plane label), else this chart's upgrade, else a patch of the configuration."""
     selector = webhook.get("namespaceSelector") or {}
+    labels = inv.namespace_labels(namespace)
     for requirement in selector.get("matchExpressions") or []:
-        key, values = requirement.get("key"), requirement.get("values") or []
-        if requirement.get("operator") == "NotIn" and values and key != "kubernetes.io/metadata.name":
+        key, operator, values = requirement.get("key"), requirement.get("operator"), requirement.get("values") or []
+        if key == "kubernetes.io/metadata.name":
+            continue
+        if operator == "NotIn" and values:
             return f"kubectl label namespace {namespace} {key}={values[0]}"
+        if operator == "DoesNotExist":
+            return f"kubectl label namespace {namespace} {key}={namespace}"
+        if operator in ("In", "Exists") and key in labels:
+            return f"kubectl label namespace {namespace} {key}-"
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) == value:
+            return f"kubectl label namespace {namespace} {key}-"
     installed = installation(inv)
     if installed.kind == "kruisectl-chart":
         return f"kruisectl upgrade -n {inv.names.namespace} --release {installed.release} (the chart excludes " \
                "kube-system and its own namespace)"
-    return (f"add {namespace} to a namespaceSelector requirement kubernetes.io/metadata.name NotIn of "
-            f"{webhook.get('name')}")
+    found = _configuration_of(inv, webhook)
+    if found is None:
+        return f"add {namespace} to a kubernetes.io/metadata.name NotIn requirement of {webhook.get('name')}'s namespaceSelector"
+    kind, configuration, index = found
+    requirement = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [namespace]}
+    if "matchExpressions" in selector:
+        operation = {"op": "add", "path": f"/webhooks/{index}/namespaceSelector/matchExpressions/-", "value": requirement}
+    else:
+        operation = {"op": "add", "path": f"/webhooks/{index}/namespaceSelector",
+                     "value": {**selector, "matchExpressions": [requirement]}}
+    return patch_webhooks(kind, configuration, [operation])
+
+
+def _configuration_of(inv: Inventory, webhook: dict) -> tuple[str, dict, int] | None:
+    """(kind, configuration, index) of a webhook of the manager's configurations."""
+    for kind, configuration in (("mutatingwebhookconfiguration", inv.mutating),
+                                ("validatingwebhookconfiguration", inv.validating)):
+        for index, candidate in enumerate((configuration or {}).get("webhooks") or []):
+            if candidate is webhook:
+                return kind, configuration, index
+    return None
 
 
 def pod_webhooks(configuration: dict | None) -> list[dict]:
@@ -212,10 +243,15 @@ def check_webhook_timeout(inv: Inventory, report: dict) -> Finding:
     long = {name: t for name, t in timeouts.items() if t > WEBHOOK_TIMEOUT_WARNING_S}
     if long:
         worst = max(long.values())
+        targets = [_configuration_of(inv, w) for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)
+                   if w.get("timeoutSeconds", 10) > WEBHOOK_TIMEOUT_WARNING_S]
+        configurations = [(kind, configuration, [i for k, c, i in targets if c is configuration])
+                          for kind, configuration in (("mutatingwebhookconfiguration", inv.mutating),
+                                                      ("validatingwebhookconfiguration", inv.validating))]
         return Finding("webhook-timeout", "warning",
                        f"{', '.join(f'{n} waits up to {t}s' for n, t in sorted(long.items()))}: a hung replica holds "
                        f"every pod create sent down its connection that long before failurePolicy applies",
-                       installation(inv).fix_webhook_timeout(WEBHOOK_TIMEOUT_WARNING_S),
+                       installation(inv).fix_webhook_timeout(WEBHOOK_TIMEOUT_WARNING_S, configurations),
                        {"timeoutSeconds": timeouts, "worst": worst})
     return Finding("webhook-timeout", "ok", f"pod webhooks time out within {max(timeouts.values(), default=10)}s",
                    evidence={"timeoutSeconds": timeouts})

@@ -13,6 +13,8 @@ import json
 import shlex
 from dataclasses import dataclass
 
+from . import ZONE_LABEL
+
 KRUISECTL_CHART = "kruisectl-chart"
 UPSTREAM_CHART = "upstream-chart"
 MANIFESTS = "manifests"
@@ -24,6 +26,7 @@ _VALUES = {
     "podDisruptionBudget": {KRUISECTL_CHART: "podDisruptionBudget.enabled"},
     "webhookTimeout": {KRUISECTL_CHART: "webhook.timeoutSeconds", UPSTREAM_CHART: "webhookConfiguration.timeoutSeconds"},
     "whenUnsatisfiable": {KRUISECTL_CHART: "manager.topologySpread.whenUnsatisfiable"},
+    "zoneSpread": {KRUISECTL_CHART: "manager.topologySpread.enabled"},
     "livenessProbe": {},  # this chart always sets one; upstream's chart has none to set
 }
 
@@ -82,10 +85,19 @@ class Installation:
             (f"kubectl -n {self.namespace} create poddisruptionbudget {self.deployment} "
              f"--selector {shlex.quote(selector)} --max-unavailable 1")
 
-    def fix_webhook_timeout(self, seconds: int) -> str:
-        return self.set_value("webhookTimeout", seconds) or \
-            (f"set timeoutSeconds: {seconds} on the pod webhooks in your manifests and re-apply them "
-             "(upstream's manager restores its webhook configurations, so a kubectl patch does not last)")
+    def fix_webhook_timeout(self, seconds: int, configurations: list[tuple[str, dict, list[int]]] = ()) -> str:
+        """``configurations``: (kind, configuration, indices of the webhooks to change)."""
+        changes = [patch_webhooks(kind, configuration, [
+            {"op": "add", "path": f"/webhooks/{i}/timeoutSeconds", "value": seconds} for i in indices])
+            for kind, configuration, indices in configurations if indices]
+        return self.set_value("webhookTimeout", seconds) or "; ".join(changes) or \
+            f"set timeoutSeconds: {seconds} on the pod webhooks"
+
+    def fix_zone_spread(self, pod_labels: dict[str, str]) -> str:
+        constraint = {"maxSkew": 1, "topologyKey": ZONE_LABEL, "whenUnsatisfiable": "ScheduleAnyway",
+                      "labelSelector": {"matchLabels": pod_labels}, "matchLabelKeys": ["pod-template-hash"]}
+        return self.set_value("zoneSpread", True) or self._note_overwritten(
+            self.patch({"spec": {"template": {"spec": {"topologySpreadConstraints": [constraint]}}}}))
 
     def fix_when_unsatisfiable(self, policy: str, constraint_index: int) -> str:
         return self.set_value("whenUnsatisfiable", policy) or self._note_overwritten(self.patch(
@@ -100,6 +112,17 @@ class Installation:
         return self._note_overwritten(self.patch(
             [{"op": "add", "path": f"/spec/template/spec/containers/{container_index}/livenessProbe", "value": probe}],
             kind="json"))
+
+
+def patch_webhooks(kind: str, configuration: dict, operations: list[dict]) -> str:
+    """A paste-able JSON patch of a webhook configuration that lasts. Upstream's manager
+    rewrites its configurations from a copy it keeps in their ``template`` annotation (a
+    change is undone within a second) unless the same patch removes that annotation: it then
+    keeps the configuration as it finds it as its new copy."""
+    if "template" in ((configuration.get("metadata") or {}).get("annotations") or {}):
+        operations = [{"op": "remove", "path": "/metadata/annotations/template"}, *operations]
+    body = shlex.quote(json.dumps(operations, separators=(",", ":")))
+    return f"kubectl patch {kind} {configuration['metadata']['name']} --type json -p {body}"
 
 
 def manager_container(deployment: dict | None) -> tuple[int, dict] | None:

@@ -177,6 +177,21 @@ def probe_endpoints(inv: Inventory, report: dict, port: int, timeout: float = 2.
     return findings
 
 
+# Checks whose errors are risks of the configuration (which namespaces the pod webhooks
+# reach), not reasons the apiserver cannot call the webhook.
+CONFIGURATION_CHECKS = ("pod-webhook/",)
+
+
+def servable_verdict(findings: list[Finding]) -> str:
+    """"NOT servable" only when an error stops the apiserver calling the webhook; an error in
+    what the webhooks cover leaves it servable, and says so."""
+    errors = [f for f in findings if f.level == "error"]
+    configuration = [f for f in errors if f.check.startswith(CONFIGURATION_CHECKS)]
+    if len(configuration) < len(errors):
+        return "NOT servable"
+    return f"servable, with {len(configuration)} configuration error(s)" if configuration else "servable"
+
+
 # Each check's id and the reads its verdict rests on: when one was refused the verdict is unknown.
 NEEDS = {"service": ("service", "endpoint_slices"), "cabundle": ("mutating", "validating", "secret"),
          "serving-cert": ("secret",), "pod-webhook": ("mutating", "validating"), "endpoint": ("secret", "endpoint_slices")}

@@ -85,3 +85,36 @@ def test_kubectl_patches_are_pasteable_json(kind):
 def test_named_probe_port_resolves_to_the_container_port():
     obj = deployment(None, HELM, probe_port="health")
     assert detect(obj, "kruise-system", "kruise-controller-manager").health_port == 8001
+
+
+def test_a_webhook_patch_drops_the_managers_copy_only_where_there_is_one():
+    from kruisectl.installation import patch_webhooks
+
+    change = [{"op": "add", "path": "/webhooks/0/timeoutSeconds", "value": 10}]
+    kept = {"metadata": {"name": "kruise-mutating-webhook-configuration", "annotations": {"template": "[]"}}}
+    argv = shlex.split(patch_webhooks("mutatingwebhookconfiguration", kept, change))
+    assert argv[:3] == ["kubectl", "patch", "mutatingwebhookconfiguration"]
+    assert json.loads(argv[-1]) == [{"op": "remove", "path": "/metadata/annotations/template"}, *change]
+    plain = {"metadata": {"name": "kruise-mutating-webhook-configuration"}}
+    assert json.loads(shlex.split(patch_webhooks("mutatingwebhookconfiguration", plain, change))[-1]) == change
+
+
+def test_timeout_fix_for_manifests_patches_each_configuration_with_long_webhooks():
+    mutating = {"metadata": {"name": "m", "annotations": {"template": "[]"}}}
+    validating = {"metadata": {"name": "v"}}
+    fix = installed(MANIFESTS).fix_webhook_timeout(10, [("mutatingwebhookconfiguration", mutating, [0, 2]),
+                                                        ("validatingwebhookconfiguration", validating, [])])
+    (command,) = fix.split("; ")
+    assert json.loads(shlex.split(command)[-1])[1:] == [
+        {"op": "add", "path": f"/webhooks/{i}/timeoutSeconds", "value": 10} for i in (0, 2)]
+
+
+@pytest.mark.parametrize("kind, starts", [
+    (KRUISECTL_CHART, "kruisectl upgrade -n kruise-system --release kruise --set manager.topologySpread.enabled=true"),
+    (UPSTREAM_CHART, "kubectl -n kruise-system patch deployment kruise-controller-manager -p "),
+    (MANIFESTS, "kubectl -n kruise-system patch deployment kruise-controller-manager -p "),
+])
+def test_zone_spread_fix(kind, starts):
+    fix = installed(kind).fix_zone_spread({"control-plane": "controller-manager"})
+    assert fix.startswith(starts)
+    assert ("next helm upgrade undoes it" in fix) == (kind == UPSTREAM_CHART)

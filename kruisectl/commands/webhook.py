@@ -16,6 +16,7 @@ from . import explicit, name_options
 from ..output import dump, output_option
 from ..params import DURATION, POSITIVE_DURATION
 from ..probe import run as run_probe
+from ..webhookcheck import servable_verdict
 from ..webhookcheck import check, explain
 
 EPILOG = """\b
@@ -96,7 +97,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     else:
         click.echo(findings_table(findings))
         counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "info", "ok")}
-        verdict = "NOT servable" if failing(findings, "error") else "servable"
+        verdict = servable_verdict(findings)
         click.echo(f"\nwebhook of {names.namespace}: {verdict} ({counts['error']} error, {counts['warning']} warning, "
                    f"{counts['info']} info, {counts['ok']} ok)")
     if missing:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,49 @@ def test_a_holder_named_by_its_node_is_placed_on_that_node():
     pod = next(p for p in data["pods"] if p["metadata"]["name"] == leader["pod"])
     assert (leader["holderFoundBy"], leader["node"]) == ("node", pod["spec"]["nodeName"])
     assert leader["zone"] in ("zone-a", "zone-b", "zone-c")
+
+
+def kustomize_selector(d):
+    """Upstream's kustomize install (config/default): its pod webhooks skip namespaces that
+    carry a control-plane label at all; kruise-system does, kube-system does not."""
+    for webhook in d["mutating"]["webhooks"]:
+        webhook["namespaceSelector"] = {"matchExpressions": [{"key": "control-plane", "operator": "DoesNotExist"}]}
+    d["namespaces"] = {"kube-system": namespace("kube-system"),
+                       "kruise-system": namespace("kruise-system", **{"control-plane": "controller-manager"})}
+
+
+def opt_in_selector(d):
+    for webhook in d["mutating"]["webhooks"]:
+        webhook["namespaceSelector"] = {"matchLabels": {"kruise.io/inject": "true"}}
+    d["namespaces"] = {"kube-system": namespace("kube-system", **{"kruise.io/inject": "true"}),
+                       "kruise-system": namespace("kruise-system")}
+
+
+def name_selector_only(d):
+    for webhook in d["mutating"]["webhooks"]:
+        webhook["namespaceSelector"] = {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kruise-system"]}]}
+    d["mutating"]["metadata"].setdefault("annotations", {})["template"] = "[]"  # upstream's manager keeps its copy
+    d["deployment"]["metadata"]["annotations"] = {}  # applied as manifests: no helm release
+
+
+@pytest.mark.parametrize("mutate, fix", [
+    (kustomize_selector, "kubectl label namespace kube-system control-plane=kube-system"),
+    (opt_in_selector, "kubectl label namespace kube-system kruise.io/inject-"),
+])
+def test_the_exclusion_fix_is_the_label_the_selector_excludes_by(mutate, fix):
+    data = recorded()
+    mutate(data)
+    assert {f.check: f.remediation for f in diagnose(Inventory.from_dict(data), as_of(data))}["namespace-exclusion"] == fix
+
+
+def test_without_such_a_label_the_exclusion_fix_patches_the_selector_and_drops_the_managers_copy():
+    data = recorded()
+    name_selector_only(data)
+    fix = {f.check: f.remediation for f in diagnose(Inventory.from_dict(data), as_of(data))}["namespace-exclusion"]
+    argv = shlex.split(fix)
+    assert argv[:3] == ["kubectl", "patch", "mutatingwebhookconfiguration"] and argv[4:6] == ["--type", "json"]
+    assert json.loads(argv[-1]) == [
+        {"op": "remove", "path": "/metadata/annotations/template"},
+        {"op": "add", "path": "/webhooks/0/namespaceSelector/matchExpressions/-",
+         "value": {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}}]
