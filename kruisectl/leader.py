@@ -31,7 +31,7 @@ def holder_identity_host(identity: str | None) -> str | None:
 def resolve_holder(identity: str | None, pods: list[dict] | None) -> tuple[dict | None, str | None]:
     """The manager pod that holds the Lease, and how it was found: ``"pod"`` (the identity
     names the pod), ``"node"`` (host network: controller-runtime's identity is the hostname,
-    i.e. the node's name; the manager pod on that node), or ``(None, None)``."""
+    i.e. the node's name; the host-network manager pod on that node), or ``(None, None)``."""
     host = holder_identity_host(identity)
     if not host:
         return None, None
@@ -39,9 +39,11 @@ def resolve_holder(identity: str | None, pods: list[dict] | None) -> tuple[dict 
     for pod in pods:
         if pod["metadata"]["name"] == host:
             return pod, "pod"
-    on_node = [p for p in pods if (p.get("spec") or {}).get("nodeName") == host
-               and not (p.get("metadata") or {}).get("deletionTimestamp")] or \
-              [p for p in pods if (p.get("spec") or {}).get("nodeName") == host]
+    # Only a host-network pod's hostname is its node's: a pod without host network on that
+    # node (say, after a rollout off host network) is not the holder.
+    host_network = [p for p in pods if (p.get("spec") or {}).get("nodeName") == host
+                    and (p.get("spec") or {}).get("hostNetwork")]
+    on_node = [p for p in host_network if not (p.get("metadata") or {}).get("deletionTimestamp")] or host_network
     if len(on_node) == 1:
         return on_node[0], "node"
     return None, None

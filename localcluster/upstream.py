@@ -204,8 +204,10 @@ def install_upstream(cluster, built: UpstreamBuild | None = None, *, replicas: i
 
 def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
     """Block until the Deployment has ``replicas`` ready, up-to-date pods and the Lease names
-    one of them (by pod name, or by node name with host network) and is fresh; return
-    (leading pod, holder identity)."""
+    one of them (by pod name, or by node name with host network: kruisectl's reading);
+    return (leading pod, holder identity)."""
+    from kruisectl.leader import resolve_holder
+
     session = cluster.session()
     base = cluster.server
     last = "nothing read yet"
@@ -219,14 +221,12 @@ def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
             ready = [p for p in pods.json()["items"] if not p["metadata"].get("deletionTimestamp") and any(
                 c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions") or [])]
             holder = (lease.json().get("spec") or {}).get("holderIdentity", "") if lease.status_code == 200 else ""
-            identity = holder.rsplit("_", 1)[0]
-            leading = [p["metadata"]["name"] for p in ready
-                       if identity in (p["metadata"]["name"], p["spec"].get("nodeName"))]
+            leading, _ = resolve_holder(holder, ready)
             last = (f"{status.get('readyReplicas', 0)}/{replicas} ready, {status.get('updatedReplicas', 0)} updated, "
                     f"lease holder {holder or '(none)'}")
             if (status.get("readyReplicas", 0) == replicas and status.get("updatedReplicas", 0) == replicas
                     and len(ready) == replicas and leading):
-                return leading[0], holder
+                return leading["metadata"]["name"], holder
         time.sleep(0.5)
     raise InstallError(f"upstream kruise-manager not ready in time: {last}; logs: "
                        f"{cluster.workdir / 'hostlet' / 'pods'}/{NAMESPACE}_*/manager/")

@@ -150,6 +150,14 @@ def holder_by_node(d):
     d["lease"]["spec"]["holderIdentity"] = f"{leader['spec']['nodeName']}_0e4c7a1e-2b2f-4a57-9d54-0d2c2d0a6f0b"
 
 
+def holder_by_node_of_a_gone_host_network_pod(d):
+    """A rollout off host network: the Lease still names the node of the old leader (gone),
+    while a new pod without host network runs on that node (its identity would be its name)."""
+    holder_by_node(d)
+    for pod in d["pods"]:
+        pod["spec"]["hostNetwork"] = False
+
+
 def holder_gone(d):
     d["lease"]["spec"]["holderIdentity"] = "kruise-controller-manager-6448c665b9-zzzzz_0e4c7a1e"
 
@@ -178,6 +186,7 @@ def ca_bundle_reset(d):
     (upstream_timeout, "webhook-timeout", "warning", "waits up to 30s"),
     (holder_by_node, "leader", "ok", "host network names the holder by its node"),
     (holder_gone, "leader", "warning", "holder kruise-controller-manager-6448c665b9-zzzzz not found"),
+    (holder_by_node_of_a_gone_host_network_pod, "leader", "warning", "not found"),
     (ca_bundle_reset, "certificate", "error", "will not trust the webhook"),
 ])
 def test_each_broken_part_is_the_finding_that_names_it(mutate, check, level, words):
