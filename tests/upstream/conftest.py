@@ -26,7 +26,8 @@ ZONES = ("zone-a", "zone-b", "zone-c")
 
 @dataclass
 class Upstream:
-    """A running upstream install and how to reach it."""
+    """A running upstream install and how to reach it (``install`` says how it came up; read
+    the leader and pods live: drills and rollouts change them)."""
 
     cluster: LocalCluster
     hostlet: Hostlet

@@ -19,8 +19,9 @@ def test_upstream_manager_runs_ready_with_one_leader(upstream_install):
     assert len(pods) == install.replicas == 2
     assert len({p.spec.node_name for p in pods}) == 2
     assert all(p.spec.containers[0].image == upstream.IMAGE for p in pods)
-    leader = next(p for p in pods if p.metadata.name == install.leader)
-    assert install.holder.startswith(f"{leader.metadata.name}_")  # controller-runtime: <hostname>_<uuid>
+    holder = upstream_install.kubectl("-n", install.namespace, "get", "lease", "kruise-manager",
+                                      "-o", "jsonpath={.spec.holderIdentity}").stdout
+    assert holder.rsplit("_", 1)[0] in {p.metadata.name for p in pods}  # controller-runtime: <hostname>_<uuid>
     for pod in pods:
         process = upstream_install.hostlet.process_of(install.namespace, pod.metadata.name)
         assert process.poll() is None and process.args[-1].endswith("--feature-gates=AllAlpha=true,AllBeta=true,EnableExternalCerts=false")
