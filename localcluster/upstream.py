@@ -206,27 +206,32 @@ def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
     """Block until the Deployment has ``replicas`` ready, up-to-date pods and the Lease names
     one of them (by pod name, or by node name with host network: kruisectl's reading);
     return (leading pod, holder identity)."""
+    from kubekit.api import ApiError
     from kruisectl.leader import resolve_holder
+    from kruisectl.status import pod_ready
 
-    session = cluster.session()
-    base = cluster.server
+    client = cluster.client()
     last = "nothing read yet"
     while time.monotonic() < deadline:
-        deployment = session.get(f"{base}/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{DEPLOYMENT}", timeout=5)
-        pods = session.get(f"{base}/api/v1/namespaces/{NAMESPACE}/pods",
-                           params={"labelSelector": "control-plane=controller-manager"}, timeout=5)
-        lease = session.get(f"{base}/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}", timeout=5)
-        if deployment.status_code == 200 and pods.status_code == 200:
-            status = deployment.json().get("status") or {}
-            ready = [p for p in pods.json()["items"] if not p["metadata"].get("deletionTimestamp") and any(
-                c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions") or [])]
-            holder = (lease.json().get("spec") or {}).get("holderIdentity", "") if lease.status_code == 200 else ""
-            leading, _ = resolve_holder(holder, ready)
-            last = (f"{status.get('readyReplicas', 0)}/{replicas} ready, {status.get('updatedReplicas', 0)} updated, "
-                    f"lease holder {holder or '(none)'}")
-            if (status.get("readyReplicas", 0) == replicas and status.get("updatedReplicas", 0) == replicas
-                    and len(ready) == replicas and leading):
-                return leading["metadata"]["name"], holder
+        try:
+            status = client.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{DEPLOYMENT}").get("status") or {}
+            pods = client.get(f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector="control-plane=controller-manager")
+        except ApiError as err:
+            last = str(err)
+            time.sleep(0.5)
+            continue
+        try:
+            holder = (client.get(f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}")
+                      .get("spec") or {}).get("holderIdentity", "")
+        except ApiError:
+            holder = ""
+        ready = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp") and pod_ready(p)]
+        leading, _ = resolve_holder(holder, ready)
+        last = (f"{status.get('readyReplicas', 0)}/{replicas} ready, {status.get('updatedReplicas', 0)} updated, "
+                f"lease holder {holder or '(none)'}")
+        if (status.get("readyReplicas", 0) == replicas and status.get("updatedReplicas", 0) == replicas
+                and len(ready) == replicas and leading):
+            return leading["metadata"]["name"], holder
         time.sleep(0.5)
     raise InstallError(f"upstream kruise-manager not ready in time: {last}; logs: "
                        f"{cluster.workdir / 'hostlet' / 'pods'}/{NAMESPACE}_*/manager/")
