@@ -3,7 +3,8 @@
 Handlers take the review's ``request`` (a dict, as the API sends it) and return one of
 :func:`allowed`, :func:`denied`, :func:`patched` or :func:`errored`; :func:`review_body`
 completes the answer with the request's uid and encodes a patch as the API expects
-(base64 of a JSON Patch), so no handler deals with the wire format.
+(base64 of a JSON Patch), so no handler deals with the wire format. Reviews are decoded and
+answers encoded with orjson: the stdlib's json cost a tenth of an admission's CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import base64
 import json
 from typing import Callable
+
+import orjson
 
 Handler = Callable[[dict], dict]  # AdmissionRequest -> AdmissionResponse (without uid)
 
@@ -22,8 +25,8 @@ class BadReview(ValueError):
 def parse_review(body: bytes) -> dict:
     """The review's ``request``; BadReview when the body is not a v1 AdmissionReview with a uid."""
     try:
-        review = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        review = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
         raise BadReview(f"body is not JSON: {err}") from None
     if not isinstance(review, dict):
         raise BadReview("body is not a JSON object")
@@ -64,11 +67,17 @@ def result_of(response: dict) -> str:
     return "allowed" if response.get("allowed") else "denied"
 
 
+def encode_patch(response: dict) -> dict:
+    """The answer with its patch in wire form (base64 of the JSON Patch, ``patchType``); an
+    answer without a list patch is returned as it is. Done once for an answer reused many
+    times."""
+    if not isinstance(response.get("patch"), list):
+        return response
+    return {**response, "patchType": "JSONPatch",
+            "patch": base64.b64encode(json.dumps(response["patch"]).encode()).decode()}
+
+
 def review_body(request: dict, response: dict) -> bytes:
     """The AdmissionReview to send back: the request's uid added, a patch encoded."""
-    completed = {"uid": request["uid"], **response}
-    if isinstance(completed.get("patch"), list):
-        completed["patchType"] = "JSONPatch"
-        completed["patch"] = base64.b64encode(json.dumps(completed["patch"]).encode()).decode()
-    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                       "response": completed}).encode()
+    return orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                         "response": {"uid": request["uid"], **encode_patch(response)}})

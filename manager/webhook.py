@@ -7,8 +7,11 @@ raises yields a denied response with the reason. Connections are capped
 (``max_connections``): past the cap new ones wait in the listen backlog, which the
 readiness self-check notices.
 
-Review parsing and the answers live in ``admission``; the certificate reload in
-``certwatcher``.
+One thread per connection, as Go's one goroutine per connection: a slow handler holds only
+its own connection. HTTP/1.1 is read here directly (request line, a few headers, a body of
+Content-Length bytes): ``http.server``'s header parsing through ``email`` cost more than the
+rest of an admission. Review parsing and the answers live in ``admission``; the certificate
+reload in ``certwatcher``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import socket
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 from . import metrics
 from .admission import BadReview, Handler, errored, parse_review, result_of, review_body
@@ -28,123 +30,50 @@ from .certwatcher import CertWatcher
 
 log = logging.getLogger("manager.webhook")
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "kruise-manager"
-    sys_version = ""
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required", 413: "Content Too Large",
+            414: "URI Too Long", 415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
+            501: "Not Implemented", 505: "HTTP Version Not Supported"}
+_MAX_LINE = 65536  # the request line and the header block, as http.server limits them
+_MAX_HEADERS = 100
+_TEXT = "text/plain; charset=utf-8"
+_CLOSE = "Connection: close\r\n"
 
-    def log_message(self, *args) -> None:  # requests are counted in metrics, not logged
-        pass
 
-    connection_state: "_Connection"
-
-    def handle_one_request(self) -> None:
-        """One request: wait for it up to the idle timeout, then read and answer it within the
-        I/O timeout (so keep-alive outlives the client's idle timeout, a stalled request not)."""
-        server: WebhookServer = self.server  # type: ignore[assignment]
-        state = self.connection_state
-        self.connection.settimeout(server.idle_timeout)
-        try:
-            line = self.rfile.readline(65537)
-        finally:
-            state.busy = True  # from here on closing this connection would lose a request
-        self.connection.settimeout(server.io_timeout)
-        if not line:
-            self.close_connection = True
-            return
-        if len(line) > 65536:
-            self.requestline, self.request_version, self.command = "", "", ""
-            self.send_error(414)
-            return
-        self.raw_requestline = line
-        if not self.parse_request():
-            return
-        method = getattr(self, "do_" + self.command, None)
-        if method is None:
-            self.send_error(501, f"unsupported method {self.command!r}")
-            return
-        method()
-        self.wfile.flush()
-        state.requests += 1
-        state.busy = False
-
-    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
-        # Status line, headers and body in one write: one TLS record and one syscall per answer.
-        server: WebhookServer = self.server  # type: ignore[assignment]
-        if server.should_close(self.connection_state):
-            self.close_connection = True  # the client reconnects, to whichever endpoint is ready
-        reason = self.responses.get(code, ("",))[0]
-        head = f"HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-        if self.close_connection:
-            head += "Connection: close\r\n"
-        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
-
-    def _error(self, code: int, message: str, path: str) -> None:
-        metrics.WEBHOOK_REQUESTS.labels(path, "bad_request").inc()
-        self.close_connection = code in (411, 413) or self.close_connection
-        self._send(code, (message + "\n").encode(), "text/plain; charset=utf-8")
-
-    def do_GET(self) -> None:
-        if self.path.split("?")[0] == "/healthz":
-            self._send(200, b"ok", "text/plain; charset=utf-8")
-        else:
-            self._send(404, b"not found\n", "text/plain; charset=utf-8")
-
-    def do_POST(self) -> None:
-        server: WebhookServer = self.server  # type: ignore[assignment]
-        path = self.path.split("?")[0]
-        handler = server.handlers.get(path)
-        if handler is None:
-            return self._error(404, f"no webhook at {path}", "other")
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            return self._error(411, "Content-Length required", path)
-        if int(length) > server.max_body:
-            return self._error(413, f"body over {server.max_body} bytes", path)
-        if "json" not in (self.headers.get("Content-Type") or ""):
-            self.rfile.read(int(length))
-            return self._error(415, "Content-Type must be application/json", path)
-        started = time.perf_counter()
-        body = self.rfile.read(int(length))
-        if len(body) < int(length):
-            self.close_connection = True
-            return
-        try:
-            request = parse_review(body)
-        except BadReview as err:
-            return self._error(400, str(err), path)
-        try:
-            response = handler(request)
-        except Exception as err:  # a handler bug denies this one request, nothing more
-            log.exception("handler for %s failed", path)
-            response = errored(500, f"internal error in {path}: {err.__class__.__name__}: {err}")
-        result = result_of(response)
-        self._send(200, review_body(request, response))
-        metrics.WEBHOOK_REQUESTS.labels(path, result).inc()
-        metrics.WEBHOOK_LATENCY.labels(path, result).observe(time.perf_counter() - started)
+class _Closed(Exception):
+    """The client went away or stalled past the I/O timeout: close without an answer."""
 
 
 class _Connection:
     """What the server knows of one connection: its socket, age, answers, and whether a request
     is being read or answered (busy) or it waits for the next one (idle)."""
 
-    __slots__ = ("socket", "opened", "requests", "busy")
+    __slots__ = ("socket", "opened", "requests", "busy", "buffer")
 
     def __init__(self, sock: socket.socket):
         self.socket = sock
         self.opened = time.monotonic()
         self.requests = 0
         self.busy = False
+        self.buffer = b""  # bytes read past the current request (a pipelined next one)
 
     def pending_input(self) -> bool:
         """Bytes of a next request already here (closing now would lose that request)."""
         sock = self.socket
+        if self.buffer:
+            return True
         try:
             if isinstance(sock, ssl.SSLSocket) and sock.pending():
                 return True
             return bool(select.select([sock], [], [], 0)[0])
         except (OSError, ValueError):
             return False
+
+
+class _Request:
+    __slots__ = ("method", "path", "headers", "keep_alive")
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], keep_alive: bool):
+        self.method, self.path, self.headers, self.keep_alive = method, path, headers, keep_alive
 
 
 class WebhookServer:
@@ -172,6 +101,7 @@ class WebhookServer:
         self._slots = threading.BoundedSemaphore(max_connections)
         self._connections: dict[threading.Thread, _Connection] = {}
         self._connections_lock = threading.Lock()
+        self._metrics: dict[tuple[str, str], tuple] = {}
         self.draining = threading.Event()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
@@ -217,9 +147,9 @@ class WebhookServer:
                     break
                 continue
             metrics.WEBHOOK_CONNECTIONS.inc()
-            threading.Thread(target=self._serve_connection, args=(conn, address), daemon=True).start()
+            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
 
-    def _serve_connection(self, conn: socket.socket, address) -> None:
+    def _serve_connection(self, conn: socket.socket) -> None:
         me = threading.current_thread()
         try:
             context = self.tls.context()
@@ -237,10 +167,10 @@ class WebhookServer:
             state = _Connection(tls)
             with self._connections_lock:
                 self._connections[me] = state
-            handler = type("Handler", (_RequestHandler,), {"connection_state": state})
             try:
-                handler(tls, address, self)  # serves every request of the connection
-            except (OSError, ssl.SSLError, ValueError):
+                while self._serve_one(state):
+                    pass
+            except (_Closed, OSError, ssl.SSLError, ValueError):
                 pass
             finally:
                 try:
@@ -252,6 +182,172 @@ class WebhookServer:
                 self._connections.pop(me, None)
             self._slots.release()
 
+    # ---- one request -----------------------------------------------------------------
+    def _serve_one(self, state: _Connection) -> bool:
+        """Read and answer one request; False when the connection is to be closed. The wait
+        for a request is bounded by the idle timeout; once its first byte is here, the whole
+        request must arrive within the I/O timeout (keep-alive outlives the client's idle
+        timeout, a stalled request does not)."""
+        sock = state.socket
+        data = state.buffer
+        state.buffer = b""
+        if not data:
+            sock.settimeout(self.idle_timeout)
+            try:
+                data = sock.recv(65536)
+            finally:
+                state.busy = True  # from here on closing this connection would lose a request
+            if not data:
+                return False
+        state.busy = True
+        deadline = time.monotonic() + self.io_timeout
+        end = data.find(b"\r\n\r\n")
+        while end < 0:
+            if len(data) > _MAX_LINE:
+                line_too_long = data.find(b"\r\n", 0, _MAX_LINE + 1) < 0
+                self._text(state, 414 if line_too_long else 431, "request head too large\n", close=True)
+                return False
+            data += self._recv(sock, deadline)
+            end = data.find(b"\r\n\r\n")
+        request = self._parse_head(state, data[:end])
+        if request is None:
+            return False
+        rest = data[end + 4:]
+        if request.method == "POST":
+            keep = self._post(state, request, rest, deadline)
+        else:
+            keep = self._other(state, request, rest, deadline)
+        state.requests += 1
+        state.busy = False
+        return keep
+
+    def _recv(self, sock, deadline: float) -> bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Closed()
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            raise _Closed() from None
+        if not chunk:
+            raise _Closed()
+        return chunk
+
+    def _parse_head(self, state: _Connection, head: bytes) -> _Request | None:
+        lines = head.split(b"\r\n")
+        if len(lines[0]) > _MAX_LINE:
+            self._text(state, 414, "request line too long\n", close=True)
+            return None
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+            self._text(state, 400, "bad request line\n", close=True)
+            return None
+        version = parts[2]
+        if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+            self._text(state, 505, "HTTP/1.1 only\n", close=True)
+            return None
+        if len(lines) > _MAX_HEADERS + 1:
+            self._text(state, 431, "too many headers\n", close=True)
+            return None
+        headers = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip():
+                self._text(state, 400, "bad header line\n", close=True)
+                return None
+            headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+        connection = headers.get("connection", "").lower()
+        keep_alive = "close" not in connection if version == b"HTTP/1.1" else "keep-alive" in connection
+        return _Request(parts[0].decode("latin-1"), parts[1].decode("latin-1").split("?", 1)[0], headers, keep_alive)
+
+    def _body(self, sock, request: _Request, rest: bytes, deadline: float) -> tuple[bytes, bytes] | None:
+        """(body, bytes past it) by Content-Length; None when there is no usable length."""
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit() or "transfer-encoding" in request.headers:
+            return None
+        need = int(length)
+        while len(rest) < need:
+            rest += self._recv(sock, deadline)
+        return rest[:need], rest[need:]
+
+    def _other(self, state: _Connection, request: _Request, rest: bytes, deadline: float) -> bool:
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > self.max_body or "transfer-encoding" in request.headers:
+            request.keep_alive = False  # a body we will not read: nothing after it can be framed
+        elif int(length):
+            rest = self._body(state.socket, request, rest, deadline)[1]
+        state.buffer = rest
+        if request.method != "GET":
+            return self._text(state, 501, f"unsupported method {request.method!r}\n", request=request)
+        if request.path == "/healthz":
+            return self._text(state, 200, "ok", request=request)
+        return self._text(state, 404, "not found\n", request=request)
+
+    def _post(self, state: _Connection, request: _Request, rest: bytes, deadline: float) -> bool:
+        path = request.path
+        handler = self.handlers.get(path)
+        length = request.headers.get("content-length")
+        framed = length is not None and length.isdigit() and "transfer-encoding" not in request.headers
+        started = time.perf_counter()
+        if framed and int(length) <= self.max_body:
+            body, state.buffer = self._body(state.socket, request, rest, deadline)
+        else:
+            body, request.keep_alive = b"", False  # a body we will not read: nothing after it can be framed
+        if handler is None:
+            return self._error(state, request, 404, f"no webhook at {path}", "other")
+        if not framed:
+            return self._error(state, request, 411, "Content-Length required", path)
+        if int(length) > self.max_body:
+            return self._error(state, request, 413, f"body over {self.max_body} bytes", path)
+        if "json" not in request.headers.get("content-type", ""):
+            return self._error(state, request, 415, "Content-Type must be application/json", path)
+        try:
+            review = parse_review(body)
+        except BadReview as err:
+            return self._error(state, request, 400, str(err), path)
+        try:
+            response = handler(review)
+        except Exception as err:  # a handler bug denies this one request, nothing more
+            log.exception("handler for %s failed", path)
+            response = errored(500, f"internal error in {path}: {err.__class__.__name__}: {err}")
+        result = result_of(response)
+        keep = self._send(state, 200, review_body(review, response), "application/json", request.keep_alive)
+        counter, histogram = self._metric(path, result)
+        counter.inc()
+        histogram.observe(time.perf_counter() - started)
+        return keep
+
+    # ---- answers -----------------------------------------------------------------------
+    def _metric(self, path: str, result: str) -> tuple:
+        """The request counter and latency histogram of (path, result), looked up once."""
+        found = self._metrics.get((path, result))
+        if found is None:
+            found = self._metrics[(path, result)] = (metrics.WEBHOOK_REQUESTS.labels(path, result),
+                                                     metrics.WEBHOOK_LATENCY.labels(path, result))
+        return found
+
+    def _error(self, state: _Connection, request: _Request, code: int, message: str, path: str) -> bool:
+        self._metric(path, "bad_request")[0].inc()
+        return self._send(state, code, (message + "\n").encode(), _TEXT, request.keep_alive)
+
+    def _text(self, state: _Connection, code: int, text: str, request: _Request | None = None,
+              close: bool = False) -> bool:
+        keep = request is not None and request.keep_alive and not close
+        return self._send(state, code, text.encode(), _TEXT, keep)
+
+    def _send(self, state: _Connection, code: int, body: bytes, content_type: str, keep_alive: bool) -> bool:
+        """Status line, headers and body in one write: one TLS record and one syscall per
+        answer. Returns whether the connection stays open."""
+        if keep_alive and self.should_close(state):
+            keep_alive = False  # the client reconnects, to whichever endpoint is ready
+        head = (f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n{'' if keep_alive else _CLOSE}\r\n")
+        state.socket.settimeout(self.io_timeout)
+        state.socket.sendall(head.encode("latin-1") + body)
+        return keep_alive
+
+    # ---- stopping ----------------------------------------------------------------------
     def _close_listener(self) -> None:
         self._stop.set()
         if self._listener is not None:
@@ -272,7 +368,7 @@ class WebhookServer:
             if state.busy or state.pending_input():
                 continue
             try:
-                state.socket.shutdown(socket.SHUT_RDWR)  # wakes the thread waiting in readline
+                state.socket.shutdown(socket.SHUT_RDWR)  # wakes the thread waiting in recv
                 closed += 1
             except OSError:
                 pass
