@@ -2,16 +2,21 @@
 object stored as upstream's webhook stores it) and SidecarSet validation.
 
 They read the watched caches of SidecarSets and namespaces (never the API on the request
-path), so an admission costs no extra round trip.
+path), so an admission costs no extra round trip; pod answers are reused across pods that
+differ only in identity (``memo``), so a ReplicaSet's pods cost one injection, not one each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+
+import orjson
 
 from . import gojson, quantity, sidecarset
 from .admission import allowed, denied, errored, patched
 from .informer import Informer
+from .memo import Memo, State
 
 log = logging.getLogger("manager.handlers")
 
@@ -34,11 +39,33 @@ def slim_sidecarset(obj: dict) -> dict:
             "spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
 
 
+def without_status(obj: dict) -> dict:
+    """A cached SidecarSet without what changes as its pods come and go (status, resourceVersion)."""
+    meta = obj.get("metadata") or {}
+    return {**{k: v for k, v in obj.items() if k != "status"},
+            "metadata": {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}}
+
+
 class SidecarSetAdmission:
     def __init__(self, sidecarsets: Informer, namespaces: Informer, own_namespace: str):
         self.sidecarsets = sidecarsets
         self.namespaces = namespaces
         self.skipped = set(SKIPPED_NAMESPACES) | {own_namespace}
+        self._memo = Memo(self._mutate_pod)
+        self._state: tuple[tuple[int, int], State] | None = None
+
+    def _current_state(self) -> State:
+        """The SidecarSets the pod rules read, with a token that moves only when their
+        specs or metadata (or any namespace) change: status writes keep reused answers."""
+        versions = (self.sidecarsets.version, self.namespaces.version)
+        if self._state is not None and self._state[0] == versions:
+            return self._state[1]
+        items = self.sidecarsets.snapshot()
+        stripped = sorted((without_status(s) for s in items), key=lambda s: s["metadata"].get("name") or "")
+        token = (hashlib.blake2b(orjson.dumps(stripped, option=orjson.OPT_SORT_KEYS)).digest(), versions[1])
+        state = State(token, items, stripped)
+        self._state = (versions, state)
+        return state
 
     def _namespace_labels(self, name: str) -> dict:
         found = self.namespaces.get(f"/{name}")
@@ -46,6 +73,9 @@ class SidecarSetAdmission:
 
     def mutate_pod(self, request: dict) -> dict:
         """Inject every matching, unpaused SidecarSet into a pod being created."""
+        return self._memo.answer(request, self._current_state())
+
+    def _mutate_pod(self, request: dict, sidecarsets: list[dict]) -> dict:
         if request.get("operation") != "CREATE" or (request.get("kind") or {}).get("kind") != "Pod":
             return allowed()
         pod = request.get("object")
@@ -58,7 +88,7 @@ class SidecarSetAdmission:
             pod = {**pod, "metadata": {**(pod.get("metadata") or {}), "namespace": namespace or "default"}}
         labels = pod.get("metadata", {}).get("labels") or {}
         ns_labels = self._namespace_labels(namespace)
-        matching = [s for s in self.sidecarsets.snapshot()
+        matching = [s for s in sidecarsets
                     if not ((s.get("spec") or {}).get("injectionStrategy") or {}).get("paused")
                     and sidecarset.selects(s, namespace, labels, ns_labels)]
         if not matching:

@@ -26,6 +26,7 @@ class Informer:
         self.on_change = on_change
         self.name = name or path
         self.items: dict[str, dict] = {}
+        self.version = 0  # counts changes to ``items``: what was derived from them is stale when it moved
         self.synced = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -66,6 +67,7 @@ class Informer:
             fresh[self.key(slim)] = slim
         with self._lock:
             old, self.items = self.items, fresh
+            self.version += 1
         for key in old.keys() - fresh.keys():
             self._notify("DELETED", old[key], None)
         for key, obj in fresh.items():
@@ -95,6 +97,7 @@ class Informer:
                             self.items.pop(key, None)
                         else:
                             self.items[key] = slim
+                        self.version += 1
                     self._notify(event["type"], old, None if event["type"] == "DELETED" else slim)
                 backoff = 0.5
             except ApiError as err:
