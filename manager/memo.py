@@ -1,20 +1,28 @@
 """Admission answers reused for requests that differ only in per-object identity.
 
-The pods of one ReplicaSet reach the pod webhook as one request but for their uid, name and
-managedFields, so one answer (one patch) serves them all: it is computed once, not per pod.
-Reuse must never change an answer, whatever rules the handler implements now or later:
+The pods of one ReplicaSet reach the pod webhook as one request but for their uid, name,
+managedFields and the name of their ServiceAccount token volume (``kube-api-access-<random>``),
+so one answer, with those names put back in, serves them all: it is computed once per second,
+not once per pod. Reuse must never change an answer, whatever rules the handler implements
+now or later, so:
 
-- the key is the whole request without those volatile fields, a token of the state the rules
-  read (the watched caches), and the wall-clock second (injection stamps the time);
-- the first time a request shape is met in a state, the answer is computed twice: once as
-  asked, once with other values in the volatile fields and the state's volatile parts (a
-  SidecarSet's status and resourceVersion) removed. Only when both answers agree is that
-  shape reused; rules that read a pod's name or a SidecarSet's status are always computed.
+- the key is the whole request as JSON, with the uid, managedFields and timestamps left out
+  and each identity name (exact JSON string) replaced by a placeholder; plus a token of the
+  state the rules read (the watched caches) and the wall-clock second (injection stamps the
+  time);
+- the answer is kept as a template: the same names replaced by the same placeholders;
+- the first time a key is met, the answer is computed a second time for a probe: the request
+  with other names, no managedFields, and the state without its volatile parts (a
+  SidecarSet's status). Only when the probe's template equals the answer's is the key reused;
+  rules that read a pod's name or a SidecarSet's status are computed every time.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -22,14 +30,15 @@ from typing import Any, Callable
 
 import orjson
 
-from .admission import encode_patch
-
 log = logging.getLogger("manager.memo")
 
-VOLATILE_REQUEST = ("uid", "name")
-VOLATILE_METADATA = ("name", "uid", "creationTimestamp", "managedFields", "resourceVersion")
-_PROBE = "kruise-memo-probe"
-_PROBE_VALUES = {"creationTimestamp": "1970-01-01T00:00:00Z", "managedFields": []}
+DROPPED_REQUEST = ("uid",)
+DROPPED_METADATA = ("uid", "creationTimestamp", "managedFields", "resourceVersion")
+TOKEN_VOLUME_PREFIX = "kube-api-access-"  # the ServiceAccount admission plugin's volume, random per pod
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # JSON strings with nothing to escape
+_MARK = b"\\u0000"  # how orjson writes NUL; no placeholder-like text may be in a request
+_PROBE_PREFIX = "kruise-memo-probe-"
+_UNVERIFIED_FOR = 30.0  # seconds a failed probe keeps a key from being reused
 
 
 @dataclass(frozen=True)
@@ -41,30 +50,95 @@ class State:
     probe: Any
 
 
-def shape_of(request: dict) -> bytes | None:
-    """The request without its volatile fields (and which of them it had), as bytes; None when
-    it has no object to key on."""
+def _placeholder(i: int) -> bytes:
+    return b'"' + _MARK + b"memo" + str(i).encode() + b'"'
+
+
+def names_of(request: dict) -> list[str]:
+    """The identity names in a request: the object's name and its token volumes' names."""
+    found = []
+    obj = request.get("object") or {}
+    for name in (request.get("name"), (obj.get("metadata") or {}).get("name")):
+        if isinstance(name, str) and name not in found and _NAME.match(name):
+            found.append(name)
+    for volume in (obj.get("spec") or {}).get("volumes") or ():
+        name = volume.get("name") if isinstance(volume, dict) else None
+        if isinstance(name, str) and name.startswith(TOKEN_VOLUME_PREFIX) and name not in found and _NAME.match(name):
+            found.append(name)
+    return found
+
+
+def _template(text: bytes, names: list[str]) -> bytes:
+    for i, name in enumerate(names):
+        text = text.replace(b'"' + name.encode() + b'"', _placeholder(i))
+    return text
+
+
+def _fill(template: bytes, names: list[str]) -> bytes:
+    for i, name in enumerate(names):
+        template = template.replace(_placeholder(i), b'"' + name.encode() + b'"')
+    return template
+
+
+def key_of(request: dict, names: list[str]) -> bytes | None:
+    """The request without its volatile fields, names as placeholders; None when it has no
+    object metadata or already holds placeholder-like text."""
     obj = request.get("object")
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     if not isinstance(meta, dict):
         return None
-    shape = {k: v for k, v in request.items() if k not in VOLATILE_REQUEST}
-    shape["object"] = {**obj, "metadata": {k: v for k, v in meta.items() if k not in VOLATILE_METADATA}}
-    shape[" volatile"] = [k for k in VOLATILE_REQUEST if k in request] + [k for k in VOLATILE_METADATA if k in meta]
+    shape = {k: v for k, v in request.items() if k not in DROPPED_REQUEST}
+    shape["object"] = {**obj, "metadata": {k: v for k, v in meta.items() if k not in DROPPED_METADATA}}
+    shape[" dropped"] = [k for k in DROPPED_METADATA if k in meta]
     try:
-        return orjson.dumps(shape)
+        text = orjson.dumps(shape)
     except TypeError:
         return None
+    if _MARK in text:
+        return None
+    return _template(text, names)
 
 
-def variant_of(request: dict) -> dict:
-    """The request with other values in every volatile field it has."""
-    variant = {**request, **{k: _PROBE for k in VOLATILE_REQUEST if k in request}}
-    obj = request["object"]
-    meta = obj["metadata"]
-    variant["object"] = {**obj, "metadata": {
-        **meta, **{k: _PROBE_VALUES.get(k, _PROBE) for k in VOLATILE_METADATA if k in meta}}}
-    return variant
+def probe_of(request: dict, names: list[str]) -> tuple[dict, list[str]]:
+    """The request with other names, uid and metadata timestamps (and the names used)."""
+    others = [f"{_PROBE_PREFIX}{i}" for i in range(len(names))]
+    probe = orjson.loads(_fill(_template(orjson.dumps(request), names), others))
+    probe["uid"] = _PROBE_PREFIX + "uid"
+    meta = probe["object"]["metadata"]
+    for field, value in (("managedFields", []), ("creationTimestamp", "1970-01-01T00:00:00Z"), ("uid", "x")):
+        if field in meta:
+            meta[field] = value
+    return probe, others
+
+
+class _Template:
+    """An answer with names as placeholders: the patch as the wire's JSON text, the rest as is
+    (or as JSON text when a name is in it)."""
+
+    __slots__ = ("rest", "rest_text", "patch_text")
+
+    def __init__(self, answer: dict, names: list[str]):
+        rest = {k: v for k, v in answer.items() if k != "patch"}
+        patch = answer.get("patch")
+        if patch is not None and not isinstance(patch, list):
+            raise ValueError("the patch is already encoded")
+        patch_text = json.dumps(patch).encode() if patch else None
+        text = orjson.dumps(rest)
+        if _MARK in text or (patch_text and _MARK in patch_text):
+            raise ValueError("the answer holds placeholder-like text")
+        self.patch_text = _template(patch_text, names) if patch_text else None
+        templated = _template(text, names)
+        self.rest, self.rest_text = (rest, None) if templated == text else (None, templated)
+
+    def same(self, other: "_Template") -> bool:
+        return (self.patch_text, self.rest_text, self.rest) == (other.patch_text, other.rest_text, other.rest)
+
+    def fill(self, names: list[str]) -> dict:
+        """The answer for these names, in wire form (patch encoded)."""
+        rest = self.rest if self.rest_text is None else orjson.loads(_fill(self.rest_text, names))
+        if self.patch_text is None:
+            return rest
+        return {**rest, "patchType": "JSONPatch", "patch": base64.b64encode(_fill(self.patch_text, names)).decode()}
 
 
 class Memo:
@@ -74,40 +148,50 @@ class Memo:
     def __init__(self, compute: Callable[[dict, Any], dict], max_entries: int = 1024):
         self.compute = compute
         self.max_entries = max_entries
-        self._answers: dict[tuple, tuple[int, dict]] = {}  # (token, shape) -> (second, answer in wire form)
-        self._reusable: dict[tuple, bool] = {}  # (token, shape) -> the verdict of the probe
+        self._answers: dict[tuple, tuple[int, _Template]] = {}  # (token, key) -> (second, template)
+        self._verdicts: dict[tuple, bool | float] = {}  # (token, key) -> True, or when a probe failed
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def answer(self, request: dict, state: State) -> dict:
-        shape = shape_of(request)
-        if shape is None:
+        names = names_of(request)
+        key = key_of(request, names)
+        if key is None:
             return self.compute(request, state.value)
-        key = (state.token, shape)
+        key = (state.token, key)
         second = int(time.time())
         found = self._answers.get(key)
         if found is not None and found[0] == second:
             self.hits += 1
-            return found[1]
+            return found[1].fill(names)
         self.misses += 1
-        verdict = self._reusable.get(key)
         answer = self.compute(request, state.value)
-        if verdict is False:
+        verdict = self._verdicts.get(key)
+        if verdict is not None and verdict is not True and time.monotonic() - verdict < _UNVERIFIED_FOR:
             return answer
-        if verdict is None:
-            probe = self.compute(variant_of(request), state.probe)
+        try:
+            template = _Template(answer, names)
+        except (TypeError, ValueError):
+            return answer
+        if verdict is not True:
+            probe, others = probe_of(request, names)
+            try:
+                agrees = _Template(self.compute(probe, state.probe), others).same(template)
+            except Exception:  # noqa: BLE001 - rules that fail on other names are rules that read them
+                agrees = False
             if int(time.time()) != second:
                 return answer  # the clock turned between the two: no verdict yet
-            verdict = probe == answer
-            if not verdict:
-                log.info("admission answers depend on identity or status; not reused for this request shape")
-            with self._lock:
-                if len(self._reusable) >= self.max_entries:
-                    self._reusable.clear()
-                self._reusable[key] = verdict
-        if verdict and int(time.time()) == second:
-            with self._lock:
-                if len(self._answers) >= self.max_entries:
-                    self._answers.clear()
-                self._answers[key] = (second, encode_patch(answer))
+            if not agrees:
+                log.info("admission answers depend on identity or status; this request shape is not reused")
+            self._store(self._verdicts, key, True if agrees else time.monotonic())
+            if not agrees:
+                return answer
+        if int(time.time()) == second:
+            self._store(self._answers, key, (second, template))
         return answer
+
+    def _store(self, table: dict, key, value) -> None:
+        with self._lock:
+            if len(table) >= self.max_entries:
+                table.clear()
+            table[key] = value
