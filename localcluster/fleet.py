@@ -84,6 +84,8 @@ class Fleet:
     replicas: list[Replica] = field(default_factory=list)
     extra_args: tuple[str, ...] = ()
     failure_policy: str = "Fail"
+    account: str = ACCOUNT  # ServiceAccount, Role and RoleBinding name
+    lease_id: str = "kruise-manager"  # pass --leader-election-id too when changing it
     _kubeconfig: Path | None = None
 
     # ---- set-up ----------------------------------------------------------------------
@@ -95,9 +97,11 @@ class Fleet:
         fleet.wait_ready(timeout=timeout)
         return fleet
 
-    def install(self, count: int = 3) -> "Fleet":
+    def install(self, count: int = 3, webhook_objects: bool = True) -> "Fleet":
         """Namespace, CRD, RBAC, ServiceAccount, Service, Endpoints, webhook configurations, and
-        ``count`` hosts (replicas are started separately with :meth:`start`)."""
+        ``count`` hosts (replicas are started separately with :meth:`start`). Without
+        ``webhook_objects`` the Service, its endpoints and the webhook configurations are left
+        to someone else (another installation in the namespace)."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -109,23 +113,27 @@ class Fleet:
         except ApiException as err:
             if err.status != 409:
                 raise
-        core.create_namespaced_service_account(self.namespace, {"metadata": {"name": ACCOUNT}})
+        account = self.account
+        core.create_namespaced_service_account(self.namespace, {"metadata": {"name": account}})
         rules = rbac.rules(self.lease_name, SECRET_NAME, MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION)
-        subject = [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": self.namespace}]
-        rbac_api.create_namespaced_role(self.namespace, {"metadata": {"name": ACCOUNT}, "rules": rules["namespaced"]})
+        subject = [{"kind": "ServiceAccount", "name": account, "namespace": self.namespace}]
+        rbac_api.create_namespaced_role(self.namespace, {"metadata": {"name": account}, "rules": rules["namespaced"]})
         rbac_api.create_namespaced_role_binding(self.namespace, {
-            "metadata": {"name": ACCOUNT}, "subjects": subject,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ACCOUNT}})
-        cluster_name = f"kruise-manager-{self.namespace}"
+            "metadata": {"name": account}, "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account}})
+        cluster_name = f"{account}-{self.namespace}"
         rbac_api.create_cluster_role({"metadata": {"name": cluster_name}, "rules": rules["cluster"]})
         rbac_api.create_cluster_role_binding({
             "metadata": {"name": cluster_name}, "subjects": subject,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name}})
         token = core.create_namespaced_service_account_token(
-            ACCOUNT, self.namespace, {"spec": {"expirationSeconds": 86400}}).status.token
+            account, self.namespace, {"spec": {"expirationSeconds": 86400}}).status.token
         self._kubeconfig = self.cluster.write_token_kubeconfig(
             self.cluster.workdir / f"{self.namespace}-manager.kubeconfig", token, for_hosts=True)
-        self.replicas = [Replica(i, self.cluster.add_host(f"{self.namespace}-m{i}")) for i in range(count)]
+        prefix = self.namespace if account == ACCOUNT else f"{self.namespace}-{account}"
+        self.replicas = [Replica(i, self.cluster.add_host(f"{prefix}-m{i}")) for i in range(count)]
+        if not webhook_objects:
+            return self
         core.create_namespaced_service(self.namespace, {
             "metadata": {"name": SERVICE_NAME},
             "spec": {"ports": [{"name": "https", "port": 443, "targetPort": WEBHOOK_PORT}]}})
@@ -135,7 +143,7 @@ class Fleet:
 
     @property
     def lease_name(self) -> str:
-        return "kruise-manager"
+        return self.lease_id
 
     def set_endpoints(self, replicas: list[Replica]) -> None:
         """Point the Service at these replicas (what the endpoints controller does for ready pods)."""
@@ -283,8 +291,8 @@ class Fleet:
         admission, rbac_api = client.AdmissionregistrationV1Api(api), client.RbacAuthorizationV1Api(api)
         for delete in (lambda: admission.delete_mutating_webhook_configuration(MUTATING_CONFIGURATION),
                        lambda: admission.delete_validating_webhook_configuration(VALIDATING_CONFIGURATION),
-                       lambda: rbac_api.delete_cluster_role_binding(f"kruise-manager-{self.namespace}"),
-                       lambda: rbac_api.delete_cluster_role(f"kruise-manager-{self.namespace}"),
+                       lambda: rbac_api.delete_cluster_role_binding(f"{self.account}-{self.namespace}"),
+                       lambda: rbac_api.delete_cluster_role(f"{self.account}-{self.namespace}"),
                        lambda: client.CoreV1Api(api).delete_namespace(self.namespace)):
             try:
                 delete()
