@@ -1,38 +1,73 @@
-"""Pod-create latency through the apiserver with the kruise-manager's pod webhook (3 real
-replicas, a matching SidecarSet injected into every pod) minus without it.
+"""Pod-create latency added by the pod webhook: this project's manager against upstream's Go
+kruise-manager and a minimal Go webhook that returns the same patch as ours, in ONE run on ONE
+cluster, so the machine's drift hits every side alike.
 
-    python bench/webhook_latency.py [--creates 1000] [--concurrency 50] [--server manager|go-baseline]
+    python bench/webhook_latency.py [--rounds 8] [--per-round 100] [--c1-rounds 6] [--c1-per-round 40]
 
-``--server go-baseline`` puts a minimal Go webhook (bench/baseline_webhook: allow, no patch)
-behind the same Service instead of the managers: the floor any webhook pays on this machine.
+Sides, each behind the same Service (``kruise-webhook-service``) and the same certificate:
 
-Creates run from ``--concurrency`` threads in interleaved rounds, alternating a namespace the
-webhook intercepts and one its namespaceSelector excludes, so drift of the machine hits both
-alike. Final line: {"concurrency": 50, "creates": N, "added_p50_ms": …, "added_p99_ms": …,
-"errors": 0} (plus the raw percentiles and the manager's own handling time).
+- ``floor``: creates in a namespace the pod webhook's namespaceSelector excludes (no webhook);
+- ``go``: ``bench/samepatch`` (net/http, HTTP/2 offered) answering every review with the answer
+  our manager gave for the benchmark's pod, captured at the start of the run, so it returns
+  the same patch whatever the injection rules are;
+- ``ours``: three ``python -m manager`` replicas (this checkout);
+- ``upstream``: upstream's kruise-manager v1.8.3 (``localcluster.upstream``: built from the
+  Go module, installed from its own kustomize files, three replicas on hostlet nodes),
+  injecting the same SidecarSet.
+
+Only one side serves at a time: the Service's EndpointSlice names the serving side's
+addresses, and after a swap the previous side's connections are cut (``ss -K`` in its
+network namespaces), so the apiserver, which resolves the Service when it dials, reconnects
+to the new side. Rounds interleave the sides (``--rounds`` at concurrency 50, then
+``--c1-rounds`` at concurrency 1), each after a warm-up. Creates are server-side dry runs
+(``dryRun=All``: every admission step runs, nothing is stored), so thousands of them neither
+pile up pods nor wake the managers' controllers. Each side's processes' CPU is read from
+/proc around its own rounds, and each replica's share of the admissions from its metrics.
+
+Final line: added p50/p99 (side minus floor) per side at concurrency 50 and 1, ratios of ours
+over upstream and over go, CPU per admission per side, replica shares, errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
+import shutil
+import ssl
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
-from kubernetes import client  # noqa: E402
-
-from kruisectl.kube import request_json  # noqa: E402
+from kubekit.api import ApiError, Client  # noqa: E402
+from localcluster import build  # noqa: E402
 from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
 from localcluster.fleet import METRICS_PORT, Fleet  # noqa: E402
-from manager import MUTATING_CONFIGURATION  # noqa: E402
+from localcluster.hostlet import Hostlet, create_hostlet_nodes  # noqa: E402
+from localcluster.upstream import build_upstream, install_upstream, programs  # noqa: E402
+
+NAMESPACE = "kruise-system"
+SERVICE = "kruise-webhook-service"
+SECRET = "kruise-webhook-certs"
+MUTATING = "kruise-mutating-webhook-configuration"
+POD_WEBHOOK = "mpod.kb.io"
+WEBHOOK_PORT = 9876
+WITH, FLOOR_NS = "bench-with", "bench-floor"
+SIDES = ("floor", "go", "ours", "upstream")
+UPSTREAM_NODES = ("up-0", "up-1", "up-2")
+OUR_ACCOUNT = "kruise-manager-py"  # beside upstream's ServiceAccount and Lease in the same namespace
+BENCH_SLICE = f"{SERVICE}-bench"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,124 +76,437 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU of a process so far (from /proc); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def serve_go_baseline(fleet: Fleet, api) -> None:
-    """Swap the managers for the minimal Go webhook, serving the managers' certificate."""
-    import base64
-    import subprocess
-
-    source = Path(__file__).with_name("baseline_webhook")
-    binary = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "baseline-webhook"
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=source, check=True,
-                   env={**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"})
-    secret = client.CoreV1Api(api).read_namespaced_secret("kruise-webhook-certs", fleet.namespace).data
-    fleet.stop_all()
-    certs = fleet.cluster.workdir / "baseline-certs"
-    certs.mkdir(exist_ok=True)
-    for key in ("tls.crt", "tls.key"):
-        (certs / key).write_bytes(base64.b64decode(secret[key]))
-    for replica in fleet.replicas:
-        replica.process = subprocess.Popen(replica.host.wrap(
-            [str(binary), f"{replica.ip}:9876", str(certs / "tls.crt"), str(certs / "tls.key")]))
-    time.sleep(1)
+def build_samepatch(log=sys.stderr) -> Path:
+    """bench/samepatch built with this machine's Go, cached under .cache/bin by its source."""
+    source = ROOT / "bench" / "samepatch"
+    digest = hashlib.sha256(build._go_version().encode())
+    for name in ("go.mod", "main.go"):
+        digest.update((source / name).read_bytes())
+    binary = build.CACHE_DIR / "bin" / f"samepatch-{digest.hexdigest()[:12]}" / "samepatch"
+    if not binary.is_file():
+        print(f"building {binary}", file=log)
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-trimpath", "-o", str(binary), "."], cwd=source, check=True,
+                       env={**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"})
+    return binary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--creates", type=int, default=1000, help="pod creates per side")
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--server", choices=("manager", "go-baseline"), default="manager")
-    args = parser.parse_args()
-    cluster = LocalCluster.start(ClusterOptions(network=True))
+class Side:
+    """One server: its hosts, its processes (pid per replica) and how to count its admissions."""
+
+    def __init__(self, name: str, hosts: list, pids: list[int], counter):
+        self.name, self.hosts, self.pids, self.counter = name, hosts, pids, counter
+
+    def cpu(self) -> list[float]:
+        return [cpu_seconds(pid) for pid in self.pids]
+
+    def admissions(self) -> list[float]:
+        return [self.counter(host) for host in self.hosts]
+
+    def cut_connections(self) -> None:
+        """Close every connection to its webhook port (the apiserver redials the Service)."""
+        for host in self.hosts:
+            subprocess.run(host.wrap(["ss", "-K", "state", "established", "sport", "=", f":{WEBHOOK_PORT}"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def _metric_sum(url: str, prefix: str, must_contain: str) -> float:
     try:
-        fleet = Fleet.running(cluster, 3)
-        api = cluster.api()
-        core = client.CoreV1Api(api)
-        if args.server == "go-baseline":
-            serve_go_baseline(fleet, api)
-        for ns in ("with-webhook", "without-webhook"):
-            core.create_namespace({"metadata": {"name": ns}})
-            core.create_namespaced_service_account(ns, {"metadata": {"name": "default"}})
-        admission = client.AdmissionregistrationV1Api(api)
-        admission.patch_mutating_webhook_configuration(MUTATING_CONFIGURATION, [
-            {"op": "add", "path": "/webhooks/0/namespaceSelector/matchExpressions/0/values/-", "value": "without-webhook"}])
-        client.CustomObjectsApi(api).create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return float("nan")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(prefix) and must_contain in line)
+
+
+def ours_count(host) -> float:
+    return _metric_sum(f"http://{host.ip}:{METRICS_PORT}/metrics", "kruise_manager_webhook_requests_total{",
+                       'path="/mutate-pod"')
+
+
+def ours_connections(hosts) -> float:
+    return sum(_metric_sum(f"http://{h.ip}:{METRICS_PORT}/metrics", "kruise_manager_webhook_connections_total", "")
+               for h in hosts)
+
+
+def upstream_count(host) -> float:
+    return _metric_sum(f"http://{host.ip}:8080/metrics", "controller_runtime_webhook_requests_total{",
+                       'webhook="/mutate-pod"')
+
+
+def go_count(host) -> float:
+    try:
+        context = ssl._create_unverified_context()  # the bench's own server; only a counter is read
+        return float(urllib.request.urlopen(f"https://{host.ip}:{WEBHOOK_PORT}/requests", timeout=5,
+                                            context=context).read())
+    except OSError:
+        return float("nan")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.cluster: LocalCluster | None = None
+        self.hostlet: Hostlet | None = None
+        self.fleet: Fleet | None = None
+        self.go_process: subprocess.Popen | None = None
+        self.sides: dict[str, Side] = {}
+        self.serving: str | None = None
+        self.errors: list[str] = []
+        self.warmup_errors: list[str] = []
+        self.misrouted = 0
+
+    # ---- set-up --------------------------------------------------------------------------
+    def setup(self) -> None:
+        with_upstream = not self.args.skip_upstream
+        built = build_upstream() if with_upstream else None
+        samepatch = build_samepatch()
+        self.cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True))
+        self.api = Client.from_kubeconfig(str(self.cluster.kubeconfig), user_agent="webhook-bench",
+                                          pool_size=2 * max(50, self.args.concurrency))
+        if with_upstream:
+            create_hostlet_nodes(self.cluster, list(UPSTREAM_NODES), zones=("zone-a", "zone-b", "zone-c"))
+            self.hostlet = Hostlet(self.cluster, list(UPSTREAM_NODES), programs=programs(built)).start()
+            install = install_upstream(self.cluster, built, replicas=3)
+            upstream_pods = [p for p in self.api.get(f"/api/v1/namespaces/{NAMESPACE}/pods",
+                                                     labelSelector="control-plane=controller-manager")["items"]
+                             if not p["metadata"].get("deletionTimestamp")]
+            hosts = [self.cluster.net.hosts[p["spec"]["nodeName"]] for p in upstream_pods]
+            pids = [self.hostlet.process_of(NAMESPACE, p["metadata"]["name"], "manager").pid for p in upstream_pods]
+            self.sides["upstream"] = Side("upstream", hosts, pids, upstream_count)
+            print(f"upstream ready in {install.ready_s:.0f}s", file=sys.stderr)
+            # Ours beside it: its own ServiceAccount and Lease, upstream's Secret (read only).
+            self.fleet = Fleet(self.cluster, namespace=NAMESPACE, account=OUR_ACCOUNT, lease_id=OUR_ACCOUNT,
+                               extra_args=("--webhook-cert-mode=external", f"--leader-election-id={OUR_ACCOUNT}",
+                                           *self.args.manager_arg))
+            self.fleet.install(3, webhook_objects=False)
+        else:  # ours installs the Service, the Secret and the webhook configurations
+            self.fleet = Fleet(self.cluster, namespace=NAMESPACE, extra_args=tuple(self.args.manager_arg)).install(3)
+        self.fleet.start_all()
+        self.fleet.wait_ready(timeout=90)
+        self.sides["ours"] = Side("ours", [r.host for r in self.fleet.replicas],
+                                  [r.process.pid for r in self.fleet.replicas], ours_count)
+        secret = self._wait_secret()
+
+        for ns, labels in ((WITH, {}), (FLOOR_NS, {})):
+            self.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns, "labels": labels}})
+        self._exclude_floor_namespace()
+        self._take_over_service()
+        self.serve("ours")
+        self.api.request("POST", "/apis/apps.kruise.io/v1alpha1/sidecarsets", body={
             "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": "bench"},
-            "spec": {"selector": {"matchLabels": {"app": "bench"}}, "containers": [{"name": "side", "image": "s"}]}})
-        pool = client.ApiClient(api.configuration)
-        pool.configuration.connection_pool_maxsize = args.concurrency * 2
-        pool = client.ApiClient(pool.configuration)
-        counter = iter(range(10**9))
-        lock = threading.Lock()
-        errors = []
+            "spec": {"selector": {"matchLabels": {"app": "bench"}},
+                     "containers": [{"name": "side", "image": "registry.local/side:1"}]}})
+        answer = self._capture_answer(secret)
+        go_host = self.cluster.add_host("bench-samepatch")
+        certs = self.cluster.workdir / "samepatch"
+        certs.mkdir(exist_ok=True)
+        for key in ("tls.crt", "tls.key"):
+            (certs / key).write_bytes(secret[key])
+        (certs / "answer.json").write_text(json.dumps(answer))
+        with open(self.cluster.workdir / "samepatch.log", "ab") as log:
+            self.go_process = subprocess.Popen(go_host.wrap(
+                [str(samepatch), f"{go_host.ip}:{WEBHOOK_PORT}", str(certs / "tls.crt"), str(certs / "tls.key"),
+                 str(certs / "answer.json")]), stdout=log, stderr=subprocess.STDOUT)
+        self.sides["go"] = Side("go", [go_host], [self.go_process.pid], go_count)
+        self.sides["floor"] = Side("floor", [], [], lambda host: 0.0)
+        if not with_upstream:
+            self.sides["upstream"] = Side("upstream", [], [], lambda host: 0.0)
+        self._wait_for_injection()
 
-        def create(ns: str) -> float:
-            with lock:
-                n = next(counter)
-            body = {"metadata": {"name": f"p{n}", "labels": {"app": "bench"}},
-                    "spec": {"containers": [{"name": "app", "image": "a"}]}}
-            started = time.perf_counter()
+    def _wait_secret(self, timeout: float = 60) -> dict[str, bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                pod = request_json(pool, "POST", f"/api/v1/namespaces/{ns}/pods", timeout=30, body=body)
-                if ns == "with-webhook" and args.server == "manager" and "side" not in [c["name"] for c in pod["spec"]["containers"]]:
-                    errors.append("not injected")
-            except Exception as err:  # counted, reported in the final line
-                errors.append(str(err)[:200])
-            return time.perf_counter() - started
-
-        # Warm up connections and the manager's caches on both sides.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            errors.clear()
-            create("with-webhook")
-            if not errors:
-                break
+                data = self.api.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{SECRET}").get("data") or {}
+                if all(data.get(k) for k in ("ca-cert.pem", "tls.crt", "tls.key")):
+                    return {k: base64.b64decode(v) for k, v in data.items()}
+            except ApiError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Secret {SECRET} has no serving certificate")
             time.sleep(0.5)
-        with ThreadPoolExecutor(args.concurrency) as executor:
-            for ns in ("with-webhook", "without-webhook") * 2:
-                list(executor.map(create, [ns] * args.concurrency * 2))
-            errors.clear()
-            samples = {"with-webhook": [], "without-webhook": []}
-            rounds = max(1, args.creates // (args.concurrency * 2))
-            cpu_before = sum(cpu_seconds(r.process.pid) for r in fleet.replicas)
-            for _ in range(rounds):
-                for ns in ("with-webhook", "without-webhook"):
-                    samples[ns] += list(executor.map(create, [ns] * args.concurrency * 2))
-        server_cpu_s = sum(cpu_seconds(r.process.pid) for r in fleet.replicas) - cpu_before
-        handled = 0.0
-        count = connections = 0
-        for replica in fleet.replicas if args.server == "manager" else []:
-            text = requests.get(f"http://{replica.ip}:{METRICS_PORT}/metrics", timeout=5).text
-            for line in text.splitlines():
-                if line.startswith("kruise_manager_webhook_request_duration_seconds_sum{path=\"/mutate-pod\""):
-                    handled += float(line.split()[-1])
-                if line.startswith("kruise_manager_webhook_request_duration_seconds_count{path=\"/mutate-pod\""):
-                    count += int(float(line.split()[-1]))
-                if line.startswith("kruise_manager_webhook_connections_total "):
-                    connections += int(float(line.split()[-1]))
-        fleet.stop_all()
+
+    def _exclude_floor_namespace(self) -> None:
+        """The pod webhook skips the floor's namespace: in the live webhooks and in upstream's
+        template annotation (which its controller rebuilds the configuration from)."""
+        path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{MUTATING}"
+        selector = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                          "values": [FLOOR_NS]}]}
+        for _ in range(10):
+            config = self.api.get(path)
+            for webhook in config["webhooks"]:
+                if webhook["name"] == POD_WEBHOOK:
+                    webhook["namespaceSelector"] = selector
+            annotations = config["metadata"].get("annotations") or {}
+            if annotations.get("template"):
+                template = json.loads(annotations["template"])
+                for webhook in template:
+                    if webhook["name"] == POD_WEBHOOK:
+                        webhook["namespaceSelector"] = selector
+                annotations["template"] = json.dumps(template)
+            try:
+                self.api.request("PUT", path, body=config)
+                return
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+        raise RuntimeError(f"could not update {MUTATING}")
+
+    def _take_over_service(self) -> None:
+        """The Service without its selector, so only the bench's EndpointSlice names endpoints."""
+        base = f"/api/v1/namespaces/{NAMESPACE}"
+        self.api.request("PATCH", f"{base}/services/{SERVICE}", body={"spec": {"selector": None}},
+                         content_type="application/merge-patch+json")
+        service = self.api.get(f"{base}/services/{SERVICE}")
+        self.port_name = service["spec"]["ports"][0].get("name", "")
+        try:
+            self.api.request("DELETE", f"{base}/endpoints/{SERVICE}")
+        except ApiError as err:
+            if err.status != 404:
+                raise
+
+    def _foreign_slices(self) -> list[str]:
+        slices = self.api.get(f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices",
+                              labelSelector=f"kubernetes.io/service-name={SERVICE}")["items"]
+        return [s["metadata"]["name"] for s in slices if s["metadata"]["name"] != BENCH_SLICE]
+
+    def serve(self, name: str) -> None:
+        """Point the Service at ``name``'s addresses only; cut the previous side's connections."""
+        if name == self.serving or name == "floor":
+            return
+        base = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
+        body = {"metadata": {"name": BENCH_SLICE, "labels": {"kubernetes.io/service-name": SERVICE}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [h.ip], "conditions": {"ready": True}} for h in self.sides[name].hosts],
+                "ports": [{"name": self.port_name, "port": WEBHOOK_PORT, "protocol": "TCP"}]}
+        try:
+            self.api.request("PUT", f"{base}/{BENCH_SLICE}", body=body)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+            self.api.request("POST", base, body=body)
+        for foreign in self._foreign_slices():
+            self.api.request("DELETE", f"{base}/{foreign}")
+        time.sleep(1.0)  # the apiserver's EndpointSlice informer
+        if self.serving is not None:
+            self.sides[self.serving].cut_connections()
+        self.serving = name
+        time.sleep(0.3)
+
+    def _capture_answer(self, secret: dict[str, bytes]) -> dict:
+        """Our manager's answer for the benchmark's pod, as the apiserver would ask for it: the
+        pod as admitted without webhooks (a dry run in the floor namespace), POSTed to a replica."""
+        pod = self.api.request("POST", f"/api/v1/namespaces/{FLOOR_NS}/pods", body=self.pod_body(0), dryRun="All")
+        for field in ("uid", "creationTimestamp", "resourceVersion"):
+            pod["metadata"].pop(field, None)
+        pod["metadata"]["namespace"] = WITH
+        pod.pop("status", None)
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "capture", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": pod["metadata"]["name"], "namespace": WITH, "operation": "CREATE",
+            "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": pod, "oldObject": None, "dryRun": True,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}}}
+        context = ssl.create_default_context(cadata=secret["ca-cert.pem"].decode())
+        context.check_hostname = False  # the replica's address, its certificate names the Service
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(f"https://{self.fleet.replicas[0].ip}:{WEBHOOK_PORT}/mutate-pod",
+                                             data=json.dumps(review).encode(),
+                                             headers={"Content-Type": "application/json"})
+            response = json.loads(urllib.request.urlopen(request, timeout=10, context=context).read())["response"]
+            if response.get("patch") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # the SidecarSet is not in the replica's cache yet
+        if not response.get("patch"):
+            raise RuntimeError(f"our manager did not patch the benchmark's pod: {response}")
+        response.pop("uid")
+        patch = json.loads(base64.b64decode(response["patch"]))
+        print(f"captured our answer: {len(patch)} patch operations, "
+              f"{len(base64.b64decode(response['patch']))} bytes", file=sys.stderr)
+        return response
+
+    def _wait_for_injection(self, timeout: float = 60) -> None:
+        for name in ("go", "upstream", "ours"):
+            if not self.sides[name].hosts:
+                continue
+            self.serve(name)
+            deadline = time.monotonic() + timeout
+            while not self.create(WITH, check=True)[1]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name}: pods are not injected: {self.errors[-1:]}")
+                time.sleep(0.5)
+            self.errors.clear()
+
+    # ---- load ----------------------------------------------------------------------------
+    @staticmethod
+    def pod_body(n: int) -> dict:
+        # No ServiceAccount token volume (its random name would make each pod's patch differ
+        # from the captured one) and no scheduler (nothing would run them anyway).
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"bench-{n}", "labels": {"app": "bench"}},
+                "spec": {"automountServiceAccountToken": False, "schedulerName": "bench-none",
+                         "containers": [{"name": "app", "image": "registry.local/app:1"}]}}
+
+    _counter = iter(range(10**9))
+    _lock = threading.Lock()
+
+    def create(self, namespace: str, check: bool) -> tuple[float, bool]:
+        with self._lock:
+            n = next(self._counter)
+        started = time.perf_counter()
+        try:
+            pod = self.api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=self.pod_body(n),
+                                   timeout=30, dryRun="All")
+        except ApiError as err:
+            self.errors.append(str(err)[:300])
+            return time.perf_counter() - started, False
+        elapsed = time.perf_counter() - started
+        injected = "side" in [c["name"] for c in pod["spec"]["containers"]]
+        if check and not injected:
+            self.errors.append(f"not injected ({self.serving})")
+        return elapsed, injected
+
+    def rounds(self, concurrency: int, rounds: int, per_round: int) -> dict:
+        samples = {side: [] for side in SIDES}
+        cpu = {side: [0.0] * len(self.sides[side].pids) for side in SIDES}
+        connections = 0.0  # TLS connections our replicas accepted in their rounds
+        admitted = {side: [0.0] * len(self.sides[side].hosts) for side in SIDES}
+        with ThreadPoolExecutor(concurrency) as pool:
+            for r in range(rounds):
+                order = SIDES[r % len(SIDES):] + SIDES[:r % len(SIDES)]  # rotate: no side always first
+                for side in order:
+                    if side != "floor" and not self.sides[side].hosts:
+                        continue  # --skip-upstream
+                    namespace = FLOOR_NS if side == "floor" else WITH
+                    self.serve(side)
+                    kept = len(self.errors)
+                    list(pool.map(lambda _: self.create(namespace, side != "floor"), range(max(concurrency, 10))))
+                    self.warmup_errors += self.errors[kept:]  # reported apart: right after a swap
+                    del self.errors[kept:]
+                    before = {s: (self.sides[s].cpu(), self.sides[s].admissions()) for s in SIDES}
+                    accepted = ours_connections(self.sides["ours"].hosts) if side == "ours" else 0.0
+                    results = list(pool.map(lambda _: self.create(namespace, side != "floor"), range(per_round)))
+                    if side == "ours":
+                        connections += ours_connections(self.sides["ours"].hosts) - accepted
+                    samples[side] += [elapsed for elapsed, _ in results]
+                    for s in SIDES:
+                        cpu_now, count_now = self.sides[s].cpu(), self.sides[s].admissions()
+                        delta = [b - a for a, b in zip(before[s][1], count_now)]
+                        if s == side:
+                            cpu[s] = [c + b - a for c, a, b in zip(cpu[s], before[s][0], cpu_now)]
+                            admitted[s] = [x + d for x, d in zip(admitted[s], delta)]
+                        elif any(d > 0 for d in delta):
+                            self.misrouted += int(sum(d for d in delta if d == d))
+        return {"samples": samples, "cpu": cpu, "admitted": admitted, "connections": connections}
+
+    # ---- report --------------------------------------------------------------------------
+    @staticmethod
+    def summarise(run: dict) -> dict:
+        ms = lambda s: round(s * 1000, 3)  # noqa: E731
+        floor = run["samples"]["floor"]
+        added = {}
+        for side in ("go", "ours", "upstream"):
+            with_ = run["samples"][side]
+            if not with_:
+                added[side] = {"p50": None, "p99": None}
+                continue
+            added[side] = {"p50": ms(statistics.median(with_) - statistics.median(floor)),
+                           "p99": ms(percentile(with_, 0.99) - percentile(floor, 0.99))}
+        cpu = {}
+        shares = {}
+        for side in ("go", "ours", "upstream"):
+            admitted = run["admitted"][side]
+            total = sum(a for a in admitted if a == a)
+            n = total or len(run["samples"][side])
+            cpu[side] = round(sum(run["cpu"][side]) * 1000 / n, 3) if n else None
+            shares[side] = [round(a / total, 3) if total else None for a in admitted]
+        return {"floor_p50_ms": ms(statistics.median(floor)), "floor_p99_ms": ms(percentile(floor, 0.99)),
+                "added": added, "cpu_ms_per_admission": cpu, "shares": shares,
+                "replica_cpu_s": {s: [round(c, 2) for c in run["cpu"][s]] for s in ("go", "ours", "upstream")},
+                "creates_per_side": len(floor),
+                "ours_connections_per_admission": round(run["connections"] / max(1, len(run["samples"]["ours"])), 3)}
+
+    def stop(self) -> None:
+        if self.go_process is not None and self.go_process.poll() is None:
+            self.go_process.kill()
+            self.go_process.wait()
+        if self.fleet is not None:
+            self.fleet.stop_all()
+        if self.hostlet is not None:
+            self.hostlet.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b is not None and b > 0 else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=8, help="rounds per side at --concurrency")
+    parser.add_argument("--per-round", type=int, default=100, help="creates per side and round at --concurrency")
+    parser.add_argument("--c1-rounds", type=int, default=6, help="rounds per side at concurrency 1")
+    parser.add_argument("--c1-per-round", type=int, default=40, help="creates per side and round at concurrency 1")
+    parser.add_argument("--manager-arg", action="append", default=[], metavar="ARG",
+                        help="an extra flag for our replicas (repeatable), e.g. --manager-arg=--webhook-max-requests-per-connection=0")
+    parser.add_argument("--skip-upstream", action="store_true",
+                        help="only the floor, go and ours (a quicker run; the ratios to upstream stay null)")
+    args = parser.parse_args()
+    if min(args.concurrency, args.rounds, args.per_round, args.c1_rounds, args.c1_per_round) < 1:
+        print("error: every count must be at least 1", file=sys.stderr)
+        return 2
+    if not shutil.which("ss"):
+        print("error: the bench needs iproute2's ss to cut connections between rounds", file=sys.stderr)
+        return 2
+    bench = Bench(args)
+    started = time.monotonic()
+    try:
+        bench.setup()
+        print(f"set up in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        high = Bench.summarise(bench.rounds(args.concurrency, args.rounds, args.per_round))
+        print(json.dumps({"concurrency": args.concurrency, **high}), file=sys.stderr)
+        low = Bench.summarise(bench.rounds(1, args.c1_rounds, args.c1_per_round))
+        print(json.dumps({"concurrency": 1, **low}), file=sys.stderr)
     finally:
-        cluster.stop()
-    with_, without = samples["with-webhook"], samples["without-webhook"]
-    ms = lambda s: round(s * 1000, 2)  # noqa: E731
+        bench.stop()
+    for error in sorted(set(bench.errors + bench.warmup_errors))[:5]:
+        print(f"error: {error}", file=sys.stderr)
+    a, b = high["added"], low["added"]
     print(json.dumps({
-        "with_p50_ms": ms(statistics.median(with_)), "with_p99_ms": ms(percentile(with_, 0.99)),
-        "without_p50_ms": ms(statistics.median(without)), "without_p99_ms": ms(percentile(without, 0.99)),
-        "manager_handling_mean_ms": ms(handled / count) if count else None,
-        "admissions": count, "tls_connections": connections,
-        "server_cpu_ms_per_admission": round(server_cpu_s * 1000 / len(samples["with-webhook"]), 3),
-    }), file=sys.stderr)
-    label = {"server": args.server} if args.server != "manager" else {}
-    print(json.dumps({**label, "concurrency": args.concurrency, "creates": len(with_),
-                      "added_p50_ms": ms(statistics.median(with_) - statistics.median(without)),
-                      "added_p99_ms": ms(percentile(with_, 0.99) - percentile(without, 0.99)),
-                      "errors": len(errors)}))
+        "concurrency": args.concurrency, "creates_per_side": high["creates_per_side"],
+        "c1_creates_per_side": low["creates_per_side"],
+        "added_p50_ms": {s: a[s]["p50"] for s in a}, "added_p99_ms": {s: a[s]["p99"] for s in a},
+        "ratio_p50_vs_upstream": ratio(a["ours"]["p50"], a["upstream"]["p50"]),
+        "ratio_p99_vs_upstream": ratio(a["ours"]["p99"], a["upstream"]["p99"]),
+        "ratio_p50_vs_go": ratio(a["ours"]["p50"], a["go"]["p50"]),
+        "ratio_p99_vs_go": ratio(a["ours"]["p99"], a["go"]["p99"]),
+        "c1_added_p50_ms": {s: b[s]["p50"] for s in b}, "c1_added_p99_ms": {s: b[s]["p99"] for s in b},
+        "c1_ratio_p50_vs_upstream": ratio(b["ours"]["p50"], b["upstream"]["p50"]),
+        "c1_ratio_p99_vs_upstream": ratio(b["ours"]["p99"], b["upstream"]["p99"]),
+        "c1_ratio_p50_vs_go": ratio(b["ours"]["p50"], b["go"]["p50"]),
+        "server_cpu_ms_per_admission": high["cpu_ms_per_admission"],
+        "c1_server_cpu_ms_per_admission": low["cpu_ms_per_admission"],
+        "replica_share": high["shares"], "floor_p50_ms": high["floor_p50_ms"],
+        "errors": len(bench.errors), "warmup_errors": len(bench.warmup_errors), "misrouted": bench.misrouted,
+        "run_s": round(time.monotonic() - started),
+    }))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,3 +1,0 @@
-module baselinewebhook
-
-go 1.22

@@ -1,0 +1,3 @@
+module samepatch
+
+go 1.22
