@@ -8,7 +8,9 @@ raises yields a denied response with the reason. Connections are capped
 readiness self-check notices.
 
 One thread per connection, as Go's one goroutine per connection: a slow handler holds only
-its own connection. HTTP/1.1 is read here directly (request line, a few headers, a body of
+its own connection. Threads are reused: the apiserver keeps fewer idle connections than it
+opens at high concurrency, so it reconnects all the time, and a new thread per connection cost
+more than the TLS handshake. HTTP/1.1 is read here directly (request line, a few headers, a body of
 Content-Length bytes): ``http.server``'s header parsing through ``email`` cost more than the
 rest of an admission. Review parsing and the answers live in ``admission``; the certificate
 reload in ``certwatcher``.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import select
 import socket
 import ssl
@@ -102,6 +105,9 @@ class WebhookServer:
         self._connections: dict[threading.Thread, _Connection] = {}
         self._connections_lock = threading.Lock()
         self._metrics: dict[tuple[str, str], tuple] = {}
+        self._handoff: queue.SimpleQueue = queue.SimpleQueue()  # accepted sockets for idle workers
+        self._idle_workers = 0
+        self._workers_lock = threading.Lock()
         self.draining = threading.Event()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
@@ -147,7 +153,34 @@ class WebhookServer:
                     break
                 continue
             metrics.WEBHOOK_CONNECTIONS.inc()
-            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+            self._dispatch(conn)
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        """Hand the connection to an idle worker thread, or start one."""
+        with self._workers_lock:
+            if self._idle_workers:
+                self._idle_workers -= 1
+                self._handoff.put(conn)
+                return
+        threading.Thread(target=self._worker, args=(conn,), name="webhook connection", daemon=True).start()
+
+    def _worker(self, conn: socket.socket | None) -> None:
+        while conn is not None:
+            self._serve_connection(conn)
+            conn = self._next_connection()
+
+    def _next_connection(self) -> socket.socket | None:
+        """The next connection handed over, or None when none came within the idle timeout."""
+        with self._workers_lock:
+            self._idle_workers += 1
+        while True:
+            try:
+                return self._handoff.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with self._workers_lock:
+                    if self._handoff.empty():  # else one was handed over as the wait ended: take it
+                        self._idle_workers -= 1
+                        return None
 
     def _serve_connection(self, conn: socket.socket) -> None:
         me = threading.current_thread()
