@@ -8,10 +8,7 @@ differ only in identity (``memo``), so a ReplicaSet's pods cost one injection, n
 
 from __future__ import annotations
 
-import hashlib
 import logging
-
-import orjson
 
 from . import gojson, quantity, sidecarset
 from .admission import allowed, denied, errored, patched
@@ -39,33 +36,21 @@ def slim_sidecarset(obj: dict) -> dict:
             "spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
 
 
-def without_status(obj: dict) -> dict:
-    """A cached SidecarSet without what changes as its pods come and go (status, resourceVersion)."""
-    meta = obj.get("metadata") or {}
-    return {**{k: v for k, v in obj.items() if k != "status"},
-            "metadata": {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}}
-
-
 class SidecarSetAdmission:
     def __init__(self, sidecarsets: Informer, namespaces: Informer, own_namespace: str):
         self.sidecarsets = sidecarsets
         self.namespaces = namespaces
         self.skipped = set(SKIPPED_NAMESPACES) | {own_namespace}
         self._memo = Memo(self._mutate_pod)
-        self._state: tuple[tuple[int, int], State] | None = None
+        self._state: State | None = None
 
     def _current_state(self) -> State:
-        """The SidecarSets the pod rules read, with a token that moves only when their
-        specs or metadata (or any namespace) change: status writes keep reused answers."""
+        """The SidecarSets the pod rules read; any change to the watched SidecarSets or
+        namespaces (a status write too) is a new token, so no reused answer outlives it."""
         versions = (self.sidecarsets.version, self.namespaces.version)
-        if self._state is not None and self._state[0] == versions:
-            return self._state[1]
-        items = self.sidecarsets.snapshot()
-        stripped = sorted((without_status(s) for s in items), key=lambda s: s["metadata"].get("name") or "")
-        token = (hashlib.blake2b(orjson.dumps(stripped, option=orjson.OPT_SORT_KEYS)).digest(), versions[1])
-        state = State(token, items, stripped)
-        self._state = (versions, state)
-        return state
+        if self._state is None or self._state.token != versions:
+            self._state = State(versions, self.sidecarsets.snapshot())  # read after the versions: never older
+        return self._state
 
     def _namespace_labels(self, name: str) -> dict:
         found = self.namespaces.get(f"/{name}")

@@ -12,9 +12,9 @@ now or later, so:
   time);
 - the answer is kept as a template: the same names replaced by the same placeholders;
 - the first time a key is met, the answer is computed a second time for a probe: the request
-  with other names, no managedFields, and the state without its volatile parts (a
-  SidecarSet's status). Only when the probe's template equals the answer's is the key reused;
-  rules that read a pod's name or a SidecarSet's status are computed every time.
+  with other names, uid and managedFields. Only when the probe's template equals the answer's
+  is the key reused: rules that copy a name into the answer are served with the pod's own name
+  put back; rules that decide anything from a name are computed for every pod.
 """
 
 from __future__ import annotations
@@ -43,11 +43,9 @@ _UNVERIFIED_FOR = 30.0  # seconds a failed probe keeps a key from being reused
 
 @dataclass(frozen=True)
 class State:
-    """What the rules read: ``token`` changes whenever ``value`` may answer differently;
-    ``probe`` is ``value`` without the parts the token leaves out."""
+    """What the rules read, and a token that changes whenever it changes."""
     token: Any
     value: Any
-    probe: Any
 
 
 def _placeholder(i: int) -> bytes:
@@ -176,13 +174,13 @@ class Memo:
         if verdict is not True:
             probe, others = probe_of(request, names)
             try:
-                agrees = _Template(self.compute(probe, state.probe), others).same(template)
+                agrees = _Template(self.compute(probe, state.value), others).same(template)
             except Exception:  # noqa: BLE001 - rules that fail on other names are rules that read them
                 agrees = False
             if int(time.time()) != second:
                 return answer  # the clock turned between the two: no verdict yet
             if not agrees:
-                log.info("admission answers depend on identity or status; this request shape is not reused")
+                log.info("admission answers depend on a pod's identity; this request shape is not reused")
             self._store(self._verdicts, key, True if agrees else time.monotonic())
             if not agrees:
                 return answer
