@@ -235,13 +235,13 @@ class WebhookServer:
         state.busy = True
         deadline = time.monotonic() + self.io_timeout
         end = data.find(b"\r\n\r\n")
-        while end < 0:
-            if len(data) > _MAX_LINE:
-                line_too_long = data.find(b"\r\n", 0, _MAX_LINE + 1) < 0
-                self._text(state, 414 if line_too_long else 431, "request head too large\n", close=True)
-                return False
+        while end < 0 and len(data) <= _MAX_LINE:
             data += self._recv(sock, deadline)
             end = data.find(b"\r\n\r\n")
+        if end < 0 or end > _MAX_LINE:
+            line_too_long = data.find(b"\r\n", 0, _MAX_LINE + 1) < 0
+            self._text(state, 414 if line_too_long else 431, "request head too large\n", close=True)
+            return False
         request = self._parse_head(state, data[:end])
         if request is None:
             return False
@@ -268,31 +268,33 @@ class WebhookServer:
         return chunk
 
     def _parse_head(self, state: _Connection, head: bytes) -> _Request | None:
-        lines = head.split(b"\r\n")
-        if len(lines[0]) > _MAX_LINE:
+        line, _, fields = head.decode("latin-1").partition("\r\n")
+        if len(line) > _MAX_LINE:
             self._text(state, 414, "request line too long\n", close=True)
             return None
-        parts = lines[0].split()
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+        parts = line.split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             self._text(state, 400, "bad request line\n", close=True)
             return None
-        version = parts[2]
-        if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        method, target, version = parts
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
             self._text(state, 505, "HTTP/1.1 only\n", close=True)
             return None
-        if len(lines) > _MAX_HEADERS + 1:
-            self._text(state, 431, "too many headers\n", close=True)
-            return None
         headers = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
-                self._text(state, 400, "bad header line\n", close=True)
+        if fields:
+            lines = fields.split("\r\n")
+            if len(lines) > _MAX_HEADERS:
+                self._text(state, 431, "too many headers\n", close=True)
                 return None
-            headers[name.decode("latin-1").lower()] = value.strip().decode("latin-1")
+            for field in lines:
+                name, colon, value = field.partition(":")
+                if not colon or not name or name != name.strip():
+                    self._text(state, 400, "bad header line\n", close=True)
+                    return None
+                headers[name.lower()] = value.strip()
         connection = headers.get("connection", "").lower()
-        keep_alive = "close" not in connection if version == b"HTTP/1.1" else "keep-alive" in connection
-        return _Request(parts[0].decode("latin-1"), parts[1].decode("latin-1").split("?", 1)[0], headers, keep_alive)
+        keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        return _Request(method, target.split("?", 1)[0], headers, keep_alive)
 
     def _body(self, sock, request: _Request, rest: bytes, deadline: float) -> tuple[bytes, bytes] | None:
         """(body, bytes past it) by Content-Length; None when there is no usable length."""

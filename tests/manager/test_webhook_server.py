@@ -263,3 +263,34 @@ def test_shutdown_closes_connections_between_requests_and_loses_none(make_server
         connect(srv)
     for tls in (kept, idle, busy):
         tls.close()
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"BROKEN\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"POST /allow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     411),
+])
+def test_a_broken_request_head_gets_its_http_error_and_the_connection_closes(server, raw, status):
+    with connect(server) as tls:
+        got, headers, _ = exchange(tls, raw)
+        assert got == status and headers.get("connection") == "close"
+        assert closed_by_server(tls)
+
+
+def test_pipelined_requests_are_answered_in_order_and_connection_close_is_honoured(server):
+    with connect(server) as tls:
+        tls.sendall(post("/allow", review("one")) + post("/allow", review("two")).replace(
+            b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"))
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2 or not data.rstrip().endswith(b"}"):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        assert data.index(b'"one"') < data.index(b'"two"')
+        assert data.count(b"Connection: close") == 1
+        assert closed_by_server(tls)
