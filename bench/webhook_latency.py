@@ -2,7 +2,7 @@
 kruise-manager and a minimal Go webhook that returns the same patch as ours, in ONE run on ONE
 cluster, so the machine's drift hits every side alike.
 
-    python bench/webhook_latency.py [--rounds 8] [--per-round 100] [--c1-rounds 6] [--c1-per-round 40]
+    python bench/webhook_latency.py [--rounds 20] [--per-round 100] [--c1-rounds 20] [--c1-per-round 40] [--skip-upstream]
 
 Sides, each behind the same Service (``kruise-webhook-service``) and the same certificate:
 
@@ -458,9 +458,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=8, help="rounds per side at --concurrency")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds per side at --concurrency")
     parser.add_argument("--per-round", type=int, default=100, help="creates per side and round at --concurrency")
-    parser.add_argument("--c1-rounds", type=int, default=6, help="rounds per side at concurrency 1")
+    parser.add_argument("--c1-rounds", type=int, default=20, help="rounds per side at concurrency 1")
     parser.add_argument("--c1-per-round", type=int, default=40, help="creates per side and round at concurrency 1")
     parser.add_argument("--manager-arg", action="append", default=[], metavar="ARG",
                         help="an extra flag for our replicas (repeatable), e.g. --manager-arg=--webhook-max-requests-per-connection=0")
