@@ -55,11 +55,14 @@ def _placeholder(i: int) -> bytes:
 def names_of(request: dict) -> list[str]:
     """The identity names in a request: the object's name and its token volumes' names."""
     found = []
-    obj = request.get("object") or {}
-    for name in (request.get("name"), (obj.get("metadata") or {}).get("name")):
+    obj = request.get("object")
+    obj = obj if isinstance(obj, dict) else {}
+    meta, spec = obj.get("metadata"), obj.get("spec")
+    for name in (request.get("name"), meta.get("name") if isinstance(meta, dict) else None):
         if isinstance(name, str) and name not in found and _NAME.match(name):
             found.append(name)
-    for volume in (obj.get("spec") or {}).get("volumes") or ():
+    volumes = spec.get("volumes") if isinstance(spec, dict) else None
+    for volume in volumes if isinstance(volumes, list) else ():
         name = volume.get("name") if isinstance(volume, dict) else None
         if isinstance(name, str) and name.startswith(TOKEN_VOLUME_PREFIX) and name not in found and _NAME.match(name):
             found.append(name)

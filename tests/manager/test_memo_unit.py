@@ -164,3 +164,12 @@ def test_sidecarset_admission_through_the_memo_answers_as_its_rules_do():
         admission.mutate_pod(pod_request("web-9", "kube-api-access-9wxyz"))
         assert admission._memo.misses == 2
     within_one_second(check)
+
+
+@pytest.mark.parametrize("obj", ["a string, not a pod", {"metadata": "x"}, {"metadata": {}, "spec": {"volumes": 5}},
+                                 {"metadata": {"name": 7}, "spec": "x"}, None])
+def test_requests_of_any_shape_reach_the_rules(obj):
+    seen = []
+    memo = Memo(lambda request, value: seen.append(request["object"]) or {"allowed": True})
+    assert memo.answer({"uid": "u", "name": "p", "object": obj}, state()) == {"allowed": True}
+    assert seen[0] == obj
