@@ -116,3 +116,16 @@ def test_etc_hosts_names_the_containers_hostname():
     assert lines[-1] == "198.18.1.10\tweb-1" and "127.0.0.1\tlocalhost" in lines and "127.0.0.1 vm" not in lines
     host_network = {**pod, "spec": {"nodeName": "node-1", "hostNetwork": True}}
     assert etc_hosts(host_network, "198.18.1.10", machine) == machine + "198.18.1.10\tnode-1\n"
+
+
+@pytest.mark.parametrize("paths, kept", [
+    (["/work/repo", "/work/repo/.cache", "/root/.pyenv"], []),
+    (["/tmp/ci-clone", "/tmp/ci-clone/.cache/cluster-1", "/tmp/ci-clone/.venv", "/root/.pyenv"], ["/tmp/ci-clone"]),
+    (["/tmp/pytest-1/cluster", "/work/repo", "/tmp/pytest-1/cluster/hostlet"], ["/tmp/pytest-1/cluster"]),
+    (["/tmp/a", "/tmp/b", "/tmp/a"], ["/tmp/a", "/tmp/b"]),
+    (["/tmp/ab", "/tmp/a"], ["/tmp/a", "/tmp/ab"]),  # a name prefix is not a parent
+    (["/tmp"], []),  # /tmp itself is the container's own
+])
+def test_harness_folders_under_tmp_stay_visible_in_a_private_tmp(paths, kept):
+    from localcluster.hostlet.env import kept_under_tmp
+    assert kept_under_tmp(paths) == [Path(p) for p in kept]

@@ -7,10 +7,13 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubekit.api import ApiError
+
+from ..build import CACHE_DIR
 
 from .spec import (API_TIMEOUT, ROOT, HostletError, etc_hosts, expand, field_path_value, pod_hostname,
                    resource_field_value)
@@ -132,6 +135,18 @@ def serviceaccount_volume(worker, token: str) -> None:
         scratch.replace(directory / name)
 
 
+def kept_under_tmp(paths) -> list[Path]:
+    """Of the folders the harness runs from (the checkout, its cache and virtualenv, the
+    cluster's and the hostlet's folders), those under /tmp, outermost only: a container's own
+    /tmp must still show them where they are, or a checkout cloned under /tmp could not run
+    its manager."""
+    found: list[Path] = []
+    for path in sorted({Path(p).resolve() for p in paths}):
+        if PRIVATE_TMP in path.parents and not any(outer == path or outer in path.parents for outer in found):
+            found.append(path)
+    return found
+
+
 def container_mounts(worker, container: Container) -> list[tuple[str, str]]:
     """What a process container's own filesystem gives it, as (source on this machine, target),
     in mount order: an /etc/hosts naming its hostname, a fresh /tmp of its own for each run
@@ -147,11 +162,12 @@ def container_mounts(worker, container: Container) -> list[tuple[str, str]]:
     tmp.mkdir(parents=True)
     tmp.chmod(0o1777)
     mounts = [(str(hosts), str(ETC_HOSTS))]
-    for kept in sorted({worker.hostlet.cluster.workdir.resolve(), worker.hostlet.workdir.resolve()}):
-        if PRIVATE_TMP in kept.parents and not any(Path(m[0]) in kept.parents for m in mounts[1:]):
-            inside = tmp / kept.relative_to(PRIVATE_TMP)
-            inside.mkdir(parents=True)
-            mounts.append((str(kept), str(inside)))
+    harness = (worker.hostlet.cluster.workdir, worker.hostlet.workdir, ROOT, CACHE_DIR, Path(sys.prefix),
+               Path(sys.base_prefix), Path(sys.executable).parent)
+    for kept in kept_under_tmp(harness):
+        inside = tmp / kept.relative_to(PRIVATE_TMP)
+        inside.mkdir(parents=True, exist_ok=True)
+        mounts.append((str(kept), str(inside)))
     mounts.append((str(tmp), str(PRIVATE_TMP)))
     return mounts + emptydir_mounts(worker, container, tmp=tmp)
 
