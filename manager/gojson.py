@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 
-from . import gotypes, quantity
+from kubekit import quantity
+
+from . import gotypes
 
 
 class DecodeError(ValueError):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from . import gojson, quantity, sidecarset
+from kubekit import quantity
+
+from . import gojson, sidecarset
 from .admission import allowed, denied, errored, patched
 from .informer import Informer
 from .memo import Memo, State

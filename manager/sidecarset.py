@@ -23,7 +23,9 @@ import re
 
 from kubekit.labels import selector_matches
 
-from . import gojson, quantity
+from kubekit import quantity
+
+from . import gojson
 
 GROUP_VERSION = "apps.kruise.io/v1alpha1"
 HASH_ANNOTATION = "kruise.io/sidecarset-hash"

@@ -8,8 +8,11 @@ import os
 import re
 import sys
 from datetime import datetime, timezone
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Mapping, Union
+
+from kubekit.quantity import parse as parse_quantity
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGER_PROGRAM = [sys.executable, "-m", "manager"]
@@ -138,16 +141,12 @@ def field_path_value(pod: dict, path: str) -> str:
     return simple[path]
 
 
-_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_SUFFIX = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1 << 10, "Mi": 1 << 20,
-           "Gi": 1 << 30, "Ti": 1 << 40}
-
-
-def quantity(text: str) -> float:
-    match = _QUANTITY.match(str(text).strip())
-    if not match or match.group(2) not in _SUFFIX:
-        raise HostletError(f"invalid quantity {text!r}")
-    return float(match.group(1)) * _SUFFIX[match.group(2)]
+def quantity(text: str) -> Fraction:
+    """A resource quantity's exact value, parsed as apimachinery does (kubekit.quantity)."""
+    try:
+        return parse_quantity(str(text).strip()).value
+    except ValueError as err:
+        raise HostletError(f"invalid quantity {text!r}") from err
 
 
 def resource_field_value(container: dict, ref: dict, allocatable: Mapping[str, str]) -> str:

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from manager import gojson, quantity
+from kubekit import quantity
+from manager import gojson
 from manager.sidecarset import (HASH_ANNOTATION, HASH_WITHOUT_IMAGE_ANNOTATION, controller_revision_name, defaulted,
                                 revision_hashes)
 

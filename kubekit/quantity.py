@@ -1,7 +1,8 @@
 """Resource quantities ("500m", "1Gi", "1e3") read and written as apimachinery's
 ``resource.Quantity`` does: upstream's SidecarSet hashes and stored objects carry a quantity in
 the form its JSON encoding gives (the text as written when it is already canonical, else the
-canonical form), so the manager needs the same rules to hash and store the same bytes.
+canonical form), so the manager needs the same rules to hash and store the same bytes. The
+hostlet reads resource limits and resourceFieldRef values with the same parser.
 """
 
 from __future__ import annotations
