@@ -67,14 +67,22 @@ def result_of(response: dict) -> str:
     return "allowed" if response.get("allowed") else "denied"
 
 
+def patch_text(ops: list[dict]) -> bytes:
+    """A JSON Patch as the JSON text that goes on the wire (the stdlib's encoding, byte-stable)."""
+    return json.dumps(ops).encode()
+
+
+def with_patch_text(response: dict, text: bytes) -> dict:
+    """``response`` carrying the patch ``text`` in wire form (base64, ``patchType``)."""
+    return {**response, "patchType": "JSONPatch", "patch": base64.b64encode(text).decode()}
+
+
 def encode_patch(response: dict) -> dict:
-    """The answer with its patch in wire form (base64 of the JSON Patch, ``patchType``); an
-    answer without a list patch is returned as it is. Done once for an answer reused many
-    times."""
+    """The answer with its patch in wire form; an answer without a list patch is returned as
+    it is. Done once for an answer reused many times."""
     if not isinstance(response.get("patch"), list):
         return response
-    return {**response, "patchType": "JSONPatch",
-            "patch": base64.b64encode(json.dumps(response["patch"]).encode()).decode()}
+    return with_patch_text(response, patch_text(response["patch"]))
 
 
 def review_body(request: dict, response: dict) -> bytes:

@@ -19,8 +19,6 @@ now or later, so:
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import re
 import threading
@@ -29,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import orjson
+
+from .admission import patch_text, with_patch_text
 
 log = logging.getLogger("manager.memo")
 
@@ -123,11 +123,11 @@ class _Template:
         patch = answer.get("patch")
         if patch is not None and not isinstance(patch, list):
             raise ValueError("the patch is already encoded")
-        patch_text = json.dumps(patch).encode() if patch else None
+        text_of_patch = patch_text(patch) if patch else None
         text = orjson.dumps(rest)
-        if _MARK in text or (patch_text and _MARK in patch_text):
+        if _MARK in text or (text_of_patch and _MARK in text_of_patch):
             raise ValueError("the answer holds placeholder-like text")
-        self.patch_text = _template(patch_text, names) if patch_text else None
+        self.patch_text = _template(text_of_patch, names) if text_of_patch else None
         templated = _template(text, names)
         self.rest, self.rest_text = (rest, None) if templated == text else (None, templated)
 
@@ -139,7 +139,7 @@ class _Template:
         rest = self.rest if self.rest_text is None else orjson.loads(_fill(self.rest_text, names))
         if self.patch_text is None:
             return rest
-        return {**rest, "patchType": "JSONPatch", "patch": base64.b64encode(_fill(self.patch_text, names)).decode()}
+        return with_patch_text(rest, _fill(self.patch_text, names))
 
 
 class Memo:
