@@ -12,7 +12,7 @@ from collections import Counter
 from . import ZONE_LABEL
 from .capacity import selector_matches, surge_fit
 from .findings import Finding
-from .installation import Installation, detect, manager_container, patch_webhooks
+from .installation import KRUISECTL_CHART, Installation, detect, manager_container, patch_webhooks
 from .inventory import Inventory
 from kubekit.labels import selector_matches as labels_match, unmatched_requirements
 from .status import NO_ZONE, build, leader_not_found
@@ -26,7 +26,7 @@ WEBHOOK_TIMEOUT_WARNING_S = 10
 
 
 def installation(inv: Inventory) -> Installation:
-    return detect(inv.deployment, inv.names.namespace, inv.names.deployment)
+    return detect(inv.deployment, inv.names.namespace, inv.names.deployment, inv.helm_release, inv.helm_release_error)
 
 
 def check_leader(inv: Inventory, report: dict) -> Finding:
@@ -174,9 +174,8 @@ def exclusion_fix(inv: Inventory, webhook: dict, namespace: str) -> str:
         if labels.get(key) == value:
             return f"kubectl label namespace {namespace} {key}-"
     installed = installation(inv)
-    if installed.kind == "kruisectl-chart":
-        return f"kruisectl upgrade -n {inv.names.namespace} --release {installed.release} (the chart excludes " \
-               "kube-system and its own namespace)"
+    if installed.kind == KRUISECTL_CHART:
+        return installed.upgrade(why="the chart excludes kube-system and the manager's namespace")
     found = _configuration_of(inv, webhook)
     if found is None:
         return f"add {namespace} to a kubernetes.io/metadata.name NotIn requirement of {webhook.get('name')}'s namespaceSelector"

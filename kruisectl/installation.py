@@ -4,7 +4,8 @@ A fix that names a value the installed chart does not have is wrong advice. The 
 may come from this project's chart (``kruisectl upgrade``), from upstream OpenKruise's chart
 (``helm upgrade`` with upstream's value names; some settings are fixed in its templates), or
 from plain manifests such as upstream's kustomize install (``kubectl`` only). Detection reads
-only the manager Deployment: helm's release annotation, this chart's labels, the image.
+only the manager Deployment: helm's release annotation, this chart's labels, the image; the
+release itself is addressed by kruisectl.release (its own namespace, its chart's version).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import shlex
 from dataclasses import dataclass
 
 from . import ZONE_LABEL
+from .release import Release
+from .release import of as release_of
 
 KRUISECTL_CHART = "kruisectl-chart"
 UPSTREAM_CHART = "upstream-chart"
@@ -34,20 +37,31 @@ _VALUES = {
 @dataclass(frozen=True)
 class Installation:
     kind: str
-    namespace: str
+    namespace: str  # the manager's, which need not be the release's
     deployment: str
-    release: str | None = None
+    release: Release | None = None
     health_port: int | None = None
 
     def describe(self) -> str:
+        where = f"{self.release.namespace}/{self.release.name}" if self.release else ""
         if self.kind == KRUISECTL_CHART:
-            return f"kruisectl's chart (release {self.release})"
+            return f"kruisectl's chart (release {where})"
         if self.kind == UPSTREAM_CHART:
-            return f"a helm release {self.release} (upstream OpenKruise's chart)"
+            return f"a helm release {where} (upstream OpenKruise's chart)"
         return "manifests (no helm release)"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "release": self.release}
+        release = self.release
+        return {"kind": self.kind, "release": release.name if release else None,
+                "releaseNamespace": release.namespace if release else None}
+
+    def upgrade(self, pairs: list[str] = (), why: str = "") -> str | None:
+        """The chart upgrade that applies ``pairs`` to this release (None: no release)."""
+        if self.kind == KRUISECTL_CHART:
+            return self.release.kruisectl_upgrade(pairs, why)
+        if self.kind == UPSTREAM_CHART:
+            return self.release.helm_upgrade(pairs)
+        return None
 
     # --- fixes ---------------------------------------------------------------------------
     def set_value(self, setting: str, value) -> str | None:
@@ -56,11 +70,7 @@ class Installation:
         key = _VALUES[setting].get(self.kind)
         if key is None:
             return None
-        pair = f"{key}={json.dumps(value) if isinstance(value, bool) else value}"
-        if self.kind == KRUISECTL_CHART:
-            return f"kruisectl upgrade -n {self.namespace} --release {self.release} --set {pair}"
-        return (f"helm upgrade {self.release} openkruise/kruise -n {self.namespace} --reuse-values "
-                f"--set {pair}")
+        return self.upgrade([f"{key}={json.dumps(value) if isinstance(value, bool) else value}"])
 
     def patch(self, patch: dict | list, kind: str = "strategic") -> str:
         """A paste-able ``kubectl patch`` of the manager Deployment."""
@@ -106,7 +116,7 @@ class Installation:
 
     def fix_liveness_probe(self, container_index: int) -> str:
         if self.kind == KRUISECTL_CHART:
-            return f"kruisectl upgrade -n {self.namespace} --release {self.release} (the chart sets a liveness probe)"
+            return self.upgrade(why="the chart sets a liveness probe")
         probe = {"httpGet": {"path": "/healthz", "port": self.health_port or 8000},
                  "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 3}
         return self._note_overwritten(self.patch(
@@ -152,11 +162,13 @@ def _repository(image: str) -> str:
     return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
 
 
-def detect(deployment: dict | None, namespace: str, deployment_name: str) -> Installation:
-    """How the manager Deployment was installed (manifests when it cannot be told)."""
+def detect(deployment: dict | None, namespace: str, deployment_name: str, record: dict | None = None,
+           record_error: str | None = None) -> Installation:
+    """How the manager Deployment was installed (manifests when it cannot be told); ``record``:
+    the summary of its helm release record, if read (``record_error``: why not)."""
     metadata = (deployment or {}).get("metadata") or {}
     labels = metadata.get("labels") or {}
-    release = (metadata.get("annotations") or {}).get("meta.helm.sh/release-name")
+    release = release_of(deployment, record, record_error)
     found = manager_container(deployment)
     container = found[1] if found else {}
     ours = labels.get("app.kubernetes.io/name") == "kruise" and "helm.sh/chart" in labels \

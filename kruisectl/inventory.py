@@ -55,6 +55,12 @@ class Inventory:
     # namespaceSelector skips); a namespace not read here is judged by the label the apiserver
     # always sets, kubernetes.io/metadata.name.
     namespaces: dict[str, dict] = field(default_factory=dict)
+    # Read only for doctor: the helm release record of the Deployment's release (its summary by
+    # kruisectl.release: the chart's name and version for a printed ``helm upgrade``), or why it
+    # was not read. Not one of ``errors``: without it a fix lacks the chart version (and says
+    # so), no verdict is unknown.
+    helm_release: dict | None = None
+    helm_release_error: str | None = None
 
     def namespace_labels(self, name: str) -> dict[str, str]:
         read = self.namespaces.get(name)
@@ -186,6 +192,7 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
                 inventory.errors[key] = reason
                 inventory.statuses[key] = status or 0
         node_names = sorted({p["spec"].get("nodeName") for p in inventory.pods if p["spec"].get("nodeName")})
+        record = pool.submit(_read_release_record, api_client, inventory, timeout) if extended else None
         for key, value, status, reason in pool.map(
             lambda name: run(f"node/{name}", get(f"/api/v1/nodes/{name}")), node_names
         ):
@@ -194,7 +201,21 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
             elif status != 404:
                 inventory.errors[key] = reason
                 inventory.statuses[key] = status or 0
+        if record is not None:
+            record.result()
     return inventory
+
+
+def _read_release_record(api_client, inventory: Inventory, timeout: float) -> None:
+    from . import release
+
+    found = release.of(inventory.deployment)
+    if found is None:
+        return
+    try:
+        inventory.helm_release = release.read_record(api_client, found.namespace, found.name, timeout)
+    except ValueError as err:
+        inventory.helm_release_error = str(err)
 
 
 _OBJECT_KINDS = {"lease": ("lease", "lease"), "deployment": ("deployment", "deployment"),

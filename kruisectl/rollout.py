@@ -167,12 +167,13 @@ def helm_values(plan: TunePlan) -> dict:
     return values
 
 
-def helm_set_flags(plan: TunePlan) -> list[str]:
-    flags = [f"--set manager.updateStrategy.rollingUpdate.maxSurge={plan.proposed.max_surge}",
-             f"--set manager.updateStrategy.rollingUpdate.maxUnavailable={plan.proposed.max_unavailable}"]
+def helm_set_pairs(plan: TunePlan) -> list[str]:
+    """The same values as ``--set`` pairs."""
+    pairs = [f"manager.updateStrategy.rollingUpdate.maxSurge={plan.proposed.max_surge}",
+             f"manager.updateStrategy.rollingUpdate.maxUnavailable={plan.proposed.max_unavailable}"]
     if plan.proposed.when_unsatisfiable:
-        flags.append(f"--set manager.topologySpread.whenUnsatisfiable={plan.proposed.when_unsatisfiable}")
-    return flags
+        pairs.append(f"manager.topologySpread.whenUnsatisfiable={plan.proposed.when_unsatisfiable}")
+    return pairs
 
 
 # --- status, as kubectl rollout status --------------------------------------------------------

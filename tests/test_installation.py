@@ -9,6 +9,7 @@ import shlex
 import pytest
 
 from kruisectl.installation import KRUISECTL_CHART, MANIFESTS, UPSTREAM_CHART, detect
+from kruisectl.release import split_note
 
 
 def deployment(labels=None, annotations=None, image="openkruise/kruise-manager:v1.8.3", probe_port=8000):
@@ -33,23 +34,27 @@ OURS = {"app.kubernetes.io/name": "kruise", "helm.sh/chart": "kruise-0.1.0", "co
 ])
 def test_detect(obj, kind, release):
     found = detect(obj, "kruise-system", "kruise-controller-manager")
-    assert (found.kind, found.release) == (kind, release)
+    assert (found.kind, found.release and found.release.name) == (kind, release)
+
+
+UPSTREAM_RECORD = {"name": "kruise", "namespace": "kruise-system", "revision": 1, "status": "deployed",
+                   "chart": "kruise", "chartVersion": "1.8.3", "appVersion": "1.8.3"}
 
 
 def installed(kind):
     obj = {KRUISECTL_CHART: deployment(OURS, HELM, image="kruisectl/kruise-manager:0.1.0"),
            UPSTREAM_CHART: deployment(None, HELM), MANIFESTS: deployment()}[kind]
-    return detect(obj, "kruise-system", "kruise-controller-manager")
+    return detect(obj, "kruise-system", "kruise-controller-manager", UPSTREAM_RECORD if kind == UPSTREAM_CHART else None)
 
 
 @pytest.mark.parametrize("kind, fix, expected", [
     (KRUISECTL_CHART, lambda i: i.fix_replicas(3),
      "kruisectl upgrade -n kruise-system --release kruise --set manager.replicas=3"),
     (UPSTREAM_CHART, lambda i: i.fix_replicas(3),
-     "helm upgrade kruise openkruise/kruise -n kruise-system --reuse-values --set manager.replicas=3"),
+     "helm upgrade kruise openkruise/kruise --version 1.8.3 -n kruise-system --reuse-values --set manager.replicas=3"),
     (MANIFESTS, lambda i: i.fix_replicas(3), "kubectl -n kruise-system scale deployment kruise-controller-manager --replicas=3"),
     (UPSTREAM_CHART, lambda i: i.fix_host_network(),
-     "helm upgrade kruise openkruise/kruise -n kruise-system --reuse-values --set manager.hostNetwork=true"),
+     "helm upgrade kruise openkruise/kruise --version 1.8.3 -n kruise-system --reuse-values --set manager.hostNetwork=true"),
     (MANIFESTS, lambda i: i.fix_host_network(),
      "kubectl -n kruise-system patch deployment kruise-controller-manager -p "
      "'{\"spec\":{\"template\":{\"spec\":{\"hostNetwork\":true}}}}'"),
@@ -59,12 +64,16 @@ def installed(kind):
      "kubectl -n kruise-system create poddisruptionbudget kruise-controller-manager "
      "--selector control-plane=controller-manager --max-unavailable 1"),
     (UPSTREAM_CHART, lambda i: i.fix_webhook_timeout(10),
-     "helm upgrade kruise openkruise/kruise -n kruise-system --reuse-values --set webhookConfiguration.timeoutSeconds=10"),
+     "helm upgrade kruise openkruise/kruise --version 1.8.3 -n kruise-system --reuse-values "
+     "--set webhookConfiguration.timeoutSeconds=10"),
     (KRUISECTL_CHART, lambda i: i.fix_webhook_timeout(10),
      "kruisectl upgrade -n kruise-system --release kruise --set webhook.timeoutSeconds=10"),
 ])
 def test_fix_texts(kind, fix, expected):
-    assert fix(installed(kind)) == expected
+    command, note = split_note(fix(installed(kind)))
+    assert command == expected
+    # upstream's repository alias is a guess, and the fix says so
+    assert ("openkruise/kruise assumes the repository alias openkruise" in note) == command.startswith("helm ")
 
 
 @pytest.mark.parametrize("kind", [UPSTREAM_CHART, MANIFESTS])

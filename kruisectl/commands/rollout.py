@@ -7,6 +7,8 @@ import sys
 import click
 
 from .. import DEPLOYMENT_NAME, rollout
+from ..installation import KRUISECTL_CHART, MANIFESTS, detect
+from ..release import RELEASE_NAME
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
 from ..kube import kube_options
 from ..output import dump, output_option
@@ -61,6 +63,20 @@ def _render_tune(plan: rollout.TunePlan) -> str:
     return "\n".join(lines)
 
 
+def _chart_upgrade(current: dict, namespace: str, name: str, plan: rollout.TunePlan) -> str:
+    """The upgrade of the release that installed ``current`` which keeps the tuned strategy;
+    a CLIError when no chart has values for it (manifests, or upstream's chart)."""
+    installed = detect(current, namespace, name)
+    if installed.kind == MANIFESTS:
+        raise CLIError(f"--via-helm: deployment {namespace}/{name} was not installed by helm (no "
+                       f"{RELEASE_NAME} annotation): tune it without --via-helm")
+    if installed.kind != KRUISECTL_CHART:
+        raise CLIError(f"--via-helm: release {installed.release.namespace}/{installed.release.name} is upstream's "
+                       "chart, which has no values for the rollout strategy (its template sets it): tune the "
+                       "Deployment without --via-helm (the next helm upgrade undoes it)")
+    return installed.upgrade(rollout.helm_set_pairs(plan))
+
+
 @rollout_group.command("tune")
 @click.option("--max-surge", metavar="N|N%", help="Pods above the desired count during a rollout.")
 @click.option("--max-unavailable", metavar="N|N%", help="Pods below the desired count during a rollout.")
@@ -68,7 +84,8 @@ def _render_tune(plan: rollout.TunePlan) -> str:
               help="The zone spread constraint's policy (DoNotSchedule needs zone labels on the nodes).")
 @click.option("--force", is_flag=True, help="Apply even when the surge pods cannot all be scheduled now.")
 @click.option("--dry-run", is_flag=True, help="Show the change (and the capacity check) without applying it.")
-@click.option("--via-helm", is_flag=True, help="Print the helm values instead of patching the Deployment.")
+@click.option("--via-helm", is_flag=True, help="Print the chart values (and the upgrade of the release that "
+              "installed the Deployment) instead of patching it; this project's chart only.")
 @deployment_option
 @output_option(formats=("table", "json", "yaml"))
 @kube_options
@@ -102,6 +119,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
                                  when_unsatisfiable=when_unsatisfiable)
     except ValueError as err:
         raise CLIError(str(err)) from None
+    upgrade = _chart_upgrade(current, target.namespace, deployment, plan) if via_helm else None
     nodes, pods = _cluster_state(api, target)
     fit = rollout.check_capacity(current, plan, nodes, pods)
 
@@ -109,8 +127,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
         values = rollout.helm_values(plan)
         if output == "table":
             click.echo(dump(values, "yaml").rstrip())
-            click.echo("# or: helm upgrade kruise <chart> --reuse-values " + " ".join(rollout.helm_set_flags(plan)),
-                       err=True)
+            click.echo(f"# or: {upgrade}", err=True)
         else:
             click.echo(dump(values, output))
         if not fit.ok:
