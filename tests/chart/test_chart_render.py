@@ -87,6 +87,30 @@ def test_pod_webhook_skips_kube_system_and_the_release_namespace_by_name(helm_bi
     assert validating["clientConfig"]["service"]["path"] == "/validate-apps-kruise-io-v1alpha1-sidecarset"
 
 
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+                  "ValidatingWebhookConfiguration", "CustomResourceDefinition"}
+
+
+def test_installation_namespace_puts_the_manager_outside_the_release_namespace(helm_binary):
+    """As upstream's chart: the release stays where helm -n says, the manager and every
+    namespaced object go to installation.namespace, and that is what the pod webhook skips."""
+    objects = render(helm_binary, "installation.namespace=kruise-mgr", "installation.createNamespace=true",
+                     namespace="default")
+    placed = {key: o["metadata"].get("namespace") for key, o in objects.items() if key[0] not in CLUSTER_SCOPED}
+    assert DEPLOYMENT in placed and set(placed.values()) == {"kruise-mgr"}, placed
+    assert ("Namespace", "kruise-mgr") in objects
+    webhook = objects[("MutatingWebhookConfiguration", "kruise-mutating-webhook-configuration")]["webhooks"][0]
+    assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "kruise-mgr"]
+    assert webhook["clientConfig"]["service"]["namespace"] == "kruise-mgr"
+    binding = objects[("ClusterRoleBinding", "kruise-manager-kruise-mgr")]
+    assert binding["subjects"][0]["namespace"] == "kruise-mgr"
+    # unset, or the release namespace itself: everything there, and no Namespace object
+    for sets in ((), ("installation.namespace=ops", "installation.createNamespace=true")):
+        objects = render(helm_binary, *sets, namespace="ops")
+        assert {o["metadata"].get("namespace") for k, o in objects.items() if k[0] not in CLUSTER_SCOPED} == {"ops"}
+        assert not any(kind == "Namespace" for kind, _ in objects)
+
+
 @pytest.mark.parametrize("value, check", [
     ("manager.replicas=5", lambda o: o[DEPLOYMENT]["spec"]["replicas"] == 5),
     ("manager.topologySpread.whenUnsatisfiable=DoNotSchedule",
@@ -150,6 +174,7 @@ def test_rbac_is_exactly_what_the_manager_calls(helm_binary):
     ("manager.ports.webhook=70000", "/manager/ports/webhook"),
     ("manager.leaderElection.leaseDuration=soon", "leaseDuration"),
     ("manager.role=both", "/manager/role"),
+    ("installation.namespace=Kruise_System", "/installation/namespace"),
 ])
 def test_schema_rejects_bad_values_with_the_field(helm_binary, value, message):
     assert message in render(helm_binary, value, expect_error=True)

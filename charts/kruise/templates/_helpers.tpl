@@ -11,9 +11,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.manager.image.repository }}:{{ .Values.manager.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
-{{/* Namespaces the pod webhook must never see: kube-system, the release namespace, extras. */}}
+{{/* Where the manager and its namespaced objects go: installation.namespace (as upstream's
+  chart names it), else the release namespace. */}}
+{{- define "kruise.namespace" -}}
+{{- .Values.installation.namespace | default .Release.Namespace -}}
+{{- end -}}
+
+{{/* Namespaces the pod webhook must never see: kube-system, the manager's namespace, extras. */}}
 {{- define "kruise.excludedNamespaces" -}}
-{{- $all := list "kube-system" .Release.Namespace -}}
+{{- $all := list "kube-system" (include "kruise.namespace" .) -}}
 {{- range .Values.webhook.excludeNamespaces }}{{ $all = append $all . }}{{ end -}}
 {{- toJson (uniq $all) -}}
 {{- end -}}
