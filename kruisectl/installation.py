@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import ZONE_LABEL
 from .release import Release
 from .release import of as release_of
+from .release import with_note
 
 KRUISECTL_CHART = "kruisectl-chart"
 UPSTREAM_CHART = "upstream-chart"
@@ -78,9 +79,12 @@ class Installation:
         kind_flag = "" if kind == "strategic" else f" --type {kind}"
         return f"kubectl -n {self.namespace} patch deployment {self.deployment}{kind_flag} -p {body}"
 
-    def _note_overwritten(self, command: str) -> str:
+    def _note_outside_chart(self, command: str) -> str:
+        """Upstream's chart has no value for this field and does not render it, so helm's
+        three-way merge keeps the patch through ``helm upgrade`` (a test runs both)."""
         if self.kind == UPSTREAM_CHART:
-            return f"{command} (upstream's chart fixes this in its template: the next helm upgrade undoes it)"
+            return with_note(command, "upstream's chart has no value for this; helm upgrade keeps this patch as "
+                                      "long as the chart does not set the field (not with --force)")
         return command
 
     def fix_replicas(self, replicas: int) -> str:
@@ -106,11 +110,11 @@ class Installation:
     def fix_zone_spread(self, pod_labels: dict[str, str]) -> str:
         constraint = {"maxSkew": 1, "topologyKey": ZONE_LABEL, "whenUnsatisfiable": "ScheduleAnyway",
                       "labelSelector": {"matchLabels": pod_labels}, "matchLabelKeys": ["pod-template-hash"]}
-        return self.set_value("zoneSpread", True) or self._note_overwritten(
+        return self.set_value("zoneSpread", True) or self._note_outside_chart(
             self.patch({"spec": {"template": {"spec": {"topologySpreadConstraints": [constraint]}}}}))
 
     def fix_when_unsatisfiable(self, policy: str, constraint_index: int) -> str:
-        return self.set_value("whenUnsatisfiable", policy) or self._note_overwritten(self.patch(
+        return self.set_value("whenUnsatisfiable", policy) or self._note_outside_chart(self.patch(
             [{"op": "replace", "path": f"/spec/template/spec/topologySpreadConstraints/{constraint_index}/whenUnsatisfiable",
               "value": policy}], kind="json"))
 
@@ -119,7 +123,7 @@ class Installation:
             return self.upgrade(why="the chart sets a liveness probe")
         probe = {"httpGet": {"path": "/healthz", "port": self.health_port or 8000},
                  "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 3}
-        return self._note_overwritten(self.patch(
+        return self._note_outside_chart(self.patch(
             [{"op": "add", "path": f"/spec/template/spec/containers/{container_index}/livenessProbe", "value": probe}],
             kind="json"))
 

@@ -47,7 +47,7 @@ class Release:
         command = ["kruisectl", "upgrade", "-n", self.namespace, "--release", self.name]
         for pair in pairs:
             command += ["--set", pair]
-        return _with_note(shlex.join(command), why)
+        return with_note(shlex.join(command), why)
 
     def helm_upgrade(self, pairs: list[str] = ()) -> str:
         """Upstream's chart: ``helm upgrade`` of the same chart version from upstream's
@@ -64,10 +64,10 @@ class Release:
         if not self.chart_version:
             notes.append(f"chart version unknown ({self.record_error or 'no release record read'}): add --version "
                          f"<the release's chart version, helm -n {self.namespace} list> or helm takes the newest chart")
-        return _with_note(shlex.join(command), "; ".join(notes))
+        return with_note(shlex.join(command), "; ".join(notes))
 
 
-def _with_note(command: str, note: str) -> str:
+def with_note(command: str, note: str) -> str:
     """A note after the command as a shell comment: the whole line stays paste-able."""
     return f"{command}  # {note}" if note else command
 

@@ -80,7 +80,7 @@ def test_fix_texts(kind, fix, expected):
 def test_kubectl_patches_are_pasteable_json(kind):
     """The json patch survives the shell: shlex splits it back into valid JSON."""
     text = installed(kind).fix_liveness_probe(1)
-    command = text.split(" (upstream's chart")[0]
+    command = split_note(text)[0]
     argv = shlex.split(command)
     assert argv[:6] == ["kubectl", "-n", "kruise-system", "patch", "deployment", "kruise-controller-manager"]
     assert argv[6:8] == ["--type", "json"]
@@ -88,7 +88,7 @@ def test_kubectl_patches_are_pasteable_json(kind):
     assert patch == [{"op": "add", "path": "/spec/template/spec/containers/1/livenessProbe",
                       "value": {"httpGet": {"path": "/healthz", "port": 8000}, "initialDelaySeconds": 30,
                                 "periodSeconds": 10, "failureThreshold": 3}}]
-    assert ("next helm upgrade undoes it" in text) == (kind == UPSTREAM_CHART)
+    assert ("helm upgrade keeps this patch" in text) == (kind == UPSTREAM_CHART)
 
 
 def test_named_probe_port_resolves_to_the_container_port():
@@ -126,4 +126,4 @@ def test_timeout_fix_for_manifests_patches_each_configuration_with_long_webhooks
 def test_zone_spread_fix(kind, starts):
     fix = installed(kind).fix_zone_spread({"control-plane": "controller-manager"})
     assert fix.startswith(starts)
-    assert ("next helm upgrade undoes it" in fix) == (kind == UPSTREAM_CHART)
+    assert ("helm upgrade keeps this patch" in fix) == (kind == UPSTREAM_CHART)
