@@ -169,6 +169,30 @@ def chart_repository(helm_binary, tmp_path):
 
 
 # kubectl's fixes first: the helm upgrades after them show whether helm keeps those changes
+def no_secrets_of_default(cluster, tmp_path: Path) -> Path:
+    """A ServiceAccount's kubeconfig that may read what doctor reads (Secrets only in
+    kruise-system), not the release record in default."""
+    api = cluster.api()
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    subject = [{"kind": "ServiceAccount", "name": "oncall", "namespace": "kruise-system"}]
+    core.create_namespaced_service_account("kruise-system", {"metadata": {"name": "oncall"}})
+    rbac.create_cluster_role({"metadata": {"name": "oncall-reads"}, "rules": [{
+        "apiGroups": ["", "apps", "coordination.k8s.io", "discovery.k8s.io", "policy", "admissionregistration.k8s.io"],
+        "resources": ["nodes", "namespaces", "pods", "services", "deployments", "leases", "endpointslices",
+                      "poddisruptionbudgets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+        "verbs": ["get", "list", "watch"]}]})
+    rbac.create_cluster_role_binding({"metadata": {"name": "oncall-reads"}, "subjects": subject, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "oncall-reads"}})
+    rbac.create_namespaced_role("kruise-system", {"metadata": {"name": "oncall-secrets"}, "rules": [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]})
+    rbac.create_namespaced_role_binding("kruise-system", {"metadata": {"name": "oncall-secrets"}, "subjects": subject,
+                                                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                                      "kind": "Role", "name": "oncall-secrets"}})
+    token = core.create_namespaced_service_account_token("oncall", "kruise-system",
+                                                         {"spec": {"expirationSeconds": 600}}).status.token
+    return cluster.write_token_kubeconfig(tmp_path / "oncall.kubeconfig", token)
+
+
 UPSTREAM_FIXED = ("pdb", "liveness-probe", "zone-spread-policy", "host-network", "webhook-timeout")
 
 
@@ -190,6 +214,16 @@ def test_upstream_style_release_in_default_is_upgraded_where_it_lives(bare_clust
     assert "assumes the repository alias openkruise" in note
     assert split_note(fixes["webhook-timeout"])[0].endswith("-n default --reuse-values "
                                                             "--set webhookConfiguration.timeoutSeconds=10")
+
+    # an on-call user who may read all doctor reads but no Secret of default: the same fix
+    # without a version, saying why, and no read doctor needs reported missing
+    blind = doctor(environment(bare_cluster, helm_binary, tmp_path) | {
+        "KUBECONFIG": str(no_secrets_of_default(bare_cluster, tmp_path))}, "kruise-system")
+    command, note = split_note(blind["host-network"]["remediation"])
+    assert command == ("helm upgrade kruise openkruise/kruise -n default --reuse-values "
+                       "--set manager.hostNetwork=true")
+    assert "chart version unknown (release record of default/kruise not read: forbidden" in note, note
+    assert "add --version" in note
 
     # what was printed before fails as the issue says
     wrong = run([helm_binary, "upgrade", "kruise", "openkruise/kruise", "-n", "kruise-system", "--reuse-values",
