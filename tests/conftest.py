@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from localcluster import capabilities
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.network import available as network_unavailable_reason
 
@@ -20,6 +21,53 @@ def pytest_configure(config):
     fast tier."""
     if "not cluster" in (config.getoption("markexpr", "") or ""):
         os.environ["KRUISECTL_TEST_TIER"] = "unit"
+    try:
+        allowed = capabilities.parse_partial(os.environ.get(capabilities.PARTIAL_VARIABLE))
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    global _ledger
+    _ledger = capabilities.Ledger(allowed, partial=capabilities.PARTIAL_VARIABLE in os.environ)
+
+
+# ---- what the machine lacks: fail a full run, skip (and count) in a partial one ------------
+_ledger = capabilities.Ledger()
+
+
+def require(name: str, reason: str | None | object = ...) -> None:
+    """Go on when this machine has the capability ``name`` (see localcluster.capabilities);
+    else fail the test naming what is missing and how to get it, or skip it when the user asked
+    for a partial run without it (``KRUISECTL_PARTIAL``). ``reason`` is why it is missing when
+    the caller knows better than detection (e.g. the hostlet's OCI probe), None when present."""
+    if reason is ...:
+        reason = capabilities.CAPABILITIES[name].detect()
+    if not reason:
+        return
+    skip, text = _ledger.decide(name, reason)
+    if skip:
+        pytest.skip(text)
+    pytest.fail(text, pytrace=False)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        _ledger.skipped_test(longrepr[2].removeprefix("Skipped: ") if isinstance(longrepr, tuple) else str(longrepr))
+    elif report.failed:
+        _ledger.failed_test(str(report.longrepr))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    """A skip nobody asked for fails the run; the last line says what was skipped and why."""
+    if _ledger.unexpected and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    result = yield
+    line = _ledger.last_line()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if line and reporter is not None:
+        bad = bool(_ledger.missing or _ledger.unexpected)
+        reporter.write_line(line, red=bad, yellow=not bad)
+    return result
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):

@@ -17,8 +17,7 @@ import requests
 
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, HostletError, create_hostlet_nodes
-from localcluster.network import available as network_unavailable_reason
-from tests.conftest import wait_for
+from tests.conftest import require, wait_for
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -30,8 +29,7 @@ NODES = ["hl-0", "hl-1", "hl-2"]
 # ---- against the control plane -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def local():
-    if network_unavailable_reason():
-        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    require("netns")
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
     try:
         create_hostlet_nodes(cluster, NODES, zones=("zone-a", "zone-b", "zone-c"))
@@ -600,8 +598,7 @@ def test_the_charts_split_roles_run_on_hostlet_nodes(local, hostlet, core, ns):
 
 
 def test_memory_limit_is_enforced_by_the_kernel(core, hostlet, ns):
-    if hostlet.memory_limits_unavailable:
-        pytest.skip(f"memory limits cannot be enforced here: {hostlet.memory_limits_unavailable}")
+    require("memory", hostlet.memory_limits_unavailable)
     hog = {"name": "hog", "image": "x", "command": ["py", "-c", "import time; b = bytearray(300 << 20); time.sleep(60)"],
            "resources": {"limits": {"memory": "64Mi"}}}
     bare_pod(core, ns, "hog", hog, restartPolicy="Never")

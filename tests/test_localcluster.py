@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from localcluster.cluster import ZONE_LABEL, free_port
 from localcluster.pki import LocalCA
 
-from .conftest import wait_for
+from .conftest import require, wait_for
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -155,8 +155,7 @@ def test_mutating_webhook_on_loopback_url_is_called_on_pod_create(cluster, api, 
 def test_mutating_webhook_behind_service_is_called_in_a_host(cluster, api, namespace, tmp_path):
     """The production path: clientConfig.service, Endpoints resolved by the apiserver
     (aggregator routing), the server a process in a network-namespace host."""
-    if not cluster.net:
-        pytest.skip("network namespaces unavailable here; the loopback-URL test covers admission")
+    require("netns")
     core, admission = client.CoreV1Api(api), client.AdmissionregistrationV1Api(api)
     host = cluster.add_host(f"echo-{namespace}")
     port = 9443

@@ -16,9 +16,8 @@ from kubernetes.client.exceptions import ApiException
 
 from kruisectl.cli import cli
 from localcluster.cluster import ClusterOptions, LocalCluster
-from localcluster.network import available as network_unavailable_reason
 from manager import rbac
-from tests.conftest import wait_for
+from tests.conftest import require, wait_for
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -30,8 +29,7 @@ MUTATING, VALIDATING = "kruise-mutating-webhook-configuration", "kruise-validati
 def chart_cluster():
     """Six nodes (two per zone), each a network-namespace host: any webhook call the
     apiserver might make goes to a harness address, never outside."""
-    if network_unavailable_reason():
-        pytest.skip(network_unavailable_reason())
+    require("netns")
     local = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, kwok=True, network=True),
                                log=sys.stderr)
     local.create_nodes(6, with_hosts=True)

@@ -13,9 +13,8 @@ from click.testing import CliRunner
 from kruisectl.cli import cli
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
-from localcluster.network import available as network_unavailable_reason
 
-from ..conftest import wait_for
+from ..conftest import require, wait_for
 
 NODES = [f"drill-{i}" for i in range(6)]
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -61,8 +60,7 @@ class Installed:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    if network_unavailable_reason():
-        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    require("netns")
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
     hostlet = None
     try:

@@ -12,6 +12,7 @@ from kruisectl.inventory import Names
 from kruisectl.kube import request_json
 from localcluster import faults
 from kruisectl.probe import probe_pod, probe_sidecarset
+from tests.conftest import require
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -79,8 +80,7 @@ def test_a_hung_replica_leaves_the_endpoints_within_its_readiness_budget(install
 
 
 def test_an_oom_killed_replica_is_restarted_and_costs_at_most_what_was_on_its_way_to_it(installed):
-    if installed.hostlet.memory_limits_unavailable:
-        pytest.skip(f"memory limits cannot be enforced here: {installed.hostlet.memory_limits_unavailable}")
+    require("memory", installed.hostlet.memory_limits_unavailable)
     ips = pod_ips(installed)
     scenario = faults.oom(installed.hostlet, installed.namespace)
     result = run(installed, scenario)

@@ -7,11 +7,10 @@ import sys
 import pytest
 
 from localcluster import image
+from tests.conftest import require
 
 
 @pytest.fixture(scope="session")
 def manager_image() -> image.Built:
-    reason = image.unavailable()
-    if reason:
-        pytest.skip(f"the image cannot be built here: {reason}")
+    require("image")
     return image.build(log_to=sys.stderr)

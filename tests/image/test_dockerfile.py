@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from localcluster import image
+from tests.conftest import require
 
 pytestmark = pytest.mark.image
 
@@ -22,8 +23,7 @@ def _files_under(archive, prefix: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def dockerfile_image(tmp_path_factory, manager_image):
-    if not shutil.which("buildah"):
-        pytest.skip("buildah is not installed (make image-tools installs it)")
+    require("image")  # buildah among them
     work = tmp_path_factory.mktemp("dockerfile")
     context = work / "context"
     image.stage_sources(context)

@@ -19,8 +19,7 @@ from kubekit.api import ApiError
 from localcluster import cgroups
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
-from localcluster.network import available as network_unavailable_reason
-from tests.conftest import wait_for
+from tests.conftest import require, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.image]
 
@@ -34,15 +33,13 @@ SIDECARSET = {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "me
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory, manager_image):
-    if network_unavailable_reason():
-        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    require("netns")
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
     hostlet = None
     try:
         create_hostlet_nodes(cluster, NODES, zones=("zone-a", "zone-b", "zone-c"))
         hostlet = Hostlet(cluster, NODES, images=[manager_image.oci_archive], heartbeat_interval=2).start()
-        if hostlet.oci is None:
-            pytest.skip(f"no OCI runtime runs containers here: {hostlet.oci_unavailable}")
+        require("oci", None if hostlet.oci is not None else hostlet.oci_unavailable or "none found")
         values = tmp_path_factory.mktemp("oci") / "values.yaml"
         values.write_text(yaml.safe_dump(VALUES))
         started = time.monotonic()

@@ -12,7 +12,7 @@ import yaml
 
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.fleet import Fleet
-from localcluster.network import available as network_unavailable_reason
+from tests.conftest import require
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
@@ -27,8 +27,7 @@ AUDIT_POLICY = {
 
 
 def start_cluster(audit_log: Path | None = None) -> LocalCluster:
-    if network_unavailable_reason():
-        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    require("netns")
     extra = ()
     if audit_log is not None:
         policy = Path(tempfile.mkdtemp(prefix="kruise-audit-")) / "policy.yaml"

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from kruisectl.cli import cli
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
-from localcluster.network import available as network_unavailable_reason
 from localcluster.upstream import UpstreamBuild, UpstreamInstall, build_upstream, install_upstream, programs
+from tests.conftest import require
 
 NODES = ["up-0", "up-1", "up-2"]
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -71,8 +71,7 @@ class Upstream:
 
 @pytest.fixture(scope="session")
 def upstream_install():
-    if network_unavailable_reason():
-        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    require("netns")
     built = build_upstream(log=sys.stderr)
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
     hostlet = None

@@ -23,7 +23,7 @@ import pytest
 from kubekit.api import ApiError
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.fleet import Fleet
-from localcluster.network import available as network_unavailable_reason
+from tests.conftest import require
 from tests.upstream.parity_cases import CASES
 
 pytestmark = pytest.mark.cluster
@@ -153,8 +153,7 @@ def diff(theirs, ours) -> str:
 @pytest.fixture(scope="module")
 def ours():
     """This project's manager (one replica, webhook and controller) on its own control plane."""
-    if network_unavailable_reason():
-        pytest.skip(f"network namespaces unavailable: {network_unavailable_reason()}")
+    require("netns")
     cluster = LocalCluster.start(ClusterOptions(controller_manager=True, network=True), log=sys.stderr)
     fleet = None
     try:
@@ -169,13 +168,9 @@ def ours():
 
 
 @pytest.fixture(scope="module")
-def theirs(request):
+def theirs(upstream_install):
     """The upstream manager of tests/upstream/conftest.py's session install."""
-    try:
-        install = request.getfixturevalue("upstream_install")
-    except pytest.FixtureLookupError:
-        pytest.skip("needs the upstream_install fixture (the real upstream manager, tests/upstream/conftest.py)")
-    return Side("upstream", install.cluster)
+    return Side("upstream", upstream_install.cluster)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
