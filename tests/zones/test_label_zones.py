@@ -4,12 +4,16 @@ scheduler's zone spread."""
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +22,7 @@ from kubernetes import client
 from kruisectl import ZONE_LABEL
 from kruisectl import zones
 from kruisectl.cli import cli
+from localcluster.pki import LocalCA
 
 from ..conftest import wait_for
 
@@ -124,33 +129,124 @@ def test_node_changed_after_planning_is_reread_not_clobbered(private, bare_nodes
     assert all(outcomes[n].applied for n in names if n != names[2])
 
 
+class PatchGate:
+    """A validating webhook (on a loopback URL) for one batch's nodes that lets the first
+    labelling patch through and holds the next until released: a run is then always part-way
+    when it is interrupted, however fast the apiserver answers."""
+
+    HOLD_S = 8  # under the CLI's 10 s request timeout: a forgotten release fails, not hangs
+
+    def __init__(self, batch: str, tmp_path):
+        self.batch, self.passed, self.lock = batch, 0, threading.Lock()
+        self.probed, self.holding, self.released = threading.Event(), threading.Event(), threading.Event()
+        ca = LocalCA("patch-gate-ca")
+        cert, key = ca.issue("patch-gate", ips=("127.0.0.1",), server=True)
+        (tmp_path / "gate.crt").write_bytes(cert)
+        (tmp_path / "gate.key").write_bytes(key)
+        self.ca_bundle = base64.b64encode(ca.cert_pem).decode()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp_path / "gate.crt", tmp_path / "gate.key")
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _handler(self):
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["request"]
+                gate.admit(request)
+                body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                   "response": {"uid": request["uid"], "allowed": True}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def admit(self, request: dict) -> None:
+        if request.get("dryRun"):
+            self.probed.set()
+            return
+        labelling = ZONE_LABEL in (request["object"]["metadata"].get("labels") or {}) and \
+            ZONE_LABEL not in ((request.get("oldObject") or {}).get("metadata", {}).get("labels") or {})
+        if not labelling:
+            return
+        with self.lock:
+            self.passed += 1
+            hold = self.passed > 1
+        if hold:
+            self.holding.set()
+            self.released.wait(self.HOLD_S)
+
+    def configuration(self) -> dict:
+        return {
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": f"gate-{self.batch}"},
+            "webhooks": [{
+                "name": "gate.kruisectl.test",
+                "clientConfig": {"url": f"https://127.0.0.1:{self.server.server_address[1]}/",
+                                 "caBundle": self.ca_bundle},
+                "rules": [{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["nodes"]}],
+                "objectSelector": {"matchLabels": {"batch": self.batch}},
+                "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+            }],
+        }
+
+    def stop(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.mark.parametrize("bare_nodes", [60], indirect=True)
-def test_interrupted_run_resumes_and_converges(private, bare_nodes):
+def test_interrupted_run_resumes_and_converges(private, bare_nodes, tmp_path):
     prefix, names = bare_nodes
-    core = client.CoreV1Api(private.api())
+    api = private.api()
+    core, admission = client.CoreV1Api(api), client.AdmissionregistrationV1Api(api)
 
     def labelled():
         return sum(1 for z in zone_of(core, names).values() if z)
 
-    argv = [sys.executable, "-m", "kruisectl", "label-zones", "--kubeconfig", str(private.kubeconfig),
-            "--from-label", RACK, "-l", f"batch={prefix}", "--apply", "--concurrency", "1"]
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Slow the first run down enough to interrupt it part-way: one patch in flight at a time.
-    wait_for(lambda: first.poll() is not None or (core.list_node(label_selector=f"batch={prefix},{ZONE_LABEL}").items),
-             timeout=60, interval=0.05, what="the first node to be labelled")
-    first.send_signal(signal.SIGINT)
-    out, err = first.communicate(timeout=60)
-    assert "Traceback" not in err
-    done_first = labelled()
-    if first.returncode == 0:
-        pytest.skip("the run finished before it could be interrupted")
-    assert first.returncode == 130, err
-    assert 0 < done_first < len(names)
+    gate, first = PatchGate(prefix, tmp_path), None
+    admission.create_validating_webhook_configuration(gate.configuration())
+    try:
+        # The apiserver picks a new configuration up within a moment: until it calls the gate
+        # (a server dry-run patch reaches it), the run would not be held.
+        wait_for(lambda: core.patch_node(names[0], {"metadata": {"labels": {"gate-probe": "1"}}}, dry_run="All")
+                 and gate.probed.is_set(), timeout=30, interval=0.5, what="the apiserver to call the gate")
+        argv = [sys.executable, "-m", "kruisectl", "label-zones", "--kubeconfig", str(private.kubeconfig),
+                "--from-label", RACK, "-l", f"batch={prefix}", "--apply", "--concurrency", "1"]
+        first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # One patch in flight at a time: the first goes through, the second waits in the gate.
+        wait_for(lambda: gate.holding.is_set() or first.poll() is not None, timeout=60, interval=0.05,
+                 what="the second patch to reach the gate")
+        assert gate.holding.is_set(), f"the run ended before its second patch: {first.communicate(timeout=60)}"
+        first.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # the CLI's handler only sets a flag and runs at once; this is margin
+        gate.released.set()  # from here on the gate lets every patch through
+        out, err = first.communicate(timeout=60)
+        assert "Traceback" not in err
+        done_first = labelled()
+        assert first.returncode == 130, err
+        assert 0 < done_first < len(names)
 
-    resumed = subprocess.run(argv + ["-o", "json"], capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert len(json.loads(resumed.stdout)["applied"]) == len(names) - done_first
-    assert zone_of(core, names) == {n: f"rack-{i % 3}" for i, n in enumerate(names)}
+        resumed = subprocess.run(argv + ["-o", "json"], capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        assert len(json.loads(resumed.stdout)["applied"]) == len(names) - done_first
+        assert zone_of(core, names) == {n: f"rack-{i % 3}" for i, n in enumerate(names)}
+    finally:
+        if first is not None and first.poll() is None:
+            first.kill()
+        admission.delete_validating_webhook_configuration(f"gate-{prefix}")
+        gate.stop()
 
 
 @pytest.mark.parametrize("bare_nodes", [3], indirect=True)
