@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build build-upstream image image-tools lock cluster-up cluster-down demo demo-down test test-unit bench clean
+.PHONY: all venv build build-upstream image image-tools lock cluster-up cluster-down demo demo-down preflight test test-unit bench clean
 
 all: test
 
@@ -19,11 +19,11 @@ venv: $(STAMP)
 
 ## build: build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm
 build: $(STAMP)
-	@start=$$(date +%s); $(PY) -m localcluster build; echo "binary build took $$(( $$(date +%s) - start ))s"
+	@start=$$(date +%s); rc=0; $(PY) -m localcluster build || rc=$$?; echo "binary build took $$(( $$(date +%s) - start ))s"; exit $$rc
 
 ## build-upstream: the above, and the real upstream kruise-manager from the Go module proxy (the tests run it)
 build-upstream: $(STAMP)
-	@start=$$(date +%s); $(PY) -m localcluster build --upstream; echo "binary build took $$(( $$(date +%s) - start ))s"
+	@start=$$(date +%s); rc=0; $(PY) -m localcluster build --upstream || rc=$$?; echo "binary build took $$(( $$(date +%s) - start ))s"; exit $$rc
 
 ## image-tools: the Debian tools the image needs (built with mmdebstrap, umoci, skopeo; its Dockerfile
 ## checked with buildah; run by crun or runc), installed with apt-get when missing
@@ -61,8 +61,17 @@ demo: build image-tools
 demo-down: $(STAMP)
 	$(PY) -m localcluster.demo down
 
-## test: everything, against the real local control plane (builds binaries on first run)
-test: build-upstream image-tools
+## preflight: can this machine run every tier (root, network namespaces, a memory cgroup, an OCI
+## runtime, the image tools)? Fails at once naming what is missing and how to get it; as root it
+## first installs the image tools. KRUISECTL_PARTIAL=netns,memory,oci,image (or all) leaves tiers out.
+preflight: $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory image-tools; fi
+	@$(PY) -m localcluster.capabilities
+
+## test: everything, against the real local control plane (builds binaries on first run); a test
+## the machine cannot run fails, and a skip fails the run, unless KRUISECTL_PARTIAL allows it
+test: preflight
+	@$(MAKE) --no-print-directory build-upstream
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
