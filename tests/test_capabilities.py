@@ -4,7 +4,6 @@ runs (preflight and pytest) as a user without root."""
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -138,30 +137,59 @@ def test_a_require_message_names_what_needs_it_the_fix_and_the_partial_run():
 
 
 # ---- real runs without root ---------------------------------------------------------------
-@functools.cache
-def _interpreter_for_nobody(prefix: tuple[str, ...]) -> str:
-    """A Python of this one's version that user 65534 can run (a virtualenv's may live under
-    /root), with this one's packages given through PYTHONPATH."""
-    candidates = dict.fromkeys([sys.executable, os.path.realpath(sys.executable), shutil.which("python3") or "",
-                                f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"])
-    want = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in filter(None, candidates):
-        # through env, as make's shell runs it (setpriv's own exec may reach further than a shell's)
-        probe = subprocess.run([*prefix, "env", candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
-        if probe.returncode == 0 and probe.stdout.strip() == want:
-            return candidate
-    pytest.fail(f"no Python {want} that user {NOBODY} may run: tried {', '.join(filter(None, candidates))}")
+class Unprivileged:
+    """Runs this Python's code as this user when it is not root, else as nobody (setpriv). The
+    interpreter, the checkout and its packages must be readable by that user: when they are not
+    (a virtualenv or clone under /root), the checkout and the packages are copied for it."""
+
+    CHECK = ("import importlib.util, localcluster.capabilities, pytest; open('tests/conftest.py').close(); "
+             "assert importlib.util.find_spec('kubernetes')")
+
+    def __init__(self, scratch: Path):
+        self.prefix = () if os.geteuid() else ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+        self.python = self._interpreter()
+        self.checkout = REPO
+        self.paths = list(dict.fromkeys([str(REPO), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
+        if self.run(["-c", self.CHECK], {}).returncode != 0:
+            scratch.chmod(0o755)
+            self.checkout = scratch / "checkout"
+            shutil.copytree(REPO, self.checkout, symlinks=True,
+                            ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "dist", "__pycache__"))
+            self.paths = [str(self.checkout)]
+            for number, path in enumerate(self.paths_of_packages()):
+                shutil.copytree(path, scratch / f"site{number}", ignore=shutil.ignore_patterns("__pycache__"))
+                self.paths.append(str(scratch / f"site{number}"))
+            check = self.run(["-c", self.CHECK], {})
+            assert check.returncode == 0, f"user {NOBODY} cannot import the copied checkout: {check.stderr}"
+
+    @staticmethod
+    def paths_of_packages() -> list[str]:
+        return list(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]))
+
+    def _interpreter(self) -> str:
+        """A Python of this one's version that the user can run, found through env as make's
+        shell runs it (setpriv's own exec may reach further than a shell's)."""
+        want = f"{sys.version_info.major}.{sys.version_info.minor}"
+        candidates = [c for c in dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
+                                                shutil.which("python3") or "", f"/usr/bin/python{want}"]) if c]
+        for candidate in candidates:
+            probe = subprocess.run([*self.prefix, "env", candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                   capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+            if probe.returncode == 0 and probe.stdout.strip() == want:
+                return candidate
+        pytest.fail(f"no Python {want} that user {NOBODY} may run: tried {', '.join(candidates)}")
+
+    def run(self, argv: list[str], extra_env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPATH": os.pathsep.join(self.paths), **extra_env}
+        return subprocess.run([*self.prefix, self.python, *argv], capture_output=True, text=True, env=env,
+                              cwd=cwd or self.checkout, timeout=120)
 
 
-def _as_user_without_root(argv: list[str], extra_env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run ``python argv`` as this user when it is not root, else as nobody (setpriv)."""
-    prefix = () if os.geteuid() else ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
-    python = _interpreter_for_nobody(prefix)
-    paths = dict.fromkeys([str(REPO), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": os.pathsep.join(paths), **extra_env}
-    return subprocess.run([*prefix, python, *argv], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+@pytest.fixture(scope="module")
+def unprivileged():
+    with tempfile.TemporaryDirectory(prefix="kruisectl-unprivileged-") as scratch:  # tmp_path is root's alone
+        yield Unprivileged(Path(scratch))
 
 
 def _last_line(result: subprocess.CompletedProcess) -> str:
@@ -179,9 +207,9 @@ def _last_line(result: subprocess.CompletedProcess) -> str:
     ("all", 0, ["partial run (KRUISECTL_PARTIAL): skipping what needs no network namespaces: network namespaces "
                 "need root; no memory cgroup: memory cgroups need root"], ["missing"]),
 ])
-def test_preflight_without_root_fails_naming_root_unless_all_is_allowed(partial, rc, says, not_says):
-    result = _as_user_without_root(["-m", "localcluster.capabilities"],
-                                   {"KRUISECTL_PARTIAL": partial} if partial is not None else {})
+def test_preflight_without_root_fails_naming_root_unless_all_is_allowed(unprivileged, partial, rc, says, not_says):
+    result = unprivileged.run(["-m", "localcluster.capabilities"],
+                              {"KRUISECTL_PARTIAL": partial} if partial is not None else {})
     assert result.returncode == rc, result.stdout + result.stderr
     output = result.stdout + result.stderr
     for expected in says:
@@ -190,10 +218,11 @@ def test_preflight_without_root_fails_naming_root_unless_all_is_allowed(partial,
         assert unexpected not in output
 
 
-def test_a_full_run_without_root_fails_naming_what_is_missing_and_a_partial_one_passes_counting_its_skips():
+def test_a_full_run_without_root_fails_naming_what_is_missing_and_a_partial_one_passes_counting_its_skips(
+        unprivileged):
     argv = ["-m", "pytest", "-p", "no:cacheprovider", "-ra", NEEDS_NETNS]
     with ThreadPoolExecutor(2) as pool:
-        full, partial = pool.map(lambda env: _as_user_without_root(argv, env), [{}, {"KRUISECTL_PARTIAL": "netns"}])
+        full, partial = pool.map(lambda env: unprivileged.run(argv, env), [{}, {"KRUISECTL_PARTIAL": "netns"}])
 
     assert full.returncode == 1, full.stdout + full.stderr
     assert "1 error" in full.stdout
@@ -207,33 +236,27 @@ def test_a_full_run_without_root_fails_naming_what_is_missing_and_a_partial_one_
     assert _last_line(partial) == "1 skipped: no network namespaces: network namespaces need root (1)"
 
 
-def test_a_skip_no_capability_allows_fails_even_a_partial_run():
-    with tempfile.TemporaryDirectory(prefix="kruisectl-skips-") as scratch:  # readable by nobody, unlike tmp_path
-        result = _skipping_run(Path(scratch))
+def test_a_skip_no_capability_allows_fails_even_a_partial_run(unprivileged):
+    """A test file outside tests/ that skips on its own, run with tests/conftest.py's hooks."""
+    with tempfile.TemporaryDirectory(prefix="kruisectl-skips-") as scratch:
+        folder = Path(scratch)
+        folder.chmod(0o755)
+        (folder / "test_skips.py").write_text(
+            "import pytest\n\n\ndef test_skips():\n    pytest.skip('flaky here')\n\n\ndef test_passes():\n    pass\n")
+        result = unprivileged.run(["-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.conftest", "--rootdir",
+                                   scratch, "-c", os.devnull, "-ra", scratch], {"KRUISECTL_PARTIAL": "all"}, cwd=folder)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 passed, 1 skipped" in result.stdout
     assert _last_line(result) == ("1 skipped: NOT ALLOWED: flaky here (1); a skip that no capability in "
                                   "KRUISECTL_PARTIAL allows fails the run")
 
 
-def _skipping_run(tmp_path: Path) -> subprocess.CompletedProcess:
-    """A test file outside tests/ that skips on its own, run with tests/conftest.py's hooks."""
-    tmp_path.chmod(0o755)
-    (tmp_path / "test_skips.py").write_text(
-        "import pytest\n\n\ndef test_skips():\n    pytest.skip('flaky here')\n\n\ndef test_passes():\n    pass\n")
-    argv = ["-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.conftest", "--rootdir", str(tmp_path),
-            "-c", os.devnull, "-ra", str(tmp_path)]
-    return _as_user_without_root(argv, {"KRUISECTL_PARTIAL": "all"}, cwd=tmp_path)
-
-
-def test_make_test_without_root_stops_at_its_preflight_naming_what_is_missing():
-    """The Makefile's own path: ``make test`` as that user, with this Python; the cache is put
+def test_make_test_without_root_stops_at_its_preflight_naming_what_is_missing(unprivileged):
+    """The Makefile's own path: ``make test`` as that user, with that Python; the cache is put
     where nobody can write, so a preflight that let it through would fail the build at once."""
-    python = _interpreter_for_nobody(() if os.geteuid() else ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                                                             "--clear-groups"))
-    result = _as_user_without_root(["-c", "import os, sys; os.execvp('make', ['make', *sys.argv[1:]])",
-                                    "--no-print-directory", "-C", str(REPO), "test", "STAMP=", f"PY={python}"],
-                                   {"KRUISECTL_CACHE_DIR": "/proc/kruisectl-no-cache"})
+    result = unprivileged.run(["-c", "import os, sys; os.execvp('make', ['make', *sys.argv[1:]])",
+                               "--no-print-directory", "test", "STAMP=", f"PY={unprivileged.python}"],
+                              {"KRUISECTL_CACHE_DIR": "/proc/kruisectl-no-cache"})
     assert result.returncode != 0
     assert "make test cannot run every tier here; missing:" in result.stderr
     assert "netns: no network namespaces: network namespaces need root -> run as root" in result.stderr
