@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from . import cgroups, image, network
 
 PARTIAL_VARIABLE = "KRUISECTL_PARTIAL"
-OCI_RUNTIMES = ("crun", "runc")  # localcluster.hostlet.oci.RUNTIMES, without importing the hostlet
+OCI_RUNTIMES = ("crun", "runc")  # localcluster.hostlet.oci.RUNTIMES (a test keeps them equal), without its imports
 OCI_TOOLS = ("skopeo", "umoci")  # unpack the image for the runtime
 IMAGE_TOOLS = (*image.TOOLS, "buildah")  # make image's, and the Dockerfile test's
 

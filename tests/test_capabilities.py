@@ -262,3 +262,11 @@ def test_make_test_without_root_stops_at_its_preflight_naming_what_is_missing(un
     assert "netns: no network namespaces: network namespaces need root -> run as root" in result.stderr
     assert "KRUISECTL_PARTIAL=netns,memory,oci,image make test" in result.stderr
     assert "build" not in result.stdout, "nothing is built before the preflight passes"
+
+
+def test_the_preflight_looks_for_the_runtimes_and_tools_the_harness_uses():
+    from localcluster import image
+    from localcluster.hostlet import oci
+
+    assert capabilities.OCI_RUNTIMES == oci.RUNTIMES
+    assert set(image.TOOLS) <= set(capabilities.IMAGE_TOOLS)
