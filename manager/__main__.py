@@ -113,27 +113,19 @@ class Manager:
         from .webhook import WebhookServer
 
         a = self.args
-        self.certs = CertManager(self.client, CertOptions(
-            namespace=self.namespace, secret=a.secret_name, service=a.service_name, cert_dir=a.webhook_cert_dir,
-            configurations=(("mutatingwebhookconfigurations", a.mutating_webhook_configuration),
-                            ("validatingwebhookconfigurations", a.validating_webhook_configuration)),
-            mode=a.webhook_cert_mode, ca_validity_s=a.webhook_ca_validity,
-            cert_validity_s=a.webhook_cert_validity, renew_before_s=a.webhook_cert_renew_before))
+        self.certs = CertManager(self.client, CertOptions.from_options(a))
         self.runnables.add(Runnable("webhook-credential", self.certs.start, self.certs.stop,
                                     readiness=lambda: self.certs.problem))
         admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
-        self.webhook = WebhookServer(a.webhook_bind_address, a.webhook_port, a.webhook_cert_dir, {
+        self.webhook = WebhookServer(a, {
             MUTATE_POD_PATH: admission.mutate_pod, MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
-            VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset},
-            max_body=a.webhook_max_body_bytes, io_timeout=a.webhook_io_timeout,
-            idle_timeout=a.webhook_idle_timeout, max_connections=a.webhook_max_connections,
-            max_requests_per_connection=a.webhook_max_requests_per_connection,
-            max_connection_age=a.webhook_max_connection_age)
+            VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset})
         own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address, a.webhook_bind_address)
         self.runnables.add(Runnable(
             "webhook-server", self.webhook.start,
-            # Drain: every answer closes its connection; stop once nothing is in flight.
-            lambda: self.webhook.shutdown(delay=a.webhook_drain_delay, timeout=a.webhook_io_timeout),
+            # Drain (--webhook-drain-delay): every answer closes its connection; stop once nothing
+            # is in flight (or after --webhook-io-timeout).
+            self.webhook.shutdown,
             readiness=webhook_self_check(own, a.webhook_port, self.certs.ca_file, self.certs.dns_names[0], timeout=1.0),
             liveness=heartbeat_check(lambda: self.webhook.last_heartbeat, 20, "the webhook accept loop")))
 
@@ -144,9 +136,7 @@ class Manager:
         from .runnable import Runnable
 
         a = self.args
-        config = ElectionConfig(self.namespace, a.leader_election_id, self.identity,
-                                a.leader_election_lease_duration, a.leader_election_renew_deadline,
-                                a.leader_election_retry_period)
+        config = ElectionConfig.from_options(a, self.identity)
         callbacks = {"on_started_leading": self.runnables.started_leading,
                      "on_stopped_leading": self._stopped_leading}
         if a.enable_leader_election:
@@ -191,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     from .lease import ElectionConfig
 
     try:
-        ElectionConfig("", "", "", args.leader_election_lease_duration, args.leader_election_renew_deadline,
-                       args.leader_election_retry_period).validate()
+        ElectionConfig.from_options(args, identity="").validate()
     except ValueError as err:
         print(f"kruise-manager: error: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,10 +36,12 @@ from . import metrics
 from .informer import Informer
 from kubekit.api import ApiError, Client
 
+if TYPE_CHECKING:
+    from .options import Options
+
 log = logging.getLogger("manager.certs")
 
 SECRET_KEYS = ("ca-cert.pem", "ca-key.pem", "cert.pem", "key.pem", "tls.crt", "tls.key")
-HOUR = 3600.0
 
 
 # ---- pure certificate work -------------------------------------------------------------
@@ -205,15 +208,28 @@ def carry_out(decision: Decision, data: dict[str, bytes], *, now: dt.datetime, d
 
 @dataclass
 class CertOptions:
+    """What the credential loop needs of the manager's options; no defaults of its own (they
+    are :class:`~manager.options.Options`'), so :meth:`from_options` is how the manager makes
+    one and a table test spells every field out."""
+
     namespace: str
     secret: str
     service: str
     cert_dir: str
     configurations: tuple[tuple[str, str], ...]  # (kind plural, name)
-    mode: str = "self-signed"  # or "external"
-    ca_validity_s: float = 10 * 365 * 24 * HOUR
-    cert_validity_s: float = 365 * 24 * HOUR
-    renew_before_s: float = 30 * 24 * HOUR
+    mode: str  # "self-signed" or "external"
+    ca_validity_s: float
+    cert_validity_s: float
+    renew_before_s: float
+
+    @classmethod
+    def from_options(cls, o: "Options") -> "CertOptions":
+        return cls(namespace=o.leader_election_namespace, secret=o.secret_name, service=o.service_name,
+                   cert_dir=o.webhook_cert_dir,
+                   configurations=(("mutatingwebhookconfigurations", o.mutating_webhook_configuration),
+                                   ("validatingwebhookconfigurations", o.validating_webhook_configuration)),
+                   mode=o.webhook_cert_mode, ca_validity_s=o.webhook_ca_validity,
+                   cert_validity_s=o.webhook_cert_validity, renew_before_s=o.webhook_cert_renew_before)
 
 
 class CertManager:

@@ -31,10 +31,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from . import metrics
 from kubekit.api import ApiError, Client
+
+if TYPE_CHECKING:
+    from .options import Options
 
 log = logging.getLogger("manager.lease")
 
@@ -48,12 +51,20 @@ def now_micro() -> str:
 
 @dataclass(frozen=True)
 class ElectionConfig:
+    """The election's settings; no defaults of its own (they are the manager's options':
+    :meth:`from_options`)."""
+
     namespace: str
     name: str
     identity: str
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+
+    @classmethod
+    def from_options(cls, o: "Options", identity: str) -> "ElectionConfig":
+        return cls(o.leader_election_namespace, o.leader_election_id, identity, o.leader_election_lease_duration,
+                   o.leader_election_renew_deadline, o.leader_election_retry_period)
 
     def validate(self) -> None:
         if not self.lease_duration > self.renew_deadline > self.retry_period > 0:

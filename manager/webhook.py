@@ -30,6 +30,7 @@ import time
 from . import metrics
 from .admission import BadReview, Handler, errored, parse_review, result_of, review_body
 from .certwatcher import CertWatcher
+from .options import Options
 
 log = logging.getLogger("manager.webhook")
 
@@ -85,23 +86,25 @@ class WebhookServer:
     another endpoint, new connections are still served for ``delay`` (while the endpoint's
     removal reaches the apiserver), then the listener closes, idle connections are closed, and
     it returns once no request is in flight. A connection is also closed after
-    ``max_requests_per_connection`` answers or ``max_connection_age`` seconds (between two
-    requests), so the apiserver, which picks an endpoint only when it connects, spreads its
+    ``--webhook-max-requests-per-connection`` answers or ``--webhook-max-connection-age``
+    (between two requests), so the apiserver, which picks an endpoint only when it connects, spreads its
     calls over every ready replica."""
 
-    def __init__(self, bind: str, port: int, cert_dir: str, handlers: dict[str, Handler], *,
-                 max_body: int = 8 << 20, io_timeout: float = 10.0, idle_timeout: float = 120.0,
-                 max_connections: int = 256, max_requests_per_connection: int = 0,
-                 max_connection_age: float = 0.0):
-        self.bind, self.port = bind, port
+    def __init__(self, options: Options, handlers: dict[str, Handler]):
+        """Every setting comes from the manager's own :class:`~manager.options.Options`, so a
+        server built here (or in a test) is the one ``kruise-manager`` runs: no second set of
+        defaults."""
+        self.options = options
+        self.bind, self.port = options.webhook_bind_address, options.webhook_port
         self.handlers = handlers
-        self.max_body = max_body
-        self.io_timeout = io_timeout
-        self.idle_timeout = idle_timeout
-        self.max_requests_per_connection = max_requests_per_connection
-        self.max_connection_age = max_connection_age
+        self.max_body = options.webhook_max_body_bytes
+        self.io_timeout = options.webhook_io_timeout
+        self.idle_timeout = options.webhook_idle_timeout
+        self.max_requests_per_connection = options.webhook_max_requests_per_connection
+        self.max_connection_age = options.webhook_max_connection_age
+        cert_dir = options.webhook_cert_dir
         self.tls = CertWatcher(os.path.join(cert_dir, "tls.crt"), os.path.join(cert_dir, "tls.key"))
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self._slots = threading.BoundedSemaphore(options.webhook_max_connections)
         self._connections: dict[threading.Thread, _Connection] = {}
         self._connections_lock = threading.Lock()
         self._metrics: dict[tuple[str, str], tuple] = {}
@@ -417,9 +420,11 @@ class WebhookServer:
         with self._connections_lock:
             return len(self._connections)
 
-    def shutdown(self, delay: float = 5.0, timeout: float = 10.0) -> None:
+    def shutdown(self, delay: float | None = None, timeout: float | None = None) -> None:
         """Drain: see the class docstring. Returns when every connection is closed, or after
-        ``delay + timeout``."""
+        ``delay + timeout`` (by default ``--webhook-drain-delay`` and ``--webhook-io-timeout``)."""
+        delay = self.options.webhook_drain_delay if delay is None else delay
+        timeout = self.io_timeout if timeout is None else timeout
         self.draining.set()
         log.info("webhook draining: answers close their connections; listening %.1fs more", delay)
         self._stop.wait(delay)
@@ -430,6 +435,7 @@ class WebhookServer:
             time.sleep(0.02)
         log.info("webhook drained", extra={"connections_left": self.connections()})
 
-    def stop(self, drain: float = 5.0) -> None:
-        """Stop at once: no delay, in-flight requests get up to ``drain`` seconds."""
+    def stop(self, drain: float | None = None) -> None:
+        """Stop at once: no delay, in-flight requests get up to ``drain`` seconds (by default
+        the I/O timeout)."""
         self.shutdown(delay=0.0, timeout=drain)

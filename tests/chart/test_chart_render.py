@@ -199,3 +199,26 @@ def test_the_manager_accepts_the_arguments_the_chart_gives_it(helm_binary, value
             args = parser().parse_args(obj["spec"]["template"]["spec"]["containers"][0]["args"])
             assert args.enable_leader_election is ("manager.leaderElection.enabled=false" not in values)
             assert args.role in ("all", "webhook", "controller")
+
+
+def test_the_charts_defaults_are_the_managers_defaults(helm_binary):
+    """With the chart's defaults the manager runs with exactly its own defaults (one source:
+    manager/options.py): a value in values.yaml that drifts from the option it sets fails here."""
+    import dataclasses
+
+    from manager.options import Options, parse
+
+    container = manager_container(render(helm_binary))
+    given = {arg.split("=", 1)[0] for arg in container["args"]}
+    assert {"--webhook-max-requests-per-connection", "--webhook-max-connection-age", "--webhook-drain-delay",
+            "--webhook-idle-timeout", "--leader-election-lease-duration", "--leader-election-renew-deadline",
+            "--leader-election-retry-period", "--metrics-addr", "--health-probe-addr"} <= given, given
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    environ = {name: e["value"] for name, e in env.items() if "value" in e}
+    environ["POD_NAMESPACE"] = "kruise-system"  # the release's namespace, through the fieldRef
+    assert {"WEBHOOK_PORT", "WEBHOOK_CERT_DIR", "WEBHOOK_CERT_MODE", "SECRET_NAME", "SERVICE_NAME"} <= set(environ)
+    rendered = parse(container["args"], environ=environ)
+    drift = {f.name: (getattr(rendered, f.name), f.default) for f in dataclasses.fields(Options)
+             if getattr(rendered, f.name) != f.default}
+    assert drift == {}, "chart value vs manager default: " + repr(drift)

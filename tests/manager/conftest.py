@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.cluster import ClusterOptions, LocalCluster, free_port
 from localcluster.fleet import Fleet
 from tests.conftest import require
+from manager.options import Options, parse
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
@@ -24,6 +25,14 @@ AUDIT_POLICY = {
         {"level": "None"},
     ],
 }
+
+
+def webhook_options(cert_dir, *flags: str) -> Options:
+    """The manager's options made as its command line makes them (no environment), for a
+    webhook server on a free loopback port: a server built from them in a test is the one
+    ``kruise-manager`` runs, with the same defaults."""
+    return parse(["--webhook-bind-address=127.0.0.1", f"--webhook-port={free_port()}",
+                  f"--webhook-cert-dir={cert_dir}", *flags], environ={})
 
 
 def start_cluster(audit_log: Path | None = None) -> LocalCluster:

@@ -16,7 +16,7 @@ from manager.certs import (ADD_SIGNER, KEEP, NEW_CREDENTIAL, REISSUE, WAIT_FOR_B
 DAY = 86400.0
 NAMES = service_dns_names("kruise-webhook-service", "kruise-system")
 OPTIONS = CertOptions(namespace="kruise-system", secret="kruise-webhook-certs", service="kruise-webhook-service",
-                      cert_dir="/unused", configurations=(), ca_validity_s=365 * DAY, cert_validity_s=90 * DAY,
+                      cert_dir="/unused", configurations=(), mode="self-signed", ca_validity_s=365 * DAY, cert_validity_s=90 * DAY,
                       renew_before_s=30 * DAY)
 NOW = dt.datetime.now(dt.timezone.utc)
 

@@ -7,11 +7,12 @@ import time
 
 import pytest
 
-from localcluster.cluster import free_port
 from localcluster.pki import LocalCA
 from manager.certs import service_dns_names
 from manager.health import Health, heartbeat_check, webhook_self_check
 from manager.webhook import WebhookServer
+
+from .conftest import webhook_options
 
 
 @pytest.fixture
@@ -26,8 +27,9 @@ def cert_dir(tmp_path):
 
 
 def test_readiness_and_liveness_follow_the_webhook_server(cert_dir):
-    port = free_port()
-    server = WebhookServer("127.0.0.1", port, str(cert_dir), {}).start()
+    options = webhook_options(cert_dir)
+    port = options.webhook_port
+    server = WebhookServer(options, {}).start()
     ready = webhook_self_check("127.0.0.1", port, lambda: str(cert_dir / "ca-cert.pem"),
                                "kruise-webhook-service.kruise-system.svc", timeout=1.0)
     alive = heartbeat_check(lambda: server.last_heartbeat, 1.0, "the webhook accept loop")
@@ -42,7 +44,7 @@ def test_readiness_and_liveness_follow_the_webhook_server(cert_dir):
         time.sleep(1.2)
         ok, report = health.evaluate(health.liveness)
         assert not ok and "has not made progress" in report
-        server = WebhookServer("127.0.0.1", port, str(cert_dir), {}).start()
+        server = WebhookServer(options, {}).start()
         assert health.evaluate(health.readiness)[0]
     finally:
         server.stop(drain=0)
@@ -51,8 +53,9 @@ def test_readiness_and_liveness_follow_the_webhook_server(cert_dir):
 def test_readiness_rejects_a_server_with_a_certificate_from_another_ca(cert_dir, tmp_path_factory):
     other = tmp_path_factory.mktemp("other")
     (other / "ca-cert.pem").write_bytes(LocalCA("someone-else").cert_pem)
-    port = free_port()
-    server = WebhookServer("127.0.0.1", port, str(cert_dir), {}).start()
+    options = webhook_options(cert_dir)
+    port = options.webhook_port
+    server = WebhookServer(options, {}).start()
     try:
         problem = webhook_self_check("127.0.0.1", port, lambda: str(other / "ca-cert.pem"),
                                      "kruise-webhook-service.kruise-system.svc", timeout=1.0)()

@@ -4,10 +4,14 @@ names and defaults, Go's boolean and duration syntax, environment defaults."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import pytest
 
+from manager.certs import CertOptions
+from manager.lease import ElectionConfig
 from manager.options import Options, format_duration, parse, parser
+from manager.webhook import WebhookServer
 
 
 def test_every_option_is_a_documented_flag_with_its_default_in_help():
@@ -28,6 +32,30 @@ def test_defaults_are_upstreams():
     assert (o.leader_election_namespace, o.leader_election_id) == ("kruise-system", "kruise-manager")
     assert (o.secret_name, o.service_name) == ("kruise-webhook-certs", "kruise-webhook-service")
     assert o.enable_leader_election is True and o.verbose is False and o.role == "all"
+    assert (o.webhook_max_requests_per_connection, o.webhook_max_connection_age, o.webhook_drain_delay,
+            o.webhook_idle_timeout, o.webhook_io_timeout) == (1000, 10.0, 5.0, 120.0, 10.0)
+    assert o == Options()  # the command line adds no default of its own
+
+
+@pytest.mark.parametrize("component", [WebhookServer, CertOptions, ElectionConfig])
+def test_the_managers_parts_have_no_defaults_of_their_own(component):
+    """They take the options: a part built in a test is the part kruise-manager runs."""
+    defaulted = [p.name for p in inspect.signature(component).parameters.values()
+                 if p.default is not inspect.Parameter.empty]
+    assert defaulted == []
+
+
+def test_the_parts_settings_come_from_the_flags():
+    o = parse(["--leader-election-namespace=ops", "--leader-election-id=lock", "--leader-election-lease-duration=20s",
+               "--leader-election-renew-deadline=12s", "--leader-election-retry-period=3s", "--secret-name=s",
+               "--service-name=svc", "--webhook-cert-dir=/certs", "--webhook-cert-mode=external",
+               "--webhook-ca-validity=100h", "--webhook-cert-validity=50h", "--webhook-cert-renew-before=5h",
+               "--mutating-webhook-configuration=m", "--validating-webhook-configuration=v"], environ={})
+    assert ElectionConfig.from_options(o, "me") == ElectionConfig("ops", "lock", "me", 20.0, 12.0, 3.0)
+    assert CertOptions.from_options(o) == CertOptions(
+        namespace="ops", secret="s", service="svc", cert_dir="/certs",
+        configurations=(("mutatingwebhookconfigurations", "m"), ("validatingwebhookconfigurations", "v")),
+        mode="external", ca_validity_s=100 * 3600.0, cert_validity_s=50 * 3600.0, renew_before_s=5 * 3600.0)
 
 
 @pytest.mark.parametrize("argv, field, value", [

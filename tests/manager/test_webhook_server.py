@@ -15,11 +15,12 @@ import time
 
 import pytest
 
-from localcluster.cluster import free_port
 from localcluster.pki import LocalCA
 from manager.admission import BadReview, allowed, denied, parse_review, patched, result_of, review_body
 from manager.certs import service_dns_names
 from manager.webhook import WebhookServer
+
+from .conftest import webhook_options
 
 SERVER_NAME = "kruise-webhook-service.kruise-system.svc"
 OPS = [{"op": "add", "path": "/metadata/labels/x", "value": "y"}]
@@ -52,10 +53,12 @@ def make_server(tmp_path):
     write_pair(tmp_path, LocalCA("server-test-ca"))
     started = []
 
-    def make(**options) -> WebhookServer:
-        srv = WebhookServer("127.0.0.1", free_port(), str(tmp_path), {
-            "/patch": lambda r: patched(OPS, by="test"), "/allow": lambda r: allowed(), "/fail": fail, "/slow": slow},
-            **{"max_body": 4096, "io_timeout": 0.5, **options}).start()
+    def make(*flags: str) -> WebhookServer:
+        """The manager's defaults, a small body limit and a short I/O timeout, then ``flags``."""
+        options = webhook_options(tmp_path, "--webhook-max-body-bytes=4096", "--webhook-io-timeout=500ms", *flags)
+        srv = WebhookServer(options, {
+            "/patch": lambda r: patched(OPS, by="test"), "/allow": lambda r: allowed(), "/fail": fail, "/slow": slow})
+        srv.start()
         srv.cert_dir = tmp_path
         started.append(srv)
         return srv
@@ -211,7 +214,7 @@ def closed_by_server(tls: ssl.SSLSocket, within: float = 3.0) -> bool:
 
 
 def test_idle_keep_alive_outlives_the_io_timeout(make_server):
-    srv = make_server(io_timeout=0.3, idle_timeout=5.0)
+    srv = make_server("--webhook-io-timeout=300ms", "--webhook-idle-timeout=5s")
     with connect(srv) as tls:
         assert exchange(tls, post("/allow", review("a")))[0] == 200
         time.sleep(0.8)  # idle well past the I/O timeout, inside the idle timeout
@@ -219,15 +222,26 @@ def test_idle_keep_alive_outlives_the_io_timeout(make_server):
 
 
 def test_a_connection_is_closed_after_its_request_budget_between_two_requests(make_server):
-    srv = make_server(max_requests_per_connection=3)
+    srv = make_server("--webhook-max-requests-per-connection=3")
     with connect(srv) as tls:
         headers = [exchange(tls, post("/allow", review(str(i))))[1] for i in range(3)]
         assert [h.get("connection") for h in headers] == [None, None, "close"]
         assert closed_by_server(tls)
 
 
+def test_with_the_managers_defaults_a_connection_closes_on_its_1000th_answer(server):
+    """The server here has kruise-manager's own defaults (no test-only ones): the budget the
+    README states, 1000 answers, counted on one connection."""
+    budget = server.max_requests_per_connection
+    assert budget == 1000 and server.max_connection_age == 10.0
+    with connect(server) as tls:
+        closes = [exchange(tls, post("/allow", review(str(i))))[1].get("connection") for i in range(budget)]
+        assert closed_by_server(tls)
+    assert closes.count("close") == 1 and closes[-1] == "close"
+
+
 def test_a_connection_past_its_age_is_closed_after_its_next_answer(make_server):
-    srv = make_server(max_connection_age=0.3)
+    srv = make_server("--webhook-max-connection-age=300ms")
     with connect(srv) as tls:
         assert exchange(tls, post("/allow", review("young")))[1].get("connection") is None
         time.sleep(0.4)
@@ -238,7 +252,7 @@ def test_shutdown_closes_connections_between_requests_and_loses_none(make_server
     """Go's Shutdown after a delay: the answer on a kept-alive connection says close, a new
     connection in the delay is served, an idle one is closed after it, a request in flight
     finishes before shutdown returns."""
-    srv = make_server(io_timeout=5.0)
+    srv = make_server("--webhook-io-timeout=5s")
     kept, idle, busy = connect(srv), connect(srv), connect(srv)
     for i, tls in enumerate((kept, idle, busy)):
         assert exchange(tls, post("/allow", review(f"warm-{i}")))[0] == 200
