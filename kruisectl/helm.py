@@ -1,17 +1,32 @@
-"""The real helm binary, driven for the manager's chart: finding it, building its arguments
-from kruisectl's HA flags, and turning its failures into one-line reasons."""
+"""The real helm binary, driven for the manager's chart: finding it and the chart, building
+its arguments from kruisectl's HA flags, and turning its failures into one-line reasons."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 from .errors import CLIError
 
-BUNDLED_CHART = Path(__file__).resolve().parents[1] / "charts" / "kruise"
+# The chart is package data (kruisectl/_chart: in a checkout a link to charts/kruise, in a
+# wheel its copy), so an installed kruisectl finds it wherever it was installed.
+BUNDLED_CHART = Path(str(resources.files(__package__) / "_chart")).resolve()
 RELEASE = "kruise"
+# A source checkout kruisectl runs from (None when installed): `make build` leaves a helm here.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "localcluster").is_dir() else None
+
+
+def bundled_chart() -> str:
+    """The chart kruisectl ships, as a directory helm reads; a one-line error when this
+    installation lacks it (e.g. the manager image's kruisectl, built without the chart)."""
+    if not (BUNDLED_CHART / "Chart.yaml").is_file():
+        raise CLIError(f"this kruisectl has no bundled chart ({BUNDLED_CHART} has no Chart.yaml): pass --chart "
+                       "with a chart directory or reference (e.g. charts/kruise of a checkout)")
+    return str(BUNDLED_CHART)
 
 
 def find_helm(explicit: str | None = None) -> str:
@@ -26,14 +41,15 @@ def find_helm(explicit: str | None = None) -> str:
     found = shutil.which("helm")
     if found:
         return found
-    # A source checkout's `make build` leaves one in .cache/bin (found without importing the
-    # local-cluster harness, which is not part of the installed CLI).
-    built = sorted((Path(__file__).resolve().parents[1] / ".cache" / "bin").glob("helm-*/helm"),
-                   key=lambda path: path.stat().st_mtime)
-    if built and os.access(built[-1], os.X_OK):
-        return str(built[-1])
-    raise CLIError("helm not found: install Helm 3 (https://helm.sh/docs/intro/install/), put it on PATH "
-                   "or pass --helm-binary (make build builds one into .cache/bin)")
+    if CHECKOUT is not None:
+        # A source checkout's `make build` leaves one in .cache/bin (found without importing the
+        # local-cluster harness, which is not part of the installed CLI).
+        built = sorted((CHECKOUT / ".cache" / "bin").glob("helm-*/helm"), key=lambda path: path.stat().st_mtime)
+        if built and os.access(built[-1], os.X_OK):
+            return str(built[-1])
+    raise CLIError("helm not found: install Helm 3 (https://helm.sh/docs/intro/install/) and put it on PATH, "
+                   "or pass --helm-binary PATH (or set $KRUISECTL_HELM)"
+                   + (f"; in this checkout, make build builds one into {CHECKOUT / '.cache' / 'bin'}" if CHECKOUT else ""))
 
 
 def ha_values(*, replicas=None, strict_zone_spread=None, max_surge=None, max_unavailable=None,

@@ -32,7 +32,7 @@ Exit codes:
 def common_options(func):
     options = [
         click.option("--release", default=helm.RELEASE, show_default=True, help="Helm release name."),
-        click.option("--chart", default=str(helm.BUNDLED_CHART), show_default="the bundled charts/kruise",
+        click.option("--chart", default=None, show_default="the chart kruisectl ships (charts/kruise)",
                      help="Chart path or reference."),
         click.option("--helm-binary", default=None, metavar="PATH", help="helm to run (env KRUISECTL_HELM)."),
         click.option("--dry-run", is_flag=True, help="Show what would change as a diff against the cluster, every object "
@@ -108,6 +108,7 @@ def _dry_run(target, helm_run, binary: str, args: list[str], chart: str) -> None
 
 
 def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeout, values_files, set_values, **ha):
+    chart = chart or helm.bundled_chart()
     binary = helm.find_helm(helm_binary)
     chart_args = _chart_args(chart, values_files, set_values, **ha)
     connection = helm.connection_args(target)
