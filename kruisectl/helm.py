@@ -9,6 +9,8 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+import yaml
+
 from .errors import CLIError
 
 # The chart is package data (kruisectl/_chart: in a checkout a link to charts/kruise, in a
@@ -70,6 +72,16 @@ def ha_values(*, replicas=None, strict_zone_spread=None, max_surge=None, max_una
     if failure_policy is not None:
         pairs.append(f"webhook.failurePolicy={failure_policy}")
     return pairs
+
+
+def manager_namespace(manifest: str, deployment: str, default: str) -> str:
+    """The namespace a release's manifest puts the manager Deployment in (the chart's
+    installation.namespace), ``default`` (the release's) when the manifest does not say."""
+    for doc in yaml.safe_load_all(manifest):
+        if isinstance(doc, dict) and doc.get("kind") == "Deployment" \
+                and (doc.get("metadata") or {}).get("name") == deployment:
+            return doc["metadata"].get("namespace") or default
+    return default
 
 
 def connection_args(target) -> list[str]:

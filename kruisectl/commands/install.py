@@ -71,8 +71,9 @@ def _chart_args(chart, values_files, set_values, **ha) -> list[str]:
     return args
 
 
-def _wait_rolled_out(target, timeout: float) -> None:
-    """Progress lines until the manager Deployment has rolled out (kubectl's semantics)."""
+def _wait_rolled_out(target, timeout: float, namespace: str) -> None:
+    """Progress lines until the manager Deployment in ``namespace`` has rolled out (kubectl's
+    semantics)."""
     api = target.api_client()
 
     def not_yet(err) -> rollout.RolloutStatus:  # not created yet, or a blip: keep waiting
@@ -81,7 +82,7 @@ def _wait_rolled_out(target, timeout: float) -> None:
 
     try:
         state = rollout.wait_rolled_out(
-            lambda: rollout.read_deployment(api, target.namespace, DEPLOYMENT_NAME, target.request_timeout),
+            lambda: rollout.read_deployment(api, namespace, DEPLOYMENT_NAME, target.request_timeout),
             timeout, lambda s: click.echo(s.message, err=True), while_unreadable=not_yet)
     except TimeoutError:
         click.echo(f"error: timed out after {timeout:g}s waiting for the manager to roll out", err=True)
@@ -126,7 +127,10 @@ def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeou
     result = helm.run(binary, args)
     click.echo(result.stdout.strip())
     if wait:
-        _wait_rolled_out(target, timeout)
+        # The chart may put the manager elsewhere than the release (installation.namespace):
+        # wait where the release's own manifest says its Deployment is.
+        manifest = helm.run(binary, ["get", "manifest", release, *connection]).stdout
+        _wait_rolled_out(target, timeout, helm.manager_namespace(manifest, DEPLOYMENT_NAME, target.namespace))
 
 
 @click.command("install", epilog=INSTALL_EPILOG)

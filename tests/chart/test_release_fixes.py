@@ -240,3 +240,23 @@ def test_upstream_style_release_in_default_is_upgraded_where_it_lives(bare_clust
     assert pod.containers[0].liveness_probe and pod.topology_spread_constraints and pod.host_network
     listed = json.loads(run([helm_binary, "list", "-n", "default", "-o", "json"], env).stdout)
     assert [(r["name"], r["chart"], r["revision"]) for r in listed] == [("kruise", "kruise-1.8.3", "3")], listed
+
+
+# --- kruisectl install --wait waits where the chart put the manager ---------------------------
+
+def test_install_wait_follows_installation_namespace(make_cluster, helm_binary, tmp_path):
+    """A release in one namespace whose chart puts the manager in another: --wait watches the
+    manager's Deployment there (kwok's nodes make its pods ready), not the release namespace,
+    where no Deployment will ever appear."""
+    local = make_cluster(scheduler=True, controller_manager=True, kwok=True)
+    local.create_nodes(3)
+    env = environment(local, helm_binary, tmp_path)
+    result = kruisectl(env, "install", "-n", REL_NS, "--release", RELEASE, "--set", f"installation.namespace={MGR_NS}",
+                       "--set", "installation.createNamespace=true", "--failure-policy", "Ignore",
+                       "--wait", "--timeout", "150s")
+    assert result.returncode == 0, result.stderr
+    deployment = client.AppsV1Api(local.api()).read_namespaced_deployment(DEPLOYMENT, MGR_NS)
+    assert deployment.status.ready_replicas == deployment.spec.replicas >= 1
+    with pytest.raises(ApiException) as missing:
+        client.AppsV1Api(local.api()).read_namespaced_deployment(DEPLOYMENT, REL_NS)
+    assert missing.value.status == 404
