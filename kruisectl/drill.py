@@ -46,6 +46,9 @@ class Budget:
     not_injected: int = 0
     leader_gap_s: float | None = None  # None: leadership is not expected to move
 
+    def to_dict(self) -> dict:
+        return {"failed": self.failed, "notInjected": self.not_injected, "leaderGapS": self.leader_gap_s}
+
     def breaches(self, result: "ScenarioResult") -> list[str]:
         found = []
         if result.failed > self.failed:
@@ -434,13 +437,17 @@ class ScenarioResult:
     endpoint_removal_s: float | None = None
     min_ready_endpoints: int | None = None  # the Service's ready endpoints at the worst moment
     recovery_s: float | None = None
-    shares: dict[str, float] = field(default_factory=dict)
+    replica_counts: dict[str, float] | None = None  # admissions each replica counted in the window
+    shares: dict[str, float] | None = None  # None: a count is unknown (see errors)
     failures: list[str] = field(default_factory=list)
+    budget: Budget | None = None
     breaches: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # figures that could not be measured
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        return {_camel(k): v for k, v in data.items()}
+        data = {_camel(k): v for k, v in asdict(self).items()}
+        data["budget"] = self.budget.to_dict() if self.budget is not None else None
+        return data
 
 
 def _camel(name: str) -> str:
@@ -487,24 +494,155 @@ def webhook_timeout(api, names: Names, timeout: float) -> float:
     return 10.0
 
 
-def replica_shares(api, names: Names, pods: list[dict], timeout: float) -> dict[str, float]:
-    """Admissions each replica answered (its own counter, through the apiserver's pod proxy):
-    this project's ``kruise_manager_webhook_requests_total`` or controller-runtime's
-    ``controller_runtime_webhook_requests_total`` (upstream) for the pod webhook."""
-    from .kube import api as api_of
+# ---- each replica's share of the admissions ----------------------------------------------
+@dataclass
+class CounterRead:
+    """One read of a replica's pod-webhook counter; ``value`` is None when it could not be read."""
 
-    client = api_of(api)
-    counts = {}
-    for pod in pods:
+    value: float | None
+    started: float | None = None  # the process's start (unix time) when its metrics give it: a restart
+    error: str = ""
+
+
+@dataclass
+class ReplicaSeries:
+    """Every read of one replica's counter over a window, in order (one per round it was listed in)."""
+
+    reads: list[CounterRead] = field(default_factory=list)
+    at_start: bool = False  # listed in the window's first round
+    at_end: bool = False  # listed, and not terminating, in the window's last round
+    ready: bool = False  # ready at some moment of the window
+
+
+def _restarted(previous: CounterRead, read: CounterRead) -> bool:
+    if previous.started is not None and read.started is not None and abs(read.started - previous.started) > 1.0:
+        return True
+    return read.value < previous.value
+
+
+def replica_counts(series: dict[str, ReplicaSeries], window_start: float) -> tuple[dict[str, float], list[str]]:
+    """Admissions each replica answered during the window, from its own counter, for every
+    replica that was ready during the window (zero included) or whose counter went up.
+
+    A count that cannot be known is an error, never a gap: a replica listed at the start needs
+    its read at the start (unless its process started inside the window: it counted from
+    zero), one still there at the end its read at the end; one gone before the end keeps its
+    last read. A restart (a new process start time, or a counter that went down) adds what the
+    new process counted."""
+    counts: dict[str, float] = {}
+    errors: list[str] = []
+    for name, s in sorted(series.items()):
+        known = [r for r in s.reads if r.value is not None]
+        failed = [r.error for r in s.reads if r.value is None]
+        if not known:
+            if s.ready:
+                why = failed[-1] if failed else "never listed"
+                errors.append(f"replica {name}: its metrics could not be read ({why})")
+            continue
+        if s.at_start and s.reads[0].value is not None:
+            previous, rest = s.reads[0], known[1:]
+        elif not s.at_start or (known[0].started is not None and known[0].started >= window_start):
+            previous, rest = CounterRead(0.0, known[0].started), known  # a process of the window: from zero
+        else:
+            errors.append(f"replica {name}: its metrics could not be read at the window's start "
+                          f"({s.reads[0].error}): its count before is unknown")
+            continue
+        if s.at_end and s.reads[-1].value is None:
+            errors.append(f"replica {name}: its metrics could not be read at the window's end ({s.reads[-1].error})")
+            continue
+        total = 0.0
+        for read in rest:
+            total += read.value if _restarted(previous, read) else read.value - previous.value
+            previous = read
+        if s.ready or total > 0:
+            counts[name] = total
+    return counts, errors
+
+
+def shares_of(counts: dict[str, float]) -> dict[str, float] | None:
+    """Each replica's part of what all counted (zeros kept); None when nothing was counted."""
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    return {name: round(value / total, 3) for name, value in sorted(counts.items())}
+
+
+class ReplicaCounters:
+    """Every replica's pod-webhook counter (this project's
+    ``kruise_manager_webhook_requests_total`` or controller-runtime's
+    ``controller_runtime_webhook_requests_total`` for upstream), read through the apiserver's
+    pod proxy at the start of a window, every ``interval`` during it (so a replica deleted
+    meanwhile keeps its last read) and at its end. Terminating replicas are read too: they may
+    still be answering."""
+
+    def __init__(self, api, names: Names, timeout: float, interval: float = 1.0, read_timeout: float = 3.0):
+        from .kube import api as api_of
+
+        self.api, self.names, self.timeout = api, names, timeout
+        self.interval, self.read_timeout = interval, read_timeout
+        self.client = api_of(api)
+        self.series: dict[str, ReplicaSeries] = {}
+        self.errors: list[str] = []
+        self.window_start = 0.0  # unix time of the first round
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(8, thread_name_prefix="drill-metrics")
+
+    def start(self) -> "ReplicaCounters":
+        self.window_start = time.time()
+        self._round(first=True)
+        self._thread = threading.Thread(target=self._loop, name="drill-metrics", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """The last round, once nothing else is being counted."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.timeout + self.read_timeout + 2)
+        self._round(last=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def counts(self) -> tuple[dict[str, float], list[str]]:
+        counts, errors = replica_counts(self.series, self.window_start)
+        return counts, self.errors + errors
+
+    def mark_ready(self, names: set[str]) -> None:
+        """Replicas another observer saw ready during the window."""
+        for name in names:
+            self.series.setdefault(name, ReplicaSeries()).ready = True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._round()
+
+    def _read(self, pod: dict) -> CounterRead:
         port = next((p.get("containerPort") for c in pod["spec"].get("containers") or []
                      for p in c.get("ports") or [] if p.get("name") == "metrics"), 8080)
         name = pod["metadata"]["name"]
         try:
-            text = client.get_text(f"/api/v1/namespaces/{names.namespace}/pods/{name}:{port}/proxy/metrics", timeout)
-            counts[name] = _pod_webhook_requests(text)
-        except Exception:  # noqa: BLE001 - a replica whose metrics cannot be read has no share
-            continue
-    return counts
+            text = self.client.get_text(f"/api/v1/namespaces/{self.names.namespace}/pods/{name}:{port}/proxy/metrics",
+                                        self.read_timeout)
+        except Exception as err:  # noqa: BLE001 - kept: an unknown count is reported, not skipped
+            return CounterRead(None, error=f"{err.__class__.__name__}: {str(err)[:200]}")
+        return CounterRead(_pod_webhook_requests(text), _process_start(text))
+
+    def _round(self, first: bool = False, last: bool = False) -> None:
+        try:
+            listing = request_json(self.api, "GET", f"/api/v1/namespaces/{self.names.namespace}/pods", self.timeout,
+                                   labelSelector=self.names.selector)
+        except Exception as err:  # noqa: BLE001 - the counts of this round are unknown
+            if first or last:
+                self.errors.append(f"the replicas could not be listed at the window's {'start' if first else 'end'} "
+                                   f"({err.__class__.__name__}: {str(err)[:200]}): no count is known")
+            return
+        pods = listing.get("items", [])
+        for pod, read in zip(pods, self._pool.map(self._read, pods)):
+            s = self.series.setdefault(pod["metadata"]["name"], ReplicaSeries(at_start=first))
+            s.reads.append(read)
+            s.ready = s.ready or pod_ready(pod)
+            if last:
+                s.at_end = not pod["metadata"].get("deletionTimestamp")
 
 
 def _pod_webhook_requests(text: str) -> float:
@@ -517,16 +655,23 @@ def _pod_webhook_requests(text: str) -> float:
     return total
 
 
+def _process_start(text: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith("process_start_time_seconds "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels: dict[str, str],
             budget: Budget, on_progress: Callable[[str], None] = lambda text: None) -> ScenarioResult:
     """One scenario under load, with the probe SidecarSet's ``labels`` already in place."""
     target = Target(api, names, min(options.webhook_timeout_s, 10.0))
     observer = Observer(api, names, target.timeout).start()
+    counters = ReplicaCounters(api, names, target.timeout).start()  # its window holds the whole load
     load = AdmissionLoad(api, options.probe_namespace, labels, options.rate,
                          timeout=options.webhook_timeout_s + 20).start()
-    result = ScenarioResult(scenario.name, victims=[])
+    result = ScenarioResult(scenario.name, victims=[], budget=budget)
     try:
-        counts_before = replica_shares(api, names, target.pods(), target.timeout)
         time.sleep(options.before_s)
         on_progress(f"{scenario.name}: {scenario.summary}")
         began = time.monotonic()
@@ -539,6 +684,7 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
     finally:
         load.stop()
         observer.stop()
+        counters.stop()
     outcomes = load.between(0.0, float("inf"))
     _summarise(result, outcomes, options.webhook_timeout_s)
     result.leader_gap_s, result.old_leader, result.new_leader = leader_gap(observer.lease_records, began) \
@@ -548,10 +694,14 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
     result.endpoint_removal_s = _endpoint_removal(observer, result.victims, began, ended)
     during = [len(s.ready_endpoints) for s in observer.samples if began <= s.at <= ended]
     result.min_ready_endpoints = min(during) if during else None
-    counts_after = replica_shares(api, names, target.pods(), target.timeout)
-    deltas = {n: counts_after[n] - counts_before.get(n, 0.0) for n in counts_after}
-    total = sum(v for v in deltas.values() if v > 0)
-    result.shares = {n: round(v / total, 3) for n, v in sorted(deltas.items()) if v > 0} if total else {}
+    counters.mark_ready({name for s in observer.samples for name, (_ip, ok, _node) in s.pods.items() if ok})
+    counts, errors = counters.counts()
+    result.errors += errors
+    if not errors:
+        result.replica_counts = counts
+        result.shares = shares_of(counts)
+        if result.shares is None:
+            result.errors.append(f"no replica counted an admission ({result.admitted} admitted): no shares")
     result.breaches = budget.breaches(result)
     return result
 
@@ -648,9 +798,7 @@ def plan(names: Names, scenarios: list[Scenario], options: DrillOptions, lease_d
     rows = []
     for scenario in scenarios:
         budget = default_budget(scenario, options, lease_duration_s)
-        rows.append({"scenario": scenario.name, "does": scenario.summary,
-                     "budget": {"failed": budget.failed, "notInjected": budget.not_injected,
-                                "leaderGapS": budget.leader_gap_s}})
+        rows.append({"scenario": scenario.name, "does": scenario.summary, "budget": budget.to_dict()})
     return rows
 
 

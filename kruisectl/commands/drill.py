@@ -8,7 +8,7 @@ import click
 
 from .. import drill as lib
 from .. import inventory as inv
-from ..errors import EXIT_FINDINGS, CLIError
+from ..errors import EXIT_CANNOT_CHECK, EXIT_FINDINGS, CLIError
 from ..kube import kube_options
 from ..output import dump, output_option, table
 from ..params import Duration
@@ -33,7 +33,8 @@ Exit codes:
   0    every scenario within its budget
   1    a scenario breached its budget (failed or sidecar-less admissions, leader gap, recovery)
   2    could not run: refused (fewer than 2 ready replicas, a doctor error; --force), forbidden,
-       unreachable, bad input
+       unreachable, bad input; or could not measure a figure (a replica's metrics could not be
+       read: its share is unknown, so none is reported); the report says which (1 comes first)
   130  interrupted (Ctrl-C); the probe SidecarSet is deleted first
 """
 
@@ -153,8 +154,12 @@ def run_command(scenario, all_, yes, force, timeout, target, names, probe_namesp
                 click.echo(f"{r.scenario}: {failure}")
             for breach in r.breaches:
                 click.echo(f"{r.scenario}: BREACH: {breach}")
+            for error in r.errors:
+                click.echo(f"{r.scenario}: ERROR: {error}")
     if any(r.breaches for r in results):
         sys.exit(EXIT_FINDINGS)
+    if any(r.errors for r in results):
+        sys.exit(EXIT_CANNOT_CHECK)
 
 
 def _seconds(value) -> str:
@@ -167,7 +172,8 @@ def _result_table(results: list[lib.ScenarioResult]) -> str:
         share = min(r.shares.values()) if r.shares else None
         rows.append([r.scenario, r.requests, r.failed, r.not_injected, "-" if r.p99_ms is None else f"{r.p99_ms:g}ms",
                      _seconds(r.leader_gap_s), _seconds(r.endpoint_removal_s), _seconds(r.recovery_s),
-                     "-" if share is None else f"{share:.0%}", "BREACH" if r.breaches else "ok"])
+                     "-" if share is None else f"{share:.0%}",
+                     "BREACH" if r.breaches else "ERROR" if r.errors else "ok"])
     return table(rows, ["scenario", "requests", "failed", "no sidecar", "p99", "leader gap", "endpoint out",
                         "recovered", "min share", "result"])
 

@@ -1,13 +1,14 @@
 """The drill's arithmetic: leader gap from Lease records, budgets, classification summary,
-endpoint removal from samples. No cluster."""
+endpoint removal from samples, each replica's count and share from its counter's reads. No
+cluster."""
 
 from __future__ import annotations
 
 import pytest
 
-from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, Budget, DrillOptions, Observer, Outcome,
-                             Sample, ScenarioResult, _endpoint_removal, _pod_webhook_requests, _summarise,
-                             default_budget, leader_gap)
+from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, Budget, CounterRead, DrillOptions, Observer,
+                             Outcome, ReplicaSeries, Sample, ScenarioResult, _endpoint_removal, _pod_webhook_requests,
+                             _process_start, _summarise, default_budget, leader_gap, replica_counts, shares_of)
 
 
 def spec(holder: str, renew: str, acquire: str = "2026-01-01T00:00:00.000000Z") -> dict:
@@ -89,3 +90,81 @@ def test_pod_webhook_counters_of_both_managers():
                 'controller_runtime_webhook_requests_total{code="200",webhook="/validate-pod"} 7\n')
     assert _pod_webhook_requests(ours) == 15.0
     assert _pod_webhook_requests(upstream) == 40.0
+
+
+def test_process_start_time_of_both_managers():
+    go = "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.7649e+09\n"
+    assert _process_start(go) == 1.7649e9
+    assert _process_start("process_start_time_seconds 1764900000.25\n") == 1764900000.25
+    assert _process_start("kruise_manager_webhook_requests_total{} 3.0\n") is None
+
+
+WINDOW = 1000.0  # unix time of the window's first round
+OLD, NEW = 900.0, 1010.0  # process start times: before the window, inside it
+UNREADABLE = CounterRead(None, error="ReadTimeoutError: timed out")
+
+
+def ok(value: float, started: float | None = OLD) -> CounterRead:
+    return CounterRead(value, started)
+
+
+def series(*reads: CounterRead, at_start=True, at_end=True, ready=True) -> ReplicaSeries:
+    return ReplicaSeries(list(reads), at_start=at_start, at_end=at_end, ready=ready)
+
+
+@pytest.mark.parametrize("case, replicas, counts, errors", [
+    ("a starved replica is counted at zero",
+     {"a": series(ok(10), ok(60), ok(110)), "b": series(ok(5), ok(30), ok(55)), "c": series(ok(7), ok(7), ok(7))},
+     {"a": 100, "b": 50, "c": 0}, []),
+    ("a ready replica unreadable throughout is an error, not a gap",
+     {"a": series(ok(10), ok(110)), "b": series(UNREADABLE, UNREADABLE)},
+     {"a": 100}, ["replica b: its metrics could not be read (ReadTimeoutError: timed out)"]),
+    ("a first read that failed is not a zero: the replica's whole lifetime would be credited",
+     {"a": series(ok(10), ok(110)), "b": series(UNREADABLE, ok(5000), ok(5010))},
+     {"a": 100}, ["replica b: its metrics could not be read at the window's start (ReadTimeoutError: timed out): "
+                  "its count before is unknown"]),
+    ("a first read that failed, of a process started inside the window: from zero",
+     {"a": series(UNREADABLE, ok(40, NEW), ok(70, NEW))}, {"a": 70}, []),
+    ("a replica still there at the end needs its read at the end",
+     {"a": series(ok(10), ok(50), UNREADABLE)}, {},
+     ["replica a: its metrics could not be read at the window's end (ReadTimeoutError: timed out)"]),
+    ("a victim gone before the end keeps its last read",
+     {"a": series(ok(10), ok(50), UNREADABLE, at_end=False), "b": series(ok(0), ok(20), ok(90))},
+     {"a": 40, "b": 90}, []),
+    ("a replica created in the window counts from zero",
+     {"a": series(ok(10), ok(50)), "new": series(UNREADABLE, ok(3, NEW), ok(30, NEW), at_start=False)},
+     {"a": 40, "new": 30}, []),
+    ("a restart (new start time) adds what the new process counted",
+     {"a": series(ok(100), ok(150), ok(170, NEW), ok(200, NEW))}, {"a": 50 + 170 + 30}, []),
+    ("a restart told by a counter that went down (no start time)",
+     {"a": series(ok(100, None), ok(150, None), ok(20, None), ok(25, None))}, {"a": 50 + 20 + 5}, []),
+    ("a hung replica unreadable mid-window loses nothing: its counter is cumulative",
+     {"a": series(ok(100), UNREADABLE, UNREADABLE, ok(130))}, {"a": 30}, []),
+    ("a replica never ready and never read (pending) is no replica of the window",
+     {"a": series(ok(0), ok(9)), "pending": series(UNREADABLE, UNREADABLE, ready=False)}, {"a": 9}, []),
+    ("a replica never ready that counted nothing is left out; one that counted is in",
+     {"a": series(ok(0), ok(9)), "idle": series(ok(4), ok(4), ready=False), "busy": series(ok(4), ok(6), ready=False)},
+     {"a": 9, "busy": 2}, []),
+    ("seen ready by the observer but never listed by the counters",
+     {"a": series(ok(0), ok(9)), "flash": ReplicaSeries(ready=True)}, {"a": 9},
+     ["replica flash: its metrics could not be read (never listed)"]),
+])
+def test_replica_counts(case, replicas, counts, errors):
+    assert replica_counts(replicas, WINDOW) == (counts, errors), case
+
+
+@pytest.mark.parametrize("counts, shares", [
+    ({"a": 100, "b": 50, "c": 0}, {"a": 0.667, "b": 0.333, "c": 0.0}),
+    ({"a": 1, "b": 1, "c": 2}, {"a": 0.25, "b": 0.25, "c": 0.5}),
+    ({"a": 0, "b": 0}, None),  # nothing counted: no share reads as an even split
+    ({}, None),
+])
+def test_shares_keep_the_starved_replicas(counts, shares):
+    assert shares_of(counts) == shares
+
+
+def test_the_report_carries_the_budget_it_was_held_to():
+    budget = default_budget(SCENARIOS["replica-delete"], DrillOptions(), lease_duration_s=15)
+    row = ScenarioResult("replica-delete", [], budget=budget, errors=["replica x: ..."]).to_dict()
+    assert row["budget"] == {"failed": 0, "notInjected": 0, "leaderGapS": None}
+    assert row["errors"] == ["replica x: ..."] and row["shares"] is None and row["replicaCounts"] is None
