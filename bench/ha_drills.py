@@ -10,8 +10,11 @@ SIGKILL of the leader's / a replica's process, SIGSTOP past the readiness budget
 OOM kill past limits.memory, every process killed at once (total outage: kube-system and the manager's namespace must still
 admit), the loss of a node and of a whole zone (doctor's prediction compared with what
 happened). Final line: JSON with, per scenario, requests, failed, not_injected, p99_ms,
-leader_gap_s, recovery_s, and total_failed / total_not_injected over the zero-budget
-(graceful) scenarios, rollout_leader_gap_s and min_replica_share under steady load.
+leader_gap_s, recovery_s, its budget and breaches; total_failed / total_not_injected over every
+scenario whose own budget allows none (the scenarios named beside them), rollout_leader_gap_s
+and min_replica_share under steady load (every replica ready during it, a starved one at 0).
+A figure that could not be measured is null and its reason is in "errors"; then the exit
+status is 1.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,19 +71,74 @@ def upgrade(cluster: LocalCluster) -> drill.Scenario:
                           graceful=True, moves_leader=True, act=act)
 
 
-def outage_exclusions(api, namespaces: tuple[str, ...], seconds: float) -> dict[str, int]:
-    """Dry-run creates in namespaces the webhook skips, while every manager is down: failures."""
-    failed = {ns: 0 for ns in namespaces}
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for ns in namespaces:
-            try:
-                request_json(api, "POST", f"/api/v1/namespaces/{ns}/pods", 10,
-                                   body=probe_pod({"app": "outage-check"}), dryRun="All")
-            except Exception:  # noqa: BLE001 - counted
-                failed[ns] += 1
-        time.sleep(0.2)
-    return failed
+class ExcludedNamespaces:
+    """Dry-run creates in namespaces the webhook skips, while every manager is down, on a thread
+    of their own (started once the outage is under way). Figures only once it finished."""
+
+    def __init__(self, api, namespaces: tuple[str, ...], seconds: float):
+        self.api, self.namespaces, self.seconds = api, namespaces, seconds
+        self.counts = {ns: {"requests": 0, "failed": 0} for ns in namespaces}
+        self.crashed: str | None = None
+        self._thread = threading.Thread(target=self._run, name="outage-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            deadline = time.monotonic() + self.seconds
+            while time.monotonic() < deadline:
+                for ns in self.namespaces:
+                    self.counts[ns]["requests"] += 1
+                    try:
+                        request_json(self.api, "POST", f"/api/v1/namespaces/{ns}/pods", 10,
+                                     body=probe_pod({"app": "outage-check"}), dryRun="All")
+                    except Exception:  # noqa: BLE001 - counted
+                        self.counts[ns]["failed"] += 1
+                time.sleep(0.2)
+        except BaseException as err:  # noqa: BLE001 - reported: the figures are then unknown
+            self.crashed = f"{err.__class__.__name__}: {err}"
+
+    def finish(self, timeout: float) -> tuple[dict | None, list[str]]:
+        """(per namespace: requests and failed, errors); None when the check did not finish."""
+        if not self._thread.ident:
+            return None, ["the excluded-namespace check never started"]
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return None, [f"the excluded-namespace check did not finish within {timeout:g}s"]
+        if self.crashed:
+            return None, [f"the excluded-namespace check failed: {self.crashed}"]
+        return self.counts, [f"no create was sent to {ns} during the outage" for ns, c in self.counts.items()
+                             if not c["requests"]]
+
+
+def summarise(rows: dict[str, dict]) -> dict:
+    """The final figures from each scenario's report (``ScenarioResult.to_dict``): totals over
+    every scenario whose own budget allows no loss, each scenario's breaches of its budget, and
+    every figure that could not be measured (null, its reason in ``errors``)."""
+    zero_failed = [name for name, r in rows.items() if r["budget"]["failed"] == 0]
+    zero_not_injected = [name for name, r in rows.items() if r["budget"]["notInjected"] == 0]
+    steady_shares = (rows.get("steady") or {}).get("shares")
+    return {
+        "scenarios": {name: {"requests": r["requests"], "failed": r["failed"], "not_injected": r["notInjected"],
+                             "p99_ms": r["p99Ms"], "leader_gap_s": r["leaderGapS"], "recovery_s": r["recoveryS"],
+                             "endpoint_removal_s": r["endpointRemovalS"], "min_ready_endpoints": r["minReadyEndpoints"],
+                             "min_share": min(r["shares"].values()) if r["shares"] else None,
+                             "budget_failed": r["budget"]["failed"],
+                             **({"excluded_namespaces": r["excludedNamespaces"]} if "excludedNamespaces" in r else {}),
+                             **({"breaches": r["breaches"]} if r["breaches"] else {}),
+                             **({"failures": r["failures"]} if r["failures"] else {})}
+                      for name, r in rows.items()},
+        "total_failed": sum(rows[name]["failed"] for name in zero_failed),
+        "total_failed_over": zero_failed,
+        "total_not_injected": sum(rows[name]["notInjected"] for name in zero_not_injected),
+        "total_not_injected_over": zero_not_injected,
+        "breaches": {name: r["breaches"] for name, r in rows.items() if r["breaches"]},
+        "rollout_leader_gap_s": (rows.get("rollout") or {}).get("leaderGapS"),
+        "steady_shares": sorted(steady_shares.values()) if steady_shares else None,
+        "min_replica_share": min(steady_shares.values()) if steady_shares else None,
+        "errors": [f"{name}: {e}" for name, r in rows.items() for e in r["errors"]],
+    }
 
 
 def main() -> None:
@@ -93,6 +152,7 @@ def main() -> None:
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True))
     hostlet = None
     results: dict[str, dict] = {}
+    skipped: dict[str, str] = {}  # scenario -> why it did not run
     extra: dict = {}
     try:
         create_hostlet_nodes(cluster, NODES, zones=ZONES)
@@ -116,15 +176,19 @@ def main() -> None:
                      faults.process_crash(hostlet, NAMESPACE, leader=False),
                      faults.hang(hostlet, NAMESPACE, seconds=20), faults.total_outage(hostlet, NAMESPACE)]
         if hostlet.memory_limits_unavailable:
+            skipped["oom"] = hostlet.memory_limits_unavailable
             log(f"oom skipped: {hostlet.memory_limits_unavailable}")
         else:
             scenarios.append(faults.oom(hostlet, NAMESPACE))
-        if not args.skip_machine_loss:
+        if args.skip_machine_loss:
+            skipped["node-loss, zone-loss"] = "--skip-machine-loss"
+        else:
             lost_zone = ZONES[0]
             extra["zone_loss_predicted_ready_left"] = sum(per_zone.values()) - per_zone.get(lost_zone, 0)
             scenarios += [faults.node_loss(hostlet, NAMESPACE, seconds=75),
                           faults.zone_loss(hostlet, NAMESPACE, lost_zone, zone_of, seconds=75)]
         if args.only:
+            skipped.update({s.name: "not in --only" for s in scenarios if s.name not in args.only})
             scenarios = [s for s in scenarios if s.name in args.only]
         duration = drill.lease_duration(api, names, 10)
         with probe_sidecarset(api, options.probe_namespace, 10) as probe:
@@ -135,14 +199,10 @@ def main() -> None:
                 log(f"== {scenario.name}: {scenario.summary}")
                 checker = None
                 if scenario.name == "total-outage":
-                    import threading
-
-                    outcome: dict = {}
-                    checker = threading.Thread(target=lambda: outcome.update(
-                        outage_exclusions(api, ("kube-system", NAMESPACE), 8)), daemon=True)
+                    checker = ExcludedNamespaces(api, ("kube-system", NAMESPACE), 8)
                     original = scenario.act
 
-                    def act(target, deadline, original=original):
+                    def act(target, deadline, original=original, checker=checker):
                         victims = original(target, deadline)
                         checker.start()
                         return victims
@@ -151,8 +211,8 @@ def main() -> None:
                 result = drill.measure(api, names, scenario, options, probe.labels, budget, log)
                 row = result.to_dict()
                 if checker is not None:
-                    checker.join(15)
-                    row["excludedNamespaceFailures"] = outcome
+                    row["excludedNamespaces"], checker_errors = checker.finish(15)
+                    row["errors"] += checker_errors
                 if scenario.name.startswith("zone-loss"):
                     extra["zone_loss_observed_ready_left"] = result.min_ready_endpoints
                 results[scenario.name] = row
@@ -161,24 +221,11 @@ def main() -> None:
         if hostlet is not None:
             hostlet.stop()
         cluster.stop()
-    graceful = [r for name, r in results.items() if name in ("steady", "eviction", "rollout", "upgrade")]
-    summary = {
-        "rate": args.rate,
-        "scenarios": {name: {"requests": r["requests"], "failed": r["failed"], "not_injected": r["notInjected"],
-                             "p99_ms": r["p99Ms"], "leader_gap_s": r["leaderGapS"], "recovery_s": r["recoveryS"],
-                             "endpoint_removal_s": r["endpointRemovalS"], "min_ready_endpoints": r["minReadyEndpoints"],
-                             **({"excluded_namespace_failures": r["excludedNamespaceFailures"]}
-                                if "excludedNamespaceFailures" in r else {}),
-                             **({"failures": r["failures"]} if r["failures"] else {})}
-                      for name, r in results.items()},
-        "total_failed": sum(r["failed"] for r in graceful),
-        "total_not_injected": sum(r["notInjected"] for r in results.values()),
-        "rollout_leader_gap_s": (results.get("rollout") or {}).get("leaderGapS"),
-        "min_replica_share": min((results.get("steady") or {}).get("shares", {}).values(), default=None),
-        **extra,
-        "bench_s": round(time.monotonic() - started, 1),
-    }
+    summary = {"rate": args.rate, "skipped": skipped, **summarise(results), **extra,
+               "bench_s": round(time.monotonic() - started, 1)}
     print(json.dumps(summary))
+    if summary["errors"]:
+        sys.exit(1)
 
 
 def kruisectl_settled(cluster: LocalCluster, timeout: float = 300) -> None:

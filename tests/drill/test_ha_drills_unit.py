@@ -1,0 +1,98 @@
+"""bench/ha_drills.py's final figures from the scenarios' reports: totals from each scenario's
+own budget, breaches per scenario, and null (with the reason) for what was not measured. No
+cluster."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import pytest
+
+from kruisectl.drill import SCENARIOS, DrillOptions, ScenarioResult, default_budget
+
+
+def load_bench():
+    path = Path(__file__).resolve().parents[2] / "bench" / "ha_drills.py"
+    spec = importlib.util.spec_from_file_location("ha_drills_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+def row(name: str, failed: int = 0, not_injected: int = 0, shares=None, errors=(), **kwargs) -> dict:
+    scenario = SCENARIOS.get(name) or SCENARIOS["replica-crash" if kwargs.pop("crash", False) else "eviction"]
+    result = ScenarioResult(name, [], requests=100, failed=failed, not_injected=not_injected, recovery_s=3.0,
+                            shares=shares, errors=list(errors), budget=default_budget(scenario, DrillOptions(), 15))
+    result.breaches = result.budget.breaches(result)
+    return result.to_dict()
+
+
+@pytest.mark.parametrize("case, rows, total_failed, over, breaches", [
+    ("a loss in a graceful delete is counted (no hand list leaves it out)",
+     [row("steady"), row("leader-delete", failed=2), row("replica-delete", failed=1), row("leader-crash", failed=1)],
+     3, ["steady", "leader-delete", "replica-delete"],
+     {"leader-delete": ["2 failed admissions (budget 0)"], "replica-delete": ["1 failed admissions (budget 0)"]}),
+    ("a crash within its budget is not in the zero-budget total",
+     [row("eviction"), row("rollout"), row("process-crash-leader", failed=1, crash=True)],
+     0, ["eviction", "rollout"], {}),
+    ("a crash over its budget is a breach of that scenario",
+     [row("upgrade"), row("total-outage", failed=48, crash=True)],
+     0, ["upgrade"], {"total-outage": ["48 failed admissions (budget 1)"]}),
+])
+def test_totals_come_from_the_scenarios_budgets(case, rows, total_failed, over, breaches):
+    summary = bench.summarise({r["scenario"]: r for r in rows})
+    assert (summary["total_failed"], summary["total_failed_over"], summary["breaches"]) == \
+        (total_failed, over, breaches), case
+    assert summary["total_not_injected_over"] == [r["scenario"] for r in rows]  # every budget allows none
+    assert {n: s["budget_failed"] for n, s in summary["scenarios"].items()} == \
+        {r["scenario"]: r["budget"]["failed"] for r in rows}
+
+
+def test_sidecar_less_admissions_are_totalled_over_every_scenario_that_allows_none():
+    rows = [row("steady"), row("replica-delete", not_injected=1), row("node-loss", not_injected=2, crash=True)]
+    summary = bench.summarise({r["scenario"]: r for r in rows})
+    assert summary["total_not_injected"] == 3
+    assert summary["breaches"]["node-loss"] == ["2 pods admitted without their sidecar (budget 0)"]
+
+
+@pytest.mark.parametrize("case, steady, min_share, errors", [
+    ("a starved replica shows as 0", row("steady", shares={"a": 0.6, "b": 0.4, "c": 0.0}), 0.0, []),
+    ("even shares", row("steady", shares={"a": 0.34, "b": 0.33, "c": 0.33}), 0.33, []),
+    ("an unreadable replica: null and the reason, never a share over the others",
+     row("steady", shares=None, errors=["replica c: its metrics could not be read (timed out)"]), None,
+     ["steady: replica c: its metrics could not be read (timed out)"]),
+])
+def test_min_replica_share(case, steady, min_share, errors):
+    summary = bench.summarise({"steady": steady})
+    assert (summary["min_replica_share"], summary["errors"]) == (min_share, errors), case
+
+
+def test_an_outage_check_that_did_not_finish_is_null_and_an_error():
+    check = bench.ExcludedNamespaces(api=None, namespaces=("kube-system",), seconds=1)
+    assert check.finish(0.01) == (None, ["the excluded-namespace check never started"])
+    release = threading.Event()
+    check._thread = threading.Thread(target=release.wait, daemon=True)
+    check._thread.start()
+    try:
+        assert check.finish(0.05) == (None, ["the excluded-namespace check did not finish within 0.05s"])
+    finally:
+        release.set()
+
+
+def test_an_outage_check_that_sent_nothing_or_crashed_is_an_error():
+    check = bench.ExcludedNamespaces(api=None, namespaces=("kube-system", "kruise-system"), seconds=0)
+    check.start()
+    nothing = {"requests": 0, "failed": 0}
+    assert check.finish(5) == ({"kube-system": nothing, "kruise-system": nothing},
+                               ["no create was sent to kube-system during the outage",
+                                "no create was sent to kruise-system during the outage"])
+    crashing = bench.ExcludedNamespaces(api=None, namespaces=("kube-system",), seconds=5)
+    crashing.counts = None  # its loop cannot count: the figures are unknown
+    crashing.start()
+    figures, errors = crashing.finish(5)
+    assert figures is None and errors[0].startswith("the excluded-namespace check failed: TypeError")
