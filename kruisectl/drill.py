@@ -599,7 +599,7 @@ class ReplicaCounters:
         """The last round, once nothing else is being counted."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(self.timeout + self.read_timeout + 2)
+            self._thread.join()  # a round in progress ends first (its requests have timeouts): reads stay in order
         self._round(last=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
