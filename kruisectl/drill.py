@@ -587,6 +587,7 @@ class ReplicaCounters:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="drill-metrics")
+        self._rounds = threading.Lock()  # one round at a time: each replica's reads stay in order
 
     def start(self) -> "ReplicaCounters":
         self.window_start = time.time()
@@ -599,7 +600,7 @@ class ReplicaCounters:
         """The last round, once nothing else is being counted."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()  # a round in progress ends first (its requests have timeouts): reads stay in order
+            self._thread.join()  # a round in progress ends first (its requests have timeouts)
         self._round(last=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -611,6 +612,10 @@ class ReplicaCounters:
         """Replicas another observer saw ready during the window."""
         for name in names:
             self.series.setdefault(name, ReplicaSeries()).ready = True
+
+    def read_now(self) -> None:
+        """A round out of turn: just before the disruption, so a victim's last read is its count."""
+        self._round()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -628,6 +633,10 @@ class ReplicaCounters:
         return CounterRead(_pod_webhook_requests(text), _process_start(text))
 
     def _round(self, first: bool = False, last: bool = False) -> None:
+        with self._rounds:
+            self._round_locked(first, last)
+
+    def _round_locked(self, first: bool, last: bool) -> None:
         try:
             listing = request_json(self.api, "GET", f"/api/v1/namespaces/{self.names.namespace}/pods", self.timeout,
                                    labelSelector=self.names.selector)
@@ -674,6 +683,7 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
     try:
         time.sleep(options.before_s)
         on_progress(f"{scenario.name}: {scenario.summary}")
+        counters.read_now()
         began = time.monotonic()
         deadline = began + options.timeout_s
         result.victims = scenario.act(target, deadline)
