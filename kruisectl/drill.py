@@ -528,7 +528,8 @@ def replica_counts(series: dict[str, ReplicaSeries], window_start: float) -> tup
     its read at the start (unless its process started inside the window: it counted from
     zero), one still there at the end its read at the end; one gone before the end keeps its
     last read. A restart (a new process start time, or a counter that went down) adds what the
-    new process counted."""
+    new process counted; what the old one counted after its last read (at most one interval of
+    the poller) is not known and not counted."""
     counts: dict[str, float] = {}
     errors: list[str] = []
     for name, s in sorted(series.items()):
