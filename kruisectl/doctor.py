@@ -327,7 +327,10 @@ def check_zone_failure(inv: Inventory, report: dict) -> Finding:
     ready = [r for r in report["replicas"] if r["ready"]]
     zones = sorted({r["zone"] or NO_ZONE for r in ready})
     fatal = [z for z in zones if all((r["zone"] or NO_ZONE) == z for r in ready)]
-    evidence = {"readyReplicasPerZone": dict(Counter(r["zone"] or NO_ZONE for r in ready))}
+    per_zone = Counter(r["zone"] or NO_ZONE for r in ready)
+    # The prediction a real zone loss is checked against (tests/drill/test_machine_loss.py).
+    evidence = {"readyReplicasPerZone": dict(per_zone),
+                "readyReplicasLeftIfZoneLost": {z: len(ready) - n for z, n in sorted(per_zone.items())}}
     if not ready:
         return Finding("zone-failure", "info", "no ready replica: nothing to lose", evidence=evidence)
     if fatal:

@@ -68,6 +68,7 @@ class ClusterOptions:
     kwok: bool = False
     network: bool = False  # hosts in network namespaces, for webhooks behind Services
     extra_apiserver_args: tuple[str, ...] = ()
+    extra_controller_manager_args: tuple[str, ...] = ()  # e.g. the node lifecycle's grace settings
 
 
 @dataclass
@@ -310,6 +311,7 @@ class LocalCluster:
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
                 "--v=1",
+                *self.options.extra_controller_manager_args,
             ],
         )
 

@@ -18,6 +18,7 @@ from ..conftest import require, wait_for
 
 NODES = [f"drill-{i}" for i in range(6)]
 ZONES = ("zone-a", "zone-b", "zone-c")
+HEARTBEAT_S = 2  # the hostlet's node heartbeat (Lease and Ready condition), as a kubelet's
 VALUES = {"manager": {"nodeSelector": {"type": "hostlet"},
                       "leaderElection": {"leaseDuration": "4s", "renewDeadline": "3s", "retryPeriod": "1s"}}}
 
@@ -59,13 +60,18 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def installed(request, tmp_path_factory):
+    """One install per test module; a module may set ``CONTROLLER_MANAGER_ARGS`` (the node
+    lifecycle's timings, for machine loss)."""
     require("netns")
-    cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
+    options = ClusterOptions(scheduler=True, controller_manager=True, network=True,
+                             extra_controller_manager_args=tuple(getattr(request.module, "CONTROLLER_MANAGER_ARGS", ())))
+    cluster = LocalCluster.start(options, log=sys.stderr)
     hostlet = None
     try:
         create_hostlet_nodes(cluster, NODES, zones=ZONES)
-        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=4, heartbeat_interval=2).start()
+        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=4,
+                          heartbeat_interval=HEARTBEAT_S).start()
         values = tmp_path_factory.mktemp("drill") / "values.yaml"
         values.write_text(yaml.safe_dump(VALUES))
         env = Installed(cluster, hostlet, str(values))

@@ -1,8 +1,13 @@
 """What a kubelet and kernel would do to the manager, under a low steady load, against the
-chart's real managers on hostlet nodes: each fault once, with the design's expectations."""
+chart's real managers on hostlet nodes: each fault once, held to the budget `kruisectl drill`
+itself applies to a crash (``drill.default_budget``: the CLI's crash budget, no pod without its
+sidecar, leadership back within the Lease's duration + 2 s, the full ready count back): the
+scenario's ``breaches`` must be empty. Machine and zone loss are in test_machine_loss.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import threading
 
 import pytest
@@ -39,10 +44,18 @@ def only_the_victims_failed(installed, result: drill.ScenarioResult, ips: dict[s
         assert named or timed_out, (failure, victims)
 
 
+def cli_budget(installed, scenario: drill.Scenario) -> drill.Budget:
+    """The budget `kruisectl drill run` would give this scenario: its defaults, with the Lease
+    duration read from the live Lease as the CLI reads it."""
+    names = Names(namespace=installed.namespace)
+    return drill.default_budget(scenario, OPTIONS, drill.lease_duration(installed.api(), names, 10))
+
+
 def run(installed, scenario: drill.Scenario, during=None) -> drill.ScenarioResult:
+    """The scenario measured as the CLI measures it, under the CLI's budget (``breaches``)."""
     installed.wait_settled()
     api, names = installed.api(), Names(namespace=installed.namespace)
-    budget = drill.default_budget(scenario, OPTIONS, lease_duration_s=4)
+    budget = cli_budget(installed, scenario)
     with probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
         drill.wait_injecting(api, OPTIONS.probe_namespace, probe.labels, 10, print)
         if during is not None:
@@ -58,6 +71,8 @@ def run(installed, scenario: drill.Scenario, during=None) -> drill.ScenarioResul
     print(result.to_dict())
     assert result.not_injected == 0, result
     assert result.recovery_s is not None, result
+    assert result.victims, result
+    assert result.requests >= OPTIONS.rate * (OPTIONS.before_s + OPTIONS.settle_s), result  # the load really ran
     return result
 
 
@@ -65,16 +80,16 @@ def run(installed, scenario: drill.Scenario, during=None) -> drill.ScenarioResul
 def test_a_killed_process_costs_at_most_what_was_on_its_way_to_it(installed, leader):
     ips = pod_ips(installed)
     result = run(installed, faults.process_crash(installed.hostlet, installed.namespace, leader))
-    assert result.failed <= 2, result
+    assert not result.breaches, result
     only_the_victims_failed(installed, result, ips)
-    if leader:
-        assert result.new_leader and result.leader_gap_s <= 4 + 2, result
+    if leader:  # the leader gap's budget is only checked when someone new took the Lease
+        assert result.new_leader and result.leader_gap_s is not None, result
 
 
 def test_a_hung_replica_leaves_the_endpoints_within_its_readiness_budget(installed):
     ips = pod_ips(installed)
     result = run(installed, faults.hang(installed.hostlet, installed.namespace, seconds=12))
-    assert result.failed <= 2, result
+    assert not result.breaches, result
     only_the_victims_failed(installed, result, ips)
     assert result.endpoint_removal_s is not None and result.endpoint_removal_s <= 2 * 2 + 2 + 2, result
 
@@ -84,7 +99,7 @@ def test_an_oom_killed_replica_is_restarted_and_costs_at_most_what_was_on_its_wa
     ips = pod_ips(installed)
     scenario = faults.oom(installed.hostlet, installed.namespace)
     result = run(installed, scenario)
-    assert result.failed <= 2, result
+    assert not result.breaches, result
     only_the_victims_failed(installed, result, ips)
     (victim,) = result.victims
     last = installed.hostlet.worker(installed.namespace, victim).containers[0].last_terminated
@@ -106,18 +121,17 @@ def test_total_outage_keeps_the_excluded_namespaces_admitting_and_recovers_by_it
             threading.Event().wait(0.2)
 
     during = threading.Thread(target=excluded_creates)
-    result = run(installed, faults.total_outage(installed.hostlet, installed.namespace), during)
+    scenario = faults.total_outage(installed.hostlet, installed.namespace)
+    result = run(installed, scenario, during)
     during.join(30)
     assert failures == {"kube-system": [], installed.namespace: []}
     assert result.failed > 0, result  # elsewhere failurePolicy Fail refuses while nothing serves
     assert all("mpod.kb.io" in f for f in result.failures), result.failures
     assert result.min_ready_endpoints == 0 and result.recovery_s < 60, result
-
-
-def test_node_loss_is_measured_and_the_node_comes_back(installed):
-    ips = pod_ips(installed)
-    result = run(installed, faults.node_loss(installed.hostlet, installed.namespace, seconds=25))
-    assert result.victims, result
-    # A lost machine's address stops answering: whatever fails is a call to it, in the
-    # apiserver's own words.
-    only_the_victims_failed(installed, result, ips)
+    # An outage is not a crash the CLI budgets for: admissions fail until a replica is back, and
+    # no standby is left to take the Lease over (the restarted ones wait out its duration).
+    # Everything else the crash budget holds: no pod without its sidecar, a new leader, and the
+    # full ready count back.
+    outage = dataclasses.replace(cli_budget(installed, scenario), failed=sys.maxsize, leader_gap_s=None)
+    assert not outage.breaches(result), result
+    assert result.new_leader and result.leader_gap_s is not None, result
