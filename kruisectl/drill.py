@@ -83,8 +83,8 @@ class AdmissionLoad:
     offered rate (each request runs on its own worker, up to ``max_in_flight``)."""
 
     def __init__(self, api, namespace: str, labels: dict[str, str], rate: float, timeout: float,
-                 max_in_flight: int = 256):
-        self.api, self.namespace, self.labels = api, namespace, labels
+                 max_in_flight: int = 256, prefix: str = "kruisectl-drill-"):
+        self.api, self.namespace, self.labels, self.prefix = api, namespace, labels, prefix
         self.interval = 1.0 / rate
         self.timeout = timeout
         self.outcomes: list[Outcome] = []
@@ -101,7 +101,7 @@ class AdmissionLoad:
         started = time.monotonic()
         try:
             pod = request_json(self.api, "POST", f"/api/v1/namespaces/{self.namespace}/pods", self.timeout,
-                               body=probe_pod(self.labels, "kruisectl-drill-"), dryRun="All")
+                               body=probe_pod(self.labels, self.prefix), dryRun="All")
         except ApiException as err:
             return Outcome(started, time.monotonic() - started, FAILED, _error_message(err))
         except Exception as err:  # noqa: BLE001 - a transport error is a failed admission too
@@ -841,7 +841,8 @@ def run(api, names: Names, scenarios: list[Scenario], options: DrillOptions,
 
 def wait_injecting(api, namespace: str, labels: dict[str, str], timeout: float, on_progress, wait: float = 60) -> None:
     """Until a dry-run pod comes back with the probe sidecar (the replicas' caches have it)."""
-    load = AdmissionLoad(api, namespace, labels, rate=1.0, timeout=timeout)
+    # Named apart from the measured load's pods, so an audit log tells the two apart.
+    load = AdmissionLoad(api, namespace, labels, rate=1.0, timeout=timeout, prefix="kruisectl-warmup-")
     deadline = time.monotonic() + wait
     streak = 0
     while time.monotonic() < deadline:

@@ -10,18 +10,25 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from kruisectl.cli import cli
+from kruisectl.drill import DrillOptions
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
 from localcluster.upstream import UpstreamBuild, UpstreamInstall, build_upstream, install_upstream, programs
+from tests import audit
 from tests.conftest import require
 
 NODES = ["up-0", "up-1", "up-2"]
 ZONES = ("zone-a", "zone-b", "zone-c")
+# The apiserver's record of every pod create in the drill's default probe namespace, with the
+# pod it answered: an account of the drill's load that is not the drill's own.
+AUDITED = [{"level": "RequestResponse", "verbs": ["create"], "namespaces": [DrillOptions().probe_namespace],
+            "resources": [{"group": "", "resources": ["pods"]}]}]
 
 
 @dataclass
@@ -33,6 +40,7 @@ class Upstream:
     hostlet: Hostlet
     built: UpstreamBuild
     install: UpstreamInstall
+    audit_log: Path  # see AUDITED
 
     @property
     def kubeconfig(self) -> str:
@@ -70,17 +78,20 @@ class Upstream:
 
 
 @pytest.fixture(scope="session")
-def upstream_install():
+def upstream_install(tmp_path_factory):
     require("netns")
     built = build_upstream(log=sys.stderr)
-    cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
+    audit_log = tmp_path_factory.mktemp("upstream-audit") / "audit.log"
+    options = ClusterOptions(scheduler=True, controller_manager=True, network=True,
+                             extra_apiserver_args=audit.apiserver_args(AUDITED, audit_log))
+    cluster = LocalCluster.start(options, log=sys.stderr)
     hostlet = None
     try:
         create_hostlet_nodes(cluster, NODES, zones=ZONES)
         hostlet = Hostlet(cluster, NODES, programs=programs(built), backoff_initial=1, backoff_max=4,
                           heartbeat_interval=2).start()
         install = install_upstream(cluster, built, replicas=2, log=sys.stderr)
-        yield Upstream(cluster, hostlet, built, install)
+        yield Upstream(cluster, hostlet, built, install, audit_log)
     finally:
         if hostlet is not None:
             hostlet.stop()

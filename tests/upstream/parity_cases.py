@@ -2,7 +2,9 @@
 for some cases updated after) and pods as a user writes them, taken from upstream's sample (config/samples), the SidecarSet tutorial
 (openkruise.io user manual) and the scenarios of upstream's injection tests, written here as
 this project's own data. Each case selects its pods by its own ``parity`` label, so cases never
-select each other's pods; a case may label its namespace."""
+select each other's pods; a case may label its namespace. ``inject`` names, for each pod, the
+containers and init containers the SidecarSets must add to it (or put in place of its own), as
+the case's source says: the two managers agreeing is not enough, they must agree on that."""
 
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ def _cases() -> list[dict]:
     cases = []
 
     def case(case_id: str, sidecarsets: list[dict], pods: list[dict], namespace_labels: dict | None = None,
-             source: str = "", updates: list[dict] | None = None) -> None:
+             source: str = "", updates: list[dict] | None = None, *, inject: dict[str, list[str]]) -> None:
+        assert set(inject) == {p["metadata"]["name"] for p in pods}, f"{case_id}: say what each pod gets"
         cases.append({"id": case_id, "sidecarsets": sidecarsets, "pods": pods, "updates": updates or [],
-                      "namespace_labels": namespace_labels or {}, "source": source})
+                      "namespace_labels": namespace_labels or {}, "source": source, "inject": inject})
 
     # ---- upstream's sample (config/samples/apps_v1alpha1_sidecarset.yaml) -------------------
     c = "sample"
@@ -46,7 +49,9 @@ def _cases() -> list[dict]:
                         volumes=[{"name": "log-volume", "emptyDir": {}}])],
          [pod("guestbook", c, [{"name": "guestbook", "image": "openkruise/guestbook:v1",
                                 "ports": [{"name": "http-server", "containerPort": 3000}]}],
-              labels={"app.kubernetes.io/name": "guestbook-with-sidecar"})], source="config/samples")
+              labels={"app.kubernetes.io/name": "guestbook-with-sidecar"})],
+         inject={"guestbook": ["init-myservice", "guestbook-sidecar"]},
+         source="config/samples")
 
     # ---- the SidecarSet tutorial -------------------------------------------------------------
     c = "tutorial"
@@ -54,13 +59,16 @@ def _cases() -> list[dict]:
                         containers=[{"name": "sidecar1", "image": "centos:6.7", "command": ["sleep", "999d"],
                                      "volumeMounts": [{"name": "log-volume", "mountPath": "/var/log"}]}],
                         volumes=[{"name": "log-volume", "emptyDir": {}}])],
-         [pod("test-pod", c, [APP])], source="tutorial: create a SidecarSet")
+         [pod("test-pod", c, [APP])], inject={"test-pod": ["sidecar1"]},
+         source="tutorial: create a SidecarSet")
     c = "policy"
     case(c, [sidecarset("policy", c, containers=[
         {"name": "before", "image": "centos:6.7", "podInjectPolicy": "BeforeAppContainer"},
         {"name": "after", "image": "centos:6.7", "podInjectPolicy": "AfterAppContainer"},
         {"name": "default", "image": "centos:6.7"}])],
-         [pod("p", c, [APP, {"name": "second", "image": "busybox:1.28"}])], source="tutorial: podInjectPolicy")
+         [pod("p", c, [APP, {"name": "second", "image": "busybox:1.28"}])],
+         inject={"p": ["before", "after", "default"]},
+         source="tutorial: podInjectPolicy")
     c = "share"
     case(c, [sidecarset("share", c, containers=[
         {"name": "log-collector", "image": "fluentd:v1", "shareVolumePolicy": {"type": "enabled"},
@@ -69,6 +77,7 @@ def _cases() -> list[dict]:
          [pod("p", c, [{**APP, "volumeMounts": [{"name": "logs", "mountPath": "/var/log/nginx"},
                                                  {"name": "data", "mountPath": "/data", "readOnly": True}]}],
               volumes=[{"name": "logs", "emptyDir": {}}, {"name": "data", "hostPath": {"path": "/srv"}}])],
+         inject={"p": ["log-collector"]},
          source="tutorial: shareVolumePolicy")
     c = "transfer"
     case(c, [sidecarset("transfer", c, containers=[
@@ -78,6 +87,7 @@ def _cases() -> list[dict]:
          [pod("p", c, [{**APP, "env": [{"name": "TZ", "value": "Asia/Shanghai"},
                                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                                        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}])],
+         inject={"p": ["mesh"]},
          source="tutorial: transferEnv")
     c = "transfer-from"
     case(c, [sidecarset("from-label", c, containers=[
@@ -85,7 +95,8 @@ def _cases() -> list[dict]:
             {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "metadata.labels['main-container']"}},
              "envNames": ["REGION"]}]}])],
          [pod("p", c, [{"name": "web", "image": "nginx:1.15.1", "env": [{"name": "REGION", "value": "eu"}]}],
-              labels={"main-container": "web"})], source="tutorial: transferEnv sourceContainerNameFrom")
+              labels={"main-container": "web"})], inject={"p": ["agent"]},
+         source="tutorial: transferEnv sourceContainerNameFrom")
     c = "init"
     case(c, [sidecarset("init", c, initContainers=[
         {"name": "init-config", "image": "busybox:1.28", "command": ["sh", "-c", "cp /cfg/* /shared"],
@@ -97,6 +108,7 @@ def _cases() -> list[dict]:
                         "volumeMounts": [{"name": "www", "mountPath": "/usr/share/nginx/html"}]}],
               volumes=[{"name": "www", "emptyDir": {}}],
               initContainers=[{"name": "own-init", "image": "busybox:1.28"}])],
+         inject={"p": ["init-config", "reader"]},
          source="tutorial: initContainers with transferEnv and shared volumes")
     c = "native"
     case(c, [sidecarset("native", c, updateStrategy={"type": "NotUpdate"},
@@ -104,28 +116,33 @@ def _cases() -> list[dict]:
                                         {"name": "bootstrap", "image": "busybox:1.28"}],
                         containers=[{"name": "log", "image": "fluentd:v1"}])],
          [pod("p", c, [APP], initContainers=[{"name": "zz-own", "image": "busybox:1.28"}])],
+         inject={"p": ["proxy", "bootstrap", "log"]},
          source="tutorial: native sidecar init containers (restartPolicy Always)")
     c = "secrets"
     case(c, [sidecarset("secrets", c, imagePullSecrets=[{"name": "registry-b"}, {"name": "registry-a"}],
                         containers=[{"name": "private", "image": "registry.example/private:1"}])],
-         [pod("p", c, [APP], imagePullSecrets=[{"name": "registry-a"}])], source="tutorial: imagePullSecrets")
+         [pod("p", c, [APP], imagePullSecrets=[{"name": "registry-a"}])], inject={"p": ["private"]},
+         source="tutorial: imagePullSecrets")
     c = "ns-scope"
     case(c, [sidecarset("only-here", c, namespace="parity-ns-scope",
                         containers=[{"name": "here", "image": "busybox:1.28"}]),
              sidecarset("elsewhere", c, namespace="nowhere", containers=[{"name": "there", "image": "busybox:1.28"}])],
-         [pod("p", c, [APP])], source="tutorial: namespace")
+         [pod("p", c, [APP])], inject={"p": ["here"]},
+         source="tutorial: namespace")
     c = "ns-selector"
     case(c, [sidecarset("team-a", c, namespaceSelector={"matchLabels": {"team": "a"}},
                         containers=[{"name": "for-a", "image": "busybox:1.28"}]),
              sidecarset("team-b", c, namespaceSelector={"matchExpressions": [
                  {"key": "team", "operator": "In", "values": ["b", "c"]}]},
                  containers=[{"name": "for-b", "image": "busybox:1.28"}])],
-         [pod("p", c, [APP])], namespace_labels={"team": "a"}, source="tutorial: namespaceSelector")
+         [pod("p", c, [APP])], namespace_labels={"team": "a"}, inject={"p": ["for-a"]},
+         source="tutorial: namespaceSelector")
     c = "paused"
     case(c, [sidecarset("paused", c, injectionStrategy={"paused": True},
                         containers=[{"name": "paused", "image": "busybox:1.28"}]),
              sidecarset("active", c, containers=[{"name": "active", "image": "busybox:1.28"}])],
-         [pod("p", c, [APP])], source="tutorial: injectionStrategy.paused")
+         [pod("p", c, [APP])], inject={"p": ["active"]},
+         source="tutorial: injectionStrategy.paused")
     c = "expressions"
     case(c, [{**sidecarset("tier", c, containers=[{"name": "tiered", "image": "busybox:1.28"}]),
               "spec": {"selector": {"matchExpressions": [{"key": "parity", "operator": "In", "values": [c]},
@@ -133,6 +150,7 @@ def _cases() -> list[dict]:
                                                           "values": ["frontend", "middleware"]}]},
                        "containers": [{"name": "tiered", "image": "busybox:1.28"}]}}],
          [pod("front", c, [APP], labels={"tier": "frontend"}), pod("back", c, [APP], labels={"tier": "backend"})],
+         inject={"front": ["tiered"], "back": []},
          source="tutorial: selector matchExpressions")
 
     # ---- scenarios of upstream's injection tests (pkg/webhook/pod/mutating) ----------------
@@ -145,7 +163,8 @@ def _cases() -> list[dict]:
                                     {"name": "log-agent", "image": "log-agent-image:1.0",
                                      "podInjectPolicy": "AfterAppContainer", "shareVolumePolicy": {"type": "disabled"}}])],
          [pod("test-pod", c, [NGINX], initContainers=[{"name": "init-0", "image": "busybox:1.0.0"}],
-              volumes=TWO_VOLUMES)], source="mutating tests: init containers sorted, before/after")
+              volumes=TWO_VOLUMES)], inject={"test-pod": ["init-2", "init-1", "dns-f", "log-agent"]},
+         source="mutating tests: init containers sorted, before/after")
     c = "fixture-transfer"
     case(c, [sidecarset("sidecarset2", c,
                         initContainers=[{"name": "dns-e", "image": "dns-e-image:1.0", "podInjectPolicy": "BeforeAppContainer",
@@ -156,7 +175,8 @@ def _cases() -> list[dict]:
                                      "transferEnv": [{"sourceContainerName": "nginx", "envName": "hello2"}]}],
                         volumes=[{"name": "volume-1"}, {"name": "volume-2"}])],
          [pod("test-pod", c, [NGINX], initContainers=[{"name": "init-0", "image": "busybox:1.0.0"}],
-              volumes=TWO_VOLUMES)], source="mutating tests: transferEnv, volumes appended (unused one left out)")
+              volumes=TWO_VOLUMES)], inject={"test-pod": ["dns-e", "dns-f"]},
+         source="mutating tests: transferEnv, volumes appended (unused one left out)")
     c = "fixture-share"
     case(c, [sidecarset("sidecarset3", c,
                         containers=[{"name": "dns-f", "image": "dns-f-image:1.0", "podInjectPolicy": "AfterAppContainer",
@@ -166,7 +186,8 @@ def _cases() -> list[dict]:
                                     {"name": "log-agent", "image": "log-agent-image:1.0",
                                      "podInjectPolicy": "AfterAppContainer"}],
                         volumes=[{"name": "volume-1"}, {"name": "volume-2"}])],
-         [pod("test-pod", c, [NGINX], volumes=TWO_VOLUMES)], source="mutating tests: shared volume mounts")
+         [pod("test-pod", c, [NGINX], volumes=TWO_VOLUMES)], inject={"test-pod": ["dns-f", "log-agent"]},
+         source="mutating tests: shared volume mounts")
     c = "fixture-staragent"
     staragent_pod = {**NGINX, "volumeMounts": NGINX["volumeMounts"] + [{"name": "volume-staragent", "mountPath": "/staragent"}]}
     case(c, [sidecarset("staragent", c,
@@ -187,6 +208,7 @@ def _cases() -> list[dict]:
                         volumes=[{"name": "volume-1"}, {"name": "volume-2"}, {"name": "volume-staragent"},
                                  {"name": "volume-3"}, {"name": "volume-4"}])],
          [pod("test-pod", c, [staragent_pod], volumes=TWO_VOLUMES + [{"name": "volume-staragent", "emptyDir": {}}])],
+         inject={"test-pod": ["dns-e", "dns-f", "staragent", "log-agent"]},
          source="mutating tests: mounts deduplicated by path, the pod's volume kept")
     c = "fixture-subpath"
     case(c, [sidecarset("subpath", c, containers=[
@@ -198,16 +220,19 @@ def _cases() -> list[dict]:
                                           "subPathExpr": "foo/$(POD_NAME)/$(OD_NAME)/conf"},
                                          {"name": "conf", "mountPath": "/e/plain", "subPathExpr": "foo"}]}],
               volumes=[{"name": "conf", "emptyDir": {}}])],
+         inject={"p": ["prepare", "reader"]},
          source="mutating tests: subPathExpr env copied with the shared mount")
     c = "fixture-merge"
     case(c, [sidecarset("merge", c, containers=[
         {"name": "app", "image": "nginx:1.16.0", "podInjectPolicy": "AfterAppContainer"},
         {"name": "new-before", "image": "busybox:1.28", "podInjectPolicy": "BeforeAppContainer"}])],
          [pod("p", c, [{"name": "first", "image": "busybox:1.28"}, APP])],
+         inject={"p": ["app", "new-before"]},
          source="mutating tests: a sidecar named like a pod container replaces it in place")
     c = "fixture-init-sort"
     case(c, [sidecarset("sort", c, initContainers=[{"name": n, "image": "busybox:1.28"} for n in ("c", "a", "b")])],
          [pod("p", c, [APP], initContainers=[{"name": "z-own", "image": "busybox:1.28"}])],
+         inject={"p": ["c", "a", "b"]},
          source="mutating tests: init containers sorted by name after the pod's own")
     c = "fixture-hash-compat"
     case(c, [sidecarset("hash", c, containers=[{"name": "side", "image": "busybox:1.28"}])],
@@ -215,6 +240,7 @@ def _cases() -> list[dict]:
              "kruise.io/sidecarset-hash": '{"sidecarset-test":"bv6d2fbw97wz8xx5x4v4wddwbd5z744wcf7c786dd4dvxvd5w6w424df7vx47989"}',
              "kruise.io/sidecarset-hash-without-image": '{"sidecarset-test":"54x5977vf9zz4248w7v44456zf655b8bcffv7x74w88f6dwb994fw48b8f9b8959"}',
              "kruise.io/sidecarset-injected-list": "sidecarset-test"})],
+         inject={"p": ["side"]},
          source="mutating tests: the older hash annotation format kept and extended")
 
     # ---- defaulting and the rest of the supported fields ----------------------------------
@@ -225,7 +251,8 @@ def _cases() -> list[dict]:
          "livenessProbe": {"httpGet": {"port": 9000}}, "readinessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 3},
          "lifecycle": {"preStop": {"httpGet": {"port": 9000, "path": "/quit"}}},
          "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}])],
-         [pod("p", c, [APP])], source="defaults: image pull policy, ports, quantities, probes, fieldRef")
+         [pod("p", c, [APP])], inject={"p": ["probe"]},
+         source="defaults: image pull policy, ports, quantities, probes, fieldRef")
     c = "volume-kinds"
     case(c, [sidecarset("volumes", c, containers=[
         {"name": "reader", "image": "busybox:1.28", "volumeMounts": [
@@ -240,12 +267,14 @@ def _cases() -> list[dict]:
                  {"name": "host", "hostPath": {"path": "/var/lib/x"}},
                  {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1000Mi"}},
                  {"name": "unused", "emptyDir": {}}])],
-         [pod("p", c, [APP])], source="defaults: volume sources")
+         [pod("p", c, [APP])], inject={"p": ["reader"]},
+         source="defaults: volume sources")
     c = "env-order"
     case(c, [sidecarset("env", c, containers=[
         {"name": "side", "image": "busybox:1.28", "env": [{"name": "B", "value": "own"}, {"name": "A", "value": "own"}],
          "transferEnv": [{"sourceContainerName": "app", "envNames": ["C", "B", "A"]}]}])],
          [pod("p", c, [{**APP, "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "C", "value": "3"}]}])],
+         inject={"p": ["side"]},
          source="env: the sidecar's own, IS_INJECTED, then transferred (sorted, own names kept)")
     c = "two-sets"
     case(c, [sidecarset("alpha", c, containers=[{"name": "alpha-before", "image": "busybox:1.28"},
@@ -255,12 +284,14 @@ def _cases() -> list[dict]:
                         volumes=[{"name": "alpha-v", "emptyDir": {}}]),
              sidecarset("beta", c, containers=[{"name": "beta-before", "image": "busybox:1.28"}],
                         initContainers=[{"name": "beta-init", "image": "busybox:1.28"}])],
-         [pod("p", c, [APP])], source="several SidecarSets on one pod")
+         [pod("p", c, [APP])], inject={"p": ["alpha-before", "alpha-after", "beta-before", "beta-init"]},
+         source="several SidecarSets on one pod")
     c = "scoped-first"
     case(c, [sidecarset("a-cluster", c, containers=[{"name": "cluster-wide", "image": "busybox:1.28"}]),
              sidecarset("z-scoped", c, namespace="parity-scoped-first",
                         containers=[{"name": "namespaced", "image": "busybox:1.28"}])],
-         [pod("p", c, [APP])], source="SidecarSets of the pod's namespace before cluster-wide ones")
+         [pod("p", c, [APP])], inject={"p": ["cluster-wide", "namespaced"]},
+         source="SidecarSets of the pod's namespace before cluster-wide ones")
     c = "updated"
     case(c, [sidecarset("rolling", c, containers=[{"name": "sidecar1", "image": "centos:6.7", "command": ["sleep", "999d"]}])],
          [pod("after-update", c, [APP])],
@@ -268,10 +299,12 @@ def _cases() -> list[dict]:
                                                        {"name": "added", "image": "busybox:1.28"}]),
                   sidecarset("rolling", c, containers=[{"name": "sidecar1", "image": "centos:7", "command": ["sleep", "999d"],
                                                         "upgradeStrategy": {"upgradeType": "ColdUpgrade"}}])],
+         inject={"after-update": ["sidecar1"]},
          source="tutorial: update the sidecar's image (a new revision, defaulted again); an update adding a container")
     c = "unmatched"
     case(c, [sidecarset("unmatched", c, containers=[{"name": "never", "image": "busybox:1.28"}])],
-         [pod("other", "not-this-case", [APP])], source="a pod no SidecarSet selects is left alone")
+         [pod("other", "not-this-case", [APP])], inject={"other": []},
+         source="a pod no SidecarSet selects is left alone")
     return cases
 
 

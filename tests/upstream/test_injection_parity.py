@@ -7,7 +7,9 @@ secrets, annotations byte for byte but the injection time).
 
 Where upstream's result is not determined (the order among SidecarSets of one group comes from
 its cache's map iteration), upstream's pod is asked for again until it equals ours or the
-attempts run out: ours must be one of upstream's results. The cases are in parity_cases.py."""
+attempts run out: ours must be one of upstream's results. Equal is not enough: each side must
+have added to each pod the containers its case says (``inject``), so two managers that both
+skip a pod fail. The cases are in parity_cases.py."""
 
 from __future__ import annotations
 
@@ -138,6 +140,16 @@ def normalize_pod(pod: dict) -> dict:
     return json.loads(re.sub(r"kube-api-access-[a-z0-9]{5}", "kube-api-access-<id>", json.dumps(pod)))
 
 
+def injected(sent: dict, returned: dict) -> list[str]:
+    """Names of the containers and init containers ``returned`` has that the pod as ``sent``
+    had not (by name and image: a sidecar put in place of an app container counts)."""
+    def containers(pod):
+        return [c for key in ("initContainers", "containers") for c in pod["spec"].get(key) or []]
+
+    own = {(c["name"], c.get("image")) for c in containers(sent)}
+    return sorted(c["name"] for c in containers(returned) if (c["name"], c.get("image")) not in own)
+
+
 def normalize_sidecarset(obj: dict) -> dict:
     meta = obj["metadata"]
     return {"metadata": {"name": meta["name"], "labels": meta.get("labels"), "annotations": meta.get("annotations")},
@@ -197,11 +209,14 @@ def test_injection_parity(case, theirs, ours):
         revisions = {s["metadata"]["name"]: s["status"]["latestRevision"] for s in stored["ours"]}
         time.sleep(1.0)  # both webhooks' caches hold the SidecarSets (a pod they skip proves nothing)
         for pod in case["pods"]:
+            expected = sorted(case["inject"][pod["metadata"]["name"]])
             mine = normalize_pod(ours.dry_run(namespace, copy.deepcopy(pod), revisions))
+            assert injected(pod, mine) == expected, f"ours, pod {pod['metadata']['name']}: {injected(pod, mine)}"
             seen = []
             for _ in range(UPSTREAM_ATTEMPTS):
                 got = normalize_pod(theirs.dry_run(namespace, copy.deepcopy(pod), revisions))
                 if got == mine:
+                    assert injected(pod, got) == expected, f"upstream, pod {pod['metadata']['name']}"
                     break
                 if got not in seen:
                     seen.append(got)

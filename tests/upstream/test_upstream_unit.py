@@ -73,3 +73,62 @@ def test_the_upstream_manager_container_runs_the_built_binary():
     assert resolve_program(manager, {}, upstream.programs(built)) == [
         "/cache/kruise/manager", "--enable-leader-election", "--v=5"]
     assert built.crds == Path("/mod/config/crd/bases")
+
+
+# ---- the helpers that hold the cluster tests to independent counts -------------------------
+def _pod(containers, init=()):
+    return {"spec": {"containers": [{"name": n, "image": i} for n, i in containers],
+                     **({"initContainers": [{"name": n, "image": i} for n, i in init]} if init else {})}}
+
+
+@pytest.mark.parametrize("sent, returned, expected", [
+    (_pod([("app", "a:1")]), _pod([("side", "s:1"), ("app", "a:1")], [("init", "i:1")]), ["init", "side"]),
+    (_pod([("app", "a:1")]), _pod([("app", "a:2")]), ["app"]),  # a sidecar put in the app container's place
+    (_pod([("app", "a:1")], [("own", "o:1")]), _pod([("app", "a:1")], [("own", "o:1")]), []),  # skipped
+])
+def test_injected_is_what_the_answer_added(sent, returned, expected):
+    from tests.upstream.test_injection_parity import injected
+
+    assert injected(sent, returned) == expected
+
+
+def _event(code, containers=None, generate_name="kruisectl-drill-", uri="/api/v1/namespaces/default/pods?dryRun=All"):
+    return {"verb": "create", "objectRef": {"resource": "pods", "namespace": "default"}, "requestURI": uri,
+            "requestObject": {"metadata": {"generateName": generate_name}}, "responseStatus": {"code": code},
+            **({"responseObject": {"spec": {"containers": [{"name": n} for n in containers]}}}
+               if containers is not None else {})}
+
+
+@pytest.mark.parametrize("event, answered", [
+    (_event(201, ["kruisectl-probe", "app"]), "admitted"),
+    (_event(201, ["app"]), "notInjected"),
+    (_event(500), "failed"),
+    (_event(403), "failed"),
+])
+def test_the_audit_log_classifies_as_the_drill_does(event, answered):
+    from tests.upstream.test_drill import as_answered
+
+    assert as_answered(event) == answered
+
+
+@pytest.mark.parametrize("event, counted", [
+    (_event(201, ["app"]), True),
+    (_event(201, ["app"], generate_name="kruisectl-warmup-"), False),  # the drill's warm-up, not its load
+    (_event(201, ["app"], uri="/api/v1/namespaces/default/pods"), False),  # not a dry run
+])
+def test_only_the_drills_measured_load_is_counted(event, counted):
+    from tests.upstream.test_drill import drill_load
+
+    assert drill_load(event) is counted
+
+
+def test_the_audit_log_is_read_from_an_offset_without_a_line_still_being_written(tmp_path):
+    from tests import audit
+
+    log = tmp_path / "audit.log"
+    log.write_text('{"stage": "ResponseComplete", "n": 1}\n')
+    offset = audit.size(log)
+    log.write_text(log.read_text() + '{"stage": "ResponseStarted", "n": 2}\n{"stage": "ResponseComplete", "n": 3}\n'
+                   '{"stage": "ResponseComp')
+    assert [e["n"] for e in audit.completed(log)] == [1, 3]
+    assert [e["n"] for e in audit.completed(log, offset)] == [3]
