@@ -40,11 +40,12 @@ Exit codes:
 
 
 def drill_options(func):
-    func = click.option("--probe-namespace", default="default", show_default=True, metavar="NS",
+    func = click.option("--probe-namespace", default=lib.DrillOptions.probe_namespace, show_default=True, metavar="NS",
                         help="Namespace of the dry-run pods (the pod webhook must intercept it).")(func)
     func = click.option("--rate", type=click.FloatRange(0.5, 500), default=20.0, show_default=True,
                         help="Dry-run pod creates per second during each scenario.")(func)
-    func = click.option("--crash-budget", type=click.IntRange(0), default=1, show_default=True,
+    func = click.option("--crash-budget", type=click.IntRange(0), default=lib.DrillOptions.crash_budget,
+                        show_default=True,
                         help="Failed admissions a crash may cost (the requests in flight on the victim).")(func)
     func = click.option("--leader-gap-budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
                         help="Longest vacancy of the Lease allowed [default: lease duration + 2s on a crash, "

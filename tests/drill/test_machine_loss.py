@@ -99,7 +99,7 @@ def test_a_lost_node_leaves_the_endpoints_in_its_grace_period_and_comes_back(ins
     scenario = faults.node_loss(installed.hostlet, installed.namespace, seconds=LOSS_S)
     took = timed(scenario)
     result = run(installed, scenario)
-    assert len(result.victims) == 1, result  # one replica per node: the spread keeps them apart
+    assert len(result.victims) == 1, result  # one replica per node (host network: their ports)
     assert_machine_loss_within_design(installed, result, ips, took["act_s"])
 
 
