@@ -72,6 +72,7 @@ def test_a_graceful_leader_delete_leaves_leadership_vacant_for_a_lease(upstream_
     # apiserver's audit log records each create of the load with its response code and pod.
     creates = audit.settled(upstream_install.audit_log, offset, drill_load)
     answered = Counter(as_answered(e) for e in creates)
+    print(json.dumps({"drill": scenario, "auditLog": {"creates": len(creates), **answered}}))
     assert scenario["requests"] > 0
     assert {k: scenario[k] for k in ("requests", "admitted", "failed", "notInjected")} == \
         {"requests": len(creates), "admitted": answered["admitted"], "failed": answered["failed"],
