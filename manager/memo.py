@@ -15,6 +15,9 @@ now or later, so:
   with other names, uid and managedFields. Only when the probe's template equals the answer's
   is the key reused: rules that copy a name into the answer are served with the pod's own name
   put back; rules that decide anything from a name are computed for every pod.
+
+Its outcomes (hit, miss, bypass) and probes are counted in the manager's metrics, so a
+benchmark can tell a reused answer from a computed one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Callable
 
 import orjson
 
+from . import metrics
 from .admission import patch_text, with_patch_text
 
 log = logging.getLogger("manager.memo")
@@ -39,6 +43,7 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # JSON strings with not
 _MARK = b"\\u0000"  # how orjson writes NUL; no placeholder-like text may be in a request
 _PROBE_PREFIX = "kruise-memo-probe-"
 _UNVERIFIED_FOR = 30.0  # seconds a failed probe keeps a key from being reused
+_HIT, _MISS, _BYPASS = (metrics.MEMO_ANSWERS.labels(result) for result in ("hit", "miss", "bypass"))
 
 
 @dataclass(frozen=True)
@@ -158,14 +163,17 @@ class Memo:
         names = names_of(request)
         key = key_of(request, names)
         if key is None:
+            _BYPASS.inc()
             return self.compute(request, state.value)
         key = (state.token, key)
         second = int(time.time())
         found = self._answers.get(key)
         if found is not None and found[0] == second:
             self.hits += 1
+            _HIT.inc()
             return found[1].fill(names)
         self.misses += 1
+        _MISS.inc()
         answer = self.compute(request, state.value)
         verdict = self._verdicts.get(key)
         if verdict is not None and verdict is not True and time.monotonic() - verdict < _UNVERIFIED_FOR:
@@ -176,6 +184,7 @@ class Memo:
             return answer
         if verdict is not True:
             probe, others = probe_of(request, names)
+            metrics.MEMO_PROBES.inc()
             try:
                 agrees = _Template(self.compute(probe, state.value), others).same(template)
             except Exception:  # noqa: BLE001 - rules that fail on other names are rules that read them

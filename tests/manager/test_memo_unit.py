@@ -116,6 +116,28 @@ def test_different_labels_are_different_keys():
     assert rules.calls > calls
 
 
+def memo_counts() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+    counts = {result: REGISTRY.get_sample_value("kruise_manager_webhook_memo_answers_total", {"result": result}) or 0.0
+              for result in ("hit", "miss", "bypass")}
+    counts["probe"] = REGISTRY.get_sample_value("kruise_manager_webhook_memo_probes_total") or 0.0
+    return counts
+
+
+def test_the_metrics_count_hits_misses_probes_and_bypasses():
+    def check():
+        memo = Memo(Rules())
+        before = memo_counts()
+        for i in range(3):  # one shape: a miss with its probe, then hits
+            memo.answer(pod_request(f"web-{i}", f"kube-api-access-{i}abcd", uid=f"uid-{i}"), state())
+        for i in range(2):  # each request differs (a label): misses, each probed
+            memo.answer(pod_request("web-9", "kube-api-access-zzzzz", seq=str(i)), state())
+        memo.answer({"uid": "x", "object": {"spec": {"containers": []}}}, state())  # no metadata: nothing to key
+        after = memo_counts()
+        assert {k: after[k] - before[k] for k in after} == {"hit": 2, "miss": 3, "bypass": 1, "probe": 3}
+    within_one_second(check)
+
+
 def test_rules_that_fail_on_the_probe_still_answer_the_request():
     def fussy(request: dict, sidecarsets: list[dict]) -> dict:
         if request["object"]["metadata"]["name"].startswith("kruise-memo-probe"):
