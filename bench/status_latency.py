@@ -3,7 +3,9 @@ for the same facts, on 1,000 kwok nodes and an upstream-like manager with 3 repl
 
     python bench/status_latency.py [--nodes 1000] [--runs 5]
 
-Both are timed from process start to exit (median of --runs). Final line:
+Both are timed from process start to exit (median of --runs); every timed command must exit 0
+(a failed kubectl call or a status with findings ends the bench with its output), so no
+figure times an error. Final line:
 {"nodes": 1000, "kruisectl_s": …, "kubectl_equivalent_s": …, "ratio": …}
 """
 
@@ -30,9 +32,13 @@ NAMESPACE = "kruise-system"
 
 
 def timed(argvs: list[list[str]], env: dict[str, str]) -> float:
+    """Seconds for the commands in turn; one that does not exit 0 ends the bench."""
     started = time.monotonic()
     for argv in argvs:
-        subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise SystemExit(f"error: {' '.join(argv[-6:])} exited {done.returncode}: "
+                             f"{done.stderr.decode(errors='replace').strip()[-500:]}")
     return time.monotonic() - started
 
 
@@ -67,6 +73,8 @@ def main() -> None:
             [kubectl, "-n", NAMESPACE, "get", "secret", "kruise-webhook-certs", "-o", "yaml"],
         ]
         check = subprocess.run(kruisectl[0], env=env, capture_output=True, text=True)
+        if check.returncode != 0:
+            raise SystemExit(f"error: kruisectl status exited {check.returncode}: {check.stdout[-1500:]}{check.stderr[-500:]}")
         report = json.loads(check.stdout)
         assert report["leader"]["zone"] == "zone-a" and len(report["replicas"]) == 3, report
         ours = statistics.median(timed(kruisectl, env) for _ in range(args.runs))
