@@ -4,7 +4,9 @@ in its caches (every pod created through the webhook, so it also served 1,000 in
     python bench/manager_memory.py [--pods 1000] [--sidecarsets 50]
 
 RSS is read from /proc after the leader's status for every SidecarSet is current; peak
-(VmHWM) is reported beside it. Final line: {"pods": 1000, "sidecarsets": 50, "rss_mib": …}
+(VmHWM) is reported beside it. Every pod must come back with the sidecars of the SidecarSets
+selecting it (a webhook that failed open would leave the manager with less to hold), or the
+bench fails. Final line: {"pods": 1000, "sidecarsets": 50, "rss_mib": …}
 """
 
 from __future__ import annotations
@@ -53,19 +55,24 @@ def main() -> None:
         core.create_namespaced_service_account("load", {"metadata": {"name": "default"}})
         time.sleep(2)  # SidecarSets reach every replica's cache
 
-        def create(i: int) -> None:
-            request_json(api, "POST", "/api/v1/namespaces/load/pods", timeout=30, body={
+        def create(i: int) -> bool:
+            """Whether the pod came back with every sidecar of the SidecarSets selecting it."""
+            pod = request_json(api, "POST", "/api/v1/namespaces/load/pods", timeout=30, body={
                 "metadata": {"name": f"pod-{i}", "labels": {"group": f"g{i % 10}", "app": "load"}},
                 "spec": {"containers": [{"name": "app", "image": "registry.local/app:1",
                                          "env": [{"name": "K", "value": "v" * 64}]}]}})
+            expected = {f"side-{j}" for j in range(args.sidecarsets) if j % 10 == i % 10}
+            return expected <= {c["name"] for c in pod["spec"]["containers"]}
 
         with ThreadPoolExecutor(16) as executor:
-            list(executor.map(create, range(args.pods)))
-        matched_per_set = args.pods // 10
+            injected = sum(executor.map(create, range(args.pods)))
+        if injected != args.pods:
+            raise SystemExit(f"error: {args.pods - injected} of {args.pods} pods came back without their sidecars")
+        matched = {f"set-{j}": sum(1 for i in range(args.pods) if i % 10 == j % 10) for j in range(args.sidecarsets)}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             items = objects.list_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets")["items"]
-            if all((s.get("status") or {}).get("matchedPods") == matched_per_set for s in items):
+            if all((s.get("status") or {}).get("matchedPods") == matched[s["metadata"]["name"]] for s in items):
                 break
             time.sleep(0.5)
         else:
