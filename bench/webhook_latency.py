@@ -1,15 +1,25 @@
 """Pod-create latency added by the pod webhook: this project's manager against upstream's Go
 kruise-manager and a minimal Go webhook that returns the same patch as ours, in ONE run on ONE
-cluster, so the machine's drift hits every side alike.
+cluster, so the machine's drift hits every side alike, for two kinds of pods:
 
-    python bench/webhook_latency.py [--rounds 20] [--per-round 100] [--c1-rounds 20] [--c1-per-round 40] [--skip-upstream]
+- ``template``: pods identical but for their name, as a ReplicaSet makes them. After the first
+  of each second our manager answers them from its memo (``manager/memo.py``);
+- ``distinct``: every request differs from every other (a sequence label), so the memo can
+  reuse no answer, and their answers come in ``--shapes`` shapes: different container sets
+  and env, selected by different SidecarSets (one per shape, one more for the odd shapes).
+  Our replicas' memo metrics must show only misses for them, or the bench fails.
+
+    python bench/webhook_latency.py [--rounds 20] [--per-round 100] [--c1-rounds 20] [--c1-per-round 40] [--shapes 10] [--skip-upstream]
 
 Sides, each behind the same Service (``kruise-webhook-service``) and the same certificate:
 
 - ``floor``: creates in a namespace the pod webhook's namespaceSelector excludes (no webhook);
-- ``go``: ``bench/samepatch`` (net/http, HTTP/2 offered) answering every review with the answer
-  our manager gave for the benchmark's pod, captured at the start of the run, so it returns
-  the same patch whatever the injection rules are;
+- ``go``: ``bench/samepatch`` (net/http, HTTP/2 offered) answering each review with an answer
+  our manager gave, captured at the start of the run, so it returns the same patch whatever
+  the injection rules are and computes none: a template pod gets the template pod's answer;
+  a distinct pod the answer captured for a pod of its shape (checked, when captured, to be
+  the same for two pods of a shape but for injection's timestamps). It stands for the cost
+  of a Go webhook that returns this patch, not for a Go injection;
 - ``ours``: three ``python -m manager`` replicas (this checkout);
 - ``upstream``: upstream's kruise-manager v1.8.3 (``localcluster.upstream``: built from the
   Go module, installed from its own kustomize files, three replicas on hostlet nodes),
@@ -19,13 +29,17 @@ Only one side serves at a time: the Service's EndpointSlice names the serving si
 addresses, and after a swap the previous side's connections are cut (``ss -K`` in its
 network namespaces), so the apiserver, which resolves the Service when it dials, reconnects
 to the new side. Rounds interleave the sides (``--rounds`` at concurrency 50, then
-``--c1-rounds`` at concurrency 1), each after a warm-up. Creates are server-side dry runs
+``--c1-rounds`` at concurrency 1); in its turn a side gets a warm-up of both kinds, then
+a round of each kind (which kind first alternates). Creates are server-side dry runs
 (``dryRun=All``: every admission step runs, nothing is stored), so thousands of them neither
 pile up pods nor wake the managers' controllers. Each side's processes' CPU is read from
 /proc around its own rounds, and each replica's share of the admissions from its metrics.
 
-Final line: added p50/p99 (side minus floor) per side at concurrency 50 and 1, ratios of ours
-over upstream and over go, CPU per admission per side, replica shares, errors.
+Final line: per kind, added p50/p99 (side minus that kind's floor) per side at concurrency 50
+and 1, ratios of ours over upstream and over go, CPU per admission per side; our memo's
+counts per kind, replica shares, errors. A timed create that fails or is not injected as
+expected, a request served by a side that was not serving, a metric or process that cannot be
+read, or a memo hit among distinct pods makes the exit status 1 (the figures are printed).
 """
 
 from __future__ import annotations
@@ -35,12 +49,12 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -65,6 +79,9 @@ POD_WEBHOOK = "mpod.kb.io"
 WEBHOOK_PORT = 9876
 WITH, FLOOR_NS = "bench-with", "bench-floor"
 SIDES = ("floor", "go", "ours", "upstream")
+KINDS = ("template", "distinct")
+SHAPE_LABEL = "bench-shape"
+MEMO_RESULTS = ("hit", "miss", "bypass", "probe")
 UPSTREAM_NODES = ("up-0", "up-1", "up-2")
 OUR_ACCOUNT = "kruise-manager-py"  # beside upstream's ServiceAccount and Lease in the same namespace
 BENCH_SLICE = f"{SERVICE}-bench"
@@ -76,12 +93,31 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (from /proc); 0 once it is gone."""
+    """User + system CPU of a process so far (from /proc); a process that is gone is an error,
+    not zero CPU."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
+    except OSError as err:
+        raise RuntimeError(f"process {pid} of a side is gone: {err}") from None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def _patch_ops(response: dict) -> list[dict]:
+    return json.loads(base64.b64decode(response["patch"])) if response.get("patch") else []
+
+
+def _injected(response: dict) -> set[str]:
+    """The names of the containers an answer's patch sets."""
+    return {c.get("name") for op in _patch_ops(response) if op.get("path") == "/spec/containers"
+            for c in op.get("value") or []}
+
+
+def _timeless(response: dict) -> str:
+    """An answer with injection's timestamps (the hash annotations' updateTimestamp) blanked."""
+    return _TIMESTAMP.sub("T", json.dumps({**response, "patch": _patch_ops(response)}, sort_keys=True))
 
 
 def build_samepatch(log=sys.stderr) -> Path:
@@ -118,12 +154,20 @@ class Side:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
+def _read(url: str, context=None) -> str:
+    """A metrics page; three failures in a row are an error (an unread count is not zero)."""
+    for attempt in range(3):
+        try:
+            return urllib.request.urlopen(url, timeout=5, context=context).read().decode()
+        except OSError as err:
+            if attempt == 2:
+                raise RuntimeError(f"cannot read {url}: {err}") from None
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
 def _metric_sum(url: str, prefix: str, must_contain: str) -> float:
-    try:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-    except OSError:
-        return float("nan")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in _read(url).splitlines()
                if line.startswith(prefix) and must_contain in line)
 
 
@@ -142,13 +186,22 @@ def upstream_count(host) -> float:
                        'webhook="/mutate-pod"')
 
 
+def ours_memo(hosts) -> dict[str, float]:
+    """Our replicas' memo outcomes (hit, miss, bypass) and probes, summed."""
+    counts = dict.fromkeys(MEMO_RESULTS, 0.0)
+    for host in hosts:
+        for line in _read(f"http://{host.ip}:{METRICS_PORT}/metrics").splitlines():
+            if line.startswith("kruise_manager_webhook_memo_answers_total{"):
+                result = re.search(r'result="([a-z]+)"', line).group(1)
+                counts[result] = counts.get(result, 0.0) + float(line.rsplit(" ", 1)[1])
+            elif line.startswith("kruise_manager_webhook_memo_probes_total "):
+                counts["probe"] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def go_count(host) -> float:
-    try:
-        context = ssl._create_unverified_context()  # the bench's own server; only a counter is read
-        return float(urllib.request.urlopen(f"https://{host.ip}:{WEBHOOK_PORT}/requests", timeout=5,
-                                            context=context).read())
-    except OSError:
-        return float("nan")
+    context = ssl._create_unverified_context()  # the bench's own server; only a counter is read
+    return float(_read(f"https://{host.ip}:{WEBHOOK_PORT}/requests", context))
 
 
 class Bench:
@@ -163,6 +216,7 @@ class Bench:
         self.errors: list[str] = []
         self.warmup_errors: list[str] = []
         self.misrouted = 0
+        self.shapes = args.shapes
 
     # ---- set-up --------------------------------------------------------------------------
     def setup(self) -> None:
@@ -201,17 +255,23 @@ class Bench:
         self._exclude_floor_namespace()
         self._take_over_service()
         self.serve("ours")
-        self.api.request("POST", "/apis/apps.kruise.io/v1alpha1/sidecarsets", body={
-            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": "bench"},
-            "spec": {"selector": {"matchLabels": {"app": "bench"}},
-                     "containers": [{"name": "side", "image": "registry.local/side:1"}]}})
-        answer = self._capture_answer(secret)
+        for sidecarset in self.sidecarsets():
+            self.api.request("POST", "/apis/apps.kruise.io/v1alpha1/sidecarsets", body=sidecarset)
+        answers = {"default": self._capture_answer(secret, self.template_pod(0), {"side"}),
+                   "label": SHAPE_LABEL, "byLabel": {}}
+        for shape in range(self.shapes):
+            first, second = (self._capture_answer(secret, self.distinct_pod(shape, f"capture-{c}-{shape}"),
+                                                  self.expected(shape)) for c in "ab")
+            if _timeless(first) != _timeless(second):
+                raise RuntimeError(f"two pods of shape {shape} got different patches from our manager: "
+                                   "the Go side cannot answer distinct pods from one capture per shape")
+            answers["byLabel"][f"s{shape}"] = first
         go_host = self.cluster.add_host("bench-samepatch")
         certs = self.cluster.workdir / "samepatch"
         certs.mkdir(exist_ok=True)
         for key in ("tls.crt", "tls.key"):
             (certs / key).write_bytes(secret[key])
-        (certs / "answer.json").write_text(json.dumps(answer))
+        (certs / "answer.json").write_text(json.dumps(answers))
         with open(self.cluster.workdir / "samepatch.log", "ab") as log:
             self.go_process = subprocess.Popen(go_host.wrap(
                 [str(samepatch), f"{go_host.ip}:{WEBHOOK_PORT}", str(certs / "tls.crt"), str(certs / "tls.key"),
@@ -302,10 +362,11 @@ class Bench:
         self.serving = name
         time.sleep(0.3)
 
-    def _capture_answer(self, secret: dict[str, bytes]) -> dict:
-        """Our manager's answer for the benchmark's pod, as the apiserver would ask for it: the
-        pod as admitted without webhooks (a dry run in the floor namespace), POSTed to a replica."""
-        pod = self.api.request("POST", f"/api/v1/namespaces/{FLOOR_NS}/pods", body=self.pod_body(0), dryRun="All")
+    def _capture_answer(self, secret: dict[str, bytes], body: dict, sidecars: set[str]) -> dict:
+        """Our manager's answer for a pod, as the apiserver would ask for it: the pod as admitted
+        without webhooks (a dry run in the floor namespace), POSTed to a replica, once the
+        answer injects ``sidecars``."""
+        pod = self.api.request("POST", f"/api/v1/namespaces/{FLOOR_NS}/pods", body=body, dryRun="All")
         for field in ("uid", "creationTimestamp", "resourceVersion"):
             pod["metadata"].pop(field, None)
         pod["metadata"]["namespace"] = WITH
@@ -327,94 +388,155 @@ class Bench:
                                              data=json.dumps(review).encode(),
                                              headers={"Content-Type": "application/json"})
             response = json.loads(urllib.request.urlopen(request, timeout=10, context=context).read())["response"]
-            if response.get("patch") or time.monotonic() > deadline:
+            if sidecars <= _injected(response) or time.monotonic() > deadline:
                 break
-            time.sleep(0.5)  # the SidecarSet is not in the replica's cache yet
-        if not response.get("patch"):
-            raise RuntimeError(f"our manager did not patch the benchmark's pod: {response}")
+            time.sleep(0.5)  # the SidecarSets are not in the replica's cache yet
+        if not sidecars <= _injected(response):
+            raise RuntimeError(f"our manager did not inject {sorted(sidecars)} into {pod['metadata']['name']}: "
+                               f"{str(response)[:300]}")
         response.pop("uid")
-        patch = json.loads(base64.b64decode(response["patch"]))
-        print(f"captured our answer: {len(patch)} patch operations, "
-              f"{len(base64.b64decode(response['patch']))} bytes", file=sys.stderr)
+        print(f"captured our answer for {pod['metadata']['name']}: {len(json.loads(base64.b64decode(response['patch'])))} "
+              f"patch operations, {len(base64.b64decode(response['patch']))} bytes", file=sys.stderr)
         return response
 
     def _wait_for_injection(self, timeout: float = 60) -> None:
+        """Every side injects a template pod and a pod of every shape as expected."""
         for name in ("go", "upstream", "ours"):
             if not self.sides[name].hosts:
                 continue
             self.serve(name)
             deadline = time.monotonic() + timeout
-            while not self.create(WITH, check=True)[1]:
+            while not all([self.create(WITH, "template", check=True)[1]]
+                          + [self.create(WITH, "distinct", check=True)[1] for _ in range(self.shapes)]):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{name}: pods are not injected: {self.errors[-1:]}")
                 time.sleep(0.5)
             self.errors.clear()
 
     # ---- load ----------------------------------------------------------------------------
+    # No ServiceAccount token volume (its random name would make each pod's patch differ from
+    # the captured one) and no scheduler (nothing would run the pods anyway).
     @staticmethod
-    def pod_body(n: int) -> dict:
-        # No ServiceAccount token volume (its random name would make each pod's patch differ
-        # from the captured one) and no scheduler (nothing would run them anyway).
+    def template_pod(n: int) -> dict:
         return {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": f"bench-{n}", "labels": {"app": "bench"}},
                 "spec": {"automountServiceAccountToken": False, "schedulerName": "bench-none",
                          "containers": [{"name": "app", "image": "registry.local/app:1"}]}}
 
+    @staticmethod
+    def distinct_pod(shape: int, seq: str) -> dict:
+        """A pod of ``shape`` (1-3 containers with their own images and env, selected by the
+        shape's SidecarSets) whose ``bench-seq`` label makes its request unlike any other."""
+        containers = [{"name": f"app-{j}", "image": f"registry.local/app-{shape}-{j}:1",
+                       "env": [{"name": "SHAPE", "value": f"s{shape}"},
+                               {"name": f"OPTION_{j}", "value": "v" * (8 * (shape + 1))}]}
+                      for j in range(1 + shape % 3)]
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"bench-{seq}",
+                             "labels": {"app": "bench-distinct", SHAPE_LABEL: f"s{shape}", "bench-seq": seq}},
+                "spec": {"automountServiceAccountToken": False, "schedulerName": "bench-none",
+                         "containers": containers}}
+
+    def sidecarsets(self) -> list[dict]:
+        """One for the template pods, one per shape, and one more for the odd shapes."""
+        def sidecarset(name: str, selector: dict, container: dict, volumes: list | None = None) -> dict:
+            return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": name},
+                    "spec": {"selector": selector, "containers": [container], "volumes": volumes or []}}
+        found = [sidecarset("bench", {"matchLabels": {"app": "bench"}},
+                            {"name": "side", "image": "registry.local/side:1"})]
+        for shape in range(self.shapes):
+            found.append(sidecarset(
+                f"bench-shape-{shape}", {"matchLabels": {SHAPE_LABEL: f"s{shape}"}},
+                {"name": f"side-{shape}", "image": f"registry.local/side-{shape}:1",
+                 "env": [{"name": "LEVEL", "value": "info"}],
+                 "volumeMounts": [{"name": f"conf-{shape}", "mountPath": "/etc/side"}]},
+                [{"name": f"conf-{shape}", "emptyDir": {}}]))
+        odd = [f"s{shape}" for shape in range(1, self.shapes, 2)]
+        found.append(sidecarset("bench-odd", {"matchExpressions": [{"key": SHAPE_LABEL, "operator": "In",
+                                                                    "values": odd}]},
+                                {"name": "side-odd", "image": "registry.local/side-odd:1"}))
+        return found
+
+    @staticmethod
+    def expected(shape: int | None) -> set[str]:
+        """The sidecars a pod of ``shape`` (None: a template pod) must get."""
+        if shape is None:
+            return {"side"}
+        return {f"side-{shape}"} | ({"side-odd"} if shape % 2 else set())
+
     _counter = iter(range(10**9))
     _lock = threading.Lock()
 
-    def create(self, namespace: str, check: bool) -> tuple[float, bool]:
+    def create(self, namespace: str, kind: str, check: bool) -> tuple[float, bool]:
+        """One dry-run create of a ``kind`` pod: seconds taken, and whether it got the sidecars
+        it must get (every failure, and with ``check`` every pod without them, is an error)."""
         with self._lock:
             n = next(self._counter)
+        shape = None if kind == "template" else n % self.shapes
+        body = self.template_pod(n) if shape is None else self.distinct_pod(shape, str(n))
         started = time.perf_counter()
         try:
-            pod = self.api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=self.pod_body(n),
-                                   timeout=30, dryRun="All")
+            pod = self.api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body, timeout=30,
+                                   dryRun="All")
         except ApiError as err:
-            self.errors.append(str(err)[:300])
+            self.errors.append(f"{kind} ({self.serving}): {str(err)[:300]}")
             return time.perf_counter() - started, False
         elapsed = time.perf_counter() - started
-        injected = "side" in [c["name"] for c in pod["spec"]["containers"]]
+        injected = self.expected(shape) <= {c["name"] for c in pod["spec"]["containers"]}
         if check and not injected:
-            self.errors.append(f"not injected ({self.serving})")
+            self.errors.append(f"{kind} pod not injected as expected ({self.serving})")
         return elapsed, injected
 
     def rounds(self, concurrency: int, rounds: int, per_round: int) -> dict:
-        samples = {side: [] for side in SIDES}
-        cpu = {side: [0.0] * len(self.sides[side].pids) for side in SIDES}
-        connections = 0.0  # TLS connections our replicas accepted in their rounds
-        admitted = {side: [0.0] * len(self.sides[side].hosts) for side in SIDES}
+        """Per kind: each side's create times, its processes' CPU and admissions in its own
+        timed rounds, our replicas' accepted connections and memo outcomes."""
+        runs = {kind: {"samples": {side: [] for side in SIDES},
+                       "cpu": {side: [0.0] * len(self.sides[side].pids) for side in SIDES},
+                       "admitted": {side: [0.0] * len(self.sides[side].hosts) for side in SIDES},
+                       "connections": 0.0, "memo": dict.fromkeys(MEMO_RESULTS, 0.0)} for kind in KINDS}
+        ours = self.sides["ours"].hosts
         with ThreadPoolExecutor(concurrency) as pool:
             for r in range(rounds):
                 order = SIDES[r % len(SIDES):] + SIDES[:r % len(SIDES)]  # rotate: no side always first
+                kinds = KINDS if r % 2 == 0 else KINDS[::-1]
                 for side in order:
                     if side != "floor" and not self.sides[side].hosts:
                         continue  # --skip-upstream
                     namespace = FLOOR_NS if side == "floor" else WITH
                     self.serve(side)
                     kept = len(self.errors)
-                    list(pool.map(lambda _: self.create(namespace, side != "floor"), range(max(concurrency, 10))))
+                    list(pool.map(lambda i: self.create(namespace, KINDS[i % 2], side != "floor"),
+                                  range(max(concurrency, 10))))
                     self.warmup_errors += self.errors[kept:]  # reported apart: right after a swap
                     del self.errors[kept:]
-                    before = {s: (self.sides[s].cpu(), self.sides[s].admissions()) for s in SIDES}
-                    accepted = ours_connections(self.sides["ours"].hosts) if side == "ours" else 0.0
-                    results = list(pool.map(lambda _: self.create(namespace, side != "floor"), range(per_round)))
-                    if side == "ours":
-                        connections += ours_connections(self.sides["ours"].hosts) - accepted
-                    samples[side] += [elapsed for elapsed, _ in results]
-                    for s in SIDES:
-                        cpu_now, count_now = self.sides[s].cpu(), self.sides[s].admissions()
-                        delta = [b - a for a, b in zip(before[s][1], count_now)]
-                        if s == side:
-                            cpu[s] = [c + b - a for c, a, b in zip(cpu[s], before[s][0], cpu_now)]
-                            admitted[s] = [x + d for x, d in zip(admitted[s], delta)]
-                        elif any(d > 0 for d in delta):
-                            self.misrouted += int(sum(d for d in delta if d == d))
-        return {"samples": samples, "cpu": cpu, "admitted": admitted, "connections": connections}
+                    for kind in kinds:
+                        run = runs[kind]
+                        before = {s: (self.sides[s].cpu(), self.sides[s].admissions()) for s in SIDES}
+                        if side == "ours":
+                            accepted, memo = ours_connections(ours), ours_memo(ours)
+                        results = list(pool.map(lambda _: self.create(namespace, kind, side != "floor"),
+                                                range(per_round)))
+                        time.sleep(0.1)  # servers count an admission after sending its answer
+                        if side == "ours":
+                            run["connections"] += ours_connections(ours) - accepted
+                            after = ours_memo(ours)
+                            for result in MEMO_RESULTS:
+                                run["memo"][result] += after[result] - memo[result]
+                        run["samples"][side] += [elapsed for elapsed, _ in results]
+                        for s in SIDES:
+                            cpu_now, count_now = self.sides[s].cpu(), self.sides[s].admissions()
+                            delta = [b - a for a, b in zip(before[s][1], count_now)]
+                            if s == side:
+                                run["cpu"][s] = [c + b - a for c, a, b in zip(run["cpu"][s], before[s][0], cpu_now)]
+                                run["admitted"][s] = [x + d for x, d in zip(run["admitted"][s], delta)]
+                            else:
+                                self.misrouted += int(sum(d for d in delta if d > 0))
+        return runs
 
     # ---- report --------------------------------------------------------------------------
     @staticmethod
     def summarise(run: dict) -> dict:
+        """One kind's figures in one phase."""
         ms = lambda s: round(s * 1000, 3)  # noqa: E731
         floor = run["samples"]["floor"]
         added = {}
@@ -429,15 +551,18 @@ class Bench:
         shares = {}
         for side in ("go", "ours", "upstream"):
             admitted = run["admitted"][side]
-            total = sum(a for a in admitted if a == a)
-            n = total or len(run["samples"][side])
-            cpu[side] = round(sum(run["cpu"][side]) * 1000 / n, 3) if n else None
-            shares[side] = [round(a / total, 3) if total else None for a in admitted]
+            total = sum(admitted)
+            # CPU per admission counted by the side itself: no count, no figure
+            cpu[side] = round(sum(run["cpu"][side]) * 1000 / total, 3) if total else None
+            shares[side] = [round(a / total, 3) for a in admitted] if total else None
+        ours_admitted = sum(run["admitted"]["ours"])
         return {"floor_p50_ms": ms(statistics.median(floor)), "floor_p99_ms": ms(percentile(floor, 0.99)),
                 "added": added, "cpu_ms_per_admission": cpu, "shares": shares,
+                "admitted": {s: round(sum(run["admitted"][s])) for s in ("go", "ours", "upstream")},
                 "replica_cpu_s": {s: [round(c, 2) for c in run["cpu"][s]] for s in ("go", "ours", "upstream")},
                 "creates_per_side": len(floor),
-                "ours_connections_per_admission": round(run["connections"] / max(1, len(run["samples"]["ours"])), 3)}
+                "ours_connections_per_admission": round(run["connections"] / ours_admitted, 3) if ours_admitted else None,
+                "ours_memo": {k: round(v) for k, v in run["memo"].items()}}
 
     def stop(self) -> None:
         if self.go_process is not None and self.go_process.poll() is None:
@@ -455,41 +580,10 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b is not None and b > 0 else None
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=20, help="rounds per side at --concurrency")
-    parser.add_argument("--per-round", type=int, default=100, help="creates per side and round at --concurrency")
-    parser.add_argument("--c1-rounds", type=int, default=20, help="rounds per side at concurrency 1")
-    parser.add_argument("--c1-per-round", type=int, default=40, help="creates per side and round at concurrency 1")
-    parser.add_argument("--manager-arg", action="append", default=[], metavar="ARG",
-                        help="an extra flag for our replicas (repeatable), e.g. --manager-arg=--webhook-max-requests-per-connection=0")
-    parser.add_argument("--skip-upstream", action="store_true",
-                        help="only the floor, go and ours (a quicker run; the ratios to upstream stay null)")
-    args = parser.parse_args()
-    if min(args.concurrency, args.rounds, args.per_round, args.c1_rounds, args.c1_per_round) < 1:
-        print("error: every count must be at least 1", file=sys.stderr)
-        return 2
-    if not shutil.which("ss"):
-        print("error: the bench needs iproute2's ss to cut connections between rounds", file=sys.stderr)
-        return 2
-    bench = Bench(args)
-    started = time.monotonic()
-    try:
-        bench.setup()
-        print(f"set up in {time.monotonic() - started:.0f}s", file=sys.stderr)
-        high = Bench.summarise(bench.rounds(args.concurrency, args.rounds, args.per_round))
-        print(json.dumps({"concurrency": args.concurrency, **high}), file=sys.stderr)
-        low = Bench.summarise(bench.rounds(1, args.c1_rounds, args.c1_per_round))
-        print(json.dumps({"concurrency": 1, **low}), file=sys.stderr)
-    finally:
-        bench.stop()
-    for error in sorted(set(bench.errors + bench.warmup_errors))[:5]:
-        print(f"error: {error}", file=sys.stderr)
+def kind_figures(high: dict, low: dict) -> dict:
+    """One kind's figures at the bench's concurrency (``high``) and at 1 (``low``)."""
     a, b = high["added"], low["added"]
-    print(json.dumps({
-        "concurrency": args.concurrency, "creates_per_side": high["creates_per_side"],
-        "c1_creates_per_side": low["creates_per_side"],
+    return {
         "added_p50_ms": {s: a[s]["p50"] for s in a}, "added_p99_ms": {s: a[s]["p99"] for s in a},
         "ratio_p50_vs_upstream": ratio(a["ours"]["p50"], a["upstream"]["p50"]),
         "ratio_p99_vs_upstream": ratio(a["ours"]["p99"], a["upstream"]["p99"]),
@@ -499,13 +593,97 @@ def main() -> int:
         "c1_ratio_p50_vs_upstream": ratio(b["ours"]["p50"], b["upstream"]["p50"]),
         "c1_ratio_p99_vs_upstream": ratio(b["ours"]["p99"], b["upstream"]["p99"]),
         "c1_ratio_p50_vs_go": ratio(b["ours"]["p50"], b["go"]["p50"]),
+        "c1_ratio_p99_vs_go": ratio(b["ours"]["p99"], b["go"]["p99"]),
         "server_cpu_ms_per_admission": high["cpu_ms_per_admission"],
         "c1_server_cpu_ms_per_admission": low["cpu_ms_per_admission"],
-        "replica_share": high["shares"], "floor_p50_ms": high["floor_p50_ms"],
+        "floor_p50_ms": high["floor_p50_ms"], "c1_floor_p50_ms": low["floor_p50_ms"],
+        "replica_share": high["shares"],
+    }
+
+
+def memo_problems(kind: str, phases: list[dict]) -> tuple[dict, list[str]]:
+    """Our memo's outcomes for one kind over both phases, and what contradicts the kind: a
+    distinct pod must be a miss each (no hit, no bypass), one per admission."""
+    memo = {k: sum(phase["ours_memo"][k] for phase in phases) for k in MEMO_RESULTS}
+    admitted = sum(phase["admitted"]["ours"] for phase in phases)
+    answered = memo["hit"] + memo["miss"] + memo["bypass"]
+    memo["admissions"] = admitted
+    memo["hit_share"] = round(memo["hit"] / answered, 3) if answered else None
+    problems = []
+    if answered != admitted:
+        problems.append(f"{kind}: our memo answered {answered} pods, our webhook counted {admitted} admissions")
+    if kind == "distinct" and (memo["hit"] or memo["bypass"]):
+        problems.append(f"distinct pods: {memo['hit']} memo hits and {memo['bypass']} bypasses, 0 expected")
+    if kind == "distinct" and not admitted:
+        problems.append("distinct pods: our replicas counted no admission")
+    return memo, problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=20, help="rounds per side at --concurrency")
+    parser.add_argument("--per-round", type=int, default=100,
+                        help="creates per side, kind and round at --concurrency")
+    parser.add_argument("--c1-rounds", type=int, default=20, help="rounds per side at concurrency 1")
+    parser.add_argument("--c1-per-round", type=int, default=40, help="creates per side, kind and round at concurrency 1")
+    parser.add_argument("--shapes", type=int, default=10, help="shapes of the distinct pods (at least 2)")
+    parser.add_argument("--manager-arg", action="append", default=[], metavar="ARG",
+                        help="an extra flag for our replicas (repeatable), e.g. --manager-arg=--webhook-max-requests-per-connection=0")
+    parser.add_argument("--skip-upstream", action="store_true",
+                        help="only the floor, go and ours (a quicker run; the ratios to upstream stay null)")
+    args = parser.parse_args()
+    if min(args.concurrency, args.rounds, args.per_round, args.c1_rounds, args.c1_per_round) < 1:
+        print("error: every count must be at least 1", file=sys.stderr)
+        return 2
+    if args.shapes < 2:
+        print("error: --shapes must be at least 2 (one SidecarSet selects the odd shapes)", file=sys.stderr)
+        return 2
+    if not shutil.which("ss"):
+        print("error: the bench needs iproute2's ss to cut connections between rounds", file=sys.stderr)
+        return 2
+    bench = Bench(args)
+    started = time.monotonic()
+    try:
+        bench.setup()
+        print(f"set up in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        runs = bench.rounds(args.concurrency, args.rounds, args.per_round)
+        high = {kind: Bench.summarise(runs[kind]) for kind in KINDS}
+        print(json.dumps({"concurrency": args.concurrency, **high}), file=sys.stderr)
+        runs = bench.rounds(1, args.c1_rounds, args.c1_per_round)
+        low = {kind: Bench.summarise(runs[kind]) for kind in KINDS}
+        print(json.dumps({"concurrency": 1, **low}), file=sys.stderr)
+    finally:
+        bench.stop()
+    for error in sorted(set(bench.errors + bench.warmup_errors))[:5]:
+        print(f"error: {error}", file=sys.stderr)
+    memo, problems = {}, []
+    for kind in KINDS:
+        memo[kind], found = memo_problems(kind, [high[kind], low[kind]])
+        problems += found
+    if bench.errors:
+        problems.append(f"{len(bench.errors)} timed creates failed or were not injected as expected")
+    if bench.misrouted:
+        problems.append(f"{bench.misrouted} admissions reached a side that was not serving")
+    figures = {kind: kind_figures(high[kind], low[kind]) for kind in KINDS}
+    print(json.dumps({
+        "concurrency": args.concurrency, "creates_per_side_and_kind": high["template"]["creates_per_side"],
+        "c1_creates_per_side_and_kind": low["template"]["creates_per_side"], "shapes": args.shapes,
+        "go_answers": {"template": "the answer ours gave the template pod, captured at the start",
+                       "distinct": f"per pod, the answer ours gave a pod of its shape ({args.shapes} captured, "
+                                   "one per shape); the same patch as ours, no injection computed"},
+        **figures,
+        "ours_distinct_over_template_p50": ratio(figures["distinct"]["added_p50_ms"]["ours"],
+                                                 figures["template"]["added_p50_ms"]["ours"]),
+        "ours_distinct_over_template_cpu": ratio(figures["distinct"]["server_cpu_ms_per_admission"]["ours"],
+                                                 figures["template"]["server_cpu_ms_per_admission"]["ours"]),
+        "ours_memo": memo,
         "errors": len(bench.errors), "warmup_errors": len(bench.warmup_errors), "misrouted": bench.misrouted,
-        "run_s": round(time.monotonic() - started),
+        "problems": problems, "run_s": round(time.monotonic() - started),
     }))
-    return 0
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
