@@ -50,6 +50,9 @@ class GoModule:
         fields = {"version": version, "major": major, "minor": minor}
         if "{kube_minor}" in self.ldflags_template:  # the Kubernetes release its client-go belongs to
             fields["kube_minor"] = self.pinned_version("k8s.io/client-go").lstrip("v").split(".")[1]
+        if "{prometheus_release}" in self.ldflags_template:  # Go module v0.316.0 is Prometheus 3.16.0
+            number = int(version.lstrip("v").split(".")[1])
+            fields["prometheus_release"] = f"{number // 100}.{number % 100}.{version.split('.')[2]}"
         return ("-s -w " + self.ldflags_template.format(**fields)).strip()
 
 
@@ -95,6 +98,17 @@ MODULES = (
         ldflags_template="-X helm.sh/helm/v3/internal/version.version={version} " + " ".join(
             f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMinor={{kube_minor}}"
             for pkg in ("chartutil", "lint/rules")),
+    ),
+)
+
+# Tools the tests use beside the control plane, built by ``python -m localcluster build`` (so
+# ``make build`` and ``make test``) but not needed to start a cluster.
+TOOL_MODULES = (
+    GoModule(
+        name="prometheus",
+        commands={"promtool": "github.com/prometheus/prometheus/cmd/promtool"},  # checks and unit-tests the chart's alerts
+        version_of="github.com/prometheus/prometheus",
+        ldflags_template="-X github.com/prometheus/common/version.Version={prometheus_release}",
     ),
 )
 
@@ -240,10 +254,22 @@ def cached_binaries() -> dict[str, Path] | None:
     return binaries
 
 
+def ensure_tool(name: str, log=sys.stderr) -> Path:
+    """The path of one of ``TOOL_MODULES``' binaries (e.g. promtool), built first if absent."""
+    refuse_in_unit_tier(f"{name} was requested")
+    go_version = _go_version()
+    for module in TOOL_MODULES:
+        if name in module.commands:
+            return build_module(module, go_version, log=log) / name
+    raise KeyError(name)
+
+
 def main() -> int:
     started = time.monotonic()
     try:
         binaries = ensure_binaries()
+        for module in TOOL_MODULES:
+            binaries.update({name: ensure_tool(name) for name in module.commands})
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
