@@ -61,10 +61,13 @@ def patched(ops: list[dict], **audit_annotations: str) -> dict:
 
 
 def result_of(response: dict) -> str:
-    """The metric label of an answer: allowed, patched or denied."""
+    """The metric label of an answer: allowed, patched, denied, or error (the handler could not
+    decide: a 5xx status, which the chart's webhook-errors alert and doctor --since count)."""
     if response.get("patch"):
         return "patched"
-    return "allowed" if response.get("allowed") else "denied"
+    if response.get("allowed"):
+        return "allowed"
+    return "error" if ((response.get("status") or {}).get("code") or 0) >= 500 else "denied"
 
 
 def patch_text(ops: list[dict]) -> bytes:
