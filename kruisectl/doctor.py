@@ -13,7 +13,7 @@ from . import ZONE_LABEL
 from .capacity import selector_matches, surge_fit
 from .findings import Finding
 from .installation import KRUISECTL_CHART, Installation, detect, manager_container, patch_webhooks
-from .inventory import Inventory
+from .inventory import MONITORING_API, Inventory
 from kubekit.labels import selector_matches as labels_match, unmatched_requirements
 from .status import NO_ZONE, build, leader_not_found
 
@@ -339,9 +339,85 @@ def check_zone_failure(inv: Inventory, report: dict) -> Finding:
     return Finding("zone-failure", "ok", f"any single zone can fail: ready replicas in {len(zones)} zones", evidence=evidence)
 
 
+ALERT_METRIC_PREFIX = "kruise_manager_"  # what the chart's alerts (and any rule of this manager's) read
+
+
+def _monitor_namespaces(monitor: dict) -> tuple[bool, list[str]]:
+    """(any namespace, names) a ServiceMonitor or PodMonitor looks in (its own by default)."""
+    selector = (monitor.get("spec") or {}).get("namespaceSelector") or {}
+    if selector.get("any"):
+        return True, []
+    return False, selector.get("matchNames") or [monitor["metadata"].get("namespace")]
+
+
+def scraping_monitors(inv: Inventory) -> list[str]:
+    """ServiceMonitors selecting a Service of the manager's namespace whose selector picks the
+    manager's pods, and PodMonitors picking them directly: what puts its metrics in Prometheus."""
+    ns = inv.names.namespace
+    pod_labels = (((inv.deployment or {}).get("spec") or {}).get("template", {}).get("metadata", {}).get("labels")) \
+        or ((inv.pods or [{}])[0].get("metadata", {}).get("labels")) or {}
+    manager_services = [svc for svc in inv.services or [] if (svc.get("spec") or {}).get("selector")
+                        and selector_matches({"matchLabels": svc["spec"]["selector"]}, pod_labels)]
+    found = []
+    for kind, monitors in (("servicemonitor", inv.service_monitors), ("podmonitor", inv.pod_monitors)):
+        for monitor in monitors or []:
+            anywhere, names = _monitor_namespaces(monitor)
+            if not anywhere and ns not in names:
+                continue
+            selector = (monitor.get("spec") or {}).get("selector")
+            targets = [svc["metadata"].get("labels") or {} for svc in manager_services] if kind == "servicemonitor" \
+                else [pod_labels]
+            if any(selector_matches(selector, labels) for labels in targets):
+                found.append(f"{kind} {monitor['metadata'].get('namespace')}/{monitor['metadata']['name']}")
+    return found
+
+
+def alerting_rules(inv: Inventory) -> dict[str, list[str]]:
+    """PrometheusRule (namespace/name) -> its alerts on the manager's metrics of this namespace
+    (an expression naming no namespace counts; one naming another installation's does not)."""
+    ns = inv.names.namespace
+    found = {}
+    for rule in inv.prometheus_rules or []:
+        alerts = [r["alert"] for g in (rule.get("spec") or {}).get("groups") or [] for r in g.get("rules") or []
+                  if r.get("alert") and ALERT_METRIC_PREFIX in str(r.get("expr", ""))
+                  and (f'namespace="{ns}"' in str(r["expr"]) or "namespace=" not in str(r["expr"]))]
+        if alerts:
+            found[f"{rule['metadata'].get('namespace')}/{rule['metadata']['name']}"] = alerts
+    return found
+
+
+def check_alerts(inv: Inventory, report: dict) -> Finding:
+    installed = installation(inv)
+    enable = installed.upgrade(["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"],
+                               why="the chart's ServiceMonitor and alerts (docs/alerts.md)") \
+        if installed.kind == KRUISECTL_CHART else None
+    if "monitoring" in inv.absent:
+        return Finding("alerts", "warning", f"no {MONITORING_API} API (prometheus-operator's CRDs): no alert pages "
+                       "on-call when the leader, the webhook or its certificate fails",
+                       "install prometheus-operator (e.g. kube-prometheus-stack) and kube-state-metrics"
+                       + (f", then {enable}" if enable else "; kruisectl's chart ships the alerts (docs/alerts.md)"),
+                       {"api": MONITORING_API})
+    if inv.monitoring is None:
+        return Finding("alerts", "info", "not checked: prometheus-operator's API was not read")
+    rules, monitors = alerting_rules(inv), scraping_monitors(inv)
+    evidence = {"prometheusRules": rules, "monitors": monitors}
+    if not rules:
+        return Finding("alerts", "warning", f"alerts are off: no PrometheusRule has an alert on the manager's metrics "
+                       f"({ALERT_METRIC_PREFIX}*) of {inv.names.namespace}",
+                       enable or "kruisectl's chart ships them: metrics.prometheusRule.enabled (docs/alerts.md)", evidence)
+    if not monitors:
+        return Finding("alerts", "warning", f"{len(rules)} PrometheusRule(s) alert on the manager, but no ServiceMonitor "
+                       f"or PodMonitor scrapes it: its alerts never see data",
+                       (installed.upgrade(["metrics.serviceMonitor.enabled=true"]) if enable else None)
+                       or "add a ServiceMonitor selecting a Service of the manager's metrics port", evidence)
+    total = sum(len(alerts) for alerts in rules.values())
+    return Finding("alerts", "ok", f"{total} alert(s) in {', '.join(rules)}; scraped by {', '.join(monitors)}",
+                   evidence=evidence)
+
+
 CHECKS = (check_leader, check_ready_replicas, check_spread, check_zone_labels, check_when_unsatisfiable,
           check_surge_capacity, check_host_network, check_liveness_probe, check_namespace_exclusion,
-          check_webhook_timeout, check_failure_policy, check_pdb, check_certificate, check_zone_failure)
+          check_webhook_timeout, check_failure_policy, check_pdb, check_certificate, check_zone_failure, check_alerts)
 
 
 # Each check's id and the reads its verdict rests on: when one was refused the verdict is unknown.
@@ -360,6 +436,7 @@ NEEDS = {
     check_pdb: ("pdb", ("pdbs", "deployment")),
     check_certificate: ("certificate", ("secret", "mutating", "validating")),
     check_zone_failure: ("zone-failure", ("pods", "node")),
+    check_alerts: ("alerts", ("monitoring", "prometheus_rules", "service_monitors", "pod_monitors", "services")),
 }
 
 

@@ -47,6 +47,13 @@ class Inventory:
     all_nodes: list[dict] | None = None
     all_pods: list[dict] | None = None
     pdbs: list[dict] | None = None
+    # Read only for doctor: prometheus-operator's API (its discovery document; 404 when not
+    # served), every PrometheusRule, ServiceMonitor and PodMonitor, the namespace's Services.
+    monitoring: dict | None = None
+    prometheus_rules: list[dict] | None = None
+    service_monitors: list[dict] | None = None
+    pod_monitors: list[dict] | None = None
+    services: list[dict] | None = None
     errors: dict[str, str] = field(default_factory=dict)  # read -> one-line reason
     statuses: dict[str, int] = field(default_factory=dict)  # read -> HTTP status of a failed read
     absent: list[str] = field(default_factory=list)  # reads answered 404 (the object does not exist)
@@ -108,6 +115,8 @@ def get_json(api_client, path: str, timeout: float, **query) -> dict:
     return request_json(api_client, "GET", path, timeout, **query)
 
 
+MONITORING_API = "monitoring.coreos.com/v1"  # prometheus-operator's CRDs (PrometheusRule, ServiceMonitor)
+
 READS = ("lease", "deployment", "pods", "service", "endpoint_slices", "secret", "mutating", "validating")
 
 # What each read needs, as `kubectl auth can-i` takes it: (verb, resource, namespaced).
@@ -125,6 +134,11 @@ PERMISSIONS = {
     "all_nodes": ("list", "nodes", False),
     "all_pods": ("list", "pods --all-namespaces", False),
     "pdbs": ("list", "poddisruptionbudgets.policy", True),
+    "monitoring": ("get", "/apis/monitoring.coreos.com/v1 (discovery)", False),
+    "prometheus_rules": ("list", "prometheusrules.monitoring.coreos.com --all-namespaces", False),
+    "service_monitors": ("list", "servicemonitors.monitoring.coreos.com --all-namespaces", False),
+    "pod_monitors": ("list", "podmonitors.monitoring.coreos.com --all-namespaces", False),
+    "services": ("list", "services", True),
 }
 
 
@@ -161,6 +175,11 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
             "all_nodes": items("/api/v1/nodes"),
             "all_pods": items("/api/v1/pods", fieldSelector="status.phase!=Succeeded,status.phase!=Failed"),
             "pdbs": items(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
+            "monitoring": get(f"/apis/{MONITORING_API}"),
+            "prometheus_rules": items(f"/apis/{MONITORING_API}/prometheusrules"),
+            "service_monitors": items(f"/apis/{MONITORING_API}/servicemonitors"),
+            "pod_monitors": items(f"/apis/{MONITORING_API}/podmonitors"),
+            "services": items(f"/api/v1/namespaces/{ns}/services"),
         })
     inventory = Inventory(names=names)
 

@@ -46,8 +46,11 @@ def test_the_recorded_install_reads_as_healthy():
     assert problems(report) == []
     found = findings(data)
     # Two trade-offs of the chart's defaults are told, never scored: failurePolicy Fail and
-    # ScheduleAnyway (with 3 zones a hard spread would be possible). Everything else is ok.
-    assert {check for check, (level, _) in found.items() if level != "ok"} == {"failure-policy", "zone-spread-policy"}
+    # ScheduleAnyway (with 3 zones a hard spread would be possible). The recording predates
+    # doctor's reads of prometheus-operator's API: alerts are not checked. Everything else is ok.
+    assert {check for check, (level, _) in found.items() if level != "ok"} == {"failure-policy", "zone-spread-policy",
+                                                                              "alerts"}
+    assert found["alerts"] == ("info", "not checked: prometheus-operator's API was not read")
     assert found["failure-policy"][0] == "info" and "fails while no replica answers (3 ready" in found["failure-policy"][1]
     assert found["zone-spread-policy"][0] == "info" and "ScheduleAnyway over 3 zones" in found["zone-spread-policy"][1]
     fixes = {f.check: f.remediation for f in diagnose(Inventory.from_dict(data), as_of(data))}
@@ -203,6 +206,79 @@ def test_certificate_expiry_as_time_passes(days_later, level):
     now = as_of(data) + dt.timedelta(days=days_later)
     data["lease"]["spec"]["renewTime"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the leader is still renewing
     assert findings(data, now)["certificate"][0] == level
+
+
+MONITORING_DISCOVERY = {"kind": "APIResourceList", "groupVersion": "monitoring.coreos.com/v1", "resources": []}
+
+
+def rule(namespace, name, *exprs):
+    return {"metadata": {"namespace": namespace, "name": name}, "spec": {"groups": [{"name": "g", "rules": [
+        {"alert": f"A{i}", "expr": expr} for i, expr in enumerate(exprs)]}]}}
+
+
+def service_monitor(namespace, name, selector, matchNames=None):
+    spec = {"selector": {"matchLabels": selector}, "endpoints": [{"port": "metrics"}]}
+    if matchNames:
+        spec["namespaceSelector"] = {"matchNames": matchNames}
+    return {"metadata": {"namespace": namespace, "name": name}, "spec": spec}
+
+
+METRICS_SERVICE = {"metadata": {"name": "kruise-manager-metrics", "labels": {"app.kubernetes.io/component": "metrics"}},
+                   "spec": {"selector": {"app.kubernetes.io/name": "kruise", "app.kubernetes.io/instance": "kruise"}}}
+OUR_RULE = rule("kruise-system", "kruise-manager", '(max(kruise_manager_is_leader{namespace="kruise-system"}) or vector(0)) < 1',
+                'kube_deployment_status_replicas_available{namespace="kruise-system"} < 2')
+
+
+def monitoring(d, rules=(), monitors=(), services=(METRICS_SERVICE,)):
+    d.update(monitoring=MONITORING_DISCOVERY, prometheus_rules=list(rules), service_monitors=list(monitors),
+             pod_monitors=[], services=list(services))
+
+
+OUR_MONITOR = service_monitor("monitoring", "kruise-manager", {"app.kubernetes.io/component": "metrics"},
+                              ["kruise-system"])
+
+
+@pytest.mark.parametrize("mutate, level, words", [
+    (lambda d: d.setdefault("absent", []).extend(["monitoring", "prometheus_rules", "service_monitors", "pod_monitors"]),
+     "warning", "no monitoring.coreos.com/v1 API (prometheus-operator's CRDs)"),
+    (lambda d: monitoring(d), "warning", "alerts are off: no PrometheusRule"),
+    (lambda d: monitoring(d, [rule("kruise-system", "unrelated", "up == 0")], [OUR_MONITOR]), "warning", "alerts are off"),
+    (lambda d: monitoring(d, [rule("other", "theirs", 'kruise_manager_is_leader{namespace="other"} < 1')], [OUR_MONITOR]),
+     "warning", "alerts are off"),
+    (lambda d: monitoring(d, [OUR_RULE]), "warning", "but no ServiceMonitor or PodMonitor scrapes it"),
+    (lambda d: monitoring(d, [OUR_RULE], [service_monitor("monitoring", "x", {"app.kubernetes.io/component": "metrics"})]),
+     "warning", "no ServiceMonitor"),  # looks in its own namespace only
+    (lambda d: monitoring(d, [OUR_RULE], [service_monitor("kruise-system", "x", {"app": "something-else"})]),
+     "warning", "no ServiceMonitor"),
+    (lambda d: monitoring(d, [OUR_RULE], [OUR_MONITOR], services=[]), "warning", "no ServiceMonitor"),
+    (lambda d: monitoring(d, [OUR_RULE], [OUR_MONITOR]), "ok",
+     "1 alert(s) in kruise-system/kruise-manager; scraped by servicemonitor monitoring/kruise-manager"),
+    (lambda d: monitoring(d, [rule("monitoring", "hand-written", "rate(kruise_manager_webhook_requests_total[5m]) > 1")],
+                          [service_monitor("kruise-system", "m", {"app.kubernetes.io/component": "metrics"})]),
+     "ok", "1 alert(s) in monitoring/hand-written"),
+])
+def test_alerts_off_or_on(mutate, level, words):
+    data = copy.deepcopy(recorded())
+    mutate(data)
+    found = findings(data)
+    assert found["alerts"][0] == level and words in found["alerts"][1], found["alerts"]
+
+
+def test_alerts_off_names_the_charts_values_to_turn_them_on():
+    data = copy.deepcopy(recorded())
+    monitoring(data)
+    fix = {f.check: f.remediation for f in diagnose(Inventory.from_dict(data), as_of(data))}["alerts"]
+    assert fix.startswith("kruisectl upgrade -n kruise-system --release kruise --set metrics.serviceMonitor.enabled=true "
+                          "--set metrics.prometheusRule.enabled=true"), fix
+
+
+def test_refused_monitoring_reads_leave_alerts_unknown():
+    data = copy.deepcopy(recorded())
+    monitoring(data)
+    data["prometheus_rules"] = None
+    data["errors"]["prometheus_rules"], data["statuses"]["prometheus_rules"] = "forbidden: prometheusrules", 403
+    found = findings(data)
+    assert found["alerts"] == ("info", "unknown (forbidden: list prometheusrules.monitoring.coreos.com --all-namespaces)")
 
 
 def as_viewer(d):
