@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .. import history
 from .. import inventory as inv
 from ..doctor import diagnose
 from ..errors import EXIT_FINDINGS, CLIError
@@ -13,12 +14,14 @@ from ..findings import failing, findings_table, grade
 from ..kube import kube_options
 from . import explicit, name_options
 from ..output import dump, output_option
+from ..params import POSITIVE_DURATION
 
 EPILOG = """\b
 Examples:
   kruisectl doctor                         # kruise-system, upstream names
   kruisectl doctor --fail-on warning       # CI gate: warnings fail too
   kruisectl doctor -o json | jq '.findings[] | select(.level=="error")'
+  kruisectl doctor --since 1h              # and what happened: restarts, leader changes, webhook errors
 
 \b
 Exit codes:
@@ -33,10 +36,15 @@ Exit codes:
 @output_option(formats=("table", "wide", "json", "yaml"))
 @click.option("--fail-on", type=click.Choice(["error", "warning"]), default="error", show_default=True,
               help="Lowest level that makes the exit code 1.")
-def doctor(target, output, fail_on, names):
+@click.option("--since", "since", type=POSITIVE_DURATION, default=None, metavar="DURATION",
+              help="Also show what happened in this window (e.g. 1h): containers' restarts, leader changes (the "
+                   "Lease and its Events), webhook errors the replicas counted (their metrics, via the pod proxy).")
+def doctor(target, output, fail_on, names, since):
     """Check the kruise-manager against every failure mode of its high-availability design:
     leader, ready replicas, node/zone spread, zone labels, spread policy, surge capacity, host
-    network, webhook namespace exclusions and failure policy, PDB, certificate, zone loss."""
+    network, webhook namespace exclusions and failure policy, PDB, certificate, zone loss, and
+    whether alerts (a PrometheusRule and a ServiceMonitor) watch it. With --since, what happened
+    lately too."""
     given = names
     names = inv.Names(namespace=target.namespace, **names)
     api = target.api_client()
@@ -46,13 +54,23 @@ def doctor(target, output, fail_on, names):
         raise CLIError(fatal)
     inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
     findings = diagnose(inventory)
+    past = None
+    if since is not None:
+        past = history.collect(api, inventory, since, target.request_timeout)
+        findings += history.findings(past, names.namespace)
     score, letter = grade(findings)
     if output in ("json", "yaml"):
-        click.echo(dump({"schemaVersion": 1, "namespace": names.namespace, "score": score, "grade": letter,
-                         "findings": [f.to_dict() for f in findings],
-                         "readErrors": inventory.errors, "missingPermissions": inventory.forbidden()}, output))
+        data = {"schemaVersion": 1, "namespace": names.namespace, "score": score, "grade": letter,
+                "findings": [f.to_dict() for f in findings],
+                "readErrors": inventory.errors, "missingPermissions": inventory.forbidden()}
+        if past is not None:
+            data["history"] = past.to_dict()
+        click.echo(dump(data, output))
     else:
         click.echo(findings_table(findings, wide=output == "wide"))
+        if past is not None:
+            click.echo(f"\nsince {past.since}:")
+            click.echo(history.timeline(past))
         counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "info", "ok")}
         click.echo(f"\nkruise-manager in {names.namespace}: score {score}/100, grade {letter} "
                    f"({counts['error']} error, {counts['warning']} warning, {counts['info']} info, {counts['ok']} ok)")
