@@ -373,16 +373,16 @@ def scraping_monitors(inv: Inventory) -> list[str]:
 
 
 def alerting_rules(inv: Inventory) -> dict[str, list[str]]:
-    """PrometheusRule (namespace/name) -> its alerts on the manager's metrics of this namespace
-    (an expression naming no namespace counts; one naming another installation's does not)."""
+    """PrometheusRule (namespace/name) -> its alerts, for each rule with an alert on the
+    manager's metrics of this namespace (an expression naming no namespace counts; one naming
+    another installation's does not)."""
     ns = inv.names.namespace
     found = {}
     for rule in inv.prometheus_rules or []:
-        alerts = [r["alert"] for g in (rule.get("spec") or {}).get("groups") or [] for r in g.get("rules") or []
-                  if r.get("alert") and ALERT_METRIC_PREFIX in str(r.get("expr", ""))
-                  and (f'namespace="{ns}"' in str(r["expr"]) or "namespace=" not in str(r["expr"]))]
-        if alerts:
-            found[f"{rule['metadata'].get('namespace')}/{rule['metadata']['name']}"] = alerts
+        alerts = [r for g in (rule.get("spec") or {}).get("groups") or [] for r in g.get("rules") or [] if r.get("alert")]
+        exprs = [str(r.get("expr", "")) for r in alerts]
+        if any(ALERT_METRIC_PREFIX in e and (f'namespace="{ns}"' in e or "namespace=" not in e) for e in exprs):
+            found[f"{rule['metadata'].get('namespace')}/{rule['metadata']['name']}"] = [r["alert"] for r in alerts]
     return found
 
 

@@ -64,5 +64,21 @@ def run_promtool(tmp_path: Path, groups: dict, cases: dict | None = None) -> sub
     return subprocess.run([promtool(), "test", "rules", str(tests)], capture_output=True, text=True, timeout=300)
 
 
+# prometheus-operator's CRDs, from its Go module at a pinned version (the module proxy serves it).
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
+
+
+def monitoring_crds() -> list[dict]:
+    """The CustomResourceDefinitions of ServiceMonitor, PodMonitor and PrometheusRule."""
+    import json
+
+    download = subprocess.run(["go", "mod", "download", "-json", PROMETHEUS_OPERATOR], capture_output=True, text=True,
+                              env=build.go_env(), cwd="/", timeout=600)
+    assert download.returncode == 0, download.stdout + download.stderr
+    folder = Path(json.loads(download.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
+    return [yaml.safe_load((folder / f"monitoring.coreos.com_{name}.yaml").read_text()) for name in MONITORING_CRDS]
+
+
 def load_cases() -> dict:
     return yaml.safe_load(CASES.read_text())

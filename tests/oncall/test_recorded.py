@@ -252,7 +252,7 @@ OUR_MONITOR = service_monitor("monitoring", "kruise-manager", {"app.kubernetes.i
      "warning", "no ServiceMonitor"),
     (lambda d: monitoring(d, [OUR_RULE], [OUR_MONITOR], services=[]), "warning", "no ServiceMonitor"),
     (lambda d: monitoring(d, [OUR_RULE], [OUR_MONITOR]), "ok",
-     "1 alert(s) in kruise-system/kruise-manager; scraped by servicemonitor monitoring/kruise-manager"),
+     "2 alert(s) in kruise-system/kruise-manager; scraped by servicemonitor monitoring/kruise-manager"),
     (lambda d: monitoring(d, [rule("monitoring", "hand-written", "rate(kruise_manager_webhook_requests_total[5m]) > 1")],
                           [service_monitor("kruise-system", "m", {"app.kubernetes.io/component": "metrics"})]),
      "ok", "1 alert(s) in monitoring/hand-written"),
