@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## build: build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm
+## build: build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm,
+## and promtool (the chart's alerts are tested with it)
 build: $(STAMP)
 	@start=$$(date +%s); rc=0; $(PY) -m localcluster build || rc=$$?; echo "binary build took $$(( $$(date +%s) - start ))s"; exit $$rc
 

@@ -11,9 +11,10 @@ import pytest
 
 pytestmark = pytest.mark.cluster
 
-# What upstream's kustomize install really lacks (config/default of v1.8.3).
+# What upstream's kustomize install really lacks (config/default of v1.8.3), and alerts: the
+# local cluster serves no prometheus-operator API.
 GAPS = {"zone-spread-policy": "warning", "host-network": "warning", "liveness-probe": "warning", "pdb": "warning",
-        "namespace-exclusion": "error"}
+        "namespace-exclusion": "error", "alerts": "warning"}
 
 
 def findings(upstream):
@@ -33,6 +34,9 @@ def test_doctor_finds_the_real_gaps_and_nothing_else(upstream_install):
     exclusion = by_check["namespace-exclusion"]
     assert "kube-system" in exclusion["message"] and "kruise-system" not in exclusion["message"]
     assert set(exclusion["evidence"]["matched"]) == {"mpod.kb.io/kube-system", "vpod.kb.io/kube-system"}
+    alerts = by_check["alerts"]
+    assert alerts["message"].startswith("no monitoring.coreos.com/v1 API"), alerts
+    assert "upgrade" not in alerts["remediation"], alerts  # manifests: no chart value to set
 
 
 @pytest.mark.parametrize("check", ["host-network", "liveness-probe", "pdb", "zone-spread-policy"])
