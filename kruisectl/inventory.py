@@ -147,6 +147,11 @@ def permission(read: str, namespace: str) -> str:
     return f"{verb} {resource}" + (f" -n {namespace}" if namespaced else "")
 
 
+# collect reads at most this many objects at once; a client made for it keeps as many
+# connections (urllib3 warns, and reconnects, when a pool is smaller than its readers).
+PARALLEL_READS = 32
+
+
 def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = False) -> Inventory:
     """Read everything in parallel: one round for the objects, one for the pods' nodes."""
     from kubernetes.client.exceptions import ApiException
@@ -193,7 +198,7 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
 
     for name in dict.fromkeys(("kube-system", ns)):
         calls[f"namespace/{name}"] = get(f"/api/v1/namespaces/{name}")
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(calls), PARALLEL_READS)) as pool:
         for key, value, status, reason in pool.map(lambda item: run(*item), calls.items()):
             if key.startswith("namespace/"):
                 if key == f"namespace/{ns}":

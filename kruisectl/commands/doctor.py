@@ -47,7 +47,7 @@ def doctor(target, output, fail_on, names, since):
     lately too."""
     given = names
     names = inv.Names(namespace=target.namespace, **names)
-    api = target.api_client()
+    api = target.api_client(pool_size=inv.PARALLEL_READS)
     inventory = inv.collect(api, names, timeout=target.request_timeout, extended=True)
     fatal = inventory.fatal()
     if fatal:

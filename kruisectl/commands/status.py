@@ -99,7 +99,7 @@ def status(target, output, names, watch):
     webhook summary of the kruise-manager."""
     explicit_names = explicit(names)
     names = inv.Names(namespace=target.namespace, **names)
-    api = target.api_client()
+    api = target.api_client(pool_size=inv.PARALLEL_READS)
     problems, missing = _show(api, names, target, output, clear=False, explicit_names=explicit_names)
     if watch:
         _watch(api, names, target, output)

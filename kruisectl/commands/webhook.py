@@ -68,7 +68,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     names = inv.Names(namespace=target.namespace, **names)
     deadline = time.monotonic() + wait_for
     pause = interval
-    api = target.api_client()
+    api = target.api_client(pool_size=inv.PARALLEL_READS)
     while True:
         inventory = inv.collect(api, names, timeout=target.request_timeout)
         fatal = inventory.fatal()
