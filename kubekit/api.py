@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 from urllib.parse import urlencode
 
 import urllib3
@@ -40,6 +41,16 @@ class ApiError(ApiException):
         return self.status == 409
 
 
+def _default_socket_options() -> list:
+    """What the kubernetes client sets when given none: TCP keepalive as client-go's (and
+    urllib3's TCP_NODELAY)."""
+    try:
+        from kubernetes.utils.keepalive import tcp_keepalive_socket_options
+    except ImportError:
+        return list(urllib3.connection.HTTPConnection.default_socket_options)
+    return list(tcp_keepalive_socket_options())
+
+
 class Client:
     """Requests and watches on one connection pool. ``retries`` False (the manager's): a
     failure is reported at once; None: the pool's own policy (the CLI's kubeconfig setting)."""
@@ -53,9 +64,11 @@ class Client:
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, user_agent: str = "kruise-manager",
-                        pool_size: int = 16) -> "Client":
+                        pool_size: int = 16, abort_on_close: bool = False) -> "Client":
         """Credentials the way client-go loads them: ``kubeconfig``, else ``$KUBECONFIG``, else
-        the in-cluster ServiceAccount."""
+        the in-cluster ServiceAccount. ``abort_on_close``: connections close with a reset
+        (SO_LINGER 0), so what this process had not yet sent dies with it instead of reaching
+        the server after its death."""
         from kubernetes import client, config
 
         configuration = client.Configuration()
@@ -66,6 +79,9 @@ class Client:
             config.load_incluster_config(client_configuration=configuration)
         configuration.connection_pool_maxsize = pool_size
         configuration.retries = 0
+        if abort_on_close:
+            configuration.socket_options = [*_default_socket_options(),
+                                            (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))]
         return cls._owning(client.ApiClient(configuration), user_agent)
 
     @classmethod

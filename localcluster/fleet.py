@@ -1,7 +1,9 @@
 """Real kruise-manager processes on the local control plane, without a kubelet.
 
 Each replica is ``python -m manager`` in its own network-namespace host, authenticated as a
-real ServiceAccount whose RBAC is exactly ``manager.rbac``. The apiserver reaches the
+real ServiceAccount whose RBAC is exactly ``manager.rbac``. It runs unsupervised (one process,
+``--supervise=false``) unless ``supervise``: then the process started is the supervisor and
+:meth:`Fleet.worker_pid` finds its worker. The apiserver reaches the
 webhooks through Service ``kruise-webhook-service`` (no selector; Endpoints and an
 EndpointSlice list the replicas' host addresses) and the two upstream-named webhook
 configurations. Used by the manager's tests and benchmarks.
@@ -86,6 +88,7 @@ class Fleet:
     failure_policy: str = "Fail"
     account: str = ACCOUNT  # ServiceAccount, Role and RoleBinding name
     lease_id: str = "kruise-manager"  # pass --leader-election-id too when changing it
+    supervise: bool = False  # run each replica under manager.supervisor, as the chart does
     _kubeconfig: Path | None = None
 
     # ---- set-up ----------------------------------------------------------------------
@@ -204,11 +207,21 @@ class Fleet:
                "WEBHOOK_CERT_DIR": str(self.cluster.workdir / "managers" / f"{self.namespace}-m{replica.index}-certs")}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         argv = [sys.executable, "-m", "manager", f"--metrics-addr=:{METRICS_PORT}",
-                f"--health-probe-addr=:{HEALTH_PORT}", *self.extra_args, *extra]
+                f"--health-probe-addr=:{HEALTH_PORT}", f"--supervise={str(self.supervise).lower()}",
+                *self.extra_args, *extra]
         with open(replica.log, "ab") as log:
             replica.process = subprocess.Popen(replica.host.wrap(argv), env=env, stdout=log, stderr=subprocess.STDOUT,
                                                preexec_fn=_die_with_parent, cwd=str(ROOT))
         return replica
+
+    def worker_pid(self, replica: Replica) -> int | None:
+        """The pid of a supervised replica's worker (the supervisor's child), or None."""
+        pid = replica.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
 
     def start_all(self, *extra: str) -> "Fleet":
         for replica in self.replicas:

@@ -1,22 +1,21 @@
 """kruise-manager: the webhook (every replica) and the leader-elected controller.
 
 Flags keep upstream OpenKruise's names; ``--role`` lets webhook and controller run as
-separate Deployments. SIGTERM: readiness fails at once, the controller stops, the Lease is
-released (a standby takes it within a second), in-flight admissions finish, exit 0. Losing
-the Lease exits 1, so the container restarts with clean state.
+separate Deployments. By default the process started is :mod:`manager.supervisor`, which runs
+the manager below as its worker and replaces it at once when it dies. SIGTERM: readiness
+fails at once, the controller stops, the Lease is released (a standby takes it within a
+second), in-flight admissions finish, exit 0. Losing the Lease exits 1, so the worker (or,
+unsupervised, the container) restarts with clean state.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import socket
 import sys
 import threading
 import time
-import uuid
 
 from .options import Options, parse
 
@@ -45,15 +44,21 @@ def setup_logging(fmt: str, verbose: bool) -> None:
 
 
 class Manager:
-    def __init__(self, args: Options):
+    def __init__(self, args: Options, handoff=None):
+        """``handoff``: what the supervisor told this worker (:class:`manager.supervisor.Handoff`),
+        None when the manager runs unsupervised."""
         from kubekit.api import Client
         from .health import Health
+        from .supervisor import new_identity
 
         self.args = args
-        pod = os.environ.get("POD_NAME") or socket.gethostname()
-        self.identity = f"{pod}_{uuid.uuid4()}"
+        self.handoff = handoff
+        self.identity = handoff.identity if handoff else new_identity()
         self.namespace = args.leader_election_namespace
-        self.client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}", pool_size=32)
+        # Aborting connections (SO_LINGER 0): a request not yet sent dies with the process (the
+        # supervisor's safety argument relies on it).
+        self.client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}", pool_size=32,
+                                             abort_on_close=True)
         self.health = Health()
         self.shutting_down = threading.Event()
         self.exit_code = 0
@@ -78,8 +83,13 @@ class Manager:
         # Until every part below is started, readiness must not pass on the few checks it has.
         self.health.readiness["started"] = lambda: None if started.is_set() else "starting"
         self.health.readiness["shutdown"] = lambda: "shutting down" if self.shutting_down.is_set() else None
-        self.health.serve(a.health_probe_addr)
-        metrics.serve(a.metrics_addr)
+        handoff = self.handoff
+        self.health.serve(a.health_probe_addr, sock=handoff.listener("health") if handoff else None)
+        metrics.serve(a.metrics_addr, sock=handoff.listener("metrics") if handoff else None)
+        if handoff:
+            handoff.start_heartbeat(lambda: self.health.evaluate(self.health.liveness)[0])
+            threading.Thread(target=handoff.report, args=(self.client, self.namespace), name="restart report",
+                             daemon=True).start()
         self.runnables = Runnables(self.health)
         sidecarsets, namespaces = self._add_informers()
         if self.runs_webhook:
@@ -121,8 +131,13 @@ class Manager:
             MUTATE_POD_PATH: admission.mutate_pod, MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
             VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset})
         own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address, a.webhook_bind_address)
+        listener = self.handoff.listener("webhook") if self.handoff else None
+        # Answer nothing before the caches and the serving certificate are there: a restarted
+        # worker finds connections already waiting in the backlog it inherits.
+        serve_when = lambda: (sidecarsets.synced.is_set() and namespaces.synced.is_set()  # noqa: E731
+                              and self.webhook.tls.context() is not None)
         self.runnables.add(Runnable(
-            "webhook-server", self.webhook.start,
+            "webhook-server", lambda: self.webhook.start(listener=listener, serve_when=serve_when),
             # Drain (--webhook-drain-delay): every answer closes its connection; stop once nothing
             # is in flight (or after --webhook-io-timeout).
             self.webhook.shutdown,
@@ -141,6 +156,7 @@ class Manager:
                      "on_stopped_leading": self._stopped_leading}
         if a.enable_leader_election:
             self.elector = LeaderElector(LeaseLock(self.client, self.namespace, a.leader_election_id), config,
+                                         succession=self.handoff.succession() if self.handoff else None,
                                          **callbacks)
         else:
             self.elector = NoElection(config, **callbacks)
@@ -179,14 +195,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     setup_logging(args.log_format, args.verbose)
     from .lease import ElectionConfig
+    from .supervisor import Handoff, Supervisor, validate
 
     try:
         ElectionConfig.from_options(args, identity="").validate()
+        validate(args)
     except ValueError as err:
         print(f"kruise-manager: error: {err}", file=sys.stderr)
         return 2
+    handoff = Handoff.from_environ()
+    if args.supervise and handoff is None:
+        return Supervisor(args, sys.argv[1:] if argv is None else argv).run()
     try:
-        manager = Manager(args)
+        manager = Manager(args, handoff)
     except Exception as err:  # bad kubeconfig and the like: one line, not a traceback
         print(f"kruise-manager: error: cannot build the API client: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2

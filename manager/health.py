@@ -76,7 +76,8 @@ class Health:
             lines.append(f"[+]{name} ok" if problem is None else f"[-]{name} failed: {problem}")
         return ok, "\n".join(lines)
 
-    def serve(self, address: str) -> None:
+    def serve(self, address: str, sock: socket.socket | None = None) -> None:
+        """Serve on ``address``, or on ``sock`` (a listening socket the supervisor keeps)."""
         host, _, port = address.rpartition(":")
         health = self
 
@@ -100,7 +101,12 @@ class Health:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        if sock is None:
+            self._server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        else:
+            from .supervisor import adopt
+
+            self._server = adopt(ThreadingHTTPServer, Handler, sock)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
         log.info("health probes on %s (/readyz, /healthz)", address)

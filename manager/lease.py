@@ -19,6 +19,10 @@ Two parts, as in client-go's ``resourcelock`` and ``leaderelection``:
     (SIGSTOP, a long GC pause) finds its gate shut when it resumes and never writes.
   - Standbys watch the Lease as well as polling it, so a Lease released on SIGTERM is taken
     within the watch latency instead of a retry period.
+  - A :class:`Succession` names holders proven dead (this replica's own earlier worker
+    processes, reaped by :mod:`manager.supervisor`): a Lease still naming one of them is taken
+    at once (after ``not_before``) instead of after ``lease_duration``, still by an update on
+    the resourceVersion read, so it never overrides another candidate.
 
 :class:`NoElection` has the elector's interface for ``--enable-leader-election=false``: it
 leads at once and its gate never shuts.
@@ -94,6 +98,20 @@ class LeaderElectionRecord:
         return {"holderIdentity": self.holder, "leaseDurationSeconds": self.lease_duration_seconds,
                 "acquireTime": self.acquire_time, "renewTime": self.renew_time,
                 "leaseTransitions": self.lease_transitions}
+
+
+@dataclass(frozen=True)
+class Succession:
+    """Holders known dead (``dead``), and the earliest time on the elector's clock at which a
+    Lease still naming one of them may be taken. Only a process that saw them die may say so:
+    the supervisor, which reaped each one with ``waitpid``."""
+
+    dead: frozenset[str]
+    not_before: float
+
+    def free_at(self, holder: str, expires: float) -> float:
+        """When a Lease held by ``holder`` (expiring at ``expires``) may be taken."""
+        return min(expires, self.not_before) if holder in self.dead else expires
 
 
 @dataclass(frozen=True)
@@ -189,8 +207,11 @@ class LeaderElector:
     ``on_stopped_leading`` runs once when leading ends (lost, or released)."""
 
     def __init__(self, lock: LeaseLock, config: ElectionConfig, *, on_started_leading: Callback | None = None,
-                 on_stopped_leading: Callback | None = None, clock: Clock | None = None, watch: bool = True):
+                 on_stopped_leading: Callback | None = None, clock: Clock | None = None, watch: bool = True,
+                 succession: Succession | None = None):
         config.validate()
+        self.succession = succession
+        self.succeeded = ""  # the dead holder this replica took the Lease from, if it did
         self.lock = lock
         self.config = config
         self.clock = clock or Clock()
@@ -239,11 +260,17 @@ class LeaderElector:
     def _duration_of(self, record: LeaderElectionRecord) -> float:
         return float(record.lease_duration_seconds or self.config.lease_duration)
 
-    def _held_by_other(self, observed: _Observation) -> bool:
+    def _free_at(self, observed: _Observation) -> float:
+        """When the observed record may be taken (now or earlier: it is free): when it expires on
+        our clock, or, for a holder the succession proves dead, once the succession allows."""
         record = observed.versioned.record
         if not record.holder or record.holder == self.config.identity:
-            return False
-        return observed.at + self._duration_of(record) > self.clock.now()
+            return float("-inf")
+        expires = observed.at + self._duration_of(record)
+        return self.succession.free_at(record.holder, expires) if self.succession else expires
+
+    def _held_by_other(self, observed: _Observation) -> bool:
+        return self._free_at(observed) > self.clock.now()
 
     # ---- one attempt -----------------------------------------------------------------
     def try_acquire_or_renew(self, timeout: float, use_cached: bool = False) -> bool:
@@ -284,6 +311,8 @@ class LeaderElector:
                 return False
             self._observe(self.lock.update(record, observed.versioned.resource_version, timeout=remaining))
             self._renew_sent_at = sent_at
+            if current.holder != self.config.identity and self.succession and current.holder in self.succession.dead:
+                self.succeeded = current.holder
             return True
         except ApiError as err:
             if err.conflict:
@@ -301,8 +330,10 @@ class LeaderElector:
         self.leading.set()
         metrics.IS_LEADER.set(1)
         metrics.LEADER_TRANSITIONS.inc()
-        log.info("became leader", extra={"lease": self.config.name, "identity": self.config.identity})
-        self.lock.record_event("LeaderElection", f"{self.config.identity} became leader")
+        log.info("became leader", extra={"lease": self.config.name, "identity": self.config.identity,
+                                         "succeeded": self.succeeded})
+        self.lock.record_event("LeaderElection", f"{self.config.identity} became leader" + (
+            f" (succeeding {self.succeeded}, its dead predecessor)" if self.succeeded else ""))
         if self.on_started_leading:
             threading.Thread(target=self.on_started_leading, name="leading", daemon=True).start()
         self._renew()
@@ -318,7 +349,7 @@ class LeaderElector:
             wait = self.config.retry_period
             observed = self._snapshot()
             if observed is not None and self._held_by_other(observed):
-                expires_in = observed.at + self._duration_of(observed.versioned.record) - self.clock.now()
+                expires_in = self._free_at(observed) - self.clock.now()
                 wait = min(wait, max(0.01, expires_in + 0.01))
             woke = self.clock.wait(self._wake, wait)
             self._wake.clear()

@@ -24,9 +24,27 @@ MEMO_PROBES = Counter("kruise_manager_webhook_memo_probes",
 STATUS_WRITES = Counter("kruise_manager_sidecarset_status_writes", "SidecarSet status updates written.")
 
 
-def serve(address: str) -> None:
-    """Serve /metrics on ``host:port`` (``:8080`` means all addresses); ``0`` disables."""
+WORKER_RESTARTS = Counter("kruise_manager_worker_restarts",
+                          "Restarts of the manager's worker process by its supervisor, by why it ended "
+                          "(killed: a signal such as SIGKILL or the OOM killer's; exited; hung: killed by the "
+                          "supervisor's liveness watchdog).", ["reason"])
+
+
+def serve(address: str, sock=None) -> None:
+    """Serve /metrics on ``host:port`` (``:8080`` means all addresses), or on ``sock`` (a
+    listening socket the supervisor keeps); ``0`` disables."""
     if address in ("0", ""):
+        return
+    if sock is not None:
+        import threading
+
+        from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, make_wsgi_app
+
+        from .supervisor import adopt
+
+        server = adopt(ThreadingWSGIServer, _SilentHandler, sock)
+        server.set_app(make_wsgi_app())
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         return
     host, _, port = address.rpartition(":")
     start_http_server(int(port), addr=host or "0.0.0.0")

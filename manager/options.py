@@ -132,6 +132,23 @@ class Options:
                                                  "caBundle the manager keeps")
     validating_webhook_configuration: str = option(VALIDATING_CONFIGURATION, "ValidatingWebhookConfiguration "
                                                    "whose caBundle the manager keeps")
+    supervise: bool = option(
+        True, "run the manager as a worker process under a small supervisor that holds the listening sockets "
+        "and restarts a crashed or hung worker at once; the new worker takes the Lease from its dead "
+        "predecessor without waiting it out (=false: one process, as upstream)", parse=boolean)
+    worker_restart_limit: int = option(
+        3, "restarts of the worker within --worker-restart-window; the crash after that exits the container, so "
+        "the kubelet's back-off and restartCount take over", parse=int)
+    worker_restart_window: float = option(300.0, "the window --worker-restart-limit counts restarts in",
+                                          parse=duration)
+    worker_heartbeat_timeout: float = option(
+        5.0, "a worker whose liveness checks have not passed for this long is killed and restarted; keep it "
+        "under the liveness probe's (failureThreshold-1) x periodSeconds, so the kubelet never restarts the "
+        "whole container for a hung worker; 0 never", parse=duration)
+    worker_succession_delay: float = option(
+        0.5, "a restarted worker takes the Lease from its dead predecessor no sooner than this after the death: "
+        "a write the predecessor sent just before it died has finished at the apiserver by then",
+        parse=duration)
     log_format: str = option("json", "json lines for collectors, text for people", env="LOG_FORMAT",
                              choices=("json", "text"))
     verbose: bool = option(False, "debug logging", short="-v")

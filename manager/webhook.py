@@ -26,6 +26,7 @@ import socket
 import ssl
 import threading
 import time
+from typing import Callable
 
 from . import metrics
 from .admission import BadReview, Handler, errored, parse_review, result_of, review_body
@@ -114,6 +115,7 @@ class WebhookServer:
         self.draining = threading.Event()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
+        self._serve_when: Callable[[], bool] | None = None
         self._thread: threading.Thread | None = None
         self.last_heartbeat = time.monotonic()
 
@@ -125,13 +127,19 @@ class WebhookServer:
             return True
         return bool(self.max_connection_age) and time.monotonic() - state.opened >= self.max_connection_age
 
-    def start(self) -> "WebhookServer":
-        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.bind, self.port))
-        listener.listen(1024)
+    def start(self, listener: socket.socket | None = None,
+              serve_when: Callable[[], bool] | None = None) -> "WebhookServer":
+        """Listen (on ``listener`` when given: a socket the supervisor bound and keeps, so
+        connections wait in its backlog while no worker accepts) and serve. Nothing is accepted
+        before ``serve_when()`` holds (the caches are synced): what waits, waits in the backlog."""
+        if listener is None:
+            family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.bind, self.port))
+            listener.listen(1024)
         listener.settimeout(0.5)
+        self._serve_when = serve_when
         self._listener = listener
         self._stop.clear()
         self.draining.clear()
@@ -143,6 +151,12 @@ class WebhookServer:
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
             self.last_heartbeat = time.monotonic()
+            if self._serve_when is not None:
+                if not self._serve_when():
+                    self._stop.wait(0.02)
+                    continue
+                self._serve_when = None
+                log.info("webhook server accepting")
             if not self._slots.acquire(timeout=0.5):
                 continue  # at the cap: leave new connections in the backlog
             try:

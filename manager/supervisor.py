@@ -1,0 +1,432 @@
+"""The supervisor: the container's main process (``kruise-manager`` by default). It holds the
+listening sockets, runs the manager as a worker process, and replaces a worker the moment it
+dies, so a crash costs about a second instead of the Lease's whole duration.
+
+What it does (``--supervise=false`` runs the manager as one process instead):
+
+- It binds the webhook, health and metrics ports once and passes them to every worker (fd
+  inheritance). While a worker restarts, new connections wait in the listen backlog: none is
+  refused, and the new worker accepts them once its caches are synced (``WebhookServer``'s
+  ``serve_when``). Kubelet probes wait there as well instead of failing at once.
+- It starts the worker (``python -m manager`` with the same arguments; the :class:`Handoff`
+  in ``$KRUISE_MANAGER_WORKER``), reaps it with ``waitpid`` and starts the next one at once,
+  telling it the identities of the workers it reaped (see *Safety*).
+- It kills a worker whose liveness checks (the ones ``/healthz`` serves) have not passed for
+  ``--worker-heartbeat-timeout`` (the worker beats on a pipe while they pass, so a stopped or
+  deadlocked process is noticed as well as a wedged loop), and replaces it: a hung worker costs
+  the worker, not the container. The kubelet's liveness probe, on the same checks, needs
+  several failed periods (20 s and more with the chart's values), so it only fires when the
+  supervisor itself is stuck.
+- Past ``--worker-restart-limit`` restarts within ``--worker-restart-window`` the next death
+  exits the supervisor with the worker's status (128+signal when killed), so the kubelet's
+  back-off and ``restartCount`` still mean a crash loop.
+- SIGTERM and SIGINT go to the worker, which shuts down gracefully (it releases the Lease and
+  drains); the supervisor closes its copies of the sockets at once, so the worker's own drain
+  decides when the ports close, and it exits with the worker's code.
+- It holds no API credential and writes nothing: the new worker counts the restarts in its
+  metrics (``kruise_manager_worker_restarts_total``) and records a ``WorkerRestarted`` Event on
+  its Pod from what the supervisor handed it.
+
+Safety: no two leaders act at once.
+
+1. A worker takes the Lease early only while it still names a worker this supervisor reaped
+   (:class:`manager.lease.Succession`). ``waitpid`` returned for that process: every thread
+   of it is gone and its sockets are closed, it sends nothing any more.
+2. What it sent before dying: the manager's API connections abort when closed (SO_LINGER 0,
+   ``Client.from_kubeconfig(abort_on_close=True)``), so at its death the kernel drops what it
+   still held for them instead of delivering it later. A request the apiserver had already
+   received finishes there within milliseconds; the successor writes the Lease no sooner than
+   ``--worker-succession-delay`` (0.5 s) after the death, and acts only after that write. This
+   is the margin the election itself relies on for a leader's last write (lease duration
+   minus renew deadline), much shortened because here the death is proven, not presumed.
+3. Any other candidate: the take-over is an update on the resourceVersion that named the dead
+   worker. A candidate that wrote since makes it fail (409) and the successor waits as any
+   standby; a standby acts only after its own successful write, which would have changed that
+   resourceVersion. So at most one leads, as in any election.
+
+What gives no such proof keeps the lease duration: a pod deleted with grace 0 or killed
+whole, a kill of the whole container (the kubelet's liveness probe, an OOM kill of this
+process), a lost node or a partition. The next supervisor reaped nobody, and a replica
+elsewhere cannot tell a dead leader from one cut off, so they wait ``leaseDuration`` as before
+(a graceful stop releases the Lease and waits for nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .options import Options
+
+log = logging.getLogger("manager.supervisor")
+
+ENV = "KRUISE_MANAGER_WORKER"
+HEARTBEAT_INTERVAL = 1.0
+KEEP_DEAD = 16  # identities of reaped workers handed on (a Lease naming an older one has long expired)
+
+
+def new_identity() -> str:
+    """A Lease identity as client-go makes one: ``<pod>_<uuid>`` (kruisectl maps it to the pod)."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
+
+
+# ---- pure decisions ----------------------------------------------------------------------
+class RestartWindow:
+    """At most ``limit`` restarts within any ``window`` seconds."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self.times: list[float] = []
+
+    def allow(self, now: float) -> bool:
+        """Count a restart at ``now``; False (not counted) when it would be one too many."""
+        self.times = [t for t in self.times if now - t < self.window]
+        if len(self.times) >= self.limit:
+            return False
+        self.times.append(now)
+        return True
+
+
+def describe(status: int) -> tuple[str, str, int]:
+    """(reason, words, exit code as a shell reports it) of a ``waitpid`` status."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return "killed", f"killed by {name}", 128 - code
+    return "exited", f"exited with code {code}", code
+
+
+def addresses(options: Options) -> dict[str, tuple[str, int]]:
+    """The ports the manager listens on, by name, as the worker would bind them."""
+    found = {}
+    if options.role in ("all", "webhook"):
+        found["webhook"] = (options.webhook_bind_address, options.webhook_port)
+    for name, address in (("health", options.health_probe_addr), ("metrics", options.metrics_addr)):
+        if address in ("0", ""):
+            continue
+        host, _, port = address.rpartition(":")
+        found[name] = (host.strip("[]") or "0.0.0.0", int(port))
+    return found
+
+
+def validate(options: Options) -> None:
+    if options.worker_restart_limit < 0:
+        raise ValueError(f"--worker-restart-limit must be 0 or more (got {options.worker_restart_limit})")
+
+
+# ---- the worker's side -------------------------------------------------------------------
+@dataclass
+class Handoff:
+    """What the supervisor tells a worker: its identity, the identities of the workers reaped
+    before it (proven dead) and when the last one died, its sockets and heartbeat pipe, and
+    the restarts so far."""
+
+    identity: str
+    dead: list[str] = field(default_factory=list)
+    died_at: float | None = None  # CLOCK_MONOTONIC (one clock for every process of the machine)
+    succession_delay: float = 0.0
+    sockets: dict[str, int] = field(default_factory=dict)
+    heartbeat_fd: int | None = None
+    restarts: dict[str, int] = field(default_factory=dict)  # reason -> count
+    last: dict | None = None  # how the previous worker ended
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_environ(cls, environ=None) -> "Handoff | None":
+        text = (os.environ if environ is None else environ).get(ENV)
+        return cls(**json.loads(text)) if text else None
+
+    def listener(self, name: str) -> socket.socket | None:
+        """The listening socket the supervisor bound for ``name``, or None (taken once: the
+        socket object owns the descriptor)."""
+        fd = self.sockets.pop(name, None)
+        return socket.socket(fileno=fd) if fd is not None else None
+
+    def succession(self):
+        """The elector's :class:`~manager.lease.Succession`, or None for a first worker."""
+        from .lease import Succession
+
+        if not self.dead or self.died_at is None:
+            return None
+        return Succession(frozenset(self.dead), self.died_at + self.succession_delay)
+
+    def start_heartbeat(self, healthy: Callable[[], bool], interval: float = HEARTBEAT_INTERVAL) -> None:
+        """Beat on the supervisor's pipe every ``interval`` while ``healthy()`` (the liveness
+        checks) holds."""
+        if self.heartbeat_fd is None:
+            return
+        fd = self.heartbeat_fd
+        os.set_blocking(fd, False)
+
+        def beat():
+            while True:
+                try:
+                    if healthy():
+                        os.write(fd, b".")
+                except BlockingIOError:
+                    pass  # the supervisor is not reading (stopped): nothing to tell it
+                except OSError:
+                    return
+                except Exception:  # noqa: BLE001 - a broken check is a missed beat
+                    log.exception("liveness evaluation failed")
+                time.sleep(interval)
+
+        threading.Thread(target=beat, name="supervisor heartbeat", daemon=True).start()
+
+    def report(self, client, namespace: str) -> None:
+        """Count the restarts in the metrics and, after a restart, record a Warning Event on
+        the Pod (best effort; the supervisor writes nothing itself)."""
+        from . import metrics
+
+        for reason, count in self.restarts.items():
+            metrics.WORKER_RESTARTS.labels(reason).inc(count)
+        if not self.last:
+            return
+        pod = os.environ.get("POD_NAME")
+        if not pod:
+            return
+        last = self.last
+        message = (f"kruise-manager worker {last['identity']} (pid {last['pid']}) {last['how']} after "
+                   f"{last['ran_s']:.1f}s; restarted at once as {self.identity}")
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        involved = {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": namespace}
+        if os.environ.get("POD_UID"):
+            involved["uid"] = os.environ["POD_UID"]
+        try:
+            client.request("POST", f"/api/v1/namespaces/{namespace}/events", timeout=5, body={
+                "metadata": {"generateName": f"{pod}.", "namespace": namespace}, "involvedObject": involved,
+                "reason": "WorkerRestarted", "message": message, "type": "Warning",
+                "source": {"component": "kruise-manager"}, "firstTimestamp": stamp, "lastTimestamp": stamp,
+                "count": 1})
+        except Exception as err:  # noqa: BLE001 - an Event is best effort
+            log.warning("could not record the restart event: %s", err)
+
+
+def adopt(server_class, handler, sock: socket.socket):
+    """A ``socketserver`` server (``http.server``'s, ``wsgiref``'s) on an inherited listening
+    socket: it binds nothing."""
+    server = server_class(sock.getsockname()[:2], handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    server.server_address = sock.getsockname()
+    server.server_name, server.server_port = server.server_address[:2]
+    if hasattr(server, "setup_environ"):  # a WSGI server's environ names its host and port
+        server.setup_environ()
+    return server
+
+
+# ---- the supervisor's side ---------------------------------------------------------------
+def _prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent(prctl, parent: int) -> None:
+    """In the forked child: SIGKILL when the supervisor dies (a container runtime kills the
+    whole PID namespace with it; without one this keeps the worker from outliving it)."""
+    if prctl is not None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before that took effect
+        os._exit(1)
+
+
+@dataclass
+class _Worker:
+    pid: int
+    identity: str
+    started: float
+    heartbeat: int  # read end of its heartbeat pipe; -1 once it reached EOF
+    last_beat: float | None = None  # None until its first beat: the watchdog starts then
+    hung: bool = False
+    signalled: bool = False
+
+
+class Supervisor:
+    def __init__(self, options: Options, argv: list[str], clock: Callable[[], float] = time.monotonic):
+        self.options, self.argv, self.clock = options, list(argv), clock
+        self.window = RestartWindow(options.worker_restart_limit, options.worker_restart_window)
+        self.sockets: dict[str, socket.socket] = {}
+        self.worker: _Worker | None = None
+        self.dead: list[str] = []
+        self.died_at: float | None = None
+        self.restarts: dict[str, int] = {}
+        self.last: dict | None = None
+        self.stop_signals: list[int] = []
+        self.stopping = False
+        self.exit_code: int | None = None
+
+    # ---- sockets -------------------------------------------------------------------------
+    def bind(self) -> None:
+        for name, (host, port) in addresses(self.options).items():
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as err:
+                sock.close()
+                raise OSError(f"{name} port {host}:{port}: {err.strerror or err}") from None
+            sock.listen(1024)
+            self.sockets[name] = sock
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+        self.sockets = {}
+
+    # ---- the worker ----------------------------------------------------------------------
+    def _spawn(self) -> None:
+        identity = new_identity()
+        read_end, write_end = os.pipe()
+        handoff = Handoff(identity, self.dead[-KEEP_DEAD:], self.died_at, self.options.worker_succession_delay,
+                          {name: s.fileno() for name, s in self.sockets.items()}, write_end, dict(self.restarts),
+                          self.last)
+        env = {**os.environ, ENV: handoff.dumps()}
+        argv = [sys.executable, "-m", "manager", *self.argv]
+        inherited = [*handoff.sockets.values(), write_end]
+        prctl, parent = _prctl(), os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: nothing here may return into the supervisor's code
+            try:
+                _die_with_parent(prctl, parent)
+                for fd in inherited:
+                    os.set_inheritable(fd, True)
+                os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(127)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self.worker = _Worker(pid, identity, self.clock(), read_end)
+        log.info("worker started", extra={"pid": pid, "identity": identity, "dead_predecessors": len(handoff.dead)})
+
+    def _died(self, status: int) -> None:
+        worker, now = self.worker, self.clock()
+        self.worker = None
+        if worker.heartbeat >= 0:
+            os.close(worker.heartbeat)
+        reason, how, code = describe(status)
+        if worker.hung:
+            reason, how = "hung", (f"was killed after its liveness checks had not passed for "
+                                   f"{self.options.worker_heartbeat_timeout:g}s")
+        self.dead.append(worker.identity)
+        self.died_at = now
+        ran = now - worker.started
+        if self.stopping:
+            log.info("worker %s", how, extra={"pid": worker.pid, "identity": worker.identity})
+            self.exit_code = code
+            return
+        if not self.window.allow(now):
+            log.error("worker %s; %d restarts within %gs already: exiting so the kubelet backs off", how,
+                      self.options.worker_restart_limit, self.options.worker_restart_window,
+                      extra={"pid": worker.pid, "identity": worker.identity})
+            self.exit_code = code or 1
+            self._close_sockets()
+            return
+        log.warning("worker %s after %.1fs; restarting it", how, ran,
+                    extra={"pid": worker.pid, "identity": worker.identity, "reason": reason})
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
+        self.last = {"pid": worker.pid, "identity": worker.identity, "how": how, "reason": reason,
+                     "ran_s": round(ran, 3)}
+        self._spawn()
+
+    def _reap(self) -> None:
+        """Reap every child that exited (as PID 1 it inherits orphans too)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.worker is not None and pid == self.worker.pid:
+                self._died(status)
+
+    def _read_heartbeat(self) -> None:
+        worker = self.worker
+        if worker is None or worker.heartbeat < 0:
+            return
+        try:
+            data = os.read(worker.heartbeat, 4096)
+        except BlockingIOError:
+            return
+        if data:
+            worker.last_beat = self.clock()
+        else:  # EOF: it closed the pipe or is dying; waitpid tells which
+            os.close(worker.heartbeat)
+            worker.heartbeat = -1
+
+    def _watchdog(self) -> None:
+        worker, timeout = self.worker, self.options.worker_heartbeat_timeout
+        if worker is None or worker.hung or self.stopping or not timeout or worker.last_beat is None:
+            return
+        if self.clock() - worker.last_beat > timeout:
+            log.error("worker hung: its liveness checks have not passed for %gs; killing it", timeout,
+                      extra={"pid": worker.pid, "identity": worker.identity})
+            worker.hung = True
+            os.kill(worker.pid, signal.SIGKILL)
+
+    def _forward(self) -> None:
+        """Pass SIGTERM/SIGINT on to the worker (woken first, should it be stopped)."""
+        while self.stop_signals:
+            sig = self.stop_signals.pop(0)
+            if not self.stopping:
+                self.stopping = True
+                self._close_sockets()  # the worker's drain decides when the ports close
+                log.info("stopping the worker", extra={"signal": signal.Signals(sig).name})
+            if self.worker is not None:
+                try:
+                    os.kill(self.worker.pid, signal.SIGCONT)
+                    os.kill(self.worker.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    # ---- the loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            self.bind()
+        except OSError as err:
+            log.error("cannot listen: %s", err)
+            return 1
+        wake_read, wake_write = os.pipe()
+        for fd in (wake_read, wake_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda sig, _frame: self.stop_signals.append(sig))
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the loop
+        log.info("supervising the manager", extra={"sockets": {n: s.getsockname()[:2] for n, s in self.sockets.items()},
+                                                   "restart_limit": self.options.worker_restart_limit,
+                                                   "restart_window_s": self.options.worker_restart_window})
+        self._spawn()
+        while True:
+            self._forward()
+            self._reap()
+            if self.worker is None:
+                return self.exit_code if self.exit_code is not None else 1
+            self._watchdog()
+            watched = [wake_read] + ([self.worker.heartbeat] if self.worker.heartbeat >= 0 else [])
+            readable, _, _ = select.select(watched, [], [], HEARTBEAT_INTERVAL / 2)
+            if wake_read in readable:
+                try:
+                    os.read(wake_read, 4096)
+                except BlockingIOError:
+                    pass
+            self._read_heartbeat()
