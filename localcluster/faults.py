@@ -5,7 +5,10 @@ would do to the manager, as :class:`kruisectl.drill.Scenario` objects.
 - hang: SIGSTOP for longer than the readiness budget, then SIGCONT;
 - node loss / zone loss: the node's processes killed, its heartbeats stopped, its host cut off
   the network (connections time out, as to a dead machine), restored after a while;
-- total outage: every manager process killed at once (the hostlet brings them back).
+- total outage: every manager process killed at once (the hostlet brings them back);
+- worker crash / hang / OOM: only the manager's worker process (under ``manager.supervisor``)
+  killed, stopped, or chosen by the OOM killer; its supervisor replaces it in the same
+  container.
 """
 
 from __future__ import annotations
@@ -181,3 +184,98 @@ def oom(hostlet: Hostlet, namespace: str, leader: bool = False, seconds: float =
     return Scenario(f"oom{'-leader' if leader else ''}", "push a replica's container past limits.memory: the "
                     "kernel OOM-kills the manager (the hostlet restarts it)", graceful=False, moves_leader=leader,
                     act=act, replaces_victims=False, settled=lambda: _restarted(hostlet, namespace, killed, counts))
+
+
+# ---- the manager's worker process (under manager.supervisor) ------------------------------
+def worker_pid(hostlet: Hostlet, namespace: str, pod: str) -> int | None:
+    """The pid of the manager's worker in a pod's container: the container's process (or an
+    OCI runtime's shim) and its descendants, the one the supervisor handed its worker
+    environment; None when there is none (unsupervised, or between two workers)."""
+    from manager.supervisor import ENV
+
+    process = hostlet.process_of(namespace, pod)
+    if process is None:
+        return None
+    marker = f"{ENV}=".encode()
+    pending = [process.pid]
+    while pending:
+        pid = pending.pop()
+        try:
+            if any(entry.startswith(marker) for entry in open(f"/proc/{pid}/environ", "rb").read().split(b"\0")):
+                return pid
+            for task in os.listdir(f"/proc/{pid}/task"):
+                pending += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except OSError:
+            continue
+    return None
+
+
+def _worker_fault(hostlet: Hostlet, namespace: str, leader: bool, name: str, summary: str, act_on) -> Scenario:
+    """A fault of one replica's worker process; settled once another worker runs in the same
+    container (never restarted by the hostlet: that is for the test to check) and it is ready."""
+    hit: dict[str, int] = {}
+
+    def act(target: Target, deadline: float) -> list[str]:
+        pod = _victim(target, leader)["metadata"]["name"]
+        pid = worker_pid(hostlet, namespace, pod)
+        if pid is None:
+            raise RuntimeError(f"{pod} runs no supervised worker (--supervise=false?)")
+        hit[pod] = pid
+        act_on(pod, pid)
+        return [pod]
+
+    def settled() -> bool:
+        for pod, pid in hit.items():
+            worker = hostlet.worker(namespace, pod)
+            now = worker_pid(hostlet, namespace, pod) if worker is not None else None
+            if now is None or now == pid or not worker.containers[0].ready:
+                return False
+        return True
+
+    who = "the leader's" if leader else "a non-leader's"
+    return Scenario(f"{name}-{'leader' if leader else 'replica'}", summary.format(who=who), graceful=False,
+                    moves_leader=leader, act=act, replaces_victims=False, settled=settled)
+
+
+def worker_crash(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
+    """SIGKILL of the manager's worker process only (a panic, the OOM killer): its supervisor
+    restarts it in the same container."""
+    return _worker_fault(hostlet, namespace, leader, "worker-crash",
+                         "SIGKILL {who} manager worker process (its supervisor restarts it)",
+                         lambda pod, pid: os.kill(pid, signal.SIGKILL))
+
+
+def worker_hang(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
+    """SIGSTOP of the manager's worker process only: it stops beating, its supervisor kills it
+    after --worker-heartbeat-timeout and restarts it."""
+    return _worker_fault(hostlet, namespace, leader, "worker-hang",
+                         "SIGSTOP {who} manager worker process (its supervisor kills and restarts it)",
+                         lambda pod, pid: os.kill(pid, signal.SIGSTOP))
+
+
+def worker_oom(hostlet: Hostlet, namespace: str, leader: bool, seconds: float = 30.0) -> Scenario:
+    """Push a replica's container past limits.memory with the worker as the OOM killer's first
+    choice (as its own growth would make it, the supervisor being small): the kernel kills the
+    worker, its supervisor restarts it."""
+    import subprocess
+    import sys as _sys
+
+    def oom_kill(pod: str, pid: int) -> None:
+        container = hostlet.worker(namespace, pod).containers[0]
+        if container.cgroup is None or not hasattr(container.cgroup, "join"):
+            raise RuntimeError(f"{pod} runs without a memory cgroup to join "
+                               f"({hostlet.memory_limits_unavailable or 'no limit, or an OCI runtime owns it'})")
+        cgroup = container.cgroup
+        with open(f"/proc/{pid}/oom_score_adj", "w") as adj:
+            adj.write("1000")
+        hog = subprocess.Popen([_sys.executable, "-c", HOG, str(seconds)], preexec_fn=lambda: cgroup.join(os.getpid()),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and worker_pid(hostlet, namespace, pod) == pid:
+            time.sleep(0.05)
+        hog.kill()
+        hog.wait()
+
+    return _worker_fault(hostlet, namespace, leader, "worker-oom",
+                         "push {who} container past limits.memory: the kernel OOM-kills the manager worker "
+                         "(its supervisor restarts it)", oom_kill)

@@ -57,8 +57,8 @@ class Manager:
         self.namespace = args.leader_election_namespace
         # Aborting connections (SO_LINGER 0): a request not yet sent dies with the process (the
         # supervisor's safety argument relies on it).
-        self.client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}", pool_size=32,
-                                             abort_on_close=True)
+        self.client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}",
+                                             pool_size=32, abort_on_close=True)
         self.health = Health()
         self.shutting_down = threading.Event()
         self.exit_code = 0

@@ -334,7 +334,7 @@ class Supervisor:
             self.exit_code = code
             return
         if not self.window.allow(now):
-            log.error("worker %s; %d restarts within %gs already: exiting so the kubelet backs off", how,
+            log.error("worker %s; the restart limit (%d within %gs) is reached: exiting so the kubelet backs off", how,
                       self.options.worker_restart_limit, self.options.worker_restart_window,
                       extra={"pid": worker.pid, "identity": worker.identity})
             self.exit_code = code or 1
