@@ -1,0 +1,175 @@
+"""A crash of the manager's worker process costs about a second and no connection: the chart's
+real managers (3 replicas under their supervisor, the default) on hostlet nodes behind their
+real Service, failurePolicy Fail, the chart's default 15 s lease, dry-run pod creates at 20/s,
+each on a new connection (so the victim gets its share of them while it restarts).
+
+Each fault hits only the worker process of one replica (a panic or SIGKILL, the OOM killer, a
+hang); its supervisor replaces it in the same container. Expected, for each: no admission
+refused (``connection refused``: the supervisor holds the listening socket), no failure but on
+the victim's own connections (``drill.default_budget``'s crash budget), the container never
+restarted by the kubelet, and where the victim led, its own pod's next worker holding the
+Lease within 3 s of the old one's last renewal (standbys would wait 15 s). A crash loop still
+restarts the container, so its restartCount and back-off keep their meaning."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import pytest
+import requests
+import yaml
+
+from kruisectl import drill
+from kruisectl.inventory import Names
+from kruisectl.probe import probe_sidecarset
+from localcluster import faults
+from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.hostlet import Hostlet, create_hostlet_nodes
+from manager.options import parse
+
+from ..conftest import require, wait_for
+from .conftest import NODES, ZONES, Installed
+
+pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
+
+OPTIONS = drill.DrillOptions(rate=20, before_s=3, settle_s=3, timeout_s=180)
+LEASE = 15.0  # the chart's default, unchanged here
+GAP_BUDGET_S = 3.0  # a worker crash of the leader: leadership back within this (issue 21)
+HEARTBEAT_TIMEOUT = parse([], environ={}).worker_heartbeat_timeout  # the chart leaves the manager's default
+# Every admission on a connection of its own: each one dials the Service anew and the apiserver
+# picks an endpoint at random, so about a third of them are sent to the victim while its worker
+# restarts (with connection reuse one replica may take them all and the victim none). Every
+# other value is the chart's default.
+VALUES = {"manager": {"nodeSelector": {"type": "hostlet"}, "webhookServer": {"maxRequestsPerConnection": 1}}}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    require("netns")
+    cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True), log=sys.stderr)
+    hostlet = None
+    try:
+        create_hostlet_nodes(cluster, NODES, zones=ZONES)
+        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=4, heartbeat_interval=2).start()
+        values = tmp_path_factory.mktemp("drill") / "values.yaml"
+        values.write_text(yaml.safe_dump(VALUES))
+        env = Installed(cluster, hostlet, str(values))
+        result = env.kruisectl("install", "--wait", "--timeout", "240", "-f", str(values))
+        assert result.exit_code == 0, result.output
+        env.wait_settled()
+        yield env
+    finally:
+        if hostlet is not None:
+            hostlet.stop()
+        cluster.stop()
+
+
+def pod_ips(installed) -> dict[str, str]:
+    from kubernetes import client
+
+    pods = client.CoreV1Api(installed.api()).list_namespaced_pod(installed.namespace).items
+    return {p.metadata.name: p.status.pod_ip for p in pods}
+
+
+def restart_counts(installed) -> dict[str, int]:
+    return {name: installed.hostlet.worker(installed.namespace, name).containers[0].restart_count
+            for name in pod_ips(installed)}
+
+
+def run(installed, scenario: drill.Scenario, gap_budget: float = GAP_BUDGET_S) -> drill.ScenarioResult:
+    installed.wait_settled()
+    api, names = installed.api(), Names(namespace=installed.namespace)
+    budget = drill.default_budget(scenario, OPTIONS, lease_duration_s=LEASE)
+    if scenario.moves_leader:
+        budget.leader_gap_s = gap_budget
+    ips, counts = pod_ips(installed), restart_counts(installed)
+    with probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
+        drill.wait_injecting(api, OPTIONS.probe_namespace, probe.labels, 10, print)
+        result = drill.measure(api, names, scenario, OPTIONS, probe.labels, budget)
+    row = result.to_dict()
+    row["refused"] = sum(int(f.split("x ", 1)[0]) for f in result.failures if "connection refused" in f)
+    print(json.dumps(row))
+    assert result.recovery_s is not None, result
+    assert result.not_injected == 0, result
+    assert row["refused"] == 0, result.failures
+    only_the_victims_failed(result, ips)
+    assert result.breaches == [], result
+    assert restart_counts(installed) == counts  # the worker was replaced, never the container
+    return result
+
+
+def worker_restarts(ip: str) -> float:
+    """kruise_manager_worker_restarts_total of a replica, every reason."""
+    text = requests.get(f"http://{ip}:8080/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kruise_manager_worker_restarts_total{"))
+
+
+def only_the_victims_failed(result: drill.ScenarioResult, ips: dict[str, str]) -> None:
+    """What may fail is what was on its way to the victim's worker: a call on one of its
+    connections (reset there, or waiting on a hung worker until the webhook's timeout),
+    never a call to another replica."""
+    victims = {ips[v] for v in result.victims}
+    for failure in result.failures:
+        assert "mpod.kb.io" in failure, failure
+        named = any(f"{ip}:" in failure for ip in victims)
+        timed_out = "deadline exceeded" in failure or "Timeout" in failure
+        assert named or timed_out, (failure, victims)
+
+
+@pytest.mark.parametrize("leader", [True, False], ids=["leader", "replica"])
+def test_a_killed_worker_is_replaced_in_its_container_and_refuses_nothing(installed, leader):
+    result = run(installed, faults.worker_crash(installed.hostlet, installed.namespace, leader))
+    if leader:
+        (victim,) = result.victims
+        assert result.new_leader and result.new_leader.startswith(victim + "_"), result  # its own next worker
+        assert result.leader_gap_s is not None and result.leader_gap_s <= GAP_BUDGET_S, result
+
+
+def test_an_oom_killed_worker_is_replaced_in_its_container_and_refuses_nothing(installed):
+    require("memory", installed.hostlet.memory_limits_unavailable)
+    result = run(installed, faults.worker_oom(installed.hostlet, installed.namespace, leader=True))
+    (victim,) = result.victims
+    assert result.new_leader and result.new_leader.startswith(victim + "_"), result
+    assert result.leader_gap_s is not None and result.leader_gap_s <= GAP_BUDGET_S, result
+
+
+@pytest.mark.parametrize("leader", [False, True], ids=["replica", "leader"])
+def test_a_hung_worker_is_killed_by_its_supervisor_not_the_container(installed, leader):
+    """The supervisor's watchdog (--worker-heartbeat-timeout) replaces the worker well before
+    the kubelet's liveness probe (3 failures 10 s apart) would restart the container. A hung
+    leader's Lease is taken by its own next worker once it is killed: the gap is the crash's
+    plus the time to tell a hang."""
+    result = run(installed, faults.worker_hang(installed.hostlet, installed.namespace, leader),
+                 gap_budget=HEARTBEAT_TIMEOUT + GAP_BUDGET_S)
+    if leader:
+        (victim,) = result.victims
+        assert result.new_leader and result.new_leader.startswith(victim + "_"), result
+
+
+def test_a_crash_loop_restarts_the_container(installed):
+    """Past --worker-restart-limit (3) restarts within the window, the next crash exits the
+    container with the worker's status: the kubelet counts it and backs off."""
+    hostlet, namespace = installed.hostlet, installed.namespace
+    installed.wait_settled()
+    leader = drill.Target(installed.api(), Names(namespace=namespace), 10).leader_pod()
+    ips = pod_ips(installed)
+    # A replica whose supervisor restarted nothing yet (the other tests' victims did).
+    pod = next(p.metadata.name for p in installed.ready_pods()
+               if (leader is None or p.metadata.name != leader["metadata"]["name"])
+               and worker_restarts(ips[p.metadata.name]) == 0)
+    container = hostlet.worker(namespace, pod).containers[0]
+    before = container.restart_count
+    for crash in range(4):
+        pid = wait_for(lambda: faults.worker_pid(hostlet, namespace, pod), timeout=30, what="a worker")
+        assert hostlet.worker(namespace, pod).containers[0].restart_count == before, f"restarted at crash {crash}"
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: faults.worker_pid(hostlet, namespace, pod) != pid, timeout=30, what="the worker's end")
+    wait_for(lambda: hostlet.worker(namespace, pod).containers[0].restart_count == before + 1, timeout=30,
+             what="the container's restart")
+    last = hostlet.worker(namespace, pod).containers[0].last_terminated
+    assert last["exitCode"] == 128 + signal.SIGKILL, last
+    installed.wait_settled()
