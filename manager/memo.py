@@ -11,12 +11,16 @@ now or later, so:
   state the rules read (the watched caches) and the wall-clock second (injection stamps the
   time);
 - the answer is kept as a template: the same names replaced by the same placeholders;
-- the first time a key is met, the answer is computed a second time for a probe: the request
-  with other names, uid and managedFields. Only when the probe's template equals the answer's
-  is the key reused: rules that copy a name into the answer are served with the pod's own name
-  put back; rules that decide anything from a name are computed for every pod.
+- the first time a key is met, the answer is computed as without the memo, and only the key
+  is remembered (a hash of it, in a bounded table): most requests never repeat (pods that
+  differ in labels or spec), and for them the memo costs its key, not a template and a probe;
+- the second time, the answer is computed a second time for a probe: the request with other
+  names, uid and managedFields. Only when the probe's template equals the answer's is the key
+  reused (from the third time on): rules that copy a name into the answer are served with the
+  pod's own name put back; rules that decide anything from a name are computed for every pod,
+  and a probe that disagrees keeps the key from being reused.
 
-Its outcomes (hit, miss, bypass) and probes are counted in the manager's metrics, so a
+Its outcomes (hit, first, miss, bypass) and probes are counted in the manager's metrics, so a
 benchmark can tell a reused answer from a computed one.
 """
 
@@ -43,7 +47,7 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # JSON strings with not
 _MARK = b"\\u0000"  # how orjson writes NUL; no placeholder-like text may be in a request
 _PROBE_PREFIX = "kruise-memo-probe-"
 _UNVERIFIED_FOR = 30.0  # seconds a failed probe keeps a key from being reused
-_HIT, _MISS, _BYPASS = (metrics.MEMO_ANSWERS.labels(result) for result in ("hit", "miss", "bypass"))
+_HIT, _FIRST, _MISS, _BYPASS = (metrics.MEMO_ANSWERS.labels(result) for result in ("hit", "first", "miss", "bypass"))
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,10 @@ class Memo:
         self.max_entries = max_entries
         self._answers: dict[tuple, tuple[int, _Template]] = {}  # (token, key) -> (second, template)
         self._verdicts: dict[tuple, bool | float] = {}  # (token, key) -> True, or when a probe failed
+        # hash((token, key)) of keys met once: a collision only probes a key a time early
+        self._seen: dict[int, None] = {}
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self.hits = self.firsts = self.misses = 0
 
     def answer(self, request: dict, state: State) -> dict:
         names = names_of(request)
@@ -172,10 +178,17 @@ class Memo:
             self.hits += 1
             _HIT.inc()
             return found[1].fill(names)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            seen = hash(key)
+            if seen not in self._seen:
+                self.firsts += 1
+                _FIRST.inc()
+                self._store(self._seen, seen, None)
+                return self.compute(request, state.value)
         self.misses += 1
         _MISS.inc()
         answer = self.compute(request, state.value)
-        verdict = self._verdicts.get(key)
         if verdict is not None and verdict is not True and time.monotonic() - verdict < _UNVERIFIED_FOR:
             return answer
         try:

@@ -17,10 +17,11 @@ CERT_EXPIRY = Gauge("kruise_manager_webhook_cert_expiry_timestamp_seconds",
 CA_BUNDLE_MISMATCH = Gauge("kruise_manager_webhook_cabundle_mismatch",
                            "1 while a webhook configuration's caBundle does not hold the serving CA.", ["configuration"])
 MEMO_ANSWERS = Counter("kruise_manager_webhook_memo_answers",
-                       "Pod admission answers by the memo's outcome: hit (reused), miss (computed), "
-                       "bypass (a request the memo cannot key, computed).", ["result"])
+                       "Pod admission answers by the memo's outcome: hit (reused), first (computed, "
+                       "its key met for the first time and remembered), miss (computed, its key met "
+                       "before), bypass (a request the memo cannot key, computed).", ["result"])
 MEMO_PROBES = Counter("kruise_manager_webhook_memo_probes",
-                      "Extra computations of an answer for a probe (the first time a request's key is met).")
+                      "Extra computations of an answer for a probe (the second time a request's key is met).")
 STATUS_WRITES = Counter("kruise_manager_sidecarset_status_writes", "SidecarSet status updates written.")
 
 

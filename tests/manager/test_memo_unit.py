@@ -1,7 +1,9 @@
-"""Reused admission answers (manager.memo): pods that differ only in identity share one
-computation and each still gets its own answer (names put back); rules that decide anything
-from a pod's name are never served from the memo; a change to the watched SidecarSets (a status
-write too) is a new key. Pure logic, no cluster."""
+"""Reused admission answers (manager.memo): a request met for the first time costs one
+computation (its key remembered); the second time, the answer and a probe with other names
+decide whether the key is reused; from the third on, pods that differ only in identity get the
+reused answer with their own names put back. Rules that decide anything from a pod's name are
+never served from the memo; a change to the watched SidecarSets (a status write too) is a new
+key. Pure logic, no cluster."""
 
 from __future__ import annotations
 
@@ -68,13 +70,13 @@ def within_one_second(check) -> None:
     pytest.fail("the clock kept turning")
 
 
-def test_pods_differing_in_identity_share_one_computation_and_get_their_own_names():
+def test_pods_differing_in_identity_share_their_computation_and_get_their_own_names():
     def check():
         rules = Rules()
         memo = Memo(rules)
-        requests = [pod_request(f"web-{i}", f"kube-api-access-{i}abcd", uid=f"uid-{i}") for i in range(4)]
+        requests = [pod_request(f"web-{i}", f"kube-api-access-{i}abcd", uid=f"uid-{i}") for i in range(5)]
         answers = [memo.answer(r, state()) for r in requests]
-        assert rules.calls == 2  # the first pod's answer and its probe; the others reuse them
+        assert rules.calls == 3  # the first pod's answer, the second's and its probe; the others reuse them
         for request, answer in zip(requests, answers):
             assert wire(request, answer) == wire(request, Rules()(request, state().value))
         volume_mounts = wire(requests[3], answers[3])["patch"][0]["value"][0]["volumeMounts"]
@@ -92,8 +94,9 @@ def test_rules_reading_the_name_get_each_pod_its_own_answer(decides):
             answer = memo.answer(request, state())
             expected = Rules(copies_name=not decides, decides_on_name=decides)(request, state().value)
             assert wire(request, answer) == wire(request, expected)
-        # copied names are put back into one reused answer; decisions on them are computed each time
-        assert rules.calls == (4 if decides else 2)
+        # first pod: its answer; second: its answer and the probe; third: reused when the rules
+        # only copy the name, computed when they decide on it
+        assert rules.calls == (4 if decides else 3)
     within_one_second(check)
 
 
@@ -116,25 +119,78 @@ def test_different_labels_are_different_keys():
     assert rules.calls > calls
 
 
+ENCOUNTERS = {
+    # rules, max_entries, steps: (pod name, state token, extra labels, outcome, computations)
+    "agreeing rules: first, decided, then hits": (Rules, 1024, [
+        ("web-0", "t1", {}, "first", 1), ("web-1", "t1", {}, "miss", 2), ("web-2", "t1", {}, "hit", 0),
+        ("web-3", "t1", {}, "hit", 0)]),
+    "a probe that disagrees keeps the key from reuse": (lambda: Rules(decides_on_name=True), 1024, [
+        ("web-0", "t1", {}, "first", 1), ("web-1", "t1", {}, "miss", 2), ("web-2", "t1", {}, "miss", 1),
+        ("web-3", "t1", {}, "miss", 1)]),
+    "the same pod twice is probed with other names": (Rules, 1024, [
+        ("web-0", "t1", {}, "first", 1), ("web-0", "t1", {}, "miss", 2), ("web-0", "t1", {}, "hit", 0),
+        ("web-1", "t1", {}, "hit", 0)]),
+    "a new cache version is a new key, met for the first time": (Rules, 1024, [
+        ("web-0", "t1", {}, "first", 1), ("web-1", "t1", {}, "miss", 2), ("web-2", "t1", {}, "hit", 0),
+        ("web-3", "t2", {}, "first", 1), ("web-4", "t2", {}, "miss", 2), ("web-5", "t2", {}, "hit", 0)]),
+    "a new cache version probes a disagreeing key again": (lambda: Rules(decides_on_name=True), 1024, [
+        ("web-0", "t1", {}, "first", 1), ("web-1", "t1", {}, "miss", 2), ("web-2", "t1", {}, "miss", 1),
+        ("web-3", "t2", {}, "first", 1), ("web-4", "t2", {}, "miss", 2), ("web-5", "t2", {}, "miss", 1)]),
+    "interleaved shapes are each decided on their second encounter": (Rules, 1024, [
+        ("web-0", "t1", {"tier": "a"}, "first", 1), ("web-1", "t1", {"tier": "b"}, "first", 1),
+        ("web-2", "t1", {"tier": "a"}, "miss", 2), ("web-3", "t1", {"tier": "b"}, "miss", 2),
+        ("web-4", "t1", {"tier": "a"}, "hit", 0), ("web-5", "t1", {"tier": "b"}, "hit", 0)]),
+    "a full table of first encounters forgets them": (Rules, 2, [
+        ("web-0", "t1", {"tier": "a"}, "first", 1), ("web-1", "t1", {"tier": "b"}, "first", 1),
+        ("web-2", "t1", {"tier": "c"}, "first", 1), ("web-3", "t1", {"tier": "a"}, "first", 1),
+        ("web-4", "t1", {"tier": "a"}, "miss", 2), ("web-5", "t1", {"tier": "a"}, "hit", 0)]),
+}
+
+
+@pytest.mark.parametrize("case", ENCOUNTERS)
+def test_encounters_of_a_key(case):
+    """Each request's outcome and how many times the rules ran for it: once the first time a
+    key is met, twice (answer and probe) the second time, none once the probe agreed."""
+    make_rules, max_entries, steps = ENCOUNTERS[case]
+
+    def check():
+        rules = make_rules()
+        memo = Memo(rules, max_entries=max_entries)
+        for i, (name, token, labels, outcome, computations) in enumerate(steps):
+            request = pod_request(name, f"kube-api-access-{name}", uid=f"uid-{i}", **labels)
+            before = {"hit": memo.hits, "first": memo.firsts, "miss": memo.misses}, rules.calls, memo_counts()
+            answer = memo.answer(request, state(token))
+            counts = memo_counts()
+            got = [k for k, v in {"hit": memo.hits, "first": memo.firsts, "miss": memo.misses}.items()
+                   if v != before[0][k]]
+            assert (got, rules.calls - before[1]) == ([outcome], computations), f"step {i} ({name}, {token})"
+            assert counts[outcome] - before[2][outcome] == 1
+            assert counts["probe"] - before[2]["probe"] == (computations - 1 if outcome == "miss" else 0)
+            expected = make_rules()(request, state(token).value)
+            assert wire(request, answer) == wire(request, expected), f"step {i}: not the rules' answer"
+            assert len(memo._seen) <= max_entries
+    within_one_second(check)
+
+
 def memo_counts() -> dict[str, float]:
     from prometheus_client import REGISTRY
     counts = {result: REGISTRY.get_sample_value("kruise_manager_webhook_memo_answers_total", {"result": result}) or 0.0
-              for result in ("hit", "miss", "bypass")}
+              for result in ("hit", "first", "miss", "bypass")}
     counts["probe"] = REGISTRY.get_sample_value("kruise_manager_webhook_memo_probes_total") or 0.0
     return counts
 
 
-def test_the_metrics_count_hits_misses_probes_and_bypasses():
+def test_the_metrics_count_hits_first_encounters_misses_probes_and_bypasses():
     def check():
         memo = Memo(Rules())
         before = memo_counts()
-        for i in range(3):  # one shape: a miss with its probe, then hits
+        for i in range(4):  # one shape: a first encounter, a miss with its probe, then hits
             memo.answer(pod_request(f"web-{i}", f"kube-api-access-{i}abcd", uid=f"uid-{i}"), state())
-        for i in range(2):  # each request differs (a label): misses, each probed
+        for i in range(2):  # each request differs (a label): first encounters, none probed
             memo.answer(pod_request("web-9", "kube-api-access-zzzzz", seq=str(i)), state())
         memo.answer({"uid": "x", "object": {"spec": {"containers": []}}}, state())  # no metadata: nothing to key
         after = memo_counts()
-        assert {k: after[k] - before[k] for k in after} == {"hit": 2, "miss": 3, "bypass": 1, "probe": 3}
+        assert {k: after[k] - before[k] for k in after} == {"hit": 2, "first": 3, "miss": 1, "bypass": 1, "probe": 1}
     within_one_second(check)
 
 
@@ -144,9 +200,13 @@ def test_rules_that_fail_on_the_probe_still_answer_the_request():
             raise KeyError("probe")
         return Rules()(request, sidecarsets)
 
-    memo = Memo(fussy)
-    request = pod_request("web-0", "kube-api-access-aaaaa")
-    assert wire(request, memo.answer(request, state())) == wire(request, Rules()(request, state().value))
+    def check():
+        memo = Memo(fussy)
+        for i in range(3):  # met once, then probed (and failing), then computed again: never reused
+            request = pod_request(f"web-{i}", f"kube-api-access-{i}aaaa", uid=f"uid-{i}")
+            assert wire(request, memo.answer(request, state())) == wire(request, Rules()(request, state().value))
+        assert (memo.firsts, memo.misses, memo.hits) == (1, 2, 0)
+    within_one_second(check)
 
 
 def test_an_answer_in_wire_form_is_passed_through_unchanged():
@@ -158,8 +218,8 @@ def test_an_answer_in_wire_form_is_passed_through_unchanged():
 
 def test_sidecarset_admission_through_the_memo_answers_as_its_rules_do():
     """The real injection rules behind the memo: every pod gets exactly the answer the rules
-    give it, the rules ran for the first pod only (and its probe), and a status write to the
-    SidecarSet (a new informer version) is a new key."""
+    give it, the rules ran for the first two pods only (and the second's probe), and a status
+    write to the SidecarSet (a new informer version) is a new key."""
     sidecarsets, namespaces = Informer(None, "/sidecarsets"), Informer(None, "/namespaces")
     sidecarsets.items["/logger"] = slim_sidecarset({
         "metadata": {"name": "logger", "generation": 1, "resourceVersion": "7", "uid": "x"},
@@ -171,9 +231,10 @@ def test_sidecarset_admission_through_the_memo_answers_as_its_rules_do():
 
     def check():
         admission._memo = Memo(admission._mutate_pod)
-        requests = [pod_request(f"web-{i}", f"kube-api-access-{i}wxyz", uid=f"uid-{i}") for i in range(3)]
+        requests = [pod_request(f"web-{i}", f"kube-api-access-{i}wxyz", uid=f"uid-{i}") for i in range(4)]
         answers = [admission.mutate_pod(r) for r in requests]
-        assert admission._memo.misses == 1 and admission._memo.hits == 2
+        memo = admission._memo
+        assert (memo.firsts, memo.misses, memo.hits) == (1, 1, 2)
         for request, answer in zip(requests, answers):
             direct = admission._mutate_pod(request, sidecarsets.snapshot())
             assert wire(request, answer) == wire(request, direct)
@@ -184,7 +245,7 @@ def test_sidecarset_admission_through_the_memo_answers_as_its_rules_do():
             sidecarsets.items["/logger"] = {**sidecarsets.items["/logger"], "status": {"matchedPods": 3}}
             sidecarsets.version += 1
         admission.mutate_pod(pod_request("web-9", "kube-api-access-9wxyz"))
-        assert admission._memo.misses == 2
+        assert (memo.firsts, memo.misses, memo.hits) == (2, 1, 2)  # a new key, met for the first time
     within_one_second(check)
 
 
