@@ -153,7 +153,8 @@ PARALLEL_READS = 32
 
 
 def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = False) -> Inventory:
-    """Read everything in parallel: one round for the objects, one for the pods' nodes."""
+    """Read everything in parallel: one round for the objects, one for the pods' nodes and,
+    where its API is served, prometheus-operator's objects."""
     from kubernetes.client.exceptions import ApiException
 
     ns = names.namespace
@@ -181,9 +182,6 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
             "all_pods": items("/api/v1/pods", fieldSelector="status.phase!=Succeeded,status.phase!=Failed"),
             "pdbs": items(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
             "monitoring": get(f"/apis/{MONITORING_API}"),
-            "prometheus_rules": items(f"/apis/{MONITORING_API}/prometheusrules"),
-            "service_monitors": items(f"/apis/{MONITORING_API}/servicemonitors"),
-            "pod_monitors": items(f"/apis/{MONITORING_API}/podmonitors"),
             "services": items(f"/api/v1/namespaces/{ns}/services"),
         })
     inventory = Inventory(names=names)
@@ -198,23 +196,34 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
 
     for name in dict.fromkeys(("kube-system", ns)):
         calls[f"namespace/{name}"] = get(f"/api/v1/namespaces/{name}")
-    with ThreadPoolExecutor(max_workers=min(len(calls), PARALLEL_READS)) as pool:
-        for key, value, status, reason in pool.map(lambda item: run(*item), calls.items()):
-            if key.startswith("namespace/"):
-                if key == f"namespace/{ns}":
-                    inventory.namespace_exists = status != 404
-                if reason is None:
-                    inventory.namespaces[value["metadata"]["name"]] = value
-                elif status not in (404, None):
-                    inventory.errors[key] = reason
-                    inventory.statuses[key] = status or 0
-            elif reason is None:
-                setattr(inventory, key, value)
-            elif status == 404:  # absent is a finding for the caller, not a read error
-                inventory.absent.append(key)
-            else:
+    def keep(key, value, status, reason):
+        if key.startswith("namespace/"):
+            if key == f"namespace/{ns}":
+                inventory.namespace_exists = status != 404
+            if reason is None:
+                inventory.namespaces[value["metadata"]["name"]] = value
+            elif status not in (404, None):
                 inventory.errors[key] = reason
                 inventory.statuses[key] = status or 0
+        elif reason is None:
+            setattr(inventory, key, value)
+        elif status == 404:  # absent is a finding for the caller, not a read error
+            inventory.absent.append(key)
+        else:
+            inventory.errors[key] = reason
+            inventory.statuses[key] = status or 0
+
+    with ThreadPoolExecutor(max_workers=min(len(calls), PARALLEL_READS)) as pool:
+        for result in pool.map(lambda item: run(*item), calls.items()):
+            keep(*result)
+        # prometheus-operator's objects only where its API is served: asking a cluster without
+        # it would need list rights on resources that do not exist (403 comes before 404).
+        monitors = {} if inventory.monitoring is None else {
+            "prometheus_rules": items(f"/apis/{MONITORING_API}/prometheusrules"),
+            "service_monitors": items(f"/apis/{MONITORING_API}/servicemonitors"),
+            "pod_monitors": items(f"/apis/{MONITORING_API}/podmonitors"),
+        }
+        pending_monitors = pool.map(lambda item: run(*item), monitors.items())
         node_names = sorted({p["spec"].get("nodeName") for p in inventory.pods if p["spec"].get("nodeName")})
         record = pool.submit(_read_release_record, api_client, inventory, timeout) if extended else None
         for key, value, status, reason in pool.map(
@@ -225,6 +234,8 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
             elif status != 404:
                 inventory.errors[key] = reason
                 inventory.statuses[key] = status or 0
+        for result in pending_monitors:
+            keep(*result)
         if record is not None:
             record.result()
     return inventory
