@@ -147,6 +147,9 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of undisturbed load for the shares")
     parser.add_argument("--only", nargs="*", help="run only these scenarios")
     parser.add_argument("--skip-machine-loss", action="store_true", help="no node or zone loss (each takes ~90s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a chart value for the install (repeatable), e.g. "
+                             "--set manager.webhookServer.maxConnectionAge=2s")
     args = parser.parse_args()
     started = time.monotonic()
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True))
@@ -160,7 +163,8 @@ def main() -> None:
         hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=10, heartbeat_interval=5).start()
         values = cluster.workdir / "ha-values.yaml"
         values.write_text(yaml.safe_dump({"manager": {"nodeSelector": {"type": "hostlet"}}}))
-        installed = kruisectl(cluster, "install", "--wait", "--timeout", "300", "-f", str(values))
+        installed = kruisectl(cluster, "install", "--wait", "--timeout", "300", "-f", str(values),
+                              *[arg for value in args.set for arg in ("--set", value)])
         if installed.exit_code:
             raise SystemExit(f"install failed: {installed.output}")
         api = cluster.api()
@@ -221,7 +225,7 @@ def main() -> None:
         if hostlet is not None:
             hostlet.stop()
         cluster.stop()
-    summary = {"rate": args.rate, "skipped": skipped, **summarise(results), **extra,
+    summary = {"rate": args.rate, "chart_set": args.set, "skipped": skipped, **summarise(results), **extra,
                "bench_s": round(time.monotonic() - started, 1)}
     print(json.dumps(summary))
     if summary["errors"]:
