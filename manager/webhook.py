@@ -115,6 +115,7 @@ class WebhookServer:
         self.draining = threading.Event()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
+        self._owns_listener = False
         self._serve_when: Callable[[], bool] | None = None
         self._thread: threading.Thread | None = None
         self.last_heartbeat = time.monotonic()
@@ -132,6 +133,7 @@ class WebhookServer:
         """Listen (on ``listener`` when given: a socket the supervisor bound and keeps, so
         connections wait in its backlog while no worker accepts) and serve. Nothing is accepted
         before ``serve_when()`` holds (the caches are synced): what waits, waits in the backlog."""
+        self._owns_listener = listener is None
         if listener is None:
             family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
             listener = socket.socket(family, socket.SOCK_STREAM)
@@ -403,6 +405,13 @@ class WebhookServer:
     def _close_listener(self) -> None:
         self._stop.set()
         if self._listener is not None:
+            try:
+                if self._owns_listener:
+                    # wakes the accept loop at once; a listener the supervisor lent is not ours to
+                    # shut down (the next worker accepts on it), so that loop notices within 0.5 s
+                    self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 self._listener.close()
             except OSError:
