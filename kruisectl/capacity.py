@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from kubekit import quantity as kubekit_quantity
 from kubekit.labels import requirement_matches, selector_matches
 
 DEFAULT_MAX_SURGE = "25%"
@@ -111,11 +112,11 @@ def get(obj: Any, *path: str, default: Any = None) -> Any:
 
 
 def quantity(value: Any) -> Decimal:
-    from kubernetes.utils import parse_quantity
-
+    """A resource quantity as apimachinery parses it (``kubekit.quantity``), absent as 0."""
     if value is None or value == "":
         return Decimal(0)
-    return Decimal(parse_quantity(value))
+    amount = kubekit_quantity.parse(value).value
+    return Decimal(amount.numerator) / Decimal(amount.denominator)
 
 
 def pod_requests(spec: dict) -> dict[str, Decimal]:

@@ -6,7 +6,6 @@ import json
 
 import click
 
-EXIT_OK = 0
 EXIT_FINDINGS = 1  # an error-level finding (or, with --fail-on warning, a warning)
 EXIT_CANNOT_CHECK = 2  # unreachable cluster, forbidden, bad kubeconfig, bad input
 EXIT_TIMEOUT = 124  # --wait ran out, as timeout(1)

@@ -7,9 +7,6 @@ constraint's labelSelector, and node affinity terms (which add ``Gt``/``Lt``).
 
 from __future__ import annotations
 
-OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
-
-
 def requirement_matches(labels: dict[str, str], requirement: dict) -> bool:
     """One ``{key, operator, values}`` requirement. ``NotIn`` and ``DoesNotExist`` match an
     absent key; ``Gt``/``Lt`` (node selectors only) compare integers; an unknown operator

@@ -286,9 +286,6 @@ class LocalCluster:
             ],
         )
 
-    def _component_kubeconfig(self) -> Path:
-        return self.kubeconfig
-
     def _start_controller_manager(self) -> None:
         pki = self.workdir / "pki"
         self._spawn(

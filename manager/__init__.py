@@ -1,12 +1,16 @@
 """The packaged kruise-manager: a replicated admission webhook and a leader-elected
 controller for SidecarSet, implementing OpenKruise's high-availability design.
 
-One concept per module: ``lease`` (leader election), ``webhook`` (the HTTPS admission
-server), ``certs`` (the serving credential and caBundle), ``health`` (readiness and
-liveness), ``sidecarset`` (defaulting, injection, validation, status, as upstream v1.8.3),
-``gojson`` and ``quantity`` (upstream's encoding of a SidecarSet), ``controller`` (leader-only
-status writer), ``informer`` (watched caches), ``kube`` (the API client), ``metrics``,
-``rbac`` (every API call the manager makes).
+One concept per module: ``options`` (every flag, declared once), ``lease`` (leader election),
+``webhook`` (the HTTPS admission server) with ``admission`` (reviews and answers), ``memo``
+(answers reused for a ReplicaSet's pods) and ``certwatcher`` (the serving pair reloaded),
+``handlers`` (the admission handlers), ``certs`` (the serving credential and caBundle),
+``health`` (readiness and liveness), ``sidecarset`` (defaulting, injection, validation, status,
+as upstream v1.8.3), ``gojson`` and ``gotypes`` (upstream's Go encoding of a SidecarSet),
+``controller`` (leader-only status writer), ``informer`` (watched caches), ``metrics``,
+``rbac`` (every API call the manager makes), ``runnable`` (what runs, and when it stops),
+``supervisor`` (the container's main process: holds the sockets, restarts the worker). The API
+client is ``kubekit.api``.
 """
 
 # Upstream OpenKruise's names and defaults, so charts and operators' habits carry over.

@@ -248,10 +248,6 @@ class CertManager:
         self._stop = threading.Event()
         self._informers: list[Informer] = []
 
-    @property
-    def ready(self) -> bool:
-        return self.problem is None
-
     def ca_file(self) -> str:
         return os.path.join(self.options.cert_dir, "ca-cert.pem")
 

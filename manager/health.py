@@ -3,7 +3,7 @@
 ``/readyz`` passes only when every readiness check does: the webhook credential is ready
 (files on disk, caBundles hold the CA) AND an HTTPS ``GET /healthz`` to this replica's own
 webhook server, verified against that CA under the Service's DNS name, answers within
-``self_check_timeout``. So a replica whose webhook is stopped, wedged or saturated leaves the
+a second (``webhook_self_check``'s timeout). So a replica whose webhook is stopped, wedged or saturated leaves the
 Service's endpoints.
 
 ``/healthz`` (liveness) fails when a registered loop stopped beating: a wedged webhook

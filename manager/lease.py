@@ -132,9 +132,6 @@ class LeaseLock:
         self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.path = f"{self.collection}/{name}"
 
-    def describe(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
     def _versioned(self, lease: dict) -> Versioned:
         return Versioned(LeaderElectionRecord.from_lease(lease), lease["metadata"].get("resourceVersion") or "")
 

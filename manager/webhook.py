@@ -435,10 +435,6 @@ class WebhookServer:
                 pass
         return closed
 
-    def in_flight(self) -> int:
-        with self._connections_lock:
-            return sum(1 for state in self._connections.values() if state.busy)
-
     def connections(self) -> int:
         with self._connections_lock:
             return len(self._connections)

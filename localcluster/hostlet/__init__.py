@@ -1,4 +1,4 @@
-"""The hostlet: a kubelet for the local control plane whose containers are local processes.
+"""The hostlet: a kubelet for the local control plane whose containers run on this machine.
 
 kwok simulates pods; some pods must really run (the kruise-manager replicas, so that the Lease
 holder is a pod on a node in a zone and the apiserver calls their webhooks). The hostlet is the
@@ -25,8 +25,10 @@ Where it differs from a kubelet, on purpose:
   The ServiceAccount credential is a kubeconfig in $KUBECONFIG instead of a mounted token.
 - Container restarts back off from ``backoff_initial`` (first restart immediate), doubling up to
   ``backoff_max``, reset after a container ran longer than ``backoff_max``.
-- Processes run as this machine's user, without cgroups: securityContext and resource limits
-  are not enforced (resourceFieldRef env values are still reported).
+- Containers from an image run in the OCI runtime with the pod's user, group, capabilities,
+  read-only root and ``limits.memory`` as their cgroup's limit; plain processes run as this
+  machine's user in a memory cgroup of their own (``limits.memory``), securityContext not
+  enforced. Neither enforces seccomp or CPU limits, and exec probes run on the host.
 
 It talks to the API as each node (``system:node:<name>`` client certificates), so the Node
 authorizer holds it to a kubelet's rights.
