@@ -25,6 +25,7 @@ import click
 from . import build
 from .cluster import ClusterError, ClusterOptions, LocalCluster
 from .network import available as network_unavailable_reason
+from .processes import alive
 
 DEFAULT_DIR = build.CACHE_DIR / "cluster"
 
@@ -69,7 +70,7 @@ def up(workdir: Path, nodes: int, bare_metal: int, zones: str, timeout: float) -
     """Start the cluster in the background and print its kubeconfig path."""
     workdir = workdir.resolve()
     pid_file = workdir / "serve.pid"
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if pid_file.exists() and alive(int(pid_file.read_text())):
         click.echo(f"already running; KUBECONFIG={workdir / 'admin.kubeconfig'}")
         return
     build.ensure_binaries()  # build in the foreground, with its progress
@@ -130,28 +131,17 @@ def down(workdir: Path) -> None:
         click.echo("no cluster is running")
         return
     pid = int(pid_file.read_text())
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
+        if alive(pid):
             os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     click.echo("cluster stopped")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import yaml
 
 from . import build
 from .network import available as network_unavailable_reason
+from .processes import alive
 
 DEMO_DIR = build.CACHE_DIR / "demo"
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -148,7 +149,7 @@ def _start_supervisor(nodes: int, bare_metal: int, timeout: float, archive: Path
     """Start ``serve`` in the background (pid in serve.pid, as ``localcluster down``
     expects) and wait until it says ready; returns what it says (how the manager runs)."""
     pid_file = DEMO_DIR / "serve.pid"
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if pid_file.exists() and alive(int(pid_file.read_text())):
         click.echo("the demo cluster is already running")
         ready = DEMO_DIR / "ready"
         return json.loads(ready.read_text()) if ready.exists() else {}
@@ -218,10 +219,6 @@ def down() -> None:
     sys.exit(subprocess.run([sys.executable, "-m", "localcluster", "down", "--dir", str(DEMO_DIR)]).returncode)
 
 
-def _alive(pid: int) -> bool:
-    from .__main__ import _alive as alive
-
-    return alive(pid)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ import yaml
 from manager import (MUTATE_POD_PATH, MUTATE_SIDECARSET_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
                      VALIDATE_SIDECARSET_PATH, VALIDATING_CONFIGURATION, WEBHOOK_PORT, rbac)
 
-from .cluster import LocalCluster, _die_with_parent
+from .cluster import LocalCluster
+from .processes import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_FILE = ROOT / "charts" / "kruise" / "crds" / "apps.kruise.io_sidecarsets.yaml"
@@ -211,7 +212,7 @@ class Fleet:
                 *self.extra_args, *extra]
         with open(replica.log, "ab") as log:
             replica.process = subprocess.Popen(replica.host.wrap(argv), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                               preexec_fn=_die_with_parent, cwd=str(ROOT))
+                                               preexec_fn=die_with_parent, cwd=str(ROOT))
         return replica
 
     def worker_pid(self, replica: Replica) -> int | None:

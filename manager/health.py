@@ -104,7 +104,7 @@ class Health:
         if sock is None:
             self._server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
         else:
-            from .supervisor import adopt
+            from .listeners import adopt
 
             self._server = adopt(ThreadingHTTPServer, Handler, sock)
         self._server.daemon_threads = True

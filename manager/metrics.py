@@ -41,7 +41,7 @@ def serve(address: str, sock=None) -> None:
 
         from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, make_wsgi_app
 
-        from .supervisor import adopt
+        from .listeners import adopt
 
         server = adopt(ThreadingWSGIServer, _SilentHandler, sock)
         server.set_app(make_wsgi_app())

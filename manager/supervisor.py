@@ -217,19 +217,6 @@ class Handoff:
             log.warning("could not record the restart event: %s", err)
 
 
-def adopt(server_class, handler, sock: socket.socket):
-    """A ``socketserver`` server (``http.server``'s, ``wsgiref``'s) on an inherited listening
-    socket: it binds nothing."""
-    server = server_class(sock.getsockname()[:2], handler, bind_and_activate=False)
-    server.socket.close()
-    server.socket = sock
-    server.server_address = sock.getsockname()
-    server.server_name, server.server_port = server.server_address[:2]
-    if hasattr(server, "setup_environ"):  # a WSGI server's environ names its host and port
-        server.setup_environ()
-    return server
-
-
 # ---- the supervisor's side ---------------------------------------------------------------
 def _prctl():
     try:

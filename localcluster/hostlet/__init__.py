@@ -35,14 +35,14 @@ authorizer holds it to a kubelet's rights.
 
 The package, by concern (as the kubelet's own packages): ``spec`` (what a pod spec means),
 ``node`` (nodes, credentials, heartbeat), ``kubelet`` (the watch and dispatch, fault hooks),
-``worker`` (one pod's lifecycle), ``runtime`` (processes), ``oci`` (containers from local
+``model`` (a container's state, the worker's view of the hostlet), ``worker`` (one pod's lifecycle), ``runtime`` (processes), ``oci`` (containers from local
 images), ``prober``, ``env``, ``status``.
 """
 
 from .kubelet import Hostlet
 from .node import NodeAgent, create_hostlet_nodes, node_credential
-from .prober import ProbeState, probe_allowed
-from .runtime import Backoff, Container
+from .model import Backoff, Container, ProbeState
+from .prober import probe_allowed
 from .spec import (MANAGER_PROGRAM, HostletError, Programs, expand, field_path_value, image_name, pod_hostname,
                    probe_url, quantity, resolve_program, resource_field_value)
 from .worker import PodWorker

@@ -9,17 +9,15 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kubekit.api import ApiError
 
 from ..build import CACHE_DIR
 
+from .model import Container
 from .spec import (API_TIMEOUT, ROOT, HostletError, etc_hosts, expand, field_path_value, pod_hostname,
                    resource_field_value)
 
-if TYPE_CHECKING:
-    from .runtime import Container
 
 PRIVATE_TMP = Path("/tmp")
 ETC_HOSTS = Path("/etc/hosts")

@@ -14,7 +14,8 @@ from kubekit.api import ApiError, Client, Watch
 
 from ..cluster import KWOK_ANNOTATION, LocalCluster
 from .node import NodeAgent, heartbeat, node_credential
-from .runtime import Container, signal_container
+from .model import Container
+from .runtime import signal_container
 from .spec import API_TIMEOUT, HostletError, Programs
 from .worker import PodWorker
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from .. import cgroups
 from .env import ETC_HOSTS, SERVICEACCOUNT_PATH, container_env, emptydir_mounts
 from .spec import ROOT, HostletError, etc_hosts, expand, pod_hostname
+from ..processes import alive
 
 if TYPE_CHECKING:
     from .runtime import Container
@@ -342,8 +343,6 @@ class OciRuntime:
 
     def clean_stale(self) -> None:
         """Delete the containers of hostlets that are gone (their shims died with them)."""
-        from ..__main__ import _alive as alive
-
         listing = self.command("list", "--format", "json")
         try:
             entries = json.loads(listing.stdout or "[]") or []

@@ -6,48 +6,15 @@ from __future__ import annotations
 import ipaddress
 import socket
 import subprocess
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import requests
 
 from .env import container_env
+from .model import Container
 from .spec import container_port, probe_url, resolve_program
 
-if TYPE_CHECKING:
-    from .runtime import Container
 
 PROBE_NETWORKS = (ipaddress.ip_network("198.18.0.0/15"),)  # the harness's hosts: never probe elsewhere
-
-
-@dataclass
-class ProbeState:
-    spec: dict
-    kind: str  # readiness | liveness | startup
-    successes: int = 0
-    failures: int = 0
-    passing: bool = False
-    next_at: float = 0.0
-    last_message: str = ""
-
-    def reset(self, started: float) -> None:
-        self.successes = self.failures = 0
-        self.passing = self.kind == "liveness"
-        self.next_at = started + float(self.spec.get("initialDelaySeconds", 0))
-
-    def record(self, ok: bool, message: str) -> bool:
-        """Count one result; True when the probe's verdict changed."""
-        before = self.passing
-        self.last_message = message
-        if ok:
-            self.successes, self.failures = self.successes + 1, 0
-            if self.successes >= int(self.spec.get("successThreshold", 1)):
-                self.passing = True
-        else:
-            self.failures, self.successes = self.failures + 1, 0
-            if self.failures >= int(self.spec.get("failureThreshold", 3)):
-                self.passing = False
-        return before != self.passing
 
 
 def probe_allowed(host: str) -> bool:

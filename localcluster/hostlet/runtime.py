@@ -8,72 +8,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cluster import _die_with_parent
-from .prober import ProbeState
-from .spec import quantity
-
-
-class Backoff:
-    """Crash-loop back-off: the first restart is immediate, then initial, 2×initial, … max."""
-
-    def __init__(self, initial: float, maximum: float):
-        self.initial, self.maximum = initial, maximum
-        self.delay = 0.0
-
-    def next_delay(self, ran_for: float) -> float:
-        if ran_for > self.maximum:
-            self.delay = 0.0
-        delay = self.delay
-        self.delay = self.initial if self.delay == 0 else min(self.maximum, self.delay * 2)
-        return delay
-
-
-@dataclass
-class Container:
-    spec: dict
-    init: bool = False
-    process: subprocess.Popen | None = None
-    restart_count: int = 0
-    started_at: float = 0.0
-    started_stamp: str = ""
-    waiting: tuple[str, str] = ("ContainerCreating", "")
-    last_terminated: dict | None = None
-    terminated: dict | None = None  # the current state when not restarting (or not yet)
-    restart_at: float = 0.0
-    kill_at: float | None = None  # SIGKILL deadline of a stop in progress
-    completed: bool = False  # an init container that succeeded
-    log: Path | None = None
-    probes: dict[str, ProbeState] = field(default_factory=dict)
-    backoff: Backoff | None = None
-    cgroup: object | None = None  # cgroups.MemoryCgroup of the running process, when limited
-    runtime: object | None = None  # oci.OciContainer when an OCI runtime runs it (it also is the cgroup)
-
-    @property
-    def memory_limit(self) -> int | None:
-        limit = ((self.spec.get("resources") or {}).get("limits") or {}).get("memory")
-        return int(quantity(limit)) if limit else None
-
-    @property
-    def name(self) -> str:
-        return self.spec["name"]
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def started(self) -> bool:
-        startup = self.probes.get("startup")
-        return self.alive() and (startup is None or startup.passing)
-
-    @property
-    def ready(self) -> bool:
-        if not self.started:
-            return False
-        readiness = self.probes.get("readiness")
-        return readiness is None or readiness.passing
+from ..processes import die_with_parent
+from .model import Container
 
 
 _SETUP_SCRIPT = ('hostname "$1" || exit 125; shift; '
@@ -99,7 +37,7 @@ def start_process(argv: list[str], *, host, hostname: str, env: dict[str, str], 
 
     PR_SET_PDEATHSIG fires when the starting *thread* ends: call this only from the pod's own
     long-lived thread, which ends only after its processes are gone."""
-    prepare = _die_with_parent if cgroup is None else lambda: (_die_with_parent(), cgroup.join(os.getpid()))
+    prepare = die_with_parent if cgroup is None else lambda: (die_with_parent(), cgroup.join(os.getpid()))
     with open(log, "ab") as out:
         return subprocess.Popen(host.wrap(container_argv(hostname, mounts, [str(a) for a in argv])), env=env,
                                 cwd=str(cwd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

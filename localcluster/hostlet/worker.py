@@ -12,7 +12,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import requests
 
@@ -20,13 +19,12 @@ from kubekit.api import ApiError
 
 from .env import container_env, container_mounts, refresh_token
 from .node import NodeAgent
-from .prober import ProbeState, run_probe
-from .runtime import Backoff, Container, signal_container, start_process
+from .model import Backoff, Container, ProbeState, WorkerContext
+from .prober import run_probe
+from .runtime import signal_container, start_process
 from .spec import API_TIMEOUT, HostletError, expand, now_rfc3339, pod_hostname, resolve_program
 from .status import pod_url, post_event, write_status
 
-if TYPE_CHECKING:
-    from .kubelet import Hostlet
 
 log = logging.getLogger("kruisectl.hostlet")
 
@@ -34,7 +32,7 @@ log = logging.getLogger("kruisectl.hostlet")
 class PodWorker:
     """Runs one pod: its containers, their probes and restarts, its status, its termination."""
 
-    def __init__(self, hostlet: Hostlet, node: NodeAgent, pod: dict):
+    def __init__(self, hostlet: WorkerContext, node: NodeAgent, pod: dict):
         self.hostlet, self.node = hostlet, node
         self.pod = pod
         meta = pod["metadata"]
