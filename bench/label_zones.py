@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client  # noqa: E402
 
-from kruisectl import ZONE_LABEL  # noqa: E402
 from localcluster.cluster import KWOK_ANNOTATION, ClusterOptions, LocalCluster  # noqa: E402
+from kubekit import kruise
 
 RACK = "example.com/rack"
 
@@ -76,14 +76,14 @@ def main() -> None:
         create_nodes(cluster, args.nodes, args.racks)
         env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
         kubectl = str(cluster.binary("kubectl"))
-        unlabel = [kubectl, "label", "nodes", "-l", "bench=zones", f"{ZONE_LABEL}-", "--overwrite"]
+        unlabel = [kubectl, "label", "nodes", "-l", "bench=zones", f"{kruise.ZONE_LABEL}-", "--overwrite"]
 
         kruisectl_s = timed([sys.executable, "-m", "kruisectl", "label-zones", "--from-label", RACK,
                              "-l", "bench=zones", "--apply", "-o", "json"], env)
         core = client.CoreV1Api(cluster.api())
 
         def labelled(what: str, expected: int) -> None:
-            count = len(json.loads(core.list_node(label_selector=f"bench=zones,{ZONE_LABEL}",
+            count = len(json.loads(core.list_node(label_selector=f"bench=zones,{kruise.ZONE_LABEL}",
                                                   _preload_content=False).data)["items"])
             if count != expected:
                 raise SystemExit(f"error: {what} labelled {count} of {expected} nodes")
@@ -93,7 +93,7 @@ def main() -> None:
         timed(unlabel, env)
         labelled("the unlabelling", 0)
         kubectl_selector_s = sum(
-            timed([kubectl, "label", "nodes", "-l", f"{RACK}=rack-{r}", f"{ZONE_LABEL}=rack-{r}"], env)
+            timed([kubectl, "label", "nodes", "-l", f"{RACK}=rack-{r}", f"{kruise.ZONE_LABEL}=rack-{r}"], env)
             for r in range(args.racks)
         )
         labelled("kubectl label -l", args.nodes)
@@ -103,7 +103,7 @@ def main() -> None:
         sample = [f"bm-{i:05d}" for i in range(sampled)]
         started = time.monotonic()
         for i, name in enumerate(sample):
-            subprocess.run([kubectl, "label", "node", name, f"{ZONE_LABEL}=rack-{i % args.racks}"], env=env,
+            subprocess.run([kubectl, "label", "node", name, f"{kruise.ZONE_LABEL}=rack-{i % args.racks}"], env=env,
                            check=True, stdout=subprocess.DEVNULL)
         sample_s = time.monotonic() - started
         labelled("kubectl label node", sampled)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import ZONE_LABEL
 from .capacity import selector_matches, surge_fit
 from .findings import Finding
 from .installation import KRUISECTL_CHART, Installation, detect, manager_container, patch_webhooks
 from .inventory import MONITORING_API, Inventory
+from kubekit import kruise
 from kubekit.labels import selector_matches as labels_match, unmatched_requirements
 from .status import NO_ZONE, build, leader_not_found
 
@@ -83,26 +83,26 @@ def check_spread(inv: Inventory, report: dict) -> Finding:
 def check_zone_labels(inv: Inventory, report: dict) -> Finding:
     hosting = sorted({r["node"] for r in report["replicas"] if r["node"] and not r["zone"]})
     all_nodes = inv.all_nodes or []
-    unlabelled = [n["metadata"]["name"] for n in all_nodes if not (n["metadata"].get("labels") or {}).get(ZONE_LABEL)]
+    unlabelled = [n["metadata"]["name"] for n in all_nodes if not (n["metadata"].get("labels") or {}).get(kruise.ZONE_LABEL)]
     evidence = {"replicaNodesWithoutZone": hosting, "clusterNodesWithoutZone": len(unlabelled), "clusterNodes": len(all_nodes)}
     fix = ("label them, e.g. kruisectl label-zones --from-label <rack-label> --apply; "
-           "zone spreading ignores nodes without " + ZONE_LABEL)
+           "zone spreading ignores nodes without " + kruise.ZONE_LABEL)
     if hosting:
-        return Finding("zone-labels", "warning", f"replicas run on nodes without {ZONE_LABEL}: {', '.join(hosting)}",
+        return Finding("zone-labels", "warning", f"replicas run on nodes without {kruise.ZONE_LABEL}: {', '.join(hosting)}",
                        fix, evidence)
     if unlabelled:
-        return Finding("zone-labels", "info", f"{len(unlabelled)} of {len(all_nodes)} nodes lack {ZONE_LABEL}", fix, evidence)
+        return Finding("zone-labels", "info", f"{len(unlabelled)} of {len(all_nodes)} nodes lack {kruise.ZONE_LABEL}", fix, evidence)
     return Finding("zone-labels", "ok", "every node has a zone label", evidence=evidence)
 
 
 def _zone_constraint(deployment: dict | None) -> dict | None:
     spec = ((deployment or {}).get("spec") or {}).get("template", {}).get("spec", {})
-    return next((c for c in spec.get("topologySpreadConstraints") or [] if c.get("topologyKey") == ZONE_LABEL), None)
+    return next((c for c in spec.get("topologySpreadConstraints") or [] if c.get("topologyKey") == kruise.ZONE_LABEL), None)
 
 
 def check_when_unsatisfiable(inv: Inventory, report: dict) -> Finding:
     constraint = _zone_constraint(inv.deployment)
-    zones = sorted({(n["metadata"].get("labels") or {}).get(ZONE_LABEL) for n in inv.all_nodes or []} - {None})
+    zones = sorted({(n["metadata"].get("labels") or {}).get(kruise.ZONE_LABEL) for n in inv.all_nodes or []} - {None})
     evidence = {"whenUnsatisfiable": (constraint or {}).get("whenUnsatisfiable"), "zones": zones}
     if inv.deployment is None:
         return Finding("zone-spread-policy", "info", "no manager Deployment to check", evidence=evidence)

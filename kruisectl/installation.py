@@ -14,7 +14,8 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from . import ZONE_LABEL
+from kubekit import kruise
+
 from .release import Release
 from .release import of as release_of
 from .release import with_note
@@ -108,7 +109,7 @@ class Installation:
             f"set timeoutSeconds: {seconds} on the pod webhooks"
 
     def fix_zone_spread(self, pod_labels: dict[str, str]) -> str:
-        constraint = {"maxSkew": 1, "topologyKey": ZONE_LABEL, "whenUnsatisfiable": "ScheduleAnyway",
+        constraint = {"maxSkew": 1, "topologyKey": kruise.ZONE_LABEL, "whenUnsatisfiable": "ScheduleAnyway",
                       "labelSelector": {"matchLabels": pod_labels}, "matchLabelKeys": ["pod-template-hash"]}
         return self.set_value("zoneSpread", True) or self._note_outside_chart(
             self.patch({"spec": {"template": {"spec": {"topologySpreadConstraints": [constraint]}}}}))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import (DEPLOYMENT_NAME, LEASE_NAME, MANAGER_LABELS, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME,
-               SERVICE_NAME, VALIDATING_WEBHOOK_CONFIGURATION)
+from kubekit import kruise
+
 from .errors import describe_api_error
 from .kube import api, request_json
 
@@ -22,13 +22,13 @@ class Names:
     """Object names, upstream OpenKruise's by default."""
 
     namespace: str
-    lease: str = LEASE_NAME
-    deployment: str = DEPLOYMENT_NAME
-    service: str = SERVICE_NAME
-    secret: str = SECRET_NAME
-    mutating: str = MUTATING_WEBHOOK_CONFIGURATION
-    validating: str = VALIDATING_WEBHOOK_CONFIGURATION
-    selector: str = ",".join(f"{k}={v}" for k, v in MANAGER_LABELS.items())
+    lease: str = kruise.LEASE
+    deployment: str = kruise.DEPLOYMENT
+    service: str = kruise.SERVICE
+    secret: str = kruise.SECRET
+    mutating: str = kruise.MUTATING_CONFIGURATION
+    validating: str = kruise.VALIDATING_CONFIGURATION
+    selector: str = ",".join(f"{k}={v}" for k, v in kruise.MANAGER_LABELS.items())
 
 
 @dataclass

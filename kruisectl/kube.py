@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import click
 
-from . import DEFAULT_NAMESPACE
+from kubekit import kruise
+
 from .errors import CLIError
 from .params import Duration
 
@@ -24,7 +25,7 @@ def default_namespace() -> str:
     from_helm = os.environ.get("HELM_NAMESPACE", "")
     if from_helm and not (from_helm == "default" and os.environ.get("HELM_PLUGIN_NAME")):
         return from_helm
-    return DEFAULT_NAMESPACE
+    return kruise.NAMESPACE
 
 
 @dataclass
@@ -33,7 +34,7 @@ class KubeTarget:
 
     kubeconfig: str | None = None
     context: str | None = None
-    namespace: str = DEFAULT_NAMESPACE
+    namespace: str = kruise.NAMESPACE
     request_timeout: float = 10.0
     context_used: str | None = None  # set by api_client(): the context and user really used
     user_used: str | None = None
@@ -119,7 +120,7 @@ def kube_options(func):
                   help="Path to the kubeconfig file (env KUBECONFIG).")
     @click.option("--context", envvar="HELM_KUBECONTEXT", default=None, metavar="NAME", shell_complete=_complete_contexts,
                   help="Kubeconfig context to use (env HELM_KUBECONTEXT as a helm plugin).")
-    @click.option("-n", "--namespace", default=default_namespace, show_default=DEFAULT_NAMESPACE,
+    @click.option("-n", "--namespace", default=default_namespace, show_default=kruise.NAMESPACE,
                   shell_complete=complete_namespaces,
                   metavar="NS", help="Namespace of the kruise-manager (env HELM_NAMESPACE as a helm plugin).")
     @click.option("--request-timeout", type=Duration(allow_zero=False, minimum=0.1), default="10s", show_default=True,

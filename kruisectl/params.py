@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
 import click
+
+from kubekit import durations
 
 
 class Duration(click.ParamType):
@@ -17,12 +17,10 @@ class Duration(click.ParamType):
         self.allow_zero, self.minimum = allow_zero, minimum
 
     def convert(self, value, param, ctx) -> float:
-        from manager.options import duration
-
         text = str(value)
         try:
-            seconds = duration(text)
-        except argparse.ArgumentTypeError as err:
+            seconds = durations.parse(text)
+        except durations.DurationError as err:
             self.fail(str(err), param, ctx)
         if seconds == 0 and not self.allow_zero:
             self.fail(f"{text!r}: must be more than 0", param, ctx)

@@ -13,7 +13,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ZONE_LABEL
+from kubekit import kruise
+
 from .capacity import DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE, SurgeFit, effective_numbers, surge_fit
 
 WHEN_UNSATISFIABLE = ("DoNotSchedule", "ScheduleAnyway")
@@ -62,7 +63,7 @@ class TunePlan:
 def _zone_spread_index(deployment: dict) -> int | None:
     constraints = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("topologySpreadConstraints") or []
     for i, constraint in enumerate(constraints):
-        if constraint.get("topologyKey") == ZONE_LABEL:
+        if constraint.get("topologyKey") == kruise.ZONE_LABEL:
             return i
     return None
 
@@ -108,7 +109,7 @@ def plan_tune(deployment: dict, *, max_surge: Any = None, max_unavailable: Any =
     if when_unsatisfiable is not None and when_unsatisfiable not in WHEN_UNSATISFIABLE:
         raise ValueError(f"whenUnsatisfiable: {when_unsatisfiable!r} must be one of {', '.join(WHEN_UNSATISFIABLE)}")
     if when_unsatisfiable is not None and current.when_unsatisfiable is None:
-        raise ValueError(f"deployment {metadata['name']} has no topologySpreadConstraint on {ZONE_LABEL} to change")
+        raise ValueError(f"deployment {metadata['name']} has no topologySpreadConstraint on {kruise.ZONE_LABEL} to change")
     after = effective_numbers(proposed.replicas, proposed.max_surge, proposed.max_unavailable)
     try:
         before = effective_numbers(current.replicas, current.max_surge, current.max_unavailable)

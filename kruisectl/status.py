@@ -10,7 +10,8 @@ import base64
 import datetime as dt
 from collections import Counter
 
-from . import ZONE_LABEL
+from kubekit import kruise
+
 from .inventory import Inventory
 from .leader import interpret
 
@@ -35,7 +36,7 @@ def _restarts(pod: dict) -> int:
 
 def _zone_of(nodes: dict[str, dict], node_name: str | None) -> str | None:
     node = nodes.get(node_name or "")
-    return ((node or {}).get("metadata", {}).get("labels") or {}).get(ZONE_LABEL) if node else None
+    return ((node or {}).get("metadata", {}).get("labels") or {}).get(kruise.ZONE_LABEL) if node else None
 
 
 def serving_certificate(secret: dict | None) -> dict:

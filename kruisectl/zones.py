@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Protocol
 
 import yaml
 
-from . import REGION_LABEL, ZONE_LABEL
+from kubekit import kruise
+
 from .kube import request_json
 
 # What happens to a node under the plan.
@@ -252,9 +253,9 @@ class Row:
     def labels_to_set(self) -> dict[str, str]:
         wanted = {}
         if self.zone and self.zone != self.current_zone:
-            wanted[ZONE_LABEL] = self.zone
+            wanted[kruise.ZONE_LABEL] = self.zone
         if self.region and self.region != self.current_region:
-            wanted[REGION_LABEL] = self.region
+            wanted[kruise.REGION_LABEL] = self.region
         return wanted
 
     def to_dict(self) -> dict:
@@ -265,12 +266,12 @@ class Row:
 
 def needs_label(node: dict, include_region: bool) -> bool:
     labels = _labels(node)
-    return not labels.get(ZONE_LABEL) or (include_region and not labels.get(REGION_LABEL))
+    return not labels.get(kruise.ZONE_LABEL) or (include_region and not labels.get(kruise.REGION_LABEL))
 
 
 def plan_node(node: dict, source: Source, *, include_region: bool, overwrite: bool) -> Row:
     labels = _labels(node)
-    current_zone, current_region = labels.get(ZONE_LABEL), labels.get(REGION_LABEL)
+    current_zone, current_region = labels.get(kruise.ZONE_LABEL), labels.get(kruise.REGION_LABEL)
     zone, region = source.place(node)
     if not include_region:
         region = None
@@ -284,7 +285,7 @@ def plan_node(node: dict, source: Source, *, include_region: bool, overwrite: bo
         row.action, row.note = INVALID, "; ".join(invalid)
         return row
     differing = {
-        key: old for key, old, new in ((ZONE_LABEL, current_zone, zone), (REGION_LABEL, current_region, region))
+        key: old for key, old, new in ((kruise.ZONE_LABEL, current_zone, zone), (kruise.REGION_LABEL, current_region, region))
         if new and old and old != new
     }
     if differing and not overwrite:

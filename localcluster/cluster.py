@@ -21,14 +21,13 @@ from pathlib import Path
 
 import yaml
 
+from kubekit import kruise
 from kubekit.api import ApiError, Client
 
 from . import build, network
 from .pki import LocalCA, write_service_account_keys
 from .processes import die_with_parent
 
-ZONE_LABEL = "topology.kubernetes.io/zone"
-REGION_LABEL = "topology.kubernetes.io/region"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/16"  # never addressed: there is no kube-proxy
 POD_CIDR = "198.19.0.0/16"  # pod IPs kwok hands out; nothing connects to them
@@ -429,8 +428,8 @@ class LocalCluster:
             name = f"{prefix}-{i}"
             node_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"}
             if i < count and zones:
-                node_labels[ZONE_LABEL] = zones[i % len(zones)]
-                node_labels[REGION_LABEL] = region
+                node_labels[kruise.ZONE_LABEL] = zones[i % len(zones)]
+                node_labels[kruise.REGION_LABEL] = region
             node_labels.update(labels or {})
             address = self.add_host(name).ip if with_hosts else f"198.19.{200 + i // 250}.{i % 250 + 1}"
             body = {

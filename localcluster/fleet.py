@@ -22,8 +22,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from manager import (MUTATE_POD_PATH, MUTATE_SIDECARSET_PATH, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
-                     VALIDATE_SIDECARSET_PATH, VALIDATING_CONFIGURATION, WEBHOOK_PORT, rbac)
+from manager import rbac
+
+from kubekit import kruise
 
 from .cluster import LocalCluster
 from .processes import die_with_parent
@@ -31,7 +32,6 @@ from .processes import die_with_parent
 ROOT = Path(__file__).resolve().parents[1]
 CRD_FILE = ROOT / "charts" / "kruise" / "crds" / "apps.kruise.io_sidecarsets.yaml"
 HEALTH_PORT, METRICS_PORT = 8000, 8080
-ACCOUNT = "kruise-manager"
 
 
 def install_crd(api, timeout: float = 30) -> None:
@@ -87,8 +87,8 @@ class Fleet:
     replicas: list[Replica] = field(default_factory=list)
     extra_args: tuple[str, ...] = ()
     failure_policy: str = "Fail"
-    account: str = ACCOUNT  # ServiceAccount, Role and RoleBinding name
-    lease_id: str = "kruise-manager"  # pass --leader-election-id too when changing it
+    account: str = kruise.SERVICE_ACCOUNT  # ServiceAccount, Role and RoleBinding name
+    lease_id: str = kruise.LEASE  # pass --leader-election-id too when changing it
     supervise: bool = False  # run each replica under manager.supervisor, as the chart does
     _kubeconfig: Path | None = None
 
@@ -119,7 +119,7 @@ class Fleet:
                 raise
         account = self.account
         core.create_namespaced_service_account(self.namespace, {"metadata": {"name": account}})
-        rules = rbac.rules(self.lease_name, SECRET_NAME, MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION)
+        rules = rbac.rules(self.lease_name, kruise.SECRET, kruise.MUTATING_CONFIGURATION, kruise.VALIDATING_CONFIGURATION)
         subject = [{"kind": "ServiceAccount", "name": account, "namespace": self.namespace}]
         rbac_api.create_namespaced_role(self.namespace, {"metadata": {"name": account}, "rules": rules["namespaced"]})
         rbac_api.create_namespaced_role_binding(self.namespace, {
@@ -134,13 +134,13 @@ class Fleet:
             account, self.namespace, {"spec": {"expirationSeconds": 86400}}).status.token
         self._kubeconfig = self.cluster.write_token_kubeconfig(
             self.cluster.workdir / f"{self.namespace}-manager.kubeconfig", token, for_hosts=True)
-        prefix = self.namespace if account == ACCOUNT else f"{self.namespace}-{account}"
+        prefix = self.namespace if account == kruise.SERVICE_ACCOUNT else f"{self.namespace}-{account}"
         self.replicas = [Replica(i, self.cluster.add_host(f"{prefix}-m{i}")) for i in range(count)]
         if not webhook_objects:
             return self
         core.create_namespaced_service(self.namespace, {
-            "metadata": {"name": SERVICE_NAME},
-            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": WEBHOOK_PORT}]}})
+            "metadata": {"name": kruise.SERVICE},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": kruise.WEBHOOK_PORT}]}})
         self.set_endpoints(self.replicas)
         self._create_webhook_configurations(api)
         return self
@@ -157,17 +157,17 @@ class Fleet:
         api = self.cluster.api()
         core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
         addresses = [r.ip for r in replicas]
-        endpoints = {"metadata": {"name": SERVICE_NAME},
+        endpoints = {"metadata": {"name": kruise.SERVICE},
                      "subsets": [{"addresses": [{"ip": ip} for ip in addresses],
-                                  "ports": [{"name": "https", "port": WEBHOOK_PORT}]}] if addresses else []}
-        slice_ = {"metadata": {"name": f"{SERVICE_NAME}-fleet", "labels": {"kubernetes.io/service-name": SERVICE_NAME}},
+                                  "ports": [{"name": "https", "port": kruise.WEBHOOK_PORT}]}] if addresses else []}
+        slice_ = {"metadata": {"name": f"{kruise.SERVICE}-fleet", "labels": {"kubernetes.io/service-name": kruise.SERVICE}},
                   "addressType": "IPv4",
                   "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in addresses],
-                  "ports": [{"name": "https", "port": WEBHOOK_PORT, "protocol": "TCP"}]}
+                  "ports": [{"name": "https", "port": kruise.WEBHOOK_PORT, "protocol": "TCP"}]}
         for create, replace, name, body in (
-                (core.create_namespaced_endpoints, core.replace_namespaced_endpoints, SERVICE_NAME, endpoints),
+                (core.create_namespaced_endpoints, core.replace_namespaced_endpoints, kruise.SERVICE, endpoints),
                 (discovery.create_namespaced_endpoint_slice, discovery.replace_namespaced_endpoint_slice,
-                 f"{SERVICE_NAME}-fleet", slice_)):
+                 f"{kruise.SERVICE}-fleet", slice_)):
             try:
                 create(self.namespace, body)
             except ApiException as err:
@@ -183,18 +183,18 @@ class Fleet:
                   "timeoutSeconds": 10}
 
         def service(path: str) -> dict:
-            return {"service": {"namespace": self.namespace, "name": SERVICE_NAME, "path": path, "port": 443}}
+            return {"service": {"namespace": self.namespace, "name": kruise.SERVICE, "path": path, "port": 443}}
 
-        admission.create_mutating_webhook_configuration({"metadata": {"name": MUTATING_CONFIGURATION}, "webhooks": [{
-            **common, "name": "mpod.kb.io", "clientConfig": service(MUTATE_POD_PATH),
+        admission.create_mutating_webhook_configuration({"metadata": {"name": kruise.MUTATING_CONFIGURATION}, "webhooks": [{
+            **common, "name": "mpod.kb.io", "clientConfig": service(kruise.MUTATE_POD_PATH),
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
             "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
                                                         "values": ["kube-system", self.namespace]}]}}, {
-            **common, "name": "msidecarset.kb.io", "clientConfig": service(MUTATE_SIDECARSET_PATH),
+            **common, "name": "msidecarset.kb.io", "clientConfig": service(kruise.MUTATE_SIDECARSET_PATH),
             "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"],
                        "apiVersions": ["v1alpha1"], "resources": ["sidecarsets"]}]}]})
-        admission.create_validating_webhook_configuration({"metadata": {"name": VALIDATING_CONFIGURATION}, "webhooks": [{
-            **common, "name": "vsidecarset.kb.io", "clientConfig": service(VALIDATE_SIDECARSET_PATH),
+        admission.create_validating_webhook_configuration({"metadata": {"name": kruise.VALIDATING_CONFIGURATION}, "webhooks": [{
+            **common, "name": "vsidecarset.kb.io", "clientConfig": service(kruise.VALIDATE_SIDECARSET_PATH),
             "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"],
                        "apiVersions": ["v1alpha1"], "resources": ["sidecarsets"]}]}]})
 
@@ -303,8 +303,8 @@ class Fleet:
         self.stop_all()
         api = self.cluster.api()
         admission, rbac_api = client.AdmissionregistrationV1Api(api), client.RbacAuthorizationV1Api(api)
-        for delete in (lambda: admission.delete_mutating_webhook_configuration(MUTATING_CONFIGURATION),
-                       lambda: admission.delete_validating_webhook_configuration(VALIDATING_CONFIGURATION),
+        for delete in (lambda: admission.delete_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION),
+                       lambda: admission.delete_validating_webhook_configuration(kruise.VALIDATING_CONFIGURATION),
                        lambda: rbac_api.delete_cluster_role_binding(f"{self.account}-{self.namespace}"),
                        lambda: rbac_api.delete_cluster_role(f"{self.account}-{self.namespace}"),
                        lambda: client.CoreV1Api(api).delete_namespace(self.namespace)):

@@ -25,6 +25,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
+from kubekit import kruise
+
 from . import build
 
 MODULE = "github.com/openkruise/kruise"
@@ -88,11 +91,6 @@ def build_upstream(version: str = VERSION, log=sys.stderr) -> UpstreamBuild:
 
 
 # ---- installing it -----------------------------------------------------------------------
-NAMESPACE = "kruise-system"  # upstream's, fixed by its kustomize install
-DEPLOYMENT = "kruise-controller-manager"
-DAEMONSET = "kruise-daemon"
-LEASE = "kruise-manager"
-MANAGER_LABELS = {"control-plane": "controller-manager"}
 ENTRYPOINT = "/manager"  # the image's manager command; /kruise-daemon is its other program
 
 
@@ -126,7 +124,7 @@ def localize(objects: list[dict], *, replicas: int = 2, node_selector: dict | No
     found = set()
     for obj in changed:
         kind, name = obj.get("kind"), obj.get("metadata", {}).get("name")
-        if kind == "Deployment" and name == DEPLOYMENT:
+        if kind == "Deployment" and name == kruise.DEPLOYMENT:
             found.add(kind)
             obj["spec"]["replicas"] = replicas
             pod = obj["spec"]["template"]["spec"]
@@ -135,21 +133,21 @@ def localize(objects: list[dict], *, replicas: int = 2, node_selector: dict | No
             if tolerations:
                 pod["tolerations"] = list(tolerations)
             pod["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dict(MANAGER_LABELS)}}]}}
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dict(kruise.MANAGER_LABELS)}}]}}
             if host_network:
                 pod["hostNetwork"] = True
                 pod["dnsPolicy"] = "ClusterFirstWithHostNet"
             manager = next(c for c in pod["containers"] if c["name"] == "manager")
             manager["image"] = IMAGE
             manager["args"] = list(manager.get("args") or []) + list(extra_args or [])
-        elif kind == "DaemonSet" and name == DAEMONSET:
+        elif kind == "DaemonSet" and name == kruise.DAEMONSET:
             found.add(kind)
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 container["image"] = IMAGE  # as upstream releases it: the manager's image
     missing = {"Deployment", "DaemonSet"} - found
     if missing:
         raise InstallError(f"upstream's install has no {' or '.join(sorted(missing))} named as expected "
-                           f"({DEPLOYMENT}, {DAEMONSET})")
+                           f"({kruise.DEPLOYMENT}, {kruise.DAEMONSET})")
     return changed
 
 
@@ -199,7 +197,7 @@ def install_upstream(cluster, built: UpstreamBuild | None = None, *, replicas: i
     _kubectl(kubectl, cluster.kubeconfig, "apply", "--server-side", "--field-manager=localcluster", "-f", "-",
              stdin=yaml.safe_dump_all(rest))
     leader, holder = wait_ready(cluster, replicas, deadline=started + timeout)
-    return UpstreamInstall(NAMESPACE, DEPLOYMENT, replicas, leader, holder, time.monotonic() - started, objects)
+    return UpstreamInstall(kruise.NAMESPACE, kruise.DEPLOYMENT, replicas, leader, holder, time.monotonic() - started, objects)
 
 
 def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
@@ -214,14 +212,14 @@ def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
     last = "nothing read yet"
     while time.monotonic() < deadline:
         try:
-            status = client.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{DEPLOYMENT}").get("status") or {}
-            pods = client.get(f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector="control-plane=controller-manager")
+            status = client.get(f"/apis/apps/v1/namespaces/{kruise.NAMESPACE}/deployments/{kruise.DEPLOYMENT}").get("status") or {}
+            pods = client.get(f"/api/v1/namespaces/{kruise.NAMESPACE}/pods", labelSelector=kruise.MANAGER_SELECTOR)
         except ApiError as err:
             last = str(err)
             time.sleep(0.5)
             continue
         try:
-            holder = (client.get(f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/{LEASE}")
+            holder = (client.get(f"/apis/coordination.k8s.io/v1/namespaces/{kruise.NAMESPACE}/leases/{kruise.LEASE}")
                       .get("spec") or {}).get("holderIdentity", "")
         except ApiError:
             holder = ""
@@ -234,7 +232,7 @@ def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
             return leading["metadata"]["name"], holder
         time.sleep(0.5)
     raise InstallError(f"upstream kruise-manager not ready in time: {last}; logs: "
-                       f"{cluster.workdir / 'hostlet' / 'pods'}/{NAMESPACE}_*/manager/")
+                       f"{cluster.workdir / 'hostlet' / 'pods'}/{kruise.NAMESPACE}_*/manager/")
 
 
 def main() -> int:

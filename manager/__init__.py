@@ -12,15 +12,3 @@ as upstream v1.8.3), ``gojson`` and ``gotypes`` (upstream's Go encoding of a Sid
 ``supervisor`` (the container's main process: holds the sockets, restarts the worker). The API
 client is ``kubekit.api``.
 """
-
-# Upstream OpenKruise's names and defaults, so charts and operators' habits carry over.
-DEFAULT_NAMESPACE = "kruise-system"
-LEASE_NAME = "kruise-manager"
-SECRET_NAME = "kruise-webhook-certs"
-SERVICE_NAME = "kruise-webhook-service"
-MUTATING_CONFIGURATION = "kruise-mutating-webhook-configuration"
-VALIDATING_CONFIGURATION = "kruise-validating-webhook-configuration"
-WEBHOOK_PORT = 9876
-MUTATE_POD_PATH = "/mutate-pod"
-VALIDATE_SIDECARSET_PATH = "/validate-apps-kruise-io-v1alpha1-sidecarset"
-MUTATE_SIDECARSET_PATH = "/mutate-apps-kruise-io-v1alpha1-sidecarset"

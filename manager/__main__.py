@@ -115,7 +115,7 @@ class Manager:
         return sidecarsets, namespaces
 
     def _add_webhook(self, sidecarsets, namespaces) -> None:
-        from . import MUTATE_POD_PATH, MUTATE_SIDECARSET_PATH, VALIDATE_SIDECARSET_PATH
+        from kubekit import kruise
         from .certs import CertManager, CertOptions
         from .handlers import SidecarSetAdmission
         from .health import heartbeat_check, webhook_self_check
@@ -128,8 +128,8 @@ class Manager:
                                     readiness=lambda: self.certs.problem))
         admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
         self.webhook = WebhookServer(a, {
-            MUTATE_POD_PATH: admission.mutate_pod, MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
-            VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset})
+            kruise.MUTATE_POD_PATH: admission.mutate_pod, kruise.MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
+            kruise.VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset})
         own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address, a.webhook_bind_address)
         listener = self.handoff.listener("webhook") if self.handoff else None
         # Answer nothing before the caches and the serving certificate are there: a restarted

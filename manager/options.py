@@ -11,41 +11,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import (DEFAULT_NAMESPACE, LEASE_NAME, MUTATING_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
-               VALIDATING_CONFIGURATION, WEBHOOK_PORT)
-
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+from kubekit import durations, kruise
 
 
 def duration(text: str) -> float:
-    """A Go-style duration (``15s``, ``1h30m``, ``500ms``) or plain seconds, in seconds; never
-    negative, NaN or infinite."""
-    text = text.strip()
+    """A Go-style duration flag (``kubekit.durations``), refused as argparse refuses a bad value."""
     try:
-        seconds = float(text)
-    except ValueError:
-        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 15s, 1h30m, 500ms)") from None
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: must be a finite, non-negative time")
-    return seconds
+        return durations.parse(text)
+    except durations.DurationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def format_duration(seconds: float) -> str:
-    """Seconds as a duration flag takes them, Go's units without zero parts (1h30m, 720h, 0.5s)."""
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = (f"{int(hours)}h" if hours else "") + (f"{int(minutes)}m" if minutes else "") + \
-        (f"{secs:g}s" if secs or not (hours or minutes) else "")
-    return text
+format_duration = durations.format
 
 
 def boolean(text: str) -> bool:
@@ -80,9 +61,9 @@ class Options:
     enable_leader_election: bool = option(
         True, "elect one controller on a Lease (=false: this replica always leads; for a single replica)",
         parse=boolean)
-    leader_election_namespace: str = option(DEFAULT_NAMESPACE, "namespace of the election Lease (and of the "
+    leader_election_namespace: str = option(kruise.NAMESPACE, "namespace of the election Lease (and of the "
                                             "webhook Secret and Service)", env="POD_NAMESPACE")
-    leader_election_id: str = option(LEASE_NAME, "name of the election Lease")
+    leader_election_id: str = option(kruise.LEASE, "name of the election Lease")
     leader_election_lease_duration: float = option(
         15.0, "how long standbys wait, on their own clock, after the leader's last renewal before taking over",
         parse=duration)
@@ -94,7 +75,7 @@ class Options:
     health_probe_addr: str = option(":8000", "address of /readyz and /healthz", parse=address)
     webhook_bind_address: str = option("0.0.0.0", "address the webhook server listens on",
                                        env="WEBHOOK_BIND_ADDRESS", metavar="IP")
-    webhook_port: int = option(WEBHOOK_PORT, "port of the webhook server (the Service's targetPort)",
+    webhook_port: int = option(kruise.WEBHOOK_PORT, "port of the webhook server (the Service's targetPort)",
                                env="WEBHOOK_PORT", parse=int)
     webhook_cert_dir: str = option("/tmp/kruise-webhook-certs", "where the serving certificate is written and "
                                    "read from", env="WEBHOOK_CERT_DIR", metavar="DIR")
@@ -125,13 +106,13 @@ class Options:
     webhook_drain_delay: float = option(
         5.0, "after SIGTERM, keep serving new connections this long while the endpoint's removal reaches the "
         "apiserver; every answer closes its connection meanwhile", parse=duration)
-    secret_name: str = option(SECRET_NAME, "Secret holding the webhook's CA and serving certificate",
+    secret_name: str = option(kruise.SECRET, "Secret holding the webhook's CA and serving certificate",
                               env="SECRET_NAME")
-    service_name: str = option(SERVICE_NAME, "Service in front of the webhook (the certificate names it)",
+    service_name: str = option(kruise.SERVICE, "Service in front of the webhook (the certificate names it)",
                                env="SERVICE_NAME")
-    mutating_webhook_configuration: str = option(MUTATING_CONFIGURATION, "MutatingWebhookConfiguration whose "
+    mutating_webhook_configuration: str = option(kruise.MUTATING_CONFIGURATION, "MutatingWebhookConfiguration whose "
                                                  "caBundle the manager keeps")
-    validating_webhook_configuration: str = option(VALIDATING_CONFIGURATION, "ValidatingWebhookConfiguration "
+    validating_webhook_configuration: str = option(kruise.VALIDATING_CONFIGURATION, "ValidatingWebhookConfiguration "
                                                    "whose caBundle the manager keeps")
     supervise: bool = option(
         True, "run the manager as a worker process under a small supervisor that holds the listening sockets "

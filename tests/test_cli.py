@@ -8,12 +8,13 @@ import sys
 
 from click.testing import CliRunner
 
-from kruisectl import DEFAULT_NAMESPACE, __version__
+from kruisectl import __version__
 from kruisectl.cli import cli
 from kruisectl.errors import CLIError
 from kruisectl.kube import KubeTarget, default_namespace
 
 import pytest
+from kubekit import kruise
 
 
 def test_help_lists_examples_and_completion():
@@ -45,13 +46,13 @@ def test_unknown_command_is_a_usage_error_without_traceback():
 def test_helm_namespace_is_the_default_only_when_helm_was_given_one(monkeypatch):
     monkeypatch.delenv("HELM_NAMESPACE", raising=False)
     monkeypatch.delenv("HELM_PLUGIN_NAME", raising=False)
-    assert default_namespace() == DEFAULT_NAMESPACE
+    assert default_namespace() == kruise.NAMESPACE
     monkeypatch.setenv("HELM_NAMESPACE", "ops")
     assert default_namespace() == "ops"
     # helm sets "default" when -n was not given; as a plugin that means "not chosen".
     monkeypatch.setenv("HELM_NAMESPACE", "default")
     monkeypatch.setenv("HELM_PLUGIN_NAME", "kruise")
-    assert default_namespace() == DEFAULT_NAMESPACE
+    assert default_namespace() == kruise.NAMESPACE
 
 
 def test_missing_and_malformed_kubeconfig_are_one_line_errors(tmp_path):

@@ -13,8 +13,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from localcluster.cluster import ZONE_LABEL, free_port
+from localcluster.cluster import free_port
 from localcluster.pki import LocalCA
+
+from kubekit import kruise
 
 from .conftest import require, wait_for
 
@@ -30,7 +32,7 @@ def _deployment(name: str, replicas: int, spread: bool = False) -> dict:
     if spread:
         spec["topologySpreadConstraints"] = [{
             "maxSkew": 1,
-            "topologyKey": ZONE_LABEL,
+            "topologyKey": kruise.ZONE_LABEL,
             "whenUnsatisfiable": "DoNotSchedule",
             "labelSelector": {"matchLabels": {"app": name}},
             "matchLabelKeys": ["pod-template-hash"],
@@ -82,7 +84,7 @@ def test_zone_spread_do_not_schedule_puts_pods_in_different_zones(api, namespace
     apps.create_namespaced_deployment(namespace, _deployment("spread", 3, spread=True))
     wait_for(lambda: (apps.read_namespaced_deployment("spread", namespace).status.ready_replicas or 0) == 3,
              timeout=90, what="3 ready spread replicas")
-    zones = {n.metadata.name: (n.metadata.labels or {}).get(ZONE_LABEL) for n in core.list_node().items}
+    zones = {n.metadata.name: (n.metadata.labels or {}).get(kruise.ZONE_LABEL) for n in core.list_node().items}
     placed = Counter(zones[p.spec.node_name] for p in core.list_namespaced_pod(namespace, label_selector="app=spread").items)
     assert None not in placed, "DoNotSchedule never uses nodes without the zone label"
     assert sorted(placed.values()) == [1, 1, 1], placed

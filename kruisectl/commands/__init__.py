@@ -6,16 +6,16 @@ import functools
 
 import click
 
-from .. import (DEPLOYMENT_NAME, LEASE_NAME, MUTATING_WEBHOOK_CONFIGURATION, SECRET_NAME, SERVICE_NAME,
-                VALIDATING_WEBHOOK_CONFIGURATION)
+from kubekit import kruise
+
 
 _NAME_OPTIONS = {
-    "lease": ("--lease-name", LEASE_NAME),
-    "deployment": ("--deployment", DEPLOYMENT_NAME),
-    "service": ("--service", SERVICE_NAME),
-    "secret": ("--secret", SECRET_NAME),
-    "mutating": ("--mutating-webhook-configuration", MUTATING_WEBHOOK_CONFIGURATION),
-    "validating": ("--validating-webhook-configuration", VALIDATING_WEBHOOK_CONFIGURATION),
+    "lease": ("--lease-name", kruise.LEASE),
+    "deployment": ("--deployment", kruise.DEPLOYMENT),
+    "service": ("--service", kruise.SERVICE),
+    "secret": ("--secret", kruise.SECRET),
+    "mutating": ("--mutating-webhook-configuration", kruise.MUTATING_CONFIGURATION),
+    "validating": ("--validating-webhook-configuration", kruise.VALIDATING_CONFIGURATION),
 }
 
 

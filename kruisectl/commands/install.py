@@ -7,7 +7,9 @@ import sys
 
 import click
 
-from .. import DEPLOYMENT_NAME, dryrun, helm, rollout
+from kubekit import kruise
+
+from .. import dryrun, helm, rollout
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
 from ..kube import kube_options
 from ..params import POSITIVE_DURATION
@@ -77,12 +79,12 @@ def _wait_rolled_out(target, timeout: float, namespace: str) -> None:
     api = target.api_client()
 
     def not_yet(err) -> rollout.RolloutStatus:  # not created yet, or a blip: keep waiting
-        return rollout.RolloutStatus(f"waiting for deployment {DEPLOYMENT_NAME}: {describe_api_error(err)}",
+        return rollout.RolloutStatus(f"waiting for deployment {kruise.DEPLOYMENT}: {describe_api_error(err)}",
                                      False, False)
 
     try:
         state = rollout.wait_rolled_out(
-            lambda: rollout.read_deployment(api, namespace, DEPLOYMENT_NAME, target.request_timeout),
+            lambda: rollout.read_deployment(api, namespace, kruise.DEPLOYMENT, target.request_timeout),
             timeout, lambda s: click.echo(s.message, err=True), while_unreadable=not_yet)
     except TimeoutError:
         click.echo(f"error: timed out after {timeout:g}s waiting for the manager to roll out", err=True)
@@ -130,7 +132,7 @@ def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeou
         # The chart may put the manager elsewhere than the release (installation.namespace):
         # wait where the release's own manifest says its Deployment is.
         manifest = helm.run(binary, ["get", "manifest", release, *connection]).stdout
-        _wait_rolled_out(target, timeout, helm.manager_namespace(manifest, DEPLOYMENT_NAME, target.namespace))
+        _wait_rolled_out(target, timeout, helm.manager_namespace(manifest, kruise.DEPLOYMENT, target.namespace))
 
 
 @click.command("install", epilog=INSTALL_EPILOG)

@@ -6,7 +6,9 @@ import sys
 
 import click
 
-from .. import DEPLOYMENT_NAME, rollout
+from kubekit import kruise
+
+from .. import rollout
 from ..installation import KRUISECTL_CHART, MANIFESTS, detect
 from ..release import RELEASE_NAME
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
@@ -14,7 +16,7 @@ from ..kube import kube_options
 from ..output import dump, output_option
 from ..params import DURATION
 
-deployment_option = click.option("--deployment", default=DEPLOYMENT_NAME, show_default=True, metavar="NAME",
+deployment_option = click.option("--deployment", default=kruise.DEPLOYMENT, show_default=True, metavar="NAME",
                                  help="The manager Deployment.")
 
 

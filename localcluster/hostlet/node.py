@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from kubekit import kruise
 from kubekit.api import ApiError, Client
 
-from ..cluster import REGION_LABEL, ZONE_LABEL, LocalCluster
+from ..cluster import LocalCluster
 from ..pki import LocalCA
 from .spec import API_TIMEOUT, HostletError, now_micro, now_rfc3339
 
@@ -34,8 +35,8 @@ def create_hostlet_nodes(cluster: LocalCluster, names: list[str], *, zones: tupl
         node_labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                        "kubernetes.io/arch": "amd64", "type": "hostlet"}
         if zones:
-            node_labels[ZONE_LABEL] = zones[i % len(zones)]
-            node_labels[REGION_LABEL] = region
+            node_labels[kruise.ZONE_LABEL] = zones[i % len(zones)]
+            node_labels[kruise.REGION_LABEL] = region
         node_labels.update(labels or {})
         body = {
             "apiVersion": "v1", "kind": "Node",

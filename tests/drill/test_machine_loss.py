@@ -27,8 +27,9 @@ import pytest
 
 from kruisectl import drill
 from kruisectl.inventory import Names
-from kruisectl import ZONE_LABEL
 from localcluster import faults
+
+from kubekit import kruise
 
 from .conftest import HEARTBEAT_S
 from .test_faults import only_the_victims_failed, pod_ips, run
@@ -58,7 +59,7 @@ def zone_of_nodes(installed) -> dict[str, str]:
     from kubernetes import client
 
     nodes = client.CoreV1Api(installed.api()).list_node().items
-    return {n.metadata.name: (n.metadata.labels or {}).get(ZONE_LABEL, "") for n in nodes}
+    return {n.metadata.name: (n.metadata.labels or {}).get(kruise.ZONE_LABEL, "") for n in nodes}
 
 
 def leader_node(installed) -> str:

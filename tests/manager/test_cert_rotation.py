@@ -15,9 +15,10 @@ from kubernetes.client.exceptions import ApiException
 
 from localcluster.fleet import Fleet
 from localcluster.pki import LocalCA
-from manager import MUTATING_CONFIGURATION
 from manager.certs import service_dns_names
 from tests.conftest import wait_for
+
+from kubekit import kruise
 
 from .conftest import start_cluster
 
@@ -118,13 +119,13 @@ def test_external_mode_reports_a_ca_bundle_mismatch_and_never_writes_the_secret(
         time.sleep(3)
         assert replica.alive()  # reported, not crash-looping
         assert set(_secret(api, namespace)) == {"ca.crt", "tls.crt", "tls.key"}  # read-only
-        webhooks = admission.read_mutating_webhook_configuration(MUTATING_CONFIGURATION).webhooks
+        webhooks = admission.read_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION).webhooks
         assert [w.name for w in webhooks] == ["mpod.kb.io", "msidecarset.kb.io"]
-        admission.patch_mutating_webhook_configuration(MUTATING_CONFIGURATION, [  # as a CA injector does: every webhook
+        admission.patch_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION, [  # as a CA injector does: every webhook
             {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": b64(ca.cert_pem)}
             for i in range(len(webhooks))])
-        from manager import VALIDATING_CONFIGURATION
-        admission.patch_validating_webhook_configuration(VALIDATING_CONFIGURATION, [
+        from kubekit import kruise
+        admission.patch_validating_webhook_configuration(kruise.VALIDATING_CONFIGURATION, [
             {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": b64(ca.cert_pem)}])
         fleet.wait_ready([replica], timeout=30)
     finally:

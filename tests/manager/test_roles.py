@@ -13,8 +13,8 @@ import requests
 from kubernetes import client
 
 from localcluster.fleet import METRICS_PORT, Fleet, Replica
-from manager import WEBHOOK_PORT
 from tests.conftest import wait_for
+from kubekit import kruise
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -36,7 +36,7 @@ def test_webhook_and_controller_roles_apart(manager_cluster):
         assert metric(webhook, "kruise_manager_is_leader") == 0
         with socket.socket() as probe:
             probe.settimeout(2)
-            assert probe.connect_ex((controller.ip, WEBHOOK_PORT)) != 0  # nothing listens
+            assert probe.connect_ex((controller.ip, kruise.WEBHOOK_PORT)) != 0  # nothing listens
 
         api = manager_cluster.api()
         name = f"roles-{uuid.uuid4().hex[:6]}"

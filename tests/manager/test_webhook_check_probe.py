@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from kubernetes import client
 
 from kruisectl.cli import cli
-from manager import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION
+from kubekit import kruise
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -46,9 +46,9 @@ def test_probe_proves_both_webhooks_and_leaves_nothing_behind(fleet):
 def test_probe_catches_a_pod_webhook_that_skips_the_namespace(fleet):
     admission = client.AdmissionregistrationV1Api(fleet.cluster.api())
     path = "/webhooks/0/namespaceSelector/matchExpressions/0/values"
-    values = admission.read_mutating_webhook_configuration(MUTATING_CONFIGURATION).webhooks[0] \
+    values = admission.read_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION).webhooks[0] \
         .namespace_selector.match_expressions[0].values
-    admission.patch_mutating_webhook_configuration(MUTATING_CONFIGURATION, [
+    admission.patch_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION, [
         {"op": "replace", "path": path, "value": [*values, "default"]}])
     try:
         code, findings = check(fleet)
@@ -57,14 +57,14 @@ def test_probe_catches_a_pod_webhook_that_skips_the_namespace(fleet):
         assert "without the probe sidecar" in findings["probe/mutating"]["message"]
         assert probe_sidecarsets(fleet) == []
     finally:
-        admission.patch_mutating_webhook_configuration(MUTATING_CONFIGURATION, [
+        admission.patch_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION, [
             {"op": "replace", "path": path, "value": values}])
 
 
 def test_probe_catches_a_validating_webhook_that_is_not_called(fleet):
     admission = client.AdmissionregistrationV1Api(fleet.cluster.api())
     path = "/webhooks/0/rules/0/operations"
-    admission.patch_validating_webhook_configuration(VALIDATING_CONFIGURATION, [
+    admission.patch_validating_webhook_configuration(kruise.VALIDATING_CONFIGURATION, [
         {"op": "replace", "path": path, "value": ["DELETE"]}])
     try:
         code, findings = check(fleet)
@@ -72,7 +72,7 @@ def test_probe_catches_a_validating_webhook_that_is_not_called(fleet):
         assert findings["probe/validating"]["level"] == "error"
         assert "was accepted" in findings["probe/validating"]["message"]
     finally:
-        admission.patch_validating_webhook_configuration(VALIDATING_CONFIGURATION, [
+        admission.patch_validating_webhook_configuration(kruise.VALIDATING_CONFIGURATION, [
             {"op": "replace", "path": path, "value": ["CREATE", "UPDATE"]}])
 
 

@@ -16,8 +16,8 @@ from cryptography import x509
 from kubernetes import client
 
 from localcluster.fleet import Fleet
-from manager import MUTATING_CONFIGURATION, VALIDATING_CONFIGURATION, WEBHOOK_PORT
 from tests.conftest import wait_for
+from kubekit import kruise
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -29,14 +29,14 @@ def secret_data(fleet: Fleet) -> dict[str, bytes]:
 
 def ca_bundles(fleet: Fleet) -> list[bytes]:
     admission = client.AdmissionregistrationV1Api(fleet.cluster.api())
-    configs = [admission.read_mutating_webhook_configuration(MUTATING_CONFIGURATION),
-               admission.read_validating_webhook_configuration(VALIDATING_CONFIGURATION)]
+    configs = [admission.read_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION),
+               admission.read_validating_webhook_configuration(kruise.VALIDATING_CONFIGURATION)]
     return [base64.b64decode(w.client_config.ca_bundle or "") for c in configs for w in c.webhooks]
 
 
 def served_certificate(ip: str, ca_file: str, server_name: str) -> x509.Certificate:
     context = ssl.create_default_context(cafile=ca_file)
-    with socket.create_connection((ip, WEBHOOK_PORT), timeout=5) as raw, \
+    with socket.create_connection((ip, kruise.WEBHOOK_PORT), timeout=5) as raw, \
             context.wrap_socket(raw, server_hostname=server_name) as tls:
         return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
@@ -62,7 +62,7 @@ def test_replicas_started_together_agree_on_one_ca(fleet, tmp_path):
 def test_a_reset_ca_bundle_is_patched_back(fleet):
     """What a helm upgrade of a chart without lookup does (kruise#374)."""
     admission = client.AdmissionregistrationV1Api(fleet.cluster.api())
-    admission.patch_mutating_webhook_configuration(MUTATING_CONFIGURATION, [
+    admission.patch_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION, [
         {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": base64.b64encode(b"stale").decode()}])
     expected = secret_data(fleet)["ca-cert.pem"]
     wait_for(lambda: all(b == expected for b in ca_bundles(fleet)), timeout=15, what="caBundle patched back")
@@ -75,7 +75,7 @@ def test_readiness_fails_while_the_webhook_is_saturated_and_recovers(fleet):
     fleet.stop(replica)
     fleet.start(replica, "--webhook-max-connections=4", "--webhook-io-timeout=30s")
     fleet.wait_ready([replica])
-    stuck = [socket.create_connection((replica.ip, WEBHOOK_PORT), timeout=5) for _ in range(4)]
+    stuck = [socket.create_connection((replica.ip, kruise.WEBHOOK_PORT), timeout=5) for _ in range(4)]
     try:
         wait_for(lambda: not fleet.ready(replica), timeout=10, what="readiness to fail")
         assert "webhook-server failed" in fleet.readyz_report(replica)
@@ -90,7 +90,7 @@ def test_readiness_fails_while_the_webhook_is_saturated_and_recovers(fleet):
 # ---- hostile input at the webhook port ------------------------------------------------------
 def _post(ip: str, path: str, body: bytes, headers: dict | None = None, context=None) -> tuple[int, bytes]:
     context = context or _insecure()
-    conn = http.client.HTTPSConnection(ip, WEBHOOK_PORT, context=context, timeout=10)
+    conn = http.client.HTTPSConnection(ip, kruise.WEBHOOK_PORT, context=context, timeout=10)
     try:
         conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
         response = conn.getresponse()
@@ -137,14 +137,14 @@ def test_wrong_shapes_get_an_answer_with_a_reason(fleet):
 
 def test_oversized_unlengthed_and_wrong_type_bodies_are_refused(fleet):
     ip = fleet.replicas[0].ip
-    conn = http.client.HTTPSConnection(ip, WEBHOOK_PORT, context=_insecure(), timeout=10)
+    conn = http.client.HTTPSConnection(ip, kruise.WEBHOOK_PORT, context=_insecure(), timeout=10)
     conn.putrequest("POST", "/mutate-pod")
     conn.putheader("Content-Type", "application/json")
     conn.putheader("Content-Length", str(64 << 20))
     conn.endheaders()
     assert conn.getresponse().status == 413  # refused before a byte of the body is read
     conn.close()
-    conn = http.client.HTTPSConnection(ip, WEBHOOK_PORT, context=_insecure(), timeout=10)
+    conn = http.client.HTTPSConnection(ip, kruise.WEBHOOK_PORT, context=_insecure(), timeout=10)
     conn.putrequest("POST", "/mutate-pod")
     conn.endheaders()
     assert conn.getresponse().status == 411
@@ -158,7 +158,7 @@ def test_a_slow_client_is_cut_off_and_others_are_served(fleet):
     fleet.stop(replica)
     fleet.start(replica, "--webhook-io-timeout=1s")
     fleet.wait_ready([replica])
-    tls = _insecure().wrap_socket(socket.create_connection((replica.ip, WEBHOOK_PORT), timeout=10))
+    tls = _insecure().wrap_socket(socket.create_connection((replica.ip, kruise.WEBHOOK_PORT), timeout=10))
     tls.sendall(b"POST /mutate-pod HTTP/1.1\r\nContent-Length: 100\r\n")  # ...and nothing more
     started = time.monotonic()
     assert tls.recv(1024) == b""  # the server hangs up

@@ -19,9 +19,10 @@ from kubernetes import client
 from kruisectl import scrape
 from kruisectl.cli import cli
 from kruisectl.kube import api as api_of
-from manager import WEBHOOK_PORT
 from tests.chart import alerting
 from tests.drill.conftest import installed  # noqa: F401 - the fixture: the chart's managers on hostlet nodes
+
+from kubekit import kruise
 
 from ..conftest import wait_for
 
@@ -102,7 +103,7 @@ def bad_requests(ip: str, count: int) -> None:
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     for _ in range(count):
-        with socket.create_connection((ip, WEBHOOK_PORT), timeout=5) as raw, \
+        with socket.create_connection((ip, kruise.WEBHOOK_PORT), timeout=5) as raw, \
                 context.wrap_socket(raw) as tls:
             tls.sendall(b"POST /mutate-pod HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                         b"Content-Length: 8\r\nConnection: close\r\n\r\nnot json")

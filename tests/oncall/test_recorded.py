@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kruisectl import ZONE_LABEL
 from kruisectl.doctor import diagnose
 from kruisectl.inventory import Inventory
 from kruisectl.status import build, problems
+from kubekit import kruise
 
 RECORDED = Path(__file__).with_name("recorded") / "chart-3-replicas-3-zones.json"
 
@@ -90,7 +90,7 @@ def one_node(d):
 
 def zones_removed(d):
     for node in list(d["nodes"].values()) + d["all_nodes"]:
-        node["metadata"]["labels"].pop(ZONE_LABEL, None)
+        node["metadata"]["labels"].pop(kruise.ZONE_LABEL, None)
 
 
 def do_not_schedule_without_zones(d):

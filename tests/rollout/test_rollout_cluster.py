@@ -15,7 +15,8 @@ import uuid
 import pytest
 from kubernetes import client
 
-from kruisectl import DEPLOYMENT_NAME, MANAGER_LABELS
+
+from kubekit import kruise
 
 from ..conftest import wait_for
 
@@ -33,14 +34,14 @@ def manager(private):
     core.create_namespace({"metadata": {"name": batch}})
     wait_for(lambda: core.list_namespaced_service_account(batch).items, timeout=30, what="default ServiceAccount")
     apps.create_namespaced_deployment(batch, {
-        "metadata": {"name": DEPLOYMENT_NAME, "labels": MANAGER_LABELS},
+        "metadata": {"name": kruise.DEPLOYMENT, "labels": kruise.MANAGER_LABELS},
         "spec": {
             "replicas": 2,
             "minReadySeconds": 3,  # kwok readies pods at once; this makes a rollout observable
-            "selector": {"matchLabels": MANAGER_LABELS},
+            "selector": {"matchLabels": kruise.MANAGER_LABELS},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
             "template": {
-                "metadata": {"labels": MANAGER_LABELS},
+                "metadata": {"labels": kruise.MANAGER_LABELS},
                 "spec": {
                     "hostNetwork": True,
                     "nodeSelector": {"batch": batch},
@@ -51,7 +52,7 @@ def manager(private):
             },
         },
     })
-    wait_for(lambda: (apps.read_namespaced_deployment(DEPLOYMENT_NAME, batch).status.available_replicas or 0) == 2,
+    wait_for(lambda: (apps.read_namespaced_deployment(kruise.DEPLOYMENT, batch).status.available_replicas or 0) == 2,
              timeout=90, what="2 available manager replicas")
     yield private, batch
     core.delete_namespace(batch, propagation_policy="Background")
@@ -65,7 +66,7 @@ def kruisectl(private, namespace, *args, timeout=120):
 
 
 def strategy(private, namespace):
-    deployment = client.AppsV1Api(private.api()).read_namespaced_deployment(DEPLOYMENT_NAME, namespace)
+    deployment = client.AppsV1Api(private.api()).read_namespaced_deployment(kruise.DEPLOYMENT, namespace)
     rolling = deployment.spec.strategy.rolling_update
     return rolling.max_surge, rolling.max_unavailable
 
@@ -134,7 +135,7 @@ def test_rolling_update_with_max_unavailable_0_keeps_desired_replicas_available(
     def observe():
         deadline = time.monotonic() + 150
         while not stop.is_set() and time.monotonic() < deadline:
-            d = apps.read_namespaced_deployment(DEPLOYMENT_NAME, ns)
+            d = apps.read_namespaced_deployment(kruise.DEPLOYMENT, ns)
             samples.append((d.status.available_replicas or 0, ready_pods(), d.status.replicas or 0))
             time.sleep(0.1)
 
@@ -162,7 +163,7 @@ def test_status_reports_a_progress_deadline_exceeded(manager):
     private, ns = manager
     apps = client.AppsV1Api(private.api())
     # A template no node can take, with a short deadline: the controller gives up on it.
-    apps.patch_namespaced_deployment(DEPLOYMENT_NAME, ns, {"spec": {
+    apps.patch_namespaced_deployment(kruise.DEPLOYMENT, ns, {"spec": {
         "progressDeadlineSeconds": 5, "template": {"spec": {"nodeSelector": {"batch": "nowhere"}}}}})
     result = kruisectl(private, ns, "rollout", "status", "--watch", "--timeout", "60", timeout=90)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -185,10 +186,10 @@ def test_a_plan_made_before_someone_else_edited_the_deployment_is_rejected(manag
 
     private, ns = manager
     apps = client.AppsV1Api(private.api())
-    planned_on = json.loads(apps.read_namespaced_deployment(DEPLOYMENT_NAME, ns, _preload_content=False).data)
+    planned_on = json.loads(apps.read_namespaced_deployment(kruise.DEPLOYMENT, ns, _preload_content=False).data)
     plan = rollout.plan_tune(planned_on, max_surge=1, max_unavailable=0)
-    apps.patch_namespaced_deployment(DEPLOYMENT_NAME, ns, {"spec": {"strategy": {"rollingUpdate": {"maxSurge": "50%"}}}})
+    apps.patch_namespaced_deployment(kruise.DEPLOYMENT, ns, {"spec": {"strategy": {"rollingUpdate": {"maxSurge": "50%"}}}})
     with pytest.raises(ApiException) as raised:
-        apps.patch_namespaced_deployment(DEPLOYMENT_NAME, ns, plan.patch)
+        apps.patch_namespaced_deployment(kruise.DEPLOYMENT, ns, plan.patch)
     assert raised.value.status == 422, raised.value.body
     assert strategy(private, ns) == ("50%", "25%")  # the other edit stands

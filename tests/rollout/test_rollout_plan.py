@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kruisectl import ZONE_LABEL, rollout
+from kruisectl import rollout
+from kubekit import kruise
 
 
 def _deployment(surge="25%", unavailable="25%", when="ScheduleAnyway", replicas=3, generation=1, status=None):
@@ -16,7 +17,7 @@ def _deployment(surge="25%", unavailable="25%", when="ScheduleAnyway", replicas=
                          "containers": [{"name": "manager"}],
                          "topologySpreadConstraints": [
                              {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"},
-                             {"maxSkew": 1, "topologyKey": ZONE_LABEL, "whenUnsatisfiable": when}]}}},
+                             {"maxSkew": 1, "topologyKey": kruise.ZONE_LABEL, "whenUnsatisfiable": when}]}}},
             "status": status or {}}
 
 

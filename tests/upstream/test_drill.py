@@ -12,8 +12,9 @@ from collections import Counter
 import pytest
 
 from kruisectl.probe import PROBE_CONTAINER
-from localcluster.upstream import MANAGER_LABELS, wait_ready
+from localcluster.upstream import wait_ready
 from tests import audit
+from kubekit import kruise
 
 pytestmark = pytest.mark.cluster
 
@@ -48,7 +49,7 @@ def mutated_by(event: dict) -> set[str]:
 
 
 def manager_pods(upstream_install) -> set[str]:
-    selector = ",".join(f"{k}={v}" for k, v in MANAGER_LABELS.items())
+    selector = ",".join(f"{k}={v}" for k, v in kruise.MANAGER_LABELS.items())
     pods = json.loads(upstream_install.kubectl("get", "pods", "-n", upstream_install.namespace, "-l", selector,
                                                "-o", "json").stdout)
     return {p["metadata"]["name"] for p in pods["items"] if not p["metadata"].get("deletionTimestamp")}

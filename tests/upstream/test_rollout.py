@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from localcluster.upstream import DEPLOYMENT, NAMESPACE, wait_ready
+from localcluster.upstream import wait_ready
+
+from kubekit import kruise
 
 from ..conftest import wait_for
 
@@ -27,8 +29,8 @@ def test_rollout_status_before_during_and_after_the_host_network_fix(upstream_in
         assert code == 1 and not report["done"] and not report["failed"], report
         watched = upstream_install.kruisectl("rollout", "status", "--watch", "--timeout", "240s")
         assert watched.exit_code == 0, watched.output
-        assert watched.output.rstrip().endswith(f'deployment "{DEPLOYMENT}" successfully rolled out')
-        kubectl = upstream_install.kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{DEPLOYMENT}",
+        assert watched.output.rstrip().endswith(f'deployment "{kruise.DEPLOYMENT}" successfully rolled out')
+        kubectl = upstream_install.kubectl("-n", kruise.NAMESPACE, "rollout", "status", f"deployment/{kruise.DEPLOYMENT}",
                                            "--timeout=5s")
         assert "successfully rolled out" in kubectl.stdout
 
@@ -48,7 +50,7 @@ def test_rollout_status_before_during_and_after_the_host_network_fix(upstream_in
         assert by_check["host-network"]["level"] == "ok"
         assert by_check["leader"]["level"] == "ok" and "names the holder by its node" in by_check["leader"]["message"]
     finally:
-        upstream_install.kubectl("-n", NAMESPACE, "patch", "deployment", DEPLOYMENT, "--type", "json", "-p",
+        upstream_install.kubectl("-n", kruise.NAMESPACE, "patch", "deployment", kruise.DEPLOYMENT, "--type", "json", "-p",
                                  json.dumps([{"op": "remove", "path": "/spec/template/spec/hostNetwork"}]))
     watched = upstream_install.kruisectl("rollout", "status", "--watch", "--timeout", "240s")
     assert watched.exit_code == 0, watched.output

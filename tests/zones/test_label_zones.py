@@ -19,10 +19,11 @@ import pytest
 from click.testing import CliRunner
 from kubernetes import client
 
-from kruisectl import ZONE_LABEL
 from kruisectl import zones
 from kruisectl.cli import cli
 from localcluster.pki import LocalCA
+
+from kubekit import kruise
 
 from ..conftest import wait_for
 
@@ -52,7 +53,7 @@ def run(private, *args):
 
 
 def zone_of(core, names):
-    return {n: (core.read_node(n).metadata.labels or {}).get(ZONE_LABEL) for n in names}
+    return {n: (core.read_node(n).metadata.labels or {}).get(kruise.ZONE_LABEL) for n in names}
 
 
 def test_plan_changes_nothing_then_apply_then_rerun_is_a_no_op(private, bare_nodes):
@@ -79,7 +80,7 @@ def test_plan_changes_nothing_then_apply_then_rerun_is_a_no_op(private, bare_nod
 def test_different_value_is_kept_unless_overwrite_and_then_reported(private, bare_nodes):
     prefix, names = bare_nodes
     core = client.CoreV1Api(private.api())
-    core.patch_node(names[0], {"metadata": {"labels": {ZONE_LABEL: "hand-set"}}})
+    core.patch_node(names[0], {"metadata": {"labels": {kruise.ZONE_LABEL: "hand-set"}}})
 
     refused = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--apply")
     assert refused.exit_code == 1
@@ -89,7 +90,7 @@ def test_different_value_is_kept_unless_overwrite_and_then_reported(private, bar
 
     replaced = run(private, "--from-label", RACK, "-l", f"batch={prefix}", "--apply", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert f"{names[0]}: replaced {ZONE_LABEL}=hand-set" in replaced.output
+    assert f"{names[0]}: replaced {kruise.ZONE_LABEL}=hand-set" in replaced.output
     assert zone_of(core, [names[0]])[names[0]] == "rack-0"
 
 
@@ -120,7 +121,7 @@ def test_node_changed_after_planning_is_reread_not_clobbered(private, bare_nodes
     rows = zones.plan(zones.list_nodes(api, f"batch={prefix}"), source)
     assert all(r.action == zones.LABEL for r in rows)
     # Someone else sets a zone on one node between our plan and our write.
-    core.patch_node(names[2], {"metadata": {"labels": {ZONE_LABEL: "set-by-someone-else"}}})
+    core.patch_node(names[2], {"metadata": {"labels": {kruise.ZONE_LABEL: "set-by-someone-else"}}})
 
     outcomes = {o.node: o for o in zones.apply(zones.NodeWriter(api), rows, source, include_region=False, overwrite=False)}
     assert not outcomes[names[2]].applied
@@ -174,8 +175,8 @@ class PatchGate:
         if request.get("dryRun"):
             self.probed.set()
             return
-        labelling = ZONE_LABEL in (request["object"]["metadata"].get("labels") or {}) and \
-            ZONE_LABEL not in ((request.get("oldObject") or {}).get("metadata", {}).get("labels") or {})
+        labelling = kruise.ZONE_LABEL in (request["object"]["metadata"].get("labels") or {}) and \
+            kruise.ZONE_LABEL not in ((request.get("oldObject") or {}).get("metadata", {}).get("labels") or {})
         if not labelling:
             return
         with self.lock:
@@ -270,7 +271,7 @@ def test_labelling_lets_a_strict_zone_spread_schedule(private, bare_nodes):
                     "nodeSelector": {"batch": prefix},
                     "containers": [{"name": "c", "image": "registry.local/c:1"}],
                     "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": ZONE_LABEL, "whenUnsatisfiable": "DoNotSchedule",
+                        "maxSkew": 1, "topologyKey": kruise.ZONE_LABEL, "whenUnsatisfiable": "DoNotSchedule",
                         "labelSelector": {"matchLabels": {"app": "spread"}}, "matchLabelKeys": ["pod-template-hash"],
                     }],
                 },

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kruisectl import REGION_LABEL, ZONE_LABEL
 from kruisectl import zones
+from kubekit import kruise
 
 
 def node(name, **labels):
@@ -68,7 +68,7 @@ def test_plan_actions():
         node("unplaceable"),
     ]
     rows = {r.node: r for r in zones.plan(nodes, source)}
-    assert rows["missing"].action == zones.LABEL and rows["missing"].labels_to_set() == {ZONE_LABEL: "r1"}
+    assert rows["missing"].action == zones.LABEL and rows["missing"].labels_to_set() == {kruise.ZONE_LABEL: "r1"}
     assert "same" not in rows, "already as the source says: nothing to plan"
     assert rows["different"].action == zones.CONFLICT
     assert rows["different"].note == "has zone old: --overwrite to replace"
@@ -77,7 +77,7 @@ def test_plan_actions():
 
     rows = {r.node: r for r in zones.plan(nodes, source, overwrite=True)}
     assert rows["different"].action == zones.OVERWRITE
-    assert rows["different"].replaced == {ZONE_LABEL: "old"}
+    assert rows["different"].replaced == {kruise.ZONE_LABEL: "old"}
 
 
 def test_region_only_when_asked():
@@ -85,7 +85,7 @@ def test_region_only_when_asked():
     labelled_zone = node("n", rack="r1", dc="dc1", **{"topology.kubernetes.io__zone": "r1"})
     assert zones.plan([labelled_zone], source) == []
     rows = zones.plan([labelled_zone], source, include_region=True)
-    assert rows[0].action == zones.LABEL and rows[0].labels_to_set() == {REGION_LABEL: "dc1"}
+    assert rows[0].action == zones.LABEL and rows[0].labels_to_set() == {kruise.REGION_LABEL: "dc1"}
 
 
 @pytest.mark.parametrize("zone, valid", [

@@ -1,0 +1,25 @@
+"""What an OpenKruise install is called: upstream's names, labels, ports and webhook paths, kept
+here once so that the manager, the chart's tests, kruisectl and the harness all mean the same
+objects, and kruisectl works on an upstream install unchanged."""
+
+from __future__ import annotations
+
+NAMESPACE = "kruise-system"
+DEPLOYMENT = "kruise-controller-manager"
+DAEMONSET = "kruise-daemon"
+LEASE = "kruise-manager"  # the election's Lease (controller-runtime's leader election id)
+SERVICE_ACCOUNT = "kruise-manager"
+SECRET = "kruise-webhook-certs"
+SERVICE = "kruise-webhook-service"
+MUTATING_CONFIGURATION = "kruise-mutating-webhook-configuration"
+VALIDATING_CONFIGURATION = "kruise-validating-webhook-configuration"
+MANAGER_LABELS = {"control-plane": "controller-manager"}
+MANAGER_SELECTOR = "control-plane=controller-manager"
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+
+WEBHOOK_PORT = 9876
+MUTATE_POD_PATH = "/mutate-pod"
+VALIDATE_SIDECARSET_PATH = "/validate-apps-kruise-io-v1alpha1-sidecarset"
+MUTATE_SIDECARSET_PATH = "/mutate-apps-kruise-io-v1alpha1-sidecarset"
