@@ -8,6 +8,8 @@ import time
 
 import click
 
+from kubekit import kruise
+
 from .. import inventory as inv
 from .. import status as report_of
 from ..errors import EXIT_FINDINGS, CLIError
@@ -75,7 +77,7 @@ def _render(report: dict, wide: bool) -> str:
     if zones.get("unknown"):
         lines.append(f"          zones of some nodes unknown ({zones['unknown']})")
     if zones["replicasOnNodesWithoutZone"]:
-        lines.append(f"          on nodes without {report_of.ZONE_LABEL}: {', '.join(zones['replicasOnNodesWithoutZone'])}"
+        lines.append(f"          on nodes without {kruise.ZONE_LABEL}: {', '.join(zones['replicasOnNodesWithoutZone'])}"
                      " (see `kruisectl label-zones`)")
     webhook = report["webhook"]
     cert = "cert unknown" if webhook["certExpiresInDays"] is None else f"cert expires in {webhook['certExpiresInDays']:g}d"
