@@ -8,12 +8,35 @@ import sys
 import click
 
 from . import __version__
-from .errors import EXIT_CANNOT_CHECK, describe_api_error
+from .commands import doctor, drill, install, label_zones, rollout, status, webhook
+from .errors import EXIT_CANNOT_CHECK, KruisectlError, describe_api_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class Failed(click.ClickException):
+    """A :class:`KruisectlError` on its way out: ``error: <one line>`` and its exit code."""
+
+    def __init__(self, err: KruisectlError):
+        super().__init__(err.message)
+        self.exit_code = err.exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class Commands(click.Group):
+    """The command tree: what the library raises ends as one line and its exit code, wherever
+    the command runs (the console script, ``helm kruise``, click's test runner)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KruisectlError as err:
+            raise Failed(err) from None
+
+
+@click.group(cls=Commands, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="kruisectl")
 def cli() -> None:
     """Operate OpenKruise's control plane (kruise-manager): leader, webhook, zones, rollouts.
@@ -44,19 +67,10 @@ def version(output: str) -> None:
         click.echo(dump(info, output))
 
 
-def _register_commands() -> None:
-    """Commands live one per module; each module exposes ``COMMANDS``."""
-    import importlib
-
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"kruisectl.commands.{name}")
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-COMMAND_MODULES: tuple[str, ...] = ("status", "doctor", "webhook", "label_zones", "rollout", "install", "drill")
-
-_register_commands()
+# Commands live one per module; each module exposes ``COMMANDS``.
+for _module in (status, doctor, webhook, label_zones, rollout, install, drill):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
 
 
 def main() -> None:

@@ -785,7 +785,7 @@ def _endpoint_removal(observer: Observer, victims: list[str], began: float, ende
 # ---- preflight, plan, run ----------------------------------------------------------------
 def preflight(api, names: Names, timeout: float, force: bool, explicit: set[str] = frozenset()) -> list[str]:
     """Reasons not to drill (empty: go): fewer than 2 ready replicas, doctor errors. A missing
-    namespace or explicitly named object raises CLIError."""
+    namespace or explicitly named object raises KruisectlError."""
     from . import inventory as inv
     from .doctor import diagnose
 

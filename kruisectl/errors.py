@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 
-import click
-
 EXIT_FINDINGS = 1  # an error-level finding (or, with --fail-on warning, a warning)
 EXIT_CANNOT_CHECK = 2  # unreachable cluster, forbidden, bad kubeconfig, bad input
 EXIT_TIMEOUT = 124  # --wait ran out, as timeout(1)
 
 
-class CLIError(click.ClickException):
-    """A one-line error with exit code 2 (could not do what was asked)."""
+class KruisectlError(Exception):
+    """What the library raises when it cannot do what was asked: one line for a person, and
+    the exit code the command line ends with (2 unless said otherwise)."""
 
-    exit_code = EXIT_CANNOT_CHECK
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+    def __init__(self, message: str, exit_code: int = EXIT_CANNOT_CHECK):
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
 
 
 def describe_api_error(exc: BaseException) -> str:

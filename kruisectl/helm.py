@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CLIError
+from .errors import KruisectlError
 
 # The chart is package data (kruisectl/_chart: in a checkout a link to charts/kruise, in a
 # wheel its copy), so an installed kruisectl finds it wherever it was installed.
@@ -26,7 +26,7 @@ def bundled_chart() -> str:
     """The chart kruisectl ships, as a directory helm reads; a one-line error when this
     installation lacks it (e.g. the manager image's kruisectl, built without the chart)."""
     if not (BUNDLED_CHART / "Chart.yaml").is_file():
-        raise CLIError(f"this kruisectl has no bundled chart ({BUNDLED_CHART} has no Chart.yaml): pass --chart "
+        raise KruisectlError(f"this kruisectl has no bundled chart ({BUNDLED_CHART} has no Chart.yaml): pass --chart "
                        "with a chart directory or reference (e.g. charts/kruise of a checkout)")
     return str(BUNDLED_CHART)
 
@@ -38,7 +38,7 @@ def find_helm(explicit: str | None = None) -> str:
         if candidate:
             found = shutil.which(candidate)
             if not found:
-                raise CLIError(f"helm binary {candidate!r} not found or not executable")
+                raise KruisectlError(f"helm binary {candidate!r} not found or not executable")
             return found
     found = shutil.which("helm")
     if found:
@@ -49,7 +49,7 @@ def find_helm(explicit: str | None = None) -> str:
         built = sorted((CHECKOUT / ".cache" / "bin").glob("helm-*/helm"), key=lambda path: path.stat().st_mtime)
         if built and os.access(built[-1], os.X_OK):
             return str(built[-1])
-    raise CLIError("helm not found: install Helm 3 (https://helm.sh/docs/intro/install/) and put it on PATH, "
+    raise KruisectlError("helm not found: install Helm 3 (https://helm.sh/docs/intro/install/) and put it on PATH, "
                    "or pass --helm-binary PATH (or set $KRUISECTL_HELM)"
                    + (f"; in this checkout, make build builds one into {CHECKOUT / '.cache' / 'bin'}" if CHECKOUT else ""))
 
@@ -120,14 +120,14 @@ def explain(stderr: str) -> str:
 
 
 def run(helm: str, args: list[str], *, capture: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run helm; a CLIError with helm's reason in one line when it fails."""
+    """Run helm; a KruisectlError with helm's reason in one line when it fails."""
     env = {k: v for k, v in os.environ.items() if k not in ("HELM_NAMESPACE", "HELM_KUBECONTEXT")}
     try:
         result = subprocess.run([helm, *args], capture_output=capture, text=True, timeout=timeout, env=env)
     except FileNotFoundError:
-        raise CLIError(f"helm binary {helm} not found") from None
+        raise KruisectlError(f"helm binary {helm} not found") from None
     except subprocess.TimeoutExpired:
-        raise CLIError(f"helm {args[0]} did not finish within {timeout:g}s") from None
+        raise KruisectlError(f"helm {args[0]} did not finish within {timeout:g}s") from None
     if result.returncode != 0:
-        raise CLIError(f"helm {args[0]}: {explain(result.stderr or '')}")
+        raise KruisectlError(f"helm {args[0]}: {explain(result.stderr or '')}")
     return result

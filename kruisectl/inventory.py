@@ -269,9 +269,9 @@ def installs_elsewhere(api_client, names: Names, timeout: float) -> list[str]:
 
 
 def ensure_target(api_client, inventory: Inventory, explicit: set[str], timeout: float) -> None:
-    """A CLIError (exit 2, and no other claim) when the namespace does not exist or an object the
+    """A KruisectlError (exit 2, and no other claim) when the namespace does not exist or an object the
     user named explicitly is not there; says where a manager was found instead."""
-    from .errors import CLIError
+    from .errors import KruisectlError
 
     names = inventory.names
     wrong = []
@@ -286,7 +286,7 @@ def ensure_target(api_client, inventory: Inventory, explicit: set[str], timeout:
         return
     elsewhere = installs_elsewhere(api_client, names, timeout)
     hint = f" (pods labelled {names.selector} run in: {', '.join(elsewhere)}; pass -n)" if elsewhere else ""
-    raise CLIError("; ".join(wrong) + hint)
+    raise KruisectlError("; ".join(wrong) + hint)
 
 
 def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300) -> list:

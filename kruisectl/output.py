@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
-import click
 import yaml
 from tabulate import tabulate
 
 FORMATS = ("table", "wide", "json", "yaml")
-
-
-def output_option(default: str = "table", formats: tuple[str, ...] = FORMATS):
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(formats),
-        default=default,
-        show_default=True,
-        help="Output format.",
-    )
+_ANSI = {"red": 31, "green": 32, "yellow": 33, "blue": 34, "magenta": 35, "cyan": 36}
 
 
 def colour(text: str, fg: str | None) -> str:
@@ -30,7 +19,7 @@ def colour(text: str, fg: str | None) -> str:
 
     if not fg or os.environ.get("NO_COLOR") or not sys.stdout.isatty():
         return text
-    return click.style(text, fg=fg, bold=fg == "red")
+    return f"\x1b[{'1;' if fg == 'red' else ''}{_ANSI[fg]}m{text}\x1b[0m"
 
 
 def dump(data: Any, fmt: str) -> str:
@@ -47,13 +36,6 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     if not rows:
         return ""
     return tabulate(rows, headers=[h.upper() for h in headers], tablefmt="plain", disable_numparse=True)
-
-
-def emit(data: Any, fmt: str, render_table: Callable[[Any, bool], str]) -> None:
-    if fmt in ("json", "yaml"):
-        click.echo(dump(data, fmt))
-    else:
-        click.echo(render_table(data, fmt == "wide"))
 
 
 def age(seconds: float | None) -> str:

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .errors import CLIError
+from .errors import KruisectlError
 from .findings import Finding
 from .kube import request_json
 
@@ -80,7 +80,7 @@ def probe_pod(labels: dict[str, str], generate_name: str = "kruisectl-probe-") -
 
 
 def run(api, namespace: str, timeout: float, wait: float = 10.0, explain=lambda text: (text, "")) -> list[Finding]:
-    """Findings ``probe/mutating`` and ``probe/validating``. Raises CLIError (exit 2) when the
+    """Findings ``probe/mutating`` and ``probe/validating``. Raises KruisectlError (exit 2) when the
     SidecarSet CRD is not installed."""
     from kubernetes.client.exceptions import ApiException
 
@@ -90,7 +90,7 @@ def run(api, namespace: str, timeout: float, wait: float = 10.0, explain=lambda 
             findings.append(_probe_mutating(api, namespace, probe.labels, timeout, wait, explain))
     except ApiException as err:
         if err.status == 404:
-            raise CLIError("the SidecarSet CRD (sidecarsets.apps.kruise.io) is not installed: "
+            raise KruisectlError("the SidecarSet CRD (sidecarsets.apps.kruise.io) is not installed: "
                            "install the chart (kruisectl install) or OpenKruise's CRDs") from None
         if err.status == 403 and "vsidecarset" not in _error_text(err):
             return [Finding("probe", "warning", "end-to-end probe skipped: not allowed to create a SidecarSet",

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from kruisectl import __version__
 from kruisectl.cli import cli
-from kruisectl.errors import CLIError
+from kruisectl.errors import KruisectlError
 from kruisectl.kube import KubeTarget, default_namespace
 
 import pytest
@@ -56,16 +56,16 @@ def test_helm_namespace_is_the_default_only_when_helm_was_given_one(monkeypatch)
 
 
 def test_missing_and_malformed_kubeconfig_are_one_line_errors(tmp_path):
-    with pytest.raises(CLIError, match="does not exist"):
+    with pytest.raises(KruisectlError, match="does not exist"):
         KubeTarget(kubeconfig=str(tmp_path / "absent")).api_client()
     broken = tmp_path / "broken"
     broken.write_text("apiVersion: v1\nclusters: [\n")
-    with pytest.raises(CLIError, match="bad kubeconfig") as raised:
+    with pytest.raises(KruisectlError, match="bad kubeconfig") as raised:
         KubeTarget(kubeconfig=str(broken)).api_client()
-    assert "\n" not in raised.value.format_message()
+    assert "\n" not in raised.value.message
     no_context = tmp_path / "nocontext"
     no_context.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    with pytest.raises(CLIError, match="bad kubeconfig"):
+    with pytest.raises(KruisectlError, match="bad kubeconfig"):
         KubeTarget(kubeconfig=str(no_context), context="missing").api_client()
 
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from kruisectl.cli import cli
-from kruisectl.params import Duration
+from kruisectl.commands.options import Duration
 
 
 @click.command()

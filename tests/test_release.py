@@ -195,7 +195,7 @@ def test_doctor_on_an_upstream_release_in_default_prints_its_version():
 def test_rollout_via_helm_upgrades_the_release_or_refuses():
     from kruisectl import rollout
     from kruisectl.commands.rollout import _chart_upgrade
-    from kruisectl.errors import CLIError
+    from kruisectl.errors import KruisectlError
 
     deployment = copy.deepcopy(OUR_DEPLOYMENT)
     deployment["metadata"]["resourceVersion"] = "1"
@@ -206,7 +206,7 @@ def test_rollout_via_helm_upgrades_the_release_or_refuses():
         "kruisectl", "upgrade", "-n", "kruise-rel", "--release", "r1",
         "--set", "manager.updateStrategy.rollingUpdate.maxSurge=1",
         "--set", "manager.updateStrategy.rollingUpdate.maxUnavailable=0"]
-    with pytest.raises(CLIError, match="release default/kruise is upstream's chart, which has no values"):
+    with pytest.raises(KruisectlError, match="release default/kruise is upstream's chart, which has no values"):
         _chart_upgrade(UPSTREAM_DEPLOYMENT, "kruise-system", "kruise-controller-manager", plan)
-    with pytest.raises(CLIError, match="was not installed by helm"):
+    with pytest.raises(KruisectlError, match="was not installed by helm"):
         _chart_upgrade(MANIFEST_DEPLOYMENT, "kruise-system", "kruise-controller-manager", plan)

@@ -83,3 +83,25 @@ def test_the_project_has_no_import_cycles():
     found = modules()
     graph = {name: imported(name, path, set(found)) for name, path in found.items()}
     assert cycles(graph) == []
+
+
+def test_only_the_command_line_imports_click():
+    """The library raises its own errors (kruisectl.errors.KruisectlError) and renders text;
+    flags, prompts and exits are the command line's (kruisectl/cli.py, kruisectl/commands/)."""
+    found = modules()
+    offenders = sorted(
+        name for name, path in found.items()
+        if name.split(".")[0] in ("kubekit", "manager", "kruisectl")
+        and not (name == "kruisectl.cli" or name.startswith("kruisectl.commands"))
+        and any(n == "click" or n.startswith("click.") for n in _all_imports(path)))
+    assert offenders == []
+
+
+def _all_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+    return names

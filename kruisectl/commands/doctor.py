@@ -9,12 +9,11 @@ import click
 from .. import history
 from .. import inventory as inv
 from ..doctor import diagnose
-from ..errors import EXIT_FINDINGS, CLIError
+from ..errors import EXIT_FINDINGS, KruisectlError
 from ..findings import failing, findings_table, grade
-from ..kube import kube_options
 from . import explicit, name_options
-from ..output import dump, output_option
-from ..params import POSITIVE_DURATION
+from ..output import dump
+from .options import POSITIVE_DURATION, kube_options, output_option
 
 EPILOG = """\b
 Examples:
@@ -51,7 +50,7 @@ def doctor(target, output, fail_on, names, since):
     inventory = inv.collect(api, names, timeout=target.request_timeout, extended=True)
     fatal = inventory.fatal()
     if fatal:
-        raise CLIError(fatal)
+        raise KruisectlError(fatal)
     inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
     findings = diagnose(inventory)
     past = None
@@ -79,7 +78,7 @@ def doctor(target, output, fail_on, names, since):
                 click.echo(f"warning: could not read {read}: {reason}", err=True)
     missing = inventory.forbidden()
     if missing:
-        raise CLIError(f"forbidden: missing permissions: {'; '.join(missing)} (the checks that need them say "
+        raise KruisectlError(f"forbidden: missing permissions: {'; '.join(missing)} (the checks that need them say "
                        "unknown)")
     if failing(findings, fail_on):
         sys.exit(EXIT_FINDINGS)

@@ -8,11 +8,10 @@ import click
 
 from .. import drill as lib
 from .. import inventory as inv
-from ..errors import EXIT_CANNOT_CHECK, EXIT_FINDINGS, CLIError
-from ..kube import kube_options
-from ..output import dump, output_option, table
-from ..params import Duration
+from ..errors import EXIT_CANNOT_CHECK, EXIT_FINDINGS, KruisectlError
+from ..output import dump, table
 from . import explicit, name_options
+from .options import Duration, kube_options, output_option
 
 SCENARIO_NAMES = tuple(lib.SCENARIOS)
 
@@ -62,7 +61,7 @@ def _scenarios(names: tuple[str, ...], all_: bool) -> list[lib.Scenario]:
     if all_:
         return list(lib.SCENARIOS.values())
     if not names:
-        raise CLIError(f"name at least one scenario ({', '.join(SCENARIO_NAMES)}) or pass --all")
+        raise KruisectlError(f"name at least one scenario ({', '.join(SCENARIO_NAMES)}) or pass --all")
     return [lib.SCENARIOS[n] for n in names]
 
 
@@ -134,16 +133,16 @@ def run_command(scenario, all_, yes, force, timeout, target, names, probe_namesp
     try:
         reasons = lib.preflight(api, names, target.request_timeout, force, explicit(given))
     except lib.DrillRefused as err:
-        raise CLIError(str(err)) from None
+        raise KruisectlError(str(err)) from None
     if reasons:
-        raise CLIError("refusing to drill: " + "; ".join(reasons) + (" (--force overrides doctor errors)"
+        raise KruisectlError("refusing to drill: " + "; ".join(reasons) + (" (--force overrides doctor errors)"
                                                                      if any(r.startswith("doctor") for r in reasons)
                                                                      else ""))
     options.webhook_timeout_s = lib.webhook_timeout(api, names, target.request_timeout)
     try:
         results = lib.run(api, names, scenarios, options, on_progress=lambda text: click.echo(text, err=True))
     except lib.DrillRefused as err:
-        raise CLIError(str(err)) from None
+        raise KruisectlError(str(err)) from None
     report = {"schemaVersion": 1, "namespace": names.namespace, "rate": options.rate,
               "scenarios": [r.to_dict() for r in results]}
     if output in ("json", "yaml"):

@@ -10,9 +10,8 @@ import click
 from kubekit import kruise
 
 from .. import dryrun, helm, rollout
-from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
-from ..kube import kube_options
-from ..params import POSITIVE_DURATION
+from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, KruisectlError, describe_api_error
+from .options import POSITIVE_DURATION, kube_options
 
 INSTALL_EPILOG = """\b
 Examples:
@@ -62,13 +61,13 @@ def common_options(func):
 def _chart_args(chart, values_files, set_values, **ha) -> list[str]:
     for value, name in ((ha.get("max_surge"), "--max-surge"), (ha.get("max_unavailable"), "--max-unavailable")):
         if value is not None and not (value.isdigit() or (value.endswith("%") and value[:-1].isdigit())):
-            raise CLIError(f"{name} {value!r}: expected a number of pods (1) or a percentage (50%)")
+            raise KruisectlError(f"{name} {value!r}: expected a number of pods (1) or a percentage (50%)")
     args = [chart]
     for path in values_files:
         args += ["--values", path]
     for pair in [*helm.ha_values(**ha), *set_values]:
         if "=" not in pair:
-            raise CLIError(f"--set {pair!r}: expected KEY=VALUE")
+            raise KruisectlError(f"--set {pair!r}: expected KEY=VALUE")
         args += ["--set", pair]
     return args
 
@@ -107,7 +106,7 @@ def _dry_run(target, helm_run, binary: str, args: list[str], chart: str) -> None
     click.echo(f"dry run of {args[0]} (nothing changed): " + ", ".join(f"{n} {a}" for a, n in counts.items() if n),
                err=True)
     if invalid:
-        raise CLIError("the apiserver would refuse: " + "; ".join(f"{c.ref}: {c.error}" for c in invalid))
+        raise KruisectlError("the apiserver would refuse: " + "; ".join(f"{c.ref}: {c.error}" for c in invalid))
 
 
 def _apply(verb: str, target, release, chart, helm_binary, dry_run, wait, timeout, values_files, set_values, **ha):

@@ -9,9 +9,9 @@ import threading
 import click
 
 from .. import zones
-from ..errors import EXIT_FINDINGS, CLIError, describe_api_error
-from ..kube import complete_nodes, kube_options
-from ..output import dump, output_option, table
+from ..errors import EXIT_FINDINGS, KruisectlError, describe_api_error
+from ..output import dump, table
+from .options import complete_nodes, kube_options, output_option
 
 EPILOG = """\b
 Exactly one source of values:
@@ -42,14 +42,14 @@ def _source(from_label, region_from_label, map_file, hostname_pattern, zone, reg
     chosen = [flag for flag, value in (("--from-label", from_label), ("--map", map_file),
                                        ("--hostname-pattern", hostname_pattern), ("--zone", zone)) if value]
     if len(chosen) != 1:
-        raise CLIError("give exactly one source: --from-label, --map, --hostname-pattern or --zone"
+        raise KruisectlError("give exactly one source: --from-label, --map, --hostname-pattern or --zone"
                        + (f" (got {', '.join(chosen)})" if chosen else ""))
     if nodes and not zone:
-        raise CLIError("node names are only taken with --zone")
+        raise KruisectlError("node names are only taken with --zone")
     if region and not zone:
-        raise CLIError("--region goes with --zone (other sources bring their own region)")
+        raise KruisectlError("--region goes with --zone (other sources bring their own region)")
     if region_from_label and not from_label:
-        raise CLIError("--region-from-label goes with --from-label")
+        raise KruisectlError("--region-from-label goes with --from-label")
     try:
         if from_label:
             return zones.FromLabel(from_label, region_from_label)
@@ -58,10 +58,10 @@ def _source(from_label, region_from_label, map_file, hostname_pattern, zone, reg
         if hostname_pattern:
             return zones.HostnamePattern(hostname_pattern)
         if not nodes:
-            raise CLIError("--zone needs the names of the nodes to label")
+            raise KruisectlError("--zone needs the names of the nodes to label")
         return zones.ExplicitZone(zone, tuple(nodes), region)
     except zones.SourceError as err:
-        raise CLIError(str(err)) from None
+        raise KruisectlError(str(err)) from None
 
 
 def _render_plan(rows: list[zones.Row], counts: dict[str, int], source: str) -> str:
@@ -110,11 +110,11 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
     try:
         all_nodes = zones.list_nodes(api, selector, timeout=target.request_timeout)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
-        raise CLIError(describe_api_error(err)) from None
+        raise KruisectlError(describe_api_error(err)) from None
     if zone:
         missing = sorted(set(nodes) - {n["metadata"]["name"] for n in all_nodes})
         if missing:
-            raise CLIError(f"no such node(s){' matching the selector' if selector else ''}: {', '.join(missing)}")
+            raise KruisectlError(f"no such node(s){' matching the selector' if selector else ''}: {', '.join(missing)}")
         all_nodes = [n for n in all_nodes if n["metadata"]["name"] in nodes]  # only the named ones
     rows = zones.plan(all_nodes, source, include_region=include_region, overwrite=overwrite)
     counts = zones.summary(rows)

@@ -11,10 +11,9 @@ from kubekit import kruise
 from .. import rollout
 from ..installation import KRUISECTL_CHART, MANIFESTS, detect
 from ..release import RELEASE_NAME
-from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError, describe_api_error
-from ..kube import kube_options
-from ..output import dump, output_option
-from ..params import DURATION
+from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, KruisectlError, describe_api_error
+from ..output import dump
+from .options import DURATION, kube_options, output_option
 
 deployment_option = click.option("--deployment", default=kruise.DEPLOYMENT, show_default=True, metavar="NAME",
                                  help="The manager Deployment.")
@@ -39,14 +38,14 @@ def _read(target, name: str):
     try:
         return api, rollout.read_deployment(api, target.namespace, name, target.request_timeout)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
-        raise CLIError(f"deployment {target.namespace}/{name}: {describe_api_error(err)}") from None
+        raise KruisectlError(f"deployment {target.namespace}/{name}: {describe_api_error(err)}") from None
 
 
 def _cluster_state(api, target) -> tuple[list[dict], list[dict]]:
     try:
         return rollout.cluster_state(api, target.request_timeout)
     except Exception as err:  # noqa: BLE001
-        raise CLIError(f"reading nodes and pods for the capacity check: {describe_api_error(err)}") from None
+        raise KruisectlError(f"reading nodes and pods for the capacity check: {describe_api_error(err)}") from None
 
 
 def _render_tune(plan: rollout.TunePlan) -> str:
@@ -67,13 +66,13 @@ def _render_tune(plan: rollout.TunePlan) -> str:
 
 def _chart_upgrade(current: dict, namespace: str, name: str, plan: rollout.TunePlan) -> str:
     """The upgrade of the release that installed ``current`` which keeps the tuned strategy;
-    a CLIError when no chart has values for it (manifests, or upstream's chart)."""
+    a KruisectlError when no chart has values for it (manifests, or upstream's chart)."""
     installed = detect(current, namespace, name)
     if installed.kind == MANIFESTS:
-        raise CLIError(f"--via-helm: deployment {namespace}/{name} was not installed by helm (no "
+        raise KruisectlError(f"--via-helm: deployment {namespace}/{name} was not installed by helm (no "
                        f"{RELEASE_NAME} annotation): tune it without --via-helm")
     if installed.kind != KRUISECTL_CHART:
-        raise CLIError(f"--via-helm: release {installed.release.namespace}/{installed.release.name} is upstream's "
+        raise KruisectlError(f"--via-helm: release {installed.release.namespace}/{installed.release.name} is upstream's "
                        "chart, which has no values for the rollout strategy (its template sets it): tune the "
                        "Deployment without --via-helm (the next helm upgrade undoes it)")
     return installed.upgrade(rollout.helm_set_pairs(plan))
@@ -113,14 +112,14 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
       kruisectl rollout tune --max-surge 2 --via-helm > strategy-values.yaml
     """
     if max_surge is None and max_unavailable is None and when_unsatisfiable is None:
-        raise CLIError("nothing to change: give --max-surge, --max-unavailable or --when-unsatisfiable")
+        raise KruisectlError("nothing to change: give --max-surge, --max-unavailable or --when-unsatisfiable")
     api, current = _read(target, deployment)
     try:
         plan = rollout.plan_tune(current, max_surge=rollout.int_or_percent(max_surge),
                                  max_unavailable=rollout.int_or_percent(max_unavailable),
                                  when_unsatisfiable=when_unsatisfiable)
     except ValueError as err:
-        raise CLIError(str(err)) from None
+        raise KruisectlError(str(err)) from None
     upgrade = _chart_upgrade(current, target.namespace, deployment, plan) if via_helm else None
     nodes, pods = _cluster_state(api, target)
     fit = rollout.check_capacity(current, plan, nodes, pods)
@@ -145,7 +144,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
         try:  # the apiserver validates the change as the real run would send it; nothing is stored
             rollout.apply_tune(api, target.namespace, deployment, plan, target.request_timeout, dry_run=True)
         except ApiException as err:
-            raise CLIError(f"the apiserver would refuse this change: {describe_api_error(err)}") from None
+            raise KruisectlError(f"the apiserver would refuse this change: {describe_api_error(err)}") from None
     if plan.changes and not dry_run and not refused:
         from kubernetes.client.exceptions import ApiException
 
@@ -155,8 +154,8 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
             # A failed `test` op is a bare 422: tell it apart by re-reading the resourceVersion.
             if err.status == 422 and _read(target, deployment)[1]["metadata"]["resourceVersion"] != \
                     current["metadata"]["resourceVersion"]:
-                raise CLIError(f"deployment {target.namespace}/{deployment} changed while planning; run again") from None
-            raise CLIError(describe_api_error(err)) from None
+                raise KruisectlError(f"deployment {target.namespace}/{deployment} changed while planning; run again") from None
+            raise KruisectlError(describe_api_error(err)) from None
         applied = True
 
     if output == "table":
@@ -210,7 +209,7 @@ def status(target, watch, timeout, deployment, output):
         try:
             return rollout.read_deployment(api, target.namespace, deployment, target.request_timeout)
         except Exception as err:  # noqa: BLE001 - one line, exit 2
-            raise CLIError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
+            raise KruisectlError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
 
     def show(state: rollout.RolloutStatus) -> None:
         if output == "table":
@@ -247,7 +246,7 @@ def restart(target, deployment):
     try:
         rollout.restart(target.api_client(), target.namespace, deployment, target.request_timeout)
     except Exception as err:  # noqa: BLE001
-        raise CLIError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
+        raise KruisectlError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
     click.echo(f"deployment.apps/{deployment} restarted")
 
 

@@ -12,10 +12,10 @@ from kubekit import kruise
 
 from .. import inventory as inv
 from .. import status as report_of
-from ..errors import EXIT_FINDINGS, CLIError
-from ..kube import kube_options
+from ..errors import EXIT_FINDINGS, KruisectlError
 from . import explicit, name_options
-from ..output import age, dump, output_option, table
+from ..output import age, dump, table
+from .options import kube_options, output_option
 
 EPILOG = """\b
 Examples:
@@ -107,7 +107,7 @@ def status(target, output, names, watch):
         _watch(api, names, target, output)
         return
     if missing:
-        raise CLIError(f"forbidden: missing permissions: {'; '.join(missing)} (what needs them is shown as unknown)")
+        raise KruisectlError(f"forbidden: missing permissions: {'; '.join(missing)} (what needs them is shown as unknown)")
     if problems:
         sys.exit(EXIT_FINDINGS)
 
@@ -129,7 +129,7 @@ def _show(api, names, target, output, clear: bool, explicit_names: frozenset = f
     inventory = inv.collect(api, names, timeout=target.request_timeout)
     fatal = inventory.fatal()
     if fatal:
-        raise CLIError(fatal)
+        raise KruisectlError(fatal)
     inv.ensure_target(api, inventory, explicit_names, target.request_timeout)
     report = report_of.build(inventory)
     problems = report_of.problems(report)

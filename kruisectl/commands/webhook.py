@@ -8,16 +8,15 @@ import time
 import click
 
 from .. import inventory as inv
-from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, CLIError
+from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, KruisectlError
 from ..doctor import SYSTEM_NAMESPACES, excludes_namespace, pod_webhooks
 from ..findings import failing, findings_table
-from ..kube import kube_options
 from . import explicit, name_options
-from ..output import dump, output_option
-from ..params import DURATION, POSITIVE_DURATION
+from ..output import dump
 from ..probe import run as run_probe
 from ..webhookcheck import servable_verdict
 from ..webhookcheck import check, explain
+from .options import DURATION, POSITIVE_DURATION, kube_options, output_option
 
 EPILOG = """\b
 Examples:
@@ -73,12 +72,12 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
         inventory = inv.collect(api, names, timeout=target.request_timeout)
         fatal = inventory.fatal()
         if fatal:
-            raise CLIError(fatal)
+            raise KruisectlError(fatal)
         inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
         findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
         skipping = [w["name"] for w in pod_webhooks(inventory.mutating) if excludes_namespace(w, inventory.namespace_labels(probe_namespace))]
         if probe and skipping and probe_namespace in (*SYSTEM_NAMESPACES, names.namespace):
-            raise CLIError(f"--probe-namespace {probe_namespace}: the pod webhook ({', '.join(skipping)}) skips this "
+            raise KruisectlError(f"--probe-namespace {probe_namespace}: the pod webhook ({', '.join(skipping)}) skips this "
                            "namespace by design (its namespaceSelector); probe a namespace your workloads use")
         if probe:
             findings += run_probe(api, probe_namespace, target.request_timeout, explain=explain)
@@ -101,7 +100,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
         click.echo(f"\nwebhook of {names.namespace}: {verdict} ({counts['error']} error, {counts['warning']} warning, "
                    f"{counts['info']} info, {counts['ok']} ok)")
     if missing:
-        raise CLIError(f"forbidden: missing permissions: {'; '.join(missing)} (the checks that need them say "
+        raise KruisectlError(f"forbidden: missing permissions: {'; '.join(missing)} (the checks that need them say "
                        "unknown)")
     if bad:
         sys.exit(EXIT_TIMEOUT if wait_for > 0 else EXIT_FINDINGS)
