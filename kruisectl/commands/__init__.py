@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import click
 
@@ -40,3 +41,35 @@ def name_options(*fields: str):
 def explicit(names: dict) -> set[str]:
     """The names the user set to something other than upstream's default."""
     return {field for field, value in names.items() if value != _NAME_OPTIONS[field][1]}
+
+
+@dataclass(frozen=True)
+class Install:
+    """Where a command reads an install: the API client, the objects' names, and which names
+    the user chose (an object missing under a chosen name is an error, not an upstream default)."""
+
+    api: object
+    names: object  # inventory.Names
+    chosen: frozenset
+
+
+def open_install(target, names: dict) -> Install:
+    """The opening status, doctor and webhook check share: one pooled client, the names."""
+    from .. import inventory as inv
+
+    return Install(target.api_client(pool_size=inv.PARALLEL_READS), inv.Names(namespace=target.namespace, **names),
+                   frozenset(explicit(names)))
+
+
+def read_install(install: Install, target, extended: bool = False):
+    """One read of the install; exit 2 (one line) when nothing can be said or the namespace or a
+    chosen name finds nothing, naming where an install was found instead."""
+    from .. import inventory as inv
+    from ..errors import KruisectlError
+
+    inventory = inv.collect(install.api, install.names, timeout=target.request_timeout, extended=extended)
+    fatal = inventory.fatal()
+    if fatal:
+        raise KruisectlError(fatal)
+    inv.ensure_target(install.api, inventory, install.chosen, target.request_timeout)
+    return inventory

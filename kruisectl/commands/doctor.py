@@ -7,11 +7,10 @@ import sys
 import click
 
 from .. import history
-from .. import inventory as inv
 from ..doctor import diagnose
 from ..errors import EXIT_FINDINGS, KruisectlError
 from ..findings import failing, findings_table, grade
-from . import explicit, name_options
+from . import name_options, open_install, read_install
 from ..output import dump
 from .options import POSITIVE_DURATION, kube_options, output_option
 
@@ -44,14 +43,9 @@ def doctor(target, output, fail_on, names, since):
     network, webhook namespace exclusions and failure policy, PDB, certificate, zone loss, and
     whether alerts (a PrometheusRule and a ServiceMonitor) watch it. With --since, what happened
     lately too."""
-    given = names
-    names = inv.Names(namespace=target.namespace, **names)
-    api = target.api_client(pool_size=inv.PARALLEL_READS)
-    inventory = inv.collect(api, names, timeout=target.request_timeout, extended=True)
-    fatal = inventory.fatal()
-    if fatal:
-        raise KruisectlError(fatal)
-    inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
+    install = open_install(target, names)
+    api, names = install.api, install.names
+    inventory = read_install(install, target, extended=True)
     findings = diagnose(inventory)
     past = None
     if since is not None:

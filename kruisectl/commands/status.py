@@ -13,7 +13,7 @@ from kubekit import kruise
 from .. import inventory as inv
 from .. import status as report_of
 from ..errors import EXIT_FINDINGS, KruisectlError
-from . import explicit, name_options
+from . import name_options, open_install, read_install
 from ..output import age, dump, table
 from .options import kube_options, output_option
 
@@ -99,12 +99,10 @@ def _render(report: dict, wide: bool) -> str:
 def status(target, output, names, watch):
     """Leader (holder -> pod -> node -> zone, STALE when not renewed), replicas, zone spread and
     webhook summary of the kruise-manager."""
-    explicit_names = explicit(names)
-    names = inv.Names(namespace=target.namespace, **names)
-    api = target.api_client(pool_size=inv.PARALLEL_READS)
-    problems, missing = _show(api, names, target, output, clear=False, explicit_names=explicit_names)
+    install = open_install(target, names)
+    problems, missing = _show(install, target, output, clear=False)
     if watch:
-        _watch(api, names, target, output)
+        _watch(install, target, output)
         return
     if missing:
         raise KruisectlError(f"forbidden: missing permissions: {'; '.join(missing)} (what needs them is shown as unknown)")
@@ -124,13 +122,8 @@ def _fingerprint(report: dict) -> str:
                       default=str)
 
 
-def _show(api, names, target, output, clear: bool, explicit_names: frozenset = frozenset(),
-          last: list | None = None) -> tuple[list[str], list[str]]:
-    inventory = inv.collect(api, names, timeout=target.request_timeout)
-    fatal = inventory.fatal()
-    if fatal:
-        raise KruisectlError(fatal)
-    inv.ensure_target(api, inventory, explicit_names, target.request_timeout)
+def _show(install, target, output, clear: bool, last: list | None = None) -> tuple[list[str], list[str]]:
+    inventory = read_install(install, target)
     report = report_of.build(inventory)
     problems = report_of.problems(report)
     if last is not None and not sys.stdout.isatty():
@@ -153,10 +146,10 @@ def _show(api, names, target, output, clear: bool, explicit_names: frozenset = f
     return problems, report["missingPermissions"]
 
 
-def _watch(api, names, target, output) -> None:
+def _watch(install, target, output) -> None:
     """Redraw on every change the watches report (at most twice a second) until Ctrl-C."""
     changed, stop = threading.Event(), threading.Event()
-    inv.watch_changes(api, names, changed, stop)
+    inv.watch_changes(install.api, install.names, changed, stop)
     try:
         last: list = []
         while True:
@@ -165,7 +158,7 @@ def _watch(api, names, target, output) -> None:
             changed.clear()
             if sys.stdout.isatty():
                 click.echo("")
-            _show(api, names, target, output, clear=True, last=last)
+            _show(install, target, output, clear=True, last=last)
     finally:
         stop.set()  # Ctrl-C ends the watch: exit 130, as every command
 

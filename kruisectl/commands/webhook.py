@@ -7,11 +7,10 @@ import time
 
 import click
 
-from .. import inventory as inv
 from ..errors import EXIT_FINDINGS, EXIT_TIMEOUT, KruisectlError
 from ..doctor import SYSTEM_NAMESPACES, excludes_namespace, pod_webhooks
 from ..findings import failing, findings_table
-from . import explicit, name_options
+from . import name_options, open_install, read_install
 from ..output import dump
 from ..probe import run as run_probe
 from ..webhookcheck import servable_verdict
@@ -63,17 +62,12 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     """Service and ready endpoints, caBundle against the Secret's CA, the serving certificate's
     names and expiry, pod-webhook exclusions and policies, and TLS + /healthz of each endpoint
     reachable from here. Known failures are translated into a cause and a fix."""
-    given = names
-    names = inv.Names(namespace=target.namespace, **names)
+    install = open_install(target, names)
+    api, names = install.api, install.names
     deadline = time.monotonic() + wait_for
     pause = interval
-    api = target.api_client(pool_size=inv.PARALLEL_READS)
     while True:
-        inventory = inv.collect(api, names, timeout=target.request_timeout)
-        fatal = inventory.fatal()
-        if fatal:
-            raise KruisectlError(fatal)
-        inv.ensure_target(api, inventory, explicit(given), target.request_timeout)
+        inventory = read_install(install, target)
         findings = check(inventory, webhook_port, timeout=min(2.0, target.request_timeout))
         skipping = [w["name"] for w in pod_webhooks(inventory.mutating) if excludes_namespace(w, inventory.namespace_labels(probe_namespace))]
         if probe and skipping and probe_namespace in (*SYSTEM_NAMESPACES, names.namespace):
