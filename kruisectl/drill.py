@@ -23,8 +23,8 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, NamedTuple
 
 from . import rollout
 from .inventory import Names
@@ -419,6 +419,52 @@ class DrillRefused(Exception):
 
 
 # ---- running one -------------------------------------------------------------------------
+class Request(NamedTuple):
+    at_s: float  # when it was sent, seconds from the disruption (negative before it)
+    latency_s: float
+    kind: str  # ADMITTED / NOT_INJECTED / FAILED
+    message: str = ""  # the apiserver's, for a failure
+
+
+class Point(NamedTuple):
+    at_s: float  # seconds from the disruption
+    value: object  # the Lease's holder ("" vacant) or the count of ready endpoints
+
+
+@dataclass
+class Timeline:
+    """What one scenario's observers and load saw, moment by moment, for a report drawn
+    afterwards (``kruisectl drill run --report``): the same records the figures come from,
+    on one clock whose zero is the disruption. Not part of the JSON output."""
+
+    started_at: float  # unix time of the disruption
+    start_s: float  # the load's first moment (negative)
+    end_s: float  # the load's last moment
+    requests: list[Request] = field(default_factory=list)
+    holders: list[Point] = field(default_factory=list)  # at each change of holder
+    ready_endpoints: list[Point] = field(default_factory=list)  # at each change of the count
+    desired: int | None = None  # the Deployment's replicas at the disruption
+
+
+def timeline(outcomes: list[Outcome], lease_records: list[tuple[float, dict]], samples: list[Sample],
+             began: float, began_unix: float, start: float, end: float) -> Timeline:
+    """The records of a scenario as changes on the disruption's clock (``began``, monotonic)."""
+    line = Timeline(began_unix, round(start - began, 3), round(end - began, 3))
+    line.requests = [Request(round(o.started - began, 3), round(o.latency_s, 4), o.kind, o.message)
+                     for o in sorted(outcomes, key=lambda o: o.started)]
+    for received, spec in lease_records:
+        holder = spec.get("holderIdentity") or ""
+        if not line.holders or line.holders[-1].value != holder:
+            line.holders.append(Point(round(received - began, 3), holder))
+    for sample in samples:
+        count = len(sample.ready_endpoints)
+        if not line.ready_endpoints or line.ready_endpoints[-1].value != count:
+            line.ready_endpoints.append(Point(round(sample.at - began, 3), count))
+    before = [s for s in samples if s.at <= began]
+    line.desired = (before[-1] if before else samples[0]).desired if samples else None
+    return line
+
+
 @dataclass
 class ScenarioResult:
     scenario: str
@@ -443,9 +489,10 @@ class ScenarioResult:
     budget: Budget | None = None
     breaches: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # figures that could not be measured
+    timeline: Timeline | None = field(default=None, repr=False, compare=False)  # for the report only
 
     def to_dict(self) -> dict:
-        data = {_camel(k): v for k, v in asdict(self).items()}
+        data = {_camel(k): v for k, v in asdict(replace(self, timeline=None)).items() if k != "timeline"}
         data["budget"] = self.budget.to_dict() if self.budget is not None else None
         return data
 
@@ -681,11 +728,12 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
     load = AdmissionLoad(api, options.probe_namespace, labels, options.rate,
                          timeout=options.webhook_timeout_s + 20).start()
     result = ScenarioResult(scenario.name, victims=[], budget=budget)
+    loaded = time.monotonic()
     try:
         time.sleep(options.before_s)
         on_progress(f"{scenario.name}: {scenario.summary}")
         counters.read_now()
-        began = time.monotonic()
+        began, began_unix = time.monotonic(), time.time()
         deadline = began + options.timeout_s
         result.victims = scenario.act(target, deadline)
         recovered_at = _wait_recovered(observer, scenario, set(result.victims), began, deadline, on_progress)
@@ -698,6 +746,7 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
         counters.stop()
     outcomes = load.between(0.0, float("inf"))
     _summarise(result, outcomes, options.webhook_timeout_s)
+    result.timeline = timeline(outcomes, observer.lease_records, observer.samples, began, began_unix, loaded, ended)
     result.leader_gap_s, result.old_leader, result.new_leader = leader_gap(observer.lease_records, began) \
         if scenario.moves_leader else (None, None, None)
     if result.leader_gap_s is not None:

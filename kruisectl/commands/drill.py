@@ -7,6 +7,7 @@ import sys
 import click
 
 from .. import drill as lib
+from .. import drillreport, report_file
 from .. import inventory as inv
 from ..errors import EXIT_CANNOT_CHECK, EXIT_FINDINGS, KruisectlError
 from ..output import dump, table
@@ -21,6 +22,7 @@ Examples:
   kruisectl drill run eviction                      # prints the plan; nothing happens without --yes
   kruisectl drill run leader-crash rollout --yes    # disrupt, measure, restore
   kruisectl drill run --all --yes -o json           # every scenario; the report as JSON
+  kruisectl drill run --all --yes --report day.html # and a page to share: charts per scenario
 
 \b
 What it touches: one SidecarSet kruisectl-probe-<id> (selecting only its own label, only in
@@ -110,12 +112,17 @@ def _print_plan(rows, options, names, output) -> None:
 @click.option("--timeout", type=Duration(allow_zero=False, minimum=10), default="5m", show_default=True,
               metavar="DURATION",
               help="Per scenario: how long to wait for the manager to recover.")
+@click.option("--report", "report_path", metavar="FILE", default=None,
+              help="Also write the results as one self-contained HTML page (inline SVG charts, no JavaScript, "
+                   "nothing fetched): the summary, then per scenario the admissions, Lease holder, ready endpoints "
+                   "and shares over time. Checked before the drill starts.")
+@click.option("--overwrite", is_flag=True, help="Replace the --report FILE when it exists.")
 @kube_options
 @name_options("lease", "deployment", "service", "mutating")
 @drill_options
 @output_option(formats=("table", "json", "yaml"))
-def run_command(scenario, all_, yes, force, timeout, target, names, probe_namespace, rate, crash_budget,
-                leader_gap_budget, output):
+def run_command(scenario, all_, yes, force, timeout, report_path, overwrite, target, names, probe_namespace, rate,
+                crash_budget, leader_gap_budget, output):
     """Run scenarios against the manager, one after another, each under load,
     and report per scenario: requests, failed, admitted without sidecar, p99, leader gap, time
     until the victim left the endpoints, time back to the full ready count, each replica's
@@ -124,6 +131,8 @@ def run_command(scenario, all_, yes, force, timeout, target, names, probe_namesp
     given = names
     names = inv.Names(namespace=target.namespace, **names)
     scenarios = _scenarios(scenario, all_)
+    if report_path is not None:
+        report_file.check(report_path, overwrite)
     api = target.api_client(pool_size=64)
     duration = lib.lease_duration(api, names, target.request_timeout)
     if not yes:
@@ -156,6 +165,9 @@ def run_command(scenario, all_, yes, force, timeout, target, names, probe_namesp
                 click.echo(f"{r.scenario}: BREACH: {breach}")
             for error in r.errors:
                 click.echo(f"{r.scenario}: ERROR: {error}")
+    if report_path is not None:
+        report_file.write(report_path, drillreport.render(results, names.namespace, options.rate), overwrite)
+        click.echo(f"report: {report_path}", err=True)
     if any(r.breaches for r in results):
         sys.exit(EXIT_FINDINGS)
     if any(r.errors for r in results):
