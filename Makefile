@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build build-upstream image image-tools lock cluster-up cluster-down demo demo-down preflight test test-unit bench clean
+.PHONY: all venv build build-upstream image image-tools browser lock cluster-up cluster-down demo demo-down preflight test test-unit bench clean
 
 all: test
 
@@ -38,6 +38,16 @@ image-tools:
 	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+## browser: a headless Chromium (Debian's chromium-headless-shell, or chromium when present) for the drill
+## report's check in a real browser engine, installed with apt-get when missing
+browser:
+	@if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then \
+	  if ! command -v apt-get >/dev/null; then echo "no headless Chromium (no apt-get here: install chromium-headless-shell yourself; until then the browser test cannot run)"; exit 0; fi; \
+	  echo "installing with apt-get: chromium-headless-shell"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null; \
+	fi
+
 ## image: the manager image without a container daemon -> dist/kruise-manager-<version>.{oci,docker}.tar
 image: $(STAMP) image-tools
 	$(PY) -m localcluster.image
@@ -63,10 +73,11 @@ demo-down: $(STAMP)
 	$(PY) -m localcluster.demo down
 
 ## preflight: can this machine run every tier (root, network namespaces, a memory cgroup, an OCI
-## runtime, the image tools)? Fails at once naming what is missing and how to get it; as root it
-## first installs the image tools. KRUISECTL_PARTIAL=netns,memory,oci,image (or all) leaves tiers out.
+## runtime, the image tools, a headless browser)? Fails at once naming what is missing and how to get
+## it; as root it first installs the image tools and the browser.
+## KRUISECTL_PARTIAL=netns,memory,oci,image,browser (or all) leaves tiers out.
 preflight: $(STAMP)
-	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory image-tools; fi
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory image-tools browser; fi
 	@$(PY) -m localcluster.capabilities
 
 ## test: everything, against the real local control plane (builds binaries on first run); a test

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from . import cgroups, image, network
+from . import browser, cgroups, image, network
 
 PARTIAL_VARIABLE = "KRUISECTL_PARTIAL"
 OCI_RUNTIMES = ("crun", "runc")  # localcluster.hostlet.oci.RUNTIMES (a test keeps them equal), without its imports
@@ -62,6 +62,8 @@ CAPABILITIES = {c.name: c for c in (
                "run as root; make image-tools installs crun, runc, skopeo and umoci (apt-get)", _oci),
     Capability("image", "image tools", "the image tier (make image, the Dockerfile built with buildah)",
                "run as root; make image-tools installs mmdebstrap, umoci, skopeo and buildah (apt-get)", _image),
+    Capability("browser", "browser engine", "the drill report's check in a real browser (headless Chromium)",
+               f"make browser installs {browser.PACKAGE} (apt-get; as root)", browser.available),
 )}
 
 

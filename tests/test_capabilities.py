@@ -22,6 +22,7 @@ from localcluster.capabilities import Ledger
 REPO = Path(__file__).resolve().parents[1]
 NOBODY = 65534
 NEEDS_NETNS = "tests/test_hostlet.py::test_memory_limit_is_enforced_by_the_kernel"  # its module fixture needs netns
+BROWSER = ",browser" if capabilities.CAPABILITIES["browser"].detect() else ""  # needs no root: this machine's
 
 
 # ---- the logic ----------------------------------------------------------------------------
@@ -58,6 +59,18 @@ def test_detection_says_why_each_capability_is_missing(monkeypatch, euid, tools,
     monkeypatch.setattr(shutil, "which", lambda tool: f"/usr/bin/{tool}" if tool in tools else None)
     names = ["netns", "oci", "image"] + (["memory"] if euid else [])  # root's memory cgroup is this machine's
     assert capabilities.missing(names) == expected
+
+
+@pytest.mark.parametrize("tools, expected", [
+    (set(), "not installed: chromium-headless-shell or chromium"),
+    ({"chromium"}, None),
+    ({"chromium-headless-shell"}, None),
+])
+def test_the_browser_is_debians_headless_chromium_and_needs_no_root(monkeypatch, tools, expected):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(shutil, "which", lambda tool: f"/usr/bin/{tool}" if tool in tools else None)
+    assert capabilities.missing(["browser"]) == ({"browser": expected} if expected else {})
+    assert "make browser installs chromium-headless-shell" in capabilities.CAPABILITIES["browser"].fix
 
 
 @pytest.mark.parametrize("absent, allowed, ok, says, not_says", [
@@ -199,9 +212,9 @@ def _last_line(result: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("partial, rc, says, not_says", [
     (None, 1, ["netns: no network namespaces: network namespaces need root -> run as root",
                "image: no image tools: building the image needs root -> run as root",
-               "KRUISECTL_PARTIAL=netns,memory,oci,image make test"], []),
+               f"KRUISECTL_PARTIAL=netns,memory,oci,image{BROWSER} make test"], []),
     ("netns,memory", 1, ["oci: no OCI runtime: running containers needs root -> run as root",
-                         "KRUISECTL_PARTIAL=oci,image make test",
+                         f"KRUISECTL_PARTIAL=oci,image{BROWSER} make test",
                          "skipping what needs no network namespaces: network namespaces need root"],
      ["netns: no network"]),
     ("all", 0, ["partial run (KRUISECTL_PARTIAL): skipping what needs no network namespaces: network namespaces "
