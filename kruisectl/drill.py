@@ -444,6 +444,25 @@ class Timeline:
     holders: list[Point] = field(default_factory=list)  # at each change of holder
     ready_endpoints: list[Point] = field(default_factory=list)  # at each change of the count
     desired: int | None = None  # the Deployment's replicas at the disruption
+    vacancies: list[tuple[float, float]] = field(default_factory=list)  # no leader: last renewal -> next acquire
+
+
+def vacancies(lease_records: list[tuple[float, dict]], began_unix: float) -> list[tuple[float, float]]:
+    """Each span without a leader, as ``leader_gap`` measures it (the old holder's last renewal
+    or its release, to the new holder's acquireTime, on the Lease's own timestamps), in seconds
+    from the disruption."""
+    spans, holder, last = [], None, None
+    for _received, spec in lease_records:
+        identity = spec.get("holderIdentity") or ""
+        if holder is None or identity == holder or not identity:
+            holder = identity if holder is None else holder
+            last = parse_micro(spec.get("renewTime")) or last
+            continue
+        acquired = parse_micro(spec.get("acquireTime"))
+        if last is not None and acquired is not None and acquired > last:
+            spans.append((round(last.timestamp() - began_unix, 3), round(acquired.timestamp() - began_unix, 3)))
+        holder, last = identity, parse_micro(spec.get("renewTime")) or acquired
+    return spans
 
 
 def timeline(outcomes: list[Outcome], lease_records: list[tuple[float, dict]], samples: list[Sample],
@@ -462,6 +481,7 @@ def timeline(outcomes: list[Outcome], lease_records: list[tuple[float, dict]], s
             line.ready_endpoints.append(Point(round(sample.at - began, 3), count))
     before = [s for s in samples if s.at <= began]
     line.desired = (before[-1] if before else samples[0]).desired if samples else None
+    line.vacancies = vacancies(lease_records, began_unix)
     return line
 
 

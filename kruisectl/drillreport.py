@@ -27,6 +27,7 @@ PLOT = WIDTH - LEFT - RIGHT
 COLOURS = {ADMITTED: "#3a6ea5", NOT_INJECTED: "#e08a00", FAILED: "#c62828"}
 HOLDER_COLOURS = ("#4e79a7", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#f28e2b")
 DISRUPTION, RECOVERED = "#c62828", "#2e7d32"
+SHARES_LEFT = 320  # room for a pod's name beside its bar
 MAX_MESSAGES = 50  # distinct failure messages listed per scenario (each with its count)
 
 STYLE = """
@@ -176,10 +177,12 @@ def holder_colours(line: Timeline) -> dict[str, str]:
     return colours
 
 
-def holder_chart(line: Timeline, axis: Axis, recovery_s: float | None, colours: dict[str, str]) -> str:
-    """The Lease's holder as bands from each change to the next; a vacant Lease is hatched."""
+def holder_chart(line: Timeline, axis: Axis, recovery_s: float | None, colours: dict[str, str], key: int = 0) -> str:
+    """The Lease's holder as bands from each change to the next; a vacant Lease is hatched, and so
+    is each span without a leader below the bands. ``key`` keeps the hatch's id unique in a page."""
     top, bottom, height = 6, 40, 58
-    parts = [f'<defs><pattern id="vacant" width="6" height="6" patternUnits="userSpaceOnUse" '
+    hatch = f"url(#vacant-{key})"
+    parts = [f'<defs><pattern id="vacant-{key}" width="6" height="6" patternUnits="userSpaceOnUse" '
              f'patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff"/>'
              f'<line x1="0" y1="0" x2="0" y2="6" stroke="#c62828" stroke-width="2"/></pattern></defs>']
     parts += time_axis(axis, top, bottom)
@@ -189,14 +192,23 @@ def holder_chart(line: Timeline, axis: Axis, recovery_s: float | None, colours: 
         if until < axis.start or point.at_s > axis.end:
             continue
         x0, x1 = axis.x(point.at_s), axis.x(until)
-        fill = colours.get(point.value, "url(#vacant)") if point.value else "url(#vacant)"
+        fill = colours.get(point.value, hatch) if point.value else hatch
         name = point.value or VACANT
         parts.append(f'<rect class="holder" x="{x0}" y="{top}" width="{max(round(x1 - x0, 1), 0.5)}" '
                      f'height="{bottom - top}" fill="{fill}" stroke="#fff" stroke-width="0.5">'
                      f'<title>{esc(name)} from {point.at_s:+.2f}s</title></rect>')
         short = fit(short_holder(name), int((x1 - x0 - 8) / 6.5))
         if short:
-            parts.append(f'<text x="{x0 + 4}" y="{(top + bottom) / 2 + 4}" style="fill:#fff">{esc(short)}</text>')
+            ink = "#fff" if point.value else "#1f2328"
+            parts.append(f'<text x="{x0 + 4}" y="{(top + bottom) / 2 + 4}" style="fill:{ink}">{esc(short)}</text>')
+    for start, end in line.vacancies:
+        if end < axis.start or start > axis.end:
+            continue
+        x0, x1 = axis.x(start), axis.x(end)
+        parts.append(f'<rect class="vacancy" x="{x0}" y="{bottom - 9}" width="{max(round(x1 - x0, 1), 1)}" height="9" '
+                     f'fill="{hatch}" stroke="{DISRUPTION}" stroke-width="0.8"><title>no leader for '
+                     f'{end - start:.2f}s: the old holder\'s last renewal ({start:+.2f}s) to the new holder\'s '
+                     f'acquireTime ({end:+.2f}s)</title></rect>')
     parts += markers(axis, top, bottom, recovery_s, labelled=False)
     return svg(height, "Lease holder over time", parts)
 
@@ -233,7 +245,7 @@ def endpoints_chart(line: Timeline, axis: Axis, recovery_s: float | None) -> str
     if line.ready_endpoints:
         points = [p for p in line.ready_endpoints if p.at_s <= axis.end]
         d = [f"M{axis.x(points[0].at_s)} {y(points[0].value)}"]
-        for previous, point in zip(points, points[1:]):
+        for point in points[1:]:
             d.append(f"H{axis.x(point.at_s)}V{y(point.value)}")
         d.append(f"H{axis.x(axis.end)}")
         parts.append(f'<path class="endpoints" d="{"".join(d)}" fill="none" stroke="#3a6ea5" stroke-width="2"/>')
@@ -246,12 +258,12 @@ def shares_chart(result: ScenarioResult) -> str:
     counts = result.replica_counts or {}
     row, top = 22, 6
     height = top + row * len(shares) + 8
-    left, width = 250, WIDTH - 250 - 110
+    left, width = SHARES_LEFT, WIDTH - SHARES_LEFT - 110
     parts = []
     for i, (name, share) in enumerate(sorted(shares.items())):
         y = top + i * row
         count = counts.get(name)
-        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{esc(name)}</text>'
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{esc(fit(name, 48))}</text>'
                      f'<rect class="share" x="{left}" y="{y + 3}" width="{round(max(share, 0) * width, 1)}" '
                      f'height="{row - 8}" fill="#3a6ea5"><title>{esc(name)}: {share:.1%}</title></rect>'
                      f'<text x="{left + round(max(share, 0) * width, 1) + 5}" y="{y + 14}">{share:.0%}'
@@ -339,7 +351,7 @@ def summary(results: list[ScenarioResult]) -> str:
     return f'<section id="summary"><h2>Summary</h2>{head}{table}{listed}</section>'
 
 
-def scenario_section(result: ScenarioResult) -> str:
+def scenario_section(result: ScenarioResult, key: int = 0) -> str:
     name = esc(result.scenario)
     parts = [f'<section class="scenario" id="scenario-{name}"><h2>{name}</h2>']
     facts = []
@@ -372,12 +384,15 @@ def scenario_section(result: ScenarioResult) -> str:
                      + "</ul><figcaption>Each dry-run pod create at the moment it was sent (seconds from the "
                      "disruption), at the height of its latency.</figcaption></figure>")
         colours = holder_colours(line)
-        parts.append("<h3>Lease holder</h3><figure>" + holder_chart(line, axis, result.recovery_s, colours)
+        parts.append("<h3>Lease holder</h3><figure>" + holder_chart(line, axis, result.recovery_s, colours, key)
                      + '<ul class="legend">'
                      + "".join(f'<li><span class="sw" style="background:{c}"></span>{esc(h)}</li>'
                                for h, c in colours.items())
                      + (f'<li><span class="sw" style="background:#fff;border:1px solid {DISRUPTION}"></span>{VACANT}'
                         "</li>" if any(not p.value for p in line.holders) else "")
+                     + "".join(f'<li><span class="sw" style="background:#fff;border:1px dashed {DISRUPTION}"></span>'
+                               f"no leader {start:+.2f}s to {end:+.2f}s ({end - start:.2f}s, from the Lease's "
+                               "renewTime and acquireTime)</li>" for start, end in line.vacancies)
                      + "</ul>"
                      + ("" if line.holders else "<figcaption>No Lease record was seen.</figcaption>")
                      + "</figure>")
@@ -424,4 +439,4 @@ def render(results: list[ScenarioResult], namespace: str, rate: float) -> str:
             f"<title>kruisectl drill: {esc(names)}</title><style>{STYLE}</style></head><body>"
             f"<h1>kruisectl drill report</h1><p class=\"meta\">Manager in namespace {esc(namespace)}; load "
             f"{rate:g} server-side dry-run pod creates/s; scenarios: {esc(names)}{when}.</p>"
-            + summary(results) + "".join(scenario_section(r) for r in results) + "</body></html>\n")
+            + summary(results) + "".join(scenario_section(r, i) for i, r in enumerate(results)) + "</body></html>\n")

@@ -75,3 +75,13 @@ def summary_counts(html: str) -> dict[str, dict[str, int]]:
 def text(html: str) -> str:
     """What a reader sees (no markup, entities decoded; the charts' tooltips left out)."""
     return " ".join(" ".join(read(html).text).split())
+
+
+def fetches(html: str) -> list[str]:
+    """Whatever would make a browser fetch or run something: scripts, links, sources, imports,
+    url() other than the page's own fragments. (A URL in the text, e.g. an apiserver's message,
+    is only text.)"""
+    found = re.findall(r"<script\b|<link\b|<iframe\b|<object\b|<embed\b|<img\b|@import|\bon\w+\s*=", html, flags=re.I)
+    found += re.findall(r"\b(?:src|href|xlink:href)\s*=\s*\"(?!#)[^\"]*\"", html, flags=re.I)
+    found += re.findall(r"url\(\s*(?!#)[^)]*\)", html, flags=re.I)
+    return found

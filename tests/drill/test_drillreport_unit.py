@@ -4,6 +4,7 @@ as a timeline; where --report may write. No cluster."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, Budget, Outcome, Po
                              Timeline, timeline)
 from kruisectl.errors import CLIError
 
-from .reportpage import SVG, summary_counts, svgs, text
+from .reportpage import SVG, fetches, summary_counts, svgs, text
 
+UNIX = 1764850000.0  # the disruption's wall-clock time in the timelines below
 HOSTILE = '<script>alert("x")</script> & \'q\''
 REPLICAS = ("kruise-a", "kruise-b", "kruise-c")
 
@@ -70,8 +72,7 @@ def test_the_report_shows_every_scenario_and_count(case, results, present, absen
         assert expected in shown, (case, expected)
     for unexpected in absent:
         assert unexpected not in shown, (case, unexpected)
-    assert "<script" not in html.lower() and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
-    assert "https://" not in html
+    assert fetches(html) == []
     assert summary_counts(html) == {r.scenario: {"requests": r.requests, "admitted": r.admitted, "failed": r.failed,
                                                  "not-injected": r.not_injected} for r in results}
     drawn = svgs(html)  # every one well-formed XML
@@ -94,7 +95,7 @@ def test_the_report_shows_every_scenario_and_count(case, results, present, absen
         bars = chart.findall(f".//{SVG}rect[@class='share']")
         assert len(bars) == len(result.shares)
         if len(bars) == 1:
-            assert float(bars[0].get("width")) == pytest.approx(drillreport.WIDTH - 250 - 110)
+            assert float(bars[0].get("width")) == pytest.approx(drillreport.WIDTH - drillreport.SHARES_LEFT - 110)
 
 
 def test_lease_bands_follow_the_holders_and_escape_their_names():
@@ -104,7 +105,9 @@ def test_lease_bands_follow_the_holders_and_escape_their_names():
     rects = bands.findall(f".//{SVG}rect[@class='holder']")
     assert [r.find(f"{SVG}title").text for r in rects] == ["a<&>_1 from -3.00s", "vacant from +0.50s",
                                                            "b_2 from +1.00s"]
-    assert rects[1].get("fill") == "url(#vacant)" and rects[0].get("fill") != rects[2].get("fill")
+    assert rects[1].get("fill") == "url(#vacant-0)" and rects[0].get("fill") != rects[2].get("fill")
+    two = drillreport.render([result, result], "ns", 5)
+    assert two.count('id="vacant-0"') == 1 and two.count('id="vacant-1"') == 1  # ids unique in a page
     assert "a&lt;&amp;&gt;_1" in html
 
 
@@ -117,16 +120,29 @@ def test_a_holders_name_fits_its_band_by_its_end(text_, room, expected):
 def test_the_timeline_keeps_changes_on_the_disruptions_clock():
     began = 100.0
     outcomes = [Outcome(99.0, 0.01, ADMITTED), Outcome(101.5, 0.2, FAILED, "refused"), Outcome(100.5, 0.02, NOT_INJECTED)]
-    leases = [(98.0, {"holderIdentity": "a_1"}), (99.0, {"holderIdentity": "a_1"}), (100.2, {}),
-              (101.0, {"holderIdentity": "b_2"})]
+    def at(seconds: float) -> str:  # the Lease's MicroTime, ``seconds`` from the disruption
+        return dt.datetime.fromtimestamp(UNIX + seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    leases = [(98.0, {"holderIdentity": "a_1", "renewTime": at(-2.5), "acquireTime": at(-60)}),
+              (99.0, {"holderIdentity": "a_1", "renewTime": at(-1.25), "acquireTime": at(-60)}),
+              (100.2, {"renewTime": at(0.1)}),  # released
+              (101.0, {"holderIdentity": "b_2", "renewTime": at(0.9), "acquireTime": at(0.85)}),
+              (102.0, {"holderIdentity": "b_2", "renewTime": at(1.9), "acquireTime": at(0.85)}),
+              (108.0, {"holderIdentity": "c_3", "renewTime": at(7.5), "acquireTime": at(7.5)})]
     samples = [Sample(at, frozenset(ips), len(ips), 3, {}, True) for at, ips in
                ((98.5, {"x", "y", "z"}), (99.5, {"x", "y", "z"}), (100.4, {"y", "z"}), (102.0, {"y", "z", "w"}))]
-    line = timeline(outcomes, leases, samples, began, 1764850000.0, 98.0, 103.0)
+    line = timeline(outcomes, leases, samples, began, UNIX, 98.0, 103.0)
     assert (line.start_s, line.end_s, line.desired) == (-2.0, 3.0, 3)
     assert line.requests == [Request(-1.0, 0.01, ADMITTED), Request(0.5, 0.02, NOT_INJECTED),
                              Request(1.5, 0.2, FAILED, "refused")]
-    assert line.holders == [Point(-2.0, "a_1"), Point(0.2, ""), Point(1.0, "b_2")]
+    assert line.holders == [Point(-2.0, "a_1"), Point(0.2, ""), Point(1.0, "b_2"), Point(8.0, "c_3")]
     assert line.ready_endpoints == [Point(-1.5, 3), Point(0.4, 2), Point(2.0, 3)]
+    # No leader: from the release to b's acquireTime; from b's last renewal to c's (a crash).
+    assert line.vacancies == [(0.1, 0.85), (1.9, 7.5)]
+    result = ScenarioResult("leader-crash", [], requests=3, timeline=line)
+    (bands,) = [c for c in svgs(drillreport.render([result], "ns", 1)) if c.get("aria-label") == "Lease holder over time"]
+    assert [r.find(f"{SVG}title").text[:16] for r in bands.findall(f".//{SVG}rect[@class='vacancy']")] == \
+        ["no leader for 0.", "no leader for 5."]
 
 
 def test_the_timeline_stays_out_of_the_json():
