@@ -323,7 +323,8 @@ def summary(results: list[ScenarioResult]) -> str:
         css, word = verdict(r)
         share = min(r.shares.values()) if r.shares else None
         rows.append(
-            f'<tr class="scenario-row" data-scenario="{esc(r.scenario)}"><td class="l"><a href="#scenario-{esc(r.scenario)}">'
+            f'<tr class="scenario-row" data-scenario="{esc(r.scenario)}">'
+            f'<td class="l"><a href="#scenario-{esc(r.scenario)}">'
             f'{esc(r.scenario)}</a></td><td class="l {css}">{word}</td><td class="requests">{r.requests}</td>'
             f'<td class="admitted">{r.admitted}</td>'
             f'<td class="failed">{budget_cell(r.failed, b.failed if b else None)}</td>'
@@ -338,7 +339,8 @@ def summary(results: list[ScenarioResult]) -> str:
               f'<th class="admitted">{sum(r.admitted for r in results)}</th>'
               f'<th class="failed">{sum(r.failed for r in results)}</th>'
               f'<th class="not-injected">{sum(r.not_injected for r in results)}</th>' + "<th></th>" * 8 + "</tr>")
-    table = ('<div class="wide"><table class="summary"><thead><tr><th class="l">scenario</th><th class="l">result</th><th>requests</th>'
+    table = ('<div class="wide"><table class="summary"><thead><tr><th class="l">scenario</th>'
+             '<th class="l">result</th><th>requests</th>'
              '<th>admitted</th><th>failed / max</th><th>no sidecar / max</th><th>p50</th><th>p99</th>'
              '<th>max</th><th>leader gap / max</th><th>endpoint out</th><th>recovered</th>'
              '<th>fewest ready endpoints</th><th>min share</th></tr></thead><tbody>' + "".join(rows) + totals
@@ -374,11 +376,13 @@ def scenario_section(result: ScenarioResult, key: int = 0) -> str:
         if not line.requests:
             parts.append(f'<p class="empty">{NO_REQUESTS}</p>')
         parts.append("<figure>" + latency_chart(line, axis, result.recovery_s) + '<ul class="legend">'
-                     f'<li><span class="sw" style="background:{COLOURS[ADMITTED]}"></span>admitted ({counts[ADMITTED]})</li>'
+                     f'<li><span class="sw" style="background:{COLOURS[ADMITTED]}"></span>admitted '
+                     f'({counts[ADMITTED]})</li>'
                      f'<li><span class="sw" style="background:{COLOURS[NOT_INJECTED]}"></span>without the sidecar '
                      f'({counts[NOT_INJECTED]})</li>'
                      f'<li><span class="sw" style="background:{COLOURS[FAILED]}"></span>failed ({counts[FAILED]})</li>'
-                     f'<li><span class="sw" style="background:#fff;border:2px dashed {DISRUPTION}"></span>disruption</li>'
+                     f'<li><span class="sw" style="background:#fff;border:2px dashed {DISRUPTION}"></span>'
+                     'disruption</li>'
                      + (f'<li><span class="sw" style="background:#fff;border:2px dashed {RECOVERED}"></span>recovered '
                         f'({seconds(result.recovery_s)})</li>' if result.recovery_s is not None else "")
                      + "</ul><figcaption>Each dry-run pod create at the moment it was sent (seconds from the "
