@@ -8,33 +8,33 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import CLIError
+from .errors import KruisectlError
 
 
 def check(path: str, overwrite: bool) -> None:
-    """CLIError (one line) unless ``path`` can be written: not a directory, its directory there and
+    """KruisectlError (one line) unless ``path`` can be written: not a directory, its directory there and
     writable, not existing unless ``overwrite``. Tried, not guessed from mode bits (root)."""
     target = Path(path)
     if not path:
-        raise CLIError("--report: an empty path; name a file")
+        raise KruisectlError("--report: an empty path; name a file")
     if target.is_dir():
-        raise CLIError(f"--report {path}: is a directory; name a file")
+        raise KruisectlError(f"--report {path}: is a directory; name a file")
     if target.exists() or target.is_symlink():
         if not overwrite:
-            raise CLIError(f"--report {path}: exists (--overwrite replaces it)")
+            raise KruisectlError(f"--report {path}: exists (--overwrite replaces it)")
         try:
             with open(target, "ab"):
                 pass
         except OSError as err:
-            raise CLIError(f"--report {path}: cannot be written ({err.strerror or err})") from None
+            raise KruisectlError(f"--report {path}: cannot be written ({err.strerror or err})") from None
         return
     if not target.parent.is_dir():
-        raise CLIError(f"--report {path}: no directory {target.parent}")
+        raise KruisectlError(f"--report {path}: no directory {target.parent}")
     try:
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         os.unlink(target)
     except OSError as err:
-        raise CLIError(f"--report {path}: cannot be written ({err.strerror or err})") from None
+        raise KruisectlError(f"--report {path}: cannot be written ({err.strerror or err})") from None
 
 
 def write(path: str, text: str, overwrite: bool) -> None:
@@ -55,6 +55,6 @@ def write(path: str, text: str, overwrite: bool) -> None:
             if os.path.exists(temporary):
                 os.unlink(temporary)
     except FileExistsError:
-        raise CLIError(f"--report {path}: appeared during the run (--overwrite replaces it); not written") from None
+        raise KruisectlError(f"--report {path}: appeared during the run (--overwrite replaces it); not written") from None
     except OSError as err:
-        raise CLIError(f"--report {path}: cannot be written ({err.strerror or err})") from None
+        raise KruisectlError(f"--report {path}: cannot be written ({err.strerror or err})") from None

@@ -13,7 +13,7 @@ import pytest
 from kruisectl import drillreport, report_file
 from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, Budget, Outcome, Point, Request, Sample, ScenarioResult,
                              Timeline, timeline)
-from kruisectl.errors import CLIError
+from kruisectl.errors import KruisectlError
 
 from .reportpage import SVG, fetches, summary_counts, svgs, text
 
@@ -169,7 +169,7 @@ def test_report_path_checks(tmp_path: Path):
         if says is None:
             report_file.check(path, overwrite)
             continue
-        with pytest.raises(CLIError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(KruisectlError, match=says.replace("(", r"\(").replace(")", r"\)")):
             report_file.check(path, overwrite)
     assert existing.read_text() == "kept" and sorted(os.listdir(tmp_path)) == ["old.html"]
 
@@ -177,7 +177,7 @@ def test_report_path_checks(tmp_path: Path):
 def test_report_write_replaces_only_when_asked(tmp_path: Path):
     target = tmp_path / "r.html"
     report_file.write(str(target), "one", overwrite=False)
-    with pytest.raises(CLIError, match="appeared during the run"):
+    with pytest.raises(KruisectlError, match="appeared during the run"):
         report_file.write(str(target), "two", overwrite=False)
     assert target.read_text() == "one"
     report_file.write(str(target), "three", overwrite=True)
