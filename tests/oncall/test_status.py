@@ -172,8 +172,9 @@ def test_watch_redraws_when_the_lease_changes_hands(cluster, api, layout):
                     "kruise-manager", layout["namespace"],
                     {"spec": {"holderIdentity": new_holder, "renewTime": _now(), "leaseTransitions": 3}})
                 changed = True
-        assert any(new_holder in line for line in seen), "".join(seen)
     finally:
         watcher.send_signal(signal.SIGINT)
         watcher.wait(timeout=20)
-    assert watcher.returncode == 130  # Ctrl-C, as from every kruisectl command
+        errors = watcher.stderr.read()
+    assert any(new_holder in line for line in seen), "".join(seen) + f"\nstderr: {errors}"
+    assert watcher.returncode == 130, errors  # Ctrl-C, as from every kruisectl command
