@@ -5,7 +5,7 @@ One concept per module: ``options`` (every flag, declared once), ``lease`` (lead
 ``webhook`` (the HTTPS admission server) with ``admission`` (reviews and answers), ``memo``
 (answers reused for a ReplicaSet's pods) and ``certwatcher`` (the serving pair reloaded),
 ``handlers`` (the admission handlers), ``certs`` (the serving credential and caBundle),
-``health`` (readiness and liveness), ``sidecarset`` (defaulting, injection, validation, status,
+``health`` (readiness and liveness), ``app`` (the wiring of a process by its role), ``logs``, ``sidecarset`` (defaulting, injection, validation, status,
 as upstream v1.8.3), ``gojson`` and ``gotypes`` (upstream's Go encoding of a SidecarSet),
 ``controller`` (leader-only status writer), ``informer`` (watched caches), ``metrics``,
 ``rbac`` (every API call the manager makes), ``runnable`` (what runs, and when it stops),

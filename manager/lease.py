@@ -71,9 +71,11 @@ class ElectionConfig:
                    o.leader_election_renew_deadline, o.leader_election_retry_period)
 
     def validate(self) -> None:
-        if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
-            raise ValueError("leader election needs lease duration > renew deadline > retry period > 0 "
-                             f"(got {self.lease_duration}s / {self.renew_deadline}s / {self.retry_period}s)")
+        from .options import election_timings_problem
+
+        problem = election_timings_problem(self.lease_duration, self.renew_deadline, self.retry_period)
+        if problem:
+            raise ValueError(problem)
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,23 @@ def parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def election_timings_problem(lease: float, renew: float, retry: float) -> str | None:
+    """Why these election timings cannot work (client-go's rule), or None."""
+    if lease > renew > retry > 0:
+        return None
+    return f"leader election needs lease duration > renew deadline > retry period > 0 (got {lease}s / {renew}s / {retry}s)"
+
+
+def validate(options: Options) -> None:
+    """What the parser cannot check alone, as one ValueError naming the flags."""
+    problem = election_timings_problem(options.leader_election_lease_duration, options.leader_election_renew_deadline,
+                                       options.leader_election_retry_period)
+    if problem:
+        raise ValueError(problem)
+    if options.worker_restart_limit < 0:
+        raise ValueError(f"--worker-restart-limit must be 0 or more (got {options.worker_restart_limit})")
+
+
 def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Options:
     return Options(**vars(parser(environ).parse_args(argv)))
 

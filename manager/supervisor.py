@@ -122,11 +122,6 @@ def addresses(options: Options) -> dict[str, tuple[str, int]]:
     return found
 
 
-def validate(options: Options) -> None:
-    if options.worker_restart_limit < 0:
-        raise ValueError(f"--worker-restart-limit must be 0 or more (got {options.worker_restart_limit})")
-
-
 # ---- the worker's side -------------------------------------------------------------------
 @dataclass
 class Handoff:

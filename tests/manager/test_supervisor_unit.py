@@ -12,8 +12,8 @@ import pytest
 
 from kubekit.api import ApiError
 from manager.lease import ElectionConfig, LeaderElector, Succession
-from manager.options import parse
-from manager.supervisor import ENV, Handoff, RestartWindow, addresses, describe, validate
+from manager.options import parse, validate
+from manager.supervisor import ENV, Handoff, RestartWindow, addresses, describe
 
 from .test_lease_unit import CONFIG, FakeClock, MemoryLock, held_by
 

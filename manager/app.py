@@ -1,0 +1,160 @@
+"""The manager's wiring: which parts run in this process for its ``--role`` (informers, the
+webhook server and its handlers, certificates, health, metrics, the leader-elected controller),
+in what order they start, and how they stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .options import Options
+
+log = logging.getLogger("manager")
+
+
+class Manager:
+    def __init__(self, args: Options, handoff=None):
+        """``handoff``: what the supervisor told this worker (:class:`manager.supervisor.Handoff`),
+        None when the manager runs unsupervised."""
+        from kubekit.api import Client
+        from .health import Health
+        from .supervisor import new_identity
+
+        self.args = args
+        self.handoff = handoff
+        self.identity = handoff.identity if handoff else new_identity()
+        self.namespace = args.leader_election_namespace
+        # Aborting connections (SO_LINGER 0): a request not yet sent dies with the process (the
+        # supervisor's safety argument relies on it).
+        self.client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}",
+                                             pool_size=32, abort_on_close=True)
+        self.health = Health()
+        self.shutting_down = threading.Event()
+        self.exit_code = 0
+        self.done = threading.Event()
+        self.webhook = self.certs = self.elector = self.controller = self.runnables = None
+
+    @property
+    def runs_webhook(self) -> bool:
+        return self.args.role in ("all", "webhook")
+
+    @property
+    def runs_controller(self) -> bool:
+        return self.args.role in ("all", "controller")
+
+    def start(self) -> None:
+        """Build the parts for this role and start them (see :mod:`manager.runnable`)."""
+        from . import metrics
+        from .runnable import Runnables
+
+        a = self.args
+        started = threading.Event()
+        # Until every part below is started, readiness must not pass on the few checks it has.
+        self.health.readiness["started"] = lambda: None if started.is_set() else "starting"
+        self.health.readiness["shutdown"] = lambda: "shutting down" if self.shutting_down.is_set() else None
+        handoff = self.handoff
+        self.health.serve(a.health_probe_addr, sock=handoff.listener("health") if handoff else None)
+        metrics.serve(a.metrics_addr, sock=handoff.listener("metrics") if handoff else None)
+        if handoff:
+            handoff.start_heartbeat(lambda: self.health.evaluate(self.health.liveness)[0])
+            threading.Thread(target=handoff.report, args=(self.client, self.namespace), name="restart report",
+                             daemon=True).start()
+        self.runnables = Runnables(self.health)
+        sidecarsets, namespaces = self._add_informers()
+        if self.runs_webhook:
+            self._add_webhook(sidecarsets, namespaces)
+        if self.runs_controller:
+            self._add_controller(sidecarsets, namespaces)
+        self.runnables.start()
+        started.set()
+
+    def _add_informers(self):
+        from .handlers import slim_namespace, slim_sidecarset
+        from .informer import Informer
+        from .runnable import Runnable
+
+        sidecarsets = Informer(self.client, "/apis/apps.kruise.io/v1alpha1/sidecarsets", transform=slim_sidecarset,
+                               name="sidecarsets")
+        namespaces = Informer(self.client, "/api/v1/namespaces", transform=slim_namespace, name="namespaces")
+        self.runnables.add(Runnable("sidecarsets-informer", sidecarsets.start, sidecarsets.stop))
+        self.runnables.add(Runnable(
+            "informers", namespaces.start, namespaces.stop,
+            readiness=lambda: None if sidecarsets.synced.is_set() and namespaces.synced.is_set()
+            else "caches not synced (is the SidecarSet CRD installed?)"))
+        return sidecarsets, namespaces
+
+    def _add_webhook(self, sidecarsets, namespaces) -> None:
+        from kubekit import kruise
+        from .certs import CertManager, CertOptions
+        from .handlers import SidecarSetAdmission
+        from .health import heartbeat_check, webhook_self_check
+        from .runnable import Runnable
+        from .webhook import WebhookServer
+
+        a = self.args
+        self.certs = CertManager(self.client, CertOptions.from_options(a))
+        self.runnables.add(Runnable("webhook-credential", self.certs.start, self.certs.stop,
+                                    readiness=lambda: self.certs.problem))
+        admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
+        self.webhook = WebhookServer(a, {
+            kruise.MUTATE_POD_PATH: admission.mutate_pod, kruise.MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
+            kruise.VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset})
+        own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address, a.webhook_bind_address)
+        listener = self.handoff.listener("webhook") if self.handoff else None
+        # Answer nothing before the caches and the serving certificate are there: a restarted
+        # worker finds connections already waiting in the backlog it inherits.
+        serve_when = lambda: (sidecarsets.synced.is_set() and namespaces.synced.is_set()  # noqa: E731
+                              and self.webhook.tls.context() is not None)
+        self.runnables.add(Runnable(
+            "webhook-server", lambda: self.webhook.start(listener=listener, serve_when=serve_when),
+            # Drain (--webhook-drain-delay): every answer closes its connection; stop once nothing
+            # is in flight (or after --webhook-io-timeout).
+            self.webhook.shutdown,
+            readiness=webhook_self_check(own, a.webhook_port, self.certs.ca_file, self.certs.dns_names[0], timeout=1.0),
+            liveness=heartbeat_check(lambda: self.webhook.last_heartbeat, 20, "the webhook accept loop")))
+
+    def _add_controller(self, sidecarsets, namespaces) -> None:
+        from .controller import StatusController
+        from .health import heartbeat_check
+        from .lease import ElectionConfig, LeaderElector, LeaseLock, NoElection
+        from .runnable import Runnable
+
+        a = self.args
+        config = ElectionConfig.from_options(a, self.identity)
+        callbacks = {"on_started_leading": self.runnables.started_leading,
+                     "on_stopped_leading": self._stopped_leading}
+        if a.enable_leader_election:
+            self.elector = LeaderElector(LeaseLock(self.client, self.namespace, a.leader_election_id), config,
+                                         succession=self.handoff.succession() if self.handoff else None,
+                                         **callbacks)
+        else:
+            self.elector = NoElection(config, **callbacks)
+        self.controller = StatusController(self.client, self.elector, sidecarsets, namespaces)
+        # Added last, so stopped first: the Lease is released (a standby takes over at once)
+        # before the webhook drains.
+        self.runnables.add(Runnable(
+            "leader-election", lambda: threading.Thread(target=self.elector.run, name="election", daemon=True).start(),
+            self.elector.release,
+            liveness=heartbeat_check(lambda: self.elector.last_heartbeat, 30, "the leader election loop")))
+        self.runnables.add(Runnable(
+            "controller", self.controller.start, self.controller.stop, needs_leader=True,
+            liveness=heartbeat_check(lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")))
+
+    def _stopped_leading(self) -> None:
+        """Stop all reconciling at once; a lost Lease (not a release on SIGTERM) restarts clean."""
+        self.runnables.stopped_leading()
+        if self.elector.lost.is_set() and not self.shutting_down.is_set():
+            log.error("exiting: leadership lost")
+            self.exit_code = 1
+            self.done.set()
+
+    def shutdown(self) -> None:
+        """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook, stop
+        the credential and the informers (each part in reverse order of its start)."""
+        if self.shutting_down.is_set():
+            return
+        self.shutting_down.set()
+        log.info("shutting down")
+        if self.runnables is not None:
+            self.runnables.stop()
+        self.done.set()
