@@ -88,6 +88,7 @@ class Manager:
         from .certs import CertManager, CertOptions
         from .handlers import SidecarSetAdmission
         from .health import heartbeat_check, webhook_self_check
+        from .options import gate_values
         from .runnable import Runnable
         from .webhook import WebhookServer
 
@@ -95,7 +96,8 @@ class Manager:
         self.certs = CertManager(self.client, CertOptions.from_options(a))
         self.runnables.add(Runnable("webhook-credential", self.certs.start, self.certs.stop,
                                     readiness=lambda: self.certs.problem))
-        admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace)
+        admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace, configuration=self._configuration,
+                                        gates=gate_values(a.feature_gates))
         self.webhook = WebhookServer(a, {
             kruise.MUTATE_POD_PATH: admission.mutate_pod, kruise.MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
             kruise.VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset})
@@ -112,6 +114,21 @@ class Manager:
             self.webhook.shutdown,
             readiness=webhook_self_check(own, a.webhook_port, self.certs.ca_file, self.certs.dns_names[0], timeout=1.0),
             liveness=heartbeat_check(lambda: self.webhook.last_heartbeat, 20, "the webhook accept loop")))
+
+    def _configuration(self) -> dict | None:
+        """The data of upstream's ``kruise-configuration`` ConfigMap in the manager's namespace
+        (None when there is none), read as a SidecarSet with patchPodMetadata is validated."""
+        from kubekit.api import ApiError
+        from .sidecarset import CONFIGURATION_NAME
+
+        try:
+            found = self.client.request("GET", f"/api/v1/namespaces/{self.namespace}/configmaps/{CONFIGURATION_NAME}",
+                                        timeout=5)
+        except ApiError as err:
+            if err.not_found:
+                return None
+            raise
+        return found.get("data") or {}
 
     def _add_controller(self, sidecarsets, namespaces) -> None:
         from .controller import StatusController

@@ -9,6 +9,7 @@ differ only in identity (``memo``), so a ReplicaSet's pods cost one injection, n
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from kubekit import quantity
 
@@ -39,10 +40,16 @@ def slim_sidecarset(obj: dict) -> dict:
 
 
 class SidecarSetAdmission:
-    def __init__(self, sidecarsets: Informer, namespaces: Informer, own_namespace: str):
+    def __init__(self, sidecarsets: Informer, namespaces: Informer, own_namespace: str,
+                 configuration: Callable[[], dict | None] = lambda: None, gates: dict[str, bool] | None = None):
+        """``configuration()``: the data of the ``kruise-configuration`` ConfigMap in the
+        manager's namespace (None when absent), read when a SidecarSet with patchPodMetadata is
+        validated; ``gates``: the feature gates (options.gate_values)."""
         self.sidecarsets = sidecarsets
         self.namespaces = namespaces
         self.skipped = set(SKIPPED_NAMESPACES) | {own_namespace}
+        self.configuration = configuration
+        self.gates = gates or {}
         self._memo = Memo(self._mutate_pod)
         self._state: State | None = None
 
@@ -109,15 +116,28 @@ class SidecarSetAdmission:
         return patched(ops)
 
     def validate_sidecarset(self, request: dict) -> dict:
+        """Upstream's verdict: a refusal is an error answer with code 500, as upstream's
+        handler returns (admission.Errored(http.StatusInternalServerError, ...))."""
         if request.get("operation") not in ("CREATE", "UPDATE"):
             return allowed()
         obj = request.get("object")
         if not isinstance(obj, dict):
             return errored(400, "request.object is not a SidecarSet")
         previous = request.get("oldObject") if request.get("operation") == "UPDATE" else None
-        errors = sidecarset.validate(obj, self.sidecarsets.snapshot(),
-                                     previous=previous if isinstance(previous, dict) else None)
+        try:
+            configuration = self.configuration() if (obj.get("spec") or {}).get("patchPodMetadata") else None
+        except Exception as err:  # noqa: BLE001 - the API's answer, whatever it is, is the reason
+            return errored(500, f"spec.patchPodMetadata: cannot read ConfigMap {sidecarset.CONFIGURATION_NAME}: {err}")
+
+        def namespace_labels(name: str) -> dict | None:
+            found = self.namespaces.get(f"/{name}")
+            return None if found is None else (found.get("metadata") or {}).get("labels") or {}
+
+        errors = sidecarset.validate(
+            obj, self.sidecarsets.snapshot(), previous=previous if isinstance(previous, dict) else None,
+            configuration=configuration, defaults_allowed=self.gates.get(sidecarset.PATCH_METADATA_DEFAULTS_ALLOWED, False),
+            namespace_labels=namespace_labels)
         if errors:
             name = (obj.get("metadata") or {}).get("name", "")
-            return denied(f"SidecarSet {name} is invalid: " + "; ".join(errors[:10]))
+            return errored(500, f"SidecarSet {name} is invalid: " + "; ".join(errors[:10]))
         return allowed()

@@ -46,6 +46,31 @@ def address(text: str) -> str:
     raise argparse.ArgumentTypeError(f"invalid address {text!r} (examples: :8080, 127.0.0.1:8000, 0 to disable)")
 
 
+FEATURE_GATES = {"SidecarSetPatchPodMetadataDefaultsAllowed": ("Alpha", False)}  # the upstream gates this manager reads
+
+
+def feature_gates(text: str) -> str:
+    """Upstream's ``--feature-gates`` (``Name=true,Other=false``, ``AllAlpha``/``AllBeta``
+    included); gates of upstream's this manager has no use for are accepted and ignored,
+    so upstream's flag line carries over. Returns the text once it parses."""
+    gate_values(text)
+    return text
+
+
+def gate_values(text: str) -> dict[str, bool]:
+    """Every gate of FEATURE_GATES, on or off, after ``text`` (AllAlpha/AllBeta first, as upstream)."""
+    given = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"invalid feature gate {item!r} (expected Name=true or Name=false)")
+        given[name.strip()] = boolean(value)
+    gates = {}
+    for name, (stage, default) in FEATURE_GATES.items():
+        gates[name] = given.get(name, given.get(f"All{stage}", default))
+    return gates
+
+
 def option(default: Any, help: str, *, env: str | None = None, parse: Callable[[str], Any] | None = None,
            choices: tuple[str, ...] | None = None, short: str | None = None, metavar: str | None = None) -> Any:
     """A dataclass field that is also a flag (``--field-name``)."""
@@ -131,6 +156,11 @@ class Options:
         0.5, "a restarted worker takes the Lease from its dead predecessor no sooner than this after the death: "
         "a write the predecessor sent just before it died has finished at the apiserver by then",
         parse=duration)
+    feature_gates: str = option(
+        "", "upstream's feature gates, Name=true,Other=false; this manager reads "
+        "SidecarSetPatchPodMetadataDefaultsAllowed (patchPodMetadata allowed without a whitelist in the "
+        "kruise-configuration ConfigMap; AllAlpha sets it too) and ignores the others", parse=feature_gates,
+        metavar="GATES")
     log_format: str = option("json", "json lines for collectors, text for people", env="LOG_FORMAT",
                              choices=("json", "text"))
     verbose: bool = option(False, "debug logging", short="-v")

@@ -21,6 +21,9 @@ def rules(lease: str, secret: str, mutating: str, validating: str) -> dict[str, 
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret],
              "verbs": ["get", "list", "watch", "update"]},
+            # handlers.py: patchPodMetadata's whitelist, in upstream's kruise-configuration ConfigMap
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kruise-configuration"],
+             "verbs": ["get"]},
             # lease.py: the LeaderElection event
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
         ],

@@ -31,12 +31,20 @@ GROUP_VERSION = "apps.kruise.io/v1alpha1"
 HASH_ANNOTATION = "kruise.io/sidecarset-hash"
 HASH_WITHOUT_IMAGE_ANNOTATION = "kruise.io/sidecarset-hash-without-image"
 INJECTED_LIST_ANNOTATION = "kruise.io/sidecarset-injected-list"
+WORKING_HOT_UPGRADE_ANNOTATION = "kruise.io/sidecarset-working-hotupgrade-container"
+VERSION_ANNOTATION = "version.sidecarset.kruise.io/"  # + the hot-upgrade container's name
+VERSION_ALT_ANNOTATION = "versionalt.sidecarset.kruise.io/"
+HOT_UPGRADE = "HotUpgrade"
+CONFIGURATION_NAME = "kruise-configuration"  # upstream's ConfigMap, in the manager's namespace
+PATCH_METADATA_WHITELIST_KEY = "SidecarSet_PatchPodMetadata_WhiteList"
+PATCH_METADATA_DEFAULTS_ALLOWED = "SidecarSetPatchPodMetadataDefaultsAllowed"  # upstream's feature gate
 INJECT_POLICIES = ("BeforeAppContainer", "AfterAppContainer")
 IS_INJECTED = "IS_INJECTED"
 METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.SafeEncodeString
 _SUBPATH_ENV = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _SPEC = ("struct", "apps/v1alpha1.SidecarSetSpec")
+_VOLUME = ("struct", "core/v1.Volume")
 _FIELD_REF = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")  # where transferEnv may read a name
 _REVISION_FIELDS = ("volumes", "containers", "initContainers", "imagePullSecrets", "patchPodMetadata")
 _VOLUME_DEFAULTS = {
@@ -331,8 +339,8 @@ def _shared_mounts(sidecar: dict, app_containers: list[dict]) -> tuple[list[dict
         return [], []
     mounts, envs = [], []
     for app in app_containers:
-        if any(e.get("name") == IS_INJECTED and e.get("value") == "true" for e in app.get("env") or []):
-            continue
+        if next((e.get("value") for e in app.get("env") or [] if e.get("name") == IS_INJECTED), None) == "true":
+            continue  # upstream reads the first IS_INJECTED
         for mount in app.get("volumeMounts") or []:
             mounts.append(copy.deepcopy(mount))
             for name in _SUBPATH_ENV.findall(mount.get("subPathExpr") or ""):
@@ -428,36 +436,178 @@ def injection_order(sidecarsets: list[dict], namespace: str) -> list[dict]:
     return sorted(sidecarsets, key=key)
 
 
+class _RawNumber(str):
+    """A JSON number as written: Go's merge patch copies number text unchanged."""
+
+
+def _go_compact(value) -> str:
+    """encoding/json's output for a decoded merge-patch document: object keys sorted, numbers
+    as written, strings escaped as Go escapes them."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_go_compact(str(k))}:{_go_compact(value[k])}" for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_go_compact(v) for v in value) + "]"
+    if isinstance(value, _RawNumber):
+        return str(value)
+    return gojson.dumps(value)
+
+
+def _loads_raw(text: str):
+    return json.loads(text, parse_int=_RawNumber, parse_float=_RawNumber,
+                      parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+def _prune_nulls(value):
+    """evanphx/json-patch's pruneNulls: drops null members of objects (at any depth);
+    arrays keep their nulls."""
+    if isinstance(value, dict):
+        return {k: _prune_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune_nulls(v) if v is not None else None for v in value]
+    return value
+
+
+def _merge(current, patch):
+    if not isinstance(current, dict):
+        return _prune_nulls(patch)
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif merged.get(key) is None:
+            merged[key] = _prune_nulls(value)
+        else:
+            merged[key] = _merge(merged[key], value)
+    return merged
+
+
+def merge_patch(document: str, patch: str) -> str:
+    """evanphx/json-patch v5.6 MergePatch (RFC 7386), as upstream applies a MergePatchJson
+    annotation: a document or patch that is not JSON, or is null, is an error; a document that
+    is not an object becomes the patch (an array patch is returned as is)."""
+    try:
+        doc = _loads_raw(document)
+    except ValueError:
+        raise InjectionError("Invalid JSON Document") from None
+    try:
+        change = _loads_raw(patch)
+    except ValueError:
+        raise InjectionError("Invalid JSON Patch") from None
+    if doc is None:
+        raise InjectionError("Invalid JSON Document")
+    if change is None:
+        raise InjectionError("Invalid JSON Patch")
+    if not isinstance(doc, dict) or not isinstance(change, dict):
+        if isinstance(change, dict):
+            return _go_compact(_prune_nulls(change))
+        if not isinstance(change, list):
+            raise InjectionError("Invalid JSON Patch")
+        return _go_compact(_prune_nulls(change))
+    return _go_compact(_merge(doc, change))
+
+
+def patch_pod_metadata(annotations: dict, patches: list[dict] | None) -> None:
+    """Upstream's PatchPodMetadata on the pod's annotations, in place: Retain (or no policy)
+    adds a key the pod lacks, Overwrite sets it, MergePatchJson merges the value into the
+    pod's (JSON merge patch) or sets it; another policy does nothing."""
+    for patch in patches or []:
+        policy = patch.get("patchPolicy") or "Retain"
+        for key, value in (patch.get("annotations") or {}).items():
+            if policy == "Retain":
+                annotations.setdefault(key, value)
+            elif policy == "Overwrite":
+                annotations[key] = value
+            elif policy == "MergePatchJson":
+                origin = annotations.get(key)
+                annotations[key] = merge_patch(origin, value) if origin else value
+
+
+def _is_native_sidecar(container: dict) -> bool:
+    return container.get("restartPolicy") == "Always"
+
+
+def _is_hot_upgrade(container: dict) -> bool:
+    return (container.get("upgradeStrategy") or {}).get("upgradeType") == HOT_UPGRADE
+
+
+def _hot_upgrade_pair(sidecar: dict, working: dict, annotations: dict) -> list[dict]:
+    """Upstream's injectHotUpgradeContainers: ``<name>-1`` (working) and ``<name>-2`` (with
+    ``hotUpgradeEmptyImage``), each given SIDECARSET_VERSION(_ALT) from its version
+    annotations (1/0 and 0/1); ``working`` records ``<name> -> <name>-1``."""
+    name = sidecar.get("name") or ""
+    pair = []
+    for suffix, version, alt in (("-1", "1", "0"), ("-2", "0", "1")):
+        container = copy.deepcopy(sidecar)
+        container["name"] = name + suffix
+        if suffix == "-2":
+            container["image"] = (sidecar.get("upgradeStrategy") or {}).get("hotUpgradeEmptyImage") or ""
+        container["env"] = (container.get("env") or []) + [
+            {"name": env, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{prefix}{name}{suffix}']"}}}
+            for env, prefix in (("SIDECARSET_VERSION", VERSION_ANNOTATION),
+                                ("SIDECARSET_VERSION_ALT", VERSION_ALT_ANNOTATION))]
+        annotations[VERSION_ANNOTATION + name + suffix] = version
+        annotations[VERSION_ALT_ANNOTATION + name + suffix] = alt
+        pair.append(container)
+    working[name] = name + "-1"
+    annotations[WORKING_HOT_UPGRADE_ANNOTATION] = gojson.dumps({k: working[k] for k in sorted(working)})
+    return pair
+
+
+def _working_hot_upgrade(annotations: dict) -> dict:
+    """The pod's record of its working hot-upgrade containers; unreadable is empty, as upstream."""
+    try:
+        found = json.loads(annotations.get(WORKING_HOT_UPGRADE_ANNOTATION) or "")
+    except ValueError:
+        return {}
+    return {k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
+
+
 def inject(pod: dict, sidecarsets: list[dict], now: str | None = None) -> tuple[dict, list[str]]:
     """The pod with the given (matching, unpaused) SidecarSets injected as upstream injects
-    them on CREATE: containers by podInjectPolicy (a sidecar named like one of the pod's
-    containers replaces it), init containers sorted by name after the pod's own, only the
-    volumes the sidecars mount, image pull secrets, and the hash and injected-list
-    annotations. Returns the new pod and the names of the SidecarSets injected. A pure
-    function of its arguments (``now`` stamps the annotations). Raises InjectionError."""
+    them on CREATE: first each SidecarSet's patchPodMetadata on the pod's annotations, then
+    containers by podInjectPolicy (a sidecar named like one of the pod's containers replaces
+    it; a HotUpgrade sidecar as its two containers), init containers sorted by name after the
+    pod's own, only the volumes the sidecars mount, image pull secrets, and the hash,
+    injected-list and hot-upgrade annotations. Returns the new pod and the names of the
+    SidecarSets injected. A pure function of its arguments (``now`` stamps the annotations).
+    Raises InjectionError."""
     pod = copy.deepcopy(pod)
     spec = pod.setdefault("spec", {})
     meta = pod.setdefault("metadata", {})
+    ordered = injection_order(sidecarsets, meta.get("namespace") or "default")
     annotations = dict(meta.get("annotations") or {})
+    for sidecarset in ordered:
+        patch_pod_metadata(annotations, (sidecarset.get("spec") or {}).get("patchPodMetadata"))
+    if annotations or meta.get("annotations") is not None:
+        meta["annotations"] = annotations  # transferEnv's sourceContainerNameFrom reads the patched pod
     hashes = _upgrade_specs(annotations, HASH_ANNOTATION)
     hashes_without_image = _upgrade_specs(annotations, HASH_WITHOUT_IMAGE_ANNOTATION)
+    working = _working_hot_upgrade(annotations)
+    hot_annotations: dict[str, str] = {}
     names = set(annotations[INJECTED_LIST_ANNOTATION].split(",")) if annotations.get(INJECTED_LIST_ANNOTATION) else set()
     stamp = now or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     sidecars, inits, secrets, used_volumes, injected = [], [], [], [], []
-    for sidecarset in injection_order(sidecarsets, meta.get("namespace") or "default"):
+    for sidecarset in ordered:
         name = sidecarset["metadata"]["name"]
         ss_spec = sidecarset.get("spec") or {}
         names.add(name)
         volumes = {v.get("name"): v for v in ss_spec.get("volumes") or []}
         sidecar_list = set()
         for i, init in enumerate(ss_spec.get("initContainers") or []):
-            if init.get("restartPolicy") == "Always":
+            if _is_native_sidecar(init):
                 sidecar_list.add(init.get("name"))
-            inits.append(_build(init, pod, volumes, used_volumes, f"SidecarSet {name} initContainers[{i}]"))
+            built = _build(init, pod, volumes, used_volumes, f"SidecarSet {name} initContainers[{i}]")
+            if _is_native_sidecar(init) and _is_hot_upgrade(init):
+                inits += _hot_upgrade_pair(built, working, hot_annotations)
+            else:
+                inits.append(built)
         secrets += copy.deepcopy(ss_spec.get("imagePullSecrets") or [])
         for i, container in enumerate(ss_spec.get("containers") or []):
             sidecar_list.add(container.get("name"))
-            sidecars.append(_build(container, pod, volumes, used_volumes, f"SidecarSet {name} containers[{i}]"))
+            built = _build(container, pod, volumes, used_volumes, f"SidecarSet {name} containers[{i}]")
+            sidecars += _hot_upgrade_pair(built, working, hot_annotations) if _is_hot_upgrade(container) else [built]
         if not (ss_spec.get("initContainers") or ss_spec.get("containers")):
             continue
         injected.append(name)
@@ -480,6 +630,7 @@ def inject(pod: dict, sidecarsets: list[dict], now: str | None = None) -> tuple[
     pull_secrets = _merge_by("name", [], (spec.get("imagePullSecrets") or []) + secrets)
     if pull_secrets:
         spec["imagePullSecrets"] = pull_secrets
+    annotations.update(hot_annotations)
     annotations.update({
         HASH_ANNOTATION: gojson.dumps({k: hashes[k] for k in sorted(hashes)}),  # a Go map: sorted keys
         HASH_WITHOUT_IMAGE_ANNOTATION: gojson.dumps({k: hashes_without_image[k] for k in sorted(hashes_without_image)}),
@@ -526,9 +677,7 @@ def _container_errors(container, where: str) -> list[str]:
         elif ref is not None and not _FIELD_REF.match(ref.get("fieldPath") or ""):
             errors.append(f"{where}.transferEnv[{j}].sourceContainerNameFrom.fieldRef.fieldPath: "
                           f"{ref.get('fieldPath')!r} is not metadata.labels['<key>'] or metadata.annotations['<key>']")
-    if "IS_INJECTED" in {e.get("name") for e in container.get("env") or [] if isinstance(e, dict)}:
-        errors.append(f"{where}.env: IS_INJECTED is set by injection and must not be declared")
-    return errors
+    return errors  # a declared IS_INJECTED is kept (upstream appends its own after it)
 
 
 def _update_errors(new: dict, old: dict) -> list[str]:
@@ -547,28 +696,234 @@ def _update_errors(new: dict, old: dict) -> list[str]:
     return errors
 
 
-def _may_overlap(a: dict, b: dict) -> bool:
-    """Could both SidecarSets select one pod? Conservative: only provably disjoint
-    namespaces or conflicting matchLabels rule it out."""
-    sa, sb = a.get("spec") or {}, b.get("spec") or {}
-    if sa.get("namespace") and sb.get("namespace") and sa["namespace"] != sb["namespace"]:
+_NAME = re.compile(r"^[a-zA-Z0-9\-]+$")
+_PERCENT = re.compile(r"^[0-9]+%$")
+
+
+def _disjoint(first: dict, second: dict) -> bool:
+    """upstream's util.isDisjoint: ``second`` provably selects nothing ``first`` selects."""
+    values: dict[str, list[str]] = {}
+    for key, value in (first.get("matchLabels") or {}).items():
+        values[key] = [value]
+    for expr in first.get("matchExpressions") or []:
+        if expr.get("operator") == "In":
+            for value in expr.get("values") or []:
+                values.setdefault(expr.get("key"), []).append(value)
+        elif expr.get("operator") == "Exists":
+            values[expr.get("key")] = ["ALL"]
+    for key, value in (second.get("matchLabels") or {}).items():
+        if key in values and "ALL" not in values[key] and value not in values[key]:
+            return True
+    for expr in second.get("matchExpressions") or []:
+        key, op, wanted = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        known = values.get(key)
+        if op == "In" and known is not None and "ALL" not in known and not set(known) & set(wanted):
+            return True
+        if op == "NotIn" and known is not None and set(known) <= set(wanted):
+            return True
+        if (op == "Exists" and known is None) or (op == "DoesNotExist" and known is not None):
+            return True
+    return False
+
+
+def selectors_overlap(first: dict, second: dict) -> bool:
+    """upstream's util.IsSelectorOverlapping (conservative: may say yes for disjoint ones)."""
+    return not (_disjoint(first or {}, second or {}) or _disjoint(second or {}, first or {}))
+
+
+def _namespace_selected(name: str, selector: dict | None, namespace_labels) -> bool:
+    """upstream's IsSelectorNamespace: the namespace exists and the selector (nil: nothing) matches it."""
+    labels = namespace_labels(name)
+    return selector is not None and labels is not None and selector_matches(selector, labels)
+
+
+def _namespaces_overlap(origin: dict, other: dict, namespace_labels) -> bool:
+    """upstream's isSidecarSetNamespaceOverlapping, its last test included (it reads the other
+    SidecarSet's namespaceSelector where the origin's is meant: a SidecarSet with a
+    namespaceSelector never overlaps one with a namespace)."""
+    a, b = origin.get("spec") or {}, other.get("spec") or {}
+    if a.get("namespace") and b.get("namespace") and a["namespace"] != b["namespace"]:
         return False
-    la = (sa.get("selector") or {}).get("matchLabels") or {}
-    lb = (sb.get("selector") or {}).get("matchLabels") or {}
-    return all(lb.get(k, v) == v for k, v in la.items())
+    sa, sb = a.get("namespaceSelector"), b.get("namespaceSelector")
+    if sa is not None and sb is not None and not selectors_overlap(sa, sb):
+        return False
+    if a.get("namespace") and sb is not None and not _namespace_selected(a["namespace"], sb, namespace_labels):
+        return False
+    if b.get("namespace") and sa is not None and not _namespace_selected(b["namespace"], sb, namespace_labels):
+        return False
+    return True
 
 
-def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = None) -> list[str]:
-    """Every reason ``sidecarset`` is invalid (empty when it is fine). ``others``: the other
-    SidecarSets in the cluster, checked for container name clashes on shared pods;
-    ``previous``: the SidecarSet an update replaces (as upstream, an update may not add a
-    container nor change a container's upgradeType)."""
-    errors = _update_errors(sidecarset, previous) if previous is not None else []
+def _conflict_errors(sidecarset: dict, others, namespace_labels) -> list[str]:
+    """upstream's validateSidecarConflict against every SidecarSet whose namespaces and
+    selector may overlap: the same init container or container name, a volume of the same
+    name that differs, a patched annotation that either side overwrites."""
+    spec = sidecarset.get("spec") or {}
+    own = (sidecarset.get("metadata") or {}).get("name")
+    inits, containers, volumes, annotations = {}, {}, {}, {}
+    for other in others:
+        other_name = (other.get("metadata") or {}).get("name")
+        other_spec = other.get("spec") or {}
+        if other_name == own or not (_namespaces_overlap(sidecarset, other, namespace_labels)
+                                     and selectors_overlap(spec.get("selector"), other_spec.get("selector"))):
+            continue
+        inits.update({c.get("name"): other_name for c in other_spec.get("initContainers") or []})
+        containers.update({c.get("name"): other_name for c in other_spec.get("containers") or []})
+        volumes.update({v.get("name"): (other_name, v) for v in other_spec.get("volumes") or []})
+        for patch in other_spec.get("patchPodMetadata") or []:
+            if patch.get("patchPolicy") != "Retain":
+                annotations.update({k: (other_name, patch.get("patchPolicy")) for k in patch.get("annotations") or {}})
+    errors = []
+    for field, found in (("initContainers", inits), ("containers", containers)):
+        for container in spec.get(field) or []:
+            if container.get("name") in found:
+                errors.append(f"spec.{field}: container {container['name']} already exist in SidecarSet "
+                              f"{found[container['name']]} (one pod may be selected by both)")
+    for volume in spec.get("volumes") or []:
+        other_name, theirs = volumes.get(volume.get("name"), (None, None))
+        if other_name is not None and gojson.normalize(volume, _VOLUME) != gojson.normalize(theirs, _VOLUME):
+            errors.append(f"spec.volumes: volume {volume['name']} is in conflict with SidecarSet {other_name}")
+    for patch in spec.get("patchPodMetadata") or []:
+        if patch.get("patchPolicy") == "Retain":
+            continue
+        for key in patch.get("annotations") or {}:
+            other_name, policy = annotations.get(key, (None, None))
+            if other_name is not None and "Overwrite" in (patch.get("patchPolicy"), policy):
+                errors.append(f"spec.patchPodMetadata: annotation {key} is in conflict with SidecarSet {other_name}")
+    return errors
+
+
+def _int_or_percent_errors(value, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [] if _PERCENT.match(value) else [f"{where}: {value!r} must be an integer or percentage (e.g '5%')"]
+    return [f"{where}: must be greater than or equal to 0"] if isinstance(value, int) and value < 0 else []
+
+
+def _update_strategy_errors(strategy: dict) -> list[str]:
+    """upstream's validateSidecarSetUpdateStrategy (only a RollingUpdate strategy is checked)."""
+    if (strategy.get("type") or "RollingUpdate") != "RollingUpdate":
+        return []
+    errors = []
+    partition, selector = strategy.get("partition"), strategy.get("selector")
+    if selector is not None and partition not in (None, 0):
+        errors.append("spec.updateStrategy: partition and selector cannot be used together")
+    if selector is not None:
+        errors += selector_errors(selector, "spec.updateStrategy.selector")
+        if isinstance(selector, dict) and not (selector.get("matchLabels") or selector.get("matchExpressions")):
+            errors.append("spec.updateStrategy.selector: an empty selector is not valid for a SidecarSet")
+    for key in ("partition", "maxUnavailable"):
+        if strategy.get(key) is not None:
+            errors += _int_or_percent_errors(strategy[key], f"spec.updateStrategy.{key}")
+    priority = strategy.get("priorityStrategy") or {}
+    if priority.get("weightPriority") and priority.get("orderPriority"):
+        errors.append("spec.updateStrategy.priorityStrategy: only one of weightPriority and orderPriority can be used")
+    for term in priority.get("weightPriority") or []:
+        selector = term.get("matchSelector") or {}
+        if not 0 <= (term.get("weight") or 0) <= 100:
+            errors.append("spec.updateStrategy.priorityStrategy: weight must be valid number in the range 1-100")
+        elif not (selector.get("matchLabels") or selector.get("matchExpressions")):
+            errors.append("spec.updateStrategy.priorityStrategy: selector can not be empty")
+        else:
+            errors += selector_errors(selector, "spec.updateStrategy.priorityStrategy.weightPriority.matchSelector")
+    if any(not term.get("orderedKey") for term in priority.get("orderPriority") or []):
+        errors.append("spec.updateStrategy.priorityStrategy: order key can not be empty")
+    seen = set()
+    for term in strategy.get("scatterStrategy") or []:
+        if not term.get("key"):
+            errors.append("spec.updateStrategy.scatterStrategy: key should not be empty")
+        elif (term.get("key"), term.get("value")) in seen:
+            errors.append(f"spec.updateStrategy.scatterStrategy: duplicated key={term.get('key')} value={term.get('value')}")
+        seen.add((term.get("key"), term.get("value")))
+    return errors
+
+
+def whitelist_error(sidecarset: dict, configuration: dict | None, defaults_allowed: bool) -> str | None:
+    """upstream's ValidateSidecarSetPatchMetadataWhitelist: with patchPodMetadata, every
+    annotation key must match an ``allowedAnnotationKeyExprs`` regular expression of a rule
+    (of ``SidecarSet_PatchPodMetadata_WhiteList`` in the ``kruise-configuration`` ConfigMap)
+    whose selector matches the SidecarSet's labels. With no whitelist, or no rule for the
+    SidecarSet, the feature gate SidecarSetPatchPodMetadataDefaultsAllowed decides."""
+    if not (sidecarset.get("spec") or {}).get("patchPodMetadata"):
+        return None
+    text = (configuration or {}).get(PATCH_METADATA_WHITELIST_KEY)
+    if text is None:
+        return None if defaults_allowed else "SidecarSet patch metadata whitelist not found"
+    try:
+        whitelist = json.loads(text)
+        rules = (whitelist or {}).get("rules") or []
+        assert isinstance(rules, list) and all(isinstance(r, dict) for r in rules)
+    except (ValueError, AttributeError, AssertionError):
+        return f"{CONFIGURATION_NAME} {PATCH_METADATA_WHITELIST_KEY}: not a whitelist (JSON with rules)"
+    labels = (sidecarset.get("metadata") or {}).get("labels") or {}
+    expressions = []
+    for rule in rules:
+        selector = rule.get("selector")
+        if selector is not None:
+            if selector_errors(selector, "selector"):
+                return f"{CONFIGURATION_NAME} {PATCH_METADATA_WHITELIST_KEY}: invalid rule selector"
+            if not selector_matches(selector, labels):
+                continue
+        for expr in rule.get("allowedAnnotationKeyExprs") or []:
+            try:
+                expressions.append(re.compile(expr))
+            except (re.error, TypeError):
+                return f"{CONFIGURATION_NAME} {PATCH_METADATA_WHITELIST_KEY}: invalid expression {expr!r}"
+    if not expressions:
+        return None if defaults_allowed else "sidecarSet patch metadata annotation is not allowed"
+    for patch in sidecarset["spec"]["patchPodMetadata"]:
+        for key in sorted(patch.get("annotations") or {}):
+            if not any(e.search(key) for e in expressions):
+                return f"sidecarSet patch metadata annotation({key}) is not allowed"
+    return None
+
+
+def _patch_metadata_errors(spec: dict) -> list[str]:
+    errors, seen = [], set()
+    for i, patch in enumerate(spec.get("patchPodMetadata") or []):
+        where = f"spec.patchPodMetadata[{i}]"
+        annotations = patch.get("annotations") or {}
+        if not annotations:
+            errors.append(f"{where}.annotations: no annotations defined for SidecarSet")
+        for key in annotations:
+            if (why := _label_key_error(key.lower() if isinstance(key, str) else key)) is not None:
+                errors.append(f"{where}.annotations: key {key!r} {why}")
+            if key in seen:
+                errors.append(f"{where}: patch annotation[{key}] already exist")
+            seen.add(key)
+        if sum(len(k) + len(str(v)) for k, v in annotations.items()) > 256 * 1024:
+            errors.append(f"{where}.annotations: may not be more than 262144 bytes")
+        if not patch.get("patchPolicy"):
+            errors.append(f"{where}.patchPolicy: no patchPolicy defined for patchPodMetadata")
+    return errors
+
+
+def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = None, *,
+             configuration: dict | None = None, defaults_allowed: bool = False,
+             namespace_labels=lambda name: None) -> list[str]:
+    """Every reason ``sidecarset`` is invalid (empty when it is fine), upstream's rules and
+    the fields this manager refuses. ``others``: the SidecarSets in the cluster (names, volumes
+    and overwritten annotations may not clash on a pod both may select); ``previous``: the
+    SidecarSet an update replaces (no container added, no upgradeType changed);
+    ``configuration``: the ``kruise-configuration`` ConfigMap's data and ``defaults_allowed``
+    the feature gate (patchPodMetadata's whitelist); ``namespace_labels(name)``: a
+    namespace's labels, None when it does not exist."""
     if not isinstance(sidecarset, dict):
         return ["object: must be a SidecarSet"]
+    name = (sidecarset.get("metadata") or {}).get("name") or ""
+    errors = []
+    if not _NAME.fullmatch(name):
+        errors.append(f"metadata.name: {name!r}: sidecarset name must consist of alphanumeric characters or '-'")
+    if len(name) > 63:
+        errors.append(f"metadata.name: {name!r} must be no more than 63 characters")
     spec = sidecarset.get("spec")
     if not isinstance(spec, dict):
-        return ["spec: required"]
+        return errors + ["spec: required"]
+    strategy = spec.get("updateStrategy") or {}
+    for init in spec.get("initContainers") or [] if isinstance(spec.get("initContainers"), list) else []:
+        if isinstance(init, dict) and _is_native_sidecar(init) and (strategy.get("type") or "RollingUpdate") == "RollingUpdate":
+            errors.append(f"spec.updateStrategy: initContainer {init.get('name')} has restartPolicy Always (a native "
+                          "sidecar): the initContainer in-place upgrade is not currently supported, set "
+                          "spec.updateStrategy.type NotUpdate")
     if spec.get("selector") is None:
         errors.append("spec.selector: required")
     else:
@@ -578,8 +933,17 @@ def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = 
             errors.append("spec.selector: an empty selector is not valid for a SidecarSet")
     if spec.get("namespace") and spec.get("namespaceSelector") is not None:
         errors.append("spec.namespace and spec.namespaceSelector are mutually exclusive")
-    if spec.get("namespaceSelector") is not None:
+    elif spec.get("namespaceSelector") is not None:
         errors += selector_errors(spec["namespaceSelector"], "spec.namespaceSelector")
+        if isinstance(spec["namespaceSelector"], dict) and not (spec["namespaceSelector"].get("matchLabels")
+                                                                or spec["namespaceSelector"].get("matchExpressions")):
+            errors.append("spec.namespaceSelector: an empty selector is not valid for a SidecarSet")
+    revision = (spec.get("injectionStrategy") or {}).get("revision")
+    if revision is not None:
+        errors.append("spec.injectionStrategy.revision: not supported by this manager (it keeps no ControllerRevision "
+                      "history to inject from); upstream too refuses it unless the named revision exists")
+    if isinstance(strategy, dict):
+        errors += _update_strategy_errors(strategy)
     containers, inits = spec.get("containers") or [], spec.get("initContainers") or []
     if not isinstance(containers, list) or not isinstance(inits, list):
         return errors + ["spec.containers and spec.initContainers must be lists"]
@@ -589,18 +953,18 @@ def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = 
     for field, items in (("spec.containers", containers), ("spec.initContainers", inits)):
         for i, container in enumerate(items):
             errors += _container_errors(container, f"{field}[{i}]")
-            name = container.get("name") if isinstance(container, dict) else None
-            if name in seen:
-                errors.append(f"{field}[{i}].name: duplicate container name {name!r}")
-            seen.add(name)
+            cname = container.get("name") if isinstance(container, dict) else None
+            if cname in seen:
+                errors.append(f"{field}[{i}].name: duplicate container name {cname!r}")
+            seen.add(cname)
     volume_names: set[str] = set()
     for i, volume in enumerate(spec.get("volumes") or []):
-        name = volume.get("name") if isinstance(volume, dict) else None
-        if not name:
+        vname = volume.get("name") if isinstance(volume, dict) else None
+        if not vname:
             errors.append(f"spec.volumes[{i}].name: required")
-        elif name in volume_names:
-            errors.append(f"spec.volumes[{i}].name: duplicate volume name {name!r}")
-        volume_names.add(name)
+        elif vname in volume_names:
+            errors.append(f"spec.volumes[{i}].name: duplicate volume name {vname!r}")
+        volume_names.add(vname)
     for field, items in (("spec.containers", containers), ("spec.initContainers", inits)):
         for i, container in enumerate(items):
             for j, mount in enumerate((container.get("volumeMounts") or []) if isinstance(container, dict) else []):
@@ -610,15 +974,14 @@ def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = 
     paused = (spec.get("injectionStrategy") or {}).get("paused")
     if paused is not None and not isinstance(paused, bool):
         errors.append("spec.injectionStrategy.paused: must be true or false")
-    own = sidecarset.get("metadata", {}).get("name")
-    for other in others:
-        if other.get("metadata", {}).get("name") == own or not _may_overlap(sidecarset, other):
-            continue
-        theirs = {c.get("name") for c in (other.get("spec") or {}).get("containers") or []}
-        for name in sorted((seen - {None}) & theirs):
-            errors.append(f"container {name!r} is also injected by SidecarSet {other['metadata']['name']} "
-                          "into pods both may select")
-    return errors
+    if (why := whitelist_error(sidecarset, configuration, defaults_allowed)) is not None:
+        errors.append(f"spec.patchPodMetadata: {why}")
+    errors += _patch_metadata_errors(spec)
+    if previous is not None:
+        errors += _update_errors(sidecarset, previous)
+    if errors:
+        return errors  # as upstream: the other SidecarSets are compared with a valid one only
+    return _conflict_errors(sidecarset, others, namespace_labels)
 
 
 # ---- status -----------------------------------------------------------------------------

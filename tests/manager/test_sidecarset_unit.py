@@ -227,7 +227,12 @@ def test_an_unreadable_hash_annotation_is_refused():
     ({"containers": [{"name": "a", "image": "x", "transferEnv": [
         {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}, "envName": "X"}]}]},
      "transferEnv[0].sourceContainerNameFrom.fieldRef.fieldPath"),
-    ({"containers": [{"name": "a", "image": "x", "env": [{"name": "IS_INJECTED", "value": "1"}]}]}, "IS_INJECTED"),
+    ({"initContainers": [{"name": "n", "image": "x", "restartPolicy": "Always"}]}, "spec.updateStrategy"),
+    ({"injectionStrategy": {"revision": {"customVersion": "v1"}}}, "spec.injectionStrategy.revision"),
+    ({"patchPodMetadata": [{"annotations": {"a": "b"}, "patchPolicy": "Retain"}]}, "whitelist not found"),
+    ({"updateStrategy": {"type": "RollingUpdate", "partition": 1, "selector": {"matchLabels": {"a": "b"}}}},
+     "spec.updateStrategy: partition and selector"),
+    ({"namespaceSelector": {}}, "spec.namespaceSelector: an empty selector"),
     ({"volumes": [{"name": "v"}, {"name": "v"}]}, "duplicate volume name"),
     ({"injectionStrategy": {"paused": "yes"}}, "paused"),
 ])
@@ -251,7 +256,7 @@ def test_an_update_may_not_add_a_container_nor_change_its_upgrade_type():
 def test_a_valid_sidecarset_has_no_errors_and_a_clash_with_another_is_found():
     assert validate(sidecarset()) == []
     other = sidecarset(name="other")
-    assert any("also injected by SidecarSet other" in e for e in validate(sidecarset(), [other]))
+    assert any("container logger already exist in SidecarSet other" in e for e in validate(sidecarset(), [other]))
     elsewhere = sidecarset(name="elsewhere", namespace="b")
     assert validate(sidecarset(namespace="a"), [elsewhere]) == []  # provably never on one pod
 
