@@ -8,6 +8,8 @@ the case's source says: the two managers agreeing is not enough, they must agree
 
 from __future__ import annotations
 
+import json
+
 
 def sidecarset(name: str, case: str, **spec) -> dict:
     return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": f"{case}-{name}"},
@@ -32,10 +34,16 @@ def _cases() -> list[dict]:
     cases = []
 
     def case(case_id: str, sidecarsets: list[dict], pods: list[dict], namespace_labels: dict | None = None,
-             source: str = "", updates: list[dict] | None = None, *, inject: dict[str, list[str]]) -> None:
+             source: str = "", updates: list[dict] | None = None, *, inject: dict[str, list[str]],
+             refused: list[str] = (), configuration: dict | None = None) -> None:
+        """``refused``: the SidecarSets (full names) both managers must refuse at creation;
+        ``configuration``: the data of the ``kruise-configuration`` ConfigMap in each manager's
+        namespace while the case runs (patchPodMetadata's whitelist)."""
         assert set(inject) == {p["metadata"]["name"] for p in pods}, f"{case_id}: say what each pod gets"
+        assert set(refused) <= {s["metadata"]["name"] for s in sidecarsets}, f"{case_id}: refused names a SidecarSet"
         cases.append({"id": case_id, "sidecarsets": sidecarsets, "pods": pods, "updates": updates or [],
-                      "namespace_labels": namespace_labels or {}, "source": source, "inject": inject})
+                      "namespace_labels": namespace_labels or {}, "source": source, "inject": inject,
+                      "refused": list(refused), "configuration": configuration})
 
     # ---- upstream's sample (config/samples/apps_v1alpha1_sidecarset.yaml) -------------------
     c = "sample"
@@ -305,6 +313,115 @@ def _cases() -> list[dict]:
     case(c, [sidecarset("unmatched", c, containers=[{"name": "never", "image": "busybox:1.28"}])],
          [pod("other", "not-this-case", [APP])], inject={"other": []},
          source="a pod no SidecarSet selects is left alone")
+
+    # ---- HotUpgrade, patchPodMetadata, native sidecars, admission rules (upstream's source) --
+    hot = {"upgradeType": "HotUpgrade", "hotUpgradeEmptyImage": "openkruise/hotupgrade-sample:empty"}
+    c = "hot-upgrade"
+    case(c, [sidecarset("mesh", c, containers=[
+        {"name": "sidecar", "image": "openkruise/hotupgrade-sample:sidecarv1", "upgradeStrategy": hot,
+         "env": [{"name": "LISTEN_PORT", "value": "9000"}], "transferEnv": [{"sourceContainerName": "app", "envName": "TZ"}],
+         "lifecycle": {"postStart": {"exec": {"command": ["/bin/sh", "/migrate.sh"]}}}},
+        {"name": "cold", "image": "busybox:1.28", "podInjectPolicy": "AfterAppContainer"}])],
+         [pod("p", c, [{**APP, "env": [{"name": "TZ", "value": "UTC"}]}]),
+          pod("recorded", c, [APP], annotations={
+              "kruise.io/sidecarset-working-hotupgrade-container": '{"other":"other-2"}'})],
+         inject={"p": ["sidecar-1", "sidecar-2", "cold"], "recorded": ["sidecar-1", "sidecar-2", "cold"]},
+         source="sidecarset_hotupgrade.go: <name>-1 and <name>-2 (hotUpgradeEmptyImage), version annotations")
+    c = "hot-upgrade-native"
+    case(c, [sidecarset("native-hot", c, updateStrategy={"type": "NotUpdate"},
+                        initContainers=[{"name": "proxy", "image": "envoy:1.0", "restartPolicy": "Always",
+                                         "upgradeStrategy": hot},
+                                        {"name": "plain-hot", "image": "busybox:1.28", "upgradeStrategy": hot}])],
+         [pod("p", c, [APP])], inject={"p": ["plain-hot", "proxy-1", "proxy-2"]},
+         source="sidecarset.go: only a native sidecar init container is hot-upgraded")
+    c = "native-refused"
+    case(c, [sidecarset("rolling", c, initContainers=[{"name": "proxy", "image": "envoy:1.0", "restartPolicy": "Always"}]),
+             sidecarset("explicit", c, updateStrategy={"type": "RollingUpdate", "maxUnavailable": 1},
+                        initContainers=[{"name": "proxy2", "image": "envoy:1.0", "restartPolicy": "Always"}]),
+             sidecarset("not-update", c, updateStrategy={"type": "NotUpdate"},
+                        initContainers=[{"name": "proxy3", "image": "envoy:1.0", "restartPolicy": "Always"}])],
+         [pod("p", c, [APP])], inject={"p": ["proxy3"]},
+         refused=["native-refused-rolling", "native-refused-explicit"],
+         source="validating: a native sidecar under a RollingUpdate strategy is refused")
+    c = "patch-metadata"
+    case(c, [sidecarset("patch", c, containers=[{"name": "side", "image": "busybox:1.28", "transferEnv": [
+        {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "metadata.annotations['main-container']"}},
+         "envName": "TZ"}]}],
+        patchPodMetadata=[{"annotations": {"main-container": "app", "kept": "sidecarset"}},
+                          {"annotations": {"overwritten": "sidecarset"}, "patchPolicy": "Overwrite"},
+                          {"annotations": {"merged": '{"a":1,"c":{"d":null,"e":"<x>"}}', "fresh": '{"z":1}'},
+                           "patchPolicy": "MergePatchJson"}])],
+         [pod("p", c, [{**APP, "env": [{"name": "TZ", "value": "UTC"}]}],
+              annotations={"kept": "pod", "overwritten": "pod", "merged": '{"b":2, "a":0, "n":1.50}'}),
+          pod("bare", c, [APP])],
+         inject={"p": ["side"], "bare": ["side"]},
+         source="util.go PatchPodMetadata: Retain, Overwrite, MergePatchJson (the install's AllAlpha allows no whitelist)")
+    c = "patch-whitelist"
+    allowed_patch = {"annotations": {"mesh.example/config": '{"on":true}'}, "patchPolicy": "MergePatchJson"}
+    case(c, [sidecarset("allowed", c, containers=[{"name": "allowed", "image": "busybox:1.28"}],
+                        patchPodMetadata=[allowed_patch]),
+             {**sidecarset("labelled", c, containers=[{"name": "labelled", "image": "busybox:1.28"}],
+                           patchPodMetadata=[{"annotations": {"team.example/owner": "mesh"}, "patchPolicy": "Retain"}]),
+              "metadata": {"name": f"{c}-labelled", "labels": {"team": "mesh"}}},
+             sidecarset("unlisted", c, containers=[{"name": "unlisted", "image": "busybox:1.28"}],
+                        patchPodMetadata=[{"annotations": {"other.example/x": "1"}}]),
+             sidecarset("unlabelled", c, containers=[{"name": "unlabelled", "image": "busybox:1.28"}],
+                        patchPodMetadata=[{"annotations": {"team.example/owner": "db"}}])],
+         [pod("p", c, [APP], annotations={"mesh.example/config": '{"on":false,"port":80}'})],
+         inject={"p": ["allowed", "labelled"]},
+         refused=["patch-whitelist-unlisted", "patch-whitelist-unlabelled"],
+         configuration={"SidecarSet_PatchPodMetadata_WhiteList": json.dumps({"rules": [
+             {"allowedAnnotationKeyExprs": ["^mesh\\.example/"]},
+             {"selector": {"matchLabels": {"team": "mesh"}}, "allowedAnnotationKeyExprs": ["^team\\.example/owner$"]}]})},
+         source="util.go ValidateSidecarSetPatchMetadataWhitelist: kruise-configuration rules, selector on labels")
+    c = "patch-conflict"
+    case(c, [sidecarset("first", c, containers=[{"name": "first", "image": "busybox:1.28"}],
+                        patchPodMetadata=[{"annotations": {"shared": '{"a":1}'}, "patchPolicy": "MergePatchJson"}]),
+             sidecarset("merges-too", c, containers=[{"name": "merges-too", "image": "busybox:1.28"}],
+                        patchPodMetadata=[{"annotations": {"shared": '{"b":2}'}, "patchPolicy": "MergePatchJson"}]),
+             sidecarset("overwrites", c, containers=[{"name": "overwrites", "image": "busybox:1.28"}],
+                        patchPodMetadata=[{"annotations": {"shared": "x"}, "patchPolicy": "Overwrite"}])],
+         [pod("p", c, [APP])], inject={"p": ["first", "merges-too"]}, refused=["patch-conflict-overwrites"],
+         source="validating: an annotation overwritten by one of two SidecarSets on one pod")
+    c = "conflicts"
+    case(c, [sidecarset("a", c, containers=[{"name": "shared-name", "image": "busybox:1.28",
+                                             "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                        initContainers=[{"name": "init-shared", "image": "busybox:1.28"}],
+                        volumes=[{"name": "cfg", "configMap": {"name": "c"}}]),
+             sidecarset("same-volume", c, containers=[{"name": "b", "image": "busybox:1.28",
+                                                       "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                        volumes=[{"name": "cfg", "configMap": {"name": "c"}}]),
+             {**sidecarset("init-as-container", c, containers=[{"name": "init-shared", "image": "busybox:1.28"}]),
+              "spec": {"selector": {"matchLabels": {"parity": c, "tier": "other"}},  # overlaps a's, not the pod
+                       "containers": [{"name": "init-shared", "image": "busybox:1.28"}]}},
+             sidecarset("other-volume", c, containers=[{"name": "d", "image": "busybox:1.28",
+                                                        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                        volumes=[{"name": "cfg", "emptyDir": {}}]),
+             sidecarset("same-container", c, containers=[{"name": "shared-name", "image": "busybox:1.29"}]),
+             sidecarset("same-init", c, initContainers=[{"name": "init-shared", "image": "busybox:1.29"}]),
+             {**sidecarset("unsatisfiable", c, containers=[{"name": "shared-name", "image": "busybox:1.29"}]),
+              "spec": {"selector": {"matchLabels": {"parity": c, "tier": "never"},
+                                    "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["never"]}]},
+                       "containers": [{"name": "shared-name", "image": "busybox:1.29"}]}}],
+         [pod("p", c, [APP])], inject={"p": ["shared-name", "init-shared", "b"]},
+         refused=["conflicts-other-volume", "conflicts-same-container", "conflicts-same-init", "conflicts-unsatisfiable"],
+         source="validating: container, init container and volume names across SidecarSets that may share a pod "
+                "(upstream's overlap test is conservative: a selector no pod satisfies still overlaps)")
+    c = "admission"
+    case(c, [sidecarset("v1.0", c, containers=[{"name": "dotted", "image": "busybox:1.28"}]),
+             sidecarset("revision", c, containers=[{"name": "rev", "image": "busybox:1.28"}],
+                        injectionStrategy={"revision": {"customVersion": "v1"}}),
+             sidecarset("revision-empty", c, containers=[{"name": "rev2", "image": "busybox:1.28"}],
+                        injectionStrategy={"revision": {"policy": "Always"}}),
+             sidecarset("partition-selector", c, containers=[{"name": "ps", "image": "busybox:1.28"}],
+                        updateStrategy={"partition": 1, "selector": {"matchLabels": {"a": "b"}}}),
+             sidecarset("declares-injected", c, containers=[
+                 {"name": "declares", "image": "busybox:1.28", "env": [{"name": "IS_INJECTED", "value": "false"}]}]),
+             sidecarset("not-update", c, containers=[{"name": "lenient", "image": "busybox:1.28"}],
+                        updateStrategy={"type": "NotUpdate", "partition": 1, "selector": {"matchLabels": {"a": "b"}}})],
+         [pod("p", c, [APP])], inject={"p": ["declares", "lenient"]},
+         refused=["admission-v1.0", "admission-revision", "admission-revision-empty", "admission-partition-selector"],
+         source="validating: name pattern, injectionStrategy.revision, updateStrategy; IS_INJECTED may be declared")
     return cases
 
 

@@ -32,15 +32,19 @@ pytestmark = pytest.mark.cluster
 
 SIDECARSETS = "/apis/apps.kruise.io/v1alpha1/sidecarsets"
 HASH_KEYS = ("kruise.io/sidecarset-hash", "kruise.io/sidecarset-hash-without-image")
+CONFIGURATION = "kruise-configuration"
+GATES = "--feature-gates=AllAlpha=true,AllBeta=true"  # upstream's install runs with these (config/manager)
 UPSTREAM_ATTEMPTS = 16  # for an order upstream leaves to its cache: 2 SidecarSets miss 1 in 2**16
 
 
 class Side:
-    """One manager's control plane, spoken to as a user does (admin credentials, plain JSON)."""
+    """One manager's control plane, spoken to as a user does (admin credentials, plain JSON);
+    ``manager_namespace`` holds the manager's ``kruise-configuration`` ConfigMap."""
 
-    def __init__(self, name: str, cluster: LocalCluster):
+    def __init__(self, name: str, cluster: LocalCluster, manager_namespace: str = "kruise-system"):
         self.name = name
         self.client = cluster.client("parity-test")
+        self.manager_namespace = manager_namespace
 
     def call(self, method: str, path: str, body=None, **kwargs) -> dict:
         return self.client.request(method, path, body=body, timeout=15, **kwargs)
@@ -67,6 +71,26 @@ class Side:
             self.call("POST", SIDECARSETS, sidecarset)
         except ApiError as err:
             pytest.fail(f"{self.name} refused SidecarSet {sidecarset['metadata']['name']}: {err}")
+
+    def verdict(self, sidecarset: dict) -> int:
+        """Create the SidecarSet: 201, or the HTTP status of the webhook's refusal."""
+        try:
+            self.call("POST", SIDECARSETS, sidecarset)
+            return 201
+        except ApiError as err:
+            assert "denied the request" in err.message, f"{self.name}: {sidecarset['metadata']['name']}: {err}"
+            return err.status
+
+    def configure(self, data: dict | None) -> None:
+        """The manager's ``kruise-configuration`` ConfigMap with ``data``; None deletes it."""
+        path = f"/api/v1/namespaces/{self.manager_namespace}/configmaps"
+        try:
+            self.call("DELETE", f"{path}/{CONFIGURATION}")
+        except ApiError as err:
+            if not err.not_found:
+                raise
+        if data is not None:
+            self.call("POST", path, {"metadata": {"name": CONFIGURATION}, "data": data})
 
     def update(self, sidecarset: dict) -> bool:
         """Replace the spec, as ``kubectl replace`` of a changed manifest does; accepted or not."""
@@ -169,7 +193,7 @@ def ours():
     cluster = LocalCluster.start(ClusterOptions(controller_manager=True, network=True), log=sys.stderr)
     fleet = None
     try:
-        fleet = Fleet(cluster).install(1)
+        fleet = Fleet(cluster, extra_args=(GATES,)).install(1)
         fleet.start_all()
         fleet.wait_ready(timeout=90)
         yield Side("ours", cluster)
@@ -182,19 +206,28 @@ def ours():
 @pytest.fixture(scope="module")
 def theirs(upstream_install):
     """The upstream manager of tests/upstream/conftest.py's session install."""
-    return Side("upstream", upstream_install.cluster)
+    return Side("upstream", upstream_install.cluster, upstream_install.namespace)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_injection_parity(case, theirs, ours):
     namespace = f"parity-{case['id']}"
-    names = [s["metadata"]["name"] for s in case["sidecarsets"]]
+    everything = [s["metadata"]["name"] for s in case["sidecarsets"]]
+    names = [n for n in everything if n not in case["refused"]]
     sides = (theirs, ours)
     try:
         for side in sides:
+            side.configure(case["configuration"])
             side.namespace(namespace, case["namespace_labels"])
-            for sidecarset in case["sidecarsets"]:
-                side.create(copy.deepcopy(sidecarset))
+        if case["configuration"] is not None:
+            time.sleep(1.0)  # upstream reads the ConfigMap from its cache
+        for sidecarset in case["sidecarsets"]:
+            if case["refused"]:
+                time.sleep(0.5)  # both validating webhooks' caches hold the SidecarSets created before
+            verdicts = {side.name: side.verdict(copy.deepcopy(sidecarset)) for side in sides}
+            name = sidecarset["metadata"]["name"]
+            assert verdicts["upstream"] == verdicts["ours"], f"SidecarSet {name}: upstream, ours: {verdicts}"
+            assert (verdicts["ours"] != 201) is (name in case["refused"]), f"SidecarSet {name}: {verdicts}"
         for sidecarset in case["updates"]:
             for side in sides:
                 for n in names:
@@ -225,5 +258,7 @@ def test_injection_parity(case, theirs, ours):
                             f"{UPSTREAM_ATTEMPTS} attempts; against the first:\n" + diff(seen[0], mine))
     finally:
         for side in sides:
-            for name in names:
+            for name in everything:
                 side.delete(name)
+            if case["configuration"] is not None:
+                side.configure(None)
