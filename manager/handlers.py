@@ -14,7 +14,7 @@ from typing import Callable
 from kubekit import quantity
 
 from . import gojson, sidecarset
-from .admission import allowed, denied, errored, patched
+from .admission import allowed, errored, patched, refused
 from .informer import Informer
 from .memo import Memo, State
 
@@ -139,5 +139,5 @@ class SidecarSetAdmission:
             namespace_labels=namespace_labels)
         if errors:
             name = (obj.get("metadata") or {}).get("name", "")
-            return errored(500, f"SidecarSet {name} is invalid: " + "; ".join(errors[:10]))
+            return refused(f"SidecarSet {name} is invalid: " + "; ".join(errors[:10]))
         return allowed()

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from localcluster.pki import LocalCA
-from manager.admission import BadReview, allowed, denied, errored, parse_review, patched, result_of, review_body
+from manager.admission import (BadReview, allowed, denied, errored, parse_review, patched, refused, result_of,
+                               review_body)
 from manager.certs import service_dns_names
 from manager.webhook import WebhookServer
 
@@ -200,6 +201,9 @@ def test_parse_review_rejects_what_is_not_a_v1_review(body, error):
     (errored(400, "not a pod"), "denied", {"uid": "u", "allowed": False,
                                            "status": {"code": 400, "message": "not a pod", "reason": ""}}),
     (errored(500, "bug"), "error", {"uid": "u", "allowed": False, "status": {"code": 500, "message": "bug", "reason": ""}}),
+    # upstream answers an invalid SidecarSet with code 500: a verdict, not a failure of the handler
+    (refused("invalid"), "denied", {"uid": "u", "allowed": False,
+                                    "status": {"code": 500, "message": "invalid", "reason": ""}}),
     (patched(OPS), "patched", {"uid": "u", "allowed": True, "patchType": "JSONPatch",
                                "patch": base64.b64encode(json.dumps(OPS).encode()).decode()}),
 ])
