@@ -4,13 +4,13 @@ does it (the differential test, tests/upstream/test_injection_parity.py, runs bo
 Pure functions over plain dicts, used by the pod and SidecarSet webhooks and by the leader's
 status controller.
 
-Honoured fields (a subset of upstream; the README lists them): ``selector``,
-``namespace``, ``namespaceSelector``, ``containers`` (with ``podInjectPolicy``,
-``shareVolumePolicy``, ``transferEnv``), ``initContainers``, ``volumes``,
-``imagePullSecrets``, ``injectionStrategy.paused``; every field is defaulted and stored as
-upstream's webhook stores it. Injection records upstream's annotations
-(``kruise.io/sidecarset-hash``, ``kruise.io/sidecarset-hash-without-image``,
-``kruise.io/sidecarset-injected-list``). No in-place sidecar upgrade.
+Every field of upstream's CRD is honoured or refused at admission (docs/sidecarset.md lists
+them): ``injectionStrategy.revision`` is refused (no ControllerRevision history here); the
+rest is defaulted and stored as upstream's webhook stores it and injected as upstream injects
+it on CREATE, HotUpgrade containers and ``patchPodMetadata`` (with its whitelist) included.
+Injection records upstream's annotations (``kruise.io/sidecarset-hash``,
+``kruise.io/sidecarset-hash-without-image``, ``kruise.io/sidecarset-injected-list``, the
+hot-upgrade version and working-container ones). No in-place sidecar upgrade of running pods.
 """
 
 from __future__ import annotations

@@ -35,15 +35,18 @@ def _cases() -> list[dict]:
 
     def case(case_id: str, sidecarsets: list[dict], pods: list[dict], namespace_labels: dict | None = None,
              source: str = "", updates: list[dict] | None = None, *, inject: dict[str, list[str]],
-             refused: list[str] = (), configuration: dict | None = None) -> None:
+             refused: list[str] = (), configuration: dict | None = None,
+             refused_pods: list[dict] = ()) -> None:
         """``refused``: the SidecarSets (full names) both managers must refuse at creation;
         ``configuration``: the data of the ``kruise-configuration`` ConfigMap in each manager's
-        namespace while the case runs (patchPodMetadata's whitelist)."""
+        namespace while the case runs (patchPodMetadata's whitelist); ``refused_pods``: pods
+        whose create both must refuse, with the same HTTP status."""
         assert set(inject) == {p["metadata"]["name"] for p in pods}, f"{case_id}: say what each pod gets"
         assert set(refused) <= {s["metadata"]["name"] for s in sidecarsets}, f"{case_id}: refused names a SidecarSet"
         cases.append({"id": case_id, "sidecarsets": sidecarsets, "pods": pods, "updates": updates or [],
                       "namespace_labels": namespace_labels or {}, "source": source, "inject": inject,
-                      "refused": list(refused), "configuration": configuration})
+                      "refused": list(refused), "configuration": configuration,
+                      "refused_pods": list(refused_pods)})
 
     # ---- upstream's sample (config/samples/apps_v1alpha1_sidecarset.yaml) -------------------
     c = "sample"
@@ -327,6 +330,23 @@ def _cases() -> list[dict]:
               "kruise.io/sidecarset-working-hotupgrade-container": '{"other":"other-2"}'})],
          inject={"p": ["sidecar-1", "sidecar-2", "cold"], "recorded": ["sidecar-1", "sidecar-2", "cold"]},
          source="sidecarset_hotupgrade.go: <name>-1 and <name>-2 (hotUpgradeEmptyImage), version annotations")
+    c = "hot-upgrade-two-sets"
+    case(c, [sidecarset("b-mesh", c, containers=[{"name": "b-proxy", "image": "envoy:1.0", "upgradeStrategy": hot,
+                                                  "shareVolumePolicy": {"type": "enabled"},
+                                                  "volumeMounts": [{"name": "certs", "mountPath": "/certs"}]}],
+                        volumes=[{"name": "certs", "secret": {"secretName": "mesh-certs"}}]),
+             sidecarset("a-agent", c, containers=[{"name": "a-agent", "image": "agent:1", "upgradeStrategy": hot,
+                                                   "podInjectPolicy": "AfterAppContainer"}],
+                        patchPodMetadata=[{"annotations": {"kruise.io/sidecarset-working-hotupgrade-container":
+                                                           '{"zz":"zz-1"}'}}])],
+         [pod("p", c, [{**APP, "volumeMounts": [{"name": "www", "mountPath": "/www"}]}],
+              volumes=[{"name": "www", "emptyDir": {}}])],
+         inject={"p": ["b-proxy-1", "b-proxy-2", "a-agent-1", "a-agent-2"]},
+         source="sidecarset.go: two SidecarSets' hot-upgrade records in one map, patched by patchPodMetadata first")
+    case(c + "-no-empty", [sidecarset("mesh", c + "-no-empty", containers=[
+        {"name": "proxy", "image": "envoy:1.0", "upgradeStrategy": {"upgradeType": "HotUpgrade"}}])],
+         [], inject={}, refused_pods=[pod("p", c + "-no-empty", [APP])],
+         source="validating accepts HotUpgrade without hotUpgradeEmptyImage; the apiserver refuses <name>-2's empty image")
     c = "hot-upgrade-native"
     case(c, [sidecarset("native-hot", c, updateStrategy={"type": "NotUpdate"},
                         initContainers=[{"name": "proxy", "image": "envoy:1.0", "restartPolicy": "Always",
@@ -353,9 +373,12 @@ def _cases() -> list[dict]:
                            "patchPolicy": "MergePatchJson"}])],
          [pod("p", c, [{**APP, "env": [{"name": "TZ", "value": "UTC"}]}],
               annotations={"kept": "pod", "overwritten": "pod", "merged": '{"b":2, "a":0, "n":1.50}'}),
-          pod("bare", c, [APP])],
-         inject={"p": ["side"], "bare": ["side"]},
-         source="util.go PatchPodMetadata: Retain, Overwrite, MergePatchJson (the install's AllAlpha allows no whitelist)")
+          pod("bare", c, [APP]), pod("array-doc", c, [APP], annotations={"merged": "[1]"})],
+         inject={"p": ["side"], "bare": ["side"], "array-doc": ["side"]},
+         refused_pods=[pod("not-json", c, [APP], annotations={"merged": "plain text"}),
+                       pod("array", c, [APP], annotations={"merged": "[1]", "fresh": "null"})],
+         source="util.go PatchPodMetadata: Retain, Overwrite, MergePatchJson (the install's AllAlpha allows no "
+                "whitelist); a pod value that is not JSON, or null, refuses the pod")
     c = "patch-whitelist"
     allowed_patch = {"annotations": {"mesh.example/config": '{"on":true}'}, "patchPolicy": "MergePatchJson"}
     case(c, [sidecarset("allowed", c, containers=[{"name": "allowed", "image": "busybox:1.28"}],

@@ -9,7 +9,11 @@ Where upstream's result is not determined (the order among SidecarSets of one gr
 its cache's map iteration), upstream's pod is asked for again until it equals ours or the
 attempts run out: ours must be one of upstream's results. Equal is not enough: each side must
 have added to each pod the containers its case says (``inject``), so two managers that both
-skip a pod fail. The cases are in parity_cases.py."""
+skip a pod fail. Each SidecarSet's verdict (created, or the HTTP status of the refusal) must be
+the same on both and the one its case says (``refused``), and so must the status of each pod
+both must refuse (``refused_pods``). Ours runs with the feature gates of upstream's install
+(``AllAlpha=true``); a case may set upstream's ``kruise-configuration`` ConfigMap on both
+(``configuration``). The cases are in parity_cases.py."""
 
 from __future__ import annotations
 
@@ -80,6 +84,14 @@ class Side:
         except ApiError as err:
             assert "denied the request" in err.message, f"{self.name}: {sidecarset['metadata']['name']}: {err}"
             return err.status
+
+    def refusal(self, namespace: str, pod: dict) -> int:
+        """The HTTP status of a dry-run create of ``pod`` that must be refused."""
+        try:
+            self.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod, dryRun="All")
+        except ApiError as err:
+            return err.status
+        pytest.fail(f"{self.name} accepted pod {pod['metadata']['name']}")
 
     def configure(self, data: dict | None) -> None:
         """The manager's ``kruise-configuration`` ConfigMap with ``data``; None deletes it."""
@@ -241,6 +253,9 @@ def test_injection_parity(case, theirs, ours):
                                                    [normalize_sidecarset(s) for s in stored["ours"]])
         revisions = {s["metadata"]["name"]: s["status"]["latestRevision"] for s in stored["ours"]}
         time.sleep(1.0)  # both webhooks' caches hold the SidecarSets (a pod they skip proves nothing)
+        for pod in case["refused_pods"]:
+            codes = {side.name: side.refusal(namespace, copy.deepcopy(pod)) for side in sides}
+            assert codes["upstream"] == codes["ours"], f"pod {pod['metadata']['name']} refused with: {codes}"
         for pod in case["pods"]:
             expected = sorted(case["inject"][pod["metadata"]["name"]])
             mine = normalize_pod(ours.dry_run(namespace, copy.deepcopy(pod), revisions))
