@@ -680,6 +680,31 @@ def _container_errors(container, where: str) -> list[str]:
     return errors  # a declared IS_INJECTED is kept (upstream appends its own after it)
 
 
+def _restart_policy_errors(containers: list, inits: list) -> list[str]:
+    """Kubernetes 1.30's pod rules that upstream applies to a SidecarSet (ValidatePodCreate on
+    a pod of its containers): only an init container may set restartPolicy, and only to
+    Always (a native sidecar); another init container may have no lifecycle nor probes; no
+    init container has a resizePolicy."""
+    errors = []
+    for i, container in enumerate(containers):
+        if isinstance(container, dict) and container.get("restartPolicy") is not None:
+            errors.append(f"spec.containers[{i}].restartPolicy: may not be set for non-init containers")
+    for i, init in enumerate(inits):
+        if not isinstance(init, dict):
+            continue
+        policy = init.get("restartPolicy")
+        if policy is not None and policy != "Always":
+            errors.append(f"spec.initContainers[{i}].restartPolicy: {policy!r} is not supported (Always)")
+        if policy != "Always":
+            for key in ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe"):
+                if init.get(key) is not None:
+                    errors.append(f"spec.initContainers[{i}].{key}: may not be set for init containers without "
+                                  "restartPolicy=Always")
+        if init.get("resizePolicy"):
+            errors.append(f"spec.initContainers[{i}].resizePolicy: must not be set for init containers")
+    return errors
+
+
 def _update_errors(new: dict, old: dict) -> list[str]:
     before = {c.get("name"): (c.get("upgradeStrategy") or {}).get("upgradeType")
               for c in (old.get("spec") or {}).get("containers") or [] if isinstance(c, dict)}
@@ -863,7 +888,10 @@ def whitelist_error(sidecarset: dict, configuration: dict | None, defaults_allow
                 return f"{CONFIGURATION_NAME} {PATCH_METADATA_WHITELIST_KEY}: invalid rule selector"
             if not selector_matches(selector, labels):
                 continue
-        for expr in rule.get("allowedAnnotationKeyExprs") or []:
+        exprs = rule.get("allowedAnnotationKeyExprs") or []
+        if not isinstance(exprs, list) or not all(isinstance(e, str) for e in exprs):
+            return f"{CONFIGURATION_NAME} {PATCH_METADATA_WHITELIST_KEY}: allowedAnnotationKeyExprs is not a list of strings"
+        for expr in exprs:
             try:
                 expressions.append(re.compile(expr))
             except (re.error, TypeError):
@@ -949,6 +977,7 @@ def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = 
         return errors + ["spec.containers and spec.initContainers must be lists"]
     if not containers and not inits:
         errors.append("spec.containers: at least one container or init container is required")
+    errors += _restart_policy_errors(containers, inits)
     seen: set[str] = set()
     for field, items in (("spec.containers", containers), ("spec.initContainers", inits)):
         for i, container in enumerate(items):

@@ -175,6 +175,14 @@ def test_feature_gates_as_upstream_reads_them(text, gate):
                                                                       {"key": "a", "value": "1"}]}}, "duplicated key=a"),
     ({"updateStrategy": {"type": "RollingUpdate", "priorityStrategy": {
         "weightPriority": [{"weight": 5, "matchSelector": {}}]}}}, "selector can not be empty"),
+    ({"containers": [{"name": "e", "image": "x", "restartPolicy": "Always"}]}, "spec.containers[0].restartPolicy"),
+    ({"initContainers": [{"name": "i", "image": "x", "restartPolicy": "OnFailure"}],
+      "updateStrategy": {"type": "NotUpdate"}}, "spec.initContainers[0].restartPolicy: 'OnFailure'"),
+    ({"initContainers": [{"name": "i", "image": "x", "readinessProbe": {"tcpSocket": {"port": 80}}}]},
+     "spec.initContainers[0].readinessProbe: may not be set for init containers without restartPolicy=Always"),
+    ({"initContainers": [{"name": "i", "image": "x", "resizePolicy": [{"resourceName": "cpu",
+                                                                      "restartPolicy": "NotRequired"}]}]},
+     "spec.initContainers[0].resizePolicy"),
 ])
 def test_upstream_rules_name_the_field(spec, field):
     errors = validate(sidecarset(**spec), defaults_allowed=True)
@@ -193,6 +201,9 @@ def test_the_name_pattern(name, valid):
     ({"containers": [{"name": "e", "image": "x", "env": [{"name": "IS_INJECTED", "value": "no"}]}]}, True),
     ({"containers": [{"name": "e", "image": "x", "upgradeStrategy": {"upgradeType": "HotUpgrade"}}]}, True),
     ({"updateStrategy": {"type": "NotUpdate", "maxUnavailable": "ten"}}, True),  # only RollingUpdate is checked
+    ({"initContainers": [{"name": "n", "image": "x", "restartPolicy": "Always", "readinessProbe": {
+        "tcpSocket": {"port": 80}}, "lifecycle": {"preStop": {"exec": {"command": ["true"]}}}}],
+      "updateStrategy": {"type": "NotUpdate"}}, True),  # a native sidecar may have probes and a lifecycle
 ])
 def test_what_upstream_accepts_is_accepted(spec, accepted):
     assert (validate(sidecarset(**spec)) == []) is accepted

@@ -363,6 +363,21 @@ def _cases() -> list[dict]:
          [pod("p", c, [APP])], inject={"p": ["proxy3"]},
          refused=["native-refused-rolling", "native-refused-explicit"],
          source="validating: a native sidecar under a RollingUpdate strategy is refused")
+    c = "native-rules"
+    probe = {"tcpSocket": {"port": 8080}}
+    case(c, [sidecarset("container-restart", c, containers=[{"name": "c-restart", "image": "busybox:1.28",
+                                                              "restartPolicy": "Always"}]),
+             sidecarset("init-onfailure", c, updateStrategy={"type": "NotUpdate"},
+                        initContainers=[{"name": "i-onfailure", "image": "busybox:1.28", "restartPolicy": "OnFailure"}]),
+             sidecarset("init-probe", c, initContainers=[{"name": "i-probe", "image": "busybox:1.28",
+                                                          "readinessProbe": probe}]),
+             sidecarset("native-probe", c, updateStrategy={"type": "NotUpdate"}, initContainers=[
+                 {"name": "n-probe", "image": "envoy:1.0", "restartPolicy": "Always", "readinessProbe": probe,
+                  "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}}}])],
+         [pod("p", c, [APP])], inject={"p": ["n-probe"]},
+         refused=["native-rules-container-restart", "native-rules-init-onfailure", "native-rules-init-probe"],
+         source="validating (Kubernetes 1.30's pod rules): restartPolicy only on init containers and only Always; "
+                "probes and lifecycle only on a native sidecar")
     c = "patch-metadata"
     case(c, [sidecarset("patch", c, containers=[{"name": "side", "image": "busybox:1.28", "transferEnv": [
         {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "metadata.annotations['main-container']"}},
