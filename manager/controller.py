@@ -26,11 +26,14 @@ def slim_pod(obj: dict) -> dict:
     meta, status = obj.get("metadata", {}), obj.get("status") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     annotations = meta.get("annotations") or {}
-    kept = {sidecarset.HASH_ANNOTATION: annotations[sidecarset.HASH_ANNOTATION]} \
-        if sidecarset.HASH_ANNOTATION in annotations else {}
-    return {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+    kept = {k: annotations[k] for k in (sidecarset.HASH_ANNOTATION, sidecarset.WORKING_HOT_UPGRADE_ANNOTATION)
+            if k in annotations}
+    slim = {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
             "namespace": meta.get("namespace"), "labels": meta.get("labels") or {}, "annotations": kept,
             "ready": ready and not meta.get("deletionTimestamp")}
+    if sidecarset.WORKING_HOT_UPGRADE_ANNOTATION in annotations:  # status reads its containers' images
+        slim["images"] = {c.get("name"): c.get("image") for c in (obj.get("spec") or {}).get("containers") or []}
+    return slim
 
 
 class StatusController:

@@ -1021,9 +1021,29 @@ def pod_revision(pod_annotations: dict | None, sidecarset_name: str) -> str | No
         return None
 
 
+def hot_upgrade_settled(sidecarset: dict, pod: dict) -> bool:
+    """upstream's IsPodReady condition for HotUpgrade: in the pod, the container that is not
+    working (by ``kruise.io/sidecarset-working-hotupgrade-container``; ``<name>-2`` when
+    unrecorded) of each HotUpgrade sidecar has the SidecarSet's ``hotUpgradeEmptyImage``.
+    ``pod`` is slim: its ``annotations`` and ``images`` (container name: image)."""
+    working = _working_hot_upgrade(pod.get("annotations") or {})
+    images = pod.get("images") or {}
+    for container in (sidecarset.get("spec") or {}).get("containers") or []:
+        if not _is_hot_upgrade(container):
+            continue
+        name = container.get("name") or ""
+        empty = f"{name}-2" if working.get(name) == f"{name}-1" else f"{name}-1"
+        wanted = (container.get("upgradeStrategy") or {}).get("hotUpgradeEmptyImage") or ""
+        if wanted and empty in images and images[empty] != wanted:
+            return False
+    return True
+
+
 def compute_status(sidecarset: dict, pods: list[dict], namespace_labels: dict[str, dict]) -> dict:
-    """Status from slim pods (``namespace``, ``labels``, ``annotations``, ``ready``), in
-    upstream's form: a pod is updated when it carries the SidecarSet's current hash,
+    """Status from slim pods (``namespace``, ``labels``, ``annotations``, ``ready``, and
+    ``images`` of a pod with hot-upgrade containers), in upstream's form: a pod is updated when
+    it carries the SidecarSet's current hash, ready when Ready and its hot-upgrade containers
+    are settled (:func:`hot_upgrade_settled`),
     ``latestRevision`` names upstream's ControllerRevision, zero counts it omits are omitted."""
     name = sidecarset["metadata"]["name"]
     revision = revisions_of(sidecarset)[0]
@@ -1033,9 +1053,10 @@ def compute_status(sidecarset: dict, pods: list[dict], namespace_labels: dict[st
             continue
         matched += 1
         is_updated = pod_revision(pod["annotations"], name) == revision
+        is_ready = pod["ready"] and hot_upgrade_settled(sidecarset, pod)
         updated += is_updated
-        ready += pod["ready"]
-        updated_ready += is_updated and pod["ready"]
+        ready += is_ready
+        updated_ready += is_updated and is_ready
     collisions = (sidecarset.get("status") or {}).get("collisionCount") or 0
     return gojson.normalize({
         "observedGeneration": sidecarset["metadata"].get("generation", 0), "matchedPods": matched,

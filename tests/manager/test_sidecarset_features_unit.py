@@ -259,3 +259,22 @@ def test_conflicts_with_other_sidecarsets(mine, theirs, error):
     errors = validate(sidecarset(**mine), [theirs], defaults_allowed=True,
                       namespace_labels=lambda n: {"team": "a"} if n == "shop" else None)
     assert (errors == []) if error is None else any(error in e for e in errors), errors
+
+
+@pytest.mark.parametrize("working, images, ready", [
+    ('{"envoy":"envoy-1"}', {"envoy-1": "envoy:1", "envoy-2": "empty:1"}, True),
+    ('{"envoy":"envoy-1"}', {"envoy-1": "envoy:1", "envoy-2": "envoy:2"}, False),  # upgrading: not settled
+    ('{"envoy":"envoy-2"}', {"envoy-1": "empty:1", "envoy-2": "envoy:2"}, True),  # flipped
+    ('{"envoy":"envoy-2"}', {"envoy-1": "envoy:1", "envoy-2": "envoy:2"}, False),
+    ("{}", {"envoy-1": "envoy:1", "envoy-2": "empty:1"}, False),  # unrecorded: <name>-1 is the empty one
+])
+def test_a_hot_upgrade_pod_counts_ready_once_its_other_container_is_empty(working, images, ready):
+    from manager.controller import slim_pod
+    from manager.sidecarset import compute_status
+    s = sidecarset(containers=[HOT])
+    obj = {"metadata": {"name": "p", "namespace": "shop", "labels": {"app": "web"},
+                        "annotations": {"kruise.io/sidecarset-working-hotupgrade-container": working}},
+           "spec": {"containers": [{"name": n, "image": i} for n, i in images.items()]},
+           "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    status = compute_status(s, [slim_pod(obj)], {})
+    assert (status["matchedPods"], status.get("readyPods", 0)) == (1, int(ready))
