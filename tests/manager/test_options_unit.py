@@ -68,6 +68,7 @@ def test_the_parts_settings_come_from_the_flags():
     (["-v"], "verbose", True),
     (["--metrics-addr=0"], "metrics_addr", "0"),
     (["--role=webhook"], "role", "webhook"),
+    (["--feature-gates=AllAlpha=true,AllBeta=true"], "feature_gates", "AllAlpha=true,AllBeta=true"),
 ])
 def test_flags_parse_as_go_flags_do(argv, field, value):
     assert getattr(parse(argv, environ={}), field) == value
@@ -75,7 +76,8 @@ def test_flags_parse_as_go_flags_do(argv, field, value):
 
 @pytest.mark.parametrize("argv", [["--webhook-io-timeout=soon"], ["--webhook-io-timeout=-1"],
                                   ["--webhook-io-timeout=nan"], ["--enable-leader-election=maybe"],
-                                  ["--metrics-addr=8080"], ["--role=both"], ["--webhook-port=x"]])
+                                  ["--metrics-addr=8080"], ["--role=both"], ["--webhook-port=x"],
+                                  ["--feature-gates=AllAlpha"], ["--feature-gates=AllAlpha=maybe"]])
 def test_bad_values_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse(argv, environ={})
