@@ -105,3 +105,9 @@ def _all_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level:
             names.add(node.module or "")
     return names
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if not n.endswith("__main__")))
+def test_every_module_imports(name: str):
+    """A name moved or removed elsewhere breaks the import here, not in a cluster test later."""
+    __import__("importlib").import_module(name)
