@@ -55,16 +55,22 @@ def cli() -> None:
 @cli.command()
 @click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text", show_default=True)
 def version(output: str) -> None:
-    """Print kruisectl's version (and the Python and client library versions)."""
+    """Print kruisectl's version, what it installs by default (the bundled chart and the image
+    it names) and the Python and client library versions."""
     import kubernetes
 
+    from .bundle import defaults
     from .output import dump
 
-    info = {"kruisectl": __version__, "python": sys.version.split()[0], "kubernetesClient": kubernetes.__version__}
-    if output == "text":
-        click.echo(f"kruisectl {info['kruisectl']} (python {info['python']}, kubernetes client {info['kubernetesClient']})")
-    else:
+    info = {**defaults(), "python": sys.version.split()[0], "kubernetesClient": kubernetes.__version__}
+    if output != "text":
         click.echo(dump(info, output))
+        return
+    chart = info["chart"]
+    click.echo(f"kruisectl {info['kruisectl']} (python {info['python']}, kubernetes client {info['kubernetesClient']})")
+    click.echo(f"chart:  {chart['name']} {chart['version']} (appVersion {chart['appVersion']}, {chart['path']})"
+               if chart else "chart:  none bundled (install and upgrade need --chart)")
+    click.echo(f"image:  {info['image'] or 'none (no bundled chart)'}")
 
 
 # Commands live one per module; each module exposes ``COMMANDS``.

@@ -20,6 +20,7 @@ time. The Debian steps need root (mmdebstrap's root mode, chroot).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import gzip
@@ -106,7 +107,16 @@ class Built:
 
 # ---- inputs ------------------------------------------------------------------------------
 def project_version(root: Path = REPO_ROOT) -> str:
-    return tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    """kruisectl.__version__ of the checkout at ``root``, read without importing it (the
+    project's one version: pyproject.toml takes it from there too)."""
+    return version_of(root / "kruisectl" / "__init__.py")
+
+
+def version_of(module: Path) -> str:
+    for node in ast.parse(module.read_text()).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__version__"]:
+            return ast.literal_eval(node.value)
+    raise ImageError(f"{module} sets no __version__")
 
 
 def build_requires(root: Path = REPO_ROOT) -> list[str]:

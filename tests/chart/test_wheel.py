@@ -19,22 +19,10 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from localcluster.dist import copy_sources
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "kruise"
-# What a wheel is built from (the build writes build/ and *.egg-info beside them: a copy keeps
-# the checkout clean).
-SOURCES = ("pyproject.toml", "README.md", "kruisectl", "manager", "kubekit", "charts")
-
-
-def copy_sources(target: Path) -> Path:
-    target.mkdir(parents=True)
-    for name in SOURCES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target / name)
-    return target
 
 
 def clean_env(**extra: str) -> dict[str, str]:
