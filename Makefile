@@ -55,7 +55,7 @@ image: $(STAMP) image-tools
 ## lock: requirements-lock.txt (the image's dependencies, with hashes) from pyproject.toml
 lock: $(STAMP)
 	$(PY) -m pip install --quiet pip-tools
-	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --allow-unsafe \
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links --allow-unsafe \
 	  --output-file requirements-lock.txt pyproject.toml
 
 ## cluster-up / cluster-down: a local control plane in the background; prints its kubeconfig

@@ -10,10 +10,10 @@ readiness self-check notices.
 One thread per connection, as Go's one goroutine per connection: a slow handler holds only
 its own connection. Threads are reused: the apiserver keeps fewer idle connections than it
 opens at high concurrency, so it reconnects all the time, and a new thread per connection cost
-more than the TLS handshake. HTTP/1.1 is read here directly (request line, a few headers, a body of
-Content-Length bytes): ``http.server``'s header parsing through ``email`` cost more than the
-rest of an admission. Review parsing and the answers live in ``admission``; the certificate
-reload in ``certwatcher``.
+more than the TLS handshake. HTTP/1.1 is framed by llhttp (``http1``; ``http.server``'s header
+parsing through ``email`` cost more than the rest of an admission); a body is read only with a
+Content-Length. Review parsing and the answers live in ``admission``; the certificate reload in
+``certwatcher``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import time
 from typing import Callable
 
 from . import metrics
+from .http1 import Request, Requests
 from .admission import BadReview, Handler, errored, parse_review, result_of, review_body
 from .certwatcher import CertWatcher
 from .options import Options
@@ -38,8 +39,6 @@ log = logging.getLogger("manager.webhook")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required", 413: "Content Too Large",
             414: "URI Too Long", 415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
             501: "Not Implemented", 505: "HTTP Version Not Supported"}
-_MAX_LINE = 65536  # the request line and the header block, as http.server limits them
-_MAX_HEADERS = 100
 _TEXT = "text/plain; charset=utf-8"
 _CLOSE = "Connection: close\r\n"
 
@@ -52,19 +51,20 @@ class _Connection:
     """What the server knows of one connection: its socket, age, answers, and whether a request
     is being read or answered (busy) or it waits for the next one (idle)."""
 
-    __slots__ = ("socket", "opened", "requests", "busy", "buffer")
+    __slots__ = ("socket", "opened", "requests", "busy", "http", "deadline")
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, body_limit: int):
         self.socket = sock
         self.opened = time.monotonic()
         self.requests = 0
         self.busy = False
-        self.buffer = b""  # bytes read past the current request (a pipelined next one)
+        self.http = Requests(body_limit)  # holds what was read past the current request (pipelined ones)
+        self.deadline = 0.0  # when the request being read must be whole
 
     def pending_input(self) -> bool:
         """Bytes of a next request already here (closing now would lose that request)."""
         sock = self.socket
-        if self.buffer:
+        if self.http.ready or self.http.mid_request():
             return True
         try:
             if isinstance(sock, ssl.SSLSocket) and sock.pending():
@@ -72,13 +72,6 @@ class _Connection:
             return bool(select.select([sock], [], [], 0)[0])
         except (OSError, ValueError):
             return False
-
-
-class _Request:
-    __slots__ = ("method", "path", "headers", "keep_alive")
-
-    def __init__(self, method: str, path: str, headers: dict[str, str], keep_alive: bool):
-        self.method, self.path, self.headers, self.keep_alive = method, path, headers, keep_alive
 
 
 class WebhookServer:
@@ -216,7 +209,7 @@ class WebhookServer:
             except (ssl.SSLError, OSError):
                 conn.close()
                 return
-            state = _Connection(tls)
+            state = _Connection(tls, self.max_body)
             with self._connections_lock:
                 self._connections[me] = state
             try:
@@ -240,38 +233,39 @@ class WebhookServer:
         for a request is bounded by the idle timeout; once its first byte is here, the whole
         request must arrive within the I/O timeout (keep-alive outlives the client's idle
         timeout, a stalled request does not)."""
-        sock = state.socket
-        data = state.buffer
-        state.buffer = b""
-        if not data:
+        request = self._next_request(state)
+        if request is None:
+            return False
+        if request.method == "POST":
+            keep = self._post(state, request)
+        else:
+            keep = self._other(state, request)
+        state.requests += 1
+        state.busy = False
+        return keep
+
+    def _next_request(self, state: _Connection) -> Request | None:
+        """The next request whose head is complete; None when the connection is to be closed
+        (the client left, or its input got its HTTP error)."""
+        sock, http = state.socket, state.http
+        if not http.ready and http.error is None and not http.mid_request():
             sock.settimeout(self.idle_timeout)
             try:
                 data = sock.recv(65536)
             finally:
                 state.busy = True  # from here on closing this connection would lose a request
             if not data:
-                return False
+                return None
+            http.feed(data)
         state.busy = True
-        deadline = time.monotonic() + self.io_timeout
-        end = data.find(b"\r\n\r\n")
-        while end < 0 and len(data) <= _MAX_LINE:
-            data += self._recv(sock, deadline)
-            end = data.find(b"\r\n\r\n")
-        if end < 0 or end > _MAX_LINE:
-            line_too_long = data.find(b"\r\n", 0, _MAX_LINE + 1) < 0
-            self._text(state, 414 if line_too_long else 431, "request head too large\n", close=True)
-            return False
-        request = self._parse_head(state, data[:end])
-        if request is None:
-            return False
-        rest = data[end + 4:]
-        if request.method == "POST":
-            keep = self._post(state, request, rest, deadline)
-        else:
-            keep = self._other(state, request, rest, deadline)
-        state.requests += 1
-        state.busy = False
-        return keep
+        state.deadline = time.monotonic() + self.io_timeout
+        while not http.ready and http.error is None:
+            http.feed(self._recv(sock, state.deadline))
+        if http.ready:
+            return http.ready.popleft()
+        status, text = http.error
+        self._text(state, status, text + "\n", close=True)
+        return None
 
     def _recv(self, sock, deadline: float) -> bytes:
         left = deadline - time.monotonic()
@@ -286,66 +280,34 @@ class WebhookServer:
             raise _Closed()
         return chunk
 
-    def _parse_head(self, state: _Connection, head: bytes) -> _Request | None:
-        line, _, fields = head.decode("latin-1").partition("\r\n")
-        if len(line) > _MAX_LINE:
-            self._text(state, 414, "request line too long\n", close=True)
-            return None
-        parts = line.split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            self._text(state, 400, "bad request line\n", close=True)
-            return None
-        method, target, version = parts
-        if version not in ("HTTP/1.1", "HTTP/1.0"):
-            self._text(state, 505, "HTTP/1.1 only\n", close=True)
-            return None
-        headers = {}
-        if fields:
-            lines = fields.split("\r\n")
-            if len(lines) > _MAX_HEADERS:
-                self._text(state, 431, "too many headers\n", close=True)
-                return None
-            for field in lines:
-                name, colon, value = field.partition(":")
-                if not colon or not name or name != name.strip():
-                    self._text(state, 400, "bad header line\n", close=True)
-                    return None
-                headers[name.lower()] = value.strip()
-        connection = headers.get("connection", "").lower()
-        keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-        return _Request(method, target.split("?", 1)[0], headers, keep_alive)
+    def _body(self, state: _Connection, request: Request) -> bytes:
+        """The whole body (of a request whose Content-Length is within ``max_body``)."""
+        while not request.complete:
+            if state.http.error is not None:
+                raise _Closed()
+            state.http.feed(self._recv(state.socket, state.deadline))
+        return b"".join(request.body)
 
-    def _body(self, sock, request: _Request, rest: bytes, deadline: float) -> tuple[bytes, bytes] | None:
-        """(body, bytes past it) by Content-Length; None when there is no usable length."""
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit() or "transfer-encoding" in request.headers:
-            return None
-        need = int(length)
-        while len(rest) < need:
-            rest += self._recv(sock, deadline)
-        return rest[:need], rest[need:]
-
-    def _other(self, state: _Connection, request: _Request, rest: bytes, deadline: float) -> bool:
+    def _other(self, state: _Connection, request: Request) -> bool:
         length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > self.max_body or "transfer-encoding" in request.headers:
+        if int(length) > self.max_body or "transfer-encoding" in request.headers:
             request.keep_alive = False  # a body we will not read: nothing after it can be framed
-        elif int(length):
-            rest = self._body(state.socket, request, rest, deadline)[1]
-        state.buffer = rest
+        elif length != "0":
+            self._body(state, request)
         if request.method != "GET":
             return self._text(state, 501, f"unsupported method {request.method!r}\n", request=request)
         if request.path == "/healthz":
             return self._text(state, 200, "ok", request=request)
         return self._text(state, 404, "not found\n", request=request)
 
-    def _post(self, state: _Connection, request: _Request, rest: bytes, deadline: float) -> bool:
+    def _post(self, state: _Connection, request: Request) -> bool:
         path = request.path
         handler = self.handlers.get(path)
         length = request.headers.get("content-length")
-        framed = length is not None and length.isdigit() and "transfer-encoding" not in request.headers
+        framed = length is not None and "transfer-encoding" not in request.headers
         started = time.perf_counter()
-        if framed and int(length) <= self.max_body:
-            body, state.buffer = self._body(state.socket, request, rest, deadline)
+        if framed and request.keep_body:
+            body = self._body(state, request)
         else:
             body, request.keep_alive = b"", False  # a body we will not read: nothing after it can be framed
         if handler is None:
@@ -381,11 +343,11 @@ class WebhookServer:
                                                      metrics.WEBHOOK_LATENCY.labels(path, result))
         return found
 
-    def _error(self, state: _Connection, request: _Request, code: int, message: str, path: str) -> bool:
+    def _error(self, state: _Connection, request: Request, code: int, message: str, path: str) -> bool:
         self._metric(path, "bad_request")[0].inc()
         return self._send(state, code, (message + "\n").encode(), _TEXT, request.keep_alive)
 
-    def _text(self, state: _Connection, code: int, text: str, request: _Request | None = None,
+    def _text(self, state: _Connection, code: int, text: str, request: Request | None = None,
               close: bool = False) -> bool:
         keep = request is not None and request.keep_alive and not close
         return self._send(state, code, text.encode(), _TEXT, keep)

@@ -1,0 +1,138 @@
+"""HTTP/1.1 requests of one connection, parsed by llhttp (Node's parser, through ``httptools``):
+an admission endpoint is the last place for a home-made parser. This module only frames: bytes
+in, requests out in arrival order, or the HTTP error that ends the connection; what the server
+answers stays in ``webhook``.
+
+Limits llhttp does not keep are kept here: a request head over ``MAX_HEAD`` bytes gets 414 (the
+request line alone is that long) or 431, more than ``MAX_HEADERS`` header lines 431, a version
+other than HTTP/1.0 or 1.1 gets 505, and a body is kept only up to the size the server reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import httptools
+
+MAX_HEAD = 65536  # the request line and the header block, as http.server limits them
+MAX_HEADERS = 100
+_VERSIONS = ("1.1", "1.0")
+# A request line's bytes besides its target: the longest method llhttp knows, two spaces,
+# "HTTP/1.1" and CRLF.
+_LINE_OVERHEAD = len("PROPPATCH") + 2 + len("HTTP/1.1") + 2
+
+
+class Request:
+    """A request whose head is complete; ``complete`` once its whole body is here."""
+
+    __slots__ = ("method", "path", "headers", "keep_alive", "body", "size", "keep_body", "complete")
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], keep_alive: bool, keep_body: bool):
+        self.method, self.path, self.headers, self.keep_alive = method, path, headers, keep_alive
+        self.body: list[bytes] = []
+        self.size = 0
+        self.keep_body = keep_body
+        self.complete = False
+
+
+class _Stop(Exception):
+    """Raised in a callback to stop llhttp once ``error`` is set."""
+
+
+class Requests:
+    """Feed it what the socket gives (:meth:`feed`); take requests from ``ready`` (heads
+    complete, in order); ``error`` is ``(status, text)`` once the input can no longer be
+    framed, after the requests before it. ``body_limit``: larger bodies are not kept."""
+
+    __slots__ = ("parser", "ready", "error", "body_limit", "_current", "_url", "_headers", "_head", "_chunk",
+                 "_completed_here")
+
+    def __init__(self, body_limit: int):
+        self.parser = httptools.HttpRequestParser(self)
+        self.ready: deque[Request] = deque()
+        self.error: tuple[int, str] | None = None
+        self.body_limit = body_limit
+        self._current: Request | None = None  # the request whose body is arriving
+        self._url: list[bytes] = []
+        self._headers: dict[str, str] | None = None  # None: no head being read
+        self._head = 0  # bytes of the head being read, counted by chunk (see on_message_begin)
+        self._chunk = 0
+        self._completed_here = False
+
+    def mid_request(self) -> bool:
+        """Part of a request is here (a connection closed now would lose it)."""
+        return self._headers is not None or self._current is not None
+
+    def feed(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        if self._headers is not None:
+            self._head += len(data)  # a head read on from an earlier chunk: all of this is head, or ends it
+        self._chunk, self._completed_here = len(data), False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._stop_after_last("protocol upgrade requested")
+        except httptools.HttpParserError as err:  # or a callback's _Stop, the error already set
+            if self.error is None:
+                self.error = (505, "HTTP/1.1 only") if "HTTP version" in str(err) else (400, f"bad request: {err}")
+        else:
+            if self._headers is not None and self._head > MAX_HEAD:
+                self._too_large()
+
+    def _stop_after_last(self, reason: str) -> None:
+        last = self._current or (self.ready[-1] if self.ready else None)
+        if last is None:
+            self.error = (400, f"bad request: {reason}")
+        else:
+            last.keep_alive = False
+            self.error = (400, reason)  # never reached: the connection closes after ``last``
+
+    def _too_large(self) -> None:
+        line = sum(map(len, self._url)) + _LINE_OVERHEAD
+        self.error = (414, "request line too long") if line > MAX_HEAD else (431, "request head too large")
+
+    # ---- llhttp's callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url, self._headers = [], {}
+        # From this chunk's start, unless a request ended earlier in it: then where this one
+        # starts is unknown and counting starts with the next chunk (at most one chunk more).
+        self._head = 0 if self._completed_here else self._chunk
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        if len(headers) >= MAX_HEADERS:
+            self.error = (431, "too many headers")
+            raise _Stop()
+        headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
+
+    def on_headers_complete(self) -> None:
+        parser, headers = self.parser, self._headers
+        target = b"".join(self._url)
+        size = len(target) + _LINE_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
+        if size > MAX_HEAD:
+            self._too_large()
+            raise _Stop()
+        if parser.get_http_version() not in _VERSIONS:
+            self.error = (505, "HTTP/1.1 only")
+            raise _Stop()
+        length = headers.get("content-length")
+        keep_body = length is not None and int(length) <= self.body_limit
+        request = Request(parser.get_method().decode("latin-1"), target.decode("latin-1").split("?", 1)[0],
+                          headers, parser.should_keep_alive(), keep_body)
+        self._headers, self._current = None, request
+        self.ready.append(request)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._current
+        if request.keep_body:
+            request.body.append(body)
+        request.size += len(body)
+
+    def on_message_complete(self) -> None:
+        self._current.complete = True
+        self._current = None
+        self._completed_here = True
