@@ -23,15 +23,22 @@ _LINE_OVERHEAD = len("PROPPATCH") + 2 + len("HTTP/1.1") + 2
 
 
 class Request:
-    """A request whose head is complete; ``complete`` once its whole body is here."""
+    """A request whose head is complete; ``complete`` once its whole body is here. Of its
+    headers only what the server reads: Content-Length (None: none), Content-Type, whether a
+    Transfer-Encoding was sent."""
 
-    __slots__ = ("method", "path", "headers", "keep_alive", "body", "size", "keep_body", "complete")
+    __slots__ = ("method", "path", "length", "content_type", "chunked", "keep_alive", "body", "size", "keep_body",
+                 "complete")
 
-    def __init__(self, method: str, path: str, headers: dict[str, str], keep_alive: bool, keep_body: bool):
-        self.method, self.path, self.headers, self.keep_alive = method, path, headers, keep_alive
+    def __init__(self, method: str, path: str, headers: dict[bytes, bytes], keep_alive: bool, body_limit: int):
+        self.method, self.path, self.keep_alive = method, path, keep_alive
+        length = headers.get(b"content-length")
+        self.length = None if length is None else int(length)  # llhttp let only digits through
+        self.content_type = headers.get(b"content-type", b"").decode("latin-1")
+        self.chunked = b"transfer-encoding" in headers
         self.body: list[bytes] = []
         self.size = 0
-        self.keep_body = keep_body
+        self.keep_body = self.length is not None and self.length <= body_limit
         self.complete = False
 
 
@@ -44,7 +51,7 @@ class Requests:
     complete, in order); ``error`` is ``(status, text)`` once the input can no longer be
     framed, after the requests before it. ``body_limit``: larger bodies are not kept."""
 
-    __slots__ = ("parser", "ready", "error", "body_limit", "_current", "_url", "_headers", "_head", "_chunk",
+    __slots__ = ("parser", "ready", "error", "body_limit", "_current", "_url", "_headers", "_head", "_size", "_chunk",
                  "_completed_here")
 
     def __init__(self, body_limit: int):
@@ -53,9 +60,10 @@ class Requests:
         self.error: tuple[int, str] | None = None
         self.body_limit = body_limit
         self._current: Request | None = None  # the request whose body is arriving
-        self._url: list[bytes] = []
-        self._headers: dict[str, str] | None = None  # None: no head being read
+        self._url = b""
+        self._headers: dict[bytes, bytes] | None = None  # None: no head being read
         self._head = 0  # bytes of the head being read, counted by chunk (see on_message_begin)
+        self._size = 0  # the head's size as its parts add up (without the spaces llhttp trims)
         self._chunk = 0
         self._completed_here = False
 
@@ -89,40 +97,38 @@ class Requests:
             self.error = (400, reason)  # never reached: the connection closes after ``last``
 
     def _too_large(self) -> None:
-        line = sum(map(len, self._url)) + _LINE_OVERHEAD
+        line = len(self._url) + _LINE_OVERHEAD
         self.error = (414, "request line too long") if line > MAX_HEAD else (431, "request head too large")
 
     # ---- llhttp's callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._url, self._headers = [], {}
+        self._url, self._headers, self._size = b"", {}, _LINE_OVERHEAD
         # From this chunk's start, unless a request ended earlier in it: then where this one
         # starts is unknown and counting starts with the next chunk (at most one chunk more).
         self._head = 0 if self._completed_here else self._chunk
 
     def on_url(self, url: bytes) -> None:
-        self._url.append(url)
+        self._url += url
+        self._size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
         if len(headers) >= MAX_HEADERS:
             self.error = (431, "too many headers")
             raise _Stop()
-        headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
+        headers[name.lower()] = value.strip()
+        self._size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
-        parser, headers = self.parser, self._headers
-        target = b"".join(self._url)
-        size = len(target) + _LINE_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
-        if size > MAX_HEAD:
+        parser = self.parser
+        if self._size > MAX_HEAD:
             self._too_large()
             raise _Stop()
         if parser.get_http_version() not in _VERSIONS:
             self.error = (505, "HTTP/1.1 only")
             raise _Stop()
-        length = headers.get("content-length")
-        keep_body = length is not None and int(length) <= self.body_limit
-        request = Request(parser.get_method().decode("latin-1"), target.decode("latin-1").split("?", 1)[0],
-                          headers, parser.should_keep_alive(), keep_body)
+        request = Request(parser.get_method().decode("latin-1"), self._url.split(b"?", 1)[0].decode("latin-1"),
+                          self._headers, parser.should_keep_alive(), self.body_limit)
         self._headers, self._current = None, request
         self.ready.append(request)
 

@@ -289,10 +289,9 @@ class WebhookServer:
         return b"".join(request.body)
 
     def _other(self, state: _Connection, request: Request) -> bool:
-        length = request.headers.get("content-length", "0")
-        if int(length) > self.max_body or "transfer-encoding" in request.headers:
+        if request.chunked or (request.length or 0) > self.max_body:
             request.keep_alive = False  # a body we will not read: nothing after it can be framed
-        elif length != "0":
+        elif request.length:
             self._body(state, request)
         if request.method != "GET":
             return self._text(state, 501, f"unsupported method {request.method!r}\n", request=request)
@@ -303,8 +302,7 @@ class WebhookServer:
     def _post(self, state: _Connection, request: Request) -> bool:
         path = request.path
         handler = self.handlers.get(path)
-        length = request.headers.get("content-length")
-        framed = length is not None and "transfer-encoding" not in request.headers
+        framed = request.length is not None and not request.chunked
         started = time.perf_counter()
         if framed and request.keep_body:
             body = self._body(state, request)
@@ -314,9 +312,9 @@ class WebhookServer:
             return self._error(state, request, 404, f"no webhook at {path}", "other")
         if not framed:
             return self._error(state, request, 411, "Content-Length required", path)
-        if int(length) > self.max_body:
+        if not request.keep_body:
             return self._error(state, request, 413, f"body over {self.max_body} bytes", path)
-        if "json" not in request.headers.get("content-type", ""):
+        if "json" not in request.content_type:
             return self._error(state, request, 415, "Content-Type must be application/json", path)
         try:
             review = parse_review(body)
