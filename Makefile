@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build build-upstream image image-tools browser lock cluster-up cluster-down demo demo-down preflight test test-unit bench clean
+.PHONY: all venv build build-upstream image image-tools browser dist lock cluster-up cluster-down demo demo-down preflight test test-unit bench clean
 
 all: test
 
@@ -51,6 +51,11 @@ browser:
 ## image: the manager image without a container daemon -> dist/kruise-manager-<version>.{oci,docker}.tar
 image: $(STAMP) image-tools
 	$(PY) -m localcluster.image
+
+## dist: the release in dist/, every artifact of kruisectl's version (docs/release.md): wheel and sdist
+## (the chart inside), the chart packaged by helm, the helm plugin's tarball, the image, SHA256SUMS
+dist: image
+	$(PY) -m localcluster.dist
 
 ## lock: requirements-lock.txt (the image's dependencies, with hashes) from pyproject.toml
 lock: $(STAMP)
