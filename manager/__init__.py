@@ -2,7 +2,7 @@
 controller for SidecarSet, implementing OpenKruise's high-availability design.
 
 One concept per module: ``options`` (every flag, declared once), ``lease`` (leader election),
-``webhook`` (the HTTPS admission server) with ``admission`` (reviews and answers), ``memo``
+``webhook`` (the HTTPS admission server) with ``http1`` (HTTP/1.1 framing by llhttp), ``admission`` (reviews and answers), ``memo``
 (answers reused for a ReplicaSet's pods) and ``certwatcher`` (the serving pair reloaded),
 ``handlers`` (the admission handlers), ``certs`` (the serving credential and caBundle),
 ``health`` (readiness and liveness), ``app`` (the wiring of a process by its role), ``logs``, ``sidecarset`` (defaulting, injection, validation, status,
