@@ -124,7 +124,6 @@ def test_external_mode_reports_a_ca_bundle_mismatch_and_never_writes_the_secret(
         admission.patch_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION, [  # as a CA injector does: every webhook
             {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": b64(ca.cert_pem)}
             for i in range(len(webhooks))])
-        from kubekit import kruise
         admission.patch_validating_webhook_configuration(kruise.VALIDATING_CONFIGURATION, [
             {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": b64(ca.cert_pem)}])
         fleet.wait_ready([replica], timeout=30)
