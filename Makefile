@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build build-upstream image image-tools browser dist lock cluster-up cluster-down demo demo-down preflight test test-unit bench clean
+.PHONY: all venv build build-upstream image image-tools browser dist lock cluster-up cluster-down demo demo-down preflight test test-unit bench fuzz-sidecarset clean
 
 all: test
 
@@ -96,6 +96,20 @@ test-unit: $(STAMP)
 
 bench: build
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## fuzz-sidecarset: the SidecarSet differential test (tests/upstream/test_sidecarset_fuzz.py) with N random
+## combinations of SEED (a new seed each run unless given) against the real upstream manager; FEATURES=ci|all|a,b,…
+## Prints each difference as a ready-to-add parity case, then {"combinations": …, "identical": …, "differences": …, "seed": …}
+N ?= 2000
+SEED ?= $(shell date +%s)
+FEATURES ?= ci
+fuzz-sidecarset: $(STAMP)
+	@report=$$(mktemp); rc=0; \
+	FUZZ_N=$(N) FUZZ_SEED=$(SEED) FUZZ_FEATURES=$(FEATURES) FUZZ_SHRINK=$${FUZZ_SHRINK:-120} FUZZ_REPORT=$$report \
+	  $(PY) -m pytest -ra -q -p no:cacheprovider tests/upstream/test_sidecarset_fuzz.py >&2 || rc=$$?; \
+	if [ -s $$report ]; then $(PY) -c 'import json, sys; d = json.load(open(sys.argv[1])); \
+	[print(x["case"] + "\n") for x in d["differences"]]; print(json.dumps(d["summary"]))' $$report; \
+	else echo "no report: the run did not finish (see above)" >&2; fi; rm -f $$report; exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -4,7 +4,9 @@ for some cases updated after) and pods as a user writes them, taken from upstrea
 this project's own data. Each case selects its pods by its own ``parity`` label, so cases never
 select each other's pods; a case may label its namespace. ``inject`` names, for each pod, the
 containers and init containers the SidecarSets must add to it (or put in place of its own), as
-the case's source says: the two managers agreeing is not enough, they must agree on that."""
+the case's source says: the two managers agreeing is not enough, they must agree on that.
+``refused`` names the SidecarSets both managers must refuse at creation (the others are created
+in order, so a refusal may come from what an earlier one declares)."""
 
 from __future__ import annotations
 

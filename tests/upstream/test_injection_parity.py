@@ -70,11 +70,17 @@ class Side:
                 assert err.not_found and time.monotonic() < deadline, f"{self.name}: no default ServiceAccount: {err}"
             time.sleep(0.2)
 
-    def create(self, sidecarset: dict) -> None:
+    def create(self, sidecarset: dict, refuse: bool = False) -> None:
+        """Create it; with ``refuse``, the webhook must refuse it instead."""
+        name = sidecarset["metadata"]["name"]
         try:
             self.call("POST", SIDECARSETS, sidecarset)
         except ApiError as err:
-            pytest.fail(f"{self.name} refused SidecarSet {sidecarset['metadata']['name']}: {err}")
+            if refuse and (err.status == 422 or "denied the request" in err.message):  # the schema or a webhook
+                return
+            pytest.fail(f"{self.name} refused SidecarSet {name}: {err}")
+        if refuse:
+            pytest.fail(f"{self.name} accepted SidecarSet {name}, which the case says is refused")
 
     def verdict(self, sidecarset: dict) -> int:
         """Create the SidecarSet: 201, or the HTTP status of the webhook's refusal."""
