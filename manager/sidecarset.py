@@ -58,6 +58,7 @@ _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_REFERENCE = re.compile(  # distribution/reference's grammar: name[:tag][@digest]
     rf"^((?:(?:{_HOST}(?:\.{_HOST})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     r"(?::([\w][\w.-]{0,127}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}))?$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
@@ -653,30 +654,45 @@ def patch_for(old: dict, new: dict) -> list[dict]:
 
 
 # ---- validation -------------------------------------------------------------------------
-def _container_errors(container, where: str) -> list[str]:
+def _container_errors(container, where: str, init: bool = False) -> list[str]:
+    """An init container's podInjectPolicy, shareVolumePolicy and transferEnv are not checked:
+    upstream checks them on containers only (and injection ignores what they cannot mean)."""
     if not isinstance(container, dict):
         return [f"{where}: must be an object"]
     errors = []
     name = container.get("name")
     if not isinstance(name, str) or not _DNS1123_LABEL.match(name) or len(name) > 63:
         errors.append(f"{where}.name: {name!r} must be a DNS-1123 label (lowercase letters, digits, '-')")
-    if not container.get("image"):
+    image = container.get("image")
+    if not image:
         errors.append(f"{where}.image: required")
+    elif isinstance(image, str) and image != image.strip():
+        errors.append(f"{where}.image: {image!r} must not have leading or trailing whitespace")
+    for j, env in enumerate(container.get("env") or []):
+        env_name = env.get("name") if isinstance(env, dict) else None
+        if not env_name:
+            errors.append(f"{where}.env[{j}].name: required")
+        elif not _ENV_NAME.match(env_name):
+            errors.append(f"{where}.env[{j}].name: {env_name!r} is not a valid environment variable name "
+                          "(letters, digits, '_', '-', '.', not starting with a digit)")
+    errors += _mount_errors(container.get("volumeMounts"), where)
+    errors += _resource_errors(container.get("resources"), where)
+    if init:
+        return errors
     policy = container.get("podInjectPolicy")
     if policy is not None and policy not in INJECT_POLICIES:
         errors.append(f"{where}.podInjectPolicy: {policy!r} is not one of {', '.join(INJECT_POLICIES)}")
     share = container.get("shareVolumePolicy")
-    if share is not None and (not isinstance(share, dict) or str(share.get("type", "")).lower() not in ("enabled", "disabled")):
+    if share is not None and (not isinstance(share, dict) or share.get("type", "disabled") not in ("enabled", "disabled")):
         errors.append(f"{where}.shareVolumePolicy.type: must be enabled or disabled")
     for j, transfer in enumerate(container.get("transferEnv") or []):
+        # as upstream: only sourceContainerNameFrom is checked (a transfer naming no source
+        # container or no variable is accepted and copies nothing)
         ref = ((transfer.get("sourceContainerNameFrom") or {}).get("fieldRef") if isinstance(transfer, dict) else None)
-        if not isinstance(transfer, dict) or not (transfer.get("sourceContainerName") or ref) or not (
-                transfer.get("envName") or transfer.get("envNames")):
-            errors.append(f"{where}.transferEnv[{j}]: needs sourceContainerName or sourceContainerNameFrom.fieldRef, "
-                          "and envName or envNames")
-        elif ref is not None and not _FIELD_REF.match(ref.get("fieldPath") or ""):
-            errors.append(f"{where}.transferEnv[{j}].sourceContainerNameFrom.fieldRef.fieldPath: "
-                          f"{ref.get('fieldPath')!r} is not metadata.labels['<key>'] or metadata.annotations['<key>']")
+        if not isinstance(transfer, dict):
+            errors.append(f"{where}.transferEnv[{j}]: must be an object")
+        elif ref is not None and (why := _field_ref_error(ref)) is not None:
+            errors.append(f"{where}.transferEnv[{j}].sourceContainerNameFrom.fieldRef: {why}")
     return errors  # a declared IS_INJECTED is kept (upstream appends its own after it)
 
 
@@ -702,6 +718,89 @@ def _restart_policy_errors(containers: list, inits: list) -> list[str]:
                                   "restartPolicy=Always")
         if init.get("resizePolicy"):
             errors.append(f"spec.initContainers[{i}].resizePolicy: must not be set for init containers")
+    return errors
+
+
+def _field_ref_error(ref: dict) -> str | None:
+    """Upstream's check of transferEnv's fieldRef: API version v1, and a label or annotation
+    whose key is a qualified name (an annotation's lowercased)."""
+    if ref.get("apiVersion") not in (None, "", "v1"):
+        return f"apiVersion {ref.get('apiVersion')!r} is not supported (v1)"
+    found = _FIELD_REF.match(ref.get("fieldPath") or "")
+    if found is None:
+        return f"fieldPath {ref.get('fieldPath')!r} is not metadata.labels['<key>'] or metadata.annotations['<key>']"
+    key = found.group(2).lower() if found.group(1) == "annotations" else found.group(2)
+    if (why := _label_key_error(key)) is not None:
+        return f"fieldPath {ref.get('fieldPath')!r}: the key {why}"
+    return None
+
+
+def _mount_errors(mounts, where: str) -> list[str]:
+    """Kubernetes' pod validation of a container's mounts, as upstream runs it on the
+    SidecarSet's containers: one mount per path."""
+    errors, paths = [], set()
+    for j, mount in enumerate(mounts or []):
+        if not isinstance(mount, dict):
+            continue
+        path = mount.get("mountPath")
+        if path in paths:
+            errors.append(f"{where}.volumeMounts[{j}].mountPath: {path!r} must be unique")
+        paths.add(path)
+        if mount.get("subPath") and mount.get("subPathExpr"):
+            errors.append(f"{where}.volumeMounts[{j}]: subPath and subPathExpr are mutually exclusive")
+        for key in ("subPath", "subPathExpr"):
+            if mount.get(key) and (why := _local_path_error(mount[key])) is not None:
+                errors.append(f"{where}.volumeMounts[{j}].{key}: {mount[key]!r} {why}")
+    return errors
+
+
+def _local_path_error(path: str) -> str | None:
+    """Kubernetes' rule for a path inside a volume (a subPath, a projected item's path)."""
+    if not isinstance(path, str):
+        return "must be a string"
+    if path.startswith("/"):
+        return "must be a relative path"
+    if ".." in path.split("/"):
+        return "must not contain '..'"
+    return None
+
+
+def _volume_errors(volume: dict, where: str) -> list[str]:
+    """Kubernetes' pod validation of the item paths of a configMap, secret, downwardAPI or
+    projected volume, as upstream runs it on the SidecarSet's volumes."""
+    items = []
+    for source in ("configMap", "secret", "downwardAPI"):
+        items += [(f"{source}.items", item) for item in (volume.get(source) or {}).get("items") or []]
+    for k, projection in enumerate((volume.get("projected") or {}).get("sources") or []):
+        for source in ("configMap", "secret", "downwardAPI"):
+            items += [(f"projected.sources[{k}].{source}.items", item)
+                      for item in ((projection or {}).get(source) or {}).get("items") or []]
+    errors = []
+    for field, item in items:
+        path = item.get("path") if isinstance(item, dict) else None
+        if not path:
+            errors.append(f"{where}.{field}: path required")
+        elif (why := _local_path_error(path)) is not None or path.startswith(".."):
+            errors.append(f"{where}.{field}: path {path!r} {why or 'must not start with ..'}")
+    return errors
+
+
+def _resource_errors(resources, where: str) -> list[str]:
+    """Kubernetes' pod validation of a container's resources: no request above its limit."""
+    if not isinstance(resources, dict):
+        return []
+    limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+    errors = []
+    for name, request in requests.items():
+        if name not in limits:
+            continue
+        try:
+            above = quantity.parse(request).value > quantity.parse(limits[name]).value
+        except quantity.QuantityError:
+            continue  # the defaulting webhook refuses it
+        if above:
+            errors.append(f"{where}.resources.requests: {request!r} must be less than or equal to "
+                          f"{name} limit of {limits[name]}")
     return errors
 
 
@@ -981,7 +1080,7 @@ def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = 
     seen: set[str] = set()
     for field, items in (("spec.containers", containers), ("spec.initContainers", inits)):
         for i, container in enumerate(items):
-            errors += _container_errors(container, f"{field}[{i}]")
+            errors += _container_errors(container, f"{field}[{i}]", init=field == "spec.initContainers")
             cname = container.get("name") if isinstance(container, dict) else None
             if cname in seen:
                 errors.append(f"{field}[{i}].name: duplicate container name {cname!r}")
@@ -994,6 +1093,8 @@ def validate(sidecarset: dict, others: list[dict] = (), previous: dict | None = 
         elif vname in volume_names:
             errors.append(f"spec.volumes[{i}].name: duplicate volume name {vname!r}")
         volume_names.add(vname)
+        if isinstance(volume, dict):
+            errors += _volume_errors(volume, f"spec.volumes[{i}]")
     for field, items in (("spec.containers", containers), ("spec.initContainers", inits)):
         for i, container in enumerate(items):
             for j, mount in enumerate((container.get("volumeMounts") or []) if isinstance(container, dict) else []):

@@ -314,6 +314,47 @@ def _cases() -> list[dict]:
                                                         "upgradeStrategy": {"upgradeType": "ColdUpgrade"}}])],
          inject={"after-update": ["sidecar1"]},
          source="tutorial: update the sidecar's image (a new revision, defaulted again); an update adding a container")
+    # ---- found by the randomized differential test (test_sidecarset_fuzz.py), shrunk -------------
+    c = "fuzz-refused"
+    busy = {"name": "x", "image": "busybox:1.28"}
+    case(c, [sidecarset("request-above-limit", c, containers=[
+        {**busy, "name": "r1", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]),
+             sidecarset("same-mount-path", c, containers=[
+                 {**busy, "name": "r2", "volumeMounts": [{"name": "v", "mountPath": "/v"},
+                                                         {"name": "v", "mountPath": "/v", "subPath": "again"}]}],
+                 volumes=[{"name": "v", "emptyDir": {}}]),
+             sidecarset("env-name", c, containers=[{**busy, "name": "r3", "env": [{"name": "BAD NAME", "value": "1"}]}]),
+             sidecarset("env-unnamed", c, initContainers=[{**busy, "name": "r4", "env": [{"name": "", "value": "1"}]}]),
+             sidecarset("image-space", c, containers=[{**busy, "name": "r5", "image": " busybox"}]),
+             sidecarset("subpath-absolute", c, containers=[
+                 {**busy, "name": "r6", "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": "/abs"}]}],
+                 volumes=[{"name": "v", "emptyDir": {}}]),
+             sidecarset("subpath-up", c, initContainers=[
+                 {**busy, "name": "r7", "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": "../up"}]}],
+                 volumes=[{"name": "v", "emptyDir": {}}]),
+             sidecarset("item-path-up", c, containers=[{**busy, "name": "r8"}],
+                        volumes=[{"name": "v", "configMap": {"name": "cm", "items": [{"key": "k", "path": "../escape"}]}}]),
+             sidecarset("share-capital", c, containers=[{**busy, "name": "r9", "shareVolumePolicy": {"type": "Enabled"}}]),
+             sidecarset("kept", c, containers=[{**busy, "name": "kept"}])],
+         [pod("p", c, [APP])], inject={"p": ["kept"]},
+         refused=[f"{c}-{n}" for n in ("request-above-limit", "same-mount-path", "env-name", "env-unnamed",
+                                       "image-space", "subpath-absolute", "subpath-up", "item-path-up",
+                                       "share-capital")],
+         source="differential test: Kubernetes' pod validation, which upstream runs on a SidecarSet's containers")
+    c = "fuzz-accepted"
+    case(c, [sidecarset("loose", c,
+                        containers=[{"name": "mesh", "image": "envoy:1.0", "transferEnv": [
+                            {"envNames": ["TZ"]}, {"sourceContainerName": "app"},
+                            {"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "metadata.annotations['Main-Container']"}},
+                             "envName": "TZ"}]}],
+                        initContainers=[{"name": "prepare", "image": "busybox:1.28", "podInjectPolicy": "Middle",
+                                         "shareVolumePolicy": {"type": "sometimes"},
+                                         "transferEnv": [{"sourceContainerNameFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
+                                                          "envName": "TZ"}]}])],
+         [pod("p", c, [{**APP, "env": [{"name": "TZ", "value": "UTC"}]}], annotations={"main-container": "app"})],
+         inject={"p": ["mesh", "prepare"]},
+         source="differential test: a transferEnv without a source or a variable copies nothing; an init "
+                "container's podInjectPolicy, shareVolumePolicy and transferEnv are not checked")
     c = "unmatched"
     case(c, [sidecarset("unmatched", c, containers=[{"name": "never", "image": "busybox:1.28"}])],
          [pod("other", "not-this-case", [APP])], inject={"other": []},
