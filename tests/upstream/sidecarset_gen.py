@@ -178,6 +178,8 @@ class _Gen:
         c = {"name": name, "image": self.pick(IMAGES)}
         if self.bad(0.04):
             del c["image"]
+        if self.bad(0.03):
+            c["image"] = " busybox"  # Kubernetes refuses leading or trailing spaces
         if self.on("inject_policy", 0.6):
             c["podInjectPolicy"] = self.pick(("BeforeAppContainer", "AfterAppContainer"))
             if self.bad():
@@ -189,6 +191,8 @@ class _Gen:
         env = []
         if self.r.random() < 0.3:
             env.append({"name": self.pick(ENV_NAMES), "value": "own"})
+            if self.bad(0.3):
+                env[-1]["name"] = self.pick(("BAD NAME", "", "A=B"))
         if self.on("is_injected_env", 0.1):
             env.append({"name": "IS_INJECTED", "value": "false"})
         if env:
@@ -203,6 +207,8 @@ class _Gen:
                     mount["readOnly"] = True
                 if self.on("mounts", 0.25):
                     mount["subPath"] = "part"
+                    if self.bad(0.3):
+                        mount["subPath"] = self.pick(("/abs", "../up"))
                 if self.on("mounts", 0.15):
                     mount["mountPath"] = "/pod/data"  # the path an app container may mount too
                 mounts.append(mount)
@@ -231,6 +237,9 @@ class _Gen:
 
     def volume(self, name: str) -> dict:
         kind = self.pick(("emptyDir", "configMap", "secret", "hostPath", "none"))
+        if self.bad(0.1):
+            return {"name": name, "hostPath": {"path": "relative/x"}} if self.r.random() < 0.5 else \
+                {"name": name, "configMap": {"name": "cm", "items": [{"key": "k", "path": "../escape"}]}}
         source = {"emptyDir": {"emptyDir": {}}, "configMap": {"configMap": {"name": "cm"}},
                   "secret": {"secret": {"secretName": "s"}}, "hostPath": {"hostPath": {"path": "/var/x"}},
                   "none": {}}[kind]

@@ -94,7 +94,8 @@ def test_shrinking_reaches_the_smallest_failing_combination():
         return any(needle(d) for s in comb["sidecarsets"] for d in _walk(s))
 
     comb = next(c for c in (gen.combination(17, i) for i in range(500))
-                if fails(c) and len(c["sidecarsets"]) > 1 and len(c["pods"]) > 1)
+                if fails(c) and len(c["sidecarsets"]) > 1 and len(c["pods"]) > 1
+                and all(s["spec"]["selector"] for s in c["sidecarsets"]))
     small, calls = gen.shrink(comb, fails, budget=5000)
     assert fails(small)
     assert len(small["sidecarsets"]) == 1 and len(small["pods"]) == 1
