@@ -222,6 +222,11 @@ class FuzzRunner:
                 theirs, mine = verdicts[("upstream", i)], verdicts[("ours", i)]
                 differing = [n for n in theirs if (theirs[n] is None) != (mine[n] is None)]
                 if differing:
+                    # the case to add says what upstream does: its refusals, its pods
+                    out.refused = [n for n in theirs if theirs[n] is not None]
+                    for pod in comb["pods"]:
+                        got = self.pool.submit(self._dry_run, self.theirs, comb["namespace"], pod, {})
+                        pod_jobs.append((out, pod, got))
                     out.kind = "verdict"
                     out.detail = "; ".join(f"SidecarSet {n}: upstream {'accepted' if theirs[n] is None else 'refused (' + theirs[n] + ')'}"
                                            f", ours {'accepted' if mine[n] is None else 'refused (' + mine[n] + ')'}"
@@ -242,7 +247,11 @@ class FuzzRunner:
                 for pod in comb["pods"]:
                     pod_jobs.append((out, pod, self.pool.submit(self._compare_pod, comb, pod, revisions, accepted)))
             for out, pod, job in pod_jobs:
-                problem, names = job.result()
+                result = job.result()
+                if out.kind == "verdict":  # upstream's pod only
+                    out.inject[pod["metadata"]["name"]] = [] if "refused" in result else injected(pod, result)
+                    continue
+                problem, names = result
                 out.inject[pod["metadata"]["name"]] = names
                 self.injected_pods += bool(names)
                 if problem and out.kind is None:

@@ -403,23 +403,26 @@ def shrink(comb: dict, fails: Callable[[dict], bool], budget: int = 200) -> tupl
     the number of calls."""
     calls = 0
     current = comb
+
+    def paths_of(c):
+        return [p for top in ("sidecarsets", "pods") for p in _candidates(c[top], (top,))]
+
     progress = True
-    while progress and calls < budget:
+    while progress and calls < budget:  # passes until one drops nothing
         progress = False
-        body = {"sidecarsets": current["sidecarsets"], "pods": current["pods"]}
-        paths = [p for top in ("sidecarsets", "pods") for p in _candidates(body[top], (top,))]
-        for path in paths:
-            if calls >= budget:
-                break
-            if path[0] in ("sidecarsets", "pods") and len(path) == 2 and len(body[path[0]]) == 1:
+        paths, i = paths_of(current), 0
+        while i < len(paths) and calls < budget:
+            path = paths[i]
+            if len(path) == 2 and len(current[path[0]]) == 1:
+                i += 1
                 continue  # keep one SidecarSet and one pod
-            smaller_body = _without(body, path)
-            candidate = {**current, **smaller_body}
+            candidate = {**current, path[0]: _without({path[0]: current[path[0]]}, path)[path[0]]}
             calls += 1
             if fails(candidate):
-                current = candidate
-                progress = True
-                break
+                current, progress = candidate, True
+                paths = paths_of(current)  # what followed the dropped part now starts at i
+            else:
+                i += 1
     return current, calls
 
 
