@@ -413,9 +413,11 @@ def shrink(comb: dict, fails: Callable[[dict], bool], budget: int = 200) -> tupl
         paths, i = paths_of(current), 0
         while i < len(paths) and calls < budget:
             path = paths[i]
-            if len(path) == 2 and len(current[path[0]]) == 1:
+            if (len(path) == 2 and len(current[path[0]]) == 1) or (
+                    path[0] == "pods" and path[2:4] == ("spec", "containers") and len(path) == 5
+                    and len(current["pods"][path[1]]["spec"]["containers"]) == 1):
                 i += 1
-                continue  # keep one SidecarSet and one pod
+                continue  # keep one SidecarSet, one pod, one container in each pod
             candidate = {**current, path[0]: _without({path[0]: current[path[0]]}, path)[path[0]]}
             calls += 1
             if fails(candidate):

@@ -99,6 +99,7 @@ def test_shrinking_reaches_the_smallest_failing_combination():
     small, calls = gen.shrink(comb, fails, budget=5000)
     assert fails(small)
     assert len(small["sidecarsets"]) == 1 and len(small["pods"]) == 1
+    assert len(small["pods"][0]["spec"]["containers"]) == 1  # a pod keeps one container
     spec = small["sidecarsets"][0]["spec"]
     containers = spec.get("containers") or spec.get("initContainers")
     assert set(spec) <= {"selector", "containers", "initContainers"} and len(containers) == 1
