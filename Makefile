@@ -106,7 +106,7 @@ FEATURES ?= ci
 fuzz-sidecarset: $(STAMP)
 	@report=$$(mktemp); rc=0; \
 	FUZZ_N=$(N) FUZZ_SEED=$(SEED) FUZZ_FEATURES=$(FEATURES) FUZZ_SHRINK=$${FUZZ_SHRINK:-120} FUZZ_REPORT=$$report \
-	  $(PY) -m pytest -ra -q -p no:cacheprovider tests/upstream/test_sidecarset_fuzz.py >&2 || rc=$$?; \
+	  $(PY) -m pytest -ra -q -s -p no:cacheprovider tests/upstream/test_sidecarset_fuzz.py >&2 || rc=$$?; \
 	if [ -s $$report ]; then $(PY) -c 'import json, sys; d = json.load(open(sys.argv[1])); \
 	[print(x["case"] + "\n") for x in d["differences"]]; print(json.dumps(d["summary"]))' $$report; \
 	else echo "no report: the run did not finish (see above)" >&2; fi; rm -f $$report; exit $$rc

@@ -288,7 +288,8 @@ class _Gen:
             name = f"{self.cid}.s{index}"
         spec: dict = {"selector": self.selector()}
         self.scope(spec, namespace)
-        volume_names = self.some(VOLUME_NAMES, 0, 3)
+        clash = "pod_conflicts" in self.f  # else no name a pod may have
+        volume_names = self.some([n for n in VOLUME_NAMES if clash or n not in POD_VOLUME_NAMES], 0, 3)
         if "cross_conflicts" not in self.f:
             volume_names = [n for n in volume_names if n not in taken["volumes"]]
         volumes = [self.volume(n) for n in volume_names]
@@ -304,7 +305,8 @@ class _Gen:
             taken["containers"].update(chosen)
             return chosen
 
-        containers = [self.container(n, volumes, False) for n in names(SIDECAR_NAMES, 0, 3, "containers")]
+        containers = [self.container(n, volumes, False) for n in names(
+            [n for n in SIDECAR_NAMES if clash or n not in POD_CONTAINER_NAMES], 0, 3, "containers")]
         inits = [self.container(n, volumes, True) for n in names(INIT_NAMES, 0, 2, "inits")] \
             if self.on("init_containers", 0.4) or self.on("native_sidecar", 0.2) else []
         if not containers and not inits and not self.bad(0.3):

@@ -58,6 +58,19 @@ def test_a_feature_appears_only_when_switched_on(feature, probe):
     assert seen(gen.ALL - {feature}) == 0
 
 
+def test_without_pod_conflicts_no_sidecar_or_volume_takes_a_pod_name():
+    for features, clashes in ((gen.ALL - {"pod_conflicts"}, False), (gen.ALL, True)):
+        seen = False
+        for i in range(300):
+            comb = gen.combination(19, i, features)
+            pod_names = {c["name"] for p in comb["pods"] for c in p["spec"]["containers"]} | \
+                {v["name"] for p in comb["pods"] for v in p["spec"].get("volumes") or []}
+            side_names = {x["name"] for s in comb["sidecarsets"] for x in
+                          (s["spec"].get("containers") or []) + (s["spec"].get("volumes") or [])}
+            seen |= bool(pod_names & side_names)
+        assert seen == clashes
+
+
 def test_ci_features_leave_out_exactly_the_deferred_ones():
     assert gen.CI_FEATURES == gen.ALL - gen.DEFERRED
     assert gen.DEFERRED == {"hot_upgrade", "patch_metadata", "native_sidecar", "injection_revision",
