@@ -189,9 +189,10 @@ def oom(hostlet: Hostlet, namespace: str, leader: bool = False, seconds: float =
 # ---- the manager's worker process (under manager.supervisor) ------------------------------
 def worker_pid(hostlet: Hostlet, namespace: str, pod: str) -> int | None:
     """The pid of the manager's worker in a pod's container: the container's process (or an
-    OCI runtime's shim) and its descendants, the one the supervisor handed its worker
-    environment; None when there is none (unsupervised, or between two workers)."""
-    from manager.supervisor import ENV
+    OCI runtime's shim) and its descendants, the one named as the supervisor names a forked
+    worker (or, started by exec, handed the worker's environment); None when there is none
+    (unsupervised, or between two workers)."""
+    from manager.supervisor import ENV, WORKER_NAME
 
     process = hostlet.process_of(namespace, pod)
     if process is None:
@@ -201,6 +202,8 @@ def worker_pid(hostlet: Hostlet, namespace: str, pod: str) -> int | None:
     while pending:
         pid = pending.pop()
         try:
+            if open(f"/proc/{pid}/comm", "rb").read().strip() == WORKER_NAME.encode():
+                return pid
             if any(entry.startswith(marker) for entry in open(f"/proc/{pid}/environ", "rb").read().split(b"\0")):
                 return pid
             for task in os.listdir(f"/proc/{pid}/task"):

@@ -10,17 +10,11 @@ unsupervised, the container) restarts with clean state.
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-import threading
-import time
 
-from .app import Manager
+from .app import preload, run
 from .logs import setup_logging
 from .options import parse, validate
-
-log = logging.getLogger("manager")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,24 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handoff = Handoff.from_environ()
     if args.supervise and handoff is None:
-        return Supervisor(args, sys.argv[1:] if argv is None else argv).run()
-    try:
-        manager = Manager(args, handoff)
-    except Exception as err:  # bad kubeconfig and the like: one line, not a traceback
-        print(f"kruise-manager: error: cannot build the API client: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=manager.shutdown, daemon=True).start())
-    signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=manager.shutdown, daemon=True).start())
-    try:
-        manager.start()
-    except OSError as err:
-        log.error("cannot start: %s", err)
-        return 1
-    log.info("started", extra={"identity": manager.identity, "role": args.role, "namespace": manager.namespace})
-    while not manager.done.wait(0.5):
-        pass
-    time.sleep(0.05)
-    return manager.exit_code
+        # Imported once here, so a worker forked from this process starts without them.
+        preload()
+        return Supervisor(args, sys.argv[1:] if argv is None else argv, worker=run).run()
+    return run(args, handoff)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,50 @@ in what order they start, and how they stop."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import signal
+import sys
 import threading
+import time
 
 from .options import Options
 
 log = logging.getLogger("manager")
+
+# What a worker imports before it serves (its own modules import the rest lazily, at start):
+# the supervisor imports them once, and a worker forked from it pays nothing for them.
+WORKER_MODULES = ("kubernetes.client", "kubernetes.config", "kubernetes.utils.keepalive", "kubekit.api",
+                  "kubekit.kruise", "manager.certs", "manager.controller", "manager.handlers", "manager.health",
+                  "manager.informer", "manager.lease", "manager.metrics", "manager.runnable", "manager.webhook")
+
+
+def preload() -> None:
+    """Import :data:`WORKER_MODULES` (none of them starts a thread: the supervisor forks)."""
+    for name in WORKER_MODULES:
+        importlib.import_module(name)
+
+
+def run(args: Options, handoff=None) -> int:
+    """A manager process's life: build, start, wait until done; its exit code. A worker
+    (``handoff`` given) runs this in the process the supervisor forked, or after exec."""
+    try:
+        manager = Manager(args, handoff)
+    except Exception as err:  # bad kubeconfig and the like: one line, not a traceback
+        print(f"kruise-manager: error: cannot build the API client: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=manager.shutdown, daemon=True).start())
+    signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=manager.shutdown, daemon=True).start())
+    try:
+        manager.start()
+    except OSError as err:
+        log.error("cannot start: %s", err)
+        return 1
+    log.info("started", extra={"identity": manager.identity, "role": args.role, "namespace": manager.namespace})
+    while not manager.done.wait(0.5):
+        pass
+    time.sleep(0.05)
+    return manager.exit_code
 
 
 class Manager:
@@ -148,10 +186,10 @@ class Manager:
             self.elector = NoElection(config, **callbacks)
         self.controller = StatusController(self.client, self.elector, sidecarsets, namespaces)
         # Added last, so stopped first: the Lease is released (a standby takes over at once)
-        # before the webhook drains.
+        # before the webhook drains. Started first: the Lease needs only the client.
         self.runnables.add(Runnable(
             "leader-election", lambda: threading.Thread(target=self.elector.run, name="election", daemon=True).start(),
-            self.elector.release,
+            self.elector.release, first=True,
             liveness=heartbeat_check(lambda: self.elector.last_heartbeat, 30, "the leader election loop")))
         self.runnables.add(Runnable(
             "controller", self.controller.start, self.controller.stop, needs_leader=True,

@@ -67,7 +67,11 @@ class StatusController:
             self.pods.stop()
 
     def _run(self) -> None:
-        self.pods.synced.wait(60)
+        # The election may win before the shared caches are synced (it starts first): a
+        # status computed from a partial cache of SidecarSets or namespaces would be wrong.
+        deadline = time.monotonic() + 60
+        for cache in (self.pods, self.sidecarsets, self.namespaces):
+            cache.synced.wait(max(0.0, deadline - time.monotonic()))
         last_full = 0.0
         while not self._stop.is_set():
             self.last_heartbeat = time.monotonic()

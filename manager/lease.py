@@ -324,6 +324,9 @@ class LeaderElector:
         """Acquire (blocking), start leading, renew until lost or stopped."""
         if self.watch_enabled:
             threading.Thread(target=self._watch, name="lease watch", daemon=True).start()
+        log.info("trying to acquire the lease", extra={"lease": self.config.name, "identity": self.config.identity,
+                                                       "dead_predecessors": len(self.succession.dead)
+                                                       if self.succession else 0})
         if not self._acquire():
             return
         self.leading.set()

@@ -2,7 +2,10 @@
 whether it needs the Lease, its readiness and liveness checks), so the manager only lists them.
 
 - Parts that do not need the Lease start in the order added and stop in reverse, so what
-  others depend on (informers, the credential) outlives them.
+  others depend on (informers, the credential) outlives them. A part marked ``first`` starts
+  before all of them but stops in its place: the election, which needs nothing the others
+  provide, so a restarted worker's first attempt on the Lease waits for no cache or
+  certificate (what it leads waits for its caches itself).
 - Parts that need the Lease start when this replica starts leading and stop, newest first,
   when it stops (lost, released, or shutting down); their liveness counts only while they run,
   as a standby has nothing to beat.
@@ -28,6 +31,7 @@ class Runnable:
     start: Callable[[], object]
     stop: Callable[[], object] = lambda: None
     needs_leader: bool = False
+    first: bool = False  # started before the others, stopped in the order added
     readiness: Check | None = None
     liveness: Check | None = None
 
@@ -56,10 +60,12 @@ class Runnables:
         return lambda: runnable.liveness() if runnable in self._leading else None
 
     def start(self) -> None:
-        """Start every part that does not need the Lease, in the order added."""
-        for runnable in self._all:
-            if not runnable.needs_leader:
-                runnable.start()
+        """Start every part that does not need the Lease: those marked ``first``, then the
+        others, each in the order added."""
+        for first in (True, False):
+            for runnable in self._all:
+                if not runnable.needs_leader and runnable.first == first:
+                    runnable.start()
 
     def started_leading(self) -> None:
         """Start the parts that need the Lease (the elector's on_started_leading)."""

@@ -79,3 +79,16 @@ def test_a_part_failing_to_stop_does_not_keep_the_others_running():
     group.start()
     group.stop()
     assert events == ["start informer", "start webhook", "stop informer"]
+
+
+def test_a_part_started_first_still_stops_in_its_place():
+    """The election starts before the caches and the credential (a restarted worker takes the
+    Lease without waiting for them), and still stops before the webhook drains."""
+    events: list[str] = []
+    group = parts(events, ("informer", False), ("webhook", False))
+    group.add(Runnable("election", lambda: events.append("start election"), lambda: events.append("stop election"),
+                       first=True))
+    group.start()
+    group.stop()
+    assert events == ["start election", "start informer", "start webhook",
+                      "stop election", "stop webhook", "stop informer"]

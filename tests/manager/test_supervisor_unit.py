@@ -157,3 +157,59 @@ def test_a_worker_that_cannot_start_is_restarted_up_to_the_limit_then_its_status
     assert result.stderr.count("worker started") == 2, result.stderr
     assert result.stderr.count("cannot build the API client") == 2, result.stderr
     assert "the restart limit (1 within 300s) is reached: exiting" in result.stderr
+
+
+WORKER = """
+import json, os, signal, sys, threading
+from manager.options import parse
+from manager.supervisor import Supervisor
+
+def worker(options, handoff):
+    fds = {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+           if os.path.exists(f"/proc/self/fd/{fd}")}  # not the listing's own descriptor
+    listening = {name: handoff.listener(name).getsockname()[1] for name in list(handoff.sockets)}
+    print(json.dumps({"comm": open("/proc/self/comm").read().strip(), "fds": fds, "heartbeat": handoff.heartbeat_fd,
+                      "listening": listening, "sigterm": signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+                      "sigchld": signal.getsignal(signal.SIGCHLD) is signal.SIG_DFL}), flush=True)
+    return 3
+
+if sys.argv[1] == "thread":  # a thread at fork time: the supervisor must not fork without exec
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+options = parse(sys.argv[2:], environ={})
+sys.exit(Supervisor(options, sys.argv[2:], worker=worker).run())
+"""
+
+
+@pytest.mark.parametrize("threads", ["none", "thread"])
+def test_a_forked_worker_holds_only_its_sockets_and_pipe_and_none_of_the_supervisors_handlers(tmp_path, threads):
+    """Real processes, no cluster: the supervisor forks its worker without exec (named so, with
+    only stdio, its listening sockets and heartbeat pipe open, default signal handlers), unless
+    it runs a thread, when it starts ``python -m manager`` instead (which fails here on the
+    kubeconfig: exit 2, not the forked worker's 3)."""
+    import json
+    import subprocess
+    import sys
+
+    from localcluster.cluster import free_port
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("not a kubeconfig")
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    webhook, health = free_port(), free_port()
+    result = subprocess.run(
+        [sys.executable, str(script), threads, f"--kubeconfig={kubeconfig}", "--log-format=text",
+         "--worker-restart-limit=0", "--webhook-bind-address=127.0.0.1", f"--webhook-port={webhook}",
+         f"--health-probe-addr=127.0.0.1:{health}", "--metrics-addr=0"],
+        capture_output=True, text=True, timeout=60, cwd=os.getcwd(), env={**os.environ, "POD_NAME": "pod"})
+    if threads == "thread":
+        assert result.returncode == 2, result.stderr
+        assert "starting the worker by exec" in result.stderr and "cannot build the API client" in result.stderr
+        return
+    assert result.returncode == 3, result.stderr
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["comm"] == "kruise-worker"
+    assert seen["listening"] == {"webhook": webhook, "health": health}
+    assert seen["sigterm"] and seen["sigchld"]
+    sockets = {int(fd) for fd, what in seen["fds"].items() if what.startswith("socket:")}
+    assert len(sockets) == 2 and {int(fd) for fd in seen["fds"]} == {0, 1, 2, seen["heartbeat"], *sockets}, seen
