@@ -10,6 +10,7 @@ unsupervised, the container) restarts with clean state.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from .app import preload, run
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.supervise and handoff is None:
         # Imported once here, so a worker forked from this process starts without them.
         preload()
+        gc.freeze()  # what was imported stays shared with each worker: its collector never touches it
         return Supervisor(args, sys.argv[1:] if argv is None else argv, worker=run).run()
     return run(args, handoff)
 
