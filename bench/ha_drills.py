@@ -9,10 +9,15 @@ rollout), `kruisectl upgrade` with a template change, and what a kubelet and ker
 SIGKILL of the leader's / a replica's process, SIGSTOP past the readiness budget, the kernel's
 OOM kill past limits.memory, every process killed at once (total outage: kube-system and the manager's namespace must still
 admit), the loss of a node and of a whole zone (doctor's prediction compared with what
-happened). Final line: JSON with, per scenario, requests, failed, not_injected, p99_ms,
-leader_gap_s, recovery_s, its budget and breaches; total_failed / total_not_injected over every
-scenario whose own budget allows none (the scenarios named beside them), rollout_leader_gap_s
-and min_replica_share under steady load (every replica ready during it, a starved one at 0).
+happened); and faults of the manager's worker process alone, which its supervisor replaces in
+the same container (worker-crash-leader/-replica: SIGKILL, worker-hang-leader/-replica:
+SIGSTOP, worker-oom-leader: the OOM killer; budgets from ``drill.default_budget``: leadership
+back within 3 s of a proven death). Final line: JSON with, per scenario, requests, failed,
+refused (connection refused, of the failed), not_injected, p99_ms, leader_gap_s, recovery_s, its
+budget and breaches; total_failed / total_not_injected over every scenario whose own budget
+allows none (the scenarios named beside them), total_refused over all, rollout_leader_gap_s,
+leader_worker_crash_gap_s and min_replica_share under steady load (every replica ready during
+it, a starved one at 0).
 A figure that could not be measured is null and its reason is in "errors"; then the exit
 status is 1.
 """
@@ -120,7 +125,8 @@ def summarise(rows: dict[str, dict]) -> dict:
     zero_not_injected = [name for name, r in rows.items() if r["budget"]["notInjected"] == 0]
     steady_shares = (rows.get("steady") or {}).get("shares")
     return {
-        "scenarios": {name: {"requests": r["requests"], "failed": r["failed"], "not_injected": r["notInjected"],
+        "scenarios": {name: {"requests": r["requests"], "failed": r["failed"], "refused": r.get("refused"),
+                             "not_injected": r["notInjected"],
                              "p99_ms": r["p99Ms"], "leader_gap_s": r["leaderGapS"], "recovery_s": r["recoveryS"],
                              "endpoint_removal_s": r["endpointRemovalS"], "min_ready_endpoints": r["minReadyEndpoints"],
                              "min_share": min(r["shares"].values()) if r["shares"] else None,
@@ -134,7 +140,9 @@ def summarise(rows: dict[str, dict]) -> dict:
         "total_not_injected": sum(rows[name]["notInjected"] for name in zero_not_injected),
         "total_not_injected_over": zero_not_injected,
         "breaches": {name: r["breaches"] for name, r in rows.items() if r["breaches"]},
+        "total_refused": sum(r.get("refused") or 0 for r in rows.values()),
         "rollout_leader_gap_s": (rows.get("rollout") or {}).get("leaderGapS"),
+        "leader_worker_crash_gap_s": (rows.get("worker-crash-leader") or {}).get("leaderGapS"),
         "steady_shares": sorted(steady_shares.values()) if steady_shares else None,
         "min_replica_share": min(steady_shares.values()) if steady_shares else None,
         "errors": [f"{name}: {e}" for name, r in rows.items() for e in r["errors"]],
@@ -178,12 +186,16 @@ def main() -> None:
         scenarios = [steady(args.steady), *drill.SCENARIOS.values(), upgrade(cluster),
                      faults.process_crash(hostlet, NAMESPACE, leader=True),
                      faults.process_crash(hostlet, NAMESPACE, leader=False),
-                     faults.hang(hostlet, NAMESPACE, seconds=20), faults.total_outage(hostlet, NAMESPACE)]
+                     faults.hang(hostlet, NAMESPACE, seconds=20), faults.total_outage(hostlet, NAMESPACE),
+                     faults.worker_crash(hostlet, NAMESPACE, leader=True),
+                     faults.worker_crash(hostlet, NAMESPACE, leader=False),
+                     faults.worker_hang(hostlet, NAMESPACE, leader=True),
+                     faults.worker_hang(hostlet, NAMESPACE, leader=False)]
         if hostlet.memory_limits_unavailable:
-            skipped["oom"] = hostlet.memory_limits_unavailable
+            skipped["oom, worker-oom-leader"] = hostlet.memory_limits_unavailable
             log(f"oom skipped: {hostlet.memory_limits_unavailable}")
         else:
-            scenarios.append(faults.oom(hostlet, NAMESPACE))
+            scenarios += [faults.oom(hostlet, NAMESPACE), faults.worker_oom(hostlet, NAMESPACE, leader=True)]
         if args.skip_machine_loss:
             skipped["node-loss, zone-loss"] = "--skip-machine-loss"
         else:

@@ -344,6 +344,8 @@ class Scenario:
     act: Action
     replaces_victims: bool = True  # the victims' pods are deleted and replaced (else they come back)
     settled: Callable[[], bool] | None = None  # more to wait for before "recovered" (a fault undone)
+    worker_fault: str | None = None  # a fault of the worker process only (WORKER_FAULTS): its supervisor proves it
+    rights: tuple[tuple[str, str, str], ...] = ()  # (verb, resource, subresource) it needs beyond the drill's own
 
 
 def _leader_or_fail(target: Target) -> dict:
@@ -416,6 +418,162 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 
 class DrillRefused(Exception):
     """The drill will not start (or cannot go on): the reason is for the user."""
+
+
+# ---- faults of the manager's worker process (under manager.supervisor) -------------------
+# The container's main process is a supervisor that reaps a dead worker with waitpid and
+# starts the next one, which takes the Lease from its proven-dead predecessor at once. So a
+# fault of the worker alone is held to a budget of its own, not the Lease's duration.
+PROVEN_DEATH_GAP_S = 3.0  # leadership back within this once the worker's death is proven (issue 21)
+WORKER_HEARTBEAT_TIMEOUT_S = 5.0  # manager's --worker-heartbeat-timeout default: how long a hang takes to tell
+
+
+@dataclass(frozen=True)
+class WorkerFault:
+    signal: str | None  # what is sent to the worker process (None: the kernel's OOM killer does it)
+    summary: str  # "{who}": the leader's / a non-leader's
+    detect_s: float  # until the supervisor knows the worker is gone (a hang: its heartbeat timeout)
+
+
+WORKER_FAULTS: dict[str, WorkerFault] = {
+    "worker-crash": WorkerFault("KILL", "SIGKILL {who} manager worker process (a panic; its supervisor restarts "
+                                "it in the same container)", 0.0),
+    "worker-hang": WorkerFault("STOP", "SIGSTOP {who} manager worker process (a hang; its supervisor kills and "
+                               "restarts it after --worker-heartbeat-timeout)", WORKER_HEARTBEAT_TIMEOUT_S),
+    "worker-oom": WorkerFault(None, "push {who} container past limits.memory with the worker as the OOM killer's "
+                              "choice (its supervisor restarts it)", 0.0),
+}
+
+# Signalling a process inside the manager's container takes an exec into it: a websocket GET
+# the apiserver authorizes as get and (from Kubernetes 1.30) create on pods/exec.
+EXEC_RIGHTS = (("create", "pods", "exec"), ("get", "pods", "exec"))
+
+WorkerAction = Callable[[Target, str], None]  # (target, victim pod) -> the fault applied to its worker
+
+
+def worker_scenario(fault: str, leader: bool, apply: WorkerAction, settled: Callable[[], bool] | None = None,
+                    rights: tuple[tuple[str, str, str], ...] = ()) -> Scenario:
+    """``fault`` (a WORKER_FAULTS key) of the leader's or a ready non-leader's worker, applied by
+    ``apply``: the harness signals the process itself, a user's cluster through pods/exec."""
+    spec = WORKER_FAULTS[fault]
+
+    def act(target: Target, deadline: float) -> list[str]:
+        pod = _leader_or_fail(target)["metadata"]["name"] if leader else _non_leader(target)
+        apply(target, pod)
+        return [pod]
+
+    who = "the leader's" if leader else "a non-leader's"
+    return Scenario(f"{fault}-{'leader' if leader else 'replica'}", spec.summary.format(who=who), graceful=False,
+                    moves_leader=leader, act=act, replaces_victims=False, settled=settled, worker_fault=fault,
+                    rights=rights)
+
+
+# Run inside the manager's container (its own python3): signal the supervised worker, found by
+# the environment the supervisor hands it (manager.supervisor.ENV), and print its pid.
+SIGNAL_WORKER = """
+import os, signal, sys
+marker = b"KRUISE_MANAGER_WORKER="
+for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):
+    try:
+        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\\0")
+    except OSError:
+        continue
+    if pid != os.getpid() and any(e.startswith(marker) for e in environ):
+        os.kill(pid, getattr(signal, "SIG" + sys.argv[1]))
+        print(f"signalled {pid}")
+        sys.exit(0)
+print("no supervised worker in this container (--supervise=false?)")
+sys.exit(3)
+"""
+
+
+def exec_signal(sig: str) -> WorkerAction:
+    """The worker of the victim pod signalled through pods/exec (python3 in the manager's
+    container); DrillRefused with the reason when the exec fails or finds no worker."""
+
+    def apply(target: Target, pod: str) -> None:
+        from kubernetes import client
+        from kubernetes.stream import stream
+
+        spec = request_json(target.api, "GET", f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}",
+                            target.timeout)["spec"]
+        containers = [c["name"] for c in spec.get("containers") or []]
+        container = "manager" if "manager" in containers else containers[0]
+        try:
+            out = stream(client.CoreV1Api(target.api).connect_get_namespaced_pod_exec, pod, target.names.namespace,
+                         container=container, command=["python3", "-c", SIGNAL_WORKER, sig], stdin=False,
+                         stdout=True, stderr=True, tty=False, _request_timeout=target.timeout)
+        except Exception as err:  # noqa: BLE001 - the reason, in one line
+            raise DrillRefused(f"cannot exec into {pod} to signal its worker: "
+                               f"{' '.join(str(getattr(err, 'reason', None) or err).split())[:200]}") from None
+        if "signalled" not in (out or ""):
+            raise DrillRefused(f"{pod}: {' '.join((out or 'the exec printed nothing').split())[:200]}")
+
+    return apply
+
+
+def worker_restarts(target: Target, pod: str) -> float | None:
+    """The pod's ``kruise_manager_worker_restarts_total`` (every reason) through the apiserver's
+    pod proxy; None when it cannot be read."""
+    from .kube import api as api_of
+
+    try:
+        spec = request_json(target.api, "GET", f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}",
+                            target.timeout)["spec"]
+        port = next((p.get("containerPort") for c in spec.get("containers") or [] for p in c.get("ports") or []
+                     if p.get("name") == "metrics"), 8080)
+        text = api_of(target.api).get_text(f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}:{port}/proxy/"
+                                           "metrics", target.timeout)
+    except Exception:  # noqa: BLE001 - unknown: not restarted as far as anyone can tell
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("kruise_manager_worker_restarts_total{"))
+
+
+def exec_scenario(fault: str, leader: bool) -> Scenario:
+    """A worker fault on a user's cluster: signalled through pods/exec; settled once the
+    victim's supervisor counted a restart of its worker (its metrics, through the pod proxy)."""
+    before: dict[str, float | None] = {}
+    signal_worker = exec_signal(WORKER_FAULTS[fault].signal)
+    target_of: list[Target] = []
+
+    def apply(target: Target, pod: str) -> None:
+        before.clear()
+        target_of[:] = [target]
+        before[pod] = worker_restarts(target, pod)
+        signal_worker(target, pod)
+
+    def settled() -> bool:
+        for pod, count in before.items():
+            now = worker_restarts(target_of[0], pod)
+            if now is None or count is None or now <= count:
+                return False
+        return True
+
+    return worker_scenario(fault, leader, apply, settled=settled, rights=EXEC_RIGHTS)
+
+
+def missing_rights(api, names: Names, scenarios: list[Scenario], timeout: float) -> list[str]:
+    """Each scenario's rights this user lacks in the manager's namespace (SelfSubjectAccessReview),
+    as "<scenario> needs <verb> <resource>/<subresource>"."""
+    missing = []
+    for scenario in scenarios:
+        for verb, resource, sub in scenario.rights:
+            review = request_json(api, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", timeout,
+                                  body={"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                                        "spec": {"resourceAttributes": {
+                                            "namespace": names.namespace, "verb": verb, "resource": resource,
+                                            "subresource": sub}}})
+            if not (review.get("status") or {}).get("allowed"):
+                missing.append(f"{scenario.name} needs {verb} {resource}/{sub} in {names.namespace}")
+    return missing
+
+
+# What `kruisectl drill` can do to a worker on a user's cluster: a signal through pods/exec. The
+# OOM kill is not offered there (it would run a memory hog in the user's container); the
+# harness (localcluster.faults) runs it.
+WORKER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    exec_scenario(fault, leader) for fault in ("worker-crash", "worker-hang") for leader in (True, False))}
 
 
 # ---- running one -------------------------------------------------------------------------
@@ -493,6 +651,7 @@ class ScenarioResult:
     admitted: int = 0
     failed: int = 0
     not_injected: int = 0
+    refused: int = 0  # of the failed: "connection refused" (a port nobody held)
     slow: int = 0
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -540,6 +699,13 @@ class DrillOptions:
 
 
 def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) -> Budget:
+    """Nothing lost on a graceful path; on a crash the requests in flight on the victim
+    (``crash_budget``), and leadership back within the Lease's duration + 2 s, or, for a fault
+    of the worker alone, within PROVEN_DEATH_GAP_S after the supervisor can tell it is gone."""
+    if scenario.worker_fault is not None:
+        gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
+            else PROVEN_DEATH_GAP_S + WORKER_FAULTS[scenario.worker_fault].detect_s
+        return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None)
     if scenario.graceful:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None else 1.0
         return Budget(failed=0, leader_gap_s=gap if scenario.moves_leader else None)
@@ -791,6 +957,7 @@ def _summarise(result: ScenarioResult, outcomes: list[Outcome], webhook_timeout_
     result.admitted = sum(o.kind == ADMITTED for o in outcomes)
     result.failed = sum(o.kind == FAILED for o in outcomes)
     result.not_injected = sum(o.kind == NOT_INJECTED for o in outcomes)
+    result.refused = sum(o.kind == FAILED and "connection refused" in o.message for o in outcomes)
     result.slow = sum(o.latency_s > webhook_timeout_s for o in outcomes)
     answered = [o.latency_s for o in outcomes if o.kind != FAILED]
     if answered:

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-from kruisectl.drill import Scenario, Target, pod_ready
+from kruisectl.drill import Scenario, Target, pod_ready, worker_scenario
 from .hostlet import Hostlet
 
 
@@ -213,19 +213,19 @@ def worker_pid(hostlet: Hostlet, namespace: str, pod: str) -> int | None:
     return None
 
 
-def _worker_fault(hostlet: Hostlet, namespace: str, leader: bool, name: str, summary: str, act_on) -> Scenario:
-    """A fault of one replica's worker process; settled once another worker runs in the same
+def _worker_fault(hostlet: Hostlet, namespace: str, leader: bool, fault: str, act_on) -> Scenario:
+    """``fault`` (``drill.WORKER_FAULTS``: its name and budget are the drill's) of one replica's
+    worker process, applied by ``act_on(pod, pid)``; settled once another worker runs in the same
     container (never restarted by the hostlet: that is for the test to check) and it is ready."""
     hit: dict[str, int] = {}
 
-    def act(target: Target, deadline: float) -> list[str]:
-        pod = _victim(target, leader)["metadata"]["name"]
+    def apply(target: Target, pod: str) -> None:
         pid = worker_pid(hostlet, namespace, pod)
         if pid is None:
             raise RuntimeError(f"{pod} runs no supervised worker (--supervise=false?)")
+        hit.clear()
         hit[pod] = pid
         act_on(pod, pid)
-        return [pod]
 
     def settled() -> bool:
         for pod, pid in hit.items():
@@ -235,25 +235,19 @@ def _worker_fault(hostlet: Hostlet, namespace: str, leader: bool, name: str, sum
                 return False
         return True
 
-    who = "the leader's" if leader else "a non-leader's"
-    return Scenario(f"{name}-{'leader' if leader else 'replica'}", summary.format(who=who), graceful=False,
-                    moves_leader=leader, act=act, replaces_victims=False, settled=settled)
+    return worker_scenario(fault, leader, apply, settled=settled)
 
 
 def worker_crash(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
     """SIGKILL of the manager's worker process only (a panic, the OOM killer): its supervisor
     restarts it in the same container."""
-    return _worker_fault(hostlet, namespace, leader, "worker-crash",
-                         "SIGKILL {who} manager worker process (its supervisor restarts it)",
-                         lambda pod, pid: os.kill(pid, signal.SIGKILL))
+    return _worker_fault(hostlet, namespace, leader, "worker-crash", lambda pod, pid: os.kill(pid, signal.SIGKILL))
 
 
 def worker_hang(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
     """SIGSTOP of the manager's worker process only: it stops beating, its supervisor kills it
     after --worker-heartbeat-timeout and restarts it."""
-    return _worker_fault(hostlet, namespace, leader, "worker-hang",
-                         "SIGSTOP {who} manager worker process (its supervisor kills and restarts it)",
-                         lambda pod, pid: os.kill(pid, signal.SIGSTOP))
+    return _worker_fault(hostlet, namespace, leader, "worker-hang", lambda pod, pid: os.kill(pid, signal.SIGSTOP))
 
 
 def worker_oom(hostlet: Hostlet, namespace: str, leader: bool, seconds: float = 30.0) -> Scenario:
@@ -279,6 +273,4 @@ def worker_oom(hostlet: Hostlet, namespace: str, leader: bool, seconds: float = 
         hog.kill()
         hog.wait()
 
-    return _worker_fault(hostlet, namespace, leader, "worker-oom",
-                         "push {who} container past limits.memory: the kernel OOM-kills the manager worker "
-                         "(its supervisor restarts it)", oom_kill)
+    return _worker_fault(hostlet, namespace, leader, "worker-oom", oom_kill)

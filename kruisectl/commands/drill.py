@@ -14,7 +14,7 @@ from ..output import dump, table
 from . import explicit, name_options
 from .options import Duration, kube_options, output_option
 
-SCENARIO_NAMES = tuple(lib.SCENARIOS)
+SCENARIO_NAMES = (*lib.SCENARIOS, *lib.WORKER_SCENARIOS)
 
 EPILOG = """\b
 Examples:
@@ -23,11 +23,16 @@ Examples:
   kruisectl drill run leader-crash rollout --yes    # disrupt, measure, restore
   kruisectl drill run --all --yes -o json           # every scenario; the report as JSON
   kruisectl drill run --all --yes --report day.html # and a page to share: charts per scenario
+  kruisectl drill run worker-crash-leader --yes     # SIGKILL the leader's worker (needs pods/exec)
 
 \b
 What it touches: one SidecarSet kruisectl-probe-<id> (selecting only its own label, only in
 --probe-namespace; deleted at the end, on error and on Ctrl-C), server-side dry-run pod
-creates (nothing is stored), and the manager's own pods and Deployment.
+creates (nothing is stored), and the manager's own pods and Deployment. The worker-*
+scenarios signal the manager's worker process inside its container (its supervisor restarts
+it): that takes an exec into the pod, i.e. create and get on pods/exec in the manager's
+namespace; without them they are refused (named) or left out (--all). The OOM kill of a
+worker is not offered here: it would run a memory hog in your container.
 
 \b
 Exit codes:
@@ -50,7 +55,8 @@ def drill_options(func):
                         help="Failed admissions a crash may cost (the requests in flight on the victim).")(func)
     func = click.option("--leader-gap-budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
                         help="Longest vacancy of the Lease allowed [default: lease duration + 2s on a crash, "
-                             "1s on eviction and rollout].")(func)
+                             "1s on eviction and rollout, 3s on a worker's crash (+ the heartbeat timeout on "
+                             "its hang)].")(func)
     return func
 
 
@@ -60,11 +66,27 @@ def _options(probe_namespace, rate, crash_budget, leader_gap_budget, timeout=300
 
 
 def _scenarios(names: tuple[str, ...], all_: bool) -> list[lib.Scenario]:
+    every = {**lib.SCENARIOS, **lib.WORKER_SCENARIOS}
     if all_:
-        return list(lib.SCENARIOS.values())
+        return list(every.values())
     if not names:
         raise KruisectlError(f"name at least one scenario ({', '.join(SCENARIO_NAMES)}) or pass --all")
-    return [lib.SCENARIOS[n] for n in names]
+    return [every[n] for n in names]
+
+
+def _allowed(api, names, scenarios: list[lib.Scenario], all_: bool, timeout: float) -> list[lib.Scenario]:
+    """The scenarios this user has the rights for: a named one without them is refused in one
+    line; --all leaves it out and says so."""
+    missing = lib.missing_rights(api, names, scenarios, timeout)
+    if not missing:
+        return scenarios
+    if not all_:
+        raise KruisectlError("refusing to drill: " + "; ".join(missing) + " (to signal the manager's worker inside its "
+                       "container)")
+    lacking = {m.split(" ", 1)[0] for m in missing}
+    click.echo(f"left out: {', '.join(sorted(lacking))} (need create and get on pods/exec in {names.namespace})",
+               err=True)
+    return [s for s in scenarios if s.name not in lacking]
 
 
 def _plan_table(rows: list[dict]) -> str:
@@ -139,6 +161,7 @@ def run_command(scenario, all_, yes, force, timeout, report_path, overwrite, tar
         _print_plan(lib.plan(names, scenarios, options, duration), options, names, output)
         click.echo("\nNothing was done: add --yes to run it.", err=True)
         return
+    scenarios = _allowed(api, names, scenarios, all_, target.request_timeout)
     try:
         reasons = lib.preflight(api, names, target.request_timeout, force, explicit(given))
     except lib.DrillRefused as err:

@@ -13,6 +13,9 @@ import sys
 import time
 
 import pytest
+from click.testing import CliRunner
+
+from kruisectl.cli import cli
 
 from ..conftest import wait_for
 
@@ -132,3 +135,52 @@ def test_kruisectl_upgrade_with_a_template_change_loses_no_admission(installed):
     assert (result.failed, result.not_injected) == (0, 0), result
     assert result.leader_gap_s is not None and result.leader_gap_s <= 1.0, result
     assert result.recovery_s is not None and not result.breaches, result
+
+
+def test_worker_scenarios_plan_their_own_budgets_whatever_the_lease(installed):
+    result = installed.kruisectl("drill", "plan", "worker-crash-leader", "worker-hang-leader", "worker-crash-replica",
+                                 "-o", "json")
+    assert result.exit_code == 0, result.output
+    budgets = {s["scenario"]: s["budget"] for s in json.loads(result.stdout)["scenarios"]}
+    assert budgets == {"worker-crash-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 3.0},  # not lease 4s + 2s
+                       "worker-hang-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 8.0},  # + heartbeat 5s
+                       "worker-crash-replica": {"failed": 1, "notInjected": 0, "leaderGapS": None}}
+
+
+def test_a_worker_scenario_without_pods_exec_is_refused_in_one_line(installed, tmp_path):
+    """A user who may not exec into the manager's pods cannot signal its worker: refused before
+    anything is touched, naming the rights (a ServiceAccount token, real RBAC: no role at all)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(installed.api())
+    core.create_namespaced_service_account("default", {"metadata": {"name": "drill-no-exec"}})
+    try:
+        token = core.create_namespaced_service_account_token(
+            "drill-no-exec", "default", {"spec": {"expirationSeconds": 600}}).status.token
+        kubeconfig = installed.cluster.write_token_kubeconfig(tmp_path / "no-exec.kubeconfig", token)
+        pods = {p.metadata.name for p in installed.ready_pods()}
+        result = CliRunner().invoke(cli, ["drill", "run", "worker-crash-leader", "--yes", "-n", "kruise-system",
+                                          "--kubeconfig", str(kubeconfig)])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: refusing to drill: worker-crash-leader needs create pods/exec in "
+                               "kruise-system; worker-crash-leader needs get pods/exec in kruise-system"), line
+        assert "Traceback" not in result.output
+        assert {p.metadata.name for p in installed.ready_pods()} == pods
+        assert not [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")]
+    finally:
+        core.delete_namespaced_service_account("drill-no-exec", "default")
+
+
+def test_a_worker_scenario_where_exec_fails_is_refused_in_one_line_and_cleans_up(installed):
+    """With the rights but a kubelet that serves no exec (the hostlet runs no kubelet server),
+    the signal cannot be sent: one line saying so, nothing left behind, no container restarted."""
+    installed.wait_settled()
+    pods = {p.metadata.name for p in installed.ready_pods()}
+    result = installed.kruisectl("drill", "run", "worker-crash-replica", "--yes", "--rate", "5")
+    assert result.exit_code == 2, result.output
+    (line,) = [ln for ln in result.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert line.startswith("error: cannot exec into "), line
+    assert "Traceback" not in result.output
+    assert {p.metadata.name for p in installed.ready_pods()} == pods
+    assert not [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")]

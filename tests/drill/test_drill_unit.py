@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, Budget, CounterRead, DrillOptions, Observer,
-                             Outcome, ReplicaSeries, Sample, ScenarioResult, _endpoint_removal, _pod_webhook_requests,
-                             _process_start, _summarise, default_budget, leader_gap, replica_counts, shares_of)
+from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, WORKER_HEARTBEAT_TIMEOUT_S, WORKER_SCENARIOS,
+                             Budget, CounterRead, DrillOptions, Observer, Outcome, ReplicaSeries, Sample,
+                             ScenarioResult, _endpoint_removal, _pod_webhook_requests, _process_start, _summarise,
+                             default_budget, leader_gap, replica_counts, shares_of, worker_scenario)
 
 
 def spec(holder: str, renew: str, acquire: str = "2026-01-01T00:00:00.000000Z") -> dict:
@@ -168,3 +169,64 @@ def test_the_report_carries_the_budget_it_was_held_to():
     row = ScenarioResult("replica-delete", [], budget=budget, errors=["replica x: ..."]).to_dict()
     assert row["budget"] == {"failed": 0, "notInjected": 0, "leaderGapS": None}
     assert row["errors"] == ["replica x: ..."] and row["shares"] is None and row["replicaCounts"] is None
+
+
+# ---- faults of the manager's worker process ----------------------------------------------
+def _nothing(target, pod):
+    return None
+
+
+@pytest.mark.parametrize("fault, leader, gap", [
+    ("worker-crash", True, 3.0),  # a proven death: no lease duration to wait out
+    ("worker-crash", False, None),
+    ("worker-oom", True, 3.0),
+    ("worker-hang", True, 3.0 + 5.0),  # plus the supervisor's heartbeat timeout to tell the hang
+    ("worker-hang", False, None),
+])
+def test_worker_fault_budgets_follow_the_design_not_the_lease(fault, leader, gap):
+    scenario = worker_scenario(fault, leader, _nothing)
+    assert scenario.name == f"{fault}-{'leader' if leader else 'replica'}"
+    assert (scenario.graceful, scenario.moves_leader, scenario.replaces_victims) == (False, leader, False)
+    for lease in (15, 60):
+        budget = default_budget(scenario, DrillOptions(), lease_duration_s=lease)
+        assert (budget.failed, budget.not_injected, budget.leader_gap_s) == (1, 0, gap)
+
+
+def test_worker_fault_budgets_take_the_users_overrides():
+    options = DrillOptions(crash_budget=0, leader_gap_budget_s=10)
+    assert default_budget(worker_scenario("worker-crash", True, _nothing), options, 15) == \
+        Budget(failed=0, leader_gap_s=10)
+
+
+def test_the_hang_budget_follows_the_managers_heartbeat_timeout():
+    from manager.options import parse
+
+    assert WORKER_HEARTBEAT_TIMEOUT_S == parse([], environ={}).worker_heartbeat_timeout
+
+
+def test_worker_scenarios_of_a_users_cluster_need_pods_exec_and_offer_no_oom():
+    assert sorted(WORKER_SCENARIOS) == ["worker-crash-leader", "worker-crash-replica", "worker-hang-leader",
+                                        "worker-hang-replica"]
+    for scenario in WORKER_SCENARIOS.values():
+        assert set(scenario.rights) == {("create", "pods", "exec"), ("get", "pods", "exec")}, scenario.name
+        assert scenario.settled is not None, scenario.name  # waits for the supervisor's restart
+    assert not [s.name for s in SCENARIOS.values() if s.rights or s.worker_fault]
+    assert set(SCENARIOS).isdisjoint(WORKER_SCENARIOS)
+
+
+def test_the_command_knows_every_scenario_once():
+    from kruisectl.commands.drill import SCENARIO_NAMES
+
+    assert sorted(SCENARIO_NAMES) == sorted([*SCENARIOS, *WORKER_SCENARIOS])
+    assert len(set(SCENARIO_NAMES)) == len(SCENARIO_NAMES)
+
+
+def test_refused_connections_are_counted_among_the_failed():
+    outcomes = [Outcome(0, 0.004, ADMITTED)] * 5 + [
+        Outcome(0, 0.1, FAILED, 'failed calling webhook "mpod.kb.io": dial tcp 10.0.0.3:9876: connect: '
+                                'connection refused'),
+        Outcome(0, 0.1, FAILED, "read tcp: connection reset by peer")]
+    result = ScenarioResult("x", [])
+    _summarise(result, outcomes, webhook_timeout_s=10)
+    assert (result.failed, result.refused) == (2, 1)
+    assert result.to_dict()["refused"] == 1

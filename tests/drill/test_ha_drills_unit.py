@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kruisectl.drill import SCENARIOS, DrillOptions, ScenarioResult, default_budget
+from kruisectl.drill import SCENARIOS, DrillOptions, ScenarioResult, default_budget, worker_scenario
 
 
 def load_bench():
@@ -96,3 +96,26 @@ def test_an_outage_check_that_sent_nothing_or_crashed_is_an_error():
     crashing.start()
     figures, errors = crashing.finish(5)
     assert figures is None and errors[0].startswith("the excluded-namespace check failed: TypeError")
+
+
+def worker_row(fault: str, leader: bool, gap: float | None, failed: int = 0, refused: int = 0) -> dict:
+    scenario = worker_scenario(fault, leader, lambda target, pod: None)
+    result = ScenarioResult(scenario.name, [], requests=100, failed=failed, refused=refused, leader_gap_s=gap,
+                            recovery_s=3.0, budget=default_budget(scenario, DrillOptions(), 15))
+    result.breaches = result.budget.breaches(result)
+    return result.to_dict()
+
+
+def test_worker_faults_are_held_to_their_own_budgets_not_the_leases():
+    rows = [row("eviction"), worker_row("worker-crash", True, 0.9, failed=1),
+            worker_row("worker-crash", False, None, refused=0), worker_row("worker-hang", True, 6.2),
+            worker_row("worker-oom", True, 4.0, failed=2, refused=2)]
+    summary = bench.summarise({r["scenario"]: r for r in rows})
+    assert summary["leader_worker_crash_gap_s"] == 0.9
+    assert summary["breaches"] == {"worker-oom-leader": ["2 failed admissions (budget 1)",
+                                                         "leadership vacant 4.00s (budget 3s)"]}
+    assert summary["total_failed_over"] == ["eviction"]  # a crash may cost what was in flight
+    assert summary["total_refused"] == 2 and summary["scenarios"]["worker-oom-leader"]["refused"] == 2
+    assert {n: s["budget_failed"] for n, s in summary["scenarios"].items()} == \
+        {"eviction": 0, "worker-crash-leader": 1, "worker-crash-replica": 1, "worker-hang-leader": 1,
+         "worker-oom-leader": 1}
