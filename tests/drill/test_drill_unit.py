@@ -230,3 +230,53 @@ def test_refused_connections_are_counted_among_the_failed():
     _summarise(result, outcomes, webhook_timeout_s=10)
     assert (result.failed, result.refused) == (2, 1)
     assert result.to_dict()["refused"] == 1
+
+
+IN_CONTAINER = """
+import json, os, subprocess, sys, time
+script, sig, with_worker = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+worker = subprocess.Popen(sleep, env={**os.environ, "KRUISE_MANAGER_WORKER": "{}"}) if with_worker else None
+bystander = subprocess.Popen(sleep)
+time.sleep(0.3)
+out = subprocess.run([sys.executable, "-c", script, sig], capture_output=True, text=True)
+status = None
+if worker is not None:
+    try:
+        status = worker.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+print(json.dumps({"out": out.stdout.strip(), "rc": out.returncode, "worker": status, "bystander": bystander.poll(),
+                  "worker_pid": worker.pid if worker else None}))
+for p in (worker, bystander):
+    if p is not None:
+        p.kill()
+"""
+
+
+@pytest.mark.parametrize("with_worker", [True, False], ids=["worker", "unsupervised"])
+def test_the_in_container_script_signals_the_worker_and_nothing_else(with_worker):
+    """SIGNAL_WORKER as the exec runs it, in a PID namespace of its own (as a container's; never
+    this machine's processes): the supervised worker (by its environment) is killed, a bystander
+    is not; without a worker it says so and exits 3."""
+    import json
+    import subprocess
+    import sys
+
+    from kruisectl.drill import SIGNAL_WORKER
+
+    try:
+        done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", IN_CONTAINER,
+                               SIGNAL_WORKER, "KILL", "1" if with_worker else "0"],
+                              capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("no unshare")
+    if done.returncode and "Operation not permitted" in done.stderr:
+        pytest.skip("no PID namespace for this user")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["bystander"] is None, report
+    if with_worker:
+        assert (report["rc"], report["out"], report["worker"]) == (0, f"signalled {report['worker_pid']}", -9), report
+    else:
+        assert (report["rc"], report["out"]) == (3, "no supervised worker in this container (--supervise=false?)")
