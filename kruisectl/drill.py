@@ -499,13 +499,18 @@ def exec_signal(sig: str) -> WorkerAction:
                             target.timeout)["spec"]
         containers = [c["name"] for c in spec.get("containers") or []]
         container = "manager" if "manager" in containers else containers[0]
+        # A client of its own: stream() swaps the transport of the client it is given while it
+        # runs, and the load's requests share the drill's.
+        own = client.ApiClient(target.api.configuration)
         try:
-            out = stream(client.CoreV1Api(target.api).connect_get_namespaced_pod_exec, pod, target.names.namespace,
+            out = stream(client.CoreV1Api(own).connect_get_namespaced_pod_exec, pod, target.names.namespace,
                          container=container, command=["python3", "-c", SIGNAL_WORKER, sig], stdin=False,
                          stdout=True, stderr=True, tty=False, _request_timeout=target.timeout)
         except Exception as err:  # noqa: BLE001 - the reason, in one line
             raise DrillRefused(f"cannot exec into {pod} to signal its worker: "
                                f"{' '.join(str(getattr(err, 'reason', None) or err).split())[:200]}") from None
+        finally:
+            own.close()
         if "signalled" not in (out or ""):
             raise DrillRefused(f"{pod}: {' '.join((out or 'the exec printed nothing').split())[:200]}")
 
