@@ -277,6 +277,12 @@ class Target:
     api: object
     names: Names
     timeout: float
+    # When a fault struck, as (not before, not after) on the monotonic clock, where the scenario
+    # knows: the requests outstanding then are all a crash may cost (ScenarioResult.in_flight).
+    struck: list[tuple[float, float]] = field(default_factory=list)
+
+    def strike(self, not_before: float, not_after: float | None = None) -> None:
+        self.struck.append((not_before, time.monotonic() if not_after is None else not_after))
 
     def pods(self) -> list[dict]:
         listing = request_json(self.api, "GET", f"/api/v1/namespaces/{self.names.namespace}/pods", self.timeout,
@@ -459,7 +465,10 @@ def worker_scenario(fault: str, leader: bool, apply: WorkerAction, settled: Call
 
     def act(target: Target, deadline: float) -> list[str]:
         pod = _leader_or_fail(target)["metadata"]["name"] if leader else _non_leader(target)
+        began = time.monotonic()
         apply(target, pod)
+        if spec.signal == "KILL" and not target.struck:  # a death at once (apply may know it better)
+            target.strike(began)
         return [pod]
 
     who = "the leader's" if leader else "a non-leader's"
@@ -657,6 +666,7 @@ class ScenarioResult:
     failed: int = 0
     not_injected: int = 0
     refused: int = 0  # of the failed: "connection refused" (a port nobody held)
+    in_flight: int | None = None  # admissions outstanding when the fault struck (None: instant unknown)
     slow: int = 0
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -938,6 +948,8 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
     outcomes = load.between(0.0, float("inf"))
     _summarise(result, outcomes, options.webhook_timeout_s)
     result.timeline = timeline(outcomes, observer.lease_records, observer.samples, began, began_unix, loaded, ended)
+    if target.struck:
+        result.in_flight = in_flight(outcomes, target.struck)
     result.leader_gap_s, result.old_leader, result.new_leader = leader_gap(observer.lease_records, began) \
         if scenario.moves_leader else (None, None, None)
     if result.leader_gap_s is not None:
@@ -955,6 +967,14 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
             result.errors.append(f"no replica counted an admission ({result.admitted} admitted): no shares")
     result.breaches = budget.breaches(result)
     return result
+
+
+def in_flight(outcomes: list[Outcome], struck: list[tuple[float, float]]) -> int:
+    """The admissions sent before a fault struck and not answered before it: only these can be
+    on a dying process's connections (what comes later waits in the listen backlog the
+    supervisor holds), so a crash that fails more lost what it should not have."""
+    return sum(any(o.started <= after and o.started + o.latency_s >= before for before, after in struck)
+               for o in outcomes)
 
 
 def _summarise(result: ScenarioResult, outcomes: list[Outcome], webhook_timeout_s: float) -> None:

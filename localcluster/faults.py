@@ -9,6 +9,10 @@ would do to the manager, as :class:`kruisectl.drill.Scenario` objects.
 - worker crash / hang / OOM: only the manager's worker process (under ``manager.supervisor``)
   killed, stopped, or chosen by the OOM killer; its supervisor replaces it in the same
   container.
+
+The same faults whether the hostlet runs a container in the OCI runtime (the image's
+processes: the supervisor as its PID 1, the worker its child) or as a plain process: signals
+reach the container's processes, a memory hog joins the container's own memory cgroup.
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ class _Later:
         threading.Thread(target=later, daemon=True).start()
 
 
+def _main_pid(container) -> int:
+    """The container's first process: PID 1 inside an OCI container (not its shim), else the
+    process the hostlet started."""
+    if container.runtime is not None and container.runtime.pid is not None:
+        return container.runtime.pid
+    return container.process.pid
+
+
 def _restarted(hostlet: Hostlet, namespace: str, names: list[str], counts: dict[str, int]) -> bool:
     """Every victim's container restarted since ``counts`` and is ready again."""
     for name in names:
@@ -71,7 +83,9 @@ def process_crash(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
     def act(target: Target, deadline: float) -> list[str]:
         name = _victim(target, leader)["metadata"]["name"]
         counts[name] = hostlet.worker(namespace, name).containers[0].restart_count
+        began = time.monotonic()
         hostlet.signal_pod(namespace, name, signal.SIGKILL)
+        target.strike(began)
         killed.append(name)
         return [name]
 
@@ -152,9 +166,10 @@ while time.monotonic() < deadline:
 
 def oom(hostlet: Hostlet, namespace: str, leader: bool = False, seconds: float = 30.0) -> Scenario:
     """Make a replica's container exceed its memory limit: a process that only allocates joins
-    the container's memory cgroup, and the manager is made the OOM killer's first choice
-    (``oom_score_adj`` 1000, as its own growth would make it), so the kernel kills the manager
-    as it would one that grew past ``limits.memory``."""
+    the container's memory cgroup, and the container's first process (the supervisor, PID 1 of
+    an OCI container) is made the OOM killer's first choice (``oom_score_adj`` 1000), so the
+    kernel kills the whole container as it would one that grew past ``limits.memory``: no
+    worker's death to prove, the container restarts (the worker alone: ``worker_oom``)."""
     import subprocess
     import sys as _sys
 
@@ -168,7 +183,7 @@ def oom(hostlet: Hostlet, namespace: str, leader: bool = False, seconds: float =
             raise RuntimeError(f"{name} runs without a memory cgroup ({hostlet.memory_limits_unavailable or 'no limit'})")
         counts[name] = container.restart_count
         cgroup = container.cgroup
-        with open(f"/proc/{container.process.pid}/oom_score_adj", "w") as adj:
+        with open(f"/proc/{_main_pid(container)}/oom_score_adj", "w") as adj:
             adj.write("1000")
         hog = subprocess.Popen([_sys.executable, "-c", HOG, str(seconds)], preexec_fn=lambda: cgroup.join(os.getpid()),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -215,8 +230,9 @@ def worker_pid(hostlet: Hostlet, namespace: str, pod: str) -> int | None:
 
 def _worker_fault(hostlet: Hostlet, namespace: str, leader: bool, fault: str, act_on) -> Scenario:
     """``fault`` (``drill.WORKER_FAULTS``: its name and budget are the drill's) of one replica's
-    worker process, applied by ``act_on(pod, pid)``; settled once another worker runs in the same
-    container (never restarted by the hostlet: that is for the test to check) and it is ready."""
+    worker process, applied by ``act_on(pod, pid)`` (which may return when the worker died, as
+    (not before, not after)); settled once another worker runs in the same container (never
+    restarted by the hostlet: that is for the test to check) and it is ready."""
     hit: dict[str, int] = {}
 
     def apply(target: Target, pod: str) -> None:
@@ -225,7 +241,9 @@ def _worker_fault(hostlet: Hostlet, namespace: str, leader: bool, fault: str, ac
             raise RuntimeError(f"{pod} runs no supervised worker (--supervise=false?)")
         hit.clear()
         hit[pod] = pid
-        act_on(pod, pid)
+        died = act_on(pod, pid)
+        if died is not None:
+            target.strike(*died)
 
     def settled() -> bool:
         for pod, pid in hit.items():
@@ -257,20 +275,26 @@ def worker_oom(hostlet: Hostlet, namespace: str, leader: bool, seconds: float = 
     import subprocess
     import sys as _sys
 
-    def oom_kill(pod: str, pid: int) -> None:
+    def oom_kill(pod: str, pid: int) -> tuple[float, float] | None:
         container = hostlet.worker(namespace, pod).containers[0]
-        if container.cgroup is None or not hasattr(container.cgroup, "join"):
-            raise RuntimeError(f"{pod} runs without a memory cgroup to join "
-                               f"({hostlet.memory_limits_unavailable or 'no limit, or an OCI runtime owns it'})")
+        if container.cgroup is None:
+            raise RuntimeError(f"{pod} runs without a memory cgroup ({hostlet.memory_limits_unavailable or 'no limit'})")
         cgroup = container.cgroup
         with open(f"/proc/{pid}/oom_score_adj", "w") as adj:
             adj.write("1000")
         hog = subprocess.Popen([_sys.executable, "-c", HOG, str(seconds)], preexec_fn=lambda: cgroup.join(os.getpid()),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and worker_pid(hostlet, namespace, pod) == pid:
+        alive_at = time.monotonic()
+        end = alive_at + seconds
+        died = None
+        while (now := time.monotonic()) < end:
+            if worker_pid(hostlet, namespace, pod) != pid:
+                died = (alive_at, now)  # between the last poll that saw it and this one
+                break
+            alive_at = now
             time.sleep(0.05)
         hog.kill()
         hog.wait()
+        return died
 
     return _worker_fault(hostlet, namespace, leader, "worker-oom", oom_kill)

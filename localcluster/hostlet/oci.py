@@ -235,8 +235,9 @@ class LocalImages:
 # ---- the runtime -------------------------------------------------------------------------
 class OciContainer:
     """One run of a container in the OCI runtime, as the pod worker holds it: ``process`` is its
-    shim; :meth:`signal` reaches the container; :meth:`oom_killed_since_start` and
-    :meth:`remove` are what the worker asks of a container's cgroup."""
+    shim, ``pid`` the container's own first process; :meth:`signal` reaches the container;
+    :meth:`oom_killed_since_start`, :meth:`remove` and :meth:`join` are what the worker and
+    faults ask of a container's cgroup."""
 
     def __init__(self, runtime: "OciRuntime", cid: str, bundle: Path, overlay: Path | None):
         self.runtime, self.cid, self.bundle, self.overlay = runtime, cid, bundle, overlay
@@ -264,6 +265,22 @@ class OciContainer:
 
     def oom_killed_since_start(self) -> bool:
         return bool(self.state.get("oomKilled"))
+
+    @property
+    def pid(self) -> int | None:
+        """The container's first process (its PID 1), as this machine numbers it; None before
+        the runtime created it."""
+        try:
+            return int((self.bundle / "init.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def join(self, pid: int) -> None:
+        """Move ``pid`` into the container's memory cgroup, as ``MemoryCgroup.join`` does (a
+        fault that makes the container exceed ``limits.memory``)."""
+        config = json.loads((self.bundle / "config.json").read_text())
+        directory = cgroups.memory_dir(self.runtime.cgroup_version, config["linux"]["cgroupsPath"])
+        (directory / "cgroup.procs").write_text(str(pid))
 
     def remove(self) -> None:
         """What the shim may not have done (it was killed): delete the container, and unmount

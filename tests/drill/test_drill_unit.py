@@ -9,7 +9,7 @@ import pytest
 from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, WORKER_HEARTBEAT_TIMEOUT_S, WORKER_SCENARIOS,
                              Budget, CounterRead, DrillOptions, Observer, Outcome, ReplicaSeries, Sample,
                              ScenarioResult, _endpoint_removal, _pod_webhook_requests, _process_start, _summarise,
-                             default_budget, leader_gap, replica_counts, shares_of, worker_scenario)
+                             default_budget, in_flight, leader_gap, replica_counts, shares_of, worker_scenario)
 
 
 def spec(holder: str, renew: str, acquire: str = "2026-01-01T00:00:00.000000Z") -> dict:
@@ -174,6 +174,41 @@ def test_the_report_carries_the_budget_it_was_held_to():
 # ---- faults of the manager's worker process ----------------------------------------------
 def _nothing(target, pod):
     return None
+
+
+@pytest.mark.parametrize("case, outcomes, struck, expected", [
+    ("answered before, sent after, and one across the instant", [(0.0, 0.5), (2.0, 0.1), (0.9, 0.3)], [(1.0, 1.0)], 1),
+    ("a request that ends as the fault strikes was still outstanding", [(0.5, 0.5)], [(1.0, 1.0)], 1),
+    ("a window (an OOM kill between two polls) takes what overlaps it", [(0.0, 1.05), (1.08, 0.01), (1.2, 0.1)],
+     [(1.0, 1.1)], 2),
+    ("two faults, one request counted once", [(0.0, 10.0), (5.5, 0.1)], [(1.0, 1.0), (5.0, 6.0)], 2),
+    ("nothing outstanding", [(0.0, 0.1)], [(1.0, 1.0)], 0),
+])
+def test_in_flight_is_what_was_outstanding_when_the_fault_struck(case, outcomes, struck, expected):
+    assert in_flight([Outcome(start, latency, FAILED) for start, latency in outcomes], struck) == expected, case
+
+
+@pytest.mark.parametrize("fault, struck", [("worker-crash", True), ("worker-hang", False), ("worker-oom", False)])
+def test_only_a_kill_marks_its_own_instant(fault, struck):
+    """A SIGKILL's death is the signal's instant; a hang's is the supervisor's later kill and an
+    OOM kill's is the kernel's choice (its action reports that one itself)."""
+    from kruisectl.drill import Target
+    from kruisectl.inventory import Names
+
+    class Leaderless(Target):
+        def pods(self):
+            return [{"metadata": {"name": "a"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]
+
+        def leader_pod(self, pods=None):
+            return None
+
+    target = Leaderless(None, Names(namespace="kruise-system"), 1)
+    scenario = worker_scenario(fault, False, _nothing)
+    assert scenario.act(target, 0.0) == ["a"]
+    assert bool(target.struck) == struck
+    if struck:
+        (before, after), = target.struck
+        assert before <= after
 
 
 @pytest.mark.parametrize("fault, leader, gap", [
