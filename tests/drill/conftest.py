@@ -1,10 +1,16 @@
 """The chart's real managers on hostlet nodes (as `make demo`): 6 nodes over 3 zones, 3
-replicas installed with the real helm, failurePolicy Fail. Short election timings keep crash
-drills quick; every other value is the chart's default."""
+replicas installed with the real helm, failurePolicy Fail, each a container of `make image`'s
+image under the OCI runtime (crun or runc: its PID 1 the supervisor, the manager its worker).
+A machine that cannot run them fails the drills, naming what is missing (a partial run,
+``KRUISECTL_PARTIAL=oci``, skips and counts them instead): they are never quietly run on
+plain processes. Short election timings keep crash drills quick; every other value is the chart's
+default."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -27,6 +33,12 @@ class Installed:
     def __init__(self, cluster: LocalCluster, hostlet: Hostlet, values_file: str):
         self.cluster, self.hostlet, self.values_file = cluster, hostlet, values_file
         self.namespace = "kruise-system"
+
+    @property
+    def runtime(self) -> str:
+        """How the replicas run, as the bench reports it: the OCI runtime's name, or
+        ``process (why)``."""
+        return runtime_of(self.hostlet)
 
     def kruisectl(self, *args: str):
         env = {"KRUISECTL_HELM": str(self.cluster.binary("helm"))}
@@ -59,23 +71,41 @@ class Installed:
         wait_for(settled, timeout=timeout, interval=0.5, what=f"{replicas} ready manager replicas")
 
 
-@pytest.fixture(scope="module")
-def installed(request, tmp_path_factory):
-    """One install per test module; a module may set ``CONTROLLER_MANAGER_ARGS`` (the node
-    lifecycle's timings, for machine loss)."""
+def runtime_of(hostlet: Hostlet) -> str:
+    return hostlet.oci.name if hostlet.oci is not None else f"process ({hostlet.oci_unavailable})"
+
+
+@pytest.fixture(scope="session")
+def manager_archive() -> Path:
+    """The manager image's OCI archive, built by ``make image``'s code (cached under
+    .cache/image: only a changed source rebuilds its layer)."""
+    from localcluster import image
+
+    require("oci")
+    reason = image.unavailable()
+    require("oci", f"the image cannot be built here: {reason}" if reason else None)
+    return image.build(log_to=sys.stderr).oci_archive
+
+
+@contextlib.contextmanager
+def install(values: dict, archive: Path, directory: Path, controller_manager_args: tuple[str, ...] = ()):
+    """A cluster with the hostlet nodes and the chart installed with ``values``; the replicas
+    run from ``archive`` in the OCI runtime (``require("oci")`` when none can run it)."""
     require("netns")
     options = ClusterOptions(scheduler=True, controller_manager=True, network=True,
-                             extra_controller_manager_args=tuple(getattr(request.module, "CONTROLLER_MANAGER_ARGS", ())))
+                             extra_controller_manager_args=tuple(controller_manager_args))
     cluster = LocalCluster.start(options, log=sys.stderr)
     hostlet = None
     try:
         create_hostlet_nodes(cluster, NODES, zones=ZONES)
-        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=4,
-                          heartbeat_interval=HEARTBEAT_S).start()
-        values = tmp_path_factory.mktemp("drill") / "values.yaml"
-        values.write_text(yaml.safe_dump(VALUES))
-        env = Installed(cluster, hostlet, str(values))
-        result = env.kruisectl("install", "--wait", "--timeout", "240", "-f", str(values))
+        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=4, heartbeat_interval=HEARTBEAT_S,
+                          images=[archive]).start()
+        require("oci", None if hostlet.oci is not None else hostlet.oci_unavailable)
+        print(f"manager replicas run as: {runtime_of(hostlet)}", file=sys.stderr)
+        values_file = directory / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        env = Installed(cluster, hostlet, str(values_file))
+        result = env.kruisectl("install", "--wait", "--timeout", "240", "-f", str(values_file))
         assert result.exit_code == 0, result.output
         env.wait_settled()
         yield env
@@ -83,3 +113,12 @@ def installed(request, tmp_path_factory):
         if hostlet is not None:
             hostlet.stop()
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def installed(request, tmp_path_factory, manager_archive):
+    """One install per test module; a module may set ``CONTROLLER_MANAGER_ARGS`` (the node
+    lifecycle's timings, for machine loss)."""
+    with install(VALUES, manager_archive, tmp_path_factory.mktemp("drill"),
+                 getattr(request.module, "CONTROLLER_MANAGER_ARGS", ())) as env:
+        yield env
