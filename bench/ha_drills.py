@@ -2,22 +2,32 @@
 (3 replicas, chart defaults: lease 15s/10s/2s, failurePolicy Fail) on hostlet nodes in three
 zones, and a steady load of server-side dry-run pod creates that a probe SidecarSet selects.
 
-    python bench/ha_drills.py [--rate 20] [--steady 60] [--only NAME ...] [--skip-machine-loss]
+    python bench/ha_drills.py [--rate 20] [--steady 60] [--scenarios NAME ...] [--skip-machine-loss]
+
+The replicas are containers of ``make image``'s image (built or found in .cache/image) under
+the OCI runtime, as ``make demo`` runs them: the process faults below reach the container's
+processes (its PID 1, the supervisor, or the worker under it). Only where no runtime can run
+them here do they run as plain processes, and the final line says so: ``"runtime"`` is the
+runtime's name or ``"process (<why>)"``.
 
 Scenarios: the API-level ones of `kruisectl drill` (leader-crash, replica-crash, eviction,
 rollout), `kruisectl upgrade` with a template change, and what a kubelet and kernel would do:
-SIGKILL of the leader's / a replica's process, SIGSTOP past the readiness budget, the kernel's
-OOM kill past limits.memory, every process killed at once (total outage: kube-system and the manager's namespace must still
-admit), the loss of a node and of a whole zone (doctor's prediction compared with what
-happened); and faults of the manager's worker process alone, which its supervisor replaces in
-the same container (worker-crash-leader/-replica: SIGKILL, worker-hang-leader/-replica:
-SIGSTOP, worker-oom-leader: the OOM killer; budgets from ``drill.default_budget``: leadership
-back within 3 s of a proven death). Final line: JSON with, per scenario, requests, failed,
-refused (connection refused, of the failed), not_injected, p99_ms, leader_gap_s, recovery_s, its
-budget and breaches; total_failed / total_not_injected over every scenario whose own budget
-allows none (the scenarios named beside them), total_refused over all, rollout_leader_gap_s,
-leader_worker_crash_gap_s and min_replica_share under steady load (every replica ready during
-it, a starved one at 0).
+SIGKILL of every process of the leader's / a replica's container (supervisor and worker: the
+container restarts, no death proven, the Lease waited out), SIGSTOP past the readiness budget,
+the kernel's OOM kill of the container past limits.memory, every container killed at once
+(total outage: kube-system and the manager's namespace must still admit), the loss of a node
+and of a whole zone (doctor's prediction compared with what happened); and faults of the
+manager's worker process alone, which its supervisor replaces in the same container
+(worker-crash-leader/-replica: SIGKILL, worker-hang-leader/-replica: SIGSTOP,
+worker-oom-leader: the OOM killer; budgets from ``drill.default_budget``: leadership back
+within 3 s of a proven death). Final line: JSON with "runtime", and per scenario requests,
+failed, refused (connection refused, of the failed), in_flight (outstanding when a crash
+struck), not_injected, p99_ms, leader_gap_s, recovery_s, its budget and breaches;
+total_failed / total_not_injected over every scenario whose own budget allows none (the
+scenarios named beside them), total_refused over all, rollout_leader_gap_s,
+leader_worker_crash_gap_s, worker_crash_failed and worker_crash_in_flight (over the worker's
+SIGKILL and OOM kill: the admissions outstanding when it died are all it may cost), and
+min_replica_share under steady load (every replica ready during it, a starved one at 0).
 A figure that could not be measured is null and its reason is in "errors"; then the exit
 status is 1.
 """
@@ -117,6 +127,11 @@ class ExcludedNamespaces:
                              if not c["requests"]]
 
 
+# A worker's death the supervisor proves at once (SIGKILL, the OOM killer): what it may cost is
+# what was in flight when it died (worker_crash_failed <= worker_crash_in_flight).
+WORKER_DEATHS = ("worker-crash-", "worker-oom-")
+
+
 def summarise(rows: dict[str, dict]) -> dict:
     """The final figures from each scenario's report (``ScenarioResult.to_dict``): totals over
     every scenario whose own budget allows no loss, each scenario's breaches of its budget, and
@@ -124,9 +139,10 @@ def summarise(rows: dict[str, dict]) -> dict:
     zero_failed = [name for name, r in rows.items() if r["budget"]["failed"] == 0]
     zero_not_injected = [name for name, r in rows.items() if r["budget"]["notInjected"] == 0]
     steady_shares = (rows.get("steady") or {}).get("shares")
+    deaths = [r for name, r in rows.items() if name.startswith(WORKER_DEATHS)]
     return {
         "scenarios": {name: {"requests": r["requests"], "failed": r["failed"], "refused": r.get("refused"),
-                             "not_injected": r["notInjected"],
+                             "in_flight": r.get("inFlight"), "not_injected": r["notInjected"],
                              "p99_ms": r["p99Ms"], "leader_gap_s": r["leaderGapS"], "recovery_s": r["recoveryS"],
                              "endpoint_removal_s": r["endpointRemovalS"], "min_ready_endpoints": r["minReadyEndpoints"],
                              "min_share": min(r["shares"].values()) if r["shares"] else None,
@@ -143,6 +159,9 @@ def summarise(rows: dict[str, dict]) -> dict:
         "total_refused": sum(r.get("refused") or 0 for r in rows.values()),
         "rollout_leader_gap_s": (rows.get("rollout") or {}).get("leaderGapS"),
         "leader_worker_crash_gap_s": (rows.get("worker-crash-leader") or {}).get("leaderGapS"),
+        "worker_crash_failed": sum(r["failed"] for r in deaths) if deaths else None,
+        "worker_crash_in_flight": sum(r["inFlight"] for r in deaths)
+        if deaths and all(r.get("inFlight") is not None for r in deaths) else None,
         "steady_shares": sorted(steady_shares.values()) if steady_shares else None,
         "min_replica_share": min(steady_shares.values()) if steady_shares else None,
         "errors": [f"{name}: {e}" for name, r in rows.items() for e in r["errors"]],
@@ -153,13 +172,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of undisturbed load for the shares")
-    parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    parser.add_argument("--scenarios", "--only", dest="only", nargs="*", metavar="NAME",
+                        help="run only these scenarios (names as in the final line)")
     parser.add_argument("--skip-machine-loss", action="store_true", help="no node or zone loss (each takes ~90s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a chart value for the install (repeatable), e.g. "
                              "--set manager.webhookServer.maxConnectionAge=2s")
     args = parser.parse_args()
     started = time.monotonic()
+    runtime = None
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True))
     hostlet = None
     results: dict[str, dict] = {}
@@ -168,7 +189,11 @@ def main() -> None:
     try:
         create_hostlet_nodes(cluster, NODES, zones=ZONES)
         zone_of = {n: ZONES[i % len(ZONES)] for i, n in enumerate(NODES)}
-        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=10, heartbeat_interval=5).start()
+        archives, no_image = manager_image()
+        hostlet = Hostlet(cluster, NODES, backoff_initial=1, backoff_max=10, heartbeat_interval=5,
+                          images=archives).start()
+        runtime = hostlet.oci.name if hostlet.oci is not None else f"process ({no_image or hostlet.oci_unavailable})"
+        log(f"manager replicas run as: {runtime}")
         values = cluster.workdir / "ha-values.yaml"
         values.write_text(yaml.safe_dump({"manager": {"nodeSelector": {"type": "hostlet"}}}))
         installed = kruisectl(cluster, "install", "--wait", "--timeout", "300", "-f", str(values),
@@ -237,11 +262,23 @@ def main() -> None:
         if hostlet is not None:
             hostlet.stop()
         cluster.stop()
-    summary = {"rate": args.rate, "chart_set": args.set, "skipped": skipped, **summarise(results), **extra,
+    summary = {"rate": args.rate, "runtime": runtime, "chart_set": args.set, "skipped": skipped,
+               **summarise(results), **extra,
                "bench_s": round(time.monotonic() - started, 1)}
     print(json.dumps(summary))
     if summary["errors"]:
         sys.exit(1)
+
+
+def manager_image() -> tuple[list[Path], str | None]:
+    """([``make image``'s OCI archive], None) (built or found cached), or ([], why not) when it
+    cannot be built here: then the replicas run as plain processes, and the report says why."""
+    from localcluster import image
+
+    try:
+        return [image.build(log_to=sys.stderr).oci_archive], None
+    except image.ImageError as err:
+        return [], f"no manager image: {str(err).splitlines()[0]}"
 
 
 def kruisectl_settled(cluster: LocalCluster, timeout: float = 300) -> None:

@@ -98,10 +98,12 @@ def test_an_outage_check_that_sent_nothing_or_crashed_is_an_error():
     assert figures is None and errors[0].startswith("the excluded-namespace check failed: TypeError")
 
 
-def worker_row(fault: str, leader: bool, gap: float | None, failed: int = 0, refused: int = 0) -> dict:
+def worker_row(fault: str, leader: bool, gap: float | None, failed: int = 0, refused: int = 0,
+               in_flight: int | None = 0) -> dict:
     scenario = worker_scenario(fault, leader, lambda target, pod: None)
     result = ScenarioResult(scenario.name, [], requests=100, failed=failed, refused=refused, leader_gap_s=gap,
-                            recovery_s=3.0, budget=default_budget(scenario, DrillOptions(), 15))
+                            recovery_s=3.0, budget=default_budget(scenario, DrillOptions(), 15),
+                            in_flight=None if fault == "worker-hang" else in_flight)
     result.breaches = result.budget.breaches(result)
     return result.to_dict()
 
@@ -119,3 +121,19 @@ def test_worker_faults_are_held_to_their_own_budgets_not_the_leases():
     assert {n: s["budget_failed"] for n, s in summary["scenarios"].items()} == \
         {"eviction": 0, "worker-crash-leader": 1, "worker-crash-replica": 1, "worker-hang-leader": 1,
          "worker-oom-leader": 1}
+
+
+@pytest.mark.parametrize("case, rows, failed, in_flight", [
+    ("the SIGKILLs and the OOM kill, not the hang",
+     [worker_row("worker-crash", True, 0.9, failed=1, in_flight=2), worker_row("worker-crash", False, None),
+      worker_row("worker-hang", True, 6.0, failed=3), worker_row("worker-oom", True, 1.0, failed=1, in_flight=1)],
+     2, 3),
+    ("an instant not known: the in-flight total is unknown, the failed still counted",
+     [worker_row("worker-crash", True, 0.9, failed=1, in_flight=None), worker_row("worker-oom", True, 1.0)], 1, None),
+    ("no worker death in the run", [row("eviction")], None, None),
+])
+def test_a_workers_death_is_reported_with_what_was_in_flight(case, rows, failed, in_flight):
+    summary = bench.summarise({r["scenario"]: r for r in rows})
+    assert (summary["worker_crash_failed"], summary["worker_crash_in_flight"]) == (failed, in_flight), case
+    for r in rows:
+        assert summary["scenarios"][r["scenario"]]["in_flight"] == r["inFlight"]
