@@ -431,7 +431,11 @@ class DrillRefused(Exception):
 # starts the next one, which takes the Lease from its proven-dead predecessor at once. So a
 # fault of the worker alone is held to a budget of its own, not the Lease's duration.
 PROVEN_DEATH_GAP_S = 3.0  # leadership back within this once the worker's death is proven (issue 21)
-WORKER_HEARTBEAT_TIMEOUT_S = 5.0  # manager's --worker-heartbeat-timeout default: how long a hang takes to tell
+WORKER_HEARTBEAT_TIMEOUT_S = 5.0  # manager's --worker-heartbeat-timeout default
+WORKER_HEARTBEAT_INTERVAL_S = 1.0  # manager.supervisor.HEARTBEAT_INTERVAL: the worker's beat, half of it the watchdog's poll
+# How long a hang takes to tell: the timeout, counted from the last beat (up to an interval
+# before the worker stopped), noticed at the watchdog's next poll.
+WORKER_HANG_DETECT_S = WORKER_HEARTBEAT_TIMEOUT_S + 1.5 * WORKER_HEARTBEAT_INTERVAL_S
 
 
 @dataclass(frozen=True)
@@ -445,7 +449,7 @@ WORKER_FAULTS: dict[str, WorkerFault] = {
     "worker-crash": WorkerFault("KILL", "SIGKILL {who} manager worker process (a panic; its supervisor restarts "
                                 "it in the same container)", 0.0),
     "worker-hang": WorkerFault("STOP", "SIGSTOP {who} manager worker process (a hang; its supervisor kills and "
-                               "restarts it after --worker-heartbeat-timeout)", WORKER_HEARTBEAT_TIMEOUT_S),
+                               "restarts it after --worker-heartbeat-timeout)", WORKER_HANG_DETECT_S),
     "worker-oom": WorkerFault(None, "push {who} container past limits.memory with the worker as the OOM killer's "
                               "choice (its supervisor restarts it)", 0.0),
 }
@@ -512,18 +516,41 @@ def exec_signal(sig: str) -> WorkerAction:
         # runs, and the load's requests share the drill's.
         own = client.ApiClient(target.api.configuration)
         try:
-            out = stream(client.CoreV1Api(own).connect_get_namespaced_pod_exec, pod, target.names.namespace,
-                         container=container, command=["python3", "-c", SIGNAL_WORKER, sig], stdin=False,
-                         stdout=True, stderr=True, tty=False, _request_timeout=target.timeout)
+            session = stream(client.CoreV1Api(own).connect_get_namespaced_pod_exec, pod, target.names.namespace,
+                             container=container, command=["python3", "-c", SIGNAL_WORKER, sig], stdin=False,
+                             stdout=True, stderr=True, tty=False, _request_timeout=target.timeout,
+                             _preload_content=False)
+            session.run_forever(timeout=target.timeout)
+            out = (session.read_stdout() or "") + (session.read_stderr() or "")
+            status = session.read_channel(3)  # the exec's outcome: a Status, as kubectl reads it
+            session.close()
         except Exception as err:  # noqa: BLE001 - the reason, in one line
             raise DrillRefused(f"cannot exec into {pod} to signal its worker: "
                                f"{' '.join(str(getattr(err, 'reason', None) or err).split())[:200]}") from None
         finally:
             own.close()
-        if "signalled" not in (out or ""):
-            raise DrillRefused(f"{pod}: {' '.join((out or 'the exec printed nothing').split())[:200]}")
+        if "signalled" in out:
+            return
+        failure = exec_failure(status)
+        if failure:
+            raise DrillRefused(f"cannot exec into {pod} to signal its worker: {failure}")
+        raise DrillRefused(f"{pod}: {' '.join((out or 'the exec printed nothing').split())[:200]}")
 
     return apply
+
+
+def exec_failure(status: str) -> str | None:
+    """Why an exec never ran the command, from the Status on its error channel (the apiserver
+    could not reach the kubelet, the container is gone, ...); None when the command ran (it may
+    have exited non-zero: its output says why) or nothing was said."""
+    try:
+        parsed = json.loads(status) if status else {}
+    except ValueError:
+        return " ".join(status.split())[:200]
+    if not parsed or not isinstance(parsed, dict) or parsed.get("status") == "Success" \
+            or parsed.get("reason") == "NonZeroExitCode":
+        return None
+    return " ".join(str(parsed.get("message") or parsed.get("reason") or status).split())[:200]
 
 
 def worker_restarts(target: Target, pod: str) -> float | None:
@@ -898,9 +925,16 @@ class ReplicaCounters:
         for pod, read in zip(pods, self._pool.map(self._read, pods)):
             s = self.series.setdefault(pod["metadata"]["name"], ReplicaSeries(at_start=first))
             s.reads.append(read)
-            s.ready = s.ready or pod_ready(pod)
+            s.ready = s.ready or serving(pod)
             if last:
                 s.at_end = not pod["metadata"].get("deletionTimestamp")
+
+
+def serving(pod: dict) -> bool:
+    """Ready and not terminating: what the Service sends new connections to (an EndpointSlice
+    marks a terminating pod's endpoint not ready). A terminating replica's counter still counts
+    when it can be read; one that closed its port while its pod lingers is no missing share."""
+    return pod_ready(pod) and not pod["metadata"].get("deletionTimestamp")
 
 
 def _pod_webhook_requests(text: str) -> float:

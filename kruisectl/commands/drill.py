@@ -55,7 +55,7 @@ def drill_options(func):
                         help="Failed admissions a crash may cost (the requests in flight on the victim).")(func)
     func = click.option("--leader-gap-budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
                         help="Longest vacancy of the Lease allowed [default: lease duration + 2s on a crash, "
-                             "1s on eviction and rollout, 3s on a worker's crash (+ the heartbeat timeout on "
+                             "1s on eviction and rollout, 3s on a worker's crash (+ 6.5s to tell "
                              "its hang)].")(func)
     return func
 

@@ -143,7 +143,7 @@ def test_worker_scenarios_plan_their_own_budgets_whatever_the_lease(installed):
     assert result.exit_code == 0, result.output
     budgets = {s["scenario"]: s["budget"] for s in json.loads(result.stdout)["scenarios"]}
     assert budgets == {"worker-crash-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 3.0},  # not lease 4s + 2s
-                       "worker-hang-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 8.0},  # + heartbeat 5s
+                       "worker-hang-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 9.5},  # + a hang's 6.5s
                        "worker-crash-replica": {"failed": 1, "notInjected": 0, "leaderGapS": None}}
 
 

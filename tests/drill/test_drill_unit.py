@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, WORKER_HEARTBEAT_TIMEOUT_S, WORKER_SCENARIOS,
-                             Budget, CounterRead, DrillOptions, Observer, Outcome, ReplicaSeries, Sample,
-                             ScenarioResult, _endpoint_removal, _pod_webhook_requests, _process_start, _summarise,
-                             default_budget, in_flight, leader_gap, replica_counts, shares_of, worker_scenario)
+from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, WORKER_HEARTBEAT_INTERVAL_S,
+                             WORKER_HEARTBEAT_TIMEOUT_S, WORKER_SCENARIOS, Budget, CounterRead, DrillOptions, Observer,
+                             Outcome, ReplicaSeries, Sample, ScenarioResult, _endpoint_removal, _pod_webhook_requests,
+                             _process_start, _summarise, default_budget, exec_failure, in_flight, leader_gap,
+                             replica_counts, serving, shares_of, worker_scenario)
 
 
 def spec(holder: str, renew: str, acquire: str = "2026-01-01T00:00:00.000000Z") -> dict:
@@ -215,7 +216,7 @@ def test_only_a_kill_marks_its_own_instant(fault, struck):
     ("worker-crash", True, 3.0),  # a proven death: no lease duration to wait out
     ("worker-crash", False, None),
     ("worker-oom", True, 3.0),
-    ("worker-hang", True, 3.0 + 5.0),  # plus the supervisor's heartbeat timeout to tell the hang
+    ("worker-hang", True, 3.0 + 5.0 + 1.5),  # plus the time to tell the hang: timeout, a beat, a poll
     ("worker-hang", False, None),
 ])
 def test_worker_fault_budgets_follow_the_design_not_the_lease(fault, leader, gap):
@@ -233,10 +234,12 @@ def test_worker_fault_budgets_take_the_users_overrides():
         Budget(failed=0, leader_gap_s=10)
 
 
-def test_the_hang_budget_follows_the_managers_heartbeat_timeout():
+def test_the_hang_budget_follows_the_managers_heartbeat_timeout_and_interval():
     from manager.options import parse
+    from manager.supervisor import HEARTBEAT_INTERVAL
 
     assert WORKER_HEARTBEAT_TIMEOUT_S == parse([], environ={}).worker_heartbeat_timeout
+    assert WORKER_HEARTBEAT_INTERVAL_S == HEARTBEAT_INTERVAL
 
 
 def test_worker_scenarios_of_a_users_cluster_need_pods_exec_and_offer_no_oom():
@@ -315,3 +318,24 @@ def test_the_in_container_script_signals_the_worker_and_nothing_else(with_worker
         assert (report["rc"], report["out"], report["worker"]) == (0, f"signalled {report['worker_pid']}", -9), report
     else:
         assert (report["rc"], report["out"]) == (3, "no supervised worker in this container (--supervise=false?)")
+
+
+@pytest.mark.parametrize("ready, deleting, expected", [(True, False, True), (True, True, False), (False, False, False)])
+def test_a_terminating_replica_is_not_one_the_shares_must_include(ready, deleting, expected):
+    pod = {"metadata": {"name": "a", **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})},
+           "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    assert serving(pod) is expected
+
+
+@pytest.mark.parametrize("status, expected", [
+    ('{"metadata":{},"status":"Success"}', None),
+    ('{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: exit status 3",'
+     '"reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}', None),  # it ran
+    ('{"metadata":{},"status":"Failure","message":"error dialing backend: dial tcp 10.0.0.1:10250: connect: '
+     'connection refused","reason":"InternalError"}',
+     "error dialing backend: dial tcp 10.0.0.1:10250: connect: connection refused"),
+    ("", None),
+    ("not json\nat all", "not json at all"),
+])
+def test_an_exec_that_never_ran_says_why(status, expected):
+    assert exec_failure(status) == expected
