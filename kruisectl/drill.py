@@ -1104,7 +1104,10 @@ def plan(names: Names, scenarios: list[Scenario], options: DrillOptions, lease_d
     rows = []
     for scenario in scenarios:
         budget = default_budget(scenario, options, lease_duration_s)
-        rows.append({"scenario": scenario.name, "does": scenario.summary, "budget": budget.to_dict()})
+        row = {"scenario": scenario.name, "does": scenario.summary, "budget": budget.to_dict()}
+        if scenario.rights:  # beyond the drill's own: the user's rights decide whether it can run
+            row["needs"] = [f"{verb} {resource}/{sub} in {names.namespace}" for verb, resource, sub in scenario.rights]
+        rows.append(row)
     return rows
 
 

@@ -91,7 +91,8 @@ def _allowed(api, names, scenarios: list[lib.Scenario], all_: bool, timeout: flo
 
 def _plan_table(rows: list[dict]) -> str:
     return table([[r["scenario"], r["budget"]["failed"], r["budget"]["notInjected"],
-                   "-" if r["budget"]["leaderGapS"] is None else f"{r['budget']['leaderGapS']:g}s", r["does"]]
+                   "-" if r["budget"]["leaderGapS"] is None else f"{r['budget']['leaderGapS']:g}s",
+                   r["does"] + (f" [needs {', '.join(r['needs'])}]" if r.get("needs") else "")]
                   for r in rows], ["scenario", "max failed", "max no-sidecar", "max leader gap", "what it does"])
 
 

@@ -339,3 +339,14 @@ def test_a_terminating_replica_is_not_one_the_shares_must_include(ready, deletin
 ])
 def test_an_exec_that_never_ran_says_why(status, expected):
     assert exec_failure(status) == expected
+
+
+def test_the_plan_names_the_rights_a_worker_scenario_needs():
+    from kruisectl.drill import plan
+    from kruisectl.inventory import Names
+
+    rows = {r["scenario"]: r for r in plan(Names(namespace="ops"), [SCENARIOS["eviction"],
+                                                                    WORKER_SCENARIOS["worker-crash-leader"]],
+                                           DrillOptions())}
+    assert "needs" not in rows["eviction"]
+    assert rows["worker-crash-leader"]["needs"] == ["create pods/exec in ops", "get pods/exec in ops"]
