@@ -45,14 +45,23 @@ class Budget:
     failed: int
     not_injected: int = 0
     leader_gap_s: float | None = None  # None: leadership is not expected to move
+    # A death proven at once (a worker's SIGKILL or OOM kill): nothing lost beyond the admissions
+    # in flight when it struck, where that instant is known (ScenarioResult.in_flight).
+    within_in_flight: bool = False
 
     def to_dict(self) -> dict:
-        return {"failed": self.failed, "notInjected": self.not_injected, "leaderGapS": self.leader_gap_s}
+        data = {"failed": self.failed, "notInjected": self.not_injected, "leaderGapS": self.leader_gap_s}
+        if self.within_in_flight:
+            data["failedBeyondInFlight"] = 0
+        return data
 
     def breaches(self, result: "ScenarioResult") -> list[str]:
         found = []
         if result.failed > self.failed:
             found.append(f"{result.failed} failed admissions (budget {self.failed})")
+        if self.within_in_flight and result.in_flight is not None and result.failed > result.in_flight:
+            found.append(f"{result.failed} failed admissions, {result.failed - result.in_flight} beyond the "
+                         f"{result.in_flight} in flight when it died (budget 0)")
         if result.not_injected > self.not_injected:
             found.append(f"{result.not_injected} pods admitted without their sidecar (budget {self.not_injected})")
         if self.leader_gap_s is not None and result.leader_gap_s is not None and result.leader_gap_s > self.leader_gap_s:
@@ -747,7 +756,8 @@ def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: 
     if scenario.worker_fault is not None:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
             else PROVEN_DEATH_GAP_S + WORKER_FAULTS[scenario.worker_fault].detect_s
-        return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None)
+        return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None,
+                      within_in_flight=WORKER_FAULTS[scenario.worker_fault].signal != "STOP")
     if scenario.graceful:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None else 1.0
         return Budget(failed=0, leader_gap_s=gap if scenario.moves_leader else None)

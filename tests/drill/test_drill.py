@@ -142,9 +142,11 @@ def test_worker_scenarios_plan_their_own_budgets_whatever_the_lease(installed):
                                  "-o", "json")
     assert result.exit_code == 0, result.output
     budgets = {s["scenario"]: s["budget"] for s in json.loads(result.stdout)["scenarios"]}
-    assert budgets == {"worker-crash-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 3.0},  # not lease 4s + 2s
+    assert budgets == {"worker-crash-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 3.0,  # not lease 4s + 2s
+                                               "failedBeyondInFlight": 0},
                        "worker-hang-leader": {"failed": 1, "notInjected": 0, "leaderGapS": 9.5},  # + a hang's 6.5s
-                       "worker-crash-replica": {"failed": 1, "notInjected": 0, "leaderGapS": None}}
+                       "worker-crash-replica": {"failed": 1, "notInjected": 0, "leaderGapS": None,
+                                                "failedBeyondInFlight": 0}}
 
 
 def test_a_worker_scenario_without_pods_exec_is_refused_in_one_line(installed, tmp_path):

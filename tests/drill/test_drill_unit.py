@@ -231,7 +231,23 @@ def test_worker_fault_budgets_follow_the_design_not_the_lease(fault, leader, gap
 def test_worker_fault_budgets_take_the_users_overrides():
     options = DrillOptions(crash_budget=0, leader_gap_budget_s=10)
     assert default_budget(worker_scenario("worker-crash", True, _nothing), options, 15) == \
-        Budget(failed=0, leader_gap_s=10)
+        Budget(failed=0, leader_gap_s=10, within_in_flight=True)
+
+
+@pytest.mark.parametrize("fault, failed, in_flight, beyond", [
+    ("worker-crash", 1, 1, None),  # what was on its connections
+    ("worker-crash", 1, 0, "1 failed admissions, 1 beyond the 0 in flight when it died (budget 0)"),
+    ("worker-oom", 2, 1, "2 failed admissions, 1 beyond the 1 in flight when it died (budget 0)"),
+    ("worker-crash", 1, None, None),  # the instant is not known: the crash budget alone
+    ("worker-hang", 1, None, None),  # a hang has no instant
+])
+def test_a_proven_death_loses_nothing_beyond_what_was_in_flight(fault, failed, in_flight, beyond):
+    budget = default_budget(worker_scenario(fault, False, _nothing), DrillOptions(crash_budget=5), 15)
+    assert budget.within_in_flight is (fault != "worker-hang")
+    assert ("failedBeyondInFlight" in budget.to_dict()) is (fault != "worker-hang")
+    result = ScenarioResult("x", [], failed=failed, in_flight=in_flight, recovery_s=1.0)
+    assert budget.breaches(result) == ([beyond] if beyond else [])
+    assert Budget(failed=5).breaches(result) == []  # not held to it: a graceful path, a container's crash
 
 
 def test_the_hang_budget_follows_the_managers_heartbeat_timeout_and_interval():

@@ -109,13 +109,14 @@ def worker_row(fault: str, leader: bool, gap: float | None, failed: int = 0, ref
 
 
 def test_worker_faults_are_held_to_their_own_budgets_not_the_leases():
-    rows = [row("eviction"), worker_row("worker-crash", True, 0.9, failed=1),
+    rows = [row("eviction"), worker_row("worker-crash", True, 0.9, failed=1, in_flight=1),
             worker_row("worker-crash", False, None, refused=0), worker_row("worker-hang", True, 6.2),
-            worker_row("worker-oom", True, 4.0, failed=2, refused=2)]
+            worker_row("worker-oom", True, 4.0, failed=2, refused=2, in_flight=1)]
     summary = bench.summarise({r["scenario"]: r for r in rows})
     assert summary["leader_worker_crash_gap_s"] == 0.9
-    assert summary["breaches"] == {"worker-oom-leader": ["2 failed admissions (budget 1)",
-                                                         "leadership vacant 4.00s (budget 3s)"]}
+    assert summary["breaches"] == {"worker-oom-leader": [
+        "2 failed admissions (budget 1)", "2 failed admissions, 1 beyond the 1 in flight when it died (budget 0)",
+        "leadership vacant 4.00s (budget 3s)"]}
     assert summary["total_failed_over"] == ["eviction"]  # a crash may cost what was in flight
     assert summary["total_refused"] == 2 and summary["scenarios"]["worker-oom-leader"]["refused"] == 2
     assert {n: s["budget_failed"] for n, s in summary["scenarios"].items()} == \
