@@ -229,7 +229,7 @@ def main() -> None:
             scenarios += [faults.node_loss(hostlet, NAMESPACE, seconds=75),
                           faults.zone_loss(hostlet, NAMESPACE, lost_zone, zone_of, seconds=75)]
         if args.only:
-            skipped.update({s.name: "not in --only" for s in scenarios if s.name not in args.only})
+            skipped.update({s.name: "not in --scenarios" for s in scenarios if s.name not in args.only})
             scenarios = [s for s in scenarios if s.name in args.only]
         duration = drill.lease_duration(api, names, 10)
         with probe_sidecarset(api, options.probe_namespace, 10) as probe:
