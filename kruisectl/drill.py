@@ -491,16 +491,19 @@ def worker_scenario(fault: str, leader: bool, apply: WorkerAction, settled: Call
 
 
 # Run inside the manager's container (its own python3): signal the supervised worker, found by
-# the environment the supervisor hands it (manager.supervisor.ENV), and print its pid.
+# its name (a forked worker: manager.supervisor.WORKER_NAME) or the environment the supervisor
+# hands a worker it starts by exec (manager.supervisor.ENV), and print its pid.
+WORKER_NAME = "kruise-worker"
 SIGNAL_WORKER = """
 import os, signal, sys
 marker = b"KRUISE_MANAGER_WORKER="
 for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):
     try:
+        named = open(f"/proc/{pid}/comm", "rb").read().strip() == b"kruise-worker"
         environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\\0")
     except OSError:
         continue
-    if pid != os.getpid() and any(e.startswith(marker) for e in environ):
+    if pid != os.getpid() and (named or any(e.startswith(marker) for e in environ)):
         os.kill(pid, getattr(signal, "SIG" + sys.argv[1]))
         print(f"signalled {pid}")
         sys.exit(0)

@@ -288,9 +288,12 @@ def test_refused_connections_are_counted_among_the_failed():
 
 IN_CONTAINER = """
 import json, os, subprocess, sys, time
-script, sig, with_worker = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+script, sig, worker_kind = sys.argv[1], sys.argv[2], sys.argv[3]
 sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
-worker = subprocess.Popen(sleep, env={**os.environ, "KRUISE_MANAGER_WORKER": "{}"}) if with_worker else None
+named = [sys.executable, "-c", "import ctypes, sys, time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0); "
+         "time.sleep(60)", sys.argv[4]]  # PR_SET_NAME, as the supervisor names a forked worker
+worker = (subprocess.Popen(sleep, env={**os.environ, "KRUISE_MANAGER_WORKER": "{}"}) if worker_kind == "exec"
+          else subprocess.Popen(named) if worker_kind == "fork" else None)
 bystander = subprocess.Popen(sleep)
 time.sleep(0.3)
 out = subprocess.run([sys.executable, "-c", script, sig], capture_output=True, text=True)
@@ -308,20 +311,22 @@ for p in (worker, bystander):
 """
 
 
-@pytest.mark.parametrize("with_worker", [True, False], ids=["worker", "unsupervised"])
-def test_the_in_container_script_signals_the_worker_and_nothing_else(with_worker):
+@pytest.mark.parametrize("worker_kind", ["exec", "fork", "none"])
+def test_the_in_container_script_signals_the_worker_and_nothing_else(worker_kind):
     """SIGNAL_WORKER as the exec runs it, in a PID namespace of its own (as a container's; never
-    this machine's processes): the supervised worker (by its environment) is killed, a bystander
-    is not; without a worker it says so and exits 3."""
+    this machine's processes): the supervised worker (by its name when forked, by its environment
+    when started by exec) is killed, a bystander is not; without a worker it says so and exits 3."""
     import json
     import subprocess
     import sys
 
-    from kruisectl.drill import SIGNAL_WORKER
+    from kruisectl.drill import SIGNAL_WORKER, WORKER_NAME
+    from manager.supervisor import WORKER_NAME as SUPERVISORS
 
+    assert WORKER_NAME == SUPERVISORS and f'b"{WORKER_NAME}"' in SIGNAL_WORKER
     try:
         done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", IN_CONTAINER,
-                               SIGNAL_WORKER, "KILL", "1" if with_worker else "0"],
+                               SIGNAL_WORKER, "KILL", worker_kind, WORKER_NAME],
                               capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
         pytest.skip("no unshare")
@@ -330,7 +335,7 @@ def test_the_in_container_script_signals_the_worker_and_nothing_else(with_worker
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["bystander"] is None, report
-    if with_worker:
+    if worker_kind != "none":
         assert (report["rc"], report["out"], report["worker"]) == (0, f"signalled {report['worker_pid']}", -9), report
     else:
         assert (report["rc"], report["out"]) == (3, "no supervised worker in this container (--supervise=false?)")
