@@ -70,7 +70,7 @@ class Manager:
         self.shutting_down = threading.Event()
         self.exit_code = 0
         self.done = threading.Event()
-        self.webhook = self.certs = self.elector = self.controller = self.runnables = None
+        self.webhook = self.certs = self.elector = self.controller = self.runnables = self.peers = None
 
     @property
     def runs_webhook(self) -> bool:
@@ -103,6 +103,8 @@ class Manager:
             self._add_webhook(sidecarsets, namespaces)
         if self.runs_controller:
             self._add_controller(sidecarsets, namespaces)
+        if self.runs_webhook and self.runs_controller and self.args.webhook_peer_probe:
+            self._add_peers()
         self.runnables.start()
         started.set()
 
@@ -194,6 +196,27 @@ class Manager:
         self.runnables.add(Runnable(
             "controller", self.controller.start, self.controller.stop, needs_leader=True,
             liveness=heartbeat_check(lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")))
+
+    def _add_peers(self) -> None:
+        """Peer probes and, while leading, the readiness gate (see :mod:`manager.peers`); needs
+        the pod's own name (the chart's POD_NAME)."""
+        import os
+
+        from .peers import PeerProber
+        from .runnable import Runnable
+
+        a = self.args
+        pod = os.environ.get("POD_NAME", "")
+        if not pod:
+            log.warning("POD_NAME is not set: peer probes are off")
+            return
+        serving = self.health.readiness["webhook-server"]
+        self.peers = PeerProber(
+            self.client, self.namespace, pod, a.webhook_peer_selector, a.webhook_port, self.certs.ca_file,
+            self.certs.dns_names[0], interval=a.webhook_peer_probe_interval, timeout=a.webhook_peer_probe_timeout,
+            failures=a.webhook_peer_failure_threshold, successes=a.webhook_peer_success_threshold,
+            leading=lambda: self.elector.may_act() > 0, serving=lambda: serving() is None)
+        self.runnables.add(Runnable("webhook-peers", self.peers.start, self.peers.stop))
 
     def _stopped_leading(self) -> None:
         """Stop all reconciling at once; a lost Lease (not a release on SIGTERM) restarts clean."""

@@ -29,6 +29,16 @@ WORKER_RESTARTS = Counter("kruise_manager_worker_restarts",
                           "Restarts of the manager's worker process by its supervisor, by why it ended "
                           "(killed: a signal such as SIGKILL or the OOM killer's; exited; hung: killed by the "
                           "supervisor's liveness watchdog).", ["reason"])
+PEER_PROBES = Counter("kruise_manager_webhook_peer_probes",
+                      "Probes of the peers' webhook servers (HTTPS /healthz on their pod IPs), by result.", ["result"])
+PEERS_UNREACHABLE = Gauge("kruise_manager_webhook_peers_unreachable",
+                          "Peers this replica cannot reach now (failed --webhook-peer-failure-threshold probes in a row).")
+PEER_GATE_WRITES = Counter("kruise_manager_webhook_peer_gate_writes",
+                           "Readiness gates kruise.io/webhook-reachable written by the leader, by the status written.",
+                           ["status"])
+PEER_MARKS_WITHHELD = Counter("kruise_manager_webhook_peer_marks_withheld",
+                              "Times the leader left an unreachable peer in because no reachable replica confirmed "
+                              "it (a leader cut off from its peers takes no one out).")
 
 
 def serve(address: str, sock=None) -> None:

@@ -161,6 +161,20 @@ class Options:
         "SidecarSetPatchPodMetadataDefaultsAllowed (patchPodMetadata allowed without a whitelist in the "
         "kruise-configuration ConfigMap; AllAlpha sets it too) and ignores the others", parse=feature_gates,
         metavar="GATES")
+    webhook_peer_probe: bool = option(
+        True, "probe the peers' webhook servers; the leader takes a peer that neither it nor another replica "
+        "reaches out of the Service through the readiness gate kruise.io/webhook-reachable (on pods that "
+        "declare it), without waiting for the node controller", parse=boolean)
+    webhook_peer_selector: str = option(kruise.MANAGER_SELECTOR, "label selector of the replicas that "
+                                        "probe each other (in the manager's namespace)", metavar="SELECTOR")
+    webhook_peer_probe_interval: float = option(1.0, "interval between two probes of each peer", parse=duration)
+    webhook_peer_probe_timeout: float = option(1.0, "a peer that has not answered /healthz within this is a failed "
+                                               "probe", parse=duration)
+    webhook_peer_failure_threshold: int = option(
+        2, "failed probes in a row after which a peer is unreachable: a lost replica leaves the Service within "
+        "about (threshold + 1) x interval + timeout", parse=int)
+    webhook_peer_success_threshold: int = option(2, "successful probes in a row after which an unreachable peer "
+                                                 "is let back in", parse=int)
     log_format: str = option("json", "json lines for collectors, text for people", env="LOG_FORMAT",
                              choices=("json", "text"))
     verbose: bool = option(False, "debug logging", short="-v")
@@ -224,6 +238,13 @@ def validate(options: Options) -> None:
         raise ValueError(problem)
     if options.worker_restart_limit < 0:
         raise ValueError(f"--worker-restart-limit must be 0 or more (got {options.worker_restart_limit})")
+    if options.webhook_peer_probe_interval <= 0:
+        raise ValueError("--webhook-peer-probe-interval must be more than 0")
+    if options.webhook_peer_probe_timeout <= 0:
+        raise ValueError("--webhook-peer-probe-timeout must be more than 0")
+    for flag in ("failure", "success"):
+        if getattr(options, f"webhook_peer_{flag}_threshold") < 1:
+            raise ValueError(f"--webhook-peer-{flag}-threshold must be 1 or more")
 
 
 def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Options:

@@ -26,6 +26,8 @@ def rules(lease: str, secret: str, mutating: str, validating: str) -> dict[str, 
              "verbs": ["get"]},
             # lease.py: the LeaderElection event
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            # peers.py: each replica's view and readiness gate (conditions of the replicas' pods)
+            {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
         ],
         "cluster": [
             # certs.py: keep the caBundle of both webhook configurations

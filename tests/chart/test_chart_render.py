@@ -222,3 +222,19 @@ def test_the_charts_defaults_are_the_managers_defaults(helm_binary):
     drift = {f.name: (getattr(rendered, f.name), f.default) for f in dataclasses.fields(Options)
              if getattr(rendered, f.name) != f.default}
     assert drift == {}, "chart value vs manager default: " + repr(drift)
+
+
+@pytest.mark.parametrize("values, gated", [((), True), (("manager.peerProbe.enabled=false",), False),
+                                           (("manager.role=split",), False)])
+def test_the_webhook_readiness_gate_comes_with_the_peer_probes(helm_binary, values, gated):
+    """The gate only where a replica that probes its peers writes it (role all): a declared gate
+    nobody writes would keep every pod unready."""
+    from manager.options import parser
+    from manager.peers import GATE
+
+    objects = render(helm_binary, *values)
+    deployment = objects[("Deployment", "kruise-controller-manager")]
+    gates = deployment["spec"]["template"]["spec"].get("readinessGates") or []
+    assert ([g["conditionType"] for g in gates] == [GATE]) is gated
+    args = parser().parse_args(manager_container(objects)["args"])
+    assert (args.webhook_peer_probe and args.role == "all") is gated
