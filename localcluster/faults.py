@@ -5,6 +5,8 @@ would do to the manager, as :class:`kruisectl.drill.Scenario` objects.
 - hang: SIGSTOP for longer than the readiness budget, then SIGCONT;
 - node loss / zone loss: the node's processes killed, its heartbeats stopped, its host cut off
   the network (connections time out, as to a dead machine), restored after a while;
+- node partition: the same with the processes left running (healed after a while); peer
+  partition: the leader's node cut off from its peers' nodes only;
 - total outage: every manager process killed at once (the hostlet brings them back);
 - worker crash / hang / OOM: only the manager's worker process (under ``manager.supervisor``)
   killed, stopped, or chosen by the OOM killer; its supervisor replaces it in the same
@@ -122,6 +124,45 @@ def node_loss(hostlet: Hostlet, namespace: str, seconds: float = 70.0, leader: b
                     f"lose the node of {'the leader' if leader else 'a non-leader'} for {seconds:g}s "
                     "(processes killed, heartbeats stopped, host cut off the network)", graceful=False,
                     moves_leader=leader, act=act, replaces_victims=False, settled=later.done.is_set)
+
+
+def node_partition(hostlet: Hostlet, namespace: str, seconds: float = 30.0, leader: bool = True) -> Scenario:
+    """The node of the leader (or of a non-leader) cut off the network with its processes still
+    running: they reach neither the apiserver nor their peers, and nothing reaches them; healed
+    (the same processes go on) after ``seconds``."""
+    later = _Later()
+
+    def act(target: Target, deadline: float) -> list[str]:
+        node = _victim(target, leader)["spec"]["nodeName"]
+        cut = hostlet.partition_node(node)
+        later.run(seconds, lambda: hostlet.heal_node(node))
+        return [p.split("/", 1)[1] for p in cut if p.startswith(namespace + "/")]
+
+    return Scenario(f"node-partition{'-leader' if leader else ''}",
+                    f"cut the node of {'the leader' if leader else 'a non-leader'} off the network for {seconds:g}s "
+                    "(processes still running, heartbeats stopped)", graceful=False, moves_leader=leader, act=act,
+                    replaces_victims=False, settled=later.done.is_set)
+
+
+def peer_partition(hostlet: Hostlet, namespace: str, seconds: float = 20.0) -> Scenario:
+    """The leader's node cut off from the other replicas' nodes only: it still reaches the
+    apiserver (and keeps its Lease), the apiserver still reaches every replica, but the leader
+    and its peers cannot reach each other: to the leader, every peer looks lost. Undone after
+    ``seconds``."""
+    later = _Later()
+
+    def act(target: Target, deadline: float) -> list[str]:
+        pods = target.pods()
+        leader = _victim(target, True)
+        host = hostlet.nodes[leader["spec"]["nodeName"]].host
+        others = sorted({p["status"]["podIP"] for p in pods if p["status"].get("podIP")} - {host.ip})
+        host.isolate_from(others)
+        later.run(seconds, lambda: host.rejoin(others))
+        return [leader["metadata"]["name"]]
+
+    return Scenario("peer-partition-leader", f"cut the leader's node off its peers' nodes for {seconds:g}s (the "
+                    "apiserver still reaches everyone)", graceful=False, moves_leader=False, act=act,
+                    replaces_victims=False, settled=later.done.is_set)
 
 
 def zone_loss(hostlet: Hostlet, namespace: str, zone: str, zone_of: dict[str, str], seconds: float = 70.0) -> Scenario:

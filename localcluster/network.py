@@ -68,6 +68,16 @@ class Host:
     def plug(self) -> None:
         _ip("link", "set", self.cable, "up")
 
+    def isolate_from(self, ips: list[str]) -> None:
+        """Drop this host's packets to ``ips`` (blackhole routes): each side's connections to the
+        other time out, while both still reach everything else, the apiserver included."""
+        for ip in ips:
+            _ip("route", "replace", "blackhole", f"{ip}/32", netns=self.netns)
+
+    def rejoin(self, ips: list[str]) -> None:
+        for ip in ips:
+            _ip("route", "del", "blackhole", f"{ip}/32", netns=self.netns, check=False)
+
 
 @dataclass
 class Network:

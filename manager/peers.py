@@ -197,6 +197,7 @@ class PeerProber:
         self.last_round = time.monotonic()
         self.published: dict | None = None
         self.registered = False
+        self._withheld: set[str] = set()  # logged once, while it lasts
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peer probe")
 
@@ -252,13 +253,12 @@ class PeerProber:
         current = own["conditions"].get(VIEW)
         if current is None or (current.get("status"), current.get("message") or "") != (view["status"], view["message"]):
             conditions.append(view)
-        if own["gated"] and not self.registered and self.serving():
-            if own["conditions"].get(GATE, {}).get("status") != "True":
-                conditions.append({"type": GATE, "status": "True", "reason": "Serving",
-                                   "message": "set by the replica itself when its webhook started answering"})
+        register = own["gated"] and not self.registered and self.serving()
+        if register and own["conditions"].get(GATE, {}).get("status") != "True":
+            conditions.append({"type": GATE, "status": "True", "reason": "Serving",
+                               "message": "set by the replica itself when its webhook started answering"})
+        if (not conditions or self._patch(self.pod_name, conditions)) and register:
             self.registered = True
-        if conditions:
-            self._patch(self.pod_name, conditions)
 
     def _lead(self, pods: dict[str, dict], unreachable: set[str]) -> None:
         from . import metrics
@@ -269,9 +269,10 @@ class PeerProber:
                                         frozenset(unreachable), peers[self.pod_name].terminating)
         reach = {n: self.streaks.verdict(n) for n in peers if n != self.pod_name}
         decision = decide(self.pod_name, peers, reach)
-        for name in decision.withheld:
-            metrics.PEER_MARKS_WITHHELD.inc()
-            log.warning("peer %s is unreachable, but no reachable replica confirms it: left in", name)
+        metrics.PEER_MARKS_WITHHELD.inc(len(decision.withheld))
+        for name in sorted(set(decision.withheld) - self._withheld):
+            log.warning("peer %s is unreachable, but no replica this one reaches confirms it: left in", name)
+        self._withheld = set(decision.withheld)
         for name, up in decision.writes.items():
             condition = {"type": GATE, "status": "True" if up else "False",
                          "reason": "Reachable" if up else "Unreachable",

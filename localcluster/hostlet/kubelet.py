@@ -213,6 +213,32 @@ class Hostlet:
         for pod in listing["items"]:
             self._pod_event(node, "ADDED", pod)
 
+    def partition_node(self, name: str) -> list[str]:
+        """Cut a node off the network with everything on it still running, as a machine behind a
+        failed link: its heartbeats and pod status reports stop (its kubelet cannot reach the
+        apiserver either), its pods' processes go on, unreachable. Returns their names."""
+        node = self.nodes[name]
+        node.failed = True
+        with self._workers_lock:
+            cut = [w for w in self.workers.values() if w.node is node]
+        for worker in cut:
+            worker.changed.set()
+            worker.thread.join(5)
+        node.host.unplug()
+        return [f"{w.namespace}/{w.name}" for w in cut]
+
+    def heal_node(self, name: str) -> None:
+        """The partition is over: the node reports again and resumes its pods, whose processes
+        ran through it (their status is written afresh from what the apiserver holds now)."""
+        node = self.nodes[name]
+        with self._workers_lock:
+            paused = [w for w in self.workers.values() if w.node is node and not w.thread.is_alive()]
+        for worker in paused:
+            worker.resume_later()
+        self.restore_node(name)
+        for worker in paused:
+            worker.thread.start()
+
     # -- nodes -----------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         clients = {name: node.client(self.cluster) for name, node in self.nodes.items()}

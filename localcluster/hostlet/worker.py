@@ -69,6 +69,12 @@ class PodWorker:
             self.pod = pod
         self.changed.set()
 
+    def resume_later(self) -> None:
+        """A fresh loop for a pod whose node was cut off (the old one ended with the partition),
+        to be started once the node is back; its status is written again in full."""
+        self.last_status = None
+        self.thread = threading.Thread(target=self._run, name=f"hostlet-pod-{self.namespace}/{self.name}", daemon=True)
+
     def deleted(self) -> None:
         self.gone = True
         self.changed.set()

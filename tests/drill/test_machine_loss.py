@@ -1,15 +1,23 @@
 """Losing a machine, and a whole zone, under the chart's real managers on hostlet nodes: the
-lost replicas leave the Service's endpoints when the node lifecycle controller's grace period
-says so, the others keep admitting within the budget `kruisectl drill` applies to a crash
-(``breaches`` empty), every replica is back soon after its machine is, and doctor's zone-failure
-prediction is what a real zone loss leaves.
+lost replicas leave the Service's endpoints within seconds, taken out by the leader through the
+readiness gate its peers' probes justify (manager/peers.py), long before the node lifecycle
+controller's grace period would; the others keep admitting within the budget `kruisectl drill`
+applies to a crash (``breaches`` empty), every replica is back soon after its machine is, and
+doctor's zone-failure prediction is what a real zone loss leaves. A partitioned leader takes no
+one out: cut off entirely, its successor takes it out; cut off from its peers only (it still
+writes), it leaves them in.
 
 The node lifecycle timings are this module's own (the kube-controller-manager flags below:
 short, so that a loss outlasts them in half a minute). Every bound is derived from them, the
-hostlet's heartbeat interval (``HEARTBEAT_S``) and the chart's probes:
+hostlet's heartbeat interval (``HEARTBEAT_S``), the chart's probes and its peer-probe values:
 
-- a lost node is declared unknown, and its pods not ready, no sooner than a grace period after
-  its last heartbeat (sent at most one heartbeat before the loss), and no later than a grace
+- a lost replica is out within ``PEER_REMOVAL_MAX_S`` (the 5 s the design promises: two failed
+  probes, at most (threshold + 1) x interval + timeout = 4 s with the chart's defaults, then one
+  write and the EndpointSlice controller) when a replica other than the leader survives to
+  confirm it; that is below the earliest the node controller could act, so only the peers can
+  have done it;
+- without such a witness the node controller does it: no sooner than a grace period after the
+  node's last heartbeat (sent at most one heartbeat before the loss), and no later than a grace
   period after the controller noticed that heartbeat (up to one monitor period late), at its
   next pass (one more period); the EndpointSlice controller and the drill's poll follow within
   a third period;
@@ -21,6 +29,7 @@ hostlet's heartbeat interval (``HEARTBEAT_S``) and the chart's probes:
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -42,8 +51,11 @@ CONTROLLER_MANAGER_ARGS = (f"--node-monitor-grace-period={NODE_MONITOR_GRACE_S}s
                            f"--node-monitor-period={NODE_MONITOR_PERIOD_S}s")
 ENDPOINT_REMOVAL_MIN_S = NODE_MONITOR_GRACE_S - HEARTBEAT_S
 ENDPOINT_REMOVAL_MAX_S = NODE_MONITOR_GRACE_S + 3 * NODE_MONITOR_PERIOD_S
+PEER_REMOVAL_MAX_S = 5.0
+assert PEER_REMOVAL_MAX_S < ENDPOINT_REMOVAL_MIN_S  # else the node controller could pass for the peers
 LOSS_S = ENDPOINT_REMOVAL_MAX_S + 10  # the survivors alone for a while, past the latest removal
 REPLICAS = 3
+PARTITION_S = 15  # many probe rounds, past the failure threshold several times over
 
 
 def liveness_delay_s(installed) -> float:
@@ -89,13 +101,16 @@ def assert_machine_loss_within_design(installed, result: drill.ScenarioResult, i
     assert not result.breaches, result  # the CLI's crash budget: failed admissions, sidecars, recovery
     only_the_victims_failed(installed, result, ips)
     assert result.endpoint_removal_s is not None, result
-    assert ENDPOINT_REMOVAL_MIN_S <= result.endpoint_removal_s <= ENDPOINT_REMOVAL_MAX_S, result
+    if REPLICAS - len(result.victims) >= 2:  # the leader and a witness survive: the peers act
+        assert result.endpoint_removal_s <= PEER_REMOVAL_MAX_S, result
+    else:  # nobody to confirm the leader's view: the node controller's grace period
+        assert ENDPOINT_REMOVAL_MIN_S <= result.endpoint_removal_s <= ENDPOINT_REMOVAL_MAX_S, result
     # At the worst moment the Service had exactly the replicas off the lost machines.
     assert result.min_ready_endpoints == REPLICAS - len(result.victims), result
     assert result.recovery_s <= act_s + LOSS_S + HEARTBEAT_S + liveness_delay_s(installed), result
 
 
-def test_a_lost_node_leaves_the_endpoints_in_its_grace_period_and_comes_back(installed):
+def test_a_lost_node_leaves_the_endpoints_within_seconds_and_comes_back(installed):
     ips = pod_ips(installed)
     scenario = faults.node_loss(installed.hostlet, installed.namespace, seconds=LOSS_S)
     took = timed(scenario)
@@ -121,3 +136,72 @@ def test_a_lost_zone_leaves_what_doctor_predicted(installed):
     assert_machine_loss_within_design(installed, result, ips, took["act_s"])
     # What the lost zone really left, as the apiserver saw it: the Service's ready endpoints.
     assert result.min_ready_endpoints == prediction["readyReplicasLeftIfZoneLost"][zone], (result, prediction)
+
+
+def test_a_partitioned_leader_takes_no_one_out_and_its_successor_takes_it_out(installed):
+    """The leader's machine cut off with its processes running: it sees every peer down but can
+    write nothing, and stops leading; the others never leave the Service, elect a new leader
+    after the Lease, and the new one (the third replica its witness) takes the old one out, well
+    before the node controller's grace period; once healed, it is let back in."""
+    ips = pod_ips(installed)
+    old_leader = drill.Target(installed.api(), Names(namespace=installed.namespace), 10).leader_pod()
+    scenario = faults.node_partition(installed.hostlet, installed.namespace, seconds=LOSS_S, leader=True)
+    took = timed(scenario)
+    result = run(installed, scenario)
+    assert result.victims == [old_leader["metadata"]["name"]], result
+    assert not result.breaches, result
+    only_the_victims_failed(installed, result, ips)
+    assert result.new_leader and result.leader_gap_s is not None, result
+    assert result.min_ready_endpoints == REPLICAS - 1, result  # the survivors never left
+    assert result.endpoint_removal_s is not None, result
+    # Out once a successor leads (it has confirmed the loss by then): a round and a write later.
+    assert result.endpoint_removal_s <= result.leader_gap_s + PEER_REMOVAL_MAX_S - 2, result
+    assert result.endpoint_removal_s < ENDPOINT_REMOVAL_MIN_S, result
+    assert result.recovery_s <= took["act_s"] + LOSS_S + HEARTBEAT_S + PEER_REMOVAL_MAX_S, result
+
+
+def metric(ip: str, name: str) -> float:
+    import requests
+
+    text = requests.get(f"http://{ip}:8080/metrics", timeout=2).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_a_leader_cut_off_from_its_peers_only_takes_no_one_out(installed):
+    """The leader still reaches the apiserver (and writes), the apiserver every replica, but the
+    leader and its peers cannot reach each other: the leader sees both peers unreachable and
+    finds no witness, so it withholds; every replica stays in and nothing fails."""
+    from manager.peers import GATE
+
+    ips = pod_ips(installed)
+    leader = drill.Target(installed.api(), Names(namespace=installed.namespace), 10).leader_pod()
+    leader_ip = leader["status"]["podIP"]
+    withheld_before = metric(leader_ip, "kruise_manager_webhook_peer_marks_withheld_total")
+    seen = {"unreachable": 0.0}
+
+    class Watch(threading.Thread):
+        def run(self):
+            end = time.monotonic() + PARTITION_S
+            while time.monotonic() < end:
+                try:
+                    seen["unreachable"] = max(seen["unreachable"],
+                                              metric(leader_ip, "kruise_manager_webhook_peers_unreachable"))
+                except Exception:  # noqa: BLE001 - a missed sample
+                    pass
+                time.sleep(0.5)
+
+    watch = Watch(daemon=True)
+    result = run(installed, faults.peer_partition(installed.hostlet, installed.namespace, seconds=PARTITION_S), watch)
+    watch.join(PARTITION_S + 5)
+    assert not result.breaches and result.failed == 0, result
+    only_the_victims_failed(installed, result, ips)
+    assert seen["unreachable"] == REPLICAS - 1, seen  # it did see every peer down ...
+    assert metric(leader_ip, "kruise_manager_webhook_peer_marks_withheld_total") > withheld_before
+    assert result.min_ready_endpoints == REPLICAS, result  # ... and took no one out
+    assert result.endpoint_removal_s is None, result
+    from kubernetes import client
+
+    for pod in client.CoreV1Api(installed.api()).list_namespaced_pod(
+            installed.namespace, label_selector="control-plane=controller-manager").items:
+        gate = {c.type: c.status for c in pod.status.conditions or []}.get(GATE)
+        assert gate == "True", (pod.metadata.name, pod.status.conditions)
