@@ -16,7 +16,8 @@ SIGKILL of every process of the leader's / a replica's container (supervisor and
 container restarts, no death proven, the Lease waited out), SIGSTOP past the readiness budget,
 the kernel's OOM kill of the container past limits.memory, every container killed at once
 (total outage: kube-system and the manager's namespace must still admit), the loss of a node
-and of a whole zone (doctor's prediction compared with what happened); and faults of the
+and of a whole zone (doctor's prediction compared with what happened), the leader's node
+partitioned (processes running) and the leader cut off from its peers only; and faults of the
 manager's worker process alone, which its supervisor replaces in the same container
 (worker-crash-leader/-replica: SIGKILL, worker-hang-leader/-replica: SIGSTOP,
 worker-oom-leader: the OOM killer; budgets from ``drill.default_budget``: leadership back
@@ -26,7 +27,8 @@ struck), not_injected, p99_ms, leader_gap_s, recovery_s, its budget and breaches
 total_failed / total_not_injected over every scenario whose own budget allows none (the
 scenarios named beside them), total_refused over all, rollout_leader_gap_s,
 leader_worker_crash_gap_s, worker_crash_failed and worker_crash_in_flight (over the worker's
-SIGKILL and OOM kill: the admissions outstanding when it died are all it may cost), and
+SIGKILL and OOM kill: the admissions outstanding when it died are all it may cost),
+endpoint_removal_s of each machine loss and partition, and
 min_replica_share under steady load (every replica ready during it, a starved one at 0).
 A figure that could not be measured is null and its reason is in "errors"; then the exit
 status is 1.
@@ -162,6 +164,9 @@ def summarise(rows: dict[str, dict]) -> dict:
         "worker_crash_failed": sum(r["failed"] for r in deaths) if deaths else None,
         "worker_crash_in_flight": sum(r["inFlight"] for r in deaths)
         if deaths and all(r.get("inFlight") is not None for r in deaths) else None,
+        # how long a lost (or partitioned) machine's replica stayed a ready endpoint
+        "endpoint_removal_s": {name: r["endpointRemovalS"] for name, r in rows.items()
+                               if name.startswith(("node-loss", "zone-loss", "node-partition"))},
         "steady_shares": sorted(steady_shares.values()) if steady_shares else None,
         "min_replica_share": min(steady_shares.values()) if steady_shares else None,
         "errors": [f"{name}: {e}" for name, r in rows.items() for e in r["errors"]],
@@ -174,7 +179,7 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of undisturbed load for the shares")
     parser.add_argument("--scenarios", "--only", dest="only", nargs="*", metavar="NAME",
                         help="run only these scenarios (names as in the final line)")
-    parser.add_argument("--skip-machine-loss", action="store_true", help="no node or zone loss (each takes ~90s)")
+    parser.add_argument("--skip-machine-loss", action="store_true", help="no node or zone loss, no partition (each takes ~60-90s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a chart value for the install (repeatable), e.g. "
                              "--set manager.webhookServer.maxConnectionAge=2s")
@@ -222,12 +227,14 @@ def main() -> None:
         else:
             scenarios += [faults.oom(hostlet, NAMESPACE), faults.worker_oom(hostlet, NAMESPACE, leader=True)]
         if args.skip_machine_loss:
-            skipped["node-loss, zone-loss"] = "--skip-machine-loss"
+            skipped["node-loss, zone-loss, node-partition-leader, peer-partition-leader"] = "--skip-machine-loss"
         else:
             lost_zone = ZONES[0]
             extra["zone_loss_predicted_ready_left"] = sum(per_zone.values()) - per_zone.get(lost_zone, 0)
             scenarios += [faults.node_loss(hostlet, NAMESPACE, seconds=75),
-                          faults.zone_loss(hostlet, NAMESPACE, lost_zone, zone_of, seconds=75)]
+                          faults.zone_loss(hostlet, NAMESPACE, lost_zone, zone_of, seconds=75),
+                          faults.node_partition(hostlet, NAMESPACE, seconds=45, leader=True),
+                          faults.peer_partition(hostlet, NAMESPACE, seconds=20)]
         if args.only:
             skipped.update({s.name: "not in --scenarios" for s in scenarios if s.name not in args.only})
             scenarios = [s for s in scenarios if s.name in args.only]

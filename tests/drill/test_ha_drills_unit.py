@@ -138,3 +138,12 @@ def test_a_workers_death_is_reported_with_what_was_in_flight(case, rows, failed,
     assert (summary["worker_crash_failed"], summary["worker_crash_in_flight"]) == (failed, in_flight), case
     for r in rows:
         assert summary["scenarios"][r["scenario"]]["in_flight"] == r["inFlight"]
+
+
+def test_endpoint_removal_is_reported_for_every_machine_loss_and_partition():
+    rows = [row("steady"), row("node-loss", crash=True), row("zone-loss-zone-a", crash=True),
+            row("node-partition-leader", crash=True), row("hang", crash=True)]
+    for r, seconds in zip(rows, (None, 3.2, 3.9, 7.5, 4.0)):
+        r["endpointRemovalS"] = seconds
+    summary = bench.summarise({r["scenario"]: r for r in rows})
+    assert summary["endpoint_removal_s"] == {"node-loss": 3.2, "zone-loss-zone-a": 3.9, "node-partition-leader": 7.5}
