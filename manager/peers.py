@@ -193,7 +193,9 @@ class PeerProber:
         self.streaks = Streaks(failures, successes)
         self.leading, self.serving = leading, serving
         self.pods = Informer(client, f"/api/v1/namespaces/{namespace}/pods", transform=slim_pod,
-                             name="webhook peers", labelSelector=selector)
+                             on_change=self._changed, name="webhook peers", labelSelector=selector)
+        self._wake = threading.Event()
+        self._unreachable: set[str] = set()  # this replica's view at its last round
         self.last_round = time.monotonic()
         self.published: dict | None = None
         self.registered = False
@@ -207,18 +209,36 @@ class PeerProber:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self.pods.stop()
         self._pool.shutdown(wait=False)
 
     def _run(self) -> None:
+        """A probe round every ``interval``; between rounds, the leader decides again at once
+        when a peer publishes a new view (its witness need not wait for the next round)."""
+        next_round = time.monotonic()
         while not self._stop.is_set():
-            began = time.monotonic()
             try:
-                self.round()
+                if time.monotonic() >= next_round:
+                    next_round = time.monotonic() + self.interval
+                    self._wake.clear()
+                    self.round()
+                    self.last_round = time.monotonic()
+                elif self._wake.is_set():
+                    self._wake.clear()
+                    if self.leading() and self.pods.synced.is_set():
+                        self._lead({p["metadata"]["name"]: p for p in self.pods.snapshot()}, self._unreachable)
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("peer probe round failed")
-            self.last_round = time.monotonic()
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+            self._wake.wait(max(0.0, next_round - time.monotonic()))
+            if self._stop.is_set():
+                return
+
+    def _changed(self, kind: str, old: dict | None, new: dict | None) -> None:
+        """A peer's published view changed (the informer's thread): wake the loop."""
+        if new is not None and new["metadata"]["name"] != self.pod_name and \
+                (old or {}).get("conditions", {}).get(VIEW) != new["conditions"].get(VIEW):
+            self._wake.set()
 
     def probe(self, ip: str) -> bool:
         from .health import webhook_self_check
@@ -238,6 +258,7 @@ class PeerProber:
             metrics.PEER_PROBES.labels("ok" if ok else "failed").inc()
         self.streaks.forget_except(peers)
         unreachable = {n for n in peers if self.streaks.verdict(n) == UNREACHABLE}
+        self._unreachable = unreachable
         metrics.PEERS_UNREACHABLE.set(len(unreachable))
         own = pods.get(self.pod_name)
         if own is None:
