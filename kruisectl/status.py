@@ -30,6 +30,18 @@ def pod_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or [])
 
 
+WEBHOOK_GATE = "kruise.io/webhook-reachable"  # the chart's readiness gate (manager/peers.py)
+
+
+def webhook_gate(pod: dict) -> str | None:
+    """The status of the readiness gate the manager's leader writes ("True", "False", "" while
+    unset), None for a pod that does not declare it (upstream's chart, or peer probes off)."""
+    if not any(g.get("conditionType") == WEBHOOK_GATE for g in pod.get("spec", {}).get("readinessGates") or []):
+        return None
+    return next((c.get("status", "") for c in pod.get("status", {}).get("conditions") or []
+                 if c.get("type") == WEBHOOK_GATE), "")
+
+
 def _restarts(pod: dict) -> int:
     return sum(int(c.get("restartCount", 0)) for c in pod.get("status", {}).get("containerStatuses") or [])
 
@@ -108,6 +120,7 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
             "podIP": pod.get("status", {}).get("podIP"),
             "phase": pod.get("status", {}).get("phase"),
             "leader": pod["metadata"]["name"] == leader.pod,
+            "webhookReachable": webhook_gate(pod),
         })
 
     scheduled = [r for r in replicas if r["node"]]

@@ -61,7 +61,8 @@ def _render(report: dict, wide: bool) -> str:
     headers = ["pod", "node", "zone", "ready", "restarts", "age", "host network", "leader"]
     rows = []
     for r in report["replicas"]:
-        row = [r["pod"], r["node"] or "<pending>", r["zone"] or report_of.NO_ZONE, "yes" if r["ready"] else "NO",
+        ready = "yes" if r["ready"] else ("NO (peers cannot reach it)" if r.get("webhookReachable") == "False" else "NO")
+        row = [r["pod"], r["node"] or "<pending>", r["zone"] or report_of.NO_ZONE, ready,
                str(r["restarts"]), age(r["ageSeconds"]), "yes" if r["hostNetwork"] else "no", "*" if r["leader"] else ""]
         if wide:
             row += [r["podIP"] or "", r["phase"] or ""]
