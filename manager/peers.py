@@ -5,9 +5,9 @@ When a machine is lost its kubelet can report nothing, so the replica's pod stay
 an endpoint, until the node controller gives up on the node; every new connection the Service
 routes there hangs until the webhook timeout. Here every replica probes its peers' webhook
 servers (HTTPS ``/healthz`` on their pod IPs, verified with the webhook's CA, a fresh connection
-each time, every ``--webhook-peer-probe-interval``) and publishes whom it cannot reach as a
-condition on its own pod (``kruise.io/webhook-peers-reachable``, written only when it
-changes). The leader writes the condition ``kruise.io/webhook-reachable``, which the chart
+each time, every ``--webhook-peer-probe-interval``; only pods that declare the gate below) and
+publishes whom it cannot reach as a condition on its own pod
+(``kruise.io/webhook-peers-reachable``, written only when it changes). The leader writes the condition ``kruise.io/webhook-reachable``, which the chart
 declares in ``spec.readinessGates``: False takes a peer out (the leader also sets its Ready
 condition False, as the node controller would, since a lost kubelet cannot fold the gate into
 Ready), True lets it back.
@@ -179,8 +179,9 @@ def validate(options) -> None:
 
 # ---- the loop every replica runs -----------------------------------------------------------
 class PeerProber:
-    """Probes the peers every ``interval``, publishes this replica's view, and, while
-    ``leading()``, applies :func:`decide`."""
+    """Probes the peers every ``interval`` and publishes this replica's view (one thread);
+    while ``leading()``, applies :func:`decide` after each round and whenever a peer's view
+    changes (another thread, so a slow round never delays a write)."""
 
     def __init__(self, client, namespace: str, pod_name: str, selector: str, port: int,
                  ca_file: Callable[[], str], server_name: str, *, interval: float, timeout: float,
@@ -196,6 +197,8 @@ class PeerProber:
                              on_change=self._changed, name="webhook peers", labelSelector=selector)
         self._wake = threading.Event()
         self._unreachable: set[str] = set()  # this replica's view at its last round
+        self.probed = False  # a round has completed: the streaks mean something
+        self._written: dict[str, tuple[bool, float]] = {}  # pod -> (gate written, when)
         self.last_round = time.monotonic()
         self.published: dict | None = None
         self.registered = False
@@ -205,7 +208,8 @@ class PeerProber:
 
     def start(self) -> None:
         self.pods.start()
-        threading.Thread(target=self._run, name="webhook peers", daemon=True).start()
+        threading.Thread(target=self._probe_loop, name="webhook peer probes", daemon=True).start()
+        threading.Thread(target=self._decide_loop, name="webhook peer gates", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -213,29 +217,34 @@ class PeerProber:
         self.pods.stop()
         self._pool.shutdown(wait=False)
 
-    def _run(self) -> None:
-        """A probe round every ``interval``; between rounds, the leader decides again at once
-        when a peer publishes a new view (its witness need not wait for the next round)."""
-        next_round = time.monotonic()
+    def _probe_loop(self) -> None:
+        """A probe round every ``interval`` (at once after a round that took longer)."""
         while not self._stop.is_set():
+            began = time.monotonic()
             try:
-                if time.monotonic() >= next_round:
-                    next_round = time.monotonic() + self.interval
-                    self._wake.clear()
-                    self.round()
-                    self.last_round = time.monotonic()
-                elif self._wake.is_set():
-                    self._wake.clear()
-                    if self.leading() and self.pods.synced.is_set():
-                        self._lead({p["metadata"]["name"]: p for p in self.pods.snapshot()}, self._unreachable)
+                self.round()
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("peer probe round failed")
-            self._wake.wait(max(0.0, next_round - time.monotonic()))
+            self.last_round = time.monotonic()
+            self._wake.set()
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def _decide_loop(self) -> None:
+        """While leading, decide after every probe round and as soon as a peer publishes a new
+        view (a witness need not wait for the leader's next round, nor a round for a write)."""
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
             if self._stop.is_set():
                 return
+            try:
+                if self.leading() and self.pods.synced.is_set() and self.probed:
+                    self._lead({p["metadata"]["name"]: p for p in self.pods.snapshot()}, self._unreachable)
+            except Exception:  # noqa: BLE001 - logged; the next pass tries again
+                log.exception("peer gate pass failed")
 
     def _changed(self, kind: str, old: dict | None, new: dict | None) -> None:
-        """A peer's published view changed (the informer's thread): wake the loop."""
+        """A peer's published view changed (the informer's thread): decide again."""
         if new is not None and new["metadata"]["name"] != self.pod_name and \
                 (old or {}).get("conditions", {}).get(VIEW) != new["conditions"].get(VIEW):
             self._wake.set()
@@ -251,7 +260,10 @@ class PeerProber:
         if not self.pods.synced.is_set():
             return
         pods = {p["metadata"]["name"]: p for p in self.pods.snapshot()}
-        peers = {n: p for n, p in pods.items() if n != self.pod_name and p["ip"] and not p["metadata"]["deletionTimestamp"]}
+        # Only the replicas that declare the gate: the ones this design manages (and never
+        # some other pod the selector happens to match).
+        peers = {n: p for n, p in pods.items() if n != self.pod_name and p["gated"] and p["ip"]
+                 and not p["metadata"]["deletionTimestamp"]}
         results = dict(zip(peers, self._pool.map(lambda p: self.probe(p["ip"]), peers.values())))
         for name, ok in results.items():
             self.streaks.record(name, peers[name]["ip"], ok)
@@ -260,12 +272,10 @@ class PeerProber:
         unreachable = {n for n in peers if self.streaks.verdict(n) == UNREACHABLE}
         self._unreachable = unreachable
         metrics.PEERS_UNREACHABLE.set(len(unreachable))
+        self.probed = True
         own = pods.get(self.pod_name)
-        if own is None:
-            return
-        self._publish(own, unreachable)
-        if self.leading():
-            self._lead(pods, unreachable)
+        if own is not None:
+            self._publish(own, unreachable)
 
     def _publish(self, own: dict, unreachable: set[str]) -> None:
         """This replica's view, when it changed; and its own gate True once, when it first serves."""
@@ -294,7 +304,10 @@ class PeerProber:
         for name in sorted(set(decision.withheld) - self._withheld):
             log.warning("peer %s is unreachable, but no replica this one reaches confirms it: left in", name)
         self._withheld = set(decision.withheld)
+        now = time.monotonic()
         for name, up in decision.writes.items():
+            if self._written.get(name, (None, 0.0))[0] == up and now - self._written[name][1] < 2 * self.interval:
+                continue  # just written; the cache has not caught up yet
             condition = {"type": GATE, "status": "True" if up else "False",
                          "reason": "Reachable" if up else "Unreachable",
                          "message": f"{'reached' if up else 'not reached'} by the leader {self.pod_name}"
@@ -304,6 +317,7 @@ class PeerProber:
                 conditions.append({"type": "Ready", "status": "False", "reason": "WebhookUnreachable",
                                    "message": condition["message"]})
             if self._patch(name, conditions):
+                self._written[name] = (up, now)
                 metrics.PEER_GATE_WRITES.labels("True" if up else "False").inc()
                 log.info("webhook peer %s marked %s", name, "reachable" if up else "unreachable",
                          extra={"pod": name, "reachable": up})
