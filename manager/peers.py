@@ -200,7 +200,6 @@ class PeerProber:
         self.probed = False  # a round has completed: the streaks mean something
         self._written: dict[str, tuple[bool, float]] = {}  # pod -> (gate written, when)
         self.last_round = time.monotonic()
-        self.published: dict | None = None
         self.registered = False
         self._withheld: set[str] = set()  # logged once, while it lasts
         self._stop = threading.Event()
