@@ -53,6 +53,10 @@ def check_leader(inv: Inventory, report: dict) -> Finding:
 def check_ready_replicas(inv: Inventory, report: dict) -> Finding:
     ready = [r["pod"] for r in report["replicas"] if r["ready"]]
     evidence = {"ready": ready, "replicas": len(report["replicas"])}
+    # taken out by the leader because neither it nor another replica reaches them (docs/node-loss.md)
+    unreachable = [r["pod"] for r in report["replicas"] if r.get("webhookReachable") == "False"]
+    if unreachable:
+        evidence["unreachableByPeers"] = unreachable
     if not ready:
         return Finding("ready-replicas", "error", "no ready replica: the webhook has no endpoint",
                        "kubectl -n {0} describe pods -l control-plane=controller-manager; "

@@ -34,3 +34,18 @@ def test_a_replica_taken_out_by_its_peers_says_so(condition, shown):
     row = next(r for r in report["replicas"] if r["pod"] == pod["metadata"]["name"])
     assert row["webhookReachable"] == shown
     assert ("NO (peers cannot reach it)" in _render(report, wide=False)) is (condition == "False")
+
+
+def test_doctor_names_the_replicas_their_peers_took_out():
+    from kruisectl.doctor import diagnose
+
+    data = recorded()
+    finding = next(f for f in diagnose(Inventory.from_dict(data), as_of(data)) if f.check == "ready-replicas")
+    assert "unreachableByPeers" not in finding.evidence  # upstream's pods, or nobody out: as before
+    pod = data["pods"][1]
+    pod["spec"]["readinessGates"] = [{"conditionType": WEBHOOK_GATE}]
+    pod["status"]["conditions"] = [c for c in pod["status"]["conditions"] if c["type"] != "Ready"] + [
+        {"type": "Ready", "status": "False"}, {"type": WEBHOOK_GATE, "status": "False"}]
+    finding = next(f for f in diagnose(Inventory.from_dict(data), as_of(data)) if f.check == "ready-replicas")
+    assert finding.evidence["unreachableByPeers"] == [pod["metadata"]["name"]]
+    assert pod["metadata"]["name"] not in finding.evidence["ready"]
