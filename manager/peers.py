@@ -7,10 +7,10 @@ routes there hangs until the webhook timeout. Here every replica probes its peer
 servers (HTTPS ``/healthz`` on their pod IPs, verified with the webhook's CA, a fresh connection
 each time, every ``--webhook-peer-probe-interval``; only pods that declare the gate below) and
 publishes whom it cannot reach as a condition on its own pod
-(``kruise.io/webhook-peers-reachable``, written only when it changes). The leader writes the condition ``kruise.io/webhook-reachable``, which the chart
-declares in ``spec.readinessGates``: False takes a peer out (the leader also sets its Ready
-condition False, as the node controller would, since a lost kubelet cannot fold the gate into
-Ready), True lets it back.
+(``kruise.io/webhook-peers-reachable``, written only when it changes). The leader writes the
+condition ``kruise.io/webhook-reachable``, which the chart declares in ``spec.readinessGates``:
+False takes a peer out (the leader also sets its Ready condition False, as the node controller
+would, since a lost kubelet cannot fold the gate into Ready), True lets it back.
 
 Hysteresis: a peer is *unreachable* after ``--webhook-peer-failure-threshold`` failed probes in
 a row and *reachable* after ``--webhook-peer-success-threshold`` successes in a row; in between
@@ -27,8 +27,9 @@ Safety -- the leader never takes every replica out:
   machine), it cannot write at all, and its renewals fail, so it stops leading within
   ``--leader-election-renew-deadline``; the replicas that still see each other elect a new
   leader after the Lease, which (with the third one as its witness) takes the old one out;
-- only pods that declare the gate are written (an install without it is left as it is);
-  terminating pods are never written.
+- only pods that declare the gate are probed and written, and a replica whose own pod does not
+  declare it publishes nothing (an install without the gate is left as it is); terminating pods
+  are never written.
 
 Without a witness (two replicas, or every other replica lost with the one probed) nothing is
 taken out early: the node controller's grace period applies, as before.
@@ -273,7 +274,7 @@ class PeerProber:
         metrics.PEERS_UNREACHABLE.set(len(unreachable))
         self.probed = True
         own = pods.get(self.pod_name)
-        if own is not None:
+        if own is not None and own["gated"]:  # a pod without the gate is left as it is
             self._publish(own, unreachable)
 
     def _publish(self, own: dict, unreachable: set[str]) -> None:
@@ -283,7 +284,7 @@ class PeerProber:
         current = own["conditions"].get(VIEW)
         if current is None or (current.get("status"), current.get("message") or "") != (view["status"], view["message"]):
             conditions.append(view)
-        register = own["gated"] and not self.registered and self.serving()
+        register = not self.registered and self.serving()
         if register and own["conditions"].get(GATE, {}).get("status") != "True":
             conditions.append({"type": GATE, "status": "True", "reason": "Serving",
                                "message": "set by the replica itself when its webhook started answering"})
