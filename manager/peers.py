@@ -32,7 +32,9 @@ Safety -- the leader never takes every replica out:
   are never written.
 
 Without a witness (two replicas, or every other replica lost with the one probed) nothing is
-taken out early: the node controller's grace period applies, as before.
+taken out early: the node controller's grace period applies, as before. When the leader's own
+machine is lost, its replica leaves once the others have elected a new leader (the Lease's
+duration), since only a leader writes.
 
 Bootstrapping: a pod that declares the gate is not Ready until the condition is True, so each
 replica sets its own gate True once, when its webhook first answers its own readiness check
