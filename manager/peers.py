@@ -169,17 +169,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def validate(options) -> None:
-    """Bad peer-probe settings, as one line."""
-    if options.webhook_peer_probe_interval <= 0:
-        raise ValueError("--webhook-peer-probe-interval must be more than 0")
-    if options.webhook_peer_probe_timeout <= 0:
-        raise ValueError("--webhook-peer-probe-timeout must be more than 0")
-    for flag in ("failure", "success"):
-        if getattr(options, f"webhook_peer_{flag}_threshold") < 1:
-            raise ValueError(f"--webhook-peer-{flag}-threshold must be 1 or more")
-
-
 # ---- the loop every replica runs -----------------------------------------------------------
 class PeerProber:
     """Probes the peers every ``interval`` and publishes this replica's view (one thread);

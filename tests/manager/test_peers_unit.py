@@ -10,7 +10,8 @@ import itertools
 import pytest
 
 from manager.peers import (GATE, REACHABLE, UNKNOWN, UNREACHABLE, VIEW, Peer, Streaks, decide, parse_view,
-                           peer_of, slim_pod, validate, view_condition)
+                           peer_of, slim_pod, view_condition)
+from manager.options import validate
 
 U, R, K = UNREACHABLE, REACHABLE, UNKNOWN
 
