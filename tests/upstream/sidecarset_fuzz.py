@@ -32,6 +32,10 @@ from tests.upstream.test_injection_parity import SIDECARSETS, Side, diff, inject
 BATCH_LABEL = "fuzz-batch"
 SETTLE_TIMEOUT = 60.0
 CACHE_GRACE = 1.0  # both webhooks' caches hold a batch's SidecarSets once their status is written
+# Both validating webhooks check a new SidecarSet against the others in their caches: one
+# created a moment after another may be checked without it, on either side (a race upstream
+# has with itself). The parity cases wait the same before each refusal.
+BETWEEN_SIDECARSETS = 0.5
 
 
 @dataclass
@@ -142,7 +146,9 @@ class FuzzRunner:
     def _create_all(self, side: Side, comb: dict, batch: str) -> dict[str, str | None]:
         """Create the combination's SidecarSets in order: name -> None (accepted) or the refusal."""
         verdicts = {}
-        for sidecarset in comb["sidecarsets"]:
+        for i, sidecarset in enumerate(comb["sidecarsets"]):
+            if i:
+                time.sleep(BETWEEN_SIDECARSETS)
             body = copy.deepcopy(sidecarset)
             body["metadata"].setdefault("labels", {})[BATCH_LABEL] = batch
             try:

@@ -4,7 +4,7 @@ runs a longer search through the same test. Every difference fails the test, pri
 shrunk combination as a case ready for parity_cases.py.
 
 Environment (for the make target): FUZZ_N, FUZZ_SEED, FUZZ_FEATURES (``ci``, the default:
-everything but sidecarset_gen.DEFERRED; ``all``; or a comma list), FUZZ_REPORT (a file the
+everything but sidecarset_gen.DEFERRED (empty: every feature); ``all``; or a comma list), FUZZ_REPORT (a file the
 summary JSON is written to), FUZZ_SHRINK (calls the shrinker may spend per difference)."""
 
 from __future__ import annotations
