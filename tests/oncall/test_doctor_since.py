@@ -20,7 +20,7 @@ from kruisectl import scrape
 from kruisectl.cli import cli
 from kruisectl.kube import api as api_of
 from tests.chart import alerting
-from tests.drill.conftest import installed  # noqa: F401 - the fixture: the chart's managers on hostlet nodes
+from tests.drill.conftest import installed, manager_archive  # noqa: F401 - the fixtures: the chart's managers on hostlet nodes, from the image
 
 from kubekit import kruise
 
