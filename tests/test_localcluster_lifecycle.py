@@ -4,15 +4,14 @@ not when the owning process is killed, not through `make cluster-up` / `cluster-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from localcluster import build
+from localcluster.processes import alive
 from localcluster.network import Network, available as network_unavailable_reason
 
 from .conftest import wait_for
@@ -20,17 +19,6 @@ from .conftest import wait_for
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 REPO = build.REPO_ROOT
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def _netns_names() -> set[str]:
@@ -61,7 +49,7 @@ def test_killed_owner_takes_its_components_with_it():
         owner.kill()
         owner.wait()
     assert len(started["pids"]) == 4  # etcd, apiserver, scheduler, kwok
-    wait_for(lambda: not any(_alive(pid) for pid in started["pids"]), timeout=15,
+    wait_for(lambda: not any(alive(pid) for pid in started["pids"]), timeout=15,
              what="components to die with their owner")
     if network:
         # The dead owner's network namespaces are cleared by the next network to take its slot.
@@ -76,10 +64,10 @@ def test_killed_owner_takes_its_components_with_it():
 def test_stop_ends_every_component(make_cluster):
     local = make_cluster(scheduler=True, controller_manager=True, kwok=True)
     pids = [c.process.pid for c in local.components]
-    assert all(_alive(pid) for pid in pids)
+    assert all(alive(pid) for pid in pids)
     workdir = local.workdir
     local.stop()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert not workdir.exists()
 
 
@@ -104,7 +92,7 @@ def test_cluster_up_and_down_from_the_shell(tmp_path):
         down = subprocess.run([python, "-m", "localcluster", "down", "--dir", str(workdir)],
                               cwd=REPO, capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
-    assert not any(_alive(pid) for pid in state["pids"].values())
+    assert not any(alive(pid) for pid in state["pids"].values())
 
 
 def test_a_reused_workdir_gets_node_credentials_from_its_new_ca(tmp_path):
