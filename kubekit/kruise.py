@@ -23,3 +23,9 @@ WEBHOOK_PORT = 9876
 MUTATE_POD_PATH = "/mutate-pod"
 VALIDATE_SIDECARSET_PATH = "/validate-apps-kruise-io-v1alpha1-sidecarset"
 MUTATE_SIDECARSET_PATH = "/mutate-apps-kruise-io-v1alpha1-sidecarset"
+VALIDATE_POD_PATH = "/validate-pod"  # pod delete and pods/eviction (WorkloadSpread's deletingPods)
+VALIDATE_WORKLOADSPREAD_PATH = "/validate-apps-kruise-io-v1alpha1-workloadspread"
+
+WORKLOADSPREADS_PATH = "/apis/apps.kruise.io/v1alpha1/workloadspreads"  # namespaced: .../namespaces/{ns}/workloadspreads
+MATCHED_WORKLOADSPREAD_ANNOTATION = "apps.kruise.io/matched-workloadspread"
+POD_DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
