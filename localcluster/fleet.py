@@ -30,32 +30,44 @@ from .cluster import LocalCluster
 from .processes import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
-CRD_FILE = ROOT / "charts" / "kruise" / "crds" / "apps.kruise.io_sidecarsets.yaml"
+CRD_DIR = ROOT / "charts" / "kruise" / "crds"
 HEALTH_PORT, METRICS_PORT = 8000, 8080
 
 
 def install_crd(api, timeout: float = 30) -> None:
-    """Create the SidecarSet CRD (if absent) and wait until it is served."""
+    """Create the chart's CRDs (SidecarSet, WorkloadSpread; each if absent) and wait until each
+    is served."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     extensions = client.ApiextensionsV1Api(api)
-    try:
-        extensions.create_custom_resource_definition(yaml.safe_load(CRD_FILE.read_text()))
-    except ApiException as err:
-        if err.status != 409:
-            raise
+    crds = [yaml.safe_load(path.read_text()) for path in sorted(CRD_DIR.glob("*.yaml"))]
+    for crd in crds:
+        try:
+            extensions.create_custom_resource_definition(crd)
+        except ApiException as err:
+            if err.status != 409:
+                raise
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        crd = extensions.read_custom_resource_definition("sidecarsets.apps.kruise.io")
-        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
-            try:
-                client.CustomObjectsApi(api).list_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets")
-                return
-            except ApiException:
-                pass
-        time.sleep(0.2)
-    raise TimeoutError("the SidecarSet CRD was not established in time")
+    for crd in crds:
+        name, plural = crd["metadata"]["name"], crd["spec"]["names"]["plural"]
+        while not _served(extensions, client.CustomObjectsApi(api), name, plural):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the CRD {name} was not established in time")
+            time.sleep(0.2)
+
+
+def _served(extensions, objects, name: str, plural: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    crd = extensions.read_custom_resource_definition(name)
+    if not any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+        return False
+    try:
+        objects.list_cluster_custom_object("apps.kruise.io", "v1alpha1", plural)
+        return True
+    except ApiException:
+        return False
 
 
 @dataclass
