@@ -86,10 +86,11 @@ preflight: $(STAMP)
 	@$(PY) -m localcluster.capabilities
 
 ## test: everything, against the real local control plane (builds binaries on first run); a test
-## the machine cannot run fails, and a skip fails the run, unless KRUISECTL_PARTIAL allows it
+## the machine cannot run fails, and a skip fails the run, unless KRUISECTL_PARTIAL allows it; the
+## 40 slowest steps are listed at the end
 test: preflight
 	@$(MAKE) --no-print-directory build-upstream
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --durations=40 $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -ra -m "not cluster and not image" $(PYTEST_ARGS)
