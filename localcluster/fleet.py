@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,6 +217,7 @@ class Fleet:
         logdir.mkdir(exist_ok=True)
         replica.log = logdir / f"{self.namespace}-m{replica.index}.log"
         env = {**os.environ, "POD_NAME": f"kruise-controller-manager-m{replica.index}", "POD_NAMESPACE": self.namespace,
+               "POD_UID": self.pod_uid(replica),
                "KUBECONFIG": str(self._kubeconfig), "PYTHONPATH": str(ROOT),
                "WEBHOOK_CERT_DIR": str(self.cluster.workdir / "managers" / f"{self.namespace}-m{replica.index}-certs")}
         env.pop("KUBERNETES_SERVICE_HOST", None)
@@ -226,6 +228,11 @@ class Fleet:
             replica.process = subprocess.Popen(replica.host.wrap(argv), env=env, stdout=log, stderr=subprocess.STDOUT,
                                                preexec_fn=die_with_parent, cwd=str(ROOT))
         return replica
+
+    def pod_uid(self, replica: Replica) -> str:
+        """The replica's pod UID: a replica started again is its pod's container restarted
+        (same name, same UID), as the kubelet restarts one."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kruise-fleet/{self.namespace}/m{replica.index}"))
 
     def worker_pid(self, replica: Replica) -> int | None:
         """The pid of a supervised replica's worker (the supervisor's child), or None."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,8 @@ import time
 from .options import Options
 
 log = logging.getLogger("manager")
+
+PROCESS_STARTED = time.monotonic()  # this process's start, near enough (the module loads first)
 
 # What a worker imports before it serves (its own modules import the rest lazily, at start):
 # the supervisor imports them once, and a worker forked from it pays nothing for them.
@@ -61,6 +64,7 @@ class Manager:
         self.args = args
         self.handoff = handoff
         self.identity = handoff.identity if handoff else new_identity()
+        self.pod_uid = os.environ.get("POD_UID", "")
         self.namespace = args.leader_election_namespace
         # Aborting connections (SO_LINGER 0): a request not yet sent dies with the process (the
         # supervisor's safety argument relies on it).
@@ -177,12 +181,12 @@ class Manager:
         from .runnable import Runnable
 
         a = self.args
-        config = ElectionConfig.from_options(a, self.identity)
+        config = ElectionConfig.from_options(a, self.identity, self.pod_uid)
         callbacks = {"on_started_leading": self.runnables.started_leading,
                      "on_stopped_leading": self._stopped_leading}
         if a.enable_leader_election:
             self.elector = LeaderElector(LeaseLock(self.client, self.namespace, a.leader_election_id), config,
-                                         succession=self.handoff.succession() if self.handoff else None,
+                                         succession=self._succession(),
                                          **callbacks)
         else:
             self.elector = NoElection(config, **callbacks)
@@ -196,6 +200,18 @@ class Manager:
         self.runnables.add(Runnable(
             "controller", self.controller.start, self.controller.stop, needs_leader=True,
             liveness=heartbeat_check(lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")))
+
+    def _succession(self):
+        """Who this replica may succeed without waiting the lease duration out: its supervisor's
+        reaped workers, and holders from earlier containers of this pod (a process run without
+        a supervisor is its container's first process: it started after they died)."""
+        from .lease import Succession
+
+        if self.handoff:
+            return self.handoff.succession(self.pod_uid)
+        if self.pod_uid:
+            return Succession(frozenset(), PROCESS_STARTED + self.args.worker_succession_delay, self.pod_uid)
+        return None
 
     def _add_peers(self) -> None:
         """Peer probes and, while leading, the readiness gate (see :mod:`manager.peers`); needs

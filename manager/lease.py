@@ -19,10 +19,12 @@ Two parts, as in client-go's ``resourcelock`` and ``leaderelection``:
     (SIGSTOP, a long GC pause) finds its gate shut when it resumes and never writes.
   - Standbys watch the Lease as well as polling it, so a Lease released on SIGTERM is taken
     within the watch latency instead of a retry period.
-  - A :class:`Succession` names holders proven dead (this replica's own earlier worker
-    processes, reaped by :mod:`manager.supervisor`): a Lease still naming one of them is taken
-    at once (after ``not_before``) instead of after ``lease_duration``, still by an update on
-    the resourceVersion read, so it never overrides another candidate.
+  - A :class:`Succession` names holders proven dead: this replica's own earlier worker
+    processes, reaped by :mod:`manager.supervisor`, and any holder that ran in an earlier
+    container of this same pod (the Lease says which pod its holder runs in: the
+    :data:`HOLDER_POD_ANNOTATION`, written with every take and renewal). A Lease still naming
+    one of them is taken at once (after ``not_before``) instead of after ``lease_duration``,
+    still by an update on the resourceVersion read, so it never overrides another candidate.
 
 :class:`NoElection` has the elector's interface for ``--enable-leader-election=false``: it
 leads at once and its gate never shuts.
@@ -47,6 +49,11 @@ log = logging.getLogger("manager.lease")
 
 Callback = Callable[[], None]
 
+# "<pod uid> <holder identity>": the pod the holder runs in. Only the holder writes it, in the
+# same update as holderIdentity; a record whose annotation names another identity (an upstream
+# manager took the Lease and kept our annotation) says nothing about its holder's pod.
+HOLDER_POD_ANNOTATION = "kruise.io/leader-pod-uid"
+
 
 def now_micro() -> str:
     """A MicroTime as Leases carry it."""
@@ -64,11 +71,12 @@ class ElectionConfig:
     lease_duration: float
     renew_deadline: float
     retry_period: float
+    pod_uid: str  # the UID of the pod this process runs in (the downward API's POD_UID), "" if unknown
 
     @classmethod
-    def from_options(cls, o: "Options", identity: str) -> "ElectionConfig":
+    def from_options(cls, o: "Options", identity: str, pod_uid: str) -> "ElectionConfig":
         return cls(o.leader_election_namespace, o.leader_election_id, identity, o.leader_election_lease_duration,
-                   o.leader_election_renew_deadline, o.leader_election_retry_period)
+                   o.leader_election_renew_deadline, o.leader_election_retry_period, pod_uid)
 
     def validate(self) -> None:
         from .options import election_timings_problem
@@ -87,14 +95,19 @@ class LeaderElectionRecord:
     acquire_time: str | None = None
     renew_time: str | None = None
     lease_transitions: int = 0
+    holder_pod_uid: str = ""  # the pod the holder runs in, when the Lease says so for this holder
 
     @classmethod
     def from_lease(cls, lease: dict) -> "LeaderElectionRecord":
         spec = lease.get("spec") or {}
-        return cls(holder=spec.get("holderIdentity") or "",
+        holder = spec.get("holderIdentity") or ""
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        pod_uid, _, named = (annotations.get(HOLDER_POD_ANNOTATION) or "").partition(" ")
+        return cls(holder=holder,
                    lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
                    acquire_time=spec.get("acquireTime"), renew_time=spec.get("renewTime"),
-                   lease_transitions=int(spec.get("leaseTransitions") or 0))
+                   lease_transitions=int(spec.get("leaseTransitions") or 0),
+                   holder_pod_uid=pod_uid if holder and named == holder else "")
 
     def spec(self) -> dict:
         return {"holderIdentity": self.holder, "leaseDurationSeconds": self.lease_duration_seconds,
@@ -104,16 +117,29 @@ class LeaderElectionRecord:
 
 @dataclass(frozen=True)
 class Succession:
-    """Holders known dead (``dead``), and the earliest time on the elector's clock at which a
-    Lease still naming one of them may be taken. Only a process that saw them die may say so:
-    the supervisor, which reaped each one with ``waitpid``."""
+    """Holders known dead, and the earliest time on the elector's clock at which a Lease still
+    naming one of them may be taken (``not_before``: ``--worker-succession-delay`` after the
+    last death, or after this container started when the death was its predecessor's).
+
+    - ``dead``: identities of this container's earlier workers. Only a process that saw them
+      die may say so: the supervisor, which reaped each one with ``waitpid``.
+    - ``pod_uid``: this pod. A holder that ran in this pod under another identity ran in an
+      earlier container of it, and the kubelet starts a container only after its previous
+      instance exited (a container's processes share its PID namespace, so they all died with
+      its first process; a worker also dies with its supervisor, PR_SET_PDEATHSIG). A pod
+      deleted and created again is another pod, with another UID: no proof there."""
 
     dead: frozenset[str]
     not_before: float
+    pod_uid: str = ""
 
-    def free_at(self, holder: str, expires: float) -> float:
-        """When a Lease held by ``holder`` (expiring at ``expires``) may be taken."""
-        return min(expires, self.not_before) if holder in self.dead else expires
+    def proves_dead(self, holder: str, holder_pod_uid: str = "") -> bool:
+        return holder in self.dead or bool(self.pod_uid and holder_pod_uid == self.pod_uid)
+
+    def free_at(self, holder: str, expires: float, holder_pod_uid: str = "") -> float:
+        """When a Lease held by ``holder`` (expiring at ``expires``; running in the pod
+        ``holder_pod_uid`` if the Lease says) may be taken."""
+        return min(expires, self.not_before) if self.proves_dead(holder, holder_pod_uid) else expires
 
 
 @dataclass(frozen=True)
@@ -141,6 +167,8 @@ class LeaseLock:
         metadata = {"name": self.name, "namespace": self.namespace}
         if resource_version:
             metadata["resourceVersion"] = resource_version
+        if record.holder and record.holder_pod_uid:
+            metadata["annotations"] = {HOLDER_POD_ANNOTATION: f"{record.holder_pod_uid} {record.holder}"}
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": record.spec()}
 
     def get(self, timeout: float) -> Versioned:
@@ -266,7 +294,7 @@ class LeaderElector:
         if not record.holder or record.holder == self.config.identity:
             return float("-inf")
         expires = observed.at + self._duration_of(record)
-        return self.succession.free_at(record.holder, expires) if self.succession else expires
+        return self.succession.free_at(record.holder, expires, record.holder_pod_uid) if self.succession else expires
 
     def _held_by_other(self, observed: _Observation) -> bool:
         return self._free_at(observed) > self.clock.now()
@@ -283,7 +311,8 @@ class LeaderElector:
     def _attempt(self, timeout: float, use_cached: bool) -> bool:
         sent_at = self.clock.now()
         stamp = now_micro()
-        ours = LeaderElectionRecord(self.config.identity, int(self.config.lease_duration), stamp, stamp, 0)
+        ours = LeaderElectionRecord(self.config.identity, int(self.config.lease_duration), stamp, stamp, 0,
+                                    holder_pod_uid=self.config.pod_uid)
         try:
             observed = self._snapshot() if use_cached else None
             if observed is None:
@@ -302,7 +331,8 @@ class LeaderElector:
                 return False
             current = observed.versioned.record
             if current.holder == self.config.identity:
-                record = replace(current, renew_time=stamp, lease_duration_seconds=int(self.config.lease_duration))
+                record = replace(current, renew_time=stamp, lease_duration_seconds=int(self.config.lease_duration),
+                                 holder_pod_uid=self.config.pod_uid)
             else:
                 record = replace(ours, lease_transitions=current.lease_transitions + (1 if current.holder else 0))
             remaining = timeout - (self.clock.now() - sent_at)
@@ -310,7 +340,8 @@ class LeaderElector:
                 return False
             self._observe(self.lock.update(record, observed.versioned.resource_version, timeout=remaining))
             self._renew_sent_at = sent_at
-            if current.holder != self.config.identity and self.succession and current.holder in self.succession.dead:
+            if (current.holder != self.config.identity and self.succession
+                    and self.succession.proves_dead(current.holder, current.holder_pod_uid)):
                 self.succeeded = current.holder
             return True
         except ApiError as err:

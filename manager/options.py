@@ -153,8 +153,9 @@ class Options:
         "under the liveness probe's (failureThreshold-1) x periodSeconds, so the kubelet never restarts the "
         "whole container for a hung worker; 0 never", parse=duration)
     worker_succession_delay: float = option(
-        0.5, "a restarted worker takes the Lease from its dead predecessor no sooner than this after the death: "
-        "a write the predecessor sent just before it died has finished at the apiserver by then",
+        0.5, "a restarted worker takes the Lease from its dead predecessor no sooner than this after the death "
+        "(after its container started, when the predecessor ran in an earlier container of the same pod): a "
+        "write the predecessor sent just before it died has finished at the apiserver by then",
         parse=duration)
     feature_gates: str = option(
         "", "upstream's feature gates, Name=true,Other=false; this manager reads "

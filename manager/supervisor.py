@@ -38,7 +38,8 @@ What it does (``--supervise=false`` runs the manager as one process instead):
 
 Safety: no two leaders act at once.
 
-1. A worker takes the Lease early only while it still names a worker this supervisor reaped
+1. A worker takes the Lease early only while it still names a worker this supervisor reaped (or
+   one from an earlier container of this pod: 4)
    (:class:`manager.lease.Succession`). ``waitpid`` returned for that process: every thread
    of it is gone and its sockets are closed, it sends nothing any more.
 2. What it sent before dying: the manager's API connections abort when closed (SO_LINGER 0,
@@ -55,11 +56,19 @@ Safety: no two leaders act at once.
    standby; a standby acts only after its own successful write, which would have changed that
    resourceVersion. So at most one leads, as in any election.
 
+4. A kill of the whole container (SIGKILL of this process, the kubelet's liveness probe, an
+   OOM kill of the supervisor): the kubelet starts the container again in the same pod, and
+   the Lease says which pod its holder ran in (``kruise.io/leader-pod-uid``, written with
+   every take and renewal). The kubelet starts a container only after its previous instance
+   exited; the workers died with it (its PID namespace, and PR_SET_PDEATHSIG where there is
+   none). So the new container's first worker takes a Lease held from this pod under another
+   identity ``--worker-succession-delay`` after the supervisor started (the death was earlier
+   still), by the same update on the resourceVersion read as in 3.
+
 What gives no such proof keeps the lease duration: a pod deleted with grace 0 or killed
-whole, a kill of the whole container (the kubelet's liveness probe, an OOM kill of this
-process), a lost node or a partition. The next supervisor reaped nobody, and a replica
-elsewhere cannot tell a dead leader from one cut off, so they wait ``leaseDuration`` as before
-(a graceful stop releases the Lease and waits for nothing).
+whole (the next pod has another UID), a lost node or a partition: a replica elsewhere cannot
+tell a dead leader from one cut off, so it waits ``leaseDuration`` as before (a graceful stop
+releases the Lease and waits for nothing).
 """
 
 from __future__ import annotations
@@ -150,6 +159,7 @@ class Handoff:
     heartbeat_fd: int | None = None
     restarts: dict[str, int] = field(default_factory=dict)  # reason -> count
     last: dict | None = None  # how the previous worker ended
+    started: float | None = None  # CLOCK_MONOTONIC when the supervisor (this container) started
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))
@@ -165,13 +175,17 @@ class Handoff:
         fd = self.sockets.pop(name, None)
         return socket.socket(fileno=fd) if fd is not None else None
 
-    def succession(self):
-        """The elector's :class:`~manager.lease.Succession`, or None for a first worker."""
+    def succession(self, pod_uid: str = ""):
+        """The elector's :class:`~manager.lease.Succession`: this container's reaped workers
+        and, with ``pod_uid``, holders from earlier containers of this pod; None when there is
+        neither."""
         from .lease import Succession
 
-        if not self.dead or self.died_at is None:
-            return None
-        return Succession(frozenset(self.dead), self.died_at + self.succession_delay)
+        if self.dead and self.died_at is not None:
+            return Succession(frozenset(self.dead), self.died_at + self.succession_delay, pod_uid)
+        if pod_uid and self.started is not None:
+            return Succession(frozenset(), self.started + self.succession_delay, pod_uid)
+        return None
 
     def start_heartbeat(self, healthy: Callable[[], bool], interval: float = HEARTBEAT_INTERVAL) -> None:
         """Beat on the supervisor's pipe every ``interval`` while ``healthy()`` (the liveness
@@ -273,6 +287,7 @@ class Supervisor:
         """``worker``: the worker's main (:func:`manager.app.run`), run in a forked child;
         None starts every worker by exec of ``python -m manager`` instead."""
         self.options, self.argv, self.clock, self.worker_main = options, list(argv), clock, worker
+        self.started = clock()
         self.wake: tuple[int, int] | None = None  # the signal wakeup pipe, closed in a child
         self.window = RestartWindow(options.worker_restart_limit, options.worker_restart_window)
         self.sockets: dict[str, socket.socket] = {}
@@ -309,7 +324,7 @@ class Supervisor:
         read_end, write_end = os.pipe()
         handoff = Handoff(identity, self.dead[-KEEP_DEAD:], self.died_at, self.options.worker_succession_delay,
                           {name: s.fileno() for name, s in self.sockets.items()}, write_end, dict(self.restarts),
-                          self.last)
+                          self.last, self.started)
         prctl, parent = _prctl(), os.getpid()
         fork_only = self.worker_main is not None and threading.active_count() == 1
         if self.worker_main is not None and not fork_only:

@@ -14,7 +14,7 @@ from manager.lease import (Clock, ElectionConfig, LeaderElectionRecord, LeaderEl
                            Versioned)
 
 CONFIG = dict(namespace="kruise-system", name="kruise-manager", lease_duration=15.0, renew_deadline=10.0,
-              retry_period=2.0)
+              retry_period=2.0, pod_uid="")
 
 
 class FakeClock(Clock):
@@ -262,7 +262,7 @@ def test_transient_read_errors_are_retried_not_fatal():
 def test_config_requires_lease_above_renew_above_retry_above_zero(durations):
     lease, renew, retry = durations
     with pytest.raises(ValueError, match="lease duration > renew deadline > retry period"):
-        ElectionConfig("ns", "n", "id", lease, renew, retry).validate()
+        ElectionConfig("ns", "n", "id", lease, renew, retry, "").validate()
 
 
 def test_no_election_leads_at_once_and_never_shuts_its_gate():

@@ -51,7 +51,7 @@ def test_the_parts_settings_come_from_the_flags():
                "--service-name=svc", "--webhook-cert-dir=/certs", "--webhook-cert-mode=external",
                "--webhook-ca-validity=100h", "--webhook-cert-validity=50h", "--webhook-cert-renew-before=5h",
                "--mutating-webhook-configuration=m", "--validating-webhook-configuration=v"], environ={})
-    assert ElectionConfig.from_options(o, "me") == ElectionConfig("ops", "lock", "me", 20.0, 12.0, 3.0)
+    assert ElectionConfig.from_options(o, "me", "uid-1") == ElectionConfig("ops", "lock", "me", 20.0, 12.0, 3.0, "uid-1")
     assert CertOptions.from_options(o) == CertOptions(
         namespace="ops", secret="s", service="svc", cert_dir="/certs",
         configurations=(("mutatingwebhookconfigurations", "m"), ("validatingwebhookconfigurations", "v")),

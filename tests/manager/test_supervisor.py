@@ -16,6 +16,7 @@ import requests
 from kubernetes import client
 
 from localcluster.fleet import METRICS_PORT, Fleet
+from manager.lease import HOLDER_POD_ANNOTATION
 from tests.conftest import wait_for
 
 from .conftest import start_cluster
@@ -119,6 +120,45 @@ def test_a_dead_or_hung_leader_worker_is_succeeded_by_its_own_pod_and_no_write_o
     writes = check_no_overlap(audit_events(audit))
     print({"writes": writes, "killed_s": round(killed_s, 3), "hung_s": round(hung_s, 3)})
     assert writes.get(killed_id, 0) > 0 and writes.get(hung_id, 0) > 0, writes
+
+
+def test_a_killed_leader_container_is_succeeded_by_its_pods_next_container_and_no_write_overlaps(supervised):
+    """SIGKILL of the supervisor, the container's first process, takes its worker with it; the
+    pod's next container (started again as the kubelet would, same pod UID) takes the Lease
+    within seconds, where a standby waits the lease duration out."""
+    fleet, audit = supervised
+    api = fleet.cluster.api()
+    label = f"stream-{uuid.uuid4().hex[:6]}"
+    client.CustomObjectsApi(api).create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
+        "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": label},
+        "spec": {"selector": {"matchLabels": {"app": label}}, "containers": [{"name": "s", "image": "s"}]}})
+    stream = PodStream(api, label, limit=300)
+    stream.thread.start()
+    try:
+        leader = wait_for(lambda: fleet.leader(), timeout=60, what="a leader")
+        time.sleep(3)  # it writes a status or two first
+        old = holder(fleet)
+        assert old.startswith(pod_of(leader) + "_"), old
+        worker = fleet.worker_pid(leader)
+        assert worker, "the supervisor runs no worker"
+        leader.signal(signal.SIGKILL)
+        assert leader.process.wait(15) == -signal.SIGKILL
+        wait_for(lambda: not os.path.exists(f"/proc/{worker}"), timeout=10, what="the worker to die with it")
+        fleet.start(leader)
+        new, took = new_holder_after(fleet, old, timeout=LEASE + 5)
+        print(f"SIGKILL of the leader's container: {new} holds the Lease {took:.2f}s after it started again")
+        assert new.startswith(pod_of(leader) + "_"), new  # its own pod, not a standby
+        assert took < LEASE - 5, took
+        fleet.wait_ready([leader], timeout=60)
+        time.sleep(3)  # the successor writes
+    finally:
+        stream.stop.set()
+        stream.thread.join(10)
+    lease = client.CoordinationV1Api(api).read_namespaced_lease(fleet.lease_name, fleet.namespace)
+    assert lease.metadata.annotations[HOLDER_POD_ANNOTATION].split(" ") == [fleet.pod_uid(leader), new]
+    writes = check_no_overlap(audit_events(audit))
+    print({"writes": writes, "container_restart_s": round(took, 3)})
+    assert writes.get(old, 0) > 0 and writes.get(new, 0) > 0, writes
 
 
 def test_a_crash_loop_exits_the_supervisor_with_the_workers_status(supervised):

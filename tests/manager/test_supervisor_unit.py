@@ -6,12 +6,14 @@ apiserver and its audit log are in test_supervisor.py and tests/drill/test_crash
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import signal
 
 import pytest
 
 from kubekit.api import ApiError
-from manager.lease import ElectionConfig, LeaderElector, Succession
+from manager.lease import (HOLDER_POD_ANNOTATION, ElectionConfig, LeaderElectionRecord, LeaderElector, LeaseLock,
+                           Succession)
 from manager.options import parse, validate
 from manager.supervisor import ENV, Handoff, RestartWindow, addresses, describe
 
@@ -213,3 +215,82 @@ def test_a_forked_worker_holds_only_its_sockets_and_pipe_and_none_of_the_supervi
     assert seen["sigterm"] and seen["sigchld"]
     sockets = {int(fd) for fd, what in seen["fds"].items() if what.startswith("socket:")}
     assert len(sockets) == 2 and {int(fd) for fd in seen["fds"]} == {0, 1, 2, seen["heartbeat"], *sockets}, seen
+
+
+# ---- succession across a container restart of the same pod --------------------------------
+@pytest.mark.parametrize("dead, pod_uid, holder, holder_pod_uid, free_at", [
+    ((), "pod-1", "m_old", "pod-1", 100.5),     # held from this pod under another identity: an earlier container
+    ((), "pod-1", "m_old", "pod-2", 115.0),     # another pod: no proof, the lease duration
+    ((), "pod-1", "m_old", "", 115.0),          # the Lease does not say where its holder ran
+    ((), "", "m_old", "", 115.0),               # nor do we: "" never matches ""
+    (("m_old",), "", "m_old", "", 100.5),       # a worker this supervisor reaped, as before
+    (("m_old",), "pod-1", "x_other", "pod-2", 115.0),
+])
+def test_succession_proves_dead_a_holder_from_an_earlier_container_of_this_pod(dead, pod_uid, holder,
+                                                                                 holder_pod_uid, free_at):
+    succession = Succession(frozenset(dead), 100.5, pod_uid)
+    assert succession.free_at(holder, 115.0, holder_pod_uid) == free_at
+
+
+@pytest.mark.parametrize("annotation, holder, expected", [
+    ("uid-1 pod_a", "pod_a", "uid-1"),
+    ("uid-1 pod_b", "pod_a", ""),       # written for an earlier holder (another manager kept the annotation)
+    ("uid-1", "pod_a", ""),             # malformed
+    (None, "pod_a", ""),
+    ("uid-1 ", "", ""),                 # no holder: nothing to say about it
+])
+def test_the_holders_pod_is_read_only_when_the_lease_names_that_holder(annotation, holder, expected):
+    metadata = {"annotations": {HOLDER_POD_ANNOTATION: annotation}} if annotation is not None else {}
+    lease = {"metadata": metadata, "spec": {"holderIdentity": holder}}
+    assert LeaderElectionRecord.from_lease(lease).holder_pod_uid == expected
+
+
+def test_the_lease_body_says_which_pod_its_holder_runs_in():
+    lock = LeaseLock(None, "kruise-system", "kruise-manager")
+    with_pod = lock._body(LeaderElectionRecord("pod_a", 15, holder_pod_uid="uid-1"), "42")
+    assert with_pod["metadata"]["annotations"] == {HOLDER_POD_ANNOTATION: "uid-1 pod_a"}
+    assert LeaderElectionRecord.from_lease(with_pod).holder_pod_uid == "uid-1"
+    assert "annotations" not in lock._body(LeaderElectionRecord("pod_a", 15), "42")["metadata"]
+
+
+def test_a_first_worker_succeeds_earlier_containers_of_its_pod_after_its_supervisor_started():
+    first = Handoff("m_new", succession_delay=0.5, started=200.0)
+    assert first.succession("uid-1") == Succession(frozenset(), 200.5, "uid-1")
+    assert first.succession("") is None  # no pod UID: nothing to prove with
+    assert Handoff("m_new", succession_delay=0.5).succession("uid-1") is None  # no start time known
+    later = Handoff("m_3", ["m_2"], 250.0, 0.5, started=200.0)
+    assert later.succession("uid-1") == Succession(frozenset({"m_2"}), 250.5, "uid-1")
+
+
+def test_a_restarted_container_takes_the_lease_from_its_pods_earlier_container_and_says_so():
+    lock, clock = MemoryLock(held_by("m_old", transitions=3)), FakeClock()
+    lock.record = replace(lock.record, holder_pod_uid="uid-1")
+    e = LeaderElector(lock, ElectionConfig(identity="m_new", **{**CONFIG, "pod_uid": "uid-1"}), clock=clock,
+                      watch=False, succession=Succession(frozenset(), clock.now() + 0.5, "uid-1"))
+    began = clock.now()
+    assert e._acquire()
+    assert clock.now() - began == pytest.approx(0.51, abs=0.02)
+    assert lock.record.holder == "m_new" and lock.record.holder_pod_uid == "uid-1"
+    assert lock.record.lease_transitions == 4 and e.succeeded == "m_old"
+
+
+def test_a_lease_held_from_another_pod_is_waited_out_even_with_a_pod_succession():
+    lock, clock = MemoryLock(held_by("x_old")), FakeClock()
+    lock.record = replace(lock.record, holder_pod_uid="uid-2")
+    e = LeaderElector(lock, ElectionConfig(identity="m_new", **{**CONFIG, "pod_uid": "uid-1"}), clock=clock,
+                      watch=False, succession=Succession(frozenset(), clock.now() + 0.5, "uid-1"))
+    began = clock.now()
+    assert e._acquire()
+    assert clock.now() - began == pytest.approx(15.01, abs=0.02)
+    assert e.succeeded == ""
+
+
+def test_every_renewal_keeps_saying_which_pod_the_holder_runs_in():
+    lock, clock = MemoryLock(), FakeClock()
+    e = LeaderElector(lock, ElectionConfig(identity="m_new", **{**CONFIG, "pod_uid": "uid-1"}), clock=clock,
+                      watch=False)
+    assert e.try_acquire_or_renew(timeout=5)
+    assert lock.record.holder_pod_uid == "uid-1"
+    clock.advance(2)
+    assert e.try_acquire_or_renew(timeout=5)
+    assert lock.record.holder == "m_new" and lock.record.holder_pod_uid == "uid-1"
