@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, NamedTuple
 
-from . import rollout
-from .inventory import Names
-from .kube import request_json
-from .leader import resolve_holder
-from .probe import PROBE_CONTAINER, probe_pod, probe_sidecarset
-from .status import pod_ready
+from .. import rollout
+from ..inventory import Names
+from ..kube import request_json
+from ..leader import resolve_holder
+from ..probe import PROBE_CONTAINER, probe_pod, probe_sidecarset
+from ..status import pod_ready
 
 ADMITTED, NOT_INJECTED, FAILED = "admitted", "not-injected", "failed"
 
@@ -197,7 +197,7 @@ class Observer:
             thread.join(3)
 
     def _watch_lease(self) -> None:
-        from .kube import api
+        from ..kube import api
 
         ns, name = self.names.namespace, self.names.lease
         path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
@@ -568,7 +568,7 @@ def exec_failure(status: str) -> str | None:
 def worker_restarts(target: Target, pod: str) -> float | None:
     """The pod's ``kruise_manager_worker_restarts_total`` (every reason) through the apiserver's
     pod proxy; None when it cannot be read."""
-    from .kube import api as api_of
+    from ..kube import api as api_of
 
     try:
         spec = request_json(target.api, "GET", f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}",
@@ -865,7 +865,7 @@ class ReplicaCounters:
     still be answering."""
 
     def __init__(self, api, names: Names, timeout: float, interval: float = 1.0, read_timeout: float = 3.0):
-        from .kube import api as api_of
+        from ..kube import api as api_of
 
         self.api, self.names, self.timeout = api, names, timeout
         self.interval, self.read_timeout = interval, read_timeout
@@ -1094,8 +1094,8 @@ def _endpoint_removal(observer: Observer, victims: list[str], began: float, ende
 def preflight(api, names: Names, timeout: float, force: bool, explicit: set[str] = frozenset()) -> list[str]:
     """Reasons not to drill (empty: go): fewer than 2 ready replicas, doctor errors. A missing
     namespace or explicitly named object raises KruisectlError."""
-    from . import inventory as inv
-    from .doctor import diagnose
+    from .. import inventory as inv
+    from ..doctor import diagnose
 
     inventory = inv.collect(api, names, timeout=timeout, extended=True)
     fatal = inventory.fatal()

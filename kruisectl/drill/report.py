@@ -15,7 +15,7 @@ import datetime as dt
 import math
 from html import escape
 
-from .drill import ADMITTED, FAILED, NOT_INJECTED, ScenarioResult, Timeline
+from . import ADMITTED, FAILED, NOT_INJECTED, ScenarioResult, Timeline
 
 NO_FAILURES = "No admission failed."
 NO_TIMELINE = "No timeline was recorded for this scenario."
