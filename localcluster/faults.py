@@ -24,7 +24,8 @@ import signal
 import threading
 import time
 
-from kruisectl.drill import Scenario, Target, pod_ready, worker_scenario
+from kruisectl.drill import Scenario, Target, worker_scenario
+from kruisectl.status import pod_ready
 from .hostlet import Hostlet
 
 
