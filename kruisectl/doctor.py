@@ -208,18 +208,22 @@ def pod_webhooks(configuration: dict | None) -> list[dict]:
             if any("pods" in (r.get("resources") or []) for r in w.get("rules") or [])]
 
 
+def every_pod_webhook(inv: Inventory) -> list[dict]:
+    """The pod webhooks of the manager's mutating, then validating, configuration."""
+    return pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)
+
+
 def _no_configurations(inv: Inventory, check: str) -> Finding | None:
+    """The finding of a check of the webhook configurations (ON_CONFIGURATIONS) when neither
+    exists: nothing to judge."""
     if inv.mutating is None and inv.validating is None:
         return Finding(check, "info", f"webhook configurations {inv.names.mutating} and {inv.names.validating} not found")
     return None
 
 
 def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
-    absent = _no_configurations(inv, "namespace-exclusion")
-    if absent:
-        return absent
     missing, fixes, matched = [], [], {}
-    for webhook in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating):
+    for webhook in every_pod_webhook(inv):
         for namespace in dict.fromkeys((*SYSTEM_NAMESPACES, inv.names.namespace)):
             labels = inv.namespace_labels(namespace)
             if not excludes_namespace(webhook, labels):
@@ -232,21 +236,18 @@ def check_namespace_exclusion(inv: Inventory, report: dict) -> Finding:
                        "pods and system pods (cyclic dependency)", "; ".join(dict.fromkeys(fixes)),
                        {"missing": missing, "matched": matched})
     skipped_by = {f"{w['name']}/{ns}": unmatched_requirements(w.get("namespaceSelector"), inv.namespace_labels(ns))
-                  for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)
+                  for w in every_pod_webhook(inv)
                   for ns in dict.fromkeys((*SYSTEM_NAMESPACES, inv.names.namespace))}
     return Finding("namespace-exclusion", "ok", f"pod webhooks skip kube-system and {inv.names.namespace}",
                    evidence={"skippedBy": skipped_by})
 
 
 def check_webhook_timeout(inv: Inventory, report: dict) -> Finding:
-    absent = _no_configurations(inv, "webhook-timeout")
-    if absent:
-        return absent
-    timeouts = {w["name"]: w.get("timeoutSeconds", 10) for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)}
+    timeouts = {w["name"]: w.get("timeoutSeconds", 10) for w in every_pod_webhook(inv)}
     long = {name: t for name, t in timeouts.items() if t > WEBHOOK_TIMEOUT_WARNING_S}
     if long:
         worst = max(long.values())
-        targets = [_configuration_of(inv, w) for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)
+        targets = [_configuration_of(inv, w) for w in every_pod_webhook(inv)
                    if w.get("timeoutSeconds", 10) > WEBHOOK_TIMEOUT_WARNING_S]
         configurations = [(kind, configuration, [i for k, c, i in targets if c is configuration])
                           for kind, configuration in (("mutatingwebhookconfiguration", inv.mutating),
@@ -275,10 +276,7 @@ def check_liveness_probe(inv: Inventory, report: dict) -> Finding:
 
 
 def check_failure_policy(inv: Inventory, report: dict) -> Finding:
-    absent = _no_configurations(inv, "failure-policy")
-    if absent:
-        return absent
-    failing = [w["name"] for w in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating)
+    failing = [w["name"] for w in every_pod_webhook(inv)
                if w.get("failurePolicy", "Fail") == "Fail"]
     endpoints = report["webhook"]["readyEndpoints"]
     evidence = {"failPolicyWebhooks": failing, "readyEndpoints": endpoints}
@@ -443,6 +441,9 @@ NEEDS = {
     check_alerts: ("alerts", ("monitoring", "prometheus_rules", "service_monitors", "pod_monitors", "services")),
 }
 
+# The checks of the manager's webhook configurations: with neither of them there is nothing to judge.
+ON_CONFIGURATIONS = (check_namespace_exclusion, check_webhook_timeout, check_failure_policy)
+
 
 def diagnose(inventory: Inventory, now=None) -> list[Finding]:
     """Every check's finding; ``now`` (default: the current time) judges the Lease and the
@@ -453,9 +454,12 @@ def diagnose(inventory: Inventory, now=None) -> list[Finding]:
     for check in CHECKS:
         name, reads = NEEDS[check]
         denied = inventory.denied(*reads)
+        absent = _no_configurations(inventory, name) if check in ON_CONFIGURATIONS else None
         if denied:
             findings.append(Finding(name, "info", f"unknown ({denied})",
                                     "grant that permission, or run doctor as a user who has it"))
+        elif absent:
+            findings.append(absent)
         else:
             findings.append(check(inventory, report))
     return findings

@@ -15,7 +15,7 @@ import time
 import requests
 import requests.adapters
 
-from .doctor import exclusion_fix, excludes_namespace, pod_webhooks
+from .doctor import every_pod_webhook, exclusion_fix, excludes_namespace
 from .findings import Finding
 from .inventory import Inventory
 from .status import build, serving_certificate
@@ -107,7 +107,7 @@ def check_pod_webhooks(inv: Inventory, report: dict) -> list[Finding]:
     findings = []
     wanted = list(dict.fromkeys(("kube-system", inv.names.namespace)))
     unknown = inv.denied("namespace")
-    for webhook in pod_webhooks(inv.mutating) + pod_webhooks(inv.validating):
+    for webhook in every_pod_webhook(inv):
         evidence = {"failurePolicy": webhook.get("failurePolicy", "Fail"), "timeoutSeconds": webhook.get("timeoutSeconds", 10),
                     "namespaceSelector": webhook.get("namespaceSelector")}
         text = f"{webhook['name']}: failurePolicy {evidence['failurePolicy']}, timeout {evidence['timeoutSeconds']}s"

@@ -23,8 +23,10 @@ import os
 import signal
 import threading
 import time
+from typing import Callable
 
-from kruisectl.drill import Scenario, Target, pod_ready, worker_scenario
+from kruisectl.drill import Scenario, Target, worker_scenario
+from kruisectl.status import pod_ready
 from .hostlet import Hostlet
 
 
@@ -111,37 +113,36 @@ def hang(hostlet: Hostlet, namespace: str, seconds: float = 20.0) -> Scenario:
                     moves_leader=False, act=act, replaces_victims=False, settled=later.done.is_set)
 
 
-def node_loss(hostlet: Hostlet, namespace: str, seconds: float = 70.0, leader: bool = False) -> Scenario:
+def _node_fault(name: str, summary: str, namespace: str, seconds: float, leader: bool,
+                cut: Callable[[str], list[str]], undo: Callable[[str], None]) -> Scenario:
+    """The node of the leader (or of a non-leader) taken by ``cut`` (which names the pods on
+    it, as namespace/name), given back by ``undo`` after ``seconds``; the manager's pods there
+    are the victims, and the same pods come back."""
     later = _Later()
 
     def act(target: Target, deadline: float) -> list[str]:
         node = _victim(target, leader)["spec"]["nodeName"]
-        lost = hostlet.fail_node(node)
-        later.run(seconds, lambda: hostlet.restore_node(node))
-        return [p.split("/", 1)[1] for p in lost if p.startswith(namespace + "/")]
+        hit = cut(node)
+        later.run(seconds, lambda: undo(node))
+        return [p.split("/", 1)[1] for p in hit if p.startswith(namespace + "/")]
 
-    return Scenario(f"node-loss{'-leader' if leader else ''}",
-                    f"lose the node of {'the leader' if leader else 'a non-leader'} for {seconds:g}s "
-                    "(processes killed, heartbeats stopped, host cut off the network)", graceful=False,
-                    moves_leader=leader, act=act, replaces_victims=False, settled=later.done.is_set)
+    return Scenario(f"{name}{'-leader' if leader else ''}", summary, graceful=False, moves_leader=leader, act=act,
+                    replaces_victims=False, settled=later.done.is_set)
+
+
+def node_loss(hostlet: Hostlet, namespace: str, seconds: float = 70.0, leader: bool = False) -> Scenario:
+    return _node_fault("node-loss", f"lose the node of {'the leader' if leader else 'a non-leader'} for "
+                       f"{seconds:g}s (processes killed, heartbeats stopped, host cut off the network)",
+                       namespace, seconds, leader, hostlet.fail_node, hostlet.restore_node)
 
 
 def node_partition(hostlet: Hostlet, namespace: str, seconds: float = 30.0, leader: bool = True) -> Scenario:
     """The node of the leader (or of a non-leader) cut off the network with its processes still
     running: they reach neither the apiserver nor their peers, and nothing reaches them; healed
     (the same processes go on) after ``seconds``."""
-    later = _Later()
-
-    def act(target: Target, deadline: float) -> list[str]:
-        node = _victim(target, leader)["spec"]["nodeName"]
-        cut = hostlet.partition_node(node)
-        later.run(seconds, lambda: hostlet.heal_node(node))
-        return [p.split("/", 1)[1] for p in cut if p.startswith(namespace + "/")]
-
-    return Scenario(f"node-partition{'-leader' if leader else ''}",
-                    f"cut the node of {'the leader' if leader else 'a non-leader'} off the network for {seconds:g}s "
-                    "(processes still running, heartbeats stopped)", graceful=False, moves_leader=leader, act=act,
-                    replaces_victims=False, settled=later.done.is_set)
+    return _node_fault("node-partition", f"cut the node of {'the leader' if leader else 'a non-leader'} off the "
+                       f"network for {seconds:g}s (processes still running, heartbeats stopped)",
+                       namespace, seconds, leader, hostlet.partition_node, hostlet.heal_node)
 
 
 def peer_partition(hostlet: Hostlet, namespace: str, seconds: float = 20.0) -> Scenario:

@@ -3,40 +3,18 @@
 
 import base64
 import json
-import ssl
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from admission_server import admission_server  # beside this script
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_POST(self):
-        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        pod = review["request"]["object"]
-        ops = [] if pod["metadata"].get("labels") else [{"op": "add", "path": "/metadata/labels", "value": {}}]
-        ops.append({"op": "add", "path": "/metadata/labels/echo-webhook", "value": sys.argv[5]})
-        body = json.dumps({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {
-                "uid": review["request"]["uid"],
-                "allowed": True,
-                "patchType": "JSONPatch",
-                "patch": base64.b64encode(json.dumps(ops).encode()).decode(),
-            },
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+def answer(request: dict) -> dict:
+    pod = request["object"]
+    ops = [] if pod["metadata"].get("labels") else [{"op": "add", "path": "/metadata/labels", "value": {}}]
+    ops.append({"op": "add", "path": "/metadata/labels/echo-webhook", "value": sys.argv[5]})
+    return {"allowed": True, "patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(ops).encode()).decode()}
 
 
-server = ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(sys.argv[3], sys.argv[4])
-server.socket = context.wrap_socket(server.socket, server_side=True)
+server = admission_server(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], answer)
 print("serving", flush=True)
 server.serve_forever()

@@ -7,7 +7,8 @@ import sys
 import click
 
 from .. import drill as lib
-from .. import drillreport, report_file
+from .. import report_file
+from ..drill import report as drillreport
 from .. import inventory as inv
 from ..errors import EXIT_CANNOT_CHECK, EXIT_FINDINGS, KruisectlError
 from ..output import dump, table

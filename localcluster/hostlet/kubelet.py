@@ -185,17 +185,24 @@ class Hostlet:
         """The current log file of a pod's container (``<n>.log`` for its n-th restart)."""
         return self._container(namespace, pod_name, container).log
 
+    def _detach(self, node: NodeAgent) -> list[PodWorker]:
+        """Mark ``node`` failed and wait for each of its pod workers to see it and stop acting
+        (no more status reports), its processes left as they are. Returns those workers."""
+        node.failed = True
+        with self._workers_lock:
+            workers = [w for w in self.workers.values() if w.node is node]
+        for worker in workers:
+            worker.changed.set()
+            worker.thread.join(5)
+        return workers
+
     def fail_node(self, name: str) -> list[str]:
         """Lose a node as a machine is lost: its heartbeats stop, every process of its pods is
         killed at once (no SIGTERM, no status update), and its host is cut off the network.
         The pods stay bound to it until the control plane acts. Returns their names."""
         node = self.nodes[name]
-        node.failed = True
-        with self._workers_lock:
-            lost = [w for w in self.workers.values() if w.node is node]
+        lost = self._detach(node)
         for worker in lost:
-            worker.changed.set()
-            worker.thread.join(5)
             worker.kill_all()
         with self._workers_lock:
             for worker in lost:
@@ -218,12 +225,7 @@ class Hostlet:
         failed link: its heartbeats and pod status reports stop (its kubelet cannot reach the
         apiserver either), its pods' processes go on, unreachable. Returns their names."""
         node = self.nodes[name]
-        node.failed = True
-        with self._workers_lock:
-            cut = [w for w in self.workers.values() if w.node is node]
-        for worker in cut:
-            worker.changed.set()
-            worker.thread.join(5)
+        cut = self._detach(node)
         node.host.unplug()
         return [f"{w.namespace}/{w.name}" for w in cut]
 

@@ -17,6 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from kruisectl.cli import cli
+from kruisectl.drill import ScenarioResult
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
 
@@ -122,3 +123,24 @@ def installed(request, tmp_path_factory, manager_archive):
     with install(VALUES, manager_archive, tmp_path_factory.mktemp("drill"),
                  getattr(request.module, "CONTROLLER_MANAGER_ARGS", ())) as env:
         yield env
+
+
+def pod_ips(installed) -> dict[str, str]:
+    from kubernetes import client
+
+    pods = client.CoreV1Api(installed.api()).list_namespaced_pod(installed.namespace).items
+    return {p.metadata.name: p.status.pod_ip for p in pods}
+
+
+def only_the_victims_failed(result: ScenarioResult, ips: dict[str, str]) -> None:
+    """A fault may cost the requests in flight on the victim's connections (reset there, or
+    waiting on a hung worker until the webhook's timeout) and the connections the apiserver
+    dialled to it before its endpoint was removed: every failure must name the victim's
+    address (reset or refused there) or be a timeout (the apiserver names no address then; the
+    live replicas answer in milliseconds), never another replica's address."""
+    victims = {ips[v] for v in result.victims}
+    for failure in result.failures:
+        assert "mpod.kb.io" in failure, failure
+        named = any(f"{ip}:" in failure for ip in victims)
+        timed_out = "deadline exceeded" in failure or "Timeout" in failure
+        assert named or timed_out, (failure, victims)

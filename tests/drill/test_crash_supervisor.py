@@ -29,7 +29,7 @@ from kruisectl.probe import probe_sidecarset
 from localcluster import faults
 
 from ..conftest import require, wait_for
-from .conftest import install
+from .conftest import install, only_the_victims_failed, pod_ips
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -47,13 +47,6 @@ VALUES = {"manager": {"nodeSelector": {"type": "hostlet"}, "webhookServer": {"ma
 def installed(tmp_path_factory, manager_archive):
     with install(VALUES, manager_archive, tmp_path_factory.mktemp("drill")) as env:
         yield env
-
-
-def pod_ips(installed) -> dict[str, str]:
-    from kubernetes import client
-
-    pods = client.CoreV1Api(installed.api()).list_namespaced_pod(installed.namespace).items
-    return {p.metadata.name: p.status.pod_ip for p in pods}
 
 
 def restart_counts(installed) -> dict[str, int]:
@@ -92,18 +85,6 @@ def worker_restarts(ip: str) -> float:
     text = requests.get(f"http://{ip}:8080/metrics", timeout=5).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("kruise_manager_worker_restarts_total{"))
-
-
-def only_the_victims_failed(result: drill.ScenarioResult, ips: dict[str, str]) -> None:
-    """What may fail is what was on its way to the victim's worker: a call on one of its
-    connections (reset there, or waiting on a hung worker until the webhook's timeout),
-    never a call to another replica."""
-    victims = {ips[v] for v in result.victims}
-    for failure in result.failures:
-        assert "mpod.kb.io" in failure, failure
-        named = any(f"{ip}:" in failure for ip in victims)
-        timed_out = "deadline exceeded" in failure or "Timeout" in failure
-        assert named or timed_out, (failure, victims)
 
 
 @pytest.mark.parametrize("leader", [True, False], ids=["leader", "replica"])

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kruisectl import drill, drillreport
+from kruisectl import drill
+from kruisectl.drill import report as drillreport
 from kruisectl.inventory import Names
 from kruisectl.probe import probe_sidecarset
 from localcluster import browser, faults

@@ -8,9 +8,10 @@ import pytest
 
 from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, WORKER_HEARTBEAT_INTERVAL_S,
                              WORKER_HEARTBEAT_TIMEOUT_S, WORKER_SCENARIOS, Budget, CounterRead, DrillOptions, Observer,
-                             Outcome, ReplicaSeries, Sample, ScenarioResult, _endpoint_removal, _pod_webhook_requests,
-                             _process_start, _summarise, default_budget, exec_failure, in_flight, leader_gap,
-                             replica_counts, serving, shares_of, worker_scenario)
+                             Outcome, ReplicaSeries, Sample, ScenarioResult, default_budget, endpoint_removal,
+                             exec_failure, in_flight, leader_gap, replica_counts, serving, shares_of, summarise,
+                             worker_scenario)
+from kruisectl.drill.observe import _pod_webhook_requests, _process_start
 
 
 def spec(holder: str, renew: str, acquire: str = "2026-01-01T00:00:00.000000Z") -> dict:
@@ -63,7 +64,7 @@ def test_summary_classifies_and_keeps_the_apiservers_messages():
                                                     Outcome(0, 11.0, FAILED, "context deadline exceeded"),
                                                     Outcome(0, 0.1, FAILED, "connection reset by peer")]
     result = ScenarioResult("x", [])
-    _summarise(result, outcomes, webhook_timeout_s=10)
+    summarise(result, outcomes, webhook_timeout_s=10)
     assert (result.requests, result.admitted, result.not_injected, result.failed, result.slow) == (100, 97, 1, 2, 1)
     assert result.p50_ms == 4.0 and result.max_ms == 500.0
     assert sorted(result.failures) == ["1x connection reset by peer", "1x context deadline exceeded"]
@@ -78,10 +79,10 @@ def test_endpoint_removal_is_when_the_victims_address_left_the_ready_endpoints()
     pods = {"a": "198.18.1.2", "b": "198.18.1.3", "c": "198.18.1.4"}
     observer.samples = [sample(0.0, set(pods.values()), pods), sample(1.2, set(pods.values()), pods),
                         sample(1.4, {"198.18.1.3", "198.18.1.4"}, {"b": "198.18.1.3", "c": "198.18.1.4"})]
-    assert _endpoint_removal(observer, ["a"], began=1.0, ended=5) == 0.4
+    assert endpoint_removal(observer, ["a"], began=1.0, ended=5) == 0.4
     # A replacement on the victim's node (host network) reuses its address: nothing to time.
     observer.samples[-1] = sample(1.4, set(pods.values()), {"a2": "198.18.1.2", "b": "198.18.1.3", "c": "198.18.1.4"})
-    assert _endpoint_removal(observer, ["a"], began=1.0, ended=5) is None
+    assert endpoint_removal(observer, ["a"], began=1.0, ended=5) is None
 
 
 def test_pod_webhook_counters_of_both_managers():
@@ -281,7 +282,7 @@ def test_refused_connections_are_counted_among_the_failed():
                                 'connection refused'),
         Outcome(0, 0.1, FAILED, "read tcp: connection reset by peer")]
     result = ScenarioResult("x", [])
-    _summarise(result, outcomes, webhook_timeout_s=10)
+    summarise(result, outcomes, webhook_timeout_s=10)
     assert (result.failed, result.refused) == (2, 1)
     assert result.to_dict()["refused"] == 1
 

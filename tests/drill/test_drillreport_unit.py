@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kruisectl import drillreport, report_file
+from kruisectl import report_file
+from kruisectl.drill import report as drillreport
 from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, Budget, Outcome, Point, Request, Sample, ScenarioResult,
                              Timeline, timeline)
 from kruisectl.errors import KruisectlError

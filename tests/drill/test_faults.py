@@ -19,29 +19,11 @@ from localcluster import faults
 from kruisectl.probe import probe_pod, probe_sidecarset
 from tests.conftest import require
 
+from .conftest import only_the_victims_failed, pod_ips
+
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 OPTIONS = drill.DrillOptions(rate=8, before_s=2, settle_s=2, timeout_s=180)
-
-
-def pod_ips(installed) -> dict[str, str]:
-    from kubernetes import client
-
-    pods = client.CoreV1Api(installed.api()).list_namespaced_pod(installed.namespace).items
-    return {p.metadata.name: p.status.pod_ip for p in pods}
-
-
-def only_the_victims_failed(installed, result: drill.ScenarioResult, ips: dict[str, str]) -> None:
-    """A fault may cost the requests in flight on the victim's connections and the connections
-    the apiserver dialled to it before its endpoint was removed: every failure must name the
-    victim's address (reset or refused there) or be a timeout (the apiserver names no address
-    then; the live replicas answer in milliseconds), never another replica's address."""
-    victims = {ips[v] for v in result.victims}
-    for failure in result.failures:
-        assert "mpod.kb.io" in failure, failure
-        named = any(f"{ip}:" in failure for ip in victims)
-        timed_out = "deadline exceeded" in failure or "Timeout" in failure
-        assert named or timed_out, (failure, victims)
 
 
 def cli_budget(installed, scenario: drill.Scenario) -> drill.Budget:
@@ -81,7 +63,7 @@ def test_a_killed_process_costs_at_most_what_was_on_its_way_to_it(installed, lea
     ips = pod_ips(installed)
     result = run(installed, faults.process_crash(installed.hostlet, installed.namespace, leader))
     assert not result.breaches, result
-    only_the_victims_failed(installed, result, ips)
+    only_the_victims_failed(result, ips)
     if leader:  # the leader gap's budget is only checked when someone new took the Lease
         assert result.new_leader and result.leader_gap_s is not None, result
 
@@ -90,7 +72,7 @@ def test_a_hung_replica_leaves_the_endpoints_within_its_readiness_budget(install
     ips = pod_ips(installed)
     result = run(installed, faults.hang(installed.hostlet, installed.namespace, seconds=12))
     assert not result.breaches, result
-    only_the_victims_failed(installed, result, ips)
+    only_the_victims_failed(result, ips)
     assert result.endpoint_removal_s is not None and result.endpoint_removal_s <= 2 * 2 + 2 + 2, result
 
 
@@ -100,7 +82,7 @@ def test_an_oom_killed_replica_is_restarted_and_costs_at_most_what_was_on_its_wa
     scenario = faults.oom(installed.hostlet, installed.namespace)
     result = run(installed, scenario)
     assert not result.breaches, result
-    only_the_victims_failed(installed, result, ips)
+    only_the_victims_failed(result, ips)
     (victim,) = result.victims
     last = installed.hostlet.worker(installed.namespace, victim).containers[0].last_terminated
     assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137)

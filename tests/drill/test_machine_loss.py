@@ -40,8 +40,8 @@ from localcluster import faults
 
 from kubekit import kruise
 
-from .conftest import HEARTBEAT_S
-from .test_faults import only_the_victims_failed, pod_ips, run
+from .conftest import HEARTBEAT_S, only_the_victims_failed, pod_ips
+from .test_faults import run
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -100,7 +100,7 @@ def timed(scenario: drill.Scenario) -> dict[str, float]:
 def assert_machine_loss_within_design(installed, result: drill.ScenarioResult, ips: dict[str, str],
                                       act_s: float) -> None:
     assert not result.breaches, result  # the CLI's crash budget: failed admissions, sidecars, recovery
-    only_the_victims_failed(installed, result, ips)
+    only_the_victims_failed(result, ips)
     assert result.endpoint_removal_s is not None, result
     if REPLICAS - len(result.victims) >= 2:  # the leader and a witness survive: the peers act
         assert result.endpoint_removal_s <= PEER_REMOVAL_MAX_S, result
@@ -151,7 +151,7 @@ def test_a_partitioned_leader_takes_no_one_out_and_its_successor_takes_it_out(in
     result = run(installed, scenario)
     assert result.victims == [old_leader["metadata"]["name"]], result
     assert not result.breaches, result
-    only_the_victims_failed(installed, result, ips)
+    only_the_victims_failed(result, ips)
     assert result.new_leader and result.leader_gap_s is not None, result
     assert result.min_ready_endpoints == REPLICAS - 1, result  # the survivors never left
     assert result.endpoint_removal_s is not None, result
@@ -197,7 +197,7 @@ def test_a_leader_cut_off_from_its_peers_only_takes_no_one_out(installed):
     result = run(installed, faults.peer_partition(installed.hostlet, installed.namespace, seconds=PARTITION_S), watch)
     watch.join(PARTITION_S + 5)
     assert not result.breaches and result.failed == 0, result
-    only_the_victims_failed(installed, result, ips)
+    only_the_victims_failed(result, ips)
     assert seen["unreachable"] == REPLICAS - 1, seen  # it did see every peer down ...
     assert metric(leader_ip, "kruise_manager_webhook_peer_marks_withheld_total") > withheld_before
     assert result.min_ready_endpoints == REPLICAS, result  # ... and took no one out

@@ -47,6 +47,19 @@ def start_cluster(audit_log: Path | None = None) -> LocalCluster:
     return LocalCluster.start(options, log=sys.stderr)
 
 
+def audited_fleet(tmp_path_factory, ready_timeout: float, **fleet_options):
+    """Three ready replicas on a cluster of their own whose apiserver logs every Lease and
+    status write (AUDIT_POLICY): a module fixture's body, yielding (fleet, audit log path)."""
+    audit = tmp_path_factory.mktemp("audit") / "audit.log"
+    local = start_cluster(audit_log=audit)
+    fleet = Fleet(local, **fleet_options).install(3)
+    fleet.start_all()
+    fleet.wait_ready(timeout=ready_timeout)
+    yield fleet, audit
+    fleet.stop_all()
+    local.stop()
+
+
 @pytest.fixture(scope="module")
 def manager_cluster():
     local = start_cluster()

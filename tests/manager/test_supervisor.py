@@ -9,18 +9,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 
 import pytest
 import requests
 from kubernetes import client
 
-from localcluster.fleet import METRICS_PORT, Fleet
+from localcluster.fleet import METRICS_PORT
 from manager.lease import HOLDER_POD_ANNOTATION
 from tests.conftest import wait_for
 
-from .conftest import start_cluster
-from .test_leader_election import PodStream, audit_events, check_no_overlap, holder
+from .conftest import audited_fleet
+from .leadership import audit_events, check_no_overlap, holder, status_writes, wait_new_holder
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -30,14 +29,8 @@ HEARTBEAT = 3.0
 
 @pytest.fixture(scope="module")
 def supervised(tmp_path_factory):
-    audit = tmp_path_factory.mktemp("audit") / "audit.log"
-    local = start_cluster(audit_log=audit)
-    fleet = Fleet(local, supervise=True, extra_args=(f"--worker-heartbeat-timeout={HEARTBEAT:g}s",)).install(3)
-    fleet.start_all()
-    fleet.wait_ready(timeout=120)
-    yield fleet, audit
-    fleet.stop_all()
-    local.stop()
+    yield from audited_fleet(tmp_path_factory, 120, supervise=True,
+                             extra_args=(f"--worker-heartbeat-timeout={HEARTBEAT:g}s",))
 
 
 def pod_of(replica) -> str:
@@ -54,16 +47,6 @@ def restarts(replica) -> dict[str, float]:
     return found
 
 
-def new_holder_after(fleet, old: str, timeout: float) -> tuple[str, float]:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        now = holder(fleet)
-        if now and now != old:
-            return now, time.monotonic() - started
-        time.sleep(0.02)
-    pytest.fail(f"no new leader within {timeout}s (holder still {holder(fleet)!r})")
-
-
 def succeed_after(fleet, victim, fault: int) -> tuple[str, float, int]:
     """Send ``fault`` to the leader's worker; (new holder, seconds from the fault, old pid)."""
     old = holder(fleet)
@@ -71,7 +54,7 @@ def succeed_after(fleet, victim, fault: int) -> tuple[str, float, int]:
     pid = fleet.worker_pid(victim)
     assert pid, "the supervisor runs no worker"
     os.kill(pid, fault)
-    new, took = new_holder_after(fleet, old, timeout=LEASE + 5)
+    new, took = wait_new_holder(fleet, old, timeout=LEASE + 5)
     print(f"{signal.Signals(fault).name} of the leader's worker: {new} holds the Lease {took:.2f}s later")
     return new, took, pid
 
@@ -79,12 +62,7 @@ def succeed_after(fleet, victim, fault: int) -> tuple[str, float, int]:
 def test_a_dead_or_hung_leader_worker_is_succeeded_by_its_own_pod_and_no_write_overlaps(supervised):
     fleet, audit = supervised
     api = fleet.cluster.api()
-    label = f"stream-{uuid.uuid4().hex[:6]}"
-    client.CustomObjectsApi(api).create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
-        "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": label},
-        "spec": {"selector": {"matchLabels": {"app": label}}, "containers": [{"name": "s", "image": "s"}]}})
-    stream = PodStream(api, label, limit=600)
-    stream.thread.start()
+    stream = status_writes(api, limit=600)
     try:
         leader = wait_for(lambda: fleet.leader(), timeout=60, what="a leader")
         time.sleep(3)  # it writes a status or two first
@@ -128,12 +106,7 @@ def test_a_killed_leader_container_is_succeeded_by_its_pods_next_container_and_n
     within seconds, where a standby waits the lease duration out."""
     fleet, audit = supervised
     api = fleet.cluster.api()
-    label = f"stream-{uuid.uuid4().hex[:6]}"
-    client.CustomObjectsApi(api).create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
-        "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": label},
-        "spec": {"selector": {"matchLabels": {"app": label}}, "containers": [{"name": "s", "image": "s"}]}})
-    stream = PodStream(api, label, limit=300)
-    stream.thread.start()
+    stream = status_writes(api, limit=300)
     try:
         leader = wait_for(lambda: fleet.leader(), timeout=60, what="a leader")
         time.sleep(3)  # it writes a status or two first
@@ -145,7 +118,7 @@ def test_a_killed_leader_container_is_succeeded_by_its_pods_next_container_and_n
         assert leader.process.wait(15) == -signal.SIGKILL
         wait_for(lambda: not os.path.exists(f"/proc/{worker}"), timeout=10, what="the worker to die with it")
         fleet.start(leader)
-        new, took = new_holder_after(fleet, old, timeout=LEASE + 5)
+        new, took = wait_new_holder(fleet, old, timeout=LEASE + 5)
         print(f"SIGKILL of the leader's container: {new} holds the Lease {took:.2f}s after it started again")
         assert new.startswith(pod_of(leader) + "_"), new  # its own pod, not a standby
         assert took < LEASE - 5, took

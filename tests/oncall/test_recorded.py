@@ -200,6 +200,20 @@ def test_each_broken_part_is_the_finding_that_names_it(mutate, check, level, wor
     assert found[check][0] == level and words in found[check][1], found[check]
 
 
+@pytest.mark.parametrize("gone", [("mutating", "validating"), ("validating",), ("mutating",)])
+def test_the_webhook_checks_judge_what_configurations_there_are(gone):
+    """With neither configuration a webhook check has nothing to judge and says so; with one
+    left it judges that one."""
+    data = copy.deepcopy(recorded())
+    for key in gone:
+        data[key] = None
+    found = findings(data)
+    for check in ("namespace-exclusion", "webhook-timeout", "failure-policy"):
+        nothing = found[check] == ("info", "webhook configurations kruise-mutating-webhook-configuration and "
+                                           "kruise-validating-webhook-configuration not found")
+        assert nothing is (len(gone) == 2), (check, found[check])
+
+
 @pytest.mark.parametrize("days_later, level", [(400, "error"), (350, "warning"), (0, "ok")])
 def test_certificate_expiry_as_time_passes(days_later, level):
     data = recorded()

@@ -7,13 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import signal
-import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
@@ -25,6 +23,7 @@ from localcluster.pki import LocalCA
 
 from kubekit import kruise
 
+from ..admission_server import admission_server
 from ..conftest import wait_for
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
@@ -145,31 +144,12 @@ class PatchGate:
         (tmp_path / "gate.crt").write_bytes(cert)
         (tmp_path / "gate.key").write_bytes(key)
         self.ca_bundle = base64.b64encode(ca.cert_pem).decode()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tmp_path / "gate.crt", tmp_path / "gate.key")
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server = admission_server("127.0.0.1", 0, tmp_path / "gate.crt", tmp_path / "gate.key", self.answer)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def _handler(self):
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["request"]
-                gate.admit(request)
-                body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                   "response": {"uid": request["uid"], "allowed": True}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
+    def answer(self, request: dict) -> dict:
+        self.admit(request)
+        return {"allowed": True}
 
     def admit(self, request: dict) -> None:
         if request.get("dryRun"):

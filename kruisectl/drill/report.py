@@ -15,7 +15,8 @@ import datetime as dt
 import math
 from html import escape
 
-from .drill import ADMITTED, FAILED, NOT_INJECTED, ScenarioResult, Timeline
+from .load import ADMITTED, FAILED, NOT_INJECTED
+from .results import ScenarioResult, Timeline
 
 NO_FAILURES = "No admission failed."
 NO_TIMELINE = "No timeline was recorded for this scenario."

@@ -1,0 +1,97 @@
+"""The drill's load: server-side dry-run pod creates at a steady rate, each answer classified —
+admitted with the probe sidecar, admitted without it (a silent loss), or failed with the
+apiserver's message kept."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..kube import request_json
+from ..probe import PROBE_CONTAINER, probe_pod
+
+ADMITTED, NOT_INJECTED, FAILED = "admitted", "not-injected", "failed"
+
+
+@dataclass
+class Outcome:
+    started: float  # monotonic
+    latency_s: float
+    kind: str  # ADMITTED / NOT_INJECTED / FAILED
+    message: str = ""
+
+
+def _error_message(err) -> str:
+    try:
+        return json.loads(err.body).get("message", str(err))
+    except (ValueError, TypeError, AttributeError):
+        return str(getattr(err, "reason", None) or err)
+
+
+class AdmissionLoad:
+    """Open-loop dry-run pod creates at ``rate``/s: a slow or failing answer never lowers the
+    offered rate (each request runs on its own worker, up to ``max_in_flight``)."""
+
+    def __init__(self, api, namespace: str, labels: dict[str, str], rate: float, timeout: float,
+                 max_in_flight: int = 256, prefix: str = "kruisectl-drill-"):
+        self.api, self.namespace, self.labels, self.prefix = api, namespace, labels, prefix
+        self.interval = 1.0 / rate
+        self.timeout = timeout
+        self.outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="drill-load")
+        self._ticker: threading.Thread | None = None
+        self.skipped = 0  # ticks dropped because max_in_flight requests were outstanding
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
+
+    def one(self) -> Outcome:
+        from kubernetes.client.exceptions import ApiException
+
+        started = time.monotonic()
+        try:
+            pod = request_json(self.api, "POST", f"/api/v1/namespaces/{self.namespace}/pods", self.timeout,
+                               body=probe_pod(self.labels, self.prefix), dryRun="All")
+        except ApiException as err:
+            return Outcome(started, time.monotonic() - started, FAILED, _error_message(err))
+        except Exception as err:  # noqa: BLE001 - a transport error is a failed admission too
+            return Outcome(started, time.monotonic() - started, FAILED, f"{err.__class__.__name__}: {err}")
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        kind = ADMITTED if PROBE_CONTAINER in names else NOT_INJECTED
+        return Outcome(started, time.monotonic() - started, kind)
+
+    def _record(self) -> None:
+        try:
+            outcome = self.one()
+            with self._lock:
+                self.outcomes.append(outcome)
+        finally:
+            self._in_flight.release()
+
+    def _tick(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            if self._in_flight.acquire(blocking=False):
+                self._pool.submit(self._record)
+            else:
+                self.skipped += 1
+            next_at += self.interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def start(self) -> "AdmissionLoad":
+        self._ticker = threading.Thread(target=self._tick, name="drill-ticker", daemon=True)
+        self._ticker.start()
+        return self
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(2)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    def between(self, start: float, end: float) -> list[Outcome]:
+        with self._lock:
+            return [o for o in self.outcomes if start <= o.started < end]
