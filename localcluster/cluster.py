@@ -347,11 +347,11 @@ class LocalCluster:
                 print(f"component(s) exited: {', '.join(dead)}; stopping", flush=True)
                 return
 
-    def client(self, user_agent: str = "localcluster") -> Client:
-        """An admin API client (the harness's own calls; tests use :meth:`api` or kubectl)."""
+    def client(self, user_agent: str = "localcluster", pool_size: int = 4) -> Client:
+        """An admin API client (kubekit's) with ``pool_size`` connections."""
         pki = self.workdir / "pki"
         return Client.for_certificate(self.server, str(self.ca_file), str(pki / "admin.crt"), str(pki / "admin.key"),
-                                      user_agent)
+                                      user_agent, pool_size)
 
     def wait_ready(self, timeout: float = 120) -> float:
         """Block until /readyz answers ok; return the seconds it took."""
