@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from kubekit import kruise
+from kubekit import kruise, paths
 from kubekit.api import ApiError, Client
 
 from . import build, network
@@ -376,7 +376,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                client.get("/api/v1/namespaces/default/serviceaccounts/default", timeout=2)
+                client.get(paths.service_accounts("default", "default"), timeout=2)
                 return
             except ApiError:
                 time.sleep(0.2)
