@@ -51,7 +51,7 @@ from click.testing import CliRunner  # noqa: E402
 from kruisectl import drill  # noqa: E402
 from kruisectl.cli import cli  # noqa: E402
 from kruisectl.inventory import Names, collect  # noqa: E402
-from kruisectl.kube import request_json  # noqa: E402
+from kubekit import paths  # noqa: E402
 from localcluster import faults  # noqa: E402
 from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
 from localcluster.hostlet import Hostlet, create_hostlet_nodes  # noqa: E402
@@ -108,8 +108,8 @@ class ExcludedNamespaces:
                 for ns in self.namespaces:
                     self.counts[ns]["requests"] += 1
                     try:
-                        request_json(self.api, "POST", f"/api/v1/namespaces/{ns}/pods", 10,
-                                     body=probe_pod({"app": "outage-check"}), dryRun="All")
+                        self.api.request("POST", paths.pods(ns), body=probe_pod({"app": "outage-check"}), timeout=10,
+                                         dryRun="All")
                     except Exception:  # noqa: BLE001 - counted
                         self.counts[ns]["failed"] += 1
                 time.sleep(0.2)
@@ -205,7 +205,7 @@ def main() -> None:
                               *[arg for value in args.set for arg in ("--set", value)])
         if installed.exit_code:
             raise SystemExit(f"install failed: {installed.output}")
-        api = cluster.api()
+        api = cluster.client("ha-drills", pool_size=64)  # as many connections as kruisectl drill keeps
         names = Names(namespace=NAMESPACE)
         options = drill.DrillOptions(rate=args.rate, before_s=3, settle_s=3, timeout_s=240,
                                      webhook_timeout_s=drill.webhook_timeout(api, names, 10))
@@ -290,11 +290,11 @@ def manager_image() -> tuple[list[Path], str | None]:
 
 def kruisectl_settled(cluster: LocalCluster, timeout: float = 300) -> None:
     """Between scenarios: the Deployment rolled out with every replica ready."""
-    api = cluster.api()
+    client = cluster.client("ha-drills")
     names = Names(namespace=NAMESPACE)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        d = request_json(api, "GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{names.deployment}", 10)
+        d = client.get(paths.deployments(NAMESPACE, names.deployment), 10)
         s, want = d.get("status") or {}, d["spec"]["replicas"]
         if (s.get("observedGeneration", 0) >= d["metadata"]["generation"] and s.get("readyReplicas") == want
                 and s.get("replicas") == want and s.get("updatedReplicas") == want):

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client  # noqa: E402
 
-from kruisectl.kube import request_json  # noqa: E402
+from kubekit import paths  # noqa: E402
 from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
 from localcluster.fleet import Fleet  # noqa: E402
 
@@ -42,6 +42,7 @@ def main() -> None:
     try:
         fleet = Fleet.running(cluster, 3)
         api = cluster.api()
+        admin = cluster.client("memory-bench", pool_size=16)
         objects = client.CustomObjectsApi(api)
         for i in range(args.sidecarsets):
             objects.create_cluster_custom_object("apps.kruise.io", "v1alpha1", "sidecarsets", {
@@ -57,7 +58,7 @@ def main() -> None:
 
         def create(i: int) -> bool:
             """Whether the pod came back with every sidecar of the SidecarSets selecting it."""
-            pod = request_json(api, "POST", "/api/v1/namespaces/load/pods", timeout=30, body={
+            pod = admin.request("POST", paths.pods("load"), timeout=30, body={
                 "metadata": {"name": f"pod-{i}", "labels": {"group": f"g{i % 10}", "app": "load"}},
                 "spec": {"containers": [{"name": "app", "image": "registry.local/app:1",
                                          "env": [{"name": "K", "value": "v" * 64}]}]}})

@@ -66,6 +66,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kubekit import paths  # noqa: E402
 from kubekit.api import ApiError, Client  # noqa: E402
 from localcluster import build  # noqa: E402
 from localcluster.cluster import ClusterOptions, LocalCluster  # noqa: E402
@@ -232,7 +233,7 @@ class Bench:
             create_hostlet_nodes(self.cluster, list(UPSTREAM_NODES), zones=("zone-a", "zone-b", "zone-c"))
             self.hostlet = Hostlet(self.cluster, list(UPSTREAM_NODES), programs=programs(built)).start()
             install = install_upstream(self.cluster, built, replicas=3)
-            upstream_pods = [p for p in self.api.get(f"/api/v1/namespaces/{NAMESPACE}/pods",
+            upstream_pods = [p for p in self.api.get(paths.pods(NAMESPACE),
                                                      labelSelector="control-plane=controller-manager")["items"]
                              if not p["metadata"].get("deletionTimestamp")]
             hosts = [self.cluster.net.hosts[p["spec"]["nodeName"]] for p in upstream_pods]
@@ -253,12 +254,12 @@ class Bench:
         secret = self._wait_secret()
 
         for ns, labels in ((WITH, {}), (FLOOR_NS, {})):
-            self.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns, "labels": labels}})
+            self.api.request("POST", paths.namespaces(), body={"metadata": {"name": ns, "labels": labels}})
         self._exclude_floor_namespace()
         self._take_over_service()
         self.serve("ours")
         for sidecarset in self.sidecarsets():
-            self.api.request("POST", "/apis/apps.kruise.io/v1alpha1/sidecarsets", body=sidecarset)
+            self.api.request("POST", paths.sidecarsets(), body=sidecarset)
         answers = {"default": self._capture_answer(secret, self.template_pod(0), {"side"}),
                    "label": SHAPE_LABEL, "byLabel": {}}
         for shape in range(self.shapes):
@@ -288,7 +289,7 @@ class Bench:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                data = self.api.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{SECRET}").get("data") or {}
+                data = self.api.get(paths.secrets(NAMESPACE, SECRET)).get("data") or {}
                 if all(data.get(k) for k in ("ca-cert.pem", "tls.crt", "tls.key")):
                     return {k: base64.b64decode(v) for k, v in data.items()}
             except ApiError:
@@ -300,7 +301,7 @@ class Bench:
     def _exclude_floor_namespace(self) -> None:
         """The pod webhook skips the floor's namespace: in the live webhooks and in upstream's
         template annotation (which its controller rebuilds the configuration from)."""
-        path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{MUTATING}"
+        path = paths.mutating_webhook_configurations(MUTATING)
         selector = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
                                           "values": [FLOOR_NS]}]}
         for _ in range(10):
@@ -325,19 +326,18 @@ class Bench:
 
     def _take_over_service(self) -> None:
         """The Service without its selector, so only the bench's EndpointSlice names endpoints."""
-        base = f"/api/v1/namespaces/{NAMESPACE}"
-        self.api.request("PATCH", f"{base}/services/{SERVICE}", body={"spec": {"selector": None}},
+        self.api.request("PATCH", paths.services(NAMESPACE, SERVICE), body={"spec": {"selector": None}},
                          content_type="application/merge-patch+json")
-        service = self.api.get(f"{base}/services/{SERVICE}")
+        service = self.api.get(paths.services(NAMESPACE, SERVICE))
         self.port_name = service["spec"]["ports"][0].get("name", "")
         try:
-            self.api.request("DELETE", f"{base}/endpoints/{SERVICE}")
+            self.api.request("DELETE", paths.endpoints(NAMESPACE, SERVICE))
         except ApiError as err:
             if err.status != 404:
                 raise
 
     def _foreign_slices(self) -> list[str]:
-        slices = self.api.get(f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices",
+        slices = self.api.get(paths.endpoint_slices(NAMESPACE),
                               labelSelector=f"kubernetes.io/service-name={SERVICE}")["items"]
         return [s["metadata"]["name"] for s in slices if s["metadata"]["name"] != BENCH_SLICE]
 
@@ -345,19 +345,18 @@ class Bench:
         """Point the Service at ``name``'s addresses only; cut the previous side's connections."""
         if name == self.serving or name == "floor":
             return
-        base = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices"
         body = {"metadata": {"name": BENCH_SLICE, "labels": {"kubernetes.io/service-name": SERVICE}},
                 "addressType": "IPv4",
                 "endpoints": [{"addresses": [h.ip], "conditions": {"ready": True}} for h in self.sides[name].hosts],
                 "ports": [{"name": self.port_name, "port": WEBHOOK_PORT, "protocol": "TCP"}]}
         try:
-            self.api.request("PUT", f"{base}/{BENCH_SLICE}", body=body)
+            self.api.request("PUT", paths.endpoint_slices(NAMESPACE, BENCH_SLICE), body=body)
         except ApiError as err:
             if err.status != 404:
                 raise
-            self.api.request("POST", base, body=body)
+            self.api.request("POST", paths.endpoint_slices(NAMESPACE), body=body)
         for foreign in self._foreign_slices():
-            self.api.request("DELETE", f"{base}/{foreign}")
+            self.api.request("DELETE", paths.endpoint_slices(NAMESPACE, foreign))
         time.sleep(1.0)  # the apiserver's EndpointSlice informer
         if self.serving is not None:
             self.sides[self.serving].cut_connections()
@@ -368,7 +367,7 @@ class Bench:
         """Our manager's answer for a pod, as the apiserver would ask for it: the pod as admitted
         without webhooks (a dry run in the floor namespace), POSTed to a replica, once the
         answer injects ``sidecars``."""
-        pod = self.api.request("POST", f"/api/v1/namespaces/{FLOOR_NS}/pods", body=body, dryRun="All")
+        pod = self.api.request("POST", paths.pods(FLOOR_NS), body=body, dryRun="All")
         for field in ("uid", "creationTimestamp", "resourceVersion"):
             pod["metadata"].pop(field, None)
         pod["metadata"]["namespace"] = WITH
@@ -478,7 +477,7 @@ class Bench:
         body = self.template_pod(n) if shape is None else self.distinct_pod(shape, str(n))
         started = time.perf_counter()
         try:
-            pod = self.api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body, timeout=30,
+            pod = self.api.request("POST", paths.pods(namespace), body=body, timeout=30,
                                    dryRun="All")
         except ApiError as err:
             self.errors.append(f"{kind} ({self.serving}): {str(err)[:300]}")

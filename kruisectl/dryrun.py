@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from .kube import request_json
+from kubekit import paths
 
 FIELD_MANAGER = "kruisectl-dry-run"
 _SERVER_OWNED = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation")
@@ -43,14 +43,13 @@ def manifests(text: str) -> list[dict]:
 class Resources:
     """kind -> (plural, namespaced) per group-version, from the apiserver's discovery."""
 
-    def __init__(self, api, timeout: float):
-        self.api, self.timeout = api, timeout
+    def __init__(self, client, timeout: float):
+        self.client, self.timeout = client, timeout
         self._cache: dict[str, dict[str, tuple[str, bool]]] = {}
 
     def lookup(self, api_version: str, kind: str) -> tuple[str, bool]:
         if api_version not in self._cache:
-            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            listing = request_json(self.api, "GET", base, self.timeout)
+            listing = self.client.get(paths.group_version(api_version), self.timeout)
             self._cache[api_version] = {r["kind"]: (r["name"], r["namespaced"])
                                         for r in listing.get("resources", []) if "/" not in r["name"]}
         found = self._cache[api_version].get(kind)
@@ -61,10 +60,8 @@ class Resources:
     def path(self, obj: dict, namespace: str) -> tuple[str, str | None]:
         api_version, kind = obj["apiVersion"], obj["kind"]
         plural, namespaced = self.lookup(api_version, kind)
-        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         ns = (obj["metadata"].get("namespace") or namespace) if namespaced else None
-        scope = f"/namespaces/{ns}" if ns else ""
-        return f"{base}{scope}/{plural}/{obj['metadata']['name']}", ns
+        return paths.path(api_version, plural, ns, obj["metadata"]["name"]), ns
 
 
 def _comparable(obj: dict | None) -> str:
@@ -77,20 +74,19 @@ def _comparable(obj: dict | None) -> str:
     return yaml.safe_dump(obj, sort_keys=True)
 
 
-def plan(api, manifest_text: str, namespace: str, timeout: float, crds_text: str = "") -> list[Change]:
+def plan(client, manifest_text: str, namespace: str, timeout: float, crds_text: str = "") -> list[Change]:
     """Each rendered object validated by a server-side dry-run apply and compared with the
     live one. ``crds_text``: CRDs helm creates when absent and never changes after."""
-    from kubernetes.client.exceptions import ApiException
+    from kubekit.api import ApiError
 
-    resources = Resources(api, timeout)
+    resources = Resources(client, timeout)
     changes = []
     for obj in manifests(crds_text):
-        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{obj['metadata']['name']}"
         try:
-            request_json(api, "GET", path, timeout)
+            client.get(paths.custom_resource_definitions(obj["metadata"]["name"]), timeout)
             changes.append(Change(obj["kind"], None, obj["metadata"]["name"], "unchanged"))  # helm keeps it as it is
             continue
-        except ApiException as err:
+        except ApiError as err:
             if err.status != 404:
                 changes.append(Change(obj["kind"], None, obj["metadata"]["name"], "invalid", error=_message(err)))
                 continue
@@ -99,23 +95,23 @@ def plan(api, manifest_text: str, namespace: str, timeout: float, crds_text: str
         kind, name = obj["kind"], obj["metadata"]["name"]
         try:
             path, ns = resources.path(obj, namespace)
-        except (LookupError, ApiException) as err:
+        except (LookupError, ApiError) as err:
             changes.append(Change(kind, namespace, name, "invalid", error=str(err)))
             continue
         try:
-            live = request_json(api, "GET", path, timeout)
-        except ApiException as err:
+            live = client.get(path, timeout)
+        except ApiError as err:
             if err.status != 404:
                 changes.append(Change(kind, ns, name, "invalid", error=_message(err)))
                 continue
             live = None
-        if ns and live is None and not _namespace_exists(api, ns, timeout):
+        if ns and live is None and not _namespace_exists(client, ns, timeout):
             changes.append(Change(kind, ns, name, "create", diff=_diff(None, obj, f"{kind}/{name}")))
             continue  # created together with its namespace: helm's server dry run validated it
         try:
-            would_be = request_json(api, "PATCH", path, timeout, body=obj, content_type="application/apply-patch+yaml",
-                                    dryRun="All", fieldManager=FIELD_MANAGER, force="true")
-        except ApiException as err:
+            would_be = client.request("PATCH", path, body=obj, timeout=timeout, content_type="application/apply-patch+yaml",
+                                      dryRun="All", fieldManager=FIELD_MANAGER, force="true")
+        except ApiError as err:
             changes.append(Change(kind, ns, name, "invalid", error=_message(err)))
             continue
         before, after = _comparable(live), _comparable(would_be)
@@ -125,13 +121,13 @@ def plan(api, manifest_text: str, namespace: str, timeout: float, crds_text: str
     return changes
 
 
-def _namespace_exists(api, namespace: str, timeout: float) -> bool:
-    from kubernetes.client.exceptions import ApiException
+def _namespace_exists(client, namespace: str, timeout: float) -> bool:
+    from kubekit.api import ApiError
 
     try:
-        request_json(api, "GET", f"/api/v1/namespaces/{namespace}", timeout)
+        client.get(paths.namespaces(namespace), timeout)
         return True
-    except ApiException as err:
+    except ApiError as err:
         return err.status != 404
 
 

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 
 from .findings import Finding
 from .inventory import Inventory
-from .kube import request_json
 from .status import pod_ready
 
 FLAPPING_CHANGES = 3  # leader changes in the window that make a warning
@@ -181,11 +180,11 @@ def _started(pod: dict) -> str | None:
     return None
 
 
-def webhook_errors(api, namespace: str, pods: list[dict], timeout: float, since: dt.datetime) -> dict[str, dict]:
+def webhook_errors(client, namespace: str, pods: list[dict], timeout: float, since: dt.datetime) -> dict[str, dict]:
     from . import scrape
 
     running = [p for p in pods if _started(p) and (p.get("status") or {}).get("podIP")]
-    scrapes = scrape.replicas(api, namespace, running, timeout)
+    scrapes = scrape.replicas(client, namespace, running, timeout)
     out = {}
     for pod in running:
         name = pod["metadata"]["name"]
@@ -227,9 +226,11 @@ def webhook_finding(history: History) -> Finding:
 
 # ---- the view ----------------------------------------------------------------------------
 
-def collect(api, inventory: Inventory, window_s: float, timeout: float, now: dt.datetime | None = None) -> History:
+def collect(client, inventory: Inventory, window_s: float, timeout: float, now: dt.datetime | None = None) -> History:
     """The reads the view needs beyond doctor's inventory: the Lease's Events and every
     running replica's metrics."""
+    from kubekit import paths
+
     from .errors import describe_api_error
 
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -239,12 +240,12 @@ def collect(api, inventory: Inventory, window_s: float, timeout: float, now: dt.
     history.restarts, happened = restarts(inventory.pods, since)
     events = None
     try:
-        events = request_json(api, "GET", f"/api/v1/namespaces/{names.namespace}/events", timeout,
-                              fieldSelector=f"involvedObject.kind=Lease,involvedObject.name={names.lease}")["items"]
+        events = client.get(paths.events(names.namespace), timeout,
+                            fieldSelector=f"involvedObject.kind=Lease,involvedObject.name={names.lease}")["items"]
     except Exception as err:  # noqa: BLE001 - the Lease alone still tells the last change
         history.errors["events"] = describe_api_error(err)
     history.leader, changes = leader_changes(inventory.lease, events, since)
-    history.webhook = webhook_errors(api, names.namespace, inventory.pods, timeout, since)
+    history.webhook = webhook_errors(client, names.namespace, inventory.pods, timeout, since)
     errors = [Happening(history.now, "webhook-errors", pod, f"{c['errors']:g} error(s) of {c['requests']:g} answers "
                         f"since {c['countingSince']}")
               for pod, c in history.webhook.items() if c.get("errors")]

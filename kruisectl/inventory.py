@@ -11,10 +11,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from kubekit import kruise
+from kubekit import kruise, paths
 
 from .errors import describe_api_error
-from .kube import api, request_json
 
 
 @dataclass
@@ -111,11 +110,7 @@ class Inventory:
         return None
 
 
-def get_json(api_client, path: str, timeout: float, **query) -> dict:
-    return request_json(api_client, "GET", path, timeout, **query)
-
-
-MONITORING_API = "monitoring.coreos.com/v1"  # prometheus-operator's CRDs (PrometheusRule, ServiceMonitor)
+MONITORING_API = paths.MONITORING  # prometheus-operator's CRDs (PrometheusRule, ServiceMonitor)
 
 READS = ("lease", "deployment", "pods", "service", "endpoint_slices", "secret", "mutating", "validating")
 
@@ -152,50 +147,49 @@ def permission(read: str, namespace: str) -> str:
 PARALLEL_READS = 32
 
 
-def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = False) -> Inventory:
-    """Read everything in parallel: one round for the objects, one for the pods' nodes and,
-    where its API is served, prometheus-operator's objects."""
-    from kubernetes.client.exceptions import ApiException
+def collect(client, names: Names, timeout: float = 5.0, extended: bool = False) -> Inventory:
+    """Read everything in parallel with ``client`` (a kubekit.api.Client): one round for the
+    objects, one for the pods' nodes and, where its API is served, prometheus-operator's objects."""
+    from kubekit.api import ApiError
 
     ns = names.namespace
 
     def get(path: str, **query):
-        return lambda: get_json(api_client, path, timeout, **query)
+        return lambda: client.get(path, timeout, **query)
 
     def items(path: str, **query):
-        return lambda: get_json(api_client, path, timeout, **query)["items"]
+        return lambda: client.get(path, timeout, **query)["items"]
 
     calls = {
-        "lease": get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{names.lease}"),
-        "deployment": get(f"/apis/apps/v1/namespaces/{ns}/deployments/{names.deployment}"),
-        "pods": items(f"/api/v1/namespaces/{ns}/pods", labelSelector=names.selector),
-        "service": get(f"/api/v1/namespaces/{ns}/services/{names.service}"),
-        "endpoint_slices": items(f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-                                 labelSelector=f"kubernetes.io/service-name={names.service}"),
-        "secret": get(f"/api/v1/namespaces/{ns}/secrets/{names.secret}"),
-        "mutating": get(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{names.mutating}"),
-        "validating": get(f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{names.validating}"),
+        "lease": get(paths.leases(ns, names.lease)),
+        "deployment": get(paths.deployments(ns, names.deployment)),
+        "pods": items(paths.pods(ns), labelSelector=names.selector),
+        "service": get(paths.services(ns, names.service)),
+        "endpoint_slices": items(paths.endpoint_slices(ns), labelSelector=f"kubernetes.io/service-name={names.service}"),
+        "secret": get(paths.secrets(ns, names.secret)),
+        "mutating": get(paths.mutating_webhook_configurations(names.mutating)),
+        "validating": get(paths.validating_webhook_configurations(names.validating)),
     }
     if extended:
         calls.update({
-            "all_nodes": items("/api/v1/nodes"),
-            "all_pods": items("/api/v1/pods", fieldSelector="status.phase!=Succeeded,status.phase!=Failed"),
-            "pdbs": items(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
-            "monitoring": get(f"/apis/{MONITORING_API}"),
-            "services": items(f"/api/v1/namespaces/{ns}/services"),
+            "all_nodes": items(paths.nodes()),
+            "all_pods": items(paths.pods(), fieldSelector="status.phase!=Succeeded,status.phase!=Failed"),
+            "pdbs": items(paths.pod_disruption_budgets(ns)),
+            "monitoring": get(paths.group_version(MONITORING_API)),
+            "services": items(paths.services(ns)),
         })
     inventory = Inventory(names=names)
 
     def run(key, call):
         try:
             return key, call(), None, None
-        except ApiException as err:
+        except ApiError as err:
             return key, None, err.status, describe_api_error(err)
         except Exception as err:  # noqa: BLE001 - recorded, never raised
             return key, None, 0, describe_api_error(err)
 
     for name in dict.fromkeys(("kube-system", ns)):
-        calls[f"namespace/{name}"] = get(f"/api/v1/namespaces/{name}")
+        calls[f"namespace/{name}"] = get(paths.namespaces(name))
     def keep(key, value, status, reason):
         if key.startswith("namespace/"):
             if key == f"namespace/{ns}":
@@ -219,15 +213,15 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
         # prometheus-operator's objects only where its API is served: asking a cluster without
         # it would need list rights on resources that do not exist (403 comes before 404).
         monitors = {} if inventory.monitoring is None else {
-            "prometheus_rules": items(f"/apis/{MONITORING_API}/prometheusrules"),
-            "service_monitors": items(f"/apis/{MONITORING_API}/servicemonitors"),
-            "pod_monitors": items(f"/apis/{MONITORING_API}/podmonitors"),
+            "prometheus_rules": items(paths.prometheus_rules()),
+            "service_monitors": items(paths.service_monitors()),
+            "pod_monitors": items(paths.pod_monitors()),
         }
         pending_monitors = pool.map(lambda item: run(*item), monitors.items())
         node_names = sorted({p["spec"].get("nodeName") for p in inventory.pods if p["spec"].get("nodeName")})
-        record = pool.submit(_read_release_record, api_client, inventory, timeout) if extended else None
+        record = pool.submit(_read_release_record, client, inventory, timeout) if extended else None
         for key, value, status, reason in pool.map(
-            lambda name: run(f"node/{name}", get(f"/api/v1/nodes/{name}")), node_names
+            lambda name: run(f"node/{name}", get(paths.nodes(name))), node_names
         ):
             if reason is None:
                 inventory.nodes[value["metadata"]["name"]] = value
@@ -241,14 +235,14 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
     return inventory
 
 
-def _read_release_record(api_client, inventory: Inventory, timeout: float) -> None:
+def _read_release_record(client, inventory: Inventory, timeout: float) -> None:
     from . import release
 
     found = release.of(inventory.deployment)
     if found is None:
         return
     try:
-        inventory.helm_release = release.read_record(api_client, found.namespace, found.name, timeout)
+        inventory.helm_release = release.read_record(client, found.namespace, found.name, timeout)
     except ValueError as err:
         inventory.helm_release_error = str(err)
 
@@ -259,16 +253,16 @@ _OBJECT_KINDS = {"lease": ("lease", "lease"), "deployment": ("deployment", "depl
                  "validating": ("validatingwebhookconfiguration", "validating")}
 
 
-def installs_elsewhere(api_client, names: Names, timeout: float) -> list[str]:
+def installs_elsewhere(client, names: Names, timeout: float) -> list[str]:
     """Namespaces other than ``names.namespace`` with pods labelled as the manager's."""
     try:
-        pods = get_json(api_client, "/api/v1/pods", timeout, labelSelector=names.selector)["items"]
+        pods = client.get(paths.pods(), timeout, labelSelector=names.selector)["items"]
     except Exception:  # noqa: BLE001 - only a hint: nothing to add when it cannot be read
         return []
     return sorted({p["metadata"]["namespace"] for p in pods} - {names.namespace})
 
 
-def ensure_target(api_client, inventory: Inventory, explicit: set[str], timeout: float) -> None:
+def ensure_target(client, inventory: Inventory, explicit: set[str], timeout: float) -> None:
     """A KruisectlError (exit 2, and no other claim) when the namespace does not exist or an object the
     user named explicitly is not there; says where a manager was found instead."""
     from .errors import KruisectlError
@@ -284,28 +278,27 @@ def ensure_target(api_client, inventory: Inventory, explicit: set[str], timeout:
             wrong.append(f"{kind} {scope}{getattr(names, attr)} not found")
     if not wrong:
         return
-    elsewhere = installs_elsewhere(api_client, names, timeout)
+    elsewhere = installs_elsewhere(client, names, timeout)
     hint = f" (pods labelled {names.selector} run in: {', '.join(elsewhere)}; pass -n)" if elsewhere else ""
     raise KruisectlError("; ".join(wrong) + hint)
 
 
-def watch_changes(api_client, names: Names, changed, stop, timeout_s: int = 300) -> list:
+def watch_changes(client, names: Names, changed, stop, timeout_s: int = 300) -> list:
     """Start threads that WATCH the manager's pods and its Lease and set ``changed`` (an
     Event) on every event, until ``stop`` is set. Watches restart when the server ends them."""
     import threading
 
     ns = names.namespace
     streams = [
-        (f"/api/v1/namespaces/{ns}/pods", {"labelSelector": names.selector}),
-        (f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", {"fieldSelector": f"metadata.name={names.lease}"}),
-        (f"/apis/apps/v1/namespaces/{ns}/deployments", {"fieldSelector": f"metadata.name={names.deployment}"}),
+        (paths.pods(ns), {"labelSelector": names.selector}),
+        (paths.leases(ns), {"fieldSelector": f"metadata.name={names.lease}"}),
+        (paths.deployments(ns), {"fieldSelector": f"metadata.name={names.deployment}"}),
     ]
-    client = api(api_client)
 
     def follow(path: str, query: dict) -> None:
         while not stop.is_set():
             try:
-                listing = get_json(api_client, path, 10, **query)
+                listing = client.get(path, 10, **query)
                 changed.set()  # anything that changed before this watch began is drawn too
                 for _ in client.watch(path, listing["metadata"].get("resourceVersion", ""), timeout_s, **query):
                     changed.set()

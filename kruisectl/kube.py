@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kubekit import kruise
 
+from . import __version__
 from .errors import KruisectlError
 
 
@@ -32,56 +33,40 @@ class KubeTarget:
     context: str | None = None
     namespace: str = kruise.NAMESPACE
     request_timeout: float = 10.0
-    context_used: str | None = None  # set by api_client(): the context and user really used
+    context_used: str | None = None  # set by client(): the context and user really used
     user_used: str | None = None
 
-    def api_client(self, pool_size: int | None = None):
-        """A configured kubernetes ApiClient; a one-line KruisectlError when that is impossible.
-        ``pool_size``: connections kept open, at least the number of concurrent requests, or
-        each extra request pays a new TLS handshake."""
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
+    def client(self, pool_size: int | None = None):
+        """The kubekit client of this target (kubekit.kubeconfig loads the credentials); a
+        one-line KruisectlError when that is impossible. ``pool_size``: connections kept open,
+        at least the number of concurrent requests, or each extra request pays a new TLS
+        handshake. Failed calls raise kubekit.api.ApiError."""
+        from kubekit.api import Client
+        from kubekit.kubeconfig import KubeconfigError, load
 
-        from .kubeconfig import KubeconfigError, merge, split
-
-        path = self.kubeconfig or os.environ.get("KUBECONFIG") or None
         try:
-            if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-                configuration = client.Configuration()
-                files = split(path) if path else [os.path.expanduser("~/.kube/config")]
-                merged, used = merge(files)
-                self.context_used = self.context or merged.get("current-context")
-                context = next((c for c in merged["contexts"] if c.get("name") == self.context_used), None)
-                self.user_used = ((context or {}).get("context") or {}).get("user")
-                config.load_kube_config_from_dict(merged, context=self.context, client_configuration=configuration,
-                                                  persist_config=False)
-            else:
-                configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)
-                self.context_used, self.user_used = "(in-cluster)", "(service account)"
+            loaded = load(self.kubeconfig, self.context)
         except KubeconfigError as err:
             raise KruisectlError(str(err)) from None
-        except ConfigException as err:
-            raise KruisectlError(f"bad kubeconfig: {str(err).splitlines()[0]}") from None
-        except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:
-            raise KruisectlError(f"bad kubeconfig {path or '~/.kube/config'}: {err}") from None
-        except Exception as err:  # yaml errors and the like
-            raise KruisectlError(f"bad kubeconfig {path or '~/.kube/config'}: {str(err).splitlines()[0]}") from None
-        configuration.retries = 0
-        if pool_size:
-            configuration.connection_pool_maxsize = max(pool_size, configuration.connection_pool_maxsize)
-        return client.ApiClient(configuration)
+        self.context_used, self.user_used = loaded.context, loaded.user
+        # retries None: urllib3's errors keep naming the server (describe_api_error shows it).
+        return Client.for_configuration(loaded.configuration, f"kruisectl/{__version__}", pool_size or 0, retries=None)
+
+    # -- compatibility for kruisectl.drill and kruisectl.commands.drill only (being rewritten
+    # as a package); everything else calls client() and the client's methods.
+    def api_client(self, pool_size: int | None = None):
+        return self.client(pool_size)
 
 
-def api(api_client):
-    """The one API client (kubekit.api) over ``api_client``'s configuration and pool."""
+def api(client):
+    """Compatibility for kruisectl.drill only: the kubekit client itself (a kubernetes
+    ApiClient, as drill's tests still pass, gets one over its pool)."""
     from kubekit.api import Client
 
-    return Client.for_api_client(api_client)
+    return client if isinstance(client, Client) else Client.for_api_client(client)
 
 
-def request_json(api_client, method: str, path: str, timeout: float, body: dict | None = None,
+def request_json(client, method: str, path: str, timeout: float, body: dict | None = None,
                  content_type: str = "application/json", **query) -> dict:
-    """One API request with JSON in and out; kubekit.api.ApiError (a kubernetes ApiException)
-    on a 4xx/5xx or when no answer came."""
-    return api(api_client).request(method, path, body=body, timeout=timeout, content_type=content_type, **query)
+    """Compatibility for kruisectl.drill only: ``client.request(...)``."""
+    return api(client).request(method, path, body=body, timeout=timeout, content_type=content_type, **query)

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 from .errors import KruisectlError
 from .findings import Finding
-from .kube import request_json
+from kubekit import paths
 
-SIDECARSETS = "/apis/apps.kruise.io/v1alpha1/sidecarsets"
 PROBE_CONTAINER = "kruisectl-probe"
 
 
@@ -47,15 +46,15 @@ class ProbeSidecarSet:
 
 
 @contextlib.contextmanager
-def probe_sidecarset(api, namespace: str, timeout: float):
+def probe_sidecarset(client, namespace: str, timeout: float):
     """A SidecarSet that injects ``PROBE_CONTAINER`` into pods labelled
     ``kruisectl.io/probe=<id>`` in ``namespace`` only. Deleted on leaving, whatever happens
-    (``deleted`` says whether that worked); an ApiException creating it propagates."""
-    from kubernetes.client.exceptions import ApiException
+    (``deleted`` says whether that worked); an ApiError creating it propagates."""
+    from kubekit.api import ApiError
 
     probe_id = uuid.uuid4().hex[:8]
     probe = ProbeSidecarSet(probe_id, f"kruisectl-probe-{probe_id}", {"kruisectl.io/probe": probe_id})
-    request_json(api, "POST", SIDECARSETS, timeout, body=_sidecarset(probe.name, {
+    client.request("POST", paths.sidecarsets(), timeout=timeout, body=_sidecarset(probe.name, {
         "namespace": namespace, "selector": {"matchLabels": probe.labels},
         "containers": [{"name": PROBE_CONTAINER, "image": "kruisectl.invalid/probe:never-pulled"}]}))
     try:
@@ -63,10 +62,10 @@ def probe_sidecarset(api, namespace: str, timeout: float):
     finally:
         for attempt in range(3):
             try:
-                request_json(api, "DELETE", f"{SIDECARSETS}/{probe.name}", timeout)
+                client.request("DELETE", paths.sidecarsets(probe.name), timeout=timeout)
                 probe.deleted = True
                 break
-            except ApiException as err:
+            except ApiError as err:
                 if err.status == 404:
                     probe.deleted = True
                     break
@@ -79,16 +78,16 @@ def probe_pod(labels: dict[str, str], generate_name: str = "kruisectl-probe-") -
             "spec": {"containers": [{"name": "app", "image": "kruisectl.invalid/app:never-pulled"}]}}
 
 
-def run(api, namespace: str, timeout: float, wait: float = 10.0, explain=lambda text: (text, "")) -> list[Finding]:
+def run(client, namespace: str, timeout: float, wait: float = 10.0, explain=lambda text: (text, "")) -> list[Finding]:
     """Findings ``probe/mutating`` and ``probe/validating``. Raises KruisectlError (exit 2) when the
     SidecarSet CRD is not installed."""
-    from kubernetes.client.exceptions import ApiException
+    from kubekit.api import ApiError
 
     findings = []
     try:
-        with probe_sidecarset(api, namespace, timeout) as probe:
-            findings.append(_probe_mutating(api, namespace, probe.labels, timeout, wait, explain))
-    except ApiException as err:
+        with probe_sidecarset(client, namespace, timeout) as probe:
+            findings.append(_probe_mutating(client, namespace, probe.labels, timeout, wait, explain))
+    except ApiError as err:
         if err.status == 404:
             raise KruisectlError("the SidecarSet CRD (sidecarsets.apps.kruise.io) is not installed: "
                            "install the chart (kruisectl install) or OpenKruise's CRDs") from None
@@ -100,20 +99,20 @@ def run(api, namespace: str, timeout: float, wait: float = 10.0, explain=lambda 
     if not probe.deleted:
         findings.append(Finding("probe/cleanup", "warning", f"could not delete SidecarSet {probe.name}",
                                 f"kubectl delete sidecarset {probe.name}"))
-    findings.append(_probe_validating(api, probe.id, timeout, explain))
+    findings.append(_probe_validating(client, probe.id, timeout, explain))
     return findings
 
 
-def _probe_mutating(api, namespace, labels, timeout, wait, explain) -> Finding:
-    from kubernetes.client.exceptions import ApiException
+def _probe_mutating(client, namespace, labels, timeout, wait, explain) -> Finding:
+    from kubekit.api import ApiError
 
     pod = probe_pod(labels)
     deadline = time.monotonic() + wait
     started = time.monotonic()
     while True:
         try:
-            created = request_json(api, "POST", f"/api/v1/namespaces/{namespace}/pods", timeout, body=pod, dryRun="All")
-        except ApiException as err:
+            created = client.request("POST", paths.pods(namespace), body=pod, timeout=timeout, dryRun="All")
+        except ApiError as err:
             cause, fix = explain(_error_text(err))
             return Finding("probe/mutating", "error", f"dry-run pod create in {namespace} failed: {cause}", fix,
                            {"error": _error_text(err)[:300]})
@@ -131,15 +130,15 @@ def _probe_mutating(api, namespace, labels, timeout, wait, explain) -> Finding:
         time.sleep(0.5)  # the manager's SidecarSet cache takes a moment
 
 
-def _probe_validating(api, probe_id, timeout, explain) -> Finding:
-    from kubernetes.client.exceptions import ApiException
+def _probe_validating(client, probe_id, timeout, explain) -> Finding:
+    from kubekit.api import ApiError
 
     invalid = _sidecarset(f"kruisectl-probe-invalid-{probe_id}", {
         "selector": {"matchLabels": {"kruisectl.io/probe": probe_id}},
         "containers": [{"name": "twin", "image": "x"}, {"name": "twin", "image": "x"}]})
     try:
-        request_json(api, "POST", SIDECARSETS, timeout, body=invalid, dryRun="All")
-    except ApiException as err:
+        client.request("POST", paths.sidecarsets(), body=invalid, timeout=timeout, dryRun="All")
+    except ApiError as err:
         text = _error_text(err)
         if "denied the request" in text:
             return Finding("probe/validating", "ok", "an invalid SidecarSet was rejected by the validating webhook",

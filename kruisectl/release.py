@@ -133,15 +133,15 @@ def latest(secrets: list[dict]) -> dict | None:
     return decode_record(max(candidates, key=revision)) if candidates else None
 
 
-def read_record(api_client, release_namespace: str, name: str, timeout: float) -> dict:
+def read_record(client, release_namespace: str, name: str, timeout: float) -> dict:
     """The summary of release ``name``'s record; ValueError with a one-line reason when there is
     none (another storage driver) or it cannot be read (e.g. no permission on Secrets there)."""
+    from kubekit import paths
+
     from .errors import describe_api_error
-    from .kube import request_json
 
     try:
-        listing = request_json(api_client, "GET", f"/api/v1/namespaces/{release_namespace}/secrets", timeout,
-                               labelSelector=f"owner=helm,name={name}")
+        listing = client.get(paths.secrets(release_namespace), timeout, labelSelector=f"owner=helm,name={name}")
     except Exception as err:  # noqa: BLE001 - the reason goes into the fix's note
         raise ValueError(f"release record of {release_namespace}/{name} not read: {describe_api_error(err)}") from None
     record = latest(listing.get("items") or [])

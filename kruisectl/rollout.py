@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubekit import kruise
+from kubekit import kruise, paths
 
 from .capacity import DEFAULT_MAX_SURGE, DEFAULT_MAX_UNAVAILABLE, SurgeFit, effective_numbers, surge_fit
 
@@ -223,41 +223,28 @@ def restart_patch(now: dt.datetime | None = None) -> dict:
 
 # --- the API side -----------------------------------------------------------------------------
 
-def deployment_path(namespace: str, name: str) -> str:
-    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+def read_deployment(client, namespace: str, name: str, timeout: float) -> dict:
+    return client.get(paths.deployments(namespace, name), timeout)
 
 
-def read_deployment(api, namespace: str, name: str, timeout: float) -> dict:
-    from .kube import request_json
-
-    return request_json(api, "GET", deployment_path(namespace, name), timeout)
-
-
-def cluster_state(api, timeout: float) -> tuple[list[dict], list[dict]]:
+def cluster_state(client, timeout: float) -> tuple[list[dict], list[dict]]:
     """Every node and every running or pending pod: what the capacity check needs."""
-    from .kube import request_json
-
-    nodes = request_json(api, "GET", "/api/v1/nodes", timeout)["items"]
-    pods = request_json(api, "GET", "/api/v1/pods", timeout,
-                        fieldSelector="status.phase!=Succeeded,status.phase!=Failed")["items"]
+    nodes = client.get(paths.nodes(), timeout)["items"]
+    pods = client.get(paths.pods(), timeout, fieldSelector="status.phase!=Succeeded,status.phase!=Failed")["items"]
     return nodes, pods
 
 
-def apply_tune(api, namespace: str, name: str, plan: TunePlan, timeout: float, dry_run: bool = False) -> dict:
+def apply_tune(client, namespace: str, name: str, plan: TunePlan, timeout: float, dry_run: bool = False) -> dict:
     """PATCH the planned strategy (its first op tests the planned resourceVersion);
     ``dry_run`` asks the apiserver to validate it without storing it."""
-    from .kube import request_json
-
     query = {"dryRun": "All"} if dry_run else {}
-    return request_json(api, "PATCH", deployment_path(namespace, name), timeout, body=plan.patch,
-                        content_type="application/json-patch+json", **query)
+    return client.request("PATCH", paths.deployments(namespace, name), body=plan.patch, timeout=timeout,
+                          content_type="application/json-patch+json", **query)
 
 
-def restart(api, namespace: str, name: str, timeout: float) -> dict:
-    from .kube import request_json
-
-    return request_json(api, "PATCH", deployment_path(namespace, name), timeout, body=restart_patch(),
-                        content_type="application/strategic-merge-patch+json")
+def restart(client, namespace: str, name: str, timeout: float) -> dict:
+    return client.request("PATCH", paths.deployments(namespace, name), body=restart_patch(), timeout=timeout,
+                          content_type="application/strategic-merge-patch+json")
 
 
 def wait_rolled_out(read, timeout: float | None, on_progress=lambda status: None, interval: float = 1.0,

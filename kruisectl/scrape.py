@@ -36,22 +36,21 @@ def parse(text: str) -> list[tuple[str, dict, float]]:
     return [(s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(text) for s in family.samples]
 
 
-def replica_text(api, namespace: str, pod: dict, timeout: float) -> str:
+def replica_text(client, namespace: str, pod: dict, timeout: float) -> str:
     """One replica's /metrics exposition (kubekit.api.ApiError when it cannot be read)."""
-    from .kube import api as api_of
+    from kubekit import paths
 
-    name = pod["metadata"]["name"]
-    return api_of(api).get_text(f"/api/v1/namespaces/{namespace}/pods/{name}:{metrics_port(pod)}/proxy/metrics", timeout)
+    return client.get_text(paths.pod_proxy(namespace, pod["metadata"]["name"], metrics_port(pod), "metrics"), timeout)
 
 
-def replicas(api, namespace: str, pods: list[dict], timeout: float) -> dict[str, Scrape]:
+def replicas(client, namespace: str, pods: list[dict], timeout: float) -> dict[str, Scrape]:
     """Every pod's metrics, read in parallel; a pod that cannot be read carries its error."""
     from .errors import describe_api_error
 
     def one(pod: dict) -> Scrape:
         scrape = Scrape(pod["metadata"]["name"])
         try:
-            scrape.samples = parse(replica_text(api, namespace, pod, timeout))
+            scrape.samples = parse(replica_text(client, namespace, pod, timeout))
         except Exception as err:  # noqa: BLE001 - recorded per replica, never raised
             scrape.error = describe_api_error(err)
         return scrape

@@ -21,9 +21,8 @@ from typing import Callable, Iterable, Protocol
 
 import yaml
 
-from kubekit import kruise
+from kubekit import kruise, paths
 
-from .kube import request_json
 
 # What happens to a node under the plan.
 LABEL = "label"  # gets a value it lacked
@@ -338,26 +337,26 @@ MAX_CONFLICT_RETRIES = 5
 class NodeWriter:
     """Patches nodes' labels through the API with a resourceVersion precondition."""
 
-    def __init__(self, api_client, *, dry_run: bool = False, timeout: float = 30):
-        self.api_client = api_client
+    def __init__(self, client, *, dry_run: bool = False, timeout: float = 30):
+        self.client = client
         self.dry_run = dry_run
         self.timeout = timeout
 
     def read(self, name: str) -> dict:
-        return request_json(self.api_client, "GET", f"/api/v1/nodes/{name}", self.timeout)
+        return self.client.get(paths.nodes(name), self.timeout)
 
     def patch(self, name: str, labels: dict[str, str], resource_version: str) -> None:
         # A JSON merge patch is cheaper for the apiserver than a strategic merge patch, and the
         # resourceVersion in it is a precondition all the same (409 when the node moved on).
         body = {"metadata": {"labels": labels, "resourceVersion": resource_version}}
         query = {"dryRun": "All"} if self.dry_run else {}
-        request_json(self.api_client, "PATCH", f"/api/v1/nodes/{name}", self.timeout, body=body,
-                     content_type="application/merge-patch+json", **query)
+        self.client.request("PATCH", paths.nodes(name), body=body, timeout=self.timeout,
+                            content_type="application/merge-patch+json", **query)
 
 
 def apply_row(writer: NodeWriter, row: Row, source: Source, *, include_region: bool, overwrite: bool) -> Outcome:
     """Write one row; on 409 re-read the node and plan it again (someone changed it)."""
-    from kubernetes.client.exceptions import ApiException
+    from kubekit.api import ApiError
 
     current = row
     for _ in range(MAX_CONFLICT_RETRIES):
@@ -370,7 +369,7 @@ def apply_row(writer: NodeWriter, row: Row, source: Source, *, include_region: b
         try:
             writer.patch(current.node, labels, current.resource_version)
             return Outcome(current.node, True, current.action, replaced=current.replaced, labels=labels)
-        except ApiException as err:
+        except ApiError as err:
             if err.status == 409:
                 current = plan_node(writer.read(current.node), source, include_region=include_region, overwrite=overwrite)
                 continue
@@ -424,7 +423,7 @@ def _guarded(writer, row, source, include_region, overwrite, stop):
     return apply_row(writer, row, source, include_region=include_region, overwrite=overwrite)
 
 
-def list_nodes(api_client, selector: str | None = None, timeout: float = 60) -> list[dict]:
+def list_nodes(client, selector: str | None = None, timeout: float = 60) -> list[dict]:
     """All nodes as plain dicts, paged (fast for thousands: no model objects)."""
     nodes, token = [], None
     while True:
@@ -433,7 +432,7 @@ def list_nodes(api_client, selector: str | None = None, timeout: float = 60) -> 
             query["labelSelector"] = selector
         if token:
             query["continue"] = token
-        page = request_json(api_client, "GET", "/api/v1/nodes", timeout, **query)
+        page = client.get(paths.nodes(), timeout, **query)
         nodes.extend(page.get("items", []))
         token = page.get("metadata", {}).get("continue")
         if not token:

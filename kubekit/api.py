@@ -11,7 +11,6 @@ hold a leader past its renew deadline nor a command past ``--request-timeout``. 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 from urllib.parse import urlencode
@@ -62,27 +61,38 @@ class Client:
         self.user_agent = user_agent
         self._retries = retries
 
+    @property
+    def configuration(self):
+        """The kubernetes client ``Configuration`` this client sends with (server, credentials)."""
+        return self._configuration
+
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, user_agent: str = "kruise-manager",
-                        pool_size: int = 16, abort_on_close: bool = False) -> "Client":
-        """Credentials the way client-go loads them: ``kubeconfig``, else ``$KUBECONFIG``, else
-        the in-cluster ServiceAccount. ``abort_on_close``: connections close with a reset
+                        pool_size: int = 16, abort_on_close: bool = False, context: str | None = None) -> "Client":
+        """Credentials as :func:`kubekit.kubeconfig.load` finds them (``kubeconfig``, else
+        ``$KUBECONFIG`` merged as kubectl merges it, else the in-cluster ServiceAccount;
+        ``context`` else the current one). ``abort_on_close``: connections close with a reset
         (SO_LINGER 0), so what this process had not yet sent dies with it instead of reaching
         the server after its death."""
-        from kubernetes import client, config
+        from .kubeconfig import load
 
-        configuration = client.Configuration()
-        path = kubeconfig or os.environ.get("KUBECONFIG")
-        if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_kube_config(config_file=path, client_configuration=configuration)
-        else:
-            config.load_incluster_config(client_configuration=configuration)
-        configuration.connection_pool_maxsize = pool_size
+        return cls.for_configuration(load(kubeconfig, context).configuration, user_agent, pool_size,
+                                     abort_on_close=abort_on_close)
+
+    @classmethod
+    def for_configuration(cls, configuration, user_agent: str, pool_size: int = 16, abort_on_close: bool = False,
+                          retries: bool | None = False) -> "Client":
+        """A client over a loaded kubernetes ``Configuration``, with a pool of ``pool_size``
+        connections (at least the number of concurrent requests, or each extra one pays a new
+        TLS handshake)."""
+        from kubernetes import client
+
+        configuration.connection_pool_maxsize = max(pool_size, configuration.connection_pool_maxsize or 0)
         configuration.retries = 0
         if abort_on_close:
             configuration.socket_options = [*_default_socket_options(),
                                             (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))]
-        return cls._owning(client.ApiClient(configuration), user_agent)
+        return cls._owning(client.ApiClient(configuration), user_agent, retries)
 
     @classmethod
     def for_certificate(cls, server: str, ca_file: str, cert_file: str, key_file: str, user_agent: str,
@@ -99,10 +109,10 @@ class Client:
         return cls._owning(client.ApiClient(configuration), user_agent)
 
     @classmethod
-    def _owning(cls, api_client, user_agent: str) -> "Client":
+    def _owning(cls, api_client, user_agent: str, retries: bool | None = False) -> "Client":
         """A client over ``api_client``'s pool that keeps it alive: a collected ApiClient
         clears its pool."""
-        made = cls(api_client.configuration, api_client.rest_client.pool_manager, user_agent)
+        made = cls(api_client.configuration, api_client.rest_client.pool_manager, user_agent, retries)
         made._api_client = api_client
         return made
 

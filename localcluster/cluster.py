@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from kubekit import kruise
+from kubekit import kruise, paths
 from kubekit.api import ApiError, Client
 
 from . import build, network
@@ -347,11 +347,11 @@ class LocalCluster:
                 print(f"component(s) exited: {', '.join(dead)}; stopping", flush=True)
                 return
 
-    def client(self, user_agent: str = "localcluster") -> Client:
-        """An admin API client (the harness's own calls; tests use :meth:`api` or kubectl)."""
+    def client(self, user_agent: str = "localcluster", pool_size: int = 4) -> Client:
+        """An admin API client (kubekit's) with ``pool_size`` connections."""
         pki = self.workdir / "pki"
         return Client.for_certificate(self.server, str(self.ca_file), str(pki / "admin.crt"), str(pki / "admin.key"),
-                                      user_agent)
+                                      user_agent, pool_size)
 
     def wait_ready(self, timeout: float = 120) -> float:
         """Block until /readyz answers ok; return the seconds it took."""
@@ -376,7 +376,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                client.get("/api/v1/namespaces/default/serviceaccounts/default", timeout=2)
+                client.get(paths.service_accounts("default", "default"), timeout=2)
                 return
             except ApiError:
                 time.sleep(0.2)

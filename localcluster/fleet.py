@@ -25,7 +25,8 @@ import yaml
 
 from manager import rbac
 
-from kubekit import kruise
+from kubekit import kruise, paths
+from kubekit.api import ApiError
 
 from .cluster import LocalCluster
 from .processes import die_with_parent
@@ -35,39 +36,42 @@ CRD_DIR = ROOT / "charts" / "kruise" / "crds"
 HEALTH_PORT, METRICS_PORT = 8000, 8080
 
 
-def install_crd(api, timeout: float = 30) -> None:
-    """Create the chart's CRDs (SidecarSet, WorkloadSpread; each if absent) and wait until each
-    is served."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+def _create(client, path: str, body: dict) -> dict | None:
+    """POST ``body``; None when it exists already (409)."""
+    try:
+        return client.request("POST", path, body=body, timeout=30)
+    except ApiError as err:
+        if not err.conflict:
+            raise
+        return None
 
-    extensions = client.ApiextensionsV1Api(api)
+
+def install_crd(client, timeout: float = 30) -> None:
+    """Create the chart's CRDs (SidecarSet, WorkloadSpread; each if absent) with ``client`` (a
+    kubekit client) and wait until each is served."""
     crds = [yaml.safe_load(path.read_text()) for path in sorted(CRD_DIR.glob("*.yaml"))]
     for crd in crds:
-        try:
-            extensions.create_custom_resource_definition(crd)
-        except ApiException as err:
-            if err.status != 409:
-                raise
+        _create(client, paths.custom_resource_definitions(), crd)
     deadline = time.monotonic() + timeout
     for crd in crds:
-        name, plural = crd["metadata"]["name"], crd["spec"]["names"]["plural"]
-        while not _served(extensions, client.CustomObjectsApi(api), name, plural):
+        while not _served(client, crd):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the CRD {name} was not established in time")
+                raise TimeoutError(f"the CRD {crd['metadata']['name']} was not established in time")
             time.sleep(0.2)
 
 
-def _served(extensions, objects, name: str, plural: str) -> bool:
-    from kubernetes.client.exceptions import ApiException
-
-    crd = extensions.read_custom_resource_definition(name)
-    if not any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+def _served(client, crd: dict) -> bool:
+    """Established, and its objects can be listed."""
+    spec = crd["spec"]
+    read = client.get(paths.custom_resource_definitions(crd["metadata"]["name"]), timeout=10)
+    if not any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in (read.get("status") or {}).get("conditions") or []):
         return False
+    version = next(v["name"] for v in spec["versions"] if v.get("served"))
     try:
-        objects.list_cluster_custom_object("apps.kruise.io", "v1alpha1", plural)
+        client.get(paths.path(f"{spec['group']}/{version}", spec["names"]["plural"]), timeout=10)
         return True
-    except ApiException:
+    except ApiError:
         return False
 
 
@@ -119,43 +123,36 @@ class Fleet:
         ``count`` hosts (replicas are started separately with :meth:`start`). Without
         ``webhook_objects`` the Service, its endpoints and the webhook configurations are left
         to someone else (another installation in the namespace)."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        api = self.cluster.api()
-        core, rbac_api = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-        install_crd(api)
-        try:
-            core.create_namespace({"metadata": {"name": self.namespace}})
-        except ApiException as err:
-            if err.status != 409:
-                raise
+        client, ns = self.cluster.client("fleet"), self.namespace
+        install_crd(client)
+        _create(client, paths.namespaces(), {"metadata": {"name": ns}})
         account = self.account
-        core.create_namespaced_service_account(self.namespace, {"metadata": {"name": account}})
+        client.request("POST", paths.service_accounts(ns), body={"metadata": {"name": account}}, timeout=30)
         rules = rbac.rules(self.lease_name, kruise.SECRET, kruise.MUTATING_CONFIGURATION, kruise.VALIDATING_CONFIGURATION)
-        subject = [{"kind": "ServiceAccount", "name": account, "namespace": self.namespace}]
-        rbac_api.create_namespaced_role(self.namespace, {"metadata": {"name": account}, "rules": rules["namespaced"]})
-        rbac_api.create_namespaced_role_binding(self.namespace, {
-            "metadata": {"name": account}, "subjects": subject,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account}})
-        cluster_name = f"{account}-{self.namespace}"
-        rbac_api.create_cluster_role({"metadata": {"name": cluster_name}, "rules": rules["cluster"]})
-        rbac_api.create_cluster_role_binding({
-            "metadata": {"name": cluster_name}, "subjects": subject,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name}})
-        token = core.create_namespaced_service_account_token(
-            account, self.namespace, {"spec": {"expirationSeconds": 86400}}).status.token
+        subject = [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
+        cluster_name = f"{account}-{ns}"
+        for path, body in (
+                (paths.roles(ns), {"metadata": {"name": account}, "rules": rules["namespaced"]}),
+                (paths.role_bindings(ns), {"metadata": {"name": account}, "subjects": subject, "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account}}),
+                (paths.cluster_roles(), {"metadata": {"name": cluster_name}, "rules": rules["cluster"]}),
+                (paths.cluster_role_bindings(), {"metadata": {"name": cluster_name}, "subjects": subject, "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name}})):
+            client.request("POST", path, body=body, timeout=30)
+        token = client.request("POST", paths.service_accounts(ns, account, "token"), timeout=30, body={
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 86400}})["status"]["token"]
         self._kubeconfig = self.cluster.write_token_kubeconfig(
             self.cluster.workdir / f"{self.namespace}-manager.kubeconfig", token, for_hosts=True)
         prefix = self.namespace if account == kruise.SERVICE_ACCOUNT else f"{self.namespace}-{account}"
         self.replicas = [Replica(i, self.cluster.add_host(f"{prefix}-m{i}")) for i in range(count)]
         if not webhook_objects:
             return self
-        core.create_namespaced_service(self.namespace, {
+        client.request("POST", paths.services(ns), timeout=30, body={
             "metadata": {"name": kruise.SERVICE},
             "spec": {"ports": [{"name": "https", "port": 443, "targetPort": kruise.WEBHOOK_PORT}]}})
         self.set_endpoints(self.replicas)
-        self._create_webhook_configurations(api)
+        self._create_webhook_configurations(client)
         return self
 
     @property
@@ -164,11 +161,7 @@ class Fleet:
 
     def set_endpoints(self, replicas: list[Replica]) -> None:
         """Point the Service at these replicas (what the endpoints controller does for ready pods)."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        api = self.cluster.api()
-        core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+        client = self.cluster.client("fleet")
         addresses = [r.ip for r in replicas]
         endpoints = {"metadata": {"name": kruise.SERVICE},
                      "subsets": [{"addresses": [{"ip": ip} for ip in addresses],
@@ -177,28 +170,19 @@ class Fleet:
                   "addressType": "IPv4",
                   "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in addresses],
                   "ports": [{"name": "https", "port": kruise.WEBHOOK_PORT, "protocol": "TCP"}]}
-        for create, replace, name, body in (
-                (core.create_namespaced_endpoints, core.replace_namespaced_endpoints, kruise.SERVICE, endpoints),
-                (discovery.create_namespaced_endpoint_slice, discovery.replace_namespaced_endpoint_slice,
-                 f"{kruise.SERVICE}-fleet", slice_)):
-            try:
-                create(self.namespace, body)
-            except ApiException as err:
-                if err.status != 409:
-                    raise
-                replace(name, self.namespace, body)
+        for resource, name, body in ((paths.endpoints, kruise.SERVICE, endpoints),
+                                     (paths.endpoint_slices, f"{kruise.SERVICE}-fleet", slice_)):
+            if _create(client, resource(self.namespace), body) is None:  # there already: replaced, unconditionally
+                client.request("PUT", resource(self.namespace, name), body=body, timeout=30)
 
-    def _create_webhook_configurations(self, api) -> None:
-        from kubernetes import client
-
-        admission = client.AdmissionregistrationV1Api(api)
+    def _create_webhook_configurations(self, client) -> None:
         common = {"sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": self.failure_policy,
                   "timeoutSeconds": 10}
 
         def service(path: str) -> dict:
             return {"service": {"namespace": self.namespace, "name": kruise.SERVICE, "path": path, "port": 443}}
 
-        admission.create_mutating_webhook_configuration({"metadata": {"name": kruise.MUTATING_CONFIGURATION}, "webhooks": [{
+        client.request("POST", paths.mutating_webhook_configurations(), timeout=30, body={"metadata": {"name": kruise.MUTATING_CONFIGURATION}, "webhooks": [{
             **common, "name": "mpod.kb.io", "clientConfig": service(kruise.MUTATE_POD_PATH),
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
             "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
@@ -206,7 +190,7 @@ class Fleet:
             **common, "name": "msidecarset.kb.io", "clientConfig": service(kruise.MUTATE_SIDECARSET_PATH),
             "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"],
                        "apiVersions": ["v1alpha1"], "resources": ["sidecarsets"]}]}]})
-        admission.create_validating_webhook_configuration({"metadata": {"name": kruise.VALIDATING_CONFIGURATION}, "webhooks": [{
+        client.request("POST", paths.validating_webhook_configurations(), timeout=30, body={"metadata": {"name": kruise.VALIDATING_CONFIGURATION}, "webhooks": [{
             **common, "name": "vsidecarset.kb.io", "clientConfig": service(kruise.VALIDATE_SIDECARSET_PATH),
             "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"],
                        "apiVersions": ["v1alpha1"], "resources": ["sidecarsets"]}]}]})
@@ -298,11 +282,10 @@ class Fleet:
                 replica.process.wait()
 
     def lease(self) -> dict:
-        from kubernetes import client
-
-        lease = client.CoordinationV1Api(self.cluster.api()).read_namespaced_lease(self.lease_name, self.namespace)
-        return {"holder": lease.spec.holder_identity or "", "transitions": lease.spec.lease_transitions or 0,
-                "renew_time": lease.spec.renew_time}
+        """The election's Lease: holder, transitions and renew time (RFC 3339 text)."""
+        spec = self.cluster.client("fleet").get(paths.leases(self.namespace, self.lease_name), timeout=10).get("spec") or {}
+        return {"holder": spec.get("holderIdentity") or "", "transitions": spec.get("leaseTransitions") or 0,
+                "renew_time": spec.get("renewTime")}
 
     def leader(self) -> Replica | None:
         """The replica whose pod name the Lease holder carries, if any."""
@@ -316,18 +299,14 @@ class Fleet:
         return None
 
     def uninstall(self) -> None:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
         self.stop_all()
-        api = self.cluster.api()
-        admission, rbac_api = client.AdmissionregistrationV1Api(api), client.RbacAuthorizationV1Api(api)
-        for delete in (lambda: admission.delete_mutating_webhook_configuration(kruise.MUTATING_CONFIGURATION),
-                       lambda: admission.delete_validating_webhook_configuration(kruise.VALIDATING_CONFIGURATION),
-                       lambda: rbac_api.delete_cluster_role_binding(f"{self.account}-{self.namespace}"),
-                       lambda: rbac_api.delete_cluster_role(f"{self.account}-{self.namespace}"),
-                       lambda: client.CoreV1Api(api).delete_namespace(self.namespace)):
+        client = self.cluster.client("fleet")
+        for path in (paths.mutating_webhook_configurations(kruise.MUTATING_CONFIGURATION),
+                     paths.validating_webhook_configurations(kruise.VALIDATING_CONFIGURATION),
+                     paths.cluster_role_bindings(f"{self.account}-{self.namespace}"),
+                     paths.cluster_roles(f"{self.account}-{self.namespace}"),
+                     paths.namespaces(self.namespace)):
             try:
-                delete()
-            except ApiException:
+                client.request("DELETE", path, timeout=30)
+            except ApiError:
                 pass

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from kubekit import kruise
+from kubekit import kruise, paths
 
 from . import build
 
@@ -212,14 +212,14 @@ def wait_ready(cluster, replicas: int, deadline: float) -> tuple[str, str]:
     last = "nothing read yet"
     while time.monotonic() < deadline:
         try:
-            status = client.get(f"/apis/apps/v1/namespaces/{kruise.NAMESPACE}/deployments/{kruise.DEPLOYMENT}").get("status") or {}
-            pods = client.get(f"/api/v1/namespaces/{kruise.NAMESPACE}/pods", labelSelector=kruise.MANAGER_SELECTOR)
+            status = client.get(paths.deployments(kruise.NAMESPACE, kruise.DEPLOYMENT)).get("status") or {}
+            pods = client.get(paths.pods(kruise.NAMESPACE), labelSelector=kruise.MANAGER_SELECTOR)
         except ApiError as err:
             last = str(err)
             time.sleep(0.5)
             continue
         try:
-            holder = (client.get(f"/apis/coordination.k8s.io/v1/namespaces/{kruise.NAMESPACE}/leases/{kruise.LEASE}")
+            holder = (client.get(paths.leases(kruise.NAMESPACE, kruise.LEASE))
                       .get("spec") or {}).get("holderIdentity", "")
         except ApiError:
             holder = ""

@@ -34,6 +34,7 @@ from cryptography.x509.oid import NameOID
 
 from . import metrics
 from .informer import Informer
+from kubekit import paths
 from kubekit.api import ApiError, Client
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class CertManager:
         self.client = client
         self.options = options
         self.dns_names = service_dns_names(options.service, options.namespace)
-        self.secret_path = f"/api/v1/namespaces/{options.namespace}/secrets"
+        self.secret_path = paths.secrets(options.namespace)
         self.problem: str | None = "credential not loaded yet"
         self.ca_bundle: bytes = b""
         self._next_check = 10.0  # seconds until a certificate is due for renewal (at most 10)
@@ -304,8 +305,8 @@ class CertManager:
         return None
 
     # ---- caBundles ----------------------------------------------------------------------
-    def _configuration_path(self, plural: str, name: str) -> str:
-        return f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}"
+    def _configuration_path(self, plural: str, name: str | None = None) -> str:
+        return paths.path("admissionregistration.k8s.io/v1", plural, name=name)
 
     def read_configurations(self) -> dict[tuple[str, str], dict | ApiError]:
         """Both webhook configurations, read once per sync (for the decision and the patch)."""
@@ -399,7 +400,7 @@ class CertManager:
         self._informers = [Informer(self.client, self.secret_path, on_change=wake, name="secret",
                                     fieldSelector=f"metadata.name={o.secret}").start()]
         for plural, name in o.configurations:
-            self._informers.append(Informer(self.client, f"/apis/admissionregistration.k8s.io/v1/{plural}",
+            self._informers.append(Informer(self.client, self._configuration_path(plural),
                                             on_change=wake, name=name, fieldSelector=f"metadata.name={name}").start())
         self.sync_once()
         threading.Thread(target=self._run, name="certs", daemon=True).start()

@@ -14,12 +14,11 @@ import time
 
 from . import metrics, sidecarset
 from .informer import Informer
+from kubekit import paths
 from kubekit.api import ApiError, Client
 from .lease import LeaderElector
 
 log = logging.getLogger("manager.controller")
-
-SIDECARSETS_PATH = "/apis/apps.kruise.io/v1alpha1/sidecarsets"
 
 
 def slim_pod(obj: dict) -> dict:
@@ -56,7 +55,7 @@ class StatusController:
     def start(self) -> None:
         """Called once this replica leads; runs until :meth:`stop` or the lease is lost."""
         self.sidecarsets.on_change = self._changed
-        self.pods = Informer(self.client, "/api/v1/pods", transform=slim_pod, on_change=self._changed,
+        self.pods = Informer(self.client, paths.pods(), transform=slim_pod, on_change=self._changed,
                              name="pods").start()
         threading.Thread(target=self._run, name="sidecarset status", daemon=True).start()
 
@@ -107,7 +106,7 @@ class StatusController:
                 "metadata": {"name": name, "resourceVersion": obj["metadata"]["resourceVersion"]},
                 "spec": obj.get("spec") or {}, "status": status}
         try:
-            self.client.request("PUT", f"{SIDECARSETS_PATH}/{name}/status", body=body, timeout=min(5.0, left - 0.25))
+            self.client.request("PUT", paths.sidecarsets(name, "status"), body=body, timeout=min(5.0, left - 0.25))
         except ApiError as err:
             if not err.conflict:
                 log.warning("status of SidecarSet %s not written: %s", name, err)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from . import metrics
+from kubekit import paths
 from kubekit.api import ApiError, Client
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class LeaseLock:
         self.client = client
         self.namespace = namespace
         self.name = name
-        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.collection = paths.leases(namespace)
         self.path = f"{self.collection}/{name}"
 
     def _versioned(self, lease: dict) -> Versioned:
@@ -200,7 +201,7 @@ class LeaseLock:
         """An Event on the Lease, as client-go records one (best effort)."""
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         try:
-            self.client.request("POST", f"/api/v1/namespaces/{self.namespace}/events", timeout=2, body={
+            self.client.request("POST", paths.events(self.namespace), timeout=2, body={
                 "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
                 "involvedObject": {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                                    "name": self.name, "namespace": self.namespace},

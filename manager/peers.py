@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+from kubekit import paths
+
 log = logging.getLogger("manager.peers")
 
 GATE = "kruise.io/webhook-reachable"  # the readiness gate the leader writes
@@ -185,7 +187,7 @@ class PeerProber:
         self.interval, self.timeout = interval, timeout
         self.streaks = Streaks(failures, successes)
         self.leading, self.serving = leading, serving
-        self.pods = Informer(client, f"/api/v1/namespaces/{namespace}/pods", transform=slim_pod,
+        self.pods = Informer(client, paths.pods(namespace), transform=slim_pod,
                              on_change=self._changed, name="webhook peers", labelSelector=selector)
         self._wake = threading.Event()
         self._unreachable: set[str] = set()  # this replica's view at its last round
@@ -319,7 +321,7 @@ class PeerProber:
         stamp = _now()
         body = {"status": {"conditions": [{**c, "lastTransitionTime": stamp} for c in conditions]}}
         try:
-            self.client.request("PATCH", f"/api/v1/namespaces/{self.namespace}/pods/{pod}/status", body=body,
+            self.client.request("PATCH", paths.pods(self.namespace, pod, "status"), body=body,
                                 timeout=max(1.0, self.interval), content_type="application/strategic-merge-patch+json")
             return True
         except (ApiError, OSError) as err:

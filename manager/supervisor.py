@@ -229,8 +229,10 @@ class Handoff:
         involved = {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": namespace}
         if os.environ.get("POD_UID"):
             involved["uid"] = os.environ["POD_UID"]
+        from kubekit import paths
+
         try:
-            client.request("POST", f"/api/v1/namespaces/{namespace}/events", timeout=5, body={
+            client.request("POST", paths.events(namespace), timeout=5, body={
                 "metadata": {"generateName": f"{pod}.", "namespace": namespace}, "involvedObject": involved,
                 "reason": "WorkerRestarted", "message": message, "type": "Warning",
                 "source": {"component": "kruise-manager"}, "firstTimestamp": stamp, "lastTimestamp": stamp,

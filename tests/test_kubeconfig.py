@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kruisectl.kube import KubeTarget
-from kruisectl.kubeconfig import KubeconfigError, merge
+from kubekit.kubeconfig import KubeconfigError, merge
 
 
 def write(path, current, clusters=(), users=(), contexts=()):
@@ -69,12 +69,12 @@ def test_the_client_uses_the_first_files_context_and_says_which(files, monkeypat
     for ca in (tmp_path / "a" / "ca.crt", tmp_path / "abs-ca.crt"):
         ca.write_text("")  # the files exist; their content is not read until a call
     target = KubeTarget()
-    api = target.api_client()
+    api = target.client()
     assert api.configuration.host == "https://a.example:6443"
     assert (target.context_used, target.user_used) == ("ctx-a", "me")
     assert api.configuration.api_key.get("BearerToken", "").endswith("token-a")
     other = KubeTarget(context="ctx-b")
-    assert other.api_client().configuration.host == "https://ob.example:6443"
+    assert other.client().configuration.host == "https://ob.example:6443"
     assert (other.context_used, other.user_used) == ("ctx-b", "other")
 
 

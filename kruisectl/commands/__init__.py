@@ -45,10 +45,10 @@ def explicit(names: dict) -> set[str]:
 
 @dataclass(frozen=True)
 class Install:
-    """Where a command reads an install: the API client, the objects' names, and which names
+    """Where a command reads an install: the kubekit client, the objects' names, and which names
     the user chose (an object missing under a chosen name is an error, not an upstream default)."""
 
-    api: object
+    client: object  # kubekit.api.Client
     names: object  # inventory.Names
     chosen: frozenset
 
@@ -57,7 +57,7 @@ def open_install(target, names: dict) -> Install:
     """The opening status, doctor and webhook check share: one pooled client, the names."""
     from .. import inventory as inv
 
-    return Install(target.api_client(pool_size=inv.PARALLEL_READS), inv.Names(namespace=target.namespace, **names),
+    return Install(target.client(pool_size=inv.PARALLEL_READS), inv.Names(namespace=target.namespace, **names),
                    frozenset(explicit(names)))
 
 
@@ -67,9 +67,9 @@ def read_install(install: Install, target, extended: bool = False):
     from .. import inventory as inv
     from ..errors import KruisectlError
 
-    inventory = inv.collect(install.api, install.names, timeout=target.request_timeout, extended=extended)
+    inventory = inv.collect(install.client, install.names, timeout=target.request_timeout, extended=extended)
     fatal = inventory.fatal()
     if fatal:
         raise KruisectlError(fatal)
-    inv.ensure_target(install.api, inventory, install.chosen, target.request_timeout)
+    inv.ensure_target(install.client, inventory, install.chosen, target.request_timeout)
     return inventory

@@ -44,12 +44,12 @@ def doctor(target, output, fail_on, names, since):
     whether alerts (a PrometheusRule and a ServiceMonitor) watch it. With --since, what happened
     lately too."""
     install = open_install(target, names)
-    api, names = install.api, install.names
+    client, names = install.client, install.names
     inventory = read_install(install, target, extended=True)
     findings = diagnose(inventory)
     past = None
     if since is not None:
-        past = history.collect(api, inventory, since, target.request_timeout)
+        past = history.collect(client, inventory, since, target.request_timeout)
         findings += history.findings(past, names.namespace)
     score, letter = grade(findings)
     if output in ("json", "yaml"):

@@ -75,7 +75,7 @@ def _chart_args(chart, values_files, set_values, **ha) -> list[str]:
 def _wait_rolled_out(target, timeout: float, namespace: str) -> None:
     """Progress lines until the manager Deployment in ``namespace`` has rolled out (kubectl's
     semantics)."""
-    api = target.api_client()
+    client = target.client()
 
     def not_yet(err) -> rollout.RolloutStatus:  # not created yet, or a blip: keep waiting
         return rollout.RolloutStatus(f"waiting for deployment {kruise.DEPLOYMENT}: {describe_api_error(err)}",
@@ -83,7 +83,7 @@ def _wait_rolled_out(target, timeout: float, namespace: str) -> None:
 
     try:
         state = rollout.wait_rolled_out(
-            lambda: rollout.read_deployment(api, namespace, kruise.DEPLOYMENT, target.request_timeout),
+            lambda: rollout.read_deployment(client, namespace, kruise.DEPLOYMENT, target.request_timeout),
             timeout, lambda s: click.echo(s.message, err=True), while_unreadable=not_yet)
     except TimeoutError:
         click.echo(f"error: timed out after {timeout:g}s waiting for the manager to roll out", err=True)
@@ -97,7 +97,7 @@ def _dry_run(target, helm_run, binary: str, args: list[str], chart: str) -> None
     of what would change; exit 2 when the apiserver would refuse something."""
     manifest = dryrun.release_manifest(helm_run, binary, args)
     crds = helm_run(binary, ["show", "crds", chart]).stdout if args[0] == "install" else ""
-    changes = dryrun.plan(target.api_client(), manifest, target.namespace, target.request_timeout, crds)
+    changes = dryrun.plan(target.client(), manifest, target.namespace, target.request_timeout, crds)
     for change in changes:
         if change.action in ("create", "update"):
             click.echo(change.diff)

@@ -106,9 +106,9 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
     """
     source = _source(from_label, region_from_label, map_file, hostname_pattern, zone, region, nodes)
     include_region = include_region or bool(region or region_from_label)  # a region given is a region wanted
-    api = target.api_client(pool_size=concurrency)
+    client = target.client(pool_size=concurrency)
     try:
-        all_nodes = zones.list_nodes(api, selector, timeout=target.request_timeout)
+        all_nodes = zones.list_nodes(client, selector, timeout=target.request_timeout)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
         raise KruisectlError(describe_api_error(err)) from None
     if zone:
@@ -133,7 +133,7 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
 
     if output == "table":
         click.echo(_render_plan(rows, counts, source.description))
-    outcomes = _apply_with_progress(api, rows, source, include_region, overwrite, concurrency, dry_run == "server",
+    outcomes = _apply_with_progress(client, rows, source, include_region, overwrite, concurrency, dry_run == "server",
                                     target.request_timeout, output == "table" and sys.stderr.isatty())
     failed = [o for o in outcomes if not o.applied]
     left_out = [r for r in rows if r.action in (zones.CONFLICT, zones.UNPLACED)]
@@ -167,9 +167,9 @@ def label_zones(target, from_label, region_from_label, map_file, hostname_patter
 _interrupted = threading.Event()
 
 
-def _apply_with_progress(api, rows, source, include_region, overwrite, concurrency, server_dry_run, timeout,
+def _apply_with_progress(client, rows, source, include_region, overwrite, concurrency, server_dry_run, timeout,
                          show_progress):
-    writer = zones.NodeWriter(api, dry_run=server_dry_run, timeout=timeout)
+    writer = zones.NodeWriter(client, dry_run=server_dry_run, timeout=timeout)
     todo = sum(1 for r in rows if r.action in zones.CHANGING_ACTIONS)
     _interrupted.clear()
     previous = signal.signal(signal.SIGINT, lambda *_: _interrupted.set())

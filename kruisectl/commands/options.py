@@ -9,9 +9,9 @@ import os
 
 import click
 
-from kubekit import durations, kruise
+from kubekit import durations, kruise, paths
 
-from ..kube import KubeTarget, default_namespace, request_json
+from ..kube import KubeTarget, default_namespace
 from ..output import FORMATS
 
 
@@ -56,7 +56,7 @@ def _complete_contexts(ctx, param, incomplete: str):
     """Context names from the kubeconfig files, merged as kubectl merges them."""
     from click.shell_completion import CompletionItem
 
-    from ..kubeconfig import KubeconfigError, merge, split
+    from kubekit.kubeconfig import KubeconfigError, merge, split
 
     path = ctx.params.get("kubeconfig") or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
@@ -75,7 +75,7 @@ def _complete_from_api(path: str):
         try:
             target = KubeTarget(kubeconfig=ctx.params.get("kubeconfig"), context=ctx.params.get("context"),
                                 request_timeout=3)
-            items = request_json(target.api_client(), "GET", path, 3)["items"]
+            items = target.client().get(path, 3)["items"]
         except Exception:  # noqa: BLE001 - completion must never fail loudly
             return []
         return [CompletionItem(i["metadata"]["name"]) for i in items if i["metadata"]["name"].startswith(incomplete)]
@@ -83,8 +83,8 @@ def _complete_from_api(path: str):
     return complete
 
 
-complete_namespaces = _complete_from_api("/api/v1/namespaces")
-complete_nodes = _complete_from_api("/api/v1/nodes")
+complete_namespaces = _complete_from_api(paths.namespaces())
+complete_nodes = _complete_from_api(paths.nodes())
 
 
 def kube_options(func):

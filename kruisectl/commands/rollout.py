@@ -34,16 +34,16 @@ def rollout_group() -> None:
 
 
 def _read(target, name: str):
-    api = target.api_client()
+    client = target.client()
     try:
-        return api, rollout.read_deployment(api, target.namespace, name, target.request_timeout)
+        return client, rollout.read_deployment(client, target.namespace, name, target.request_timeout)
     except Exception as err:  # noqa: BLE001 - one line, exit 2
         raise KruisectlError(f"deployment {target.namespace}/{name}: {describe_api_error(err)}") from None
 
 
-def _cluster_state(api, target) -> tuple[list[dict], list[dict]]:
+def _cluster_state(client, target) -> tuple[list[dict], list[dict]]:
     try:
-        return rollout.cluster_state(api, target.request_timeout)
+        return rollout.cluster_state(client, target.request_timeout)
     except Exception as err:  # noqa: BLE001
         raise KruisectlError(f"reading nodes and pods for the capacity check: {describe_api_error(err)}") from None
 
@@ -113,7 +113,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
     """
     if max_surge is None and max_unavailable is None and when_unsatisfiable is None:
         raise KruisectlError("nothing to change: give --max-surge, --max-unavailable or --when-unsatisfiable")
-    api, current = _read(target, deployment)
+    client, current = _read(target, deployment)
     try:
         plan = rollout.plan_tune(current, max_surge=rollout.int_or_percent(max_surge),
                                  max_unavailable=rollout.int_or_percent(max_unavailable),
@@ -121,7 +121,7 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
     except ValueError as err:
         raise KruisectlError(str(err)) from None
     upgrade = _chart_upgrade(current, target.namespace, deployment, plan) if via_helm else None
-    nodes, pods = _cluster_state(api, target)
+    nodes, pods = _cluster_state(client, target)
     fit = rollout.check_capacity(current, plan, nodes, pods)
 
     if via_helm:
@@ -139,18 +139,18 @@ def tune(target, max_surge, max_unavailable, when_unsatisfiable, force, dry_run,
     refused = not fit.ok and not force and bool(plan.changes)
     applied = False
     if plan.changes and dry_run:
-        from kubernetes.client.exceptions import ApiException
+        from kubekit.api import ApiError
 
         try:  # the apiserver validates the change as the real run would send it; nothing is stored
-            rollout.apply_tune(api, target.namespace, deployment, plan, target.request_timeout, dry_run=True)
-        except ApiException as err:
+            rollout.apply_tune(client, target.namespace, deployment, plan, target.request_timeout, dry_run=True)
+        except ApiError as err:
             raise KruisectlError(f"the apiserver would refuse this change: {describe_api_error(err)}") from None
     if plan.changes and not dry_run and not refused:
-        from kubernetes.client.exceptions import ApiException
+        from kubekit.api import ApiError
 
         try:
-            rollout.apply_tune(api, target.namespace, deployment, plan, target.request_timeout)
-        except ApiException as err:
+            rollout.apply_tune(client, target.namespace, deployment, plan, target.request_timeout)
+        except ApiError as err:
             # A failed `test` op is a bare 422: tell it apart by re-reading the resourceVersion.
             if err.status == 422 and _read(target, deployment)[1]["metadata"]["resourceVersion"] != \
                     current["metadata"]["resourceVersion"]:
@@ -203,11 +203,11 @@ def status(target, watch, timeout, deployment, output):
       kruisectl rollout status
       kruisectl rollout status --watch --timeout 300
     """
-    api = target.api_client()
+    client = target.client()
 
     def read() -> dict:
         try:
-            return rollout.read_deployment(api, target.namespace, deployment, target.request_timeout)
+            return rollout.read_deployment(client, target.namespace, deployment, target.request_timeout)
         except Exception as err:  # noqa: BLE001 - one line, exit 2
             raise KruisectlError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
 
@@ -244,7 +244,7 @@ def restart(target, deployment):
       kruisectl rollout restart && kruisectl rollout status --watch
     """
     try:
-        rollout.restart(target.api_client(), target.namespace, deployment, target.request_timeout)
+        rollout.restart(target.client(), target.namespace, deployment, target.request_timeout)
     except Exception as err:  # noqa: BLE001
         raise KruisectlError(f"deployment {target.namespace}/{deployment}: {describe_api_error(err)}") from None
     click.echo(f"deployment.apps/{deployment} restarted")

@@ -150,7 +150,7 @@ def _show(install, target, output, clear: bool, last: list | None = None) -> tup
 def _watch(install, target, output) -> None:
     """Redraw on every change the watches report (at most twice a second) until Ctrl-C."""
     changed, stop = threading.Event(), threading.Event()
-    inv.watch_changes(install.api, install.names, changed, stop)
+    inv.watch_changes(install.client, install.names, changed, stop)
     try:
         last: list = []
         while True:

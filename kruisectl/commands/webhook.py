@@ -63,7 +63,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
     names and expiry, pod-webhook exclusions and policies, and TLS + /healthz of each endpoint
     reachable from here. Known failures are translated into a cause and a fix."""
     install = open_install(target, names)
-    api, names = install.api, install.names
+    client, names = install.client, install.names
     deadline = time.monotonic() + wait_for
     pause = interval
     while True:
@@ -74,7 +74,7 @@ def check_command(target, output, wait_for, interval, fail_on, webhook_port, pro
             raise KruisectlError(f"--probe-namespace {probe_namespace}: the pod webhook ({', '.join(skipping)}) skips this "
                            "namespace by design (its namespaceSelector); probe a namespace your workloads use")
         if probe:
-            findings += run_probe(api, probe_namespace, target.request_timeout, explain=explain)
+            findings += run_probe(client, probe_namespace, target.request_timeout, explain=explain)
         else:
             click.echo("note: end-to-end probe skipped (--no-probe): whether the apiserver really calls the webhooks "
                        "was not tested", err=True)

@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from kubekit import paths
 from kubekit.api import ApiError
 
 from ..build import CACHE_DIR
@@ -80,7 +81,7 @@ def source_data(worker, source: dict) -> dict[str, str]:
 
 def object_data(worker, resource: str, name: str, optional: bool) -> dict[str, str]:
     try:
-        found = worker.api.get(f"/api/v1/namespaces/{worker.namespace}/{resource}/{name}", timeout=API_TIMEOUT)
+        found = worker.api.get(paths.path("v1", resource, worker.namespace, name), timeout=API_TIMEOUT)
     except ApiError as err:
         if err.not_found and optional:
             return {}
@@ -101,7 +102,7 @@ def refresh_token(worker, now: float) -> None:
             "spec": {"expirationSeconds": TOKEN_SECONDS,
                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": worker.name, "uid": worker.uid}}}
     try:
-        granted = worker.api.request("POST", f"/api/v1/namespaces/{worker.namespace}/serviceaccounts/{account}/token",
+        granted = worker.api.request("POST", paths.service_accounts(worker.namespace, account, "token"),
                                      body=body, timeout=API_TIMEOUT)
     except ApiError as err:
         raise HostletError(f"TokenRequest for serviceaccount {worker.namespace}/{account}: {str(err)[:200]}") from err

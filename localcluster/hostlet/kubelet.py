@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from kubekit import paths
 from kubekit.api import ApiError, Client, Watch
 
 from ..cluster import KWOK_ANNOTATION, LocalCluster
@@ -70,7 +71,7 @@ class Hostlet:
         client = self.cluster.client()
         for name in self.node_names:
             try:
-                node = client.get(f"/api/v1/nodes/{name}", timeout=API_TIMEOUT)
+                node = client.get(paths.nodes(name), timeout=API_TIMEOUT)
             except ApiError as err:
                 raise HostletError(f"node {name}: {str(err)[:200]}") from err
             if KWOK_ANNOTATION in (node["metadata"].get("annotations") or {}):
@@ -215,7 +216,7 @@ class Hostlet:
         node = self.nodes[name]
         node.host.plug()
         node.failed = False
-        listing = node.client(self.cluster).get("/api/v1/pods", timeout=API_TIMEOUT,
+        listing = node.client(self.cluster).get(paths.pods(), timeout=API_TIMEOUT,
                                                 fieldSelector=f"spec.nodeName={name}")
         for pod in listing["items"]:
             self._pod_event(node, "ADDED", pod)
@@ -262,7 +263,7 @@ class Hostlet:
         selector = f"spec.nodeName={node.name}"
         while not self.stopping.is_set():
             try:
-                listing = client.get("/api/v1/pods", timeout=API_TIMEOUT, fieldSelector=selector)
+                listing = client.get(paths.pods(), timeout=API_TIMEOUT, fieldSelector=selector)
                 seen = {pod["metadata"]["uid"] for pod in listing["items"]}
                 for pod in listing["items"]:
                     self._pod_event(node, "ADDED", pod)
@@ -281,7 +282,7 @@ class Hostlet:
         list again, as a watch error does."""
         while not self.stopping.is_set():
             try:
-                watch = client.open_watch("/api/v1/pods", version, timeout_s=10, fieldSelector=selector)
+                watch = client.open_watch(paths.pods(), version, timeout_s=10, fieldSelector=selector)
             except ApiError as err:
                 if err.status == 410:
                     return

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from kubekit import kruise
+from kubekit import kruise, paths
 from kubekit.api import ApiError, Client
 
 from ..cluster import LocalCluster
@@ -45,7 +45,7 @@ def create_hostlet_nodes(cluster: LocalCluster, names: list[str], *, zones: tupl
             "status": _node_status(host.ip, name, cpu, memory, pods),
         }
         try:
-            client.request("POST", "/api/v1/nodes", body=body, timeout=API_TIMEOUT)
+            client.request("POST", paths.nodes(), body=body, timeout=API_TIMEOUT)
         except ApiError as err:
             raise HostletError(f"creating node {name}: {str(err)[:300]}") from err
     return list(names)
@@ -114,14 +114,14 @@ def heartbeat(node: NodeAgent, client: Client, lease_duration: int) -> None:
     except ApiError as err:
         log.warning("node %s lease: %s", node.name, str(err)[:200])
     try:
-        client.request("PATCH", f"/api/v1/nodes/{node.name}/status", body={"status": {"conditions": node_conditions()}},
+        client.request("PATCH", paths.nodes(node.name, "status"), body={"status": {"conditions": node_conditions()}},
                        content_type="application/strategic-merge-patch+json", timeout=API_TIMEOUT)
     except ApiError as err:
         log.warning("node %s status: %s", node.name, str(err)[:200])
 
 
 def renew_lease(node: NodeAgent, client: Client, lease_duration: int) -> None:
-    path = f"/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases"
+    path = paths.leases(NODE_LEASE_NAMESPACE)
     spec = {"holderIdentity": node.name, "leaseDurationSeconds": lease_duration, "renewTime": now_micro()}
     try:
         lease = client.get(f"{path}/{node.name}", timeout=API_TIMEOUT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kubekit import paths
 from kubekit.api import ApiError
 
 from .spec import API_TIMEOUT, HostletError, now_rfc3339
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def pod_url(worker, sub: str = "") -> str:
-    return f"/api/v1/namespaces/{worker.namespace}/pods/{worker.name}{sub}"
+    return paths.pods(worker.namespace, worker.name) + sub
 
 
 def pod_status(worker) -> dict:
@@ -104,6 +105,6 @@ def post_event(worker, reason: str, message: str, kind: str = "Normal") -> None:
             "firstTimestamp": stamp, "lastTimestamp": stamp,
             "source": {"component": "kubelet", "host": worker.node.name}}
     try:
-        worker.api.request("POST", f"/api/v1/namespaces/{worker.namespace}/events", body=body, timeout=2)
+        worker.api.request("POST", paths.events(worker.namespace), body=body, timeout=2)
     except ApiError:
         pass

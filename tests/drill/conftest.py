@@ -49,6 +49,10 @@ class Installed:
     def api(self):
         return self.cluster.api()
 
+    def client(self):
+        """kubekit's client, what kruisectl's library takes (as many connections as the drill's load uses)."""
+        return self.cluster.client("drill-tests", pool_size=16)
+
     def ready_pods(self) -> list:
         from kubernetes import client
 

@@ -57,7 +57,7 @@ def restart_counts(installed) -> dict[str, int]:
 def run(installed, scenario: drill.Scenario) -> drill.ScenarioResult:
     """The scenario under the drill's own budget for a worker fault (``drill.default_budget``)."""
     installed.wait_settled()
-    api, names = installed.api(), Names(namespace=installed.namespace)
+    api, names = installed.client(), Names(namespace=installed.namespace)
     budget = drill.default_budget(scenario, OPTIONS, lease_duration_s=LEASE)
     ips, counts = pod_ips(installed), restart_counts(installed)
     with probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
@@ -123,7 +123,7 @@ def test_a_crash_loop_restarts_the_container(installed):
     container with the worker's status: the kubelet counts it and backs off."""
     hostlet, namespace = installed.hostlet, installed.namespace
     installed.wait_settled()
-    leader = drill.Target(installed.api(), Names(namespace=namespace), 10).leader_pod()
+    leader = drill.Target(installed.client(), Names(namespace=namespace), 10).leader_pod()
     ips = pod_ips(installed)
     # A replica whose supervisor restarted nothing yet (the other tests' victims did).
     pod = next(p.metadata.name for p in installed.ready_pods()

@@ -126,7 +126,7 @@ def test_kruisectl_upgrade_with_a_template_change_loses_no_admission(installed):
 
     scenario = drill.Scenario("upgrade", "kruisectl upgrade", graceful=True, moves_leader=True, act=upgrade)
     options = drill.DrillOptions(rate=8, before_s=2, settle_s=2, timeout_s=180)
-    api, names = installed.api(), Names(namespace=installed.namespace)
+    api, names = installed.client(), Names(namespace=installed.namespace)
     with probe_sidecarset(api, options.probe_namespace, 10) as probe:
         drill.wait_injecting(api, options.probe_namespace, probe.labels, 10, print)
         result = drill.measure(api, names, scenario, options, probe.labels,

@@ -51,9 +51,9 @@ def reports(installed, tmp_path_factory):
     names = Names(namespace=installed.namespace)
     options = drill.DrillOptions(rate=8, before_s=2, settle_s=2, timeout_s=120)
     scenario = faults.total_outage(installed.hostlet, installed.namespace)
-    with probe_sidecarset(installed.api(), options.probe_namespace, 10) as probe:
-        drill.wait_injecting(installed.api(), options.probe_namespace, probe.labels, 10, print)
-        outage = drill.measure(installed.api(), names, scenario, options, probe.labels,
+    with probe_sidecarset(installed.client(), options.probe_namespace, 10) as probe:
+        drill.wait_injecting(installed.client(), options.probe_namespace, probe.labels, 10, print)
+        outage = drill.measure(installed.client(), names, scenario, options, probe.labels,
                                drill.default_budget(scenario, options, 4))
     outage_page = folder / "outage.html"
     outage_page.write_text(drillreport.render([outage], names.namespace, options.rate))

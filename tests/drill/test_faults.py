@@ -14,7 +14,7 @@ import pytest
 
 from kruisectl import drill
 from kruisectl.inventory import Names
-from kruisectl.kube import request_json
+from kubekit import paths
 from localcluster import faults
 from kruisectl.probe import probe_pod, probe_sidecarset
 from tests.conftest import require
@@ -30,13 +30,13 @@ def cli_budget(installed, scenario: drill.Scenario) -> drill.Budget:
     """The budget `kruisectl drill run` would give this scenario: its defaults, with the Lease
     duration read from the live Lease as the CLI reads it."""
     names = Names(namespace=installed.namespace)
-    return drill.default_budget(scenario, OPTIONS, drill.lease_duration(installed.api(), names, 10))
+    return drill.default_budget(scenario, OPTIONS, drill.lease_duration(installed.client(), names, 10))
 
 
 def run(installed, scenario: drill.Scenario, during=None) -> drill.ScenarioResult:
     """The scenario measured as the CLI measures it, under the CLI's budget (``breaches``)."""
     installed.wait_settled()
-    api, names = installed.api(), Names(namespace=installed.namespace)
+    api, names = installed.client(), Names(namespace=installed.namespace)
     budget = cli_budget(installed, scenario)
     with probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
         drill.wait_injecting(api, OPTIONS.probe_namespace, probe.labels, 10, print)
@@ -89,15 +89,14 @@ def test_an_oom_killed_replica_is_restarted_and_costs_at_most_what_was_on_its_wa
 
 
 def test_total_outage_keeps_the_excluded_namespaces_admitting_and_recovers_by_itself(installed):
-    api = installed.api()
+    api = installed.client()
     failures: dict[str, list[str]] = {"kube-system": [], installed.namespace: []}
 
     def excluded_creates():
         for _ in range(20):
             for ns in failures:
                 try:
-                    request_json(api, "POST", f"/api/v1/namespaces/{ns}/pods", 10,
-                                 body=probe_pod({"app": "outage"}), dryRun="All")
+                    api.request("POST", paths.pods(ns), body=probe_pod({"app": "outage"}), timeout=10, dryRun="All")
                 except Exception as err:  # noqa: BLE001 - collected for the assertion
                     failures[ns].append(str(err)[:200])
             threading.Event().wait(0.2)

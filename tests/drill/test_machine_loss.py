@@ -76,7 +76,7 @@ def zone_of_nodes(installed) -> dict[str, str]:
 
 
 def leader_node(installed) -> str:
-    pod = drill.Target(installed.api(), Names(namespace=installed.namespace), 10).leader_pod()
+    pod = drill.Target(installed.client(), Names(namespace=installed.namespace), 10).leader_pod()
     assert pod is not None, "no pod holds the manager's Lease"
     return pod["spec"]["nodeName"]
 
@@ -145,7 +145,7 @@ def test_a_partitioned_leader_takes_no_one_out_and_its_successor_takes_it_out(in
     after the Lease, and the new one (the third replica its witness) takes the old one out, well
     before the node controller's grace period; once healed, it is let back in."""
     ips = pod_ips(installed)
-    old_leader = drill.Target(installed.api(), Names(namespace=installed.namespace), 10).leader_pod()
+    old_leader = drill.Target(installed.client(), Names(namespace=installed.namespace), 10).leader_pod()
     scenario = faults.node_partition(installed.hostlet, installed.namespace, seconds=LOSS_S, leader=True)
     took = timed(scenario)
     result = run(installed, scenario)
@@ -177,7 +177,7 @@ def test_a_leader_cut_off_from_its_peers_only_takes_no_one_out(installed):
     from manager.peers import GATE
 
     ips = pod_ips(installed)
-    leader = drill.Target(installed.api(), Names(namespace=installed.namespace), 10).leader_pod()
+    leader = drill.Target(installed.client(), Names(namespace=installed.namespace), 10).leader_pod()
     leader_ip = leader["status"]["podIP"]
     withheld_before = metric(leader_ip, "kruise_manager_webhook_peer_marks_withheld_total")
     seen = {"unreachable": 0.0}

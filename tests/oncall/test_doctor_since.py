@@ -18,11 +18,10 @@ from kubernetes import client
 
 from kruisectl import scrape
 from kruisectl.cli import cli
-from kruisectl.kube import api as api_of
 from tests.chart import alerting
 from tests.drill.conftest import installed, manager_archive  # noqa: F401 - the fixtures: the chart's managers on hostlet nodes, from the image
 
-from kubekit import kruise
+from kubekit import kruise, paths
 
 from ..conftest import wait_for
 
@@ -39,8 +38,7 @@ def doctor(installed, *extra):  # noqa: F811 - the fixture
 
 
 def manager_pods(installed) -> list[dict]:  # noqa: F811
-    return api_of(installed.api()).get(f"/api/v1/namespaces/{NS}/pods",
-                                       labelSelector="control-plane=controller-manager")["items"]
+    return installed.cluster.client().get(paths.pods(NS), labelSelector="control-plane=controller-manager")["items"]
 
 
 def rendered_rule_names(installed) -> dict[str, set[str]]:  # noqa: F811
@@ -52,22 +50,22 @@ def rendered_rule_names(installed) -> dict[str, set[str]]:  # noqa: F811
 
 def test_every_metric_the_alerts_read_is_exported_by_a_real_replica_and_the_apiserver(installed):  # noqa: F811
     names = rendered_rule_names(installed)
-    api = installed.api()
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(installed.api())
+    admin = installed.cluster.client()
     # One pod create through the pod webhook, so the latency histogram and the apiserver's
     # webhook counter have their first series.
     core.create_namespaced_pod("default", {"metadata": {"generateName": "alerts-"},
                                            "spec": {"containers": [{"name": "c", "image": "registry.local/c:1"}]}},
                                dry_run="All")
     exported: set[str] = set()
-    for name, result in scrape.replicas(api, NS, manager_pods(installed), 10).items():
+    for name, result in scrape.replicas(admin, NS, manager_pods(installed), 10).items():
         assert result.error is None, (name, result.error)
         exported |= {sample for sample, _, _ in result.samples}
     assert names["manager"] and names["manager"] <= exported, names["manager"] - exported
-    apiserver = {sample for sample, _, _ in scrape.parse(api_of(api).get_text("/metrics", 30))}
+    apiserver = {sample for sample, _, _ in scrape.parse(admin.get_text("/metrics", 30))}
     assert names["apiserver"] and names["apiserver"] <= apiserver, names["apiserver"] - apiserver
     # The error alert's codes: a call that went through is counted as 200 for the chart's webhook.
-    calls = [labels for sample, labels, _ in scrape.parse(api_of(api).get_text("/metrics", 30))
+    calls = [labels for sample, labels, _ in scrape.parse(admin.get_text("/metrics", 30))
              if sample == "apiserver_admission_webhook_request_total" and labels.get("name") == "mpod.kb.io"]
     assert any(c["code"] == "200" for c in calls), calls
 

@@ -114,15 +114,14 @@ def test_zone_for_named_nodes_and_unknown_node_is_an_error(private, bare_nodes):
 
 def test_node_changed_after_planning_is_reread_not_clobbered(private, bare_nodes):
     prefix, names = bare_nodes
-    api = private.api()
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(private.api())
     source = zones.FromLabel(RACK)
-    rows = zones.plan(zones.list_nodes(api, f"batch={prefix}"), source)
+    rows = zones.plan(zones.list_nodes(private.client(), f"batch={prefix}"), source)
     assert all(r.action == zones.LABEL for r in rows)
     # Someone else sets a zone on one node between our plan and our write.
     core.patch_node(names[2], {"metadata": {"labels": {kruise.ZONE_LABEL: "set-by-someone-else"}}})
 
-    outcomes = {o.node: o for o in zones.apply(zones.NodeWriter(api), rows, source, include_region=False, overwrite=False)}
+    outcomes = {o.node: o for o in zones.apply(zones.NodeWriter(private.client()), rows, source, include_region=False, overwrite=False)}
     assert not outcomes[names[2]].applied
     assert "changed meanwhile" in outcomes[names[2]].error
     assert zone_of(core, [names[2]])[names[2]] == "set-by-someone-else"

@@ -1,4 +1,8 @@
-"""KUBECONFIG with several files, merged exactly as kubectl merges them.
+"""Where a client's credentials come from, loaded one way for kruisectl and the manager:
+``--kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config`` (or, in a pod with neither, the
+in-cluster ServiceAccount), with ``--context`` choosing among the merged contexts.
+
+KUBECONFIG with several files is merged exactly as kubectl merges them.
 
 kubectl reads the files in order and keeps the FIRST value it finds: for
 ``current-context`` and for each named cluster, user and context (a later file never
@@ -10,6 +14,7 @@ relative to that file's directory, so they are made absolute while merging.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -18,7 +23,8 @@ _PATH_KEYS = {"cluster": ("certificate-authority",), "user": ("client-certificat
 
 
 class KubeconfigError(ValueError):
-    """No usable kubeconfig (none of the files exists, or one is not a kubeconfig)."""
+    """No usable kubeconfig (none of the files exists, or one is not a kubeconfig); the
+    message is one line."""
 
 
 def _absolute(entry: dict, kind: str, base: Path) -> dict:
@@ -64,3 +70,46 @@ def merge(paths: list[str]) -> tuple[dict, list[str]]:
 
 def split(value: str) -> list[str]:
     return [p for p in value.split(os.pathsep) if p]
+
+
+@dataclass
+class Loaded:
+    """A kubernetes client ``Configuration`` and whose credentials it carries."""
+
+    configuration: object
+    context: str | None
+    user: str | None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def load(kubeconfig: str | None = None, context: str | None = None) -> Loaded:
+    """The configuration ``kubeconfig`` (a path or a ``:``-list; else ``$KUBECONFIG``) and
+    ``context`` (else the current one) give; in a pod with neither, the in-cluster
+    ServiceAccount's. KubeconfigError (one line) when that is impossible."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    path = kubeconfig or os.environ.get("KUBECONFIG") or None
+    configuration = client.Configuration()
+    try:
+        if not path and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+            return Loaded(configuration, "(in-cluster)", "(service account)")
+        merged, _ = merge(split(path) if path else [os.path.expanduser("~/.kube/config")])
+        used = context or merged.get("current-context")
+        entry = next((c for c in merged["contexts"] if c.get("name") == used), None)
+        user = ((entry or {}).get("context") or {}).get("user")
+        config.load_kube_config_from_dict(merged, context=context, client_configuration=configuration,
+                                          persist_config=False)
+    except KubeconfigError:
+        raise
+    except ConfigException as err:
+        raise KubeconfigError(f"bad kubeconfig: {_first_line(err)}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as err:
+        raise KubeconfigError(f"bad kubeconfig {path or '~/.kube/config'}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - yaml errors and the like
+        raise KubeconfigError(f"bad kubeconfig {path or '~/.kube/config'}: {_first_line(err)}") from None
+    return Loaded(configuration, used, user)
