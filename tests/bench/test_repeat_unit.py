@@ -3,22 +3,13 @@ it over the runs. No cluster."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests import bench_modules
 
-def load_repeat():
-    path = Path(__file__).resolve().parents[2] / "bench" / "repeat.py"
-    spec = importlib.util.spec_from_file_location("repeat_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-repeat = load_repeat()
+repeat = bench_modules.load("repeat")
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -4,24 +4,14 @@ cluster."""
 
 from __future__ import annotations
 
-import importlib.util
 import threading
-from pathlib import Path
 
 import pytest
 
 from kruisectl.drill import SCENARIOS, DrillOptions, ScenarioResult, default_budget, worker_scenario
+from tests import bench_modules
 
-
-def load_bench():
-    path = Path(__file__).resolve().parents[2] / "bench" / "ha_drills.py"
-    spec = importlib.util.spec_from_file_location("ha_drills_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = bench_modules.load("ha_drills")
 
 
 def row(name: str, failed: int = 0, not_injected: int = 0, shares=None, errors=(), **kwargs) -> dict:

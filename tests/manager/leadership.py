@@ -4,6 +4,7 @@ ever wrote at once (on the server's clock, not the test's)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -57,6 +58,22 @@ def status_writes(api, limit: int = 400) -> PodStream:
     stream = PodStream(api, label, limit)
     stream.thread.start()
     return stream
+
+
+@contextlib.contextmanager
+def writing_leader(fleet, limit: int = 400):
+    """The fleet's leader, once it has written a status or two, while a status stream runs
+    (stopped on the way out)."""
+    from tests.conftest import wait_for
+
+    stream = status_writes(fleet.cluster.api(), limit=limit)
+    try:
+        leader = wait_for(lambda: fleet.leader(), timeout=60, what="a leader")
+        time.sleep(3)  # it writes a status or two first
+        yield leader
+    finally:
+        stream.stop.set()
+        stream.thread.join(10)
 
 
 def audit_events(path) -> list[dict]:

@@ -19,7 +19,7 @@ from manager.lease import HOLDER_POD_ANNOTATION
 from tests.conftest import wait_for
 
 from .conftest import audited_fleet
-from .leadership import audit_events, check_no_overlap, holder, status_writes, wait_new_holder
+from .leadership import audit_events, check_no_overlap, holder, wait_new_holder, writing_leader
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -62,10 +62,7 @@ def succeed_after(fleet, victim, fault: int) -> tuple[str, float, int]:
 def test_a_dead_or_hung_leader_worker_is_succeeded_by_its_own_pod_and_no_write_overlaps(supervised):
     fleet, audit = supervised
     api = fleet.cluster.api()
-    stream = status_writes(api, limit=600)
-    try:
-        leader = wait_for(lambda: fleet.leader(), timeout=60, what="a leader")
-        time.sleep(3)  # it writes a status or two first
+    with writing_leader(fleet, limit=600) as leader:
 
         # A crash: SIGKILL of the worker. Its supervisor reaped it, so its next worker takes
         # the Lease at once, where a standby would wait the lease duration out.
@@ -86,9 +83,6 @@ def test_a_dead_or_hung_leader_worker_is_succeeded_by_its_own_pod_and_no_write_o
         fleet.wait_ready([leader], timeout=60)
         assert restarts(leader) == {"killed": 1.0, "hung": 1.0}
         time.sleep(3)
-    finally:
-        stream.stop.set()
-        stream.thread.join(10)
     events = client.CoreV1Api(api).list_namespaced_event(
         fleet.namespace, field_selector=f"involvedObject.name={pod_of(leader)},reason=WorkerRestarted").items
     messages = sorted(e.message for e in events)
@@ -106,10 +100,7 @@ def test_a_killed_leader_container_is_succeeded_by_its_pods_next_container_and_n
     within seconds, where a standby waits the lease duration out."""
     fleet, audit = supervised
     api = fleet.cluster.api()
-    stream = status_writes(api, limit=300)
-    try:
-        leader = wait_for(lambda: fleet.leader(), timeout=60, what="a leader")
-        time.sleep(3)  # it writes a status or two first
+    with writing_leader(fleet, limit=300) as leader:
         old = holder(fleet)
         assert old.startswith(pod_of(leader) + "_"), old
         worker = fleet.worker_pid(leader)
@@ -124,9 +115,6 @@ def test_a_killed_leader_container_is_succeeded_by_its_pods_next_container_and_n
         assert took < LEASE - 5, took
         fleet.wait_ready([leader], timeout=60)
         time.sleep(3)  # the successor writes
-    finally:
-        stream.stop.set()
-        stream.thread.join(10)
     lease = client.CoordinationV1Api(api).read_namespaced_lease(fleet.lease_name, fleet.namespace)
     assert lease.metadata.annotations[HOLDER_POD_ANNOTATION].split(" ") == [fleet.pod_uid(leader), new]
     writes = check_no_overlap(audit_events(audit))

@@ -262,27 +262,22 @@ def test_a_first_worker_succeeds_earlier_containers_of_its_pod_after_its_supervi
     assert later.succession("uid-1") == Succession(frozenset({"m_2"}), 250.5, "uid-1")
 
 
-def test_a_restarted_container_takes_the_lease_from_its_pods_earlier_container_and_says_so():
-    lock, clock = MemoryLock(held_by("m_old", transitions=3)), FakeClock()
-    lock.record = replace(lock.record, holder_pod_uid="uid-1")
+@pytest.mark.parametrize("holder, holder_pod_uid, waited, succeeded", [
+    ("m_old", "uid-1", 0.51, "m_old"),   # this pod's earlier container: after the delay, and it says so
+    ("x_old", "uid-2", 15.01, ""),       # another pod: the lease duration, as any standby
+    ("x_old", "", 15.01, ""),            # a Lease that does not say
+])
+def test_a_restarted_container_takes_the_lease_at_once_only_from_its_own_pods_earlier_container(
+        holder, holder_pod_uid, waited, succeeded):
+    lock, clock = MemoryLock(held_by(holder, transitions=3)), FakeClock()
+    lock.record = replace(lock.record, holder_pod_uid=holder_pod_uid)
     e = LeaderElector(lock, ElectionConfig(identity="m_new", **{**CONFIG, "pod_uid": "uid-1"}), clock=clock,
                       watch=False, succession=Succession(frozenset(), clock.now() + 0.5, "uid-1"))
     began = clock.now()
     assert e._acquire()
-    assert clock.now() - began == pytest.approx(0.51, abs=0.02)
+    assert clock.now() - began == pytest.approx(waited, abs=0.02)
     assert lock.record.holder == "m_new" and lock.record.holder_pod_uid == "uid-1"
-    assert lock.record.lease_transitions == 4 and e.succeeded == "m_old"
-
-
-def test_a_lease_held_from_another_pod_is_waited_out_even_with_a_pod_succession():
-    lock, clock = MemoryLock(held_by("x_old")), FakeClock()
-    lock.record = replace(lock.record, holder_pod_uid="uid-2")
-    e = LeaderElector(lock, ElectionConfig(identity="m_new", **{**CONFIG, "pod_uid": "uid-1"}), clock=clock,
-                      watch=False, succession=Succession(frozenset(), clock.now() + 0.5, "uid-1"))
-    began = clock.now()
-    assert e._acquire()
-    assert clock.now() - began == pytest.approx(15.01, abs=0.02)
-    assert e.succeeded == ""
+    assert lock.record.lease_transitions == 4 and e.succeeded == succeeded
 
 
 def test_every_renewal_keeps_saying_which_pod_the_holder_runs_in():
