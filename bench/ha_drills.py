@@ -132,6 +132,8 @@ class ExcludedNamespaces:
 # A worker's death the supervisor proves at once (SIGKILL, the OOM killer): what it may cost is
 # what was in flight when it died (worker_crash_failed <= worker_crash_in_flight).
 WORKER_DEATHS = ("worker-crash-", "worker-oom-")
+# A process crash: of the worker alone, or of the whole container (restarted in its pod).
+PROCESS_CRASHES = WORKER_DEATHS + ("process-crash-",)
 
 
 def summarise(rows: dict[str, dict]) -> dict:
@@ -142,6 +144,7 @@ def summarise(rows: dict[str, dict]) -> dict:
     zero_not_injected = [name for name, r in rows.items() if r["budget"]["notInjected"] == 0]
     steady_shares = (rows.get("steady") or {}).get("shares")
     deaths = [r for name, r in rows.items() if name.startswith(WORKER_DEATHS)]
+    crashes = [r for name, r in rows.items() if name.startswith(PROCESS_CRASHES)]
     return {
         "scenarios": {name: {"requests": r["requests"], "failed": r["failed"], "refused": r.get("refused"),
                              "in_flight": r.get("inFlight"), "not_injected": r["notInjected"],
@@ -159,6 +162,13 @@ def summarise(rows: dict[str, dict]) -> dict:
         "total_not_injected_over": zero_not_injected,
         "breaches": {name: r["breaches"] for name, r in rows.items() if r["breaches"]},
         "total_refused": sum(r.get("refused") or 0 for r in rows.values()),
+        # every replica down at once leaves nobody to hold a port: refusals there are expected
+        "refused_outside_total_outage": sum(r.get("refused") or 0 for name, r in rows.items()
+                                            if name != "total-outage"),
+        "leader_process_crash_gap_s": (rows.get("process-crash-leader") or {}).get("leaderGapS"),
+        "process_crash_failed": sum(r["failed"] for r in crashes) if crashes else None,
+        "process_crash_in_flight": sum(r["inFlight"] for r in crashes)
+        if crashes and all(r.get("inFlight") is not None for r in crashes) else None,
         "rollout_leader_gap_s": (rows.get("rollout") or {}).get("leaderGapS"),
         "leader_worker_crash_gap_s": (rows.get("worker-crash-leader") or {}).get("leaderGapS"),
         "worker_crash_failed": sum(r["failed"] for r in deaths) if deaths else None,

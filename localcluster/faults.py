@@ -96,7 +96,7 @@ def process_crash(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
     who = "the leader's" if leader else "a non-leader's"
     return Scenario(f"process-crash-{'leader' if leader else 'replica'}",
                     f"SIGKILL {who} manager process (the hostlet restarts it)", graceful=False,
-                    moves_leader=leader, act=act, replaces_victims=False,
+                    moves_leader=leader, act=act, replaces_victims=False, restarts_in_place=True,
                     settled=lambda: _restarted(hostlet, namespace, killed, counts))
 
 

@@ -31,12 +31,17 @@ class DrillOptions:
 def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) -> Budget:
     """Nothing lost on a graceful path; on a crash the requests in flight on the victim
     (``crash_budget``), and leadership back within the Lease's duration + 2 s, or, for a fault
-    of the worker alone, within PROVEN_DEATH_GAP_S after the supervisor can tell it is gone."""
+    of the worker alone, within PROVEN_DEATH_GAP_S after the supervisor can tell it is gone, or,
+    for a container restarted in its own pod, within PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S."""
     if scenario.worker_fault is not None:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
             else PROVEN_DEATH_GAP_S + WORKER_FAULTS[scenario.worker_fault].detect_s
         return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None,
                       within_in_flight=WORKER_FAULTS[scenario.worker_fault].signal != "STOP")
+    if scenario.restarts_in_place:
+        gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
+            else PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S
+        return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None)
     if scenario.graceful:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None else 1.0
         return Budget(failed=0, leader_gap_s=gap if scenario.moves_leader else None)
@@ -125,6 +130,9 @@ class Scenario:
     replaces_victims: bool = True  # the victims' pods are deleted and replaced (else they come back)
     settled: Callable[[], bool] | None = None  # more to wait for before "recovered" (a fault undone)
     worker_fault: str | None = None  # a fault of the worker process only (WORKER_FAULTS): its supervisor proves it
+    # the victim's container dies whole and is restarted in its own pod, whose next container
+    # proves the death (the Lease names the holder's pod: manager.lease.Succession)
+    restarts_in_place: bool = False
     rights: tuple[tuple[str, str, str], ...] = ()  # (verb, resource, subresource) it needs beyond the drill's own
 
 
@@ -205,6 +213,9 @@ class DrillRefused(Exception):
 # starts the next one, which takes the Lease from its proven-dead predecessor at once. So a
 # fault of the worker alone is held to a budget of its own, not the Lease's duration.
 PROVEN_DEATH_GAP_S = 3.0  # leadership back within this once the worker's death is proven (issue 21)
+# A container restarted whole: the kubelet restarts a crashed container at once the first
+# time; starting it and its interpreter is what this allows for.
+CONTAINER_RESTART_S = 2.0
 WORKER_HEARTBEAT_TIMEOUT_S = 5.0  # manager's --worker-heartbeat-timeout default
 WORKER_HEARTBEAT_INTERVAL_S = 1.0  # manager.supervisor.HEARTBEAT_INTERVAL: the worker's beat, half of it the watchdog's poll
 # How long a hang takes to tell: the timeout, counted from the last beat (up to an interval

@@ -8,7 +8,7 @@ import pytest
 
 from kruisectl.drill import (ADMITTED, FAILED, NOT_INJECTED, SCENARIOS, WORKER_HEARTBEAT_INTERVAL_S,
                              WORKER_HEARTBEAT_TIMEOUT_S, WORKER_SCENARIOS, Budget, CounterRead, DrillOptions, Observer,
-                             Outcome, ReplicaSeries, Sample, ScenarioResult, default_budget, endpoint_removal,
+                             Outcome, ReplicaSeries, Sample, Scenario, ScenarioResult, default_budget, endpoint_removal,
                              exec_failure, in_flight, leader_gap, replica_counts, serving, shares_of, summarise,
                              worker_scenario)
 from kruisectl.drill.observe import _pod_webhook_requests, _process_start
@@ -40,6 +40,16 @@ def test_leader_gap(case, records, since, expected):
 def test_default_budgets_follow_the_design(name, failed, gap):
     budget = default_budget(SCENARIOS[name], DrillOptions(), lease_duration_s=15)
     assert (budget.failed, budget.not_injected, budget.leader_gap_s) == (failed, 0, gap)
+
+
+@pytest.mark.parametrize("leader, gap", [(True, 5.0), (False, None)])
+def test_a_container_restarted_in_its_pod_is_held_to_the_proven_death_budget_not_the_lease(leader, gap):
+    scenario = Scenario("process-crash", "SIGKILL the container's first process", graceful=False,
+                        moves_leader=leader, act=lambda target, deadline: [], replaces_victims=False,
+                        restarts_in_place=True)
+    for lease in (15, 60):
+        assert default_budget(scenario, DrillOptions(), lease) == Budget(failed=1, leader_gap_s=gap)
+    assert default_budget(scenario, DrillOptions(leader_gap_budget_s=9), 15).leader_gap_s == (9 if leader else None)
 
 
 def test_overridden_budgets():

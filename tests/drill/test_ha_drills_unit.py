@@ -17,7 +17,8 @@ bench = bench_modules.load("ha_drills")
 def row(name: str, failed: int = 0, not_injected: int = 0, shares=None, errors=(), **kwargs) -> dict:
     scenario = SCENARIOS.get(name) or SCENARIOS["replica-crash" if kwargs.pop("crash", False) else "eviction"]
     result = ScenarioResult(name, [], requests=100, failed=failed, not_injected=not_injected, recovery_s=3.0,
-                            shares=shares, errors=list(errors), budget=default_budget(scenario, DrillOptions(), 15))
+                            shares=shares, errors=list(errors), budget=default_budget(scenario, DrillOptions(), 15),
+                            **kwargs)
     result.breaches = result.budget.breaches(result)
     return result.to_dict()
 
@@ -137,3 +138,16 @@ def test_endpoint_removal_is_reported_for_every_machine_loss_and_partition():
         r["endpointRemovalS"] = seconds
     summary = bench.summarise({r["scenario"]: r for r in rows})
     assert summary["endpoint_removal_s"] == {"node-loss": 3.2, "zone-loss-zone-a": 3.9, "node-partition-leader": 7.5}
+
+
+def test_a_process_crash_of_the_leader_is_reported_with_what_was_in_flight_and_refusals_outside_an_outage():
+    rows = [row("process-crash-leader", crash=True, leader_gap_s=2.1, in_flight=1, failed=1),
+            row("process-crash-replica", crash=True, in_flight=0),
+            worker_row("worker-crash", True, 0.9, failed=0, in_flight=2),
+            row("total-outage", crash=True, failed=40, refused=12, in_flight=None),
+            row("oom", crash=True, failed=1, refused=1)]
+    summary = bench.summarise({r["scenario"]: r for r in rows})
+    assert summary["leader_process_crash_gap_s"] == 2.1
+    assert (summary["process_crash_failed"], summary["process_crash_in_flight"]) == (1, 3)
+    assert summary["total_refused"] == 13 and summary["refused_outside_total_outage"] == 1
+    assert bench.summarise({"eviction": row("eviction")})["leader_process_crash_gap_s"] is None
