@@ -68,6 +68,9 @@ class Inventory:
     # so), no verdict is unknown.
     helm_release: dict | None = None
     helm_release_error: str | None = None
+    # Every WorkloadSpread (doctor's subset checks, status's missing pods); None when not read,
+    # [] when the CRD is not installed (the list answers 404).
+    workloadspreads: list[dict] | None = None
 
     def namespace_labels(self, name: str) -> dict[str, str]:
         read = self.namespaces.get(name)
@@ -139,6 +142,7 @@ PERMISSIONS = {
     "service_monitors": ("list", "servicemonitors.monitoring.coreos.com --all-namespaces", False),
     "pod_monitors": ("list", "podmonitors.monitoring.coreos.com --all-namespaces", False),
     "services": ("list", "services", True),
+    "workloadspreads": ("list", "workloadspreads.apps.kruise.io --all-namespaces", False),
 }
 
 
@@ -175,6 +179,7 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
         "secret": get(f"/api/v1/namespaces/{ns}/secrets/{names.secret}"),
         "mutating": get(f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{names.mutating}"),
         "validating": get(f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{names.validating}"),
+        "workloadspreads": items(kruise.WORKLOADSPREADS_PATH),
     }
     if extended:
         calls.update({
@@ -209,6 +214,8 @@ def collect(api_client, names: Names, timeout: float = 5.0, extended: bool = Fal
             setattr(inventory, key, value)
         elif status == 404:  # absent is a finding for the caller, not a read error
             inventory.absent.append(key)
+            if key == "workloadspreads":
+                inventory.workloadspreads = []  # no CRD: no WorkloadSpread
         else:
             inventory.errors[key] = reason
             inventory.statuses[key] = status or 0
