@@ -75,7 +75,7 @@ def _target_text(ref) -> str:
 
 def _intstr_text(value) -> str:
     if value is None:
-        return "null"
+        return '"null"'  # Go prints a nil pointer as the string "null"
     if isinstance(value, str):
         return f"intstr.IntOrString{{Type:1, IntVal:0, StrVal:{_q(value)}}}"
     return f"intstr.IntOrString{{Type:0, IntVal:{value}, StrVal:\"\"}}"
@@ -226,43 +226,58 @@ def toleration_errors(tolerations, path: str) -> list[str]:
     return errs
 
 
+def _strings_text(values) -> str:
+    return "[]string(nil)" if not values else "[]string{" + ", ".join(_q(v) for v in values) + "}"
+
+
+def _requirement_error(key, op: str, values: list, index_values: bool = True) -> str | None:
+    """labels.NewRequirement's aggregated error (None: the requirement is valid)."""
+    key = key if isinstance(key, str) else ""
+    errs = []
+    if msgs := _qualified_name_errors(key):
+        errs.append(_invalid("key", _q(key), "; ".join(msgs)))
+    if op in ("in", "notin") and not values:
+        errs.append(_invalid("values", _strings_text(values), "for 'in', 'notin' operators, values set can't be empty"))
+    elif op == "=" and len(values) != 1:
+        errs.append(_invalid("values", _strings_text(values), "exact-match compatibility requires one single value"))
+    elif op in ("exists", "!") and values:
+        errs.append(_invalid("values", _strings_text(values), "values set must be empty for exists and does not exist"))
+    for i, value in enumerate(values):
+        if msgs := _label_value_errors(value if isinstance(value, str) else ""):
+            errs.append(_invalid(f"values[{i}][{key}]", _q(value), "; ".join(msgs)))
+    return aggregate(errs) if errs else None
+
+
 def _selector_error(selector) -> str | None:
-    """The first reason metav1.LabelSelectorAsSelector refuses ``selector`` (None: it converts)."""
+    """metav1.LabelSelectorAsSelector's error for ``selector`` (None: it converts). Go visits
+    matchLabels in map order: with several bad labels another may be named first."""
     if selector is None:
         return None
     if not isinstance(selector, dict):
         return "must be a label selector"
     for key, value in (selector.get("matchLabels") or {}).items():
-        if _qualified_name_errors(key) or not isinstance(value, str) or _label_value_errors(value):
-            return f"invalid label {key}={value}"
+        if why := _requirement_error(key, "=", [value]):
+            return why
+    operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
     for expr in selector.get("matchExpressions") or []:
         expr = expr if isinstance(expr, dict) else {}
-        op, values = expr.get("operator"), expr.get("values") or []
-        if op in ("In", "NotIn"):
-            if not values:
-                return "for 'in', 'notin' operators, values set can't be empty"
-        elif op in ("Exists", "DoesNotExist"):
-            if values:
-                return "values set must be empty for exists and does not exist"
-        else:
-            return f"{_q(op)} is not a valid label selector operator"
-        if _qualified_name_errors(expr.get("key") if isinstance(expr.get("key"), str) else ""):
-            return f"key: Invalid value: {_q(expr.get('key') or '')}"
-        for value in values:
-            if not isinstance(value, str) or _label_value_errors(value):
-                return f"values[0][{expr.get('key')}]: Invalid value: {_q(value)}"
+        if expr.get("operator") not in operators:
+            return f"{_q(expr.get('operator') or '')} is not a valid label selector operator"
+        if why := _requirement_error(expr.get("key"), operators[expr["operator"]], list(expr.get("values") or [])):
+            return why
     return None
 
 
 # ---- maxReplicas --------------------------------------------------------------------------
 def _int_or_percent(value) -> int | None:
-    """intstr.GetValueFromIntOrPercent(value, 100, true); None when Go refuses it."""
+    """intstr.GetValueFromIntOrPercent(value, 100, true); None when Go refuses it. As Go's, a
+    string is a percentage once every '%' is dropped from it: "3" is 3%, "5%%" is 5%."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value if -2**31 <= value < 2**31 else None  # an IntOrString holds an int32
-    if isinstance(value, str) and value.endswith("%") and _ATOI.match(value[:-1]):
-        number = int(value[:-1])
+    if isinstance(value, str) and _ATOI.match(value.replace("%", "")):
+        number = int(value.replace("%", ""))
         return number if -2**63 <= number < 2**63 else None
     return None
 
@@ -462,7 +477,7 @@ def _strategy_errors(spec: dict) -> list[str]:
         return errs
     adaptive = adaptive if isinstance(adaptive, dict) else {}
     seconds = adaptive.get("rescheduleCriticalSeconds")
-    seconds_text = "null" if seconds is None else str(seconds)
+    seconds_text = '"null"' if seconds is None else str(seconds)
     if kind != ADAPTIVE:
         errs.append(_invalid("spec.scheduleStrategy.type", seconds_text,
                              "the scheduleStrategy's type must be adaptive when using adaptive scheduleStrategy"))
