@@ -74,6 +74,8 @@ PATCH_RESOURCES = {"spec": {"containers": [{"name": "main", "resources": {"limit
     demo(subsets=[subset("a", "zone-a", "30%"), subset("b", "zone-b", "70%")]),
     demo(subsets=[subset("a", "zone-a", "30%"), subset("b", "zone-b")]),  # the last without: less than 100% is fine
     demo(subsets=[subset("only")]),
+    demo(subsets=[subset("a", max_replicas="3"), subset("b")]),              # a string without '%' is a percentage
+    demo(subsets=[subset("a", max_replicas="3"), subset("b", max_replicas="97%%")]),  # every '%' is dropped
     demo(subsets=[subset("a", max_replicas=0), subset("b")]),
     demo(subsets=[subset("a", "zone-a", 1, tolerations=[{"operator": "Exists"},
                                                            {"key": "k", "value": "v", "effect": "NoExecute",
@@ -172,7 +174,10 @@ def test_valid_workloadspreads_pass(ws):
      "maxReplicas is not valid for subset"),
     (demo(subsets=[subset("a", max_replicas="50.2%"), subset("b")]), "spec.subsets[0].maxReplicas", None),
     (demo(subsets=[subset("a", max_replicas="-1%"), subset("b")]), "spec.subsets[0].maxReplicas", None),
-    (demo(subsets=[subset("a", max_replicas="3"), subset("b")]), "spec.subsets[0].maxReplicas", None),
+    (demo(subsets=[subset("a", max_replicas="7"), subset("b", max_replicas="7")]), "spec.subsets[0].maxReplicas",
+     'spec.subsets[0].maxReplicas: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"7"}: maxReplicas sum of '
+     "all subsets must equal 100% when type is specified as percent"),  # "7" is 7%, as Go reads it
+    (demo(subsets=[subset("a", max_replicas="3"), subset("b", max_replicas=3)]), "spec.subsets[1].maxReplicas", None),
     (demo(subsets=[subset("a", max_replicas="101%"), subset("b")]), "spec.subsets[0].maxReplicas",
      'spec.subsets[0].maxReplicas: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"101%"}: '
      "the sum of all subset's maxReplicas exceeds 100% is no permitted"),
@@ -193,6 +198,10 @@ def test_valid_workloadspreads_pass(ws):
      "rescheduleCriticalSeconds > 147 is not permitted"),
     (demo(scheduleStrategy={"type": "Adaptive", "adaptive": {"rescheduleCriticalSeconds": 148}}),
      "spec.scheduleStrategy.adaptive.rescheduleCriticalSeconds", None),
+    (demo(scheduleStrategy={"type": "Fixed", "adaptive": {}}), "spec.scheduleStrategy.type",
+     'spec.scheduleStrategy.type: Invalid value: "null": the scheduleStrategy\'s type must be adaptive when using '
+     "adaptive scheduleStrategy"),
+    (demo(targetFilter={"selector": {"matchLabels": {"app": "not valid"}}}), "spec.targetFilter", None),
     (demo(scheduleStrategy={"type": "Fixed", "adaptive": {"rescheduleCriticalSeconds": 20}}),
      "spec.scheduleStrategy.type",
      "spec.scheduleStrategy.type: Invalid value: 20: the scheduleStrategy's type must be adaptive when using "
