@@ -26,7 +26,6 @@ from typing import Callable
 
 from kubekit import quantity
 
-from .. import sidecarset
 from ..admission import allowed, denied, errored
 
 SUPPORTED_KINDS = {"Deployment": "apps", "ReplicaSet": "apps", "Job": "batch"}
@@ -49,10 +48,9 @@ _LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanu
                     "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
                     "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
 _ATOI = re.compile(r"^[+-]?[0-9]+$")  # Go's strconv.Atoi (no spaces, no underscores)
-# the pod fields whose lists a strategic merge patch merges by a key (k8s.io/api core/v1 tags)
-_POD_MERGE_KEYS = {("spec", "containers"): "name", ("spec", "initContainers"): "name",
-                   ("spec", "ephemeralContainers"): "name", ("spec", "volumes"): "name",
-                   ("spec", "imagePullSecrets"): "name", ("spec", "hostAliases"): "ip"}
+# the pod lists a strategic merge patch merges by a key (k8s.io/api core/v1's patchMergeKey tags)
+_POD_SPEC_MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
+                        "volumes": "name", "imagePullSecrets": "name", "hostAliases": "ip"}
 _CONTAINER_MERGE_KEYS = {"env": "name", "ports": "containerPort", "volumeMounts": "mountPath",
                          "volumeDevices": "devicePath"}
 
@@ -295,43 +293,72 @@ def _parse_group(api_version) -> str | None:
 
 
 # ---- the patch ----------------------------------------------------------------------------
-def _merge_list(base: list, patch: list, key: str, where: str) -> list:
-    result = [copy.deepcopy(item) for item in base]
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+                      "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+                      "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_ENV_NAME_MSG = ("a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', "
+                 "and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used "
+                 "for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')")
+DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+
+
+def _go_map(value) -> str:
+    """Go's %v of a decoded JSON value (maps print with sorted keys)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_map(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_map(v) for v in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _json_type(value) -> str:
+    return {bool: "bool", dict: "object", list: "array", str: "string"}.get(type(value), "number")
+
+
+def _merge_list(base: list, patch: list, key: str) -> list:
+    """A keyed list merged as strategicpatch does: patch items merged into the base item with
+    the same key (new ones first), ``$patch: delete`` removes one; an item without the key is
+    strategicpatch's error."""
+    merged, new = [copy.deepcopy(item) for item in base], []
     for item in patch:
         if not isinstance(item, dict) or key not in item:
-            raise _MergeError(f"map: {item} does not contain declared merge key: {key}")
+            raise _MergeError(f"map: {_go_map(item)} does not contain declared merge key: {key}")
+        found = next((n for n, b in enumerate(merged) if isinstance(b, dict) and b.get(key) == item[key]), None)
         if item.get("$patch") == "delete":
-            result = [r for r in result if not (isinstance(r, dict) and r.get(key) == item[key])]
-            continue
-        for n, current in enumerate(result):
-            if isinstance(current, dict) and current.get(key) == item[key]:
-                result[n] = _merge(current, item, where)
-                break
+            if found is not None:
+                merged.pop(found)
+        elif found is not None:
+            merged[found] = _merge(merged[found], item, _CONTAINER_MERGE_KEYS if key == "name" else {})
         else:
-            result.append(_merge({}, item, where))
-    return result
+            new.append(_merge({}, item, _CONTAINER_MERGE_KEYS if key == "name" else {}))
+    return new + merged
 
 
-def _merge(base, patch, where: str):
+def _merge(base, patch, keyed: dict):
     """A strategic merge patch of ``patch`` onto ``base`` for the pod fields a subset patches:
-    maps merged, null deletes, the keyed lists of a pod and its containers merged by key,
-    other lists replaced."""
+    maps merged, null deletes, the lists named in ``keyed`` merged by their key when the base
+    has them, other lists replaced."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     result = copy.deepcopy(base) if isinstance(base, dict) else {}
     for key, value in patch.items():
         if key.startswith("$"):
             continue
-        path = f"{where}.{key}" if where else key
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, list) and key in keyed and isinstance(result.get(key), list):
+            result[key] = _merge_list(result[key], value, keyed[key])
         elif isinstance(value, list):
-            merge_key = _POD_MERGE_KEYS.get(tuple(path.split("."))) or (
-                _CONTAINER_MERGE_KEYS.get(key) if path.count(".") == 2 and "ontainers" in path else None)
-            current = result.get(key) if isinstance(result.get(key), list) else []
-            result[key] = _merge_list(current, value, merge_key, path) if merge_key else copy.deepcopy(value)
+            result[key] = [copy.deepcopy(v) for v in value if not (isinstance(v, dict) and v.get("$patch") == "delete")]
         elif isinstance(value, dict):
-            result[key] = _merge(result.get(key), value, path)
+            result[key] = _merge(result.get(key), value, _POD_SPEC_MERGE_KEYS if key == "spec" else {})
         else:
             result[key] = value
     return result
@@ -343,50 +370,135 @@ def _quantity_error(resources) -> str | None:
             try:
                 quantity.parse(value)
             except quantity.QuantityError:
-                return f"quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' ({name}: {value!r})"
+                return ("quantities must match the regular expression "
+                        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
     return None
+
+
+def _resource_errors(resources, where: str) -> list[str]:
+    """Kubernetes' ValidateResourceRequirements: no negative quantity, no request above its limit."""
+    if not isinstance(resources, dict):
+        return []
+    errs = []
+    limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+    for group, values in (("limits", limits), ("requests", requests)):
+        for name, value in values.items():
+            if quantity.parse(value).value < 0:
+                errs.append(_invalid(f"{where}.resources.{group}[{name}]", _q(value), "must be greater than or equal to 0"))
+    for name, request in requests.items():
+        if name in limits and quantity.parse(request).value > quantity.parse(limits[name]).value:
+            errs.append(_invalid(f"{where}.resources.requests", _q(request),
+                                 f"must be less than or equal to {name} limit of {limits[name]}"))
+    return errs
+
+
+def _container_errors(container: dict, where: str, volumes: set) -> list[str]:
+    """The parts of Kubernetes 1.30's ValidatePodSpec a subset patch can break in a container."""
+    errs = []
+    name = container.get("name") or ""
+    if not name:
+        errs.append(_required(f"{where}.name"))
+    elif len(name) > 63 or not _DNS1123_LABEL.match(name):
+        errs.append(_invalid(f"{where}.name", _q(name), _DNS1123_LABEL_MSG))
+    if not container.get("image"):
+        errs.append(_required(f"{where}.image"))
+    for j, env in enumerate(container.get("env") or []):
+        env_name = (env or {}).get("name") or "" if isinstance(env, dict) else ""
+        if not env_name:
+            errs.append(_required(f"{where}.env[{j}].name"))
+        elif not _ENV_NAME.match(env_name):
+            errs.append(_invalid(f"{where}.env[{j}].name", _q(env_name), _ENV_NAME_MSG))
+    paths: set = set()
+    for j, mount in enumerate(container.get("volumeMounts") or []):
+        if not isinstance(mount, dict):
+            continue
+        if mount.get("name") not in volumes:
+            errs.append(f"{where}.volumeMounts[{j}].name: Not found: {_q(mount.get('name') or '')}")
+        if mount.get("mountPath") in paths:
+            errs.append(_invalid(f"{where}.volumeMounts[{j}].mountPath", _q(mount.get("mountPath")), "must be unique"))
+        paths.add(mount.get("mountPath"))
+        sub = mount.get("subPath") or ""
+        if sub.startswith("/"):
+            errs.append(_invalid(f"{where}.volumeMounts.subPath", _q(sub), "must be a relative path"))
+        elif ".." in sub.split("/"):
+            errs.append(_invalid(f"{where}.volumeMounts.subPath", _q(sub), "must not contain '..'"))
+    return errs + _resource_errors(container.get("resources"), where)
+
+
+def _affinity_errors(affinity, where: str) -> list[str]:
+    node = (affinity or {}).get("nodeAffinity") if isinstance(affinity, dict) else None
+    if not isinstance(node, dict):
+        return []
+    errs = []
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if isinstance(required, dict):
+        path = f"{where}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        terms = required.get("nodeSelectorTerms") or []
+        if not terms:
+            errs.append(_required(f"{path}.nodeSelectorTerms", "must have at least one node selector term"))
+        for i, term in enumerate(terms):
+            errs += node_selector_term_errors(term, f"{path}.nodeSelectorTerms[{i}]")
+    for i, term in enumerate(node.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+        term = term if isinstance(term, dict) else {}
+        path = f"{where}.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+        weight = term.get("weight") or 0
+        if not isinstance(weight, int) or weight <= 0 or weight > 100:
+            errs.append(_invalid(f"{path}.weight", str(weight), "must be in the range 1-100"))
+        errs += node_selector_term_errors(term.get("preference"), f"{path}.preference")
+    return errs
 
 
 def patch_errors(raw, template: dict, where: str) -> list[str]:
     """Upstream's check of a subset's patch against the target's pod template: the patch must
-    merge and the merged pod must be valid (checked: labels and annotations are strings,
-    containers have unique DNS-label names and images, resources parse, requests stay within
-    limits, mounts name the pod's volumes)."""
-    text = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
+    merge and the merged pod must be valid. Checked of Kubernetes' pod validation: what a patch
+    can break in metadata types, containers (names, images, env names, mounts, resources),
+    dnsPolicy, restartPolicy, tolerations and node affinity."""
+    text = json.dumps(raw)
+    # upstream goes on after a failed merge with an empty pod: its three errors
+    unmerged = [_invalid(where, _q(text), "failed to unmarshal: unexpected end of JSON input"),
+                _required(f"{where}.containers")]
     if not isinstance(raw, dict):
-        return [_invalid(where, _q(text), "failed to merge patch: json: cannot unmarshal into a pod")]
+        return [_invalid(where, _q(text), "failed to merge patch: invalid JSON document"), *unmerged]
     try:
-        pod = _merge({"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}, raw, "")
+        pod = _merge({"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}, raw, {})
     except _MergeError as err:
-        return [_invalid(where, _q(text), f"failed to merge patch: {err}")]
+        return [_invalid(where, _q(text), f"failed to merge patch: {err}"), *unmerged]
     meta, spec = pod.get("metadata"), pod.get("spec")
     for field in ("labels", "annotations"):
         values = (meta or {}).get(field) if isinstance(meta, dict) else None
-        if values is not None and (not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values())):
-            return [_invalid(where, _q(text), f"failed to unmarshal: metadata.{field} must map strings to strings")]
+        if values is None:
+            continue
+        bad = values if not isinstance(values, dict) else next((v for v in values.values() if not isinstance(v, str)), "")
+        if not isinstance(bad, str):
+            return [_invalid(where, _q(text), f"failed to unmarshal: json: cannot unmarshal {_json_type(bad)} into Go "
+                             f"struct field ObjectMeta.metadata.{field} of type "
+                             f"{'string' if isinstance(values, dict) else 'map[string]string'}")]
     if not isinstance(spec, dict):
-        return [_invalid(where, _q(text), "failed to unmarshal: spec is not an object")]
-    for key in ("containers", "initContainers"):
+        return [_invalid(where, _q(text), "failed to unmarshal: json: cannot unmarshal spec: not an object")]
+    for key in ("initContainers", "containers"):
         for container in spec.get(key) or []:
-            if isinstance(container, dict) and (why := _quantity_error(container.get("resources"))):
+            if not isinstance(container, dict):
+                return [_invalid(where, _q(text), f"failed to unmarshal: json: cannot unmarshal {key}: not objects")]
+            if why := _quantity_error(container.get("resources")):
                 return [_invalid(where, _q(text), f"failed to unmarshal: {why}")]
     errs = []
+    volumes = {v.get("name") for v in spec.get("volumes") or [] if isinstance(v, dict)}
     if not spec.get("containers"):
         errs.append(_required(f"{where}.containers"))
-    volumes = {v.get("name") for v in spec.get("volumes") or [] if isinstance(v, dict)}
     seen: set = set()
-    for key in ("initContainers", "containers"):
+    for key in ("containers", "initContainers"):
         for i, container in enumerate(spec.get(key) or []):
             cwhere = f"{where}.{key}[{i}]"
-            errs += sidecarset._container_errors(container, cwhere, init=True)  # noqa: SLF001 - the same pod rules
-            if not isinstance(container, dict):
-                continue
-            if container.get("name") in seen:
-                errs.append(f"{cwhere}.name: Duplicate value: {_q(container.get('name'))}")
+            errs += _container_errors(container, cwhere, volumes)
+            if container.get("name") and container.get("name") in seen:
+                errs.append(f"{cwhere}.name: Duplicate value: {_q(container['name'])}")
             seen.add(container.get("name"))
-            for j, mount in enumerate(container.get("volumeMounts") or []):
-                if isinstance(mount, dict) and mount.get("name") not in volumes:
-                    errs.append(f"{cwhere}.volumeMounts[{j}].name: Not found: {_q(mount.get('name') or '')}")
+    if spec.get("restartPolicy") not in RESTART_POLICIES:
+        errs.append(_not_supported(f"{where}.restartPolicy", spec.get("restartPolicy") or "", RESTART_POLICIES))
+    if spec.get("dnsPolicy") not in DNS_POLICIES:
+        errs.append(_not_supported(f"{where}.dnsPolicy", spec.get("dnsPolicy") or "", DNS_POLICIES))
+    errs += toleration_errors(spec.get("tolerations"), f"{where}.tolerations")
+    errs += _affinity_errors(spec.get("affinity"), f"{where}.affinity")
     return errs
 
 

@@ -272,9 +272,11 @@ def test_a_version_change_of_the_target_is_allowed():
     assert validate(demo(targetRef={**DEMO["spec"]["targetRef"], "apiVersion": "apps/v1beta2"}), old=demo()) == []
 
 
+# as the API stores it: defaulted (pod validation requires restartPolicy and dnsPolicy)
 DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "demo", "namespace": "default"},
               "spec": {"template": {"metadata": {"labels": {"app": "demo"}},
-                                    "spec": {"containers": [{"name": "main", "image": "img:1",
+                                    "spec": {"restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
+                                             "containers": [{"name": "main", "image": "img:1",
                                                              "volumeMounts": [{"name": "data", "mountPath": "/d"}]}],
                                              "volumes": [{"name": "data", "emptyDir": {}}]}}}}
 
@@ -292,6 +294,18 @@ DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name"
      "must be less than or equal to"),
     ({"metadata": {"labels": {"zone": 1}}}, "failed to unmarshal"),
     ("not an object", "failed to merge patch"),
+    ({"spec": {"containers": [{"name": "main", "env": [{"value": "x"}]}]}}, "env[0].name: Required value"),  # no list to merge into
+    ({"spec": {"containers": [{"name": "main", "image": " img:2 "}]}}, None),  # a pod-only rule, not a template's
+    ({"spec": {"containers": [{"name": "main", "resources": {"limits": {"cpu": "-1"}}}]}},
+     'limits[cpu]: Invalid value: "-1": must be greater than or equal to 0'),
+    ({"spec": {"dnsPolicy": "Sometimes"}}, 'dnsPolicy: Unsupported value: "Sometimes"'),
+    ({"spec": {"restartPolicy": "Never"}}, None),
+    ({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}},
+     "must have at least one node selector term"),
+    ({"spec": {"tolerations": [{"key": "k", "operator": "Like"}]}}, 'Unsupported value: "Like"'),
+    ({"spec": {"containers": [{"name": "Side_1", "image": "x"}]}}, "a lowercase RFC 1123 label"),
+    ({"spec": {"containers": [{"name": "main", "volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "/abs"}]}]}},
+     "must be a relative path"),
 ])
 def test_a_patch_is_checked_against_an_existing_workloads_template(patch, refusal):
     ws = with_subset(0, patch=patch)
