@@ -12,9 +12,9 @@ Checked as upstream does, with the same early stops: the target reference; the s
 whose percentages sum to 100); ``scheduleStrategy`` and ``rescheduleCriticalSeconds``;
 ``targetFilter``'s selector; one WorkloadSpread per workload; no change of the target on
 update. A subset's ``patch`` is checked, as upstream, only when the target workload exists:
-it must merge onto the workload's pod template and leave a valid pod (the parts of
-Kubernetes' pod validation a patch can break: an object, merge keys, containers' names,
-images, resources and mounts).
+it must merge (strategic merge) onto the workload's pod template and leave a valid pod (the
+parts of Kubernetes' pod validation a patch can break). tools/wsvalidation/diff.py compares
+verdicts and messages with upstream's own Go functions.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def _strings_text(values) -> str:
     return "[]string(nil)" if not values else "[]string{" + ", ".join(_q(v) for v in values) + "}"
 
 
-def _requirement_error(key, op: str, values: list, index_values: bool = True) -> str | None:
+def _requirement_error(key, op: str, values: list) -> str | None:
     """labels.NewRequirement's aggregated error (None: the requirement is valid)."""
     key = key if isinstance(key, str) else ""
     errs = []
@@ -460,9 +460,16 @@ def patch_errors(raw, template: dict, where: str) -> list[str]:
     if not isinstance(raw, dict):
         return [_invalid(where, _q(text), "failed to merge patch: invalid JSON document"), *unmerged]
     try:
-        pod = _merge({"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}, raw, {})
+        pod = _merge({"metadata": template.get("metadata"), "spec": template.get("spec")}, raw, {})
     except _MergeError as err:
         return [_invalid(where, _q(text), f"failed to merge patch: {err}"), *unmerged]
+    try:
+        return _merged_pod_errors(pod, text, where)
+    except (AttributeError, TypeError, ValueError, quantity.QuantityError) as err:  # a field of the wrong JSON type
+        return [_invalid(where, _q(text), f"failed to unmarshal: json: cannot unmarshal the patched pod: {err}")]
+
+
+def _merged_pod_errors(pod: dict, text: str, where: str) -> list[str]:
     meta, spec = pod.get("metadata"), pod.get("spec")
     for field in ("labels", "annotations"):
         values = (meta or {}).get(field) if isinstance(meta, dict) else None
@@ -500,6 +507,57 @@ def patch_errors(raw, template: dict, where: str) -> list[str]:
     errs += toleration_errors(spec.get("tolerations"), f"{where}.tolerations")
     errs += _affinity_errors(spec.get("affinity"), f"{where}.affinity")
     return errs
+
+
+# ---- decoding -----------------------------------------------------------------------------
+_STR, _INT, _BOOL, _INTSTR, _ANY = "string", "int32", "bool", "IntOrString", "any"
+_REQUIREMENT = {"key": _STR, "operator": _STR, "values": [_STR]}
+_TERM = {"matchExpressions": [_REQUIREMENT], "matchFields": [_REQUIREMENT]}
+_SELECTOR = {"matchLabels": {"*": _STR}, "matchExpressions": [_REQUIREMENT]}
+_SCHEMA = {  # the fields of apps/v1alpha1.WorkloadSpread this module reads, as Go types them
+    "metadata": {"name": _STR, "namespace": _STR, "uid": _STR},
+    "spec": {
+        "targetRef": {"apiVersion": _STR, "kind": _STR, "name": _STR},
+        "subsets": [{"name": _STR, "maxReplicas": _INTSTR, "requiredNodeSelectorTerm": _TERM,
+                     "preferredNodeSelectorTerms": [{"weight": _INT, "preference": _TERM}],
+                     "tolerations": [{"key": _STR, "operator": _STR, "value": _STR, "effect": _STR,
+                                      "tolerationSeconds": "int64"}],
+                     "patch": _ANY}],
+        "scheduleStrategy": {"type": _STR, "adaptive": {"rescheduleCriticalSeconds": _INT,
+                                                        "disableSimulationSchedule": _BOOL}},
+        "targetFilter": {"selector": _SELECTOR, "replicasPathList": [_STR]},
+    },
+}
+
+
+def _decode_error(value, schema, path: str) -> str | None:
+    """Why Go's json.Unmarshal of ``value`` into the typed WorkloadSpread fails (None: it
+    decodes). JSON null decodes into anything; unknown fields are ignored."""
+    if value is None or schema == _ANY:
+        return None
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return f"{path or 'object'}: cannot unmarshal {_json_type(value)} into an object"
+        for key, item in value.items():
+            sub = schema.get("*", schema.get(key))
+            if sub is not None and (why := _decode_error(item, sub, f"{path}.{key}" if path else key)):
+                return why
+        return None
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return f"{path}: cannot unmarshal {_json_type(value)} into an array"
+        return next((why for i, item in enumerate(value) if (why := _decode_error(item, schema[0], f"{path}[{i}]"))), None)
+    fits = {_STR: isinstance(value, str), _BOOL: isinstance(value, bool),
+            _INTSTR: isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)
+                                                and -2**31 <= value < 2**31),
+            _INT: isinstance(value, int) and not isinstance(value, bool) and -2**31 <= value < 2**31,
+            "int64": isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63}[schema]
+    return None if fits else f"{path}: cannot unmarshal {_json_type(value)} {json.dumps(value)[:40]} into {schema}"
+
+
+def decode_error(ws) -> str | None:
+    """Why upstream's decoder refuses ``ws`` as a WorkloadSpread (its answer: code 400)."""
+    return _decode_error(ws, _SCHEMA, "")
 
 
 # ---- the WorkloadSpread -------------------------------------------------------------------
@@ -645,8 +703,9 @@ def spec_errors(ws: dict, workload: dict | None = None) -> list[str]:
         return [_required("spec", "a WorkloadSpread has a spec")]
     spec = ws["spec"]
     template = None
-    if isinstance(workload, dict) and not _target_errors(spec.get("targetRef")):
-        found = (workload.get("spec") or {}).get("template")
+    workload_spec = workload.get("spec") if isinstance(workload, dict) else None
+    if isinstance(workload_spec, dict) and not _target_errors(spec.get("targetRef")):
+        found = workload_spec.get("template")
         template = found if isinstance(found, dict) else None
     errs = _target_errors(spec.get("targetRef"))
     errs += _subset_errors(ws, spec.get("subsets"), template)
@@ -664,9 +723,12 @@ def validate(ws: dict, old: dict | None = None, others=(), workload: dict | None
     it is valid. ``old``: the object an update replaces; ``others``: the WorkloadSpreads of its
     namespace (the one-per-workload rule); ``workload``: the target workload when it exists
     (its pod template is what a subset's patch is checked against, as upstream)."""
+    for obj in (ws, old):
+        if obj is not None and (why := decode_error(obj)):
+            return [why]
     errs = spec_errors(ws, workload)
     if isinstance(ws, dict):
-        errs += conflict_errors(ws, others)
+        errs += conflict_errors(ws, [o for o in others or () if not decode_error(o)])
         if isinstance(old, dict):
             errs += update_errors(ws, old)
     return errs
@@ -689,6 +751,9 @@ def validate_request(request: dict, others: Callable[[str], list[dict]] | None =
     old = request.get("oldObject") if operation == "UPDATE" else None
     if operation == "UPDATE" and not isinstance(old, dict):
         return errored(400, "request.oldObject is not a WorkloadSpread")
+    for found in (obj, old):
+        if found is not None and (why := decode_error(found)):
+            return errored(400, why)
     namespace = request.get("namespace") or (obj.get("metadata") or {}).get("namespace") or ""
     if not (obj.get("metadata") or {}).get("namespace"):
         obj = {**obj, "metadata": {**(obj.get("metadata") or {}), "namespace": namespace}}
@@ -702,7 +767,7 @@ def validate_request(request: dict, others: Callable[[str], list[dict]] | None =
     errs = spec_errors(obj, target)
     if others is not None:
         try:
-            errs += conflict_errors(obj, others(namespace))
+            errs += conflict_errors(obj, [o for o in others(namespace) if not decode_error(o)])
         except Exception as err:  # noqa: BLE001 - upstream refuses with the reason, whatever it is
             errs.append(f": Internal error: query other WorkloadSpread failed, err: {err}")
     if old is not None:

@@ -364,3 +364,30 @@ def test_request_reads_the_namespaces_workloadspreads_and_the_target():
 def test_aggregate_drops_duplicates():
     assert aggregate(["a", "a"]) == "a"
     assert aggregate(["a", "b", "a"]) == "[a, b]"
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"subsets": [{"name": 3}]}, "spec.subsets[0].name"),
+    ({"subsets": {"name": "a"}}, "spec.subsets"),
+    ({"subsets": [{"name": "a", "maxReplicas": 1.5}]}, "spec.subsets[0].maxReplicas"),
+    ({"subsets": [{"name": "a", "maxReplicas": 2**31}]}, "spec.subsets[0].maxReplicas"),  # an IntOrString is int32
+    ({"scheduleStrategy": {"adaptive": {"rescheduleCriticalSeconds": "30"}}},
+     "spec.scheduleStrategy.adaptive.rescheduleCriticalSeconds"),
+    ({"targetRef": "web"}, "spec.targetRef"),
+])
+def test_what_upstream_cannot_decode_is_a_400_of_one_line(change, where):
+    """Upstream decodes the object into its Go type first: a field of the wrong JSON type is
+    its decoder's 400, whatever else is wrong."""
+    answer = validate_request(request(obj=demo(**change)))
+    assert answer["allowed"] is False and answer["status"]["code"] == 400
+    assert where in answer["status"]["message"] and "\n" not in answer["status"]["message"]
+    assert validate(demo(**change)) == [answer["status"]["message"]]
+
+
+def test_a_patch_of_the_wrong_shape_is_refused_not_raised():
+    """A patch keeps any JSON (the CRD preserves unknown fields): shapes Go cannot unmarshal
+    into a pod are refused as upstream refuses them."""
+    for patch in ({"spec": {"containers": "main"}}, {"spec": {"containers": [{"name": "main", "env": "A=1"}]}},
+                  {"spec": {"volumes": 3}}, {"spec": 1}, {"metadata": {"labels": ["a"]}}):
+        errors = validate(with_subset(0, patch=patch), workload=DEPLOYMENT)
+        assert errors and all(e.startswith("spec.subsets[0].patch") for e in errors), (patch, errors)
