@@ -5,13 +5,16 @@ A WorkloadSpread spreads a workload's pods over subsets that select nodes by lab
 without a label a subset selects on is where the spread silently breaks: a subset that requires
 the label can never place a pod there, and one whose term matches no schedulable node at all
 can never be filled, so its pods stay Pending. ``status`` mentions what the objects' own status
-says is missing. Pure functions over the API's JSON.
+says is missing. Pure functions over the API's JSON. Neither check warns where it cannot be
+sure: a node tainted against a subset is not a gap, a tainted node matching a term fills it.
 """
 
 from __future__ import annotations
 
 from kubekit import kruise
 from kubekit.labels import requirement_matches
+
+from .capacity import tolerates
 
 ZONE_KEYS = (kruise.ZONE_LABEL, kruise.REGION_LABEL)  # what `kruisectl label-zones` writes
 
@@ -29,6 +32,14 @@ def _subsets(ws: dict) -> list[dict]:
 def schedulable(nodes: list[dict]) -> list[dict]:
     """Nodes the scheduler may place new pods on (not cordoned)."""
     return [n for n in nodes if not (n.get("spec") or {}).get("unschedulable")]
+
+
+def _admits(node: dict, subsets: list[dict]) -> bool:
+    """Some of ``subsets`` tolerates every NoSchedule/NoExecute taint of ``node``. The
+    workload's own tolerations are not read: a node tainted against the subsets is left out
+    rather than warned about."""
+    taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+    return any(all(tolerates(s.get("tolerations") or [], t) for t in taints) for s in subsets)
 
 
 def _labels(node: dict) -> dict[str, str]:
@@ -65,21 +76,22 @@ def label_gaps(workloadspreads: list[dict], nodes: list[dict]) -> list[dict]:
     ready = schedulable(nodes)
     gaps = []
     for ws in workloadspreads:
-        by_key: dict[str, list[str]] = {}
+        by_key: dict[str, list[dict]] = {}
         for subset in _subsets(ws):
             for key in selected_keys(subset):
-                by_key.setdefault(key, []).append(subset.get("name") or "")
+                by_key.setdefault(key, []).append(subset)
         for key, subsets in by_key.items():
-            without = sorted((n.get("metadata") or {}).get("name", "") for n in ready if key not in _labels(n))
+            admitting = [n for n in ready if _admits(n, subsets)]
+            without = sorted((n.get("metadata") or {}).get("name", "") for n in admitting if key not in _labels(n))
             if without:
-                gaps.append({"workloadSpread": _name(ws), "key": key, "subsets": subsets,
-                             "nodesWithout": without, "schedulableNodes": len(ready)})
+                gaps.append({"workloadSpread": _name(ws), "key": key, "subsets": [s.get("name") or "" for s in subsets],
+                             "nodesWithout": without, "schedulableNodes": len(admitting)})
     return gaps
 
 
 def unfillable(workloadspreads: list[dict], nodes: list[dict]) -> list[dict]:
     """Subsets whose requiredNodeSelectorTerm matches no schedulable node: no pod put in them
-    can ever be scheduled."""
+    can ever be scheduled. Taints are not counted (the workload may tolerate them)."""
     ready = schedulable(nodes)
     found = []
     for ws in workloadspreads:

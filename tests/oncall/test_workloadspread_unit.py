@@ -131,3 +131,17 @@ def test_status_reports_missing_pods():
     report = build(inventory([spread("web", status=status)]))
     assert report["workloadSpreads"] == {"missingPods": [{"workloadSpread": "shop/web", "missingReplicas": {"b": 3}}],
                                          "unknown": None}
+
+
+def test_a_node_tainted_against_the_subsets_is_no_gap_and_taints_never_make_a_subset_unfillable():
+    tainted = node("gpu")
+    tainted["spec"]["taints"] = [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]
+    soft = node("soft")
+    soft["spec"]["taints"] = [{"key": "x", "effect": "PreferNoSchedule"}]  # a preference: pods may still go there
+    web = spread("web", zone_subset("a", "zone-a"))
+    assert [g["nodesWithout"] for g in ws_checks.label_gaps([web], [*NODES[:2], tainted, soft])] == [["soft"]]
+    tolerating = spread("web", zone_subset("a", "zone-a", tolerations=[{"key": "gpu", "operator": "Exists"}]))
+    assert [g["nodesWithout"] for g in ws_checks.label_gaps([tolerating], [*NODES[:2], tainted])] == [["gpu"]]
+    tainted_c = zoned("c1", "zone-c")
+    tainted_c["spec"]["taints"] = [{"key": "gpu", "effect": "NoExecute"}]
+    assert ws_checks.unfillable([spread("web", zone_subset("c", "zone-c"))], [tainted_c]) == []
