@@ -662,8 +662,10 @@ def _strategy_errors(spec: dict) -> list[str]:
 
 
 def _same_target(first, second) -> bool:
+    """Same group, kind and name; an apiVersion Go cannot parse counts as the empty group, as
+    upstream ignores the parse error here."""
     return (isinstance(first, dict) and isinstance(second, dict)
-            and _parse_group(first.get("apiVersion")) == _parse_group(second.get("apiVersion"))
+            and (_parse_group(first.get("apiVersion")) or "") == (_parse_group(second.get("apiVersion")) or "")
             and first.get("kind") == second.get("kind") and first.get("name") == second.get("name"))
 
 
