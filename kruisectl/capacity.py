@@ -146,7 +146,8 @@ def host_ports(spec: dict) -> set[tuple[str, int]]:
     return used
 
 
-def _tolerates(tolerations: list[dict], taint: dict) -> bool:
+def tolerates(tolerations: list[dict], taint: dict) -> bool:
+    """A taint is tolerated, by the scheduler's rule (an empty key with Exists tolerates all)."""
     for toleration in tolerations:
         effect = get(toleration, "effect")
         if effect and effect != get(taint, "effect"):
@@ -236,7 +237,7 @@ def place(template_spec: dict, template_labels: dict[str, str], namespace: str, 
             refusal = "node(s) were not ready"
         else:
             for taint in get(node, "spec", "taints", default=[]) or []:
-                if get(taint, "effect") in ("NoSchedule", "NoExecute") and not _tolerates(tolerations, taint):
+                if get(taint, "effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):
                     refusal = f"node(s) had untolerated taint {{{get(taint, 'key')}: {get(taint, 'value', default='') or ''}}}"
                     break
         if refusal is None and not _node_affinity_ok(template_spec, labels):

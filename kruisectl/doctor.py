@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from . import workloadspreads
 from .capacity import selector_matches, surge_fit
 from .findings import Finding
 from .installation import KRUISECTL_CHART, Installation, detect, manager_container, patch_webhooks
@@ -417,9 +418,54 @@ def check_alerts(inv: Inventory, report: dict) -> Finding:
                    evidence=evidence)
 
 
+def _no_workloadspreads(inv: Inventory, check: str) -> Finding | None:
+    if inv.workloadspreads is None or inv.all_nodes is None:
+        return Finding(check, "info", "not checked: the WorkloadSpreads or the nodes could not be read")
+    if not inv.workloadspreads:
+        return Finding(check, "ok", "no WorkloadSpread")
+    return None
+
+
+def check_workloadspread_labels(inv: Inventory, report: dict) -> Finding:
+    """Subsets select on node labels (the zone, mostly) that schedulable nodes lack: those
+    nodes are outside every subset that requires the label."""
+    found = _no_workloadspreads(inv, "workloadspread-labels")
+    if found is not None:
+        return found
+    gaps = workloadspreads.label_gaps(inv.workloadspreads, inv.all_nodes or [])
+    if not gaps:
+        return Finding("workloadspread-labels", "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): every schedulable "
+                       "node carries the labels their subsets select on")
+    first = gaps[0]
+    more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
+    nodes = ", ".join(first["nodesWithout"][:5]) + (", ..." if len(first["nodesWithout"]) > 5 else "")
+    return Finding("workloadspread-labels", "warning",
+                   f"WorkloadSpread {first['workloadSpread']} subsets {', '.join(first['subsets'])} select on "
+                   f"{first['key']}, which {len(first['nodesWithout'])} of {first['schedulableNodes']} schedulable "
+                   f"nodes lack ({nodes}){more}", workloadspreads.label_fix(first["key"]), {"gaps": gaps})
+
+
+def check_workloadspread_subsets(inv: Inventory, report: dict) -> Finding:
+    """A subset whose requiredNodeSelectorTerm matches no schedulable node can never be filled:
+    the pods the webhook puts in it stay Pending."""
+    found = _no_workloadspreads(inv, "workloadspread-subsets")
+    if found is not None:
+        return found
+    empty = workloadspreads.unfillable(inv.workloadspreads, inv.all_nodes or [])
+    if not empty:
+        return Finding("workloadspread-subsets", "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): every required "
+                       "subset term matches a schedulable node")
+    names = ", ".join(f"{e['workloadSpread']}/{e['subset']}" for e in empty)
+    return Finding("workloadspread-subsets", "warning",
+                   f"subset(s) no schedulable node matches, never filled: {names}",
+                   "label nodes to match the subset's requiredNodeSelectorTerm (kruisectl label-zones for zones), "
+                   "uncordon them, or fix the term", {"unfillable": empty})
+
+
 CHECKS = (check_leader, check_ready_replicas, check_spread, check_zone_labels, check_when_unsatisfiable,
           check_surge_capacity, check_host_network, check_liveness_probe, check_namespace_exclusion,
-          check_webhook_timeout, check_failure_policy, check_pdb, check_certificate, check_zone_failure, check_alerts)
+          check_webhook_timeout, check_failure_policy, check_pdb, check_certificate, check_zone_failure, check_alerts,
+          check_workloadspread_labels, check_workloadspread_subsets)
 
 
 # Each check's id and the reads its verdict rests on: when one was refused the verdict is unknown.
@@ -439,6 +485,8 @@ NEEDS = {
     check_certificate: ("certificate", ("secret", "mutating", "validating")),
     check_zone_failure: ("zone-failure", ("pods", "node")),
     check_alerts: ("alerts", ("monitoring", "prometheus_rules", "service_monitors", "pod_monitors", "services")),
+    check_workloadspread_labels: ("workloadspread-labels", ("workloadspreads", "all_nodes")),
+    check_workloadspread_subsets: ("workloadspread-subsets", ("workloadspreads", "all_nodes")),
 }
 
 # The checks of the manager's webhook configurations: with neither of them there is nothing to judge.

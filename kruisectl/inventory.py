@@ -67,6 +67,9 @@ class Inventory:
     # so), no verdict is unknown.
     helm_release: dict | None = None
     helm_release_error: str | None = None
+    # Every WorkloadSpread (doctor's subset checks, status's missing pods); None when not read,
+    # [] when the CRD is not installed (the list answers 404).
+    workloadspreads: list[dict] | None = None
 
     def namespace_labels(self, name: str) -> dict[str, str]:
         read = self.namespaces.get(name)
@@ -134,6 +137,7 @@ PERMISSIONS = {
     "service_monitors": ("list", "servicemonitors.monitoring.coreos.com --all-namespaces", False),
     "pod_monitors": ("list", "podmonitors.monitoring.coreos.com --all-namespaces", False),
     "services": ("list", "services", True),
+    "workloadspreads": ("list", "workloadspreads.apps.kruise.io --all-namespaces", False),
 }
 
 
@@ -169,6 +173,7 @@ def collect(client, names: Names, timeout: float = 5.0, extended: bool = False) 
         "secret": get(paths.secrets(ns, names.secret)),
         "mutating": get(paths.mutating_webhook_configurations(names.mutating)),
         "validating": get(paths.validating_webhook_configurations(names.validating)),
+        "workloadspreads": items(kruise.WORKLOADSPREADS_PATH),
     }
     if extended:
         calls.update({
@@ -203,6 +208,8 @@ def collect(client, names: Names, timeout: float = 5.0, extended: bool = False) 
             setattr(inventory, key, value)
         elif status == 404:  # absent is a finding for the caller, not a read error
             inventory.absent.append(key)
+            if key == "workloadspreads":
+                inventory.workloadspreads = []  # no CRD: no WorkloadSpread
         else:
             inventory.errors[key] = reason
             inventory.statuses[key] = status or 0

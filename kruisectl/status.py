@@ -12,6 +12,7 @@ from collections import Counter
 
 from kubekit import kruise
 
+from . import workloadspreads
 from .inventory import Inventory
 from .leader import interpret
 
@@ -160,6 +161,10 @@ def build(inventory: Inventory, now: dt.datetime | None = None) -> dict:
             else ca_bundle_state([inventory.mutating, inventory.validating], cert["ca"]),
             "certNotAfter": cert["notAfter"].isoformat() if cert["notAfter"] else None,
             "certExpiresInDays": round((cert["notAfter"] - now).total_seconds() / 86400, 1) if cert["notAfter"] else None,
+        },
+        "workloadSpreads": {
+            "missingPods": workloadspreads.missing_pods(inventory.workloadspreads or []),
+            "unknown": inventory.denied("workloadspreads"),
         },
         "readErrors": dict(sorted(inventory.errors.items())),
         "replicasUnknown": inventory.denied("pods"),

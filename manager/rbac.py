@@ -40,5 +40,14 @@ def rules(lease: str, secret: str, mutating: str, validating: str) -> dict[str, 
             {"apiGroups": ["apps.kruise.io"], "resources": ["sidecarsets/status"], "verbs": ["get", "update", "patch"]},
             # controller.py: pods counted in status; handlers.py: namespaceSelector matching
             {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["list", "watch"]},
+            # workloadspread/: the evicted pod (admission), its deletion cost, Adaptive's reschedule
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch", "delete"]},
+            # workloadspread/: the objects, and the creatingPods/deletingPods and subset status
+            {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads"],
+             "verbs": ["get", "list", "watch", "update", "patch"]},
+            {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads/status"], "verbs": ["get", "update", "patch"]},
+            # workloadspread/: a pod's owner chain to its target and the target's replicas
+            {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
         ],
     }

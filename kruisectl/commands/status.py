@@ -85,6 +85,12 @@ def _render(report: dict, wide: bool) -> str:
     service = webhook["service"] or "service NOT FOUND"
     lines.append(f"Webhook:  {service}: {len(webhook['readyEndpoints'])} ready endpoint(s) / {webhook['readyReplicas']} "
                  f"ready replica(s), caBundle {webhook['caBundle']}, {cert}")
+    spreads = report.get("workloadSpreads") or {}
+    if spreads.get("unknown"):
+        lines.append(f"Spread:   WorkloadSpreads unknown ({spreads['unknown']})")
+    for found in spreads.get("missingPods") or []:
+        missing = ", ".join(f"{subset} {n}" for subset, n in found["missingReplicas"].items())
+        lines.append(f"Spread:   WorkloadSpread {found['workloadSpread']}: pods missing per its status ({missing})")
     for read, reason in report["readErrors"].items():
         if not reason.startswith("forbidden"):  # refused reads are summed up as missing permissions
             lines.append(f"warning: could not read {read}: {reason}")

@@ -199,10 +199,13 @@ def test_the_service_account_may_do_what_the_manager_does_and_nothing_more(chart
             ("", {"group": "apps.kruise.io", "resource": "sidecarsets", "verb": "update", "name": "x"}),
             ("", {"group": "apps.kruise.io", "resource": "sidecarsets", "verb": "delete", "name": "x"}),
             ("default", {"group": "", "resource": "pods", "verb": "create"}),
-            ("default", {"group": "", "resource": "pods", "verb": "get", "name": "p"}),
             # the replicas' conditions (manager/peers.py): their own namespace's pods' status only
             ("default", {"group": "", "resource": "pods", "subresource": "status", "verb": "patch", "name": "p"}),
-            (NS, {"group": "", "resource": "pods", "verb": "patch", "name": "p"}),
+            # pods: get (the evicted pod), patch (deletion cost), delete (rescheduling) for WorkloadSpread; no update
+            ("default", {"group": "", "resource": "pods", "verb": "update", "name": "p"}),
+            ("default", {"group": "apps.kruise.io", "resource": "workloadspreads", "verb": "delete", "name": "x"}),
+            ("default", {"group": "apps", "resource": "deployments", "verb": "patch", "name": "x"}),
+            ("default", {"group": "batch", "resource": "jobs", "verb": "delete", "name": "x"}),
             ("", {"group": "", "resource": "nodes", "verb": "list"}),
             ("default", {"group": "", "resource": "configmaps", "verb": "get", "name": "x"}),
             ("", {"group": "apiextensions.k8s.io", "resource": "customresourcedefinitions", "verb": "update", "name": "x"}),

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from kruisectl.helm import BUNDLED_CHART
+from kubekit import kruise
 from manager import rbac
 
 from .conftest import KUBE_VERSION, render
@@ -85,6 +86,33 @@ def test_pod_webhook_skips_kube_system_and_the_release_namespace_by_name(helm_bi
     validating = objects[("ValidatingWebhookConfiguration", "kruise-validating-webhook-configuration")]["webhooks"][0]
     assert validating["name"] == "vsidecarset.kb.io"
     assert validating["clientConfig"]["service"]["path"] == "/validate-apps-kruise-io-v1alpha1-sidecarset"
+
+
+def test_validating_webhooks_are_upstreams_for_what_the_manager_serves(helm_binary):
+    """WorkloadSpread's: the object's validation, and pod DELETE and pods/eviction CREATE for
+    its deletingPods (upstream's vpod.kb.io without pod UPDATE, which only its
+    PodUnavailableBudget uses), the pod ones skipping what the pod webhook skips."""
+    objects = render(helm_binary, "webhook.excludeNamespaces={team-infra}", namespace="ops-kruise")
+    validating = objects[("ValidatingWebhookConfiguration", "kruise-validating-webhook-configuration")]["webhooks"]
+    mutating = objects[("MutatingWebhookConfiguration", "kruise-mutating-webhook-configuration")]["webhooks"]
+    found = {w["name"]: (w["clientConfig"]["service"]["path"], w["rules"], w.get("namespaceSelector")) for w in validating}
+    skip = mutating[0]["namespaceSelector"]
+    assert skip["matchExpressions"][0]["values"] == ["kube-system", "ops-kruise", "team-infra"]
+    assert found == {
+        "vsidecarset.kb.io": ("/validate-apps-kruise-io-v1alpha1-sidecarset", [{
+            "operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"], "apiVersions": ["v1alpha1"],
+            "resources": ["sidecarsets"]}], None),
+        "vpod.kb.io": (kruise.VALIDATE_POD_PATH, [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                                   "resources": ["pods"]}], skip),
+        "vpodeviction.kb.io": (kruise.VALIDATE_POD_PATH, [{"operations": ["CREATE"], "apiGroups": [""],
+                                                           "apiVersions": ["v1"], "resources": ["pods/eviction"]}], skip),
+        "vworkloadspread.kb.io": (kruise.VALIDATE_WORKLOADSPREAD_PATH, [{
+            "operations": ["CREATE", "UPDATE"], "apiGroups": ["apps.kruise.io"], "apiVersions": ["v1alpha1"],
+            "resources": ["workloadspreads"]}], None),
+    }
+    for webhook in validating:
+        assert webhook["failurePolicy"] == "Fail" and webhook["timeoutSeconds"] == 10
+        assert webhook["clientConfig"]["service"]["namespace"] == "ops-kruise"
 
 
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",

@@ -47,10 +47,13 @@ def test_the_recorded_install_reads_as_healthy():
     found = findings(data)
     # Two trade-offs of the chart's defaults are told, never scored: failurePolicy Fail and
     # ScheduleAnyway (with 3 zones a hard spread would be possible). The recording predates
-    # doctor's reads of prometheus-operator's API: alerts are not checked. Everything else is ok.
-    assert {check for check, (level, _) in found.items() if level != "ok"} == {"failure-policy", "zone-spread-policy",
-                                                                              "alerts"}
+    # doctor's reads of prometheus-operator's API and of WorkloadSpreads: alerts and subsets are
+    # not checked. Everything else is ok.
+    assert {check for check, (level, _) in found.items() if level != "ok"} == {
+        "failure-policy", "zone-spread-policy", "alerts", "workloadspread-labels", "workloadspread-subsets"}
     assert found["alerts"] == ("info", "not checked: prometheus-operator's API was not read")
+    for check in ("workloadspread-labels", "workloadspread-subsets"):
+        assert found[check] == ("info", "not checked: the WorkloadSpreads or the nodes could not be read")
     assert found["failure-policy"][0] == "info" and "fails while no replica answers (3 ready" in found["failure-policy"][1]
     assert found["zone-spread-policy"][0] == "info" and "ScheduleAnyway over 3 zones" in found["zone-spread-policy"][1]
     fixes = {f.check: f.remediation for f in diagnose(Inventory.from_dict(data), as_of(data))}
