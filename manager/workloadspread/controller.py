@@ -1,5 +1,6 @@
-"""The leader-only WorkloadSpread controller: for every WorkloadSpread, each pass patches its
-workload's pods' deletion cost, writes its status (optimistic concurrency: a 409 means the
+"""The leader-only WorkloadSpread controller: for every WorkloadSpread, each pass annotates
+the pods it adopts (created before it: matched by node), patches its workload's pods'
+deletion cost, writes its status (optimistic concurrency: a 409 means the
 webhook wrote first, so the next pass recomputes from the newer object) and deletes the pods
 the Adaptive strategy reschedules, in upstream v1.8.3's order. The decisions are
 :mod:`.status`'s; this module only reads caches and writes.
@@ -37,7 +38,8 @@ RBAC_RULES = [
     {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads/status"], "verbs": ["update"]},
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list", "watch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch", "delete"]},  # deletion cost; Adaptive
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch", "delete"]},  # annotations; Adaptive
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},  # pods created before the spread
 ]
 
 
@@ -68,6 +70,7 @@ class WorkloadSpreadController:
         self.pods: Informer | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
+        self._nodes: dict[str, dict | None] = {}  # this pass's node reads
         self._due: dict[str, float] = {}  # WorkloadSpread key -> monotonic time it must be looked at again
         self.last_heartbeat = time.monotonic()
 
@@ -123,6 +126,7 @@ class WorkloadSpreadController:
             if part is not None:
                 by_namespace.setdefault(part["metadata"].get("namespace"), []).append(part)
         replicasets = self.workloads["ReplicaSet"].snapshot() if "ReplicaSet" in self.workloads else []
+        self._nodes = {}
         seen = set()
         for ws in self.workloadspreads.snapshot():
             key = Informer.key(ws)
@@ -155,11 +159,16 @@ class WorkloadSpreadController:
         found, replicas = targets.target_pods(ws, workload, replicasets, pods)
         latest = targets.latest_version(ws, workload, replicasets) if ref["kind"] in ws_status.DELETION_COST_KINDS else ""
         try:
-            plan = ws_status.plan(ws, found, replicas, self.clock(), target_kind=ref["kind"], latest_version=latest)
+            plan = ws_status.plan(ws, found, replicas, self.clock(), target_kind=ref["kind"], latest_version=latest,
+                                  nodes=self._node)
         except ValueError as err:  # a Deployment's new ReplicaSet not seen yet: upstream retries
             log.info("WorkloadSpread %s waits: %s", key, err)
             self._retry(key, 1.0)
             return
+        for name, patch in plan.adopt.items():
+            if not self._patch_pod(ns, name, patch, "adopted into its node's subset"):
+                self._retry(key, 1.0)
+                return
         for name, cost in plan.costs.items():
             if not self._patch_cost(ns, name, cost):
                 self._retry(key, 1.0)
@@ -180,20 +189,34 @@ class WorkloadSpreadController:
             return None
         return min(5.0, left - 0.25)
 
+    def _node(self, name: str) -> dict | None:
+        """A node, for pods the spread adopts (read once per pass; None when it is gone)."""
+        if name not in self._nodes:
+            try:
+                self._nodes[name] = self.client.request("GET", f"/api/v1/nodes/{name}", timeout=5.0)
+            except ApiError as err:
+                if not err.not_found:
+                    raise
+                self._nodes[name] = None
+        return self._nodes[name]
+
     def _patch_cost(self, namespace: str, name: str, cost: str) -> bool:
+        return self._patch_pod(namespace, name, {"metadata": {"annotations": {POD_DELETION_COST_ANNOTATION: cost}}},
+                               f"deletion cost {cost}")
+
+    def _patch_pod(self, namespace: str, name: str, body: dict, what: str) -> bool:
         timeout = self._left()
         if timeout is None:
             return False
-        body = {"metadata": {"annotations": {POD_DELETION_COST_ANNOTATION: cost}}}
         try:
             self.client.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body, timeout=timeout,
                                 content_type="application/strategic-merge-patch+json")
         except ApiError as err:
             if err.not_found:
                 return True  # gone meanwhile: nothing to annotate
-            log.warning("deletion cost of pod %s/%s not patched: %s", namespace, name, err)
+            log.warning("pod %s/%s not patched (%s): %s", namespace, name, what, err)
             return False
-        log.info("pod %s/%s deletion cost %s", namespace, name, cost)
+        log.info("pod %s/%s: %s", namespace, name, what)
         return True
 
     def _write_status(self, ws: dict, status: dict) -> bool:

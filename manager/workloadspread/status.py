@@ -9,13 +9,16 @@ Pods are API-shaped dicts (:func:`slim_pod` keeps only the fields read here).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
+from typing import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, POD_DELETION_COST_ANNOTATION
+from kubekit.labels import requirement_matches
 
 CREATE_POD_TIMEOUT = 30.0  # a creatingPods entry whose pod never showed up is dropped after this
 DELETE_POD_TIMEOUT = 15.0  # a deletingPods entry whose pod is still active is dropped after this
@@ -25,6 +28,8 @@ VERSION_IGNORED = "versionIgnored"
 POD_TEMPLATE_HASH = "pod-template-hash"
 CONTROLLER_REVISION_HASH = "controller-revision-hash"
 SCHEDULABLE = "Schedulable"
+IGNORE_PATCH_EXISTING_PODS = "workloadspread.kruise.io/ignore-patch-existing-pods-metadata"
+MAX_INT32 = 2**31 - 1
 # Kinds whose pods are grouped by version (upstream's --ws-enabled-versioned-status default)
 VERSIONED_KINDS = frozenset({"deployment", "replicaset"})
 # Kinds whose pods carry a deletion cost (upstream's isEffectiveKindForDeletionCost, CloneSet aside)
@@ -120,7 +125,9 @@ def pod_version(pod: dict) -> str:
 
 
 def slim_pod(obj: dict) -> dict:
-    """The fields of a pod this module reads, in the pod's own shape (a pod cache keeps this)."""
+    """The fields of a pod this module reads, in the pod's own shape (a pod cache keeps this).
+    A subset patch that touches more than labels is compared against this copy, so such a pod
+    never scores as already patched (a tie-breaker between subsets its node fits)."""
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     annotations = meta.get("annotations") or {}
     return {
@@ -132,7 +139,8 @@ def slim_pod(obj: dict) -> dict:
             "ownerReferences": [{k: r.get(k) for k in ("kind", "name", "uid", "controller")}
                                 for r in meta.get("ownerReferences") or []],
             "creationTimestamp": meta.get("creationTimestamp"), "deletionTimestamp": meta.get("deletionTimestamp")},
-        "spec": {"nodeName": spec.get("nodeName") or ""},
+        "spec": {"nodeName": spec.get("nodeName") or "", "tolerations": spec.get("tolerations") or [],
+                 "affinity": {"nodeAffinity": (spec.get("affinity") or {}).get("nodeAffinity") or {}}},
         "status": {
             "phase": status.get("phase"),
             "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "lastTransitionTime")}
@@ -205,29 +213,163 @@ def remove_condition(subset_status: dict, kind: str) -> None:
 # ---------------------------------------------------------------- grouping
 
 
-def group_by_subset(ws: dict, pods: list[dict]) -> dict[str, list[dict]]:
-    """groupPodBySubset: the subset a pod's annotation names; a pod naming another
-    WorkloadSpread, no subset or a subset no longer in the spec goes to :data:`FAKE_SUBSET`
-    (upstream first tries to match such a pod to a subset through its node: not done here)."""
+def node_term_matches(term: dict, node: dict) -> bool:
+    """One NodeSelectorTerm: its label expressions and its metadata.name fields all hold."""
+    meta = node.get("metadata") or {}
+    if not all(requirement_matches(meta.get("labels") or {}, r) for r in term.get("matchExpressions") or []):
+        return False
+    fields = {"metadata.name": meta["name"]} if meta.get("name") else {}
+    if fields:
+        for r in term.get("matchFields") or []:
+            values = r.get("values") or []
+            if r.get("key") != "metadata.name" or r.get("operator") not in ("In", "NotIn") or len(values) != 1:
+                return False  # what the field selector refuses to parse never matches
+            if (fields["metadata.name"] == values[0]) != (r.get("operator") == "In"):
+                return False
+    return True
+
+
+def _empty_term(term: dict | None) -> bool:
+    return not (term or {}).get("matchExpressions") and not (term or {}).get("matchFields")
+
+
+def node_terms_match(terms: list[dict], node: dict) -> bool:
+    """NodeSelectorTerms, ORed; an empty term selects nothing."""
+    return any(node_term_matches(t, node) for t in terms if not _empty_term(t))
+
+
+def tolerates(toleration: dict, taint: dict) -> bool:
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("key") and toleration["key"] != taint.get("key"):
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Equal":
+        return (toleration.get("value") or "") == (taint.get("value") or "")
+    return operator == "Exists"
+
+
+def _contains(current, patch) -> bool:
+    """Whether strategic-merging ``patch`` into ``current`` changes nothing (lists of named
+    items merge by name; null deletes)."""
+    if isinstance(patch, dict):
+        if not isinstance(current, dict):
+            return False
+        for key, value in patch.items():
+            if value is None:
+                if key in current:
+                    return False
+            elif key not in current or not _contains(current[key], value):
+                return False
+        return True
+    if isinstance(patch, list) and isinstance(current, list) and all(isinstance(p, dict) and "name" in p for p in patch):
+        named = {c.get("name"): c for c in current if isinstance(c, dict)}
+        return all(p["name"] in named and _contains(named[p["name"]], p) for p in patch)
+    return current == patch
+
+
+def subset_score(pod: dict, node: dict, subset: dict, missing: int) -> int:
+    """matchesSubset: -1 when the pod could not run there (an untolerated taint, the required
+    term); else preferred node weight * 100 + 10 if the pod already looks patched + 1 if the
+    subset still misses pods."""
+    tolerations = list((pod.get("spec") or {}).get("tolerations") or []) + list(subset.get("tolerations") or [])
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if not any(tolerates(t, taint) for t in tolerations):
+            return -1
+    required = subset.get("requiredNodeSelectorTerm")
+    if required is not None:
+        affinity = (((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {})
+        terms = [dict(t) for t in ((affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+                                   .get("nodeSelectorTerms") or [])]
+        if not terms:
+            terms = [required]
+        else:
+            terms = [{"matchExpressions": list(t.get("matchExpressions") or []) + list(required.get("matchExpressions") or []),
+                      "matchFields": list(t.get("matchFields") or []) + list(required.get("matchFields") or [])}
+                     for t in terms]
+        if not node_terms_match(terms, node):
+            return -1
+    node_score = sum(int(t.get("weight") or 0) for t in subset.get("preferredNodeSelectorTerms") or []
+                     if t.get("weight") and not _empty_term(t.get("preference"))
+                     and node_term_matches(t["preference"], node))
+    pod_score = 0
+    if subset.get("patch"):
+        patch = copy.deepcopy(subset["patch"])
+        if isinstance(patch.get("metadata"), dict):
+            patch["metadata"].pop("annotations", None)  # annotations are not compared
+        pod_score = 1 if _contains(pod, patch) else 0
+    return node_score * 100 + pod_score * 10 + (1 if missing > 0 else 0)
+
+
+def adoption_patch(ws: dict, subset: dict) -> dict:
+    """patchFavoriteSubsetMetadataToPod: the subset patch's metadata (unless the spread says
+    to ignore it for existing pods) and the matched-workloadspread annotation."""
+    metadata: dict = {}
+    ignore = ((_meta(ws).get("annotations") or {}).get(IGNORE_PATCH_EXISTING_PODS, "")).lower() == "true"
+    if subset.get("patch") and not ignore and isinstance(subset["patch"].get("metadata"), dict):
+        metadata = copy.deepcopy(subset["patch"]["metadata"])
+    value = json.dumps({"name": _meta(ws).get("name"), "subset": subset["name"]}, separators=(",", ":"))
+    if isinstance(metadata.get("annotations"), dict):
+        metadata["annotations"][MATCHED_WORKLOADSPREAD_ANNOTATION] = value
+    else:
+        metadata["annotations"] = {MATCHED_WORKLOADSPREAD_ANNOTATION: value}
+    return {"metadata": metadata}
+
+
+def group_by_subset(ws: dict, pods: list[dict], replicas: int = 0, nodes: Callable[[str], dict | None] | None = None,
+                    adopted: dict[str, dict] | None = None) -> dict[str, list[dict]]:
+    """groupPodBySubset: the subset a pod's annotation names. A pod without one for this
+    spread (created before it, or annotated for another) joins the subset that suits its node
+    best (``nodes`` looks nodes up; the annotation to write goes to ``adopted``); a pod of no
+    subset, or of one no longer in the spec, goes to :data:`FAKE_SUBSET`."""
     name = _meta(ws).get("name")
+    subsets = (ws.get("spec") or {}).get("subsets") or []
     groups: dict[str, list[dict]] = {FAKE_SUBSET: []}
-    for subset in (ws.get("spec") or {}).get("subsets") or []:
+    missing: dict[str, int] = {}
+    for subset in subsets:
         groups[subset["name"]] = []
+        try:
+            limit = subset.get("maxReplicas")
+            missing[subset["name"]] = scaled_value(MAX_INT32 if limit is None else limit, replicas, strict=True)
+        except ValueError:
+            missing[subset["name"]] = 0
+    matched = {}
     for pod in pods:
         inj = injected(pod)
-        subset = inj["subset"] if inj and inj["name"] == name and inj["subset"] else FAKE_SUBSET
-        groups.get(subset, groups[FAKE_SUBSET]).append(pod)
+        if inj and inj["name"] == name and inj["subset"]:
+            matched[id(pod)] = inj["subset"]
+            if inj["subset"] in missing:
+                missing[inj["subset"]] -= 1
+    for pod in pods:
+        subset_name = matched.get(id(pod))
+        if subset_name is None:
+            subset_name = FAKE_SUBSET
+            node = nodes(_node(pod)) if nodes is not None and _node(pod) else None
+            if node is not None:
+                best, best_score = None, -1
+                for subset in subsets:
+                    score = subset_score(pod, node, subset, missing[subset["name"]])
+                    if score > best_score:
+                        best, best_score = subset, score
+                if best is not None:
+                    if adopted is not None:
+                        adopted[_meta(pod)["name"]] = adoption_patch(ws, best)
+                    missing[best["name"]] -= 1
+                    subset_name = best["name"]
+        groups.get(subset_name, groups[FAKE_SUBSET]).append(pod)
     return groups
 
 
-def group_versioned(ws: dict, pods: list[dict]) -> tuple[dict[str, dict[str, list[dict]]], dict[str, list[dict]]]:
+def group_versioned(ws: dict, pods: list[dict], replicas: int = 0, nodes: Callable[[str], dict | None] | None = None,
+                    adopted: dict[str, dict] | None = None
+                    ) -> tuple[dict[str, dict[str, list[dict]]], dict[str, list[dict]]]:
     """groupVersionedPods: {version: {subset: pods}} and {subset: pods} over all versions."""
     by_version: dict[str, list[dict]] = {}
     for pod in pods:
         by_version.setdefault(pod_version(pod), []).append(pod)
     versioned, overall = {}, {}
     for version, members in by_version.items():
-        groups = group_by_subset(ws, members)
+        groups = group_by_subset(ws, members, replicas, nodes, adopted)
         for subset, ps in groups.items():
             overall.setdefault(subset, []).extend(ps)
         versioned[version] = groups
@@ -239,10 +381,12 @@ def group_versioned(ws: dict, pods: list[dict]) -> tuple[dict[str, dict[str, lis
 
 @dataclass
 class Plan:
-    """One sync's outcome: the status to write, the deletion cost each pod should carry (only
-    pods whose annotation must change), the pods to delete (Adaptive), when to look again."""
+    """One sync's outcome: pods to annotate into a subset, the deletion cost each pod should
+    carry (only pods whose annotation must change), the status to write, the pods to delete
+    (Adaptive), when to look again."""
     status: dict
     costs: dict[str, str] = field(default_factory=dict)
+    adopt: dict[str, dict] = field(default_factory=dict)  # pod name -> metadata patch (pods matched by node)
     reschedule: list[dict] = field(default_factory=list)
     requeue_after: float | None = None
 
@@ -528,18 +672,20 @@ def cost_patches(pods: list[dict], wanted: dict[str, str]) -> dict[str, str]:
 
 
 def plan(ws: dict, pods: list[dict], replicas: int, now: float, *, target_kind: str = "",
-         latest_version: str | None = "") -> Plan:
+         latest_version: str | None = "", nodes: Callable[[str], dict | None] | None = None) -> Plan:
     """syncWorkloadSpread's decisions for a WorkloadSpread given its workload's pods and
-    replicas: deletion costs (Deployment and ReplicaSet targets only; ``latest_version`` None
-    means it could not be told, and upstream then gives up the whole sync: ValueError),
-    the status and the pods to reschedule."""
-    versioned, overall = group_versioned(ws, pods)
+    replicas: the annotation for pods it adopts (``nodes`` looks up their nodes), deletion
+    costs (Deployment and ReplicaSet targets only; ``latest_version`` None means it could not
+    be told, and upstream then gives up the whole sync: ValueError), the status and the pods
+    to reschedule."""
+    adopted: dict[str, dict] = {}
+    versioned, overall = group_versioned(ws, pods, replicas, nodes, adopted)
     costs = {}
     if target_kind in DELETION_COST_KINDS:
         if latest_version is None:
             raise ValueError("the workload's latest version is not known yet")
         costs = cost_patches(pods, wanted_costs(ws, versioned, replicas, latest_version))
-    result = Plan(status={}, costs=costs)
+    result = Plan(status={}, costs=costs, adopt=adopted)
     result.status, failed = compute_status(ws, versioned, overall, replicas, now, result)
     result.reschedule = [p for subset in failed.values() for p in subset]
     return result

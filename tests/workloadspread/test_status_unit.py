@@ -346,3 +346,93 @@ def test_slim_pod_keeps_what_the_status_reads():
     assert (from_slim.status, from_slim.costs) == (from_full.status, from_full.costs)
     assert [p["metadata"]["name"] for p in from_slim.reschedule] == ["p0"] == \
         [p["metadata"]["name"] for p in from_full.reschedule]
+
+
+# ---------------------------------------------------------------- pods created before the spread
+
+REQ, PREF, TEST, UNIT, TOL = ("apps.kruise.io/schedule-required", "apps.kruise.io/schedule-preferred",
+                              "apps.kruise.io/is-test", "apps.kruise.io/is-unit-test", "apps.kruise.io/toleration")
+PATCH_LABEL, PATCH_ANNO = "apps.kruise.io/patch-label", "apps.kruise.io/patch-annotation"
+
+
+def match_subset(**changes) -> dict:
+    """upstream's matchSubsetDemo"""
+    subset = {"name": "subset-a", "maxReplicas": 5,
+              "tolerations": [{"key": TOL, "operator": "Equal", "value": "true"}],
+              "requiredNodeSelectorTerm": {"matchExpressions": [{"key": REQ, "operator": "In", "values": ["true"]}]},
+              "preferredNodeSelectorTerms": [{"weight": 100, "preference": {
+                  "matchExpressions": [{"key": PREF, "operator": "In", "values": ["true"]}]}}],
+              "patch": {"metadata": {"labels": {PATCH_LABEL: "true"}, "annotations": {PATCH_ANNO: "true"}}}}
+    subset.update(changes)
+    return subset
+
+
+def match_node(**labels) -> dict:
+    return {"metadata": {"name": "node-1", "labels": {TEST: "true", UNIT: "true", REQ: "true", PREF: "true", **labels}},
+            "spec": {"taints": [{"key": TOL, "value": "true", "effect": "NoSchedule"}]}}
+
+
+def match_pod(label="true", annotation="true") -> dict:
+    return {"metadata": {"name": "old", "labels": {PATCH_LABEL: label}, "annotations": {PATCH_ANNO: annotation}},
+            "spec": {"nodeName": "node-1", "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": TEST, "operator": "In", "values": ["true"]},
+                    {"key": UNIT, "operator": "In", "values": ["true"]}]}]}}}},
+            "status": {"phase": "Running"}}
+
+
+@pytest.mark.parametrize("subset, node, p, score", [
+    # upstream TestMatchSubset
+    (match_subset(), match_node(), match_pod(), 10010),
+    (match_subset(), match_node(), match_pod(label="false", annotation="false"), 10000),
+    (match_subset(), match_node(**{PREF: "false"}), match_pod(), 10),
+    (match_subset(), match_node(**{REQ: "false"}), match_pod(), -1),
+    (match_subset(tolerations=[]), match_node(), match_pod(), -1),
+    # the pod's own required terms must hold on the node too
+    (match_subset(), match_node(**{UNIT: "false"}), match_pod(), -1),
+    # matchFields select the node by name
+    (match_subset(requiredNodeSelectorTerm={"matchFields": [
+        {"key": "metadata.name", "operator": "In", "values": ["node-1"]}]}), match_node(), match_pod(), 10010),
+    (match_subset(requiredNodeSelectorTerm={"matchFields": [
+        {"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}]}), match_node(), match_pod(), -1),
+])
+def test_subset_score_for_a_pod_on_a_node(subset, node, p, score):
+    assert st.subset_score(p, node, subset, 0) == score
+    if score >= 0:
+        assert st.subset_score(p, node, subset, 1) == score + 1  # a subset still missing pods is preferred
+
+
+def test_pods_created_before_the_spread_join_the_subset_of_their_node():
+    zone = "topology.kubernetes.io/zone"
+    nodes = {f"n-{z}": {"metadata": {"name": f"n-{z}", "labels": {zone: z}}} for z in ("a", "b", "x")}
+    term = lambda z: {"matchExpressions": [{"key": zone, "operator": "In", "values": [z]}]}  # noqa: E731
+    w = ws({"name": "a", "maxReplicas": 1, "requiredNodeSelectorTerm": term("a"),
+            "patch": {"metadata": {"labels": {"tier": "a"}}}},
+           {"name": "b", "requiredNodeSelectorTerm": term("b")})
+    pods = [pod("in-a", "a"), pod("old-a", node="n-a"), pod("old-b", node="n-b"), pod("old-x", node="n-x"),
+            pod("pending", node=""), pod("other", "b", ws_name="another", node="n-b")]
+    result = st.plan(w, pods, 4, NOW, target_kind="Deployment", latest_version="h1", nodes=nodes.get)
+    matched = lambda s: {"metadata": {"annotations": {MATCHED: json.dumps({"name": "ws", "subset": s},  # noqa: E731
+                                                                           separators=(",", ":"))}}}
+    assert result.adopt == {"old-a": {"metadata": {"labels": {"tier": "a"}, **matched("a")["metadata"]}},
+                            "old-b": matched("b"), "other": matched("b")}
+    assert {s["name"]: s["replicas"] for s in result.status["subsetStatuses"]} == {"a": 2, "b": 2}
+    # a holds 2 for a maxReplicas of 1: one of them is beyond it; old-x and pending are in no subset
+    assert sorted(result.costs.values()) == ["-100", "-300", "-300", "100", "100", "200"]
+    assert result.costs["old-x"] == result.costs["pending"] == "-300"
+
+
+def test_ignore_patch_annotation_adopts_without_the_subset_patch():
+    w = ws({"name": "a", "patch": {"metadata": {"labels": {"tier": "a"}}}})
+    w["metadata"]["annotations"] = {st.IGNORE_PATCH_EXISTING_PODS: "true"}
+    result = st.plan(w, [pod("old")], 1, NOW, nodes=lambda name: {"metadata": {"name": name}})
+    assert list(result.adopt["old"]["metadata"]) == ["annotations"]
+
+
+def test_slim_pod_keeps_what_node_matching_reads():
+    full = match_pod()
+    full["spec"]["tolerations"] = [{"key": TOL, "operator": "Exists"}]
+    slim = st.slim_pod(full)
+    subset = match_subset(tolerations=[])
+    assert st.subset_score(slim, match_node(), subset, 0) == st.subset_score(full, match_node(), subset, 0) == 10010
+    assert st.subset_score(slim, match_node(**{UNIT: "false"}), subset, 0) == -1
