@@ -80,6 +80,11 @@ def live_pods(api, app: str) -> list:
     return sorted((p for p in pods if p.metadata.deletion_timestamp is None), key=lambda p: p.metadata.name)
 
 
+def running(api, app: str, count: int) -> list | None:
+    pods = live_pods(api, app)
+    return pods if len(pods) == count and all(p.status.phase == "Running" for p in pods) else None
+
+
 def annotate(api, pod_name: str, spread: str, subset: str) -> None:
     """What the pod webhook writes on admission (upstream's JSON, lowercase keys)."""
     value = json.dumps({"name": spread, "subset": subset})
@@ -104,16 +109,15 @@ def costs_by_subset(api, app: str) -> dict[str, list[str]]:
 
 def test_status_deletion_cost_and_scale_down_order(spread_cluster):
     api = spread_cluster.api()
+    create_deployment(api, "web", 5)
+    pods = wait_for(lambda: running(api, "web", 5), timeout=60, what="5 running pods")
+    # Three pods admitted into a (one more than its maxReplicas allows), one into b, one into c.
+    for pod, subset in zip(pods, ["a", "a", "a", "b", "c"]):
+        annotate(api, pod.metadata.name, "web", subset)
     create_spread(api, "web", "web", [
         {"name": "a", "requiredNodeSelectorTerm": zone_term("zone-a"), "maxReplicas": 2},
         {"name": "b", "requiredNodeSelectorTerm": zone_term("zone-b"), "maxReplicas": "40%"},
         {"name": "c"}])
-    create_deployment(api, "web", 5)
-    pods = wait_for(lambda: (lambda ps: ps if len(ps) == 5 and all(p.status.phase == "Running" for p in ps) else None)(
-        live_pods(api, "web")), timeout=60, what="5 running pods")
-    # Three pods admitted into a (one more than its maxReplicas allows), one into b, one into c.
-    for pod, subset in zip(pods, ["a", "a", "a", "b", "c"]):
-        annotate(api, pod.metadata.name, "web", subset)
 
     # 40% of 5 rounds up to 2; c is unlimited (-1).
     wait_for(lambda: statuses(api, "web") == {"a": (3, 0), "b": (1, 1), "c": (1, -1)}, timeout=30,
@@ -145,7 +149,7 @@ def test_creating_pods_kept_until_their_timeout(spread_cluster):
     one older than 30 s is dropped."""
     api = spread_cluster.api()
     create_spread(api, "pending", "pending", [{"name": "a", "maxReplicas": 3}, {"name": "b"}])
-    create_deployment(api, "pending", 1)
+    create_deployment(api, "pending", 0)
     wait_for(lambda: statuses(api, "pending") == {"a": (0, 3), "b": (0, -1)}, timeout=30, what="first status")
     custom = client.CustomObjectsApi(api)
     spread = get_spread(api, "pending")
@@ -186,3 +190,27 @@ def test_adaptive_reschedules_a_pod_unschedulable_in_its_subset(spread_cluster):
     # The stuck pod was deleted; the ReplicaSet made another.
     wait_for(lambda: [p.metadata.uid for p in live_pods(api, "adaptive")] not in ([], [first.metadata.uid]),
              timeout=30, what="the pod replaced")
+
+
+def test_pods_created_before_the_spread_are_adopted_by_node(spread_cluster):
+    """No annotation: each running pod joins the first subset its node fits that still misses
+    pods (else any it fits), and the leader writes the annotation the webhook would have."""
+    api = spread_cluster.api()
+    create_deployment(api, "early", 3, nodeSelector={"topology.kubernetes.io/zone": "zone-a"})
+    wait_for(lambda: running(api, "early", 3), timeout=60, what="3 running pods in zone-a")
+    create_spread(api, "early", "early", [
+        {"name": "a", "requiredNodeSelectorTerm": zone_term("zone-a"), "maxReplicas": 2,
+         "patch": {"metadata": {"labels": {"subset": "a"}}}},
+        {"name": "b", "requiredNodeSelectorTerm": zone_term("zone-b")},
+        {"name": "c"}])
+
+    def adopted():
+        pods = live_pods(api, "early")
+        if not all(MATCHED in (p.metadata.annotations or {}) for p in pods):
+            return None
+        return sorted((subset_of(p), p.metadata.labels.get("subset")) for p in pods)
+    assert wait_for(adopted, timeout=30, what="pods annotated") == [("a", "a"), ("a", "a"), ("c", None)]
+    wait_for(lambda: statuses(api, "early") == {"a": (2, 0), "b": (0, -1), "c": (1, -1)}, timeout=30,
+             what="statuses of the adopted pods")
+    wait_for(lambda: costs_by_subset(api, "early") == {"a": ["300", "300"], "c": ["100"]}, timeout=30,
+             what="their deletion costs")
