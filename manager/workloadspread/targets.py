@@ -23,8 +23,8 @@ def slim_workload(obj: dict) -> dict:
 
 
 def reference(ws: dict) -> dict | None:
-    """The targetReference if it names a kind this manager handles, in its API group."""
-    ref = (ws.get("spec") or {}).get("targetReference")
+    """The targetRef if it names a kind this manager handles, in its API group."""
+    ref = (ws.get("spec") or {}).get("targetRef")
     if not ref:
         return None
     kind = ref.get("kind")

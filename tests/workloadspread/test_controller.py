@@ -55,7 +55,7 @@ def zone_term(zone: str) -> dict:
 def create_spread(api, name: str, target: str, subsets: list[dict], **spec) -> None:
     client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadSpread", "metadata": {"name": name},
-        "spec": {"targetReference": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
                  "subsets": subsets, **spec}})
 
 

@@ -22,7 +22,7 @@ def t(offset: float) -> str:
 
 
 def ws(*subsets, name="ws", status=None, adaptive: int | None = None, generation=3) -> dict:
-    spec = {"targetReference": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+    spec = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "subsets": [dict(s) for s in subsets]}
     if adaptive is not None:
         spec["scheduleStrategy"] = {"type": "Adaptive", "adaptive": {"rescheduleCriticalSeconds": adaptive}}
