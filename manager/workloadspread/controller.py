@@ -21,7 +21,6 @@ from typing import Callable
 from kubekit.api import ApiError, Client
 from kubekit.kruise import POD_DELETION_COST_ANNOTATION
 
-from .. import metrics
 from ..informer import Informer
 from . import status as ws_status
 from . import targets
@@ -79,13 +78,13 @@ class WorkloadSpreadController:
 
     def start(self) -> None:
         """Called once this replica leads (after the SidecarSet controller, whose pod cache it reads)."""
-        self._stop.clear()
+        self._stop = threading.Event()  # this term's: a thread of an earlier term sees its own set
         self.workloadspreads.on_change = self._changed
         self.pods = self.pods_source()
         self.workloads = {kind: Informer(self.client, path, transform=targets.slim_workload, on_change=self._changed,
                                          name=kind.lower() + "s").start()
                           for kind, path in WORKLOADS.items()}
-        threading.Thread(target=self._run, name="workloadspread controller", daemon=True).start()
+        threading.Thread(target=self._run, args=(self._stop,), name="workloadspread controller", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -97,16 +96,17 @@ class WorkloadSpreadController:
         """The pod cache's handler (a pod came, went, or changed)."""
         self._dirty.set()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
+        # A status computed from partial caches would be wrong: wait for them (as the SidecarSet controller does).
         deadline = time.monotonic() + 60
         for cache in (self.pods, self.workloadspreads, *self.workloads.values()):
             if cache is not None:
                 cache.synced.wait(max(0.0, deadline - time.monotonic()))
         last_full = 0.0
-        while not self._stop.is_set():
+        while not stop.is_set():
             self.last_heartbeat = time.monotonic()
             self._dirty.wait(1.0)
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             now = time.monotonic()
             due = any(at <= now for at in self._due.values())
@@ -116,7 +116,7 @@ class WorkloadSpreadController:
             last_full = now
             self.sync_all()
             # One pass per min_interval at most: a scale-up's burst of pod events is one pass.
-            self._stop.wait(self.min_interval)
+            stop.wait(self.min_interval)
 
     def sync_all(self) -> None:
         pods = self.pods.snapshot() if self.pods is not None else []
@@ -234,7 +234,6 @@ class WorkloadSpreadController:
             if not err.conflict and not err.not_found:
                 log.warning("status of WorkloadSpread %s/%s not written: %s", meta["namespace"], meta["name"], err)
             return False
-        metrics.STATUS_WRITES.inc()
         log.info("status of WorkloadSpread %s/%s written", meta["namespace"], meta["name"],
                  extra={"workloadspread": f"{meta['namespace']}/{meta['name']}", "holder": self.elector.config.identity,
                         "subsets": json.dumps([(s["name"], s["replicas"], s["missingReplicas"])
