@@ -436,3 +436,16 @@ def test_slim_pod_keeps_what_node_matching_reads():
     subset = match_subset(tolerations=[])
     assert st.subset_score(slim, match_node(), subset, 0) == st.subset_score(full, match_node(), subset, 0) == 10010
     assert st.subset_score(slim, match_node(**{UNIT: "false"}), subset, 0) == -1
+
+
+@pytest.mark.parametrize("owner, kept", [("ReplicaSet", True), ("Job", True), ("Deployment", True),
+                                          ("StatefulSet", False), (None, False)])
+def test_the_shared_pod_cache_keeps_the_spread_part_for_target_pods_only(owner, kept):
+    from manager.controller import slim_pod as cached
+
+    full = pod("p0", "a", cost="5")
+    full["metadata"]["ownerReferences"] = [{"kind": owner, "uid": "u", "controller": True}] if owner else []
+    slim = cached(full)
+    assert ("workloadspread" in slim) is kept
+    if kept:
+        assert slim["workloadspread"] == st.slim_pod(full)
