@@ -86,8 +86,9 @@ def status_deletion_cost_and_scale_down_order(api) -> None:
     # Three pods admitted into a (one more than its maxReplicas allows), one into b, one into c.
     for pod, subset in zip(pods, ["a", "a", "a", "b", "c"]):
         annotate(api, pod.metadata.name, "web", subset)
+    # (upstream's validation wants one maxReplicas type for all subsets)
     create_spread(api, "web", "web", [
-        {"name": "a", "requiredNodeSelectorTerm": zone_term("zone-a"), "maxReplicas": 2},
+        {"name": "a", "requiredNodeSelectorTerm": zone_term("zone-a"), "maxReplicas": "40%"},
         {"name": "b", "requiredNodeSelectorTerm": zone_term("zone-b"), "maxReplicas": "40%"},
         {"name": "c"}])
 
@@ -102,16 +103,16 @@ def status_deletion_cost_and_scale_down_order(api) -> None:
     wait_for(lambda: costs_by_subset(api, "web") == {"a": ["-100", "300", "300"], "b": ["200"], "c": ["100"]},
              timeout=30, what="deletion costs")
 
-    # Scale-down removes the cheapest pods first: a's extra one, then c's, then b's.
-    for replicas, left in ((4, ["a", "a", "b", "c"]), (3, ["a", "a", "b"]), (2, ["a", "a"])):
+    # Scale-down removes the cheapest pods first: a's extra one, then c's, then b's. a's
+    # maxReplicas follows the replicas: 40% of 4 and of 3 round up to 2, of 2 to 1.
+    for replicas, left, costs in (
+            (4, ["a", "a", "b", "c"], {"a": ["300", "300"], "b": ["200"], "c": ["100"]}),
+            (3, ["a", "a", "b"], {"a": ["300", "300"], "b": ["200"]}),
+            (2, ["a", "a"], {"a": ["-100", "300"]})):
         scale(api, "web", replicas)
         wait_for(lambda: sorted(subset_of(p) for p in live_pods(api, "web")) == left, timeout=30,
                  what=f"{replicas} pods left in subsets {left}")
-        # a's pods are back within maxReplicas: what is left costs by subset again.
-        wait_for(lambda: costs_by_subset(api, "web") == {"a": ["300", "300"], **{s: [c] for s, c in
-                                                          (("b", "200"), ("c", "100")) if s in left}},
-                 timeout=30, what="costs of the pods left")
-    # 40% of 2 rounds up to 1.
+        wait_for(lambda: costs_by_subset(api, "web") == costs, timeout=30, what=f"costs {costs}")
     wait_for(lambda: statuses(api, "web") == {"a": (2, 0), "b": (0, 1), "c": (0, -1)}, timeout=30,
              what="statuses after the scale-down")
 
