@@ -159,6 +159,10 @@ def adaptive_reschedules_a_pod_unschedulable_in_its_subset(api) -> None:
         return ps if ps and any(c.reason == "Unschedulable" for c in ps[0].status.conditions or []) else None
     first = wait_for(unschedulable, timeout=60, what="an unschedulable pod")[0]
     annotate(api, first.metadata.name, "adaptive", "nowhere")
+    # Upstream reconciles on a pod's deletion or version change, not on its becoming
+    # unschedulable: a change to the spread stands for the next event it would get.
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, "adaptive", {"metadata": {"annotations": {"test/touched": "1"}}})
 
     def condition():
         s = (get_spread(api, "adaptive").get("status") or {}).get("subsetStatuses") or []
