@@ -200,6 +200,25 @@ class Manager:
         self.runnables.add(Runnable(
             "controller", self.controller.start, self.controller.stop, needs_leader=True,
             liveness=heartbeat_check(lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")))
+        self._add_workloadspread_controller()
+
+    def _add_workloadspread_controller(self) -> None:
+        """Leader only, after the SidecarSet controller: it reads that controller's pod cache."""
+        from kubekit import kruise
+        from .health import heartbeat_check
+        from .informer import Informer
+        from .runnable import Runnable
+        from .workloadspread.controller import WorkloadSpreadController, slim_workloadspread
+
+        workloadspreads = Informer(self.client, kruise.WORKLOADSPREADS_PATH, transform=slim_workloadspread,
+                                   name="workloadspreads")
+        self.runnables.add(Runnable("workloadspreads-informer", workloadspreads.start, workloadspreads.stop))
+        controller = self.workloadspread_controller = WorkloadSpreadController(
+            self.client, self.elector, workloadspreads, pods=lambda: self.controller.pods)
+        self.controller.pod_listeners.append(controller.pod_changed)
+        self.runnables.add(Runnable(
+            "workloadspread-controller", controller.start, controller.stop, needs_leader=True,
+            liveness=heartbeat_check(lambda: controller.last_heartbeat, 30, "the WorkloadSpread worker")))
 
     def _succession(self):
         """Who this replica may succeed without waiting the lease duration out: its supervisor's

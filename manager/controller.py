@@ -13,12 +13,15 @@ import threading
 import time
 
 from . import metrics, sidecarset
+from .workloadspread import status as workloadspread_status
 from .informer import Informer
 from kubekit import paths
 from kubekit.api import ApiError, Client
 from .lease import LeaderElector
 
 log = logging.getLogger("manager.controller")
+
+WORKLOADSPREAD_OWNERS = ("ReplicaSet", "Job", "Deployment")
 
 
 def slim_pod(obj: dict) -> dict:
@@ -32,6 +35,10 @@ def slim_pod(obj: dict) -> dict:
             "ready": ready and not meta.get("deletionTimestamp")}
     if sidecarset.WORKING_HOT_UPGRADE_ANNOTATION in annotations:  # status reads its containers' images
         slim["images"] = {c.get("name"): c.get("image") for c in (obj.get("spec") or {}).get("containers") or []}
+    # One pod cache for both controllers: what the WorkloadSpread controller reads, for the
+    # pods of the workloads it handles only.
+    if any(ref.get("kind") in WORKLOADSPREAD_OWNERS for ref in meta.get("ownerReferences") or []):
+        slim["workloadspread"] = workloadspread_status.slim_pod(obj)
     return slim
 
 
@@ -47,15 +54,21 @@ class StatusController:
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self.pods: Informer | None = None
+        self.pod_listeners: list = []  # others reading the same pod cache (the WorkloadSpread controller)
         self.last_heartbeat = time.monotonic()
 
     def _changed(self, *_args) -> None:
         self._dirty.set()
 
+    def _pod_changed(self, *args) -> None:
+        self._dirty.set()
+        for listener in self.pod_listeners:
+            listener(*args)
+
     def start(self) -> None:
         """Called once this replica leads; runs until :meth:`stop` or the lease is lost."""
         self.sidecarsets.on_change = self._changed
-        self.pods = Informer(self.client, paths.pods(), transform=slim_pod, on_change=self._changed,
+        self.pods = Informer(self.client, paths.pods(), transform=slim_pod, on_change=self._pod_changed,
                              name="pods").start()
         threading.Thread(target=self._run, name="sidecarset status", daemon=True).start()
 

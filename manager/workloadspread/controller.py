@@ -1,0 +1,258 @@
+"""The leader-only WorkloadSpread controller: for every WorkloadSpread, each pass annotates
+the pods it adopts (created before it: matched by node), patches its workload's pods'
+deletion cost, writes its status (optimistic concurrency: a 409 means the
+webhook wrote first, so the next pass recomputes from the newer object) and deletes the pods
+the Adaptive strategy reschedules, in upstream v1.8.3's order. The decisions are
+:mod:`.status`'s; this module only reads caches and writes.
+
+It reuses the SidecarSet controller's cluster-wide pod cache (its slim pods carry a
+``workloadspread`` part, :func:`.status.slim_pod`) and watches Deployments, ReplicaSets and
+Jobs itself, only while leading. Every write passes the lease gate first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+from kubekit.api import ApiError, Client
+from kubekit.kruise import POD_DELETION_COST_ANNOTATION
+
+from ..informer import Informer
+from . import status as ws_status
+from . import targets
+
+log = logging.getLogger("manager.workloadspread")
+
+GROUP_VERSION = "apps.kruise.io/v1alpha1"
+WORKLOADS = {"Deployment": "/apis/apps/v1/deployments", "ReplicaSet": "/apis/apps/v1/replicasets",
+             "Job": "/apis/batch/v1/jobs"}
+
+# Every API call this controller makes, as cluster-wide RBAC rules (for manager.rbac).
+RBAC_RULES = [
+    {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads/status"], "verbs": ["update"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch", "delete"]},  # annotations; Adaptive
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},  # pods created before the spread
+]
+
+
+def slim_workloadspread(obj: dict) -> dict:
+    """A WorkloadSpread as cached: all of it but managedFields (status writes need its spec)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+def status_path(namespace: str, name: str) -> str:
+    return f"/apis/apps.kruise.io/v1alpha1/namespaces/{namespace}/workloadspreads/{name}/status"
+
+
+class WorkloadSpreadController:
+    """``pods``: returns the pod Informer in use (the SidecarSet controller starts a new one each
+    time this replica leads); ``clock``: epoch seconds, for the status's timeouts."""
+
+    def __init__(self, client: Client, elector, workloadspreads: Informer, pods: Callable[[], Informer | None],
+                 resync: float = 30.0, min_interval: float = 0.5, clock: Callable[[], float] = time.time):
+        self.client = client
+        self.elector = elector
+        self.workloadspreads = workloadspreads
+        self.pods_source = pods
+        self.resync = resync
+        self.min_interval = min_interval
+        self.clock = clock
+        self.workloads: dict[str, Informer] = {}
+        self.pods: Informer | None = None
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._nodes: dict[str, dict | None] = {}  # this pass's node reads
+        self._due: dict[str, float] = {}  # WorkloadSpread key -> monotonic time it must be looked at again
+        self.last_heartbeat = time.monotonic()
+
+    def _changed(self, *_args) -> None:
+        self._dirty.set()
+
+    def start(self) -> None:
+        """Called once this replica leads (after the SidecarSet controller, whose pod cache it reads)."""
+        self._stop = threading.Event()  # this term's: a thread of an earlier term sees its own set
+        self.workloadspreads.on_change = self._changed
+        self.pods = self.pods_source()
+        self.workloads = {kind: Informer(self.client, path, transform=targets.slim_workload, on_change=self._changed,
+                                         name=kind.lower() + "s").start()
+                          for kind, path in WORKLOADS.items()}
+        threading.Thread(target=self._run, args=(self._stop,), name="workloadspread controller", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        for informer in self.workloads.values():
+            informer.stop()
+
+    def pod_changed(self, *_args) -> None:
+        """The pod cache's handler (a pod came, went, or changed)."""
+        self._dirty.set()
+
+    def _run(self, stop: threading.Event) -> None:
+        # A status computed from partial caches would be wrong: wait for them (as the SidecarSet controller does).
+        deadline = time.monotonic() + 60
+        for cache in (self.pods, self.workloadspreads, *self.workloads.values()):
+            if cache is not None:
+                cache.synced.wait(max(0.0, deadline - time.monotonic()))
+        last_full = 0.0
+        while not stop.is_set():
+            self.last_heartbeat = time.monotonic()
+            self._dirty.wait(1.0)
+            if stop.is_set():
+                return
+            now = time.monotonic()
+            due = any(at <= now for at in self._due.values())
+            if not self._dirty.is_set() and not due and now - last_full < self.resync:
+                continue
+            self._dirty.clear()
+            last_full = now
+            self.sync_all()
+            # One pass per min_interval at most: a scale-up's burst of pod events is one pass.
+            stop.wait(self.min_interval)
+
+    def sync_all(self) -> None:
+        pods = self.pods.snapshot() if self.pods is not None else []
+        by_namespace: dict[str, list[dict]] = {}
+        for pod in pods:
+            part = pod.get("workloadspread")
+            if part is not None:
+                by_namespace.setdefault(part["metadata"].get("namespace"), []).append(part)
+        replicasets = self.workloads["ReplicaSet"].snapshot() if "ReplicaSet" in self.workloads else []
+        self._nodes = {}
+        seen = set()
+        for ws in self.workloadspreads.snapshot():
+            key = Informer.key(ws)
+            seen.add(key)
+            self._due.pop(key, None)
+            try:
+                self.sync_one(ws, by_namespace.get(ws["metadata"].get("namespace"), []), replicasets)
+            except Exception:  # one WorkloadSpread's bug must not stop the others
+                log.exception("WorkloadSpread %s not synced", key)
+                self._retry(key, 5.0)
+        for key in list(self._due):
+            if key not in seen:
+                self._due.pop(key, None)
+
+    def _retry(self, key: str, seconds: float) -> None:
+        at = time.monotonic() + max(0.0, seconds)
+        self._due[key] = min(self._due.get(key, at), at)
+
+    def sync_one(self, ws: dict, pods: list[dict], replicasets: list[dict]) -> None:
+        """syncWorkloadSpread: deletion costs first, then the status, then the rescheduled pods."""
+        meta = ws["metadata"]
+        key = Informer.key(ws)
+        if meta.get("deletionTimestamp"):
+            return
+        ref = targets.reference(ws)
+        if ref is None:
+            return  # no target, or a kind this manager does not handle (refused at admission)
+        ns = meta.get("namespace")
+        workload = self.workloads[ref["kind"]].get(f"{ns}/{ref.get('name')}")
+        found, replicas = targets.target_pods(ws, workload, replicasets, pods)
+        latest = targets.latest_version(ws, workload, replicasets) if ref["kind"] in ws_status.DELETION_COST_KINDS else ""
+        try:
+            plan = ws_status.plan(ws, found, replicas, self.clock(), target_kind=ref["kind"], latest_version=latest,
+                                  nodes=self._node)
+        except ValueError as err:  # a Deployment's new ReplicaSet not seen yet: upstream retries
+            log.info("WorkloadSpread %s waits: %s", key, err)
+            self._retry(key, 1.0)
+            return
+        for name, patch in plan.adopt.items():
+            if not self._patch_pod(ns, name, patch, "adopted into its node's subset"):
+                self._retry(key, 1.0)
+                return
+        for name, cost in plan.costs.items():
+            if not self._patch_cost(ns, name, cost):
+                self._retry(key, 1.0)
+                return
+        if not ws_status.status_equal(plan.status, ws.get("status")):
+            if not self._write_status(ws, plan.status):
+                self._dirty.set()
+                return
+        for pod in plan.reschedule:
+            self._delete(pod)
+        if plan.requeue_after is not None:
+            self._retry(key, plan.requeue_after)
+
+    def _left(self) -> float | None:
+        """Seconds a write may take, or None when this replica is not (surely) the leader."""
+        left = self.elector.may_act()
+        if left < 0.5 or self._stop.is_set():
+            return None
+        return min(5.0, left - 0.25)
+
+    def _node(self, name: str) -> dict | None:
+        """A node, for pods the spread adopts (read once per pass; None when it is gone)."""
+        if name not in self._nodes:
+            try:
+                self._nodes[name] = self.client.request("GET", f"/api/v1/nodes/{name}", timeout=5.0)
+            except ApiError as err:
+                if not err.not_found:
+                    raise
+                self._nodes[name] = None
+        return self._nodes[name]
+
+    def _patch_cost(self, namespace: str, name: str, cost: str) -> bool:
+        return self._patch_pod(namespace, name, {"metadata": {"annotations": {POD_DELETION_COST_ANNOTATION: cost}}},
+                               f"deletion cost {cost}")
+
+    def _patch_pod(self, namespace: str, name: str, body: dict, what: str) -> bool:
+        timeout = self._left()
+        if timeout is None:
+            return False
+        try:
+            self.client.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body, timeout=timeout,
+                                content_type="application/strategic-merge-patch+json")
+        except ApiError as err:
+            if err.not_found:
+                return True  # gone meanwhile: nothing to annotate
+            log.warning("pod %s/%s not patched (%s): %s", namespace, name, what, err)
+            return False
+        log.info("pod %s/%s: %s", namespace, name, what)
+        return True
+
+    def _write_status(self, ws: dict, status: dict) -> bool:
+        timeout = self._left()
+        if timeout is None:
+            return False
+        meta = ws["metadata"]
+        body = {"apiVersion": GROUP_VERSION, "kind": "WorkloadSpread",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                             "resourceVersion": meta["resourceVersion"]},
+                "spec": ws.get("spec") or {}, "status": status}
+        try:
+            self.client.request("PUT", status_path(meta["namespace"], meta["name"]), body=body, timeout=timeout)
+        except ApiError as err:
+            if not err.conflict and not err.not_found:
+                log.warning("status of WorkloadSpread %s/%s not written: %s", meta["namespace"], meta["name"], err)
+            return False
+        log.info("status of WorkloadSpread %s/%s written", meta["namespace"], meta["name"],
+                 extra={"workloadspread": f"{meta['namespace']}/{meta['name']}", "holder": self.elector.config.identity,
+                        "subsets": json.dumps([(s["name"], s["replicas"], s["missingReplicas"])
+                                               for s in status.get("subsetStatuses", [])])})
+        return True
+
+    def _delete(self, pod: dict) -> None:
+        """An Adaptive reschedule: the workload recreates the pod, and the webhook skips the
+        subset now marked unschedulable. The uid precondition spares a namesake."""
+        timeout = self._left()
+        if timeout is None:
+            return
+        meta = pod["metadata"]
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": meta.get("uid")}}
+        try:
+            self.client.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body=body,
+                                timeout=timeout)
+        except ApiError as err:
+            if not err.not_found and not err.conflict:
+                log.warning("unschedulable pod %s/%s not deleted: %s", meta["namespace"], meta["name"], err)
+            return
+        log.info("unschedulable pod %s/%s deleted to be rescheduled", meta["namespace"], meta["name"])

@@ -1,0 +1,54 @@
+"""The WorkloadSpread controller in a real manager on the real local control plane (scheduler,
+controller-manager, kwok nodes in zones a, b, c): the scenarios of :mod:`.scenarios`, which
+test_upstream_parity.py runs unchanged against upstream v1.8.3's manager."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from localcluster.fleet import Fleet
+from manager.workloadspread.controller import RBAC_RULES
+from tests.conftest import wait_for
+from tests.manager.conftest import start_cluster
+from tests.workloadspread import scenarios
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def spread_api():
+    local = start_cluster()
+    local.create_nodes(3)
+    fleet = Fleet(local).install(1)
+    # The controller's own calls, until the chart's rules (manager.rbac) carry them.
+    api = local.api()
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_cluster_role({"metadata": {"name": "workloadspread-controller"}, "rules": RBAC_RULES})
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": "workloadspread-controller"},
+        "subjects": [{"kind": "ServiceAccount", "name": fleet.account, "namespace": fleet.namespace}],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "workloadspread-controller"}})
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": scenarios.NS}})
+    fleet.start_all()
+    fleet.wait_ready(timeout=90)
+    wait_for(fleet.leader, timeout=30, what="a leader")
+    yield api
+    fleet.stop_all()
+    local.stop()
+
+
+def test_status_deletion_cost_and_scale_down_order(spread_api):
+    scenarios.status_deletion_cost_and_scale_down_order(spread_api)
+
+
+def test_creating_pods_kept_until_their_timeout(spread_api):
+    scenarios.creating_pods_kept_until_their_timeout(spread_api)
+
+
+def test_adaptive_reschedules_a_pod_unschedulable_in_its_subset(spread_api):
+    scenarios.adaptive_reschedules_a_pod_unschedulable_in_its_subset(spread_api)
+
+
+def test_pods_created_before_the_spread_are_adopted_by_node(spread_api):
+    scenarios.pods_created_before_the_spread_are_adopted_by_node(spread_api)
