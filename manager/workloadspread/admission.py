@@ -89,24 +89,29 @@ class WorkloadSpreadAdmission:
             for ws in self.workloadspreads.snapshot():
                 index.setdefault((ws.get("metadata") or {}).get("namespace", ""), []).append(ws)
             for items in index.values():
-                items.sort(key=lambda w: w["metadata"].get("name", ""))  # upstream's List is by name
+                items.sort(key=lambda w: w["metadata"].get("name", ""))  # upstream's order is the cache's: any
             self._index = (version, index)
         return index.get(namespace, [])
 
     def _get(self, path: str) -> dict:
         return self.client.request("GET", path, timeout=self.timeout)
 
-    def _owner_object(self, owner: dict, namespace: str) -> dict | None:
-        """The owner read from the API; None for kinds this manager has no API for."""
+    def _owner_object(self, owner: dict, namespace: str, fetched: dict) -> dict | None:
+        """The owner read from the API (once per request: ``fetched``); None for kinds this
+        manager has no API for."""
         found = _READABLE.get((subsets.group_of(owner.get("apiVersion")), owner.get("kind")))
         if found is None:
             return None
         api_version, plural = found
-        return self._get(f"/apis/{api_version}/namespaces/{namespace}/{plural}/{owner.get('name')}")
+        path = f"/apis/{api_version}/namespaces/{namespace}/{plural}/{owner.get('name')}"
+        if path not in fetched:
+            fetched[path] = self._get(path)
+        return fetched[path]
 
-    def references(self, target: dict, owner: dict | None, namespace: str) -> bool:
+    def references(self, target: dict, owner: dict | None, namespace: str, fetched: dict | None = None) -> bool:
         """isReferenceEqual: the owner is the target, or its own controller is, recursively.
         ApiError (a 404 too) and BadValue propagate."""
+        fetched = {} if fetched is None else fetched
         for _ in range(8):  # ReplicaSet -> Deployment is two; a cycle of owners ends here
             if owner is None:
                 return False
@@ -114,7 +119,7 @@ class WorkloadSpreadAdmission:
                 return True
             if not subsets.is_workload(owner):
                 return False
-            obj = self._owner_object(owner, namespace)
+            obj = self._owner_object(owner, namespace, fetched)
             if obj is None:
                 return False
             owner = subsets.controller_of(obj)
@@ -225,14 +230,14 @@ class WorkloadSpreadAdmission:
             return None
         pod = {**pod, "metadata": {**pod["metadata"], "namespace": namespace}}
         labels = pod["metadata"].get("labels") or {}
-        matched = None
+        matched, fetched = None, {}
         for ws in candidates:
             spec = ws.get("spec") or {}
             target = spec.get("targetReference")
             if not target or ws["metadata"].get("deletionTimestamp") or not subsets.is_supported(target):
                 continue
             try:
-                same = self.references(target, owner, namespace)
+                same = self.references(target, owner, namespace, fetched)
             except ApiError as err:
                 if err.not_found:
                     raise Refused(err.message or str(err)) from None
