@@ -19,21 +19,13 @@ from localcluster.fleet import Fleet
 from manager.informer import Informer
 from tests.conftest import wait_for
 from tests.manager.conftest import start_cluster
+from tests.workloadspread import support
 
 pytestmark = pytest.mark.cluster
 
 GROUP, VERSION = "apps.kruise.io", "v1alpha1"
 ZONE = kruise.ZONE_LABEL
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-# what the pod webhook reads and writes beyond the SidecarSet manager's rules (the chart's are
-# another change's): WorkloadSpreads and their status, the pods' owners, evicted pods
-EXTRA_RULES = [
-    {"apiGroups": [GROUP], "resources": ["workloadspreads"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [GROUP], "resources": ["workloadspreads/status"], "verbs": ["get", "update"]},
-    {"apiGroups": ["apps"], "resources": ["replicasets", "deployments", "statefulsets"], "verbs": ["get"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-]
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +40,7 @@ def local():
 def fleet(local):
     fleet = Fleet(local).install(2)
     api = local.api()
-    rbac_api = client.RbacAuthorizationV1Api(api)
-    name = "kruise-manager-workloadspread-test"
-    rbac_api.create_cluster_role({"metadata": {"name": name}, "rules": EXTRA_RULES})
-    rbac_api.create_cluster_role_binding({
-        "metadata": {"name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": fleet.account, "namespace": fleet.namespace}],
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}})
+    support.grant(api, fleet)
     fleet.start_all()
     fleet.wait_ready(timeout=90)
     admission = client.AdmissionregistrationV1Api(api)
