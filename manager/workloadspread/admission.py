@@ -48,7 +48,7 @@ class Refused(Exception):
 def slim_workloadspread(obj: dict) -> dict:
     """The object as stored but its managedFields: a status write sends it back whole."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    return {**obj, "metadata": meta}
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "WorkloadSpread", **obj, "metadata": meta}
 
 
 def _dry_run(options) -> bool:
