@@ -384,3 +384,97 @@ def test_strategic_merge_patch_errors(patch):
 def test_inject_with_a_bad_patch_raises():
     with pytest.raises(PatchError):
         subsets.inject(ws({"name": "a", "patch": {"spec": {"containers": [{"image": "x"}]}}}), pod(), "a")
+
+
+# ---- upstream's TestWorkloadSpreadMutatingPod, the create and delete cases -----------------
+UP_POD = {"metadata": {"name": "test-pod-1", "namespace": "default", "annotations": {},
+                       "ownerReferences": [{"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                                            "name": "cloneset-test", "controller": True,
+                                            "uid": "a03eb001-27eb-4713-b634-7c46f6861758"}]},
+          "spec": {"containers": [{"name": "nginx", "image": "nginx:1.15.1"}]}}
+UP_REQUIRED = {"matchExpressions": [
+    {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["ack"]},
+    {"key": "sigma.ali/resource-pool", "operator": "In", "values": ["lark"]}],
+    "matchFields": [{"key": "metadata.name", "operator": "In",
+                     "values": ["i-8vbhlh6rte2w5d1k2sgn", "i-8vbhlh6rte2vnxlq8ztc"]}]}
+UP_PREFERRED = [{"weight": 5, "preference": {"matchExpressions": [
+    {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["cn-zhangjiakou-a"]}]}}]
+UP_TOLERATION = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}
+ZONE_B = {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["cn-zhangjiakou-b"]}]}
+
+
+def up_ws(missing_a=5, subset_b=False, creating=None, deleting=None) -> dict:
+    spec_subsets = [{"name": "subset-a", "requiredNodeSelectorTerm": UP_REQUIRED,
+                     "preferredNodeSelectorTerms": UP_PREFERRED, "tolerations": [UP_TOLERATION],
+                     "patch": {"metadata": {"labels": {"subset": "subset-a"}, "annotations": {"subset": "subset-a"}}},
+                     "maxReplicas": 5}]
+    statuses = [{"name": "subset-a", "missingReplicas": missing_a, "creatingPods": dict(creating or {}),
+                 "deletingPods": dict(deleting or {})}]
+    if subset_b:
+        spec_subsets.append({"name": "subset-b", "requiredNodeSelectorTerm": ZONE_B})
+        statuses.append({"name": "subset-b", "missingReplicas": -1, "creatingPods": {}, "deletingPods": {}})
+    return {"metadata": {"name": "test-ws", "namespace": "default"},
+            "spec": {"targetReference": {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                                         "name": "cloneset-test"}, "subsets": spec_subsets},
+            "status": {"observedGeneration": 10, "subsetStatuses": copy.deepcopy(statuses),
+                       "versionedSubsetStatuses": {"versionIgnored": statuses}}}
+
+
+def mutating_pod(ws_obj: dict, pod_obj: dict, operation: str, injected: str = "") -> tuple[bool, dict]:
+    """mutatingPod without its API calls: the status change, then the injection on create."""
+    changed, chosen, uid = subsets.update_for_pod(ws_obj, pod_obj, operation, injected_subset=injected,
+                                                  replicas=lambda: 0, now=NOW, new_uid=uid_source())
+    if operation == subsets.CREATE and chosen is not None:
+        pod_obj = subsets.inject(ws_obj, pod_obj, chosen["name"], uid)
+    return changed, pod_obj
+
+
+def test_upstream_create_missing_5():
+    spread = up_ws()
+    changed, got = mutating_pod(spread, copy.deepcopy(UP_POD), subsets.CREATE)
+    assert changed
+    assert got["metadata"]["labels"] == {"subset": "subset-a"}
+    assert got["metadata"]["annotations"] == {
+        "subset": "subset-a", "apps.kruise.io/matched-workloadspread": '{"name":"test-ws","subset":"subset-a"}'}
+    assert got["spec"]["tolerations"] == [UP_TOLERATION]
+    assert got["spec"]["affinity"] == {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [UP_REQUIRED]},
+        "preferredDuringSchedulingIgnoredDuringExecution": UP_PREFERRED}}
+    status = spread["status"]["versionedSubsetStatuses"]["versionIgnored"][0]
+    assert status["missingReplicas"] == 4 and status["creatingPods"] == {"test-pod-1": STAMP}
+    assert spread["status"]["subsetStatuses"][0]["missingReplicas"] == 5  # never the webhook's
+
+
+def test_upstream_create_subset_a_full_subset_b_unlimited():
+    spread = up_ws(missing_a=0, subset_b=True)
+    changed, got = mutating_pod(spread, copy.deepcopy(UP_POD), subsets.CREATE)
+    assert not changed
+    assert got["metadata"]["annotations"] == {
+        "apps.kruise.io/matched-workloadspread": '{"name":"test-ws","subset":"subset-b"}'}
+    assert got["spec"]["affinity"] == {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [ZONE_B]}}}
+    assert "labels" not in got["metadata"] and "tolerations" not in got["spec"]
+
+
+def test_upstream_create_missing_0_leaves_the_pod():
+    spread = up_ws(missing_a=0)
+    changed, got = mutating_pod(spread, copy.deepcopy(UP_POD), subsets.CREATE)
+    assert (changed, got) == (False, UP_POD)
+
+
+def test_upstream_create_already_creating_is_injected_without_a_write():
+    spread = up_ws(missing_a=4, creating={"test-pod-1": STAMP})
+    before = copy.deepcopy(spread)
+    changed, got = mutating_pod(spread, copy.deepcopy(UP_POD), subsets.CREATE)
+    assert not changed and spread == before
+    assert got["metadata"]["annotations"]["apps.kruise.io/matched-workloadspread"] == \
+        '{"name":"test-ws","subset":"subset-a"}'
+
+
+@pytest.mark.parametrize("operation", [subsets.DELETE, subsets.EVICTION])
+def test_upstream_delete_missing_0(operation):
+    spread = up_ws(missing_a=0)
+    changed, got = mutating_pod(spread, copy.deepcopy(UP_POD), operation, "subset-a")
+    assert changed and got == UP_POD
+    status = spread["status"]["versionedSubsetStatuses"]["versionIgnored"][0]
+    assert status["missingReplicas"] == 1 and status["deletingPods"] == {"test-pod-1": STAMP}
