@@ -1,6 +1,6 @@
 """What a manager fleet needs beyond the SidecarSet manager's RBAC to serve WorkloadSpread's
 pod webhook (the chart's rules are another change's): WorkloadSpreads and their status, the
-pods' owners, evicted pods."""
+pods' owners (evicted pods are listed by name: the manager lists pods already)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ GROUP = "apps.kruise.io"
 RULES = [
     {"apiGroups": [GROUP], "resources": ["workloadspreads"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [GROUP], "resources": ["workloadspreads/status"], "verbs": ["get", "update"]},
-    {"apiGroups": ["apps"], "resources": ["replicasets", "deployments", "statefulsets"], "verbs": ["get"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets", "deployments"], "verbs": ["get"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
 ]
 
 
