@@ -129,7 +129,7 @@ class WorkloadSpreadAdmission:
 
     def _replicas(self, ws: dict) -> int:
         """getWorkloadReplicas: read only when a subset's maxReplicas is a percent."""
-        target = (ws.get("spec") or {}).get("targetReference")
+        target = (ws.get("spec") or {}).get("targetRef")
         if not target or not subsets.has_percent_subset(ws):
             return 0
         found = _READABLE.get((subsets.group_of(target.get("apiVersion")), target.get("kind")))
@@ -235,7 +235,7 @@ class WorkloadSpreadAdmission:
         matched, fetched = None, {}
         for ws in candidates:
             spec = ws.get("spec") or {}
-            target = spec.get("targetReference")
+            target = spec.get("targetRef")
             if not target or ws["metadata"].get("deletionTimestamp") or not subsets.is_supported(target):
                 continue
             try:

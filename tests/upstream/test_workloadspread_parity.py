@@ -30,7 +30,7 @@ NAMESPACE = "ws-parity"
 def workloadspread() -> dict:
     term = {"matchExpressions": [{"key": ZONE, "operator": "In", "values": ["zone-a"]}]}
     return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "WorkloadSpread", "metadata": {"name": "spread"},
-            "spec": {"targetReference": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                      "subsets": [
                          {"name": "subset-a", "requiredNodeSelectorTerm": term, "maxReplicas": 2,
                           "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "a",

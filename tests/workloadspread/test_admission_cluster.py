@@ -79,7 +79,7 @@ def zone_term(*zones) -> dict:
 
 def spread(name: str, target: str) -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadSpread", "metadata": {"name": name},
-            "spec": {"targetReference": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
                      "subsets": [
                          {"name": "subset-a", "requiredNodeSelectorTerm": zone_term("zone-a"), "maxReplicas": 2,
                           "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "a", "effect": "NoSchedule"}],

@@ -20,7 +20,7 @@ RS_OWNER = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-6d4b", "
 
 def ws(*subset_list, status=None, name="ws", target=None) -> dict:
     return {"metadata": {"name": name, "namespace": "default", "uid": "w1", "resourceVersion": "7"},
-            "spec": {"targetRef": None, "targetReference": target or {"apiVersion": "apps/v1", "kind": "Deployment",
+            "spec": {"targetRef": target or {"apiVersion": "apps/v1", "kind": "Deployment",
                                                                        "name": "web"},
                      "subsets": list(subset_list)},
             "status": status or {}}
@@ -414,7 +414,7 @@ def up_ws(missing_a=5, subset_b=False, creating=None, deleting=None) -> dict:
         spec_subsets.append({"name": "subset-b", "requiredNodeSelectorTerm": ZONE_B})
         statuses.append({"name": "subset-b", "missingReplicas": -1, "creatingPods": {}, "deletingPods": {}})
     return {"metadata": {"name": "test-ws", "namespace": "default"},
-            "spec": {"targetReference": {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+            "spec": {"targetRef": {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
                                          "name": "cloneset-test"}, "subsets": spec_subsets},
             "status": {"observedGeneration": 10, "subsetStatuses": copy.deepcopy(statuses),
                        "versionedSubsetStatuses": {"versionIgnored": statuses}}}
