@@ -67,6 +67,30 @@ def patched(ops: list[dict], **audit_annotations: str) -> dict:
     return {**allowed(**audit_annotations), "patch": ops}
 
 
+def _pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def json_patch(old: dict, new: dict) -> list[dict]:
+    """A JSON Patch from ``old`` to ``new``, field by field in ``metadata`` and ``spec``
+    (whole values elsewhere): what a mutation that may change any field of a pod answers."""
+    ops: list[dict] = []
+    for section in [*old, *(k for k in new if k not in old)]:
+        before, after = old.get(section), new.get(section)
+        if section in ("metadata", "spec") and isinstance(before, dict) and isinstance(after, dict):
+            for name in [*before, *(k for k in after if k not in before)]:
+                path = f"/{_pointer(section)}/{_pointer(name)}"
+                if name not in after:
+                    ops.append({"op": "remove", "path": path})
+                elif name not in before or before[name] != after[name]:
+                    ops.append({"op": "add", "path": path, "value": after[name]})
+        elif section not in new:
+            ops.append({"op": "remove", "path": f"/{_pointer(section)}"})
+        elif section not in old or before != after:
+            ops.append({"op": "add", "path": f"/{_pointer(section)}", "value": after})
+    return ops
+
+
 def result_of(response: dict) -> str:
     """The metric label of an answer: allowed, patched, denied, or error (the handler could not
     decide: a 5xx status, which the chart's webhook-errors alert and doctor --since count)."""

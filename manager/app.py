@@ -22,7 +22,8 @@ PROCESS_STARTED = time.monotonic()  # this process's start, near enough (the mod
 # the supervisor imports them once, and a worker forked from it pays nothing for them.
 WORKER_MODULES = ("kubernetes.client", "kubernetes.config", "kubernetes.utils.keepalive", "kubekit.api",
                   "kubekit.kruise", "manager.certs", "manager.controller", "manager.handlers", "manager.health",
-                  "manager.informer", "manager.lease", "manager.metrics", "manager.runnable", "manager.webhook")
+                  "manager.informer", "manager.lease", "manager.metrics", "manager.runnable", "manager.webhook",
+                  "manager.workloadspread.admission")
 
 
 def preload() -> None:
@@ -104,7 +105,7 @@ class Manager:
         self.runnables = Runnables(self.health)
         sidecarsets, namespaces = self._add_informers()
         if self.runs_webhook:
-            self._add_webhook(sidecarsets, namespaces)
+            self._add_webhook(sidecarsets, namespaces, self._add_workloadspreads_informer())
         if self.runs_controller:
             self._add_controller(sidecarsets, namespaces)
         if self.runs_webhook and self.runs_controller and self.args.webhook_peer_probe:
@@ -127,7 +128,25 @@ class Manager:
             else "caches not synced (is the SidecarSet CRD installed?)"))
         return sidecarsets, namespaces
 
-    def _add_webhook(self, sidecarsets, namespaces) -> None:
+    def _add_workloadspreads_informer(self):
+        """The WorkloadSpreads the pod webhook reads (cluster-wide). Ready once listed, or once
+        the API answers that the resource does not exist: a cluster with the SidecarSet CRD
+        only is served as one without WorkloadSpreads (the informer keeps listing, so a CRD
+        installed later is picked up)."""
+        from kubekit import kruise
+        from .informer import Informer
+        from .runnable import Runnable
+        from .workloadspread.admission import slim_workloadspread
+
+        workloadspreads = Informer(self.client, kruise.WORKLOADSPREADS_PATH, transform=slim_workloadspread,
+                                   name="workloadspreads")
+        self.runnables.add(Runnable(
+            "workloadspreads-informer", workloadspreads.start, workloadspreads.stop,
+            readiness=lambda: None if workloadspreads.synced.is_set() or workloadspreads.absent.is_set()
+            else "WorkloadSpread cache not synced"))
+        return workloadspreads
+
+    def _add_webhook(self, sidecarsets, namespaces, workloadspreads) -> None:
         from kubekit import kruise
         from .certs import CertManager, CertOptions
         from .handlers import SidecarSetAdmission
@@ -135,6 +154,7 @@ class Manager:
         from .options import gate_values
         from .runnable import Runnable
         from .webhook import WebhookServer
+        from .workloadspread.admission import PodMutation, WorkloadSpreadAdmission
 
         a = self.args
         self.certs = CertManager(self.client, CertOptions.from_options(a))
@@ -142,14 +162,25 @@ class Manager:
                                     readiness=lambda: self.certs.problem))
         admission = SidecarSetAdmission(sidecarsets, namespaces, self.namespace, configuration=self._configuration,
                                         gates=gate_values(a.feature_gates))
-        self.webhook = WebhookServer(a, {
-            kruise.MUTATE_POD_PATH: admission.mutate_pod, kruise.MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
-            kruise.VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset})
+        spread = WorkloadSpreadAdmission(self.client, workloadspreads, skipped=admission.skipped)
+        handlers = {
+            kruise.MUTATE_POD_PATH: PodMutation(spread, admission).mutate_pod,
+            kruise.VALIDATE_POD_PATH: spread.validate_pod,
+            kruise.MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
+            kruise.VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset}
+        try:  # the WorkloadSpread object's validation lives in its own module
+            from .workloadspread.validation import validate_request
+        except ImportError:
+            log.warning("manager.workloadspread.validation is missing: WorkloadSpreads are not validated")
+        else:
+            handlers[kruise.VALIDATE_WORKLOADSPREAD_PATH] = validate_request
+        self.webhook = WebhookServer(a, handlers)
         own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address, a.webhook_bind_address)
         listener = self.handoff.listener("webhook") if self.handoff else None
         # Answer nothing before the caches and the serving certificate are there: a restarted
         # worker finds connections already waiting in the backlog it inherits.
         serve_when = lambda: (sidecarsets.synced.is_set() and namespaces.synced.is_set()  # noqa: E731
+                              and (workloadspreads.synced.is_set() or workloadspreads.absent.is_set())
                               and self.webhook.tls.context() is not None)
         self.runnables.add(Runnable(
             "webhook-server", lambda: self.webhook.start(listener=listener, serve_when=serve_when),

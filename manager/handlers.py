@@ -14,7 +14,7 @@ from typing import Callable
 from kubekit import quantity
 
 from . import gojson, sidecarset
-from .admission import allowed, errored, patched, refused
+from .admission import allowed, errored, json_patch, patched, refused
 from .informer import Informer
 from .memo import Memo, State
 
@@ -75,6 +75,17 @@ class SidecarSetAdmission:
         pod = request.get("object")
         if not isinstance(pod, dict) or not isinstance(pod.get("spec"), dict):
             return errored(400, "request.object is not a pod")
+        injected = self._inject(request, pod, sidecarsets)
+        if not isinstance(injected, tuple):
+            return injected
+        ops = sidecarset.patch_for(request["object"], injected[0])
+        if not ops:
+            return allowed()
+        return patched(ops, sidecarsets=",".join(injected[1]))
+
+    def _inject(self, request: dict, pod: dict, sidecarsets: list[dict]) -> tuple[dict, list[str]] | dict:
+        """(the pod with every matching, unpaused SidecarSet injected, their names), or the
+        answer when there is nothing to inject or injection fails."""
         namespace = request.get("namespace") or pod.get("metadata", {}).get("namespace") or ""
         if namespace in self.skipped:
             return allowed()  # never mutate the control plane's own pods
@@ -88,13 +99,29 @@ class SidecarSetAdmission:
         if not matching:
             return allowed()
         try:
-            injected_pod, names = sidecarset.inject(pod, matching)
+            return sidecarset.inject(pod, matching)
         except sidecarset.InjectionError as err:
             return errored(500, err)
-        ops = sidecarset.patch_for(request["object"], injected_pod)
-        if not ops:
+
+    def mutate_changed_pod(self, request: dict, pod: dict) -> dict:
+        """Inject into ``pod``, the request's pod as an earlier mutation (WorkloadSpread) left
+        it; the patch leads from the request's object to the result. Never reused: the
+        earlier mutation's answer is this pod's own."""
+        if request.get("operation") != "CREATE" or (request.get("kind") or {}).get("kind") != "Pod":
             return allowed()
-        return patched(ops, sidecarsets=",".join(names))
+        if not isinstance(pod.get("spec"), dict):
+            return errored(400, "request.object is not a pod")
+        injected = self._inject(request, pod, self._current_state().value)
+        names: list[str] = []
+        if isinstance(injected, tuple):
+            pod, names = injected
+        elif not injected.get("allowed"):
+            return injected
+        original = request["object"]
+        if not (original.get("metadata") or {}).get("namespace"):
+            original = {**original, "metadata": {**(original.get("metadata") or {}),
+                                                 "namespace": (pod.get("metadata") or {}).get("namespace")}}
+        return patched(json_patch(original, pod), **({"sidecarsets": ",".join(names)} if names else {}))
 
     def mutate_sidecarset(self, request: dict) -> dict:
         """Default a SidecarSet being created or updated and add its revision hashes, so the

@@ -28,6 +28,7 @@ class Informer:
         self.items: dict[str, dict] = {}
         self.version = 0  # counts changes to ``items``: what was derived from them is stale when it moved
         self.synced = threading.Event()
+        self.absent = threading.Event()  # the last list answered 404: the resource (its CRD) is not served
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"informer {self.name}", daemon=True)
@@ -65,6 +66,7 @@ class Informer:
         for obj in listed.get("items", []):
             slim = self.transform(obj)
             fresh[self.key(slim)] = slim
+        self.absent.clear()
         with self._lock:
             old, self.items = self.items, fresh
             self.version += 1
@@ -101,6 +103,8 @@ class Informer:
                     self._notify(event["type"], old, None if event["type"] == "DELETED" else slim)
                 backoff = 0.5
             except ApiError as err:
+                if err.status == 404 and not version:
+                    self.absent.set()
                 if err.status == 410:
                     version = ""
                     continue

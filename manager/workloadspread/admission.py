@@ -1,0 +1,334 @@
+"""WorkloadSpread's part of the pod webhook, as upstream v1.8.3's: on a pod's creation, find
+the WorkloadSpread of its workload, take a place in a subset by writing ``creatingPods`` to
+the WorkloadSpread's status (optimistic concurrency, retried on conflict) *before* the pod is
+allowed, and inject the subset; on a pod's deletion or eviction, write ``deletingPods``.
+
+The WorkloadSpreads come from a watched cache, so a pod in a namespace without any costs no
+API call; the pod's owners (ReplicaSet -> Deployment) and the target's replicas are read from
+the API (upstream reads its own caches). Errors decide as upstream's: a failed status write or
+owner lookup refuses the pod's creation (500) or deletion (400); a WorkloadSpread that cannot
+be evaluated is passed over.
+
+Beyond upstream: a WorkloadSpread whose target this manager does not serve (anything but a
+Deployment, ReplicaSet or Job; its validating webhook refuses them) is passed over, and
+owners of kinds this manager has no API for (CloneSet, Advanced StatefulSet) are not read.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import threading
+import time
+import uuid
+from typing import Callable
+
+from kubekit.api import ApiError, Client
+from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, WORKLOADSPREADS_PATH
+
+from ..admission import allowed, errored
+from ..informer import Informer
+from . import subsets
+from .strategicpatch import PatchError
+
+log = logging.getLogger("manager.workloadspread")
+
+GROUP_PATH = WORKLOADSPREADS_PATH.rsplit("/", 1)[0]  # /apis/apps.kruise.io/v1alpha1
+# client-go's retry.DefaultBackoff: 4 tries, 10 ms growing fivefold, 10% jitter
+RETRY_STEPS, RETRY_FIRST_DELAY, RETRY_FACTOR, RETRY_JITTER = 4, 0.010, 5.0, 0.1
+# the owners read on the way from a pod to its target (a StatefulSet, CloneSet or Advanced
+# StatefulSet owner can lead to none of these targets: not read)
+_READABLE = {("apps", "ReplicaSet"): ("apps/v1", "replicasets"), ("apps", "Deployment"): ("apps/v1", "deployments"),
+             ("batch", "Job"): ("batch/v1", "jobs")}
+
+
+class Refused(Exception):
+    """Upstream's handler returns this error: the request is refused with its message."""
+
+
+def slim_workloadspread(obj: dict) -> dict:
+    """The object as stored but its managedFields: a status write sends it back whole."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "WorkloadSpread", **obj, "metadata": meta}
+
+
+def _dry_run(options) -> bool:
+    return isinstance(options, dict) and bool(options.get("dryRun"))
+
+
+def _rv(obj: dict | None) -> int:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class WorkloadSpreadAdmission:
+    def __init__(self, client: Client, workloadspreads: Informer, *, skipped=(), clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, new_uid: Callable[[], str] = lambda: str(uuid.uuid1()),
+                 timeout: float = 5.0):
+        """``skipped``: namespaces whose pods are never touched (the control plane's, as the
+        SidecarSet handler's); ``clock``/``sleep``/``new_uid``: injected for tests."""
+        self.client = client
+        self.workloadspreads = workloadspreads
+        self.skipped = set(skipped)
+        self.clock, self.sleep, self.new_uid, self.timeout = clock, sleep, new_uid, timeout
+        self._index: tuple[int, dict[str, list[dict]]] = (-1, {})
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._written: dict[str, dict] = {}  # upstream's GlobalCache: what this process wrote last
+
+    # ---- reads ---------------------------------------------------------------------------
+    def in_namespace(self, namespace: str) -> list[dict]:
+        """The cached WorkloadSpreads of a namespace (an index rebuilt when the cache moves)."""
+        if self.workloadspreads.absent.is_set():
+            return []  # the CRD is not installed: there is none
+        version, index = self._index
+        if version != self.workloadspreads.version:
+            version = self.workloadspreads.version
+            index = {}
+            for ws in self.workloadspreads.snapshot():
+                index.setdefault((ws.get("metadata") or {}).get("namespace", ""), []).append(ws)
+            for items in index.values():
+                items.sort(key=lambda w: w["metadata"].get("name", ""))  # upstream's order is the cache's: any
+            self._index = (version, index)
+        return index.get(namespace, [])
+
+    def _get(self, path: str) -> dict:
+        return self.client.request("GET", path, timeout=self.timeout)
+
+    def _owner_object(self, owner: dict, namespace: str, fetched: dict) -> dict | None:
+        """The owner read from the API (once per request: ``fetched``); None for kinds this
+        manager has no API for."""
+        found = _READABLE.get((subsets.group_of(owner.get("apiVersion")), owner.get("kind")))
+        if found is None:
+            return None
+        api_version, plural = found
+        path = f"/apis/{api_version}/namespaces/{namespace}/{plural}/{owner.get('name')}"
+        if path not in fetched:
+            fetched[path] = self._get(path)
+        return fetched[path]
+
+    def references(self, target: dict, owner: dict | None, namespace: str, fetched: dict | None = None) -> bool:
+        """isReferenceEqual: the owner is the target, or its own controller is, recursively.
+        ApiError (a 404 too) and BadValue propagate."""
+        fetched = {} if fetched is None else fetched
+        for _ in range(8):  # ReplicaSet -> Deployment is two; a cycle of owners ends here
+            if owner is None:
+                return False
+            if subsets.same_reference(target, owner):
+                return True
+            if not subsets.is_workload(owner):
+                return False
+            obj = self._owner_object(owner, namespace, fetched)
+            if obj is None:
+                return False
+            owner = subsets.controller_of(obj)
+        return False
+
+    def _replicas(self, ws: dict) -> int:
+        """getWorkloadReplicas: read only when a subset's maxReplicas is a percent."""
+        target = (ws.get("spec") or {}).get("targetRef")
+        if not target or not subsets.has_percent_subset(ws):
+            return 0
+        found = _READABLE.get((subsets.group_of(target.get("apiVersion")), target.get("kind")))
+        if found is None:
+            raise subsets.BadValue(f"got unexpected workload type for workloadspread "
+                                   f"{ws['metadata'].get('namespace')}/{ws['metadata'].get('name')}")
+        api_version, plural = found
+        try:
+            workload = self._get(f"/apis/{api_version}/namespaces/{ws['metadata']['namespace']}/{plural}/"
+                                 f"{target.get('name')}")
+        except ApiError as err:
+            if err.not_found:
+                return 0
+            raise
+        return subsets.workload_replicas({**workload, "kind": target.get("kind")}, (ws.get("spec") or {}).get("targetFilter"))
+
+    def _latest(self, ws: dict, refresh: bool) -> dict | None:
+        """tryToGetTheLatestMatchedWS: after a conflict, the API's; before, the newer of what
+        this process wrote and the cache's."""
+        meta = ws["metadata"]
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        if refresh:
+            try:
+                return self._get(f"{GROUP_PATH}/namespaces/{meta.get('namespace')}/workloadspreads/{meta.get('name')}")
+            except ApiError as err:
+                if err.not_found:
+                    return None
+                raise
+        local = self._written.get(key)
+        if local is None or (local.get("metadata") or {}).get("uid") != meta.get("uid"):
+            local = ws
+        cached = self.workloadspreads.get(key)
+        if cached is not None and _rv(local) < _rv(cached):
+            local = cached
+        return copy.deepcopy(local)
+
+    def _lock(self, uid: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    # ---- the status write ----------------------------------------------------------------
+    def acquire(self, ws: dict, pod: dict, operation: str, injected_subset: str = "") -> tuple[str, str]:
+        """acquireSuitableSubset: (the subset's name or "", the id generated for a pod without
+        a name). Refused when the status cannot be written."""
+        spec_subsets = (ws.get("spec") or {}).get("subsets") or []
+        if len(spec_subsets) == 1 and spec_subsets[0].get("maxReplicas") is None:
+            return spec_subsets[0].get("name", ""), ""
+        refresh, delay, last = False, RETRY_FIRST_DELAY, None
+        lock = self._lock((ws.get("metadata") or {}).get("uid") or ws["metadata"].get("name", ""))
+        for step in range(RETRY_STEPS):
+            if step:
+                self.sleep(delay * (1 + RETRY_JITTER * random.random()))
+                delay *= RETRY_FACTOR
+            with lock:
+                try:
+                    clone = self._latest(ws, refresh)
+                    if clone is None:
+                        return "", ""
+                    changed, chosen, uid = subsets.update_for_pod(
+                        clone, pod, operation, injected_subset=injected_subset,
+                        replicas=lambda: self._replicas(clone), now=self.clock(), new_uid=self.new_uid)
+                except (ApiError, subsets.BadValue) as err:
+                    raise Refused(getattr(err, "message", None) or str(err)) from None
+                name = (chosen or {}).get("name", "")
+                if not changed:
+                    return name, uid
+                meta = clone["metadata"]
+                try:
+                    written = self.client.request(
+                        "PUT", f"{GROUP_PATH}/namespaces/{meta['namespace']}/workloadspreads/{meta['name']}/status",
+                        body=clone, timeout=self.timeout)
+                except ApiError as err:
+                    refresh, last = True, err
+                    if err.conflict:
+                        continue
+                    raise Refused(err.message or str(err)) from None
+                self._written[f"{meta['namespace']}/{meta['name']}"] = slim_workloadspread(written)
+                return name, uid
+        raise Refused(last.message if last is not None else "conflict")
+
+    # ---- the handlers --------------------------------------------------------------------
+    def mutate_pod(self, request: dict) -> dict | None:
+        """The pod a CREATE request should store, or None when WorkloadSpread leaves it alone
+        (then nothing about WorkloadSpread goes into the answer). Refused on upstream's errors."""
+        if request.get("subResource") or (request.get("resource") or {}).get("resource") != "pods":
+            return None
+        if request.get("operation") != "CREATE" or _dry_run(request.get("options")):
+            return None
+        pod = request.get("object")
+        if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
+            return None
+        namespace = pod["metadata"].get("namespace") or request.get("namespace") or ""
+        if namespace in self.skipped or not subsets.is_active(pod):
+            return None
+        owner = subsets.controller_of(pod)
+        if owner is None or not subsets.is_workload(owner):
+            return None
+        candidates = self.in_namespace(namespace)
+        if not candidates:
+            return None
+        pod = {**pod, "metadata": {**pod["metadata"], "namespace": namespace}}
+        labels = pod["metadata"].get("labels") or {}
+        matched, fetched = None, {}
+        for ws in candidates:
+            spec = ws.get("spec") or {}
+            target = spec.get("targetRef")
+            if not target or ws["metadata"].get("deletionTimestamp") or not subsets.is_supported(target):
+                continue
+            try:
+                same = self.references(target, owner, namespace, fetched)
+            except ApiError as err:
+                if err.not_found:
+                    raise Refused(err.message or str(err)) from None
+                log.warning("cannot tell whether WorkloadSpread %s/%s refers to pod %s's owner: %s",
+                            namespace, ws["metadata"].get("name"), pod["metadata"].get("generateName", ""), err)
+                continue
+            except subsets.BadValue:
+                continue
+            if same and subsets.pod_selected(spec.get("targetFilter"), labels):
+                matched = ws
+                break
+        if matched is None:
+            return None
+        subset, uid = self.acquire(matched, pod, subsets.CREATE)
+        if not subset:
+            return pod
+        try:
+            return subsets.inject(matched, pod, subset, uid)
+        except PatchError as err:
+            raise Refused(str(err)) from None
+
+    def validate_pod(self, request: dict) -> dict:
+        """Pod DELETE and pods/eviction CREATE: record deletingPods; upstream answers an error
+        with code 400 (the deletion is refused)."""
+        operation = request.get("operation")
+        if operation == "DELETE":
+            pod = request.get("oldObject")
+            if request.get("subResource") or not isinstance(pod, dict) or _dry_run(request.get("options")):
+                return allowed()
+            kind = subsets.DELETE
+        elif operation == "CREATE":
+            if request.get("subResource") != "eviction":
+                return allowed()
+            eviction = request.get("object") if isinstance(request.get("object"), dict) else {}
+            if _dry_run(eviction.get("deleteOptions")):
+                return allowed()
+            try:
+                pod = self._evicted_pod(request.get("namespace") or "", request.get("name") or "")
+            except ApiError as err:
+                return errored(400, err.message or str(err))
+            kind = subsets.EVICTION
+        else:
+            return allowed()
+        try:
+            self.handle_deletion(pod, kind, request.get("namespace") or "")
+        except Refused as err:
+            return errored(400, str(err))
+        return allowed()
+
+    def _evicted_pod(self, namespace: str, name: str) -> dict:
+        """The pod being evicted, by a list of one name (the manager lists pods already; a
+        GET would need a rule of its own). ApiError 404 when there is none, as upstream's."""
+        found = self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods", timeout=self.timeout,
+                                    fieldSelector=f"metadata.name={name}").get("items") or []
+        if not found:
+            raise ApiError(404, f'pods "{name}" not found')
+        return found[0]
+
+    def handle_deletion(self, pod: dict, operation: str, namespace: str) -> None:
+        """HandlePodDeletion: a pod that names its WorkloadSpread is recorded as leaving its subset."""
+        meta = pod.get("metadata") or {}
+        text = (meta.get("annotations") or {}).get(MATCHED_WORKLOADSPREAD_ANNOTATION)
+        if not text:
+            return
+        injected = subsets.parse_annotation(text)
+        if injected is None or not subsets.is_active(pod) or subsets.controller_of(pod) is None:
+            return
+        ws = self.workloadspreads.get(f"{meta.get('namespace') or namespace}/{injected['name']}")
+        if ws is None:
+            return
+        self.acquire(ws, pod, operation, injected["subset"])
+
+
+class PodMutation:
+    """The pod webhook's mutation in upstream's order: WorkloadSpread, then SidecarSet on the
+    pod WorkloadSpread changed. A pod WorkloadSpread leaves alone takes the SidecarSet
+    handler's path as it is (its reused answers); a pod it changed never does: its answer
+    depends on the WorkloadSpread's status and has a side effect, so it is computed for that
+    pod alone, and its patch is taken from the pod as the request holds it."""
+
+    def __init__(self, workloadspread: WorkloadSpreadAdmission, sidecarset):
+        self.workloadspread = workloadspread
+        self.sidecarset = sidecarset
+
+    def mutate_pod(self, request: dict) -> dict:
+        try:
+            changed = self.workloadspread.mutate_pod(request)
+        except Refused as err:
+            return errored(500, str(err))
+        if changed is None:
+            return self.sidecarset.mutate_pod(request)
+        return self.sidecarset.mutate_changed_pod(request, changed)
