@@ -19,17 +19,18 @@ from pathlib import Path
 
 
 def final_json(text: str) -> dict:
-    """The last line of ``text`` that is a JSON object (a benchmark's figures)."""
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    raise ValueError("no final JSON line")
+    """The figures: the last non-empty line of ``text``, which must be a JSON object (a run
+    that died after printing a progress row has no figures, not that row's)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("no output")
+    try:
+        value = json.loads(lines[-1])
+    except ValueError:
+        raise ValueError(f"the last line is not JSON: {lines[-1][:80]!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError("the last line is not a JSON object")
+    return value
 
 
 def numbers(figures: dict, prefix: str = "") -> dict[str, float]:
