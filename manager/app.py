@@ -104,10 +104,11 @@ class Manager:
                              daemon=True).start()
         self.runnables = Runnables(self.health)
         sidecarsets, namespaces = self._add_informers()
+        workloadspreads = self._add_workloadspreads_informer()
         if self.runs_webhook:
-            self._add_webhook(sidecarsets, namespaces, self._add_workloadspreads_informer())
+            self._add_webhook(sidecarsets, namespaces, workloadspreads)
         if self.runs_controller:
-            self._add_controller(sidecarsets, namespaces)
+            self._add_controller(sidecarsets, namespaces, workloadspreads)
         if self.runs_webhook and self.runs_controller and self.args.webhook_peer_probe:
             self._add_peers()
         self.runnables.start()
@@ -129,7 +130,8 @@ class Manager:
         return sidecarsets, namespaces
 
     def _add_workloadspreads_informer(self):
-        """The WorkloadSpreads the pod webhook reads (cluster-wide). Ready once listed, or once
+        """The WorkloadSpreads the pod webhook and the controller read (cluster-wide, one cache
+        for both). Ready once listed, or once
         the API answers that the resource does not exist: a cluster with the SidecarSet CRD
         only is served as one without WorkloadSpreads (the informer keeps listing, so a CRD
         installed later is picked up)."""
@@ -205,7 +207,7 @@ class Manager:
             raise
         return found.get("data") or {}
 
-    def _add_controller(self, sidecarsets, namespaces) -> None:
+    def _add_controller(self, sidecarsets, namespaces, workloadspreads) -> None:
         from .controller import StatusController
         from .health import heartbeat_check
         from .lease import ElectionConfig, LeaderElector, LeaseLock, NoElection
@@ -231,19 +233,14 @@ class Manager:
         self.runnables.add(Runnable(
             "controller", self.controller.start, self.controller.stop, needs_leader=True,
             liveness=heartbeat_check(lambda: self.controller.last_heartbeat, 30, "the SidecarSet status worker")))
-        self._add_workloadspread_controller()
+        self._add_workloadspread_controller(workloadspreads)
 
-    def _add_workloadspread_controller(self) -> None:
+    def _add_workloadspread_controller(self, workloadspreads) -> None:
         """Leader only, after the SidecarSet controller: it reads that controller's pod cache."""
-        from kubekit import kruise
         from .health import heartbeat_check
-        from .informer import Informer
         from .runnable import Runnable
-        from .workloadspread.controller import WorkloadSpreadController, slim_workloadspread
+        from .workloadspread.controller import WorkloadSpreadController
 
-        workloadspreads = Informer(self.client, kruise.WORKLOADSPREADS_PATH, transform=slim_workloadspread,
-                                   name="workloadspreads")
-        self.runnables.add(Runnable("workloadspreads-informer", workloadspreads.start, workloadspreads.stop))
         controller = self.workloadspread_controller = WorkloadSpreadController(
             self.client, self.elector, workloadspreads, pods=lambda: self.controller.pods)
         self.controller.pod_listeners.append(controller.pod_changed)

@@ -42,12 +42,6 @@ RBAC_RULES = [
 ]
 
 
-def slim_workloadspread(obj: dict) -> dict:
-    """A WorkloadSpread as cached: all of it but managedFields (status writes need its spec)."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    return {**obj, "metadata": meta}
-
-
 def status_path(namespace: str, name: str) -> str:
     return f"/apis/apps.kruise.io/v1alpha1/namespaces/{namespace}/workloadspreads/{name}/status"
 
