@@ -4,6 +4,7 @@ in what order they start, and how they stop."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -23,7 +24,8 @@ PROCESS_STARTED = time.monotonic()  # this process's start, near enough (the mod
 WORKER_MODULES = ("kubernetes.client", "kubernetes.config", "kubernetes.utils.keepalive", "kubekit.api",
                   "kubekit.kruise", "manager.certs", "manager.controller", "manager.handlers", "manager.health",
                   "manager.informer", "manager.lease", "manager.metrics", "manager.runnable", "manager.webhook",
-                  "manager.workloadspread.admission")
+                  "manager.workloadspread.admission", "manager.workloadspread.controller",
+                  "manager.workloadspread.validation")
 
 
 def preload() -> None:
@@ -157,6 +159,7 @@ class Manager:
         from .runnable import Runnable
         from .webhook import WebhookServer
         from .workloadspread.admission import PodMutation, WorkloadSpreadAdmission
+        from .workloadspread.validation import validate_request
 
         a = self.args
         self.certs = CertManager(self.client, CertOptions.from_options(a))
@@ -170,12 +173,10 @@ class Manager:
             kruise.VALIDATE_POD_PATH: spread.validate_pod,
             kruise.MUTATE_SIDECARSET_PATH: admission.mutate_sidecarset,
             kruise.VALIDATE_SIDECARSET_PATH: admission.validate_sidecarset}
-        try:  # the WorkloadSpread object's validation lives in its own module
-            from .workloadspread.validation import validate_request
-        except ImportError:
-            log.warning("manager.workloadspread.validation is missing: WorkloadSpreads are not validated")
-        else:
-            handlers[kruise.VALIDATE_WORKLOADSPREAD_PATH] = validate_request
+        # upstream's checks need the namespace's other WorkloadSpreads (one per workload) and
+        # the target (the subsets' patches are checked against its pod template)
+        handlers[kruise.VALIDATE_WORKLOADSPREAD_PATH] = functools.partial(
+            validate_request, others=spread.in_namespace, workload=spread.target_workload)
         self.webhook = WebhookServer(a, handlers)
         own = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(a.webhook_bind_address, a.webhook_bind_address)
         listener = self.handoff.listener("webhook") if self.handoff else None

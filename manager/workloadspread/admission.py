@@ -98,6 +98,16 @@ class WorkloadSpreadAdmission:
     def _get(self, path: str) -> dict:
         return self.client.request("GET", path, timeout=self.timeout)
 
+    def target_workload(self, namespace: str, target_ref: dict) -> dict | None:
+        """A WorkloadSpread's target read from the API (what its validation checks the subsets'
+        patches against); None when it does not exist or is of a kind this manager reads none of."""
+        try:
+            return self._owner_object(target_ref, namespace, {})
+        except ApiError as err:
+            if err.not_found:
+                return None
+            raise
+
     def _owner_object(self, owner: dict, namespace: str, fetched: dict) -> dict | None:
         """The owner read from the API (once per request: ``fetched``); None for kinds this
         manager has no API for."""
