@@ -51,22 +51,3 @@ class KubeTarget:
         self.context_used, self.user_used = loaded.context, loaded.user
         # retries None: urllib3's errors keep naming the server (describe_api_error shows it).
         return Client.for_configuration(loaded.configuration, f"kruisectl/{__version__}", pool_size or 0, retries=None)
-
-    # -- compatibility for kruisectl.drill and kruisectl.commands.drill only (being rewritten
-    # as a package); everything else calls client() and the client's methods.
-    def api_client(self, pool_size: int | None = None):
-        return self.client(pool_size)
-
-
-def api(client):
-    """Compatibility for kruisectl.drill only: the kubekit client itself (a kubernetes
-    ApiClient, as drill's tests still pass, gets one over its pool)."""
-    from kubekit.api import Client
-
-    return client if isinstance(client, Client) else Client.for_api_client(client)
-
-
-def request_json(client, method: str, path: str, timeout: float, body: dict | None = None,
-                 content_type: str = "application/json", **query) -> dict:
-    """Compatibility for kruisectl.drill only: ``client.request(...)``."""
-    return api(client).request(method, path, body=body, timeout=timeout, content_type=content_type, **query)

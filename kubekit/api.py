@@ -116,11 +116,6 @@ class Client:
         made._api_client = api_client
         return made
 
-    @classmethod
-    def for_api_client(cls, api_client) -> "Client":
-        """The same client over a kubernetes ``ApiClient``'s configuration and pool (the CLI's)."""
-        return cls(api_client.configuration, api_client.rest_client.pool_manager, api_client.user_agent, retries=None)
-
     def _retry_args(self) -> dict:
         return {} if self._retries is None else {"retries": self._retries}
 

@@ -113,7 +113,7 @@ def plan_command(scenario, target, probe_namespace, rate, crash_budget, leader_g
     Lease (for its duration); changes nothing."""
     options = _options(probe_namespace, rate, crash_budget, leader_gap_budget)
     names = inv.Names(namespace=target.namespace)
-    duration = lib.lease_duration(target.api_client(), names, target.request_timeout)
+    duration = lib.lease_duration(target.client(), names, target.request_timeout)
     rows = lib.plan(names, _scenarios(scenario, not scenario), options, duration)
     _print_plan(rows, options, names, output)
 
@@ -157,7 +157,7 @@ def run_command(scenario, all_, yes, force, timeout, report_path, overwrite, tar
     scenarios = _scenarios(scenario, all_)
     if report_path is not None:
         report_file.check(report_path, overwrite)
-    api = target.api_client(pool_size=64)
+    api = target.client(pool_size=64)
     duration = lib.lease_duration(api, names, target.request_timeout)
     if not yes:
         _print_plan(lib.plan(names, scenarios, options, duration), options, names, output)

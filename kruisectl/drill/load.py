@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..kube import request_json
 from ..probe import PROBE_CONTAINER, probe_pod
 
 ADMITTED, NOT_INJECTED, FAILED = "admitted", "not-injected", "failed"
@@ -53,8 +52,8 @@ class AdmissionLoad:
 
         started = time.monotonic()
         try:
-            pod = request_json(self.api, "POST", f"/api/v1/namespaces/{self.namespace}/pods", self.timeout,
-                               body=probe_pod(self.labels, self.prefix), dryRun="All")
+            pod = self.api.request("POST", f"/api/v1/namespaces/{self.namespace}/pods",
+                                   timeout=self.timeout, body=probe_pod(self.labels, self.prefix), dryRun="All")
         except ApiException as err:
             return Outcome(started, time.monotonic() - started, FAILED, _error_message(err))
         except Exception as err:  # noqa: BLE001 - a transport error is a failed admission too

@@ -11,8 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from kubekit import paths
+
 from ..inventory import Names
-from ..kube import request_json
 from ..status import pod_ready
 
 
@@ -59,14 +60,12 @@ class Observer:
             thread.join(3)
 
     def _watch_lease(self) -> None:
-        from ..kube import api
-
         ns, name = self.names.namespace, self.names.lease
         path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
-        client = api(self.api)
+        client = self.api
         while not self._stop.is_set():
             try:
-                listing = request_json(self.api, "GET", path, self.timeout, fieldSelector=f"metadata.name={name}")
+                listing = self.api.request("GET", path, timeout=self.timeout, fieldSelector=f"metadata.name={name}")
                 for item in listing.get("items", []):
                     self.lease_records.append((time.monotonic(), item.get("spec") or {}))
                 for event in client.watch(path, listing["metadata"].get("resourceVersion", ""), 60,
@@ -83,12 +82,11 @@ class Observer:
         ns, names = self.names.namespace, self.names
         while not self._stop.is_set():
             try:
-                slices = request_json(self.api, "GET", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-                                      self.timeout, labelSelector=f"kubernetes.io/service-name={names.service}")
-                deployment = request_json(self.api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/"
-                                          f"{names.deployment}", self.timeout)
-                pods = request_json(self.api, "GET", f"/api/v1/namespaces/{ns}/pods", self.timeout,
-                                    labelSelector=names.selector)
+                slices = self.api.request("GET", paths.endpoint_slices(ns), timeout=self.timeout,
+                                          labelSelector=f"kubernetes.io/service-name={names.service}")
+                deployment = self.api.request("GET", paths.deployments(ns, names.deployment), timeout=self.timeout)
+                pods = self.api.request("GET", f"/api/v1/namespaces/{ns}/pods",
+                                        timeout=self.timeout, labelSelector=names.selector)
             except Exception as err:  # noqa: BLE001 - a missed sample, recorded
                 self.read_errors.append(f"poll: {err}")
                 self._stop.wait(self.interval)
@@ -260,11 +258,9 @@ class ReplicaCounters:
     still be answering."""
 
     def __init__(self, api, names: Names, timeout: float, interval: float = 1.0, read_timeout: float = 3.0):
-        from ..kube import api as api_of
-
         self.api, self.names, self.timeout = api, names, timeout
         self.interval, self.read_timeout = interval, read_timeout
-        self.client = api_of(api)
+        self.client = api
         self.series: dict[str, ReplicaSeries] = {}
         self.errors: list[str] = []
         self.window_start = 0.0  # unix time of the first round
@@ -322,8 +318,8 @@ class ReplicaCounters:
 
     def _round_locked(self, first: bool, last: bool) -> None:
         try:
-            listing = request_json(self.api, "GET", f"/api/v1/namespaces/{self.names.namespace}/pods", self.timeout,
-                                   labelSelector=self.names.selector)
+            listing = self.api.request("GET", f"/api/v1/namespaces/{self.names.namespace}/pods",
+                                       timeout=self.timeout, labelSelector=self.names.selector)
         except Exception as err:  # noqa: BLE001 - the counts of this round are unknown
             if first or last:
                 self.errors.append(f"the replicas could not be listed at the window's {'start' if first else 'end'} "

@@ -7,7 +7,6 @@ import time
 from typing import Callable
 
 from ..inventory import Names
-from ..kube import request_json
 from ..probe import probe_sidecarset
 from ..status import pod_ready
 from .load import ADMITTED, AdmissionLoad
@@ -49,8 +48,8 @@ def lease_duration(api, names: Names, timeout: float) -> float:
 def webhook_timeout(api, names: Names, timeout: float) -> float:
     """The pod webhook's timeoutSeconds (an answer slower than that failed anyway)."""
     try:
-        config = request_json(api, "GET", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
-                              f"{names.mutating}", timeout)
+        config = api.request("GET", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+                              f"{names.mutating}", timeout=timeout)
     except Exception:  # noqa: BLE001 - the default then
         return 10.0
     for webhook in config.get("webhooks") or []:

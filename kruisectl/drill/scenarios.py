@@ -10,7 +10,6 @@ from typing import Callable
 
 from .. import rollout
 from ..inventory import Names
-from ..kube import request_json
 from ..leader import resolve_holder
 from ..status import pod_ready
 from .results import Budget
@@ -64,16 +63,16 @@ class Target:
         self.struck.append((not_before, time.monotonic() if not_after is None else not_after))
 
     def pods(self) -> list[dict]:
-        listing = request_json(self.api, "GET", f"/api/v1/namespaces/{self.names.namespace}/pods", self.timeout,
-                               labelSelector=self.names.selector)
+        listing = self.api.request("GET", f"/api/v1/namespaces/{self.names.namespace}/pods",
+                                   timeout=self.timeout, labelSelector=self.names.selector)
         return [p for p in listing.get("items", []) if not p["metadata"].get("deletionTimestamp")]
 
     def lease(self) -> dict | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return request_json(self.api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.names.namespace}/"
-                                f"leases/{self.names.lease}", self.timeout)
+            return self.api.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{self.names.namespace}/"
+                                f"leases/{self.names.lease}", timeout=self.timeout)
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -93,8 +92,8 @@ class Target:
         body = {"apiVersion": "v1", "kind": "DeleteOptions"}
         if grace is not None:
             body["gracePeriodSeconds"] = grace
-        request_json(self.api, "DELETE", f"/api/v1/namespaces/{self.names.namespace}/pods/{name}", self.timeout,
-                     body=body)
+        self.api.request("DELETE", f"/api/v1/namespaces/{self.names.namespace}/pods/{name}",
+                         timeout=self.timeout, body=body)
 
     def evict(self, name: str, deadline: float) -> None:
         """Evict through the Eviction API; a PDB that blocks (429) is retried until ``deadline``."""
@@ -104,8 +103,8 @@ class Target:
                 "metadata": {"name": name, "namespace": self.names.namespace}}
         while True:
             try:
-                request_json(self.api, "POST", f"/api/v1/namespaces/{self.names.namespace}/pods/{name}/eviction",
-                             self.timeout, body=body)
+                self.api.request("POST", f"/api/v1/namespaces/{self.names.namespace}/pods/{name}/eviction",
+                                 timeout=self.timeout, body=body)
                 return
             except ApiException as err:
                 if err.status != 429 or time.monotonic() > deadline:
@@ -297,8 +296,8 @@ def exec_signal(sig: str) -> WorkerAction:
         from kubernetes import client
         from kubernetes.stream import stream
 
-        spec = request_json(target.api, "GET", f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}",
-                            target.timeout)["spec"]
+        spec = target.api.request("GET", f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}",
+                                  timeout=target.timeout)["spec"]
         containers = [c["name"] for c in spec.get("containers") or []]
         container = "manager" if "manager" in containers else containers[0]
         # A client of its own: stream() swaps the transport of the client it is given while it
@@ -345,14 +344,12 @@ def exec_failure(status: str) -> str | None:
 def worker_restarts(target: Target, pod: str) -> float | None:
     """The pod's ``kruise_manager_worker_restarts_total`` (every reason) through the apiserver's
     pod proxy; None when it cannot be read."""
-    from ..kube import api as api_of
-
     try:
-        spec = request_json(target.api, "GET", f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}",
-                            target.timeout)["spec"]
+        spec = target.api.request("GET", f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}",
+                                  timeout=target.timeout)["spec"]
         port = next((p.get("containerPort") for c in spec.get("containers") or [] for p in c.get("ports") or []
                      if p.get("name") == "metrics"), 8080)
-        text = api_of(target.api).get_text(f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}:{port}/proxy/"
+        text = target.api.get_text(f"/api/v1/namespaces/{target.names.namespace}/pods/{pod}:{port}/proxy/"
                                            "metrics", target.timeout)
     except Exception:  # noqa: BLE001 - unknown: not restarted as far as anyone can tell
         return None
@@ -389,11 +386,11 @@ def missing_rights(api, names: Names, scenarios: list[Scenario], timeout: float)
     missing = []
     for scenario in scenarios:
         for verb, resource, sub in scenario.rights:
-            review = request_json(api, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", timeout,
-                                  body={"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                                        "spec": {"resourceAttributes": {
-                                            "namespace": names.namespace, "verb": verb, "resource": resource,
-                                            "subresource": sub}}})
+            body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": {"namespace": names.namespace, "verb": verb,
+                                                    "resource": resource, "subresource": sub}}}
+            review = api.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", timeout=timeout,
+                                 body=body)
             if not (review.get("status") or {}).get("allowed"):
                 missing.append(f"{scenario.name} needs {verb} {resource}/{sub} in {names.namespace}")
     return missing
