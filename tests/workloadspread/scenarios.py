@@ -73,6 +73,11 @@ def statuses(api, name: str) -> dict:
     return {s["name"]: (s["replicas"], s["missingReplicas"]) for s in status.get("subsetStatuses") or []}
 
 
+def cost_of(api, pod_name: str) -> str | None:
+    pod = client.CoreV1Api(api).read_namespaced_pod(pod_name, NS)
+    return (pod.metadata.annotations or {}).get(COST)
+
+
 def costs_by_subset(api, app: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for pod in live_pods(api, app):
@@ -81,10 +86,14 @@ def costs_by_subset(api, app: str) -> dict[str, list[str]]:
 
 
 def status_deletion_cost_and_scale_down_order(api) -> None:
-    create_deployment(api, "web", 5)
+    create_deployment(api, "web", 4)
+    older = wait_for(lambda: running(api, "web", 4), timeout=60, what="4 running pods")
+    time.sleep(1.5)  # a younger fifth pod: the one a ReplicaSet would delete first, no tie to break
+    scale(api, "web", 5)
     pods = wait_for(lambda: running(api, "web", 5), timeout=60, what="5 running pods")
-    # Three pods admitted into a (one more than its maxReplicas allows), one into b, one into c.
-    for pod, subset in zip(pods, ["a", "a", "a", "b", "c"]):
+    newest = next(p for p in pods if p.metadata.name not in {o.metadata.name for o in older})
+    # Three pods admitted into a (the newest one more than its maxReplicas allows), one into b, one into c.
+    for pod, subset in zip([newest, *older], ["a", "a", "a", "b", "c"]):
         annotate(api, pod.metadata.name, "web", subset)
     # (upstream's validation wants one maxReplicas type for all subsets)
     create_spread(api, "web", "web", [
@@ -102,6 +111,7 @@ def status_deletion_cost_and_scale_down_order(api) -> None:
     # Earlier subsets cost more; the pod beyond a's maxReplicas costs least of all.
     wait_for(lambda: costs_by_subset(api, "web") == {"a": ["-100", "300", "300"], "b": ["200"], "c": ["100"]},
              timeout=30, what="deletion costs")
+    assert cost_of(api, newest.metadata.name) == "-100"
 
     # Scale-down removes the cheapest pods first: a's extra one, then c's, then b's. a's
     # maxReplicas follows the replicas: 40% of 4 and of 3 round up to 2, of 2 to 1.
