@@ -49,5 +49,7 @@ def rules(lease: str, secret: str, mutating: str, validating: str) -> dict[str, 
             # workloadspread/: a pod's owner chain to its target and the target's replicas
             {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
+            # workloadspread/controller.py: a pod created before its spread joins the subset its node fits
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
         ],
     }
