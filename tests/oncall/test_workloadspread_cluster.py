@@ -40,7 +40,7 @@ def doctor(cluster, layout) -> dict:
 
 
 def test_doctor_and_status_on_workloadspreads(cluster, api, layout, namespace):
-    fleet.install_crd(api)
+    fleet.install_crd(cluster.client())
     objects = client.CustomObjectsApi(api)
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadSpread", "metadata": {"name": "web"},
@@ -85,7 +85,7 @@ def test_doctor_and_status_on_workloadspreads(cluster, api, layout, namespace):
 
 def test_a_user_who_may_not_list_workloadspreads_gets_unknown(cluster, api, layout):
     """As every refused read: no verdict, the missing permission named, no traceback."""
-    fleet.install_crd(api)
+    fleet.install_crd(cluster.client())
     ns = layout["namespace"]
     core = client.CoreV1Api(api)
     core.create_namespaced_service_account(ns, {"metadata": {"name": "viewer"}})

@@ -42,7 +42,7 @@ def spread(name: str, target: str = "web", kind: str = "Deployment", api_version
 def webhook(cluster, api, namespace, tmp_path):
     """vworkloadspread.kb.io for ``namespace`` only, served here; yields a function that
     creates a WorkloadSpread and returns the apiserver's refusal message (None: created)."""
-    fleet.install_crd(api)
+    fleet.install_crd(cluster.client())
     objects, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
 
     def others(ns: str) -> list[dict]:
