@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from . import build
 from .cluster import ClusterError, ClusterOptions, LocalCluster
@@ -92,7 +93,7 @@ def run(parser: ArgumentParser, argv: list[str] | None) -> None:
     function(**args)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """A one-line error on stderr and exit 1, no traceback."""
     raise SystemExit(f"Error: {message}")
 
