@@ -7,6 +7,8 @@ runc when this machine can run containers, else as local processes (the demo say
 Installs the chart with the real helm; its manager replicas land on the hostlet nodes, so the
 Lease holder is a real pod on a node in a zone and the apiserver calls their webhook. Then a sample SidecarSet injects its sidecar into a new pod, and kruisectl shows
 what an operator sees. Everything stays up for exploring until ``make demo-down``.
+Its command line is argparse's (see ``localcluster/__main__.py``); headings are bold and notes
+coloured only when stdout is a terminal.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import threading
 import time
 from pathlib import Path
 
-import click
 import yaml
 
 from . import build
+from .__main__ import ArgumentParser, add_command, command_parser, fail, int_range, run
 from .network import available as network_unavailable_reason
 from .processes import alive
 
@@ -50,22 +52,24 @@ SAMPLE_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shop", "n
               "spec": {"containers": [{"name": "shop", "image": "registry.example/shop:1"}]}}
 
 
+_ANSI = {"bold": "1", "red": "31", "green": "32", "yellow": "33"}
+
+
+def _say(text: str, bold: bool = False, fg: str | None = None) -> None:
+    """A line of the demo; bold or coloured (ANSI) only when stdout is a terminal."""
+    codes = [_ANSI[k] for k in (("bold",) if bold else ()) + ((fg,) if fg else ())]
+    if codes and sys.stdout.isatty():
+        text = f"\033[{';'.join(codes)}m{text}\033[0m"
+    print(text, flush=True)
+
+
 def _run(title: str, argv: list[str], env: dict[str, str], stdin: str | None = None) -> int:
-    click.secho(f"\n$ {shlex.join(argv)}", bold=True)  # paste-able: quoted as a shell needs
+    _say(f"\n$ {shlex.join(argv)}", bold=True)  # paste-able: quoted as a shell needs
     if title:
-        click.echo(f"# {title}")
+        _say(f"# {title}")
     return subprocess.run(argv, env=env, input=stdin, text=True).returncode
 
 
-@click.group()
-def main() -> None:
-    """Demo of kruisectl on the local control plane."""
-
-
-@main.command()
-@click.option("--nodes", type=click.IntRange(1, 1000), default=6, show_default=True)
-@click.option("--bare-metal", type=click.IntRange(0, 100), default=2, show_default=True)
-@click.option("--timeout", type=float, default=1800, show_default=True, help="seconds to wait for the cluster, build included")
 def up(nodes: int, bare_metal: int, timeout: float) -> None:
     """Start the local control plane, install the manager and show kruisectl against it."""
     build.ensure_binaries()  # build in the foreground, with its progress
@@ -82,20 +86,20 @@ def up(nodes: int, bare_metal: int, timeout: float) -> None:
     _run("kwok nodes in three zones, bare-metal nodes without a zone label, and hostlet nodes whose pods "
          "are real processes", [kubectl, "get", "nodes", "-L", "topology.kubernetes.io/zone", "-L", "type"], env)
     if not real:
-        click.secho(f"\nnetwork namespaces are unavailable here ({network_unavailable_reason()}): the manager cannot "
+        _say(f"\nnetwork namespaces are unavailable here ({network_unavailable_reason()}): the manager cannot "
                     "run as real processes, so it is not installed.", fg="yellow")
     else:
         if mode.get("runtime"):
-            click.secho(f"\nThe manager replicas run as containers of {mode['image']} under {mode['runtime']} "
+            _say(f"\nThe manager replicas run as containers of {mode['image']} under {mode['runtime']} "
                         "(the OCI runtime: user 65532, read-only root, memory limit in their cgroup).", fg="green")
         else:
-            click.secho(f"\nThe manager replicas run as plain processes: {mode.get('reason')}.", fg="yellow")
+            _say(f"\nThe manager replicas run as plain processes: {mode.get('reason')}.", fg="yellow")
         values = DEMO_DIR / "demo-values.yaml"
         values.write_text(yaml.safe_dump(MANAGER_VALUES, sort_keys=False))
         failed = _run("install the chart with the real helm; the replicas run on the hostlet nodes, one per zone",
                       ["kruisectl", "install", "--wait", "--timeout", "180", "-f", str(values)], env)
         if failed:
-            click.secho(f"install failed (exit {failed}); manager logs: {DEMO_DIR / 'hostlet' / 'pods'}", fg="red")
+            _say(f"install failed (exit {failed}); manager logs: {DEMO_DIR / 'hostlet' / 'pods'}", fg="red")
         _run("", [kubectl, "get", "pods", "-n", "kruise-system", "-o", "wide"], env)
         _run("the Lease names the leading pod", [kubectl, "get", "lease", "kruise-manager", "-n", "kruise-system"], env)
         _run("a sample SidecarSet", [kubectl, "apply", "-f", "-"], env,
@@ -109,11 +113,11 @@ def up(nodes: int, bare_metal: int, timeout: float) -> None:
          ["kruisectl", "label-zones", "--zone", "zone-c", "node-6", "node-7"], env)
     _run("leader, replicas, zones and the webhook", ["kruisectl", "status"], env)
     _run("and doctor grades what it finds", ["kruisectl", "doctor"], env)
-    click.echo(f"\nThe cluster stays up: export KUBECONFIG={kubeconfig}")
-    click.echo(f"The built kubectl and helm: export PATH={Path(kubectl).parent}:{Path(binaries['helm']).parent}:$PATH")
+    _say(f"\nThe cluster stays up: export KUBECONFIG={kubeconfig}")
+    _say(f"The built kubectl and helm: export PATH={Path(kubectl).parent}:{Path(binaries['helm']).parent}:$PATH")
     if real:
-        click.echo(f"Manager logs: {DEMO_DIR / 'hostlet' / 'pods'}/kruise-system_*/manager/<restart>.log")
-    click.echo("Stop it with `make demo-down`.")
+        _say(f"Manager logs: {DEMO_DIR / 'hostlet' / 'pods'}/kruise-system_*/manager/<restart>.log")
+    _say("Stop it with `make demo-down`.")
     if failed:
         sys.exit(1)
 
@@ -140,7 +144,7 @@ def _manager_image() -> Path | None:
     try:
         return image.build().oci_archive
     except image.ImageError as err:
-        click.secho(f"the manager image cannot be built here ({str(err).splitlines()[0]}): "
+        _say(f"the manager image cannot be built here ({str(err).splitlines()[0]}): "
                     "the replicas will run as plain processes", fg="yellow")
         return None
 
@@ -150,7 +154,7 @@ def _start_supervisor(nodes: int, bare_metal: int, timeout: float, archive: Path
     expects) and wait until it says ready; returns what it says (how the manager runs)."""
     pid_file = DEMO_DIR / "serve.pid"
     if pid_file.exists() and alive(int(pid_file.read_text())):
-        click.echo("the demo cluster is already running")
+        _say("the demo cluster is already running")
         ready = DEMO_DIR / "ready"
         return json.loads(ready.read_text()) if ready.exists() else {}
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
@@ -167,20 +171,16 @@ def _start_supervisor(nodes: int, bare_metal: int, timeout: float, archive: Path
         failed = DEMO_DIR / "failed"
         if process.poll() is not None or failed.exists():
             reason = failed.read_text() if failed.exists() else f"exit {process.returncode}"
-            raise click.ClickException(f"the demo cluster did not start: {reason} (log: {DEMO_DIR / 'serve.log'})")
+            fail(f"the demo cluster did not start: {reason} (log: {DEMO_DIR / 'serve.log'})")
         if time.monotonic() > deadline:
             os.kill(process.pid, signal.SIGTERM)
-            raise click.ClickException(f"the demo cluster was not ready after {timeout:.0f}s (log: {DEMO_DIR / 'serve.log'})")
+            fail(f"the demo cluster was not ready after {timeout:.0f}s (log: {DEMO_DIR / 'serve.log'})")
         time.sleep(0.2)
-    click.echo(f"demo cluster is up: {nodes} zoned + {bare_metal} bare-metal kwok nodes, "
+    _say(f"demo cluster is up: {nodes} zoned + {bare_metal} bare-metal kwok nodes, "
                f"{len(HOSTLET_NODES)} hostlet nodes")
     return json.loads((DEMO_DIR / "ready").read_text())
 
 
-@main.command(hidden=True)
-@click.option("--nodes", type=int, default=6)
-@click.option("--bare-metal", type=int, default=2)
-@click.option("--image", "images", multiple=True, type=click.Path(path_type=Path), help="OCI archives present locally")
 def serve(nodes: int, bare_metal: int, images: tuple[Path, ...]) -> None:
     """Own the control plane and the hostlet until SIGTERM (started by ``up``)."""
     from .__main__ import start_default_cluster
@@ -213,12 +213,32 @@ def serve(nodes: int, bare_metal: int, images: tuple[Path, ...]) -> None:
         (DEMO_DIR / "ready").unlink(missing_ok=True)
 
 
-@main.command()
 def down() -> None:
     """Stop the demo: the manager processes, then the control plane."""
     sys.exit(subprocess.run([sys.executable, "-m", "localcluster", "down", "--dir", str(DEMO_DIR)]).returncode)
 
 
+
+def parser() -> ArgumentParser:
+    """The command line: ``up``, ``down`` and the hidden ``serve``."""
+    main_parser, commands = command_parser("python -m localcluster.demo", "Demo of kruisectl on the local control plane.")
+    sub = add_command(commands, "up", up)
+    sub.add_argument("--nodes", type=int_range(1, 1000), default=6, metavar="INTEGER", help="[default: %(default)s; 1<=x<=1000]")
+    sub.add_argument("--bare-metal", type=int_range(0, 100), default=2, metavar="INTEGER",
+                     help="[default: %(default)s; 0<=x<=100]")
+    sub.add_argument("--timeout", type=float, default=1800, metavar="FLOAT",
+                     help="seconds to wait for the cluster, build included [default: %(default)s]")
+    sub = add_command(commands, "serve", serve, hidden=True)
+    sub.add_argument("--nodes", type=int, default=6, metavar="INTEGER")
+    sub.add_argument("--bare-metal", type=int, default=2, metavar="INTEGER")
+    sub.add_argument("--image", dest="images", action="append", type=Path, default=[], metavar="PATH",
+                     help="OCI archives present locally")
+    add_command(commands, "down", down)
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(parser(), argv)
 
 
 if __name__ == "__main__":
