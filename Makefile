@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build build-upstream image image-tools browser dist lock cluster-up cluster-down demo demo-down preflight test test-unit bench fuzz-sidecarset clean
+.PHONY: all venv build build-upstream image image-tools browser dist lock cluster-up cluster-down demo demo-down preflight test test-unit bench fuzz-sidecarset diff-wsvalidation clean
 
 all: test
 
@@ -111,6 +111,11 @@ fuzz-sidecarset: $(STAMP)
 	if [ -s $$report ]; then $(PY) -c 'import json, sys; d = json.load(open(sys.argv[1])); \
 	[print(x["case"] + "\n") for x in d["differences"]]; print(json.dumps(d["summary"]))' $$report; \
 	else echo "no report: the run did not finish (see above)" >&2; fi; rm -f $$report; exit $$rc
+
+## diff-wsvalidation: WorkloadSpread validation against upstream v1.8.3's Go functions
+## (tools/wsvalidation/diff.py) with SEED and COUNT random objects besides the unit tables
+diff-wsvalidation: $(STAMP)
+	$(PY) tools/wsvalidation/diff.py --seed $(or $(SEED),1) --count $(or $(COUNT),1000)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
