@@ -10,14 +10,11 @@ import shlex
 import signal
 import ssl
 import socket
-import time
 
 import pytest
-from click.testing import CliRunner
 from kubernetes import client
 
 from kruisectl import scrape
-from kruisectl.cli import cli
 from tests.chart import alerting
 from tests.drill.conftest import installed, manager_archive  # noqa: F401 - the fixtures: the chart's managers on hostlet nodes, from the image
 

@@ -8,23 +8,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from kubernetes import client
 
 from kruisectl.cli import cli
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
-
-
-@pytest.fixture
-def viewer(cluster, api, layout, tmp_path):
-    ns = layout["namespace"]
-    core = client.CoreV1Api(api)
-    core.create_namespaced_service_account(ns, {"metadata": {"name": "viewer"}})
-    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(ns, {
-        "metadata": {"name": "viewer"}, "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": ns}],
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}})
-    token = core.create_namespaced_service_account_token("viewer", ns, {"spec": {"expirationSeconds": 600}}).status.token
-    return cluster.write_token_kubeconfig(tmp_path / "viewer.kubeconfig", token)
 
 
 def run(viewer, layout, *args):

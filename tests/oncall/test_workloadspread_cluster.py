@@ -83,17 +83,10 @@ def test_doctor_and_status_on_workloadspreads(cluster, api, layout, namespace):
     assert not mine(report["workloadSpreads"]["missingPods"], namespace)
 
 
-def test_a_user_who_may_not_list_workloadspreads_gets_unknown(cluster, api, layout):
+def test_a_user_who_may_not_list_workloadspreads_gets_unknown(cluster, layout, viewer):
     """As every refused read: no verdict, the missing permission named, no traceback."""
     fleet.install_crd(cluster.client())
-    ns = layout["namespace"]
-    core = client.CoreV1Api(api)
-    core.create_namespaced_service_account(ns, {"metadata": {"name": "viewer"}})
-    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(ns, {
-        "metadata": {"name": "viewer"}, "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": ns}],
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}})
-    token = core.create_namespaced_service_account_token("viewer", ns, {"spec": {"expirationSeconds": 600}}).status.token
-    kubeconfig = cluster.write_token_kubeconfig(cluster.workdir / f"viewer-{ns}.kubeconfig", token)
+    ns, kubeconfig = layout["namespace"], viewer
     args = ["--kubeconfig", str(kubeconfig), "-n", ns, "--mutating-webhook-configuration", layout["mutating"],
             "--validating-webhook-configuration", layout["validating"], "-o", "json"]
     result = CliRunner().invoke(cli, ["doctor", *args])
