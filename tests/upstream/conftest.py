@@ -5,6 +5,7 @@ manager's pods (a drill, a rollout) but must leave it with all replicas ready.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from kruisectl.cli import cli
 from kruisectl.drill import DrillOptions
 from localcluster.cluster import ClusterOptions, LocalCluster
+from localcluster.fleet import Fleet
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
 from localcluster.upstream import UpstreamBuild, UpstreamInstall, build_upstream, install_upstream, programs
 from tests import audit
@@ -95,4 +97,24 @@ def upstream_install(tmp_path_factory):
     finally:
         if hostlet is not None:
             hostlet.stop()
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def our_manager(*extra_args: str, prepare=lambda cluster, fleet: None):
+    """This project's manager (one replica, webhook and controller) on a control plane of its
+    own, the side compared with the session's upstream install; ``prepare(cluster, fleet)``
+    runs after the install, before the manager starts."""
+    require("netns")
+    cluster = LocalCluster.start(ClusterOptions(controller_manager=True, network=True), log=sys.stderr)
+    fleet = None
+    try:
+        fleet = Fleet(cluster, extra_args=extra_args).install(1)
+        prepare(cluster, fleet)
+        fleet.start_all()
+        fleet.wait_ready(timeout=90)
+        yield cluster
+    finally:
+        if fleet is not None:
+            fleet.stop_all()
         cluster.stop()

@@ -21,15 +21,13 @@ import copy
 import difflib
 import json
 import re
-import sys
 import time
 
 import pytest
 
 from kubekit.api import ApiError
-from localcluster.cluster import ClusterOptions, LocalCluster
-from localcluster.fleet import Fleet
-from tests.conftest import require
+from localcluster.cluster import LocalCluster
+from tests.upstream.conftest import our_manager
 from tests.upstream.parity_cases import CASES
 
 pytestmark = pytest.mark.cluster
@@ -207,18 +205,8 @@ def diff(theirs, ours) -> str:
 @pytest.fixture(scope="module")
 def ours():
     """This project's manager (one replica, webhook and controller) on its own control plane."""
-    require("netns")
-    cluster = LocalCluster.start(ClusterOptions(controller_manager=True, network=True), log=sys.stderr)
-    fleet = None
-    try:
-        fleet = Fleet(cluster, extra_args=(GATES,)).install(1)
-        fleet.start_all()
-        fleet.wait_ready(timeout=90)
+    with our_manager(GATES) as cluster:
         yield Side("ours", cluster)
-    finally:
-        if fleet is not None:
-            fleet.stop_all()
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")

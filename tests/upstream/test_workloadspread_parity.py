@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 
 import pytest
 
 from kubekit import kruise
-from localcluster.cluster import ClusterOptions, LocalCluster
-from localcluster.fleet import Fleet
-from tests.conftest import require, wait_for
+from localcluster.cluster import LocalCluster
+from tests.conftest import wait_for
+from tests.upstream.conftest import our_manager
 from tests.workloadspread import support
 
 pytestmark = pytest.mark.cluster
@@ -87,19 +86,8 @@ def normalized(pod: dict) -> str:
 
 @pytest.fixture(scope="module")
 def ours():
-    require("netns")
-    cluster = LocalCluster.start(ClusterOptions(controller_manager=True, network=True), log=sys.stderr)
-    fleet = None
-    try:
-        fleet = Fleet(cluster).install(1)
-        support.grant(cluster.api(), fleet)
-        fleet.start_all()
-        fleet.wait_ready(timeout=90)
+    with our_manager(prepare=lambda cluster, fleet: support.grant(cluster.api(), fleet)) as cluster:
         yield Side("ours", cluster)
-    finally:
-        if fleet is not None:
-            fleet.stop_all()
-        cluster.stop()
 
 
 def test_workloadspread_parity(upstream_install, ours):
