@@ -177,9 +177,11 @@ def no_secrets_of_default(cluster, tmp_path: Path) -> Path:
     subject = [{"kind": "ServiceAccount", "name": "oncall", "namespace": "kruise-system"}]
     core.create_namespaced_service_account("kruise-system", {"metadata": {"name": "oncall"}})
     rbac.create_cluster_role({"metadata": {"name": "oncall-reads"}, "rules": [{
-        "apiGroups": ["", "apps", "coordination.k8s.io", "discovery.k8s.io", "policy", "admissionregistration.k8s.io"],
+        "apiGroups": ["", "apps", "coordination.k8s.io", "discovery.k8s.io", "policy", "admissionregistration.k8s.io",
+                      "apps.kruise.io"],
         "resources": ["nodes", "namespaces", "pods", "services", "deployments", "leases", "endpointslices",
-                      "poddisruptionbudgets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+                      "poddisruptionbudgets", "mutatingwebhookconfigurations", "validatingwebhookconfigurations",
+                      "workloadspreads"],
         "verbs": ["get", "list", "watch"]}]})
     rbac.create_cluster_role_binding({"metadata": {"name": "oncall-reads"}, "subjects": subject, "roleRef": {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "oncall-reads"}})
