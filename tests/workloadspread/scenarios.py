@@ -113,17 +113,19 @@ def status_deletion_cost_and_scale_down_order(api) -> None:
              timeout=30, what="deletion costs")
     assert cost_of(api, newest.metadata.name) == "-100"
 
-    # Scale-down removes the cheapest pods first: a's extra one, then c's, then b's. a's
-    # maxReplicas follows the replicas: 40% of 4 and of 3 round up to 2, of 2 to 1.
+    # Scale-down removes the cheapest pods first: a's extra one, then c's. a's maxReplicas
+    # follows the replicas: 40% of 4 and of 3 round up to 2. (Not down to 2: there a's limit
+    # drops to 1 with the scale itself, and whether the controller re-costs a's pods before
+    # the ReplicaSet picks one is a race on either manager, so which pod goes is not defined.)
     for replicas, left, costs in (
             (4, ["a", "a", "b", "c"], {"a": ["300", "300"], "b": ["200"], "c": ["100"]}),
-            (3, ["a", "a", "b"], {"a": ["300", "300"], "b": ["200"]}),
-            (2, ["a", "a"], {"a": ["-100", "300"]})):
+            (3, ["a", "a", "b"], {"a": ["300", "300"], "b": ["200"]})):
         scale(api, "web", replicas)
         wait_for(lambda: sorted(subset_of(p) for p in live_pods(api, "web")) == left, timeout=30,
                  what=f"{replicas} pods left in subsets {left}")
         wait_for(lambda: costs_by_subset(api, "web") == costs, timeout=30, what=f"costs {costs}")
-    wait_for(lambda: statuses(api, "web") == {"a": (2, 0), "b": (0, 1), "c": (0, -1)}, timeout=30,
+    # 40% of 3 is 2 for a and b: a full, b missing one; c unlimited
+    wait_for(lambda: statuses(api, "web") == {"a": (2, 0), "b": (1, 1), "c": (0, -1)}, timeout=30,
              what="statuses after the scale-down")
 
 
