@@ -3,6 +3,7 @@
 zones, and a steady load of server-side dry-run pod creates that a probe SidecarSet selects.
 
     python bench/ha_drills.py [--rate 20] [--steady 60] [--scenarios NAME ...] [--skip-machine-loss]
+                              [--workloadspread-share FRACTION]
 
 The replicas are containers of ``make image``'s image (built or found in .cache/image) under
 the OCI runtime, as ``make demo`` runs them: the process faults below reach the container's
@@ -30,6 +31,10 @@ leader_worker_crash_gap_s, worker_crash_failed and worker_crash_in_flight (over 
 SIGKILL and OOM kill: the admissions outstanding when it died are all it may cost),
 endpoint_removal_s of each machine loss and partition, and
 min_replica_share under steady load (every replica ready during it, a starved one at 0).
+With ``--workloadspread-share`` that share of the creates are real pods a WorkloadSpread
+spreads over subsets of maxReplicas 2 (``kruisectl.drill.spread``): per scenario
+workloadspread_pods / _unplaced / _violations / _delete_failed, and total_workloadspread_violations
+(budget 0 in every scenario).
 A figure that could not be measured is null and its reason is in "errors"; then the exit
 status is 1.
 """
@@ -153,6 +158,11 @@ def summarise(rows: dict[str, dict]) -> dict:
                              "min_share": min(r["shares"].values()) if r["shares"] else None,
                              "budget_failed": r["budget"]["failed"],
                              **({"excluded_namespaces": r["excludedNamespaces"]} if "excludedNamespaces" in r else {}),
+                             **({"workloadspread_pods": r["workloadspreadPods"],
+                                 "workloadspread_unplaced": r["workloadspreadUnplaced"],
+                                 "workloadspread_violations": r["workloadspreadViolations"],
+                                 "workloadspread_delete_failed": r["workloadspreadDeleteFailed"]}
+                                if r.get("workloadspreadPods") is not None else {}),
                              **({"breaches": r["breaches"]} if r["breaches"] else {}),
                              **({"failures": r["failures"]} if r["failures"] else {})}
                       for name, r in rows.items()},
@@ -177,10 +187,20 @@ def summarise(rows: dict[str, dict]) -> dict:
         # how long a lost (or partitioned) machine's replica stayed a ready endpoint
         "endpoint_removal_s": {name: r["endpointRemovalS"] for name, r in rows.items()
                                if name.startswith(("node-loss", "zone-loss", "node-partition"))},
+        **_spread_totals(rows),
         "steady_shares": sorted(steady_shares.values()) if steady_shares else None,
         "min_replica_share": min(steady_shares.values()) if steady_shares else None,
         "errors": [f"{name}: {e}" for name, r in rows.items() for e in r["errors"]],
     }
+
+
+def _spread_totals(rows: dict[str, dict]) -> dict:
+    """With WorkloadSpread pods in the load: the pods over maxReplicas, summed over the scenarios."""
+    spread = [r for r in rows.values() if r.get("workloadspreadPods") is not None]
+    if not spread:
+        return {}
+    return {"total_workloadspread_pods": sum(r["workloadspreadPods"] for r in spread),
+            "total_workloadspread_violations": sum(r["workloadspreadViolations"] or 0 for r in spread)}
 
 
 def main() -> None:
@@ -193,7 +213,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a chart value for the install (repeatable), e.g. "
                              "--set manager.webhookServer.maxConnectionAge=2s")
+    parser.add_argument("--workloadspread-share", type=float, default=0.0, metavar="FRACTION",
+                        help="of the creates, this share real pods of a WorkloadSpread (subsets of maxReplicas 2)")
     args = parser.parse_args()
+    if not 0 <= args.workloadspread_share <= 1:
+        parser.error("--workloadspread-share must be between 0 and 1")
     started = time.monotonic()
     runtime = None
     cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True))
@@ -218,7 +242,8 @@ def main() -> None:
         api = cluster.client("ha-drills", pool_size=64)  # as many connections as kruisectl drill keeps
         names = Names(namespace=NAMESPACE)
         options = drill.DrillOptions(rate=args.rate, before_s=3, settle_s=3, timeout_s=240,
-                                     webhook_timeout_s=drill.webhook_timeout(api, names, 10))
+                                     webhook_timeout_s=drill.webhook_timeout(api, names, 10),
+                                     workloadspread_share=args.workloadspread_share)
         inventory = collect(api, names, timeout=10, extended=True)
         from kruisectl.doctor import diagnose
 
@@ -249,7 +274,10 @@ def main() -> None:
             skipped.update({s.name: "not in --scenarios" for s in scenarios if s.name not in args.only})
             scenarios = [s for s in scenarios if s.name in args.only]
         duration = drill.lease_duration(api, names, 10)
-        with probe_sidecarset(api, options.probe_namespace, 10) as probe:
+        with probe_sidecarset(api, options.probe_namespace, 10) as probe, \
+                drill.workloadspread_load(api, options, 10) as spread:
+            if spread is not None:
+                spread.warm(probe.labels, wait=240)
             for scenario in scenarios:
                 drill.wait_injecting(api, options.probe_namespace, probe.labels, 10, log, wait=240)
                 kruisectl_settled(cluster)
@@ -266,7 +294,7 @@ def main() -> None:
                         return victims
 
                     scenario.act = act
-                result = drill.measure(api, names, scenario, options, probe.labels, budget, log)
+                result = drill.measure(api, names, scenario, options, probe.labels, budget, log, spread)
                 row = result.to_dict()
                 if checker is not None:
                     row["excludedNamespaces"], checker_errors = checker.finish(15)
@@ -280,6 +308,7 @@ def main() -> None:
             hostlet.stop()
         cluster.stop()
     summary = {"rate": args.rate, "runtime": runtime, "chart_set": args.set, "skipped": skipped,
+               **({"workloadspread_share": args.workloadspread_share} if args.workloadspread_share else {}),
                **summarise(results), **extra,
                "bench_s": round(time.monotonic() - started, 1)}
     print(json.dumps(summary))

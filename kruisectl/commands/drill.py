@@ -25,6 +25,7 @@ Examples:
   kruisectl drill run --all --yes -o json           # every scenario; the report as JSON
   kruisectl drill run --all --yes --report day.html # and a page to share: charts per scenario
   kruisectl drill run worker-crash-leader --yes     # SIGKILL the leader's worker (needs pods/exec)
+  kruisectl drill run rollout --yes --workloadspread-share 0.25  # a quarter real WorkloadSpread pods
 
 \b
 What it touches: one SidecarSet kruisectl-probe-<id> (selecting only its own label, only in
@@ -33,7 +34,11 @@ creates (nothing is stored), and the manager's own pods and Deployment. The work
 scenarios signal the manager's worker process inside its container (its supervisor restarts
 it): that takes an exec into the pod, i.e. create and get on pods/exec in the manager's
 namespace; without them they are refused (named) or left out (--all). The OOM kill of a
-worker is not offered here: it would run a memory hog in your container.
+worker is not offered here: it would run a memory hog in your container. With
+--workloadspread-share also a Job and a WorkloadSpread kruisectl-drill-spread-<id> in
+--probe-namespace and real pods of that Job (never scheduled; each deleted seconds later, the
+rest after each scenario, everything at the end): it needs create/list/delete on pods and jobs
+and create/delete on workloadspreads there.
 
 \b
 Exit codes:
@@ -58,12 +63,21 @@ def drill_options(func):
                         help="Longest vacancy of the Lease allowed [default: lease duration + 2s on a crash, "
                              "1s on eviction and rollout, 3s on a worker's crash (+ 6.5s to tell "
                              "its hang)].")(func)
+    func = click.option("--workloadspread-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                        metavar="FRACTION",
+                        help="Of the creates, this share real pods (not dry runs) of a temporary Job that a "
+                             "temporary WorkloadSpread kruisectl-drill-spread-<id> spreads over 3 subsets of "
+                             "maxReplicas 2: each scenario also checks that no subset ever holds more "
+                             "(workloadspreadViolations, budget 0). Needs the WorkloadSpread webhook and "
+                             "Kubernetes >= 1.32 (Job managedBy).")(func)
     return func
 
 
-def _options(probe_namespace, rate, crash_budget, leader_gap_budget, timeout=300.0) -> lib.DrillOptions:
+def _options(probe_namespace, rate, crash_budget, leader_gap_budget, workloadspread_share=0.0,
+             timeout=300.0) -> lib.DrillOptions:
     return lib.DrillOptions(probe_namespace=probe_namespace, rate=rate, crash_budget=crash_budget,
-                            leader_gap_budget_s=leader_gap_budget, timeout_s=timeout)
+                            leader_gap_budget_s=leader_gap_budget, timeout_s=timeout,
+                            workloadspread_share=workloadspread_share)
 
 
 def _scenarios(names: tuple[str, ...], all_: bool) -> list[lib.Scenario]:
@@ -108,10 +122,11 @@ def drill() -> None:
 @kube_options
 @drill_options
 @output_option(formats=("table", "json", "yaml"))
-def plan_command(scenario, target, probe_namespace, rate, crash_budget, leader_gap_budget, output):
+def plan_command(scenario, target, probe_namespace, rate, crash_budget, leader_gap_budget, workloadspread_share,
+                 output):
     """Print what each SCENARIO (default: all) would do and what it may cost. Reads only the
     Lease (for its duration); changes nothing."""
-    options = _options(probe_namespace, rate, crash_budget, leader_gap_budget)
+    options = _options(probe_namespace, rate, crash_budget, leader_gap_budget, workloadspread_share)
     names = inv.Names(namespace=target.namespace)
     duration = lib.lease_duration(target.client(), names, target.request_timeout)
     rows = lib.plan(names, _scenarios(scenario, not scenario), options, duration)
@@ -126,6 +141,9 @@ def _print_plan(rows, options, names, output) -> None:
     click.echo(_plan_table(rows))
     click.echo(f"\nLoad: {options.rate:g} server-side dry-run pod creates/s in {options.probe_namespace}, for pods a "
                f"temporary SidecarSet kruisectl-probe-<id> selects. Manager: {names.namespace}/{names.deployment}.")
+    if options.workloadspread_share > 0:
+        click.echo(f"Of them {options.workloadspread_share:.0%} real pods (never scheduled, deleted again) of a Job "
+                   "that a temporary WorkloadSpread spreads over subsets of maxReplicas 2; none may hold more.")
 
 
 @drill.command("run", epilog=EPILOG)
@@ -146,12 +164,12 @@ def _print_plan(rows, options, names, output) -> None:
 @drill_options
 @output_option(formats=("table", "json", "yaml"))
 def run_command(scenario, all_, yes, force, timeout, report_path, overwrite, target, names, probe_namespace, rate,
-                crash_budget, leader_gap_budget, output):
+                crash_budget, leader_gap_budget, workloadspread_share, output):
     """Run scenarios against the manager, one after another, each under load,
     and report per scenario: requests, failed, admitted without sidecar, p99, leader gap, time
     until the victim left the endpoints, time back to the full ready count, each replica's
     share of the traffic."""
-    options = _options(probe_namespace, rate, crash_budget, leader_gap_budget, timeout)
+    options = _options(probe_namespace, rate, crash_budget, leader_gap_budget, workloadspread_share, timeout)
     given = names
     names = inv.Names(namespace=target.namespace, **names)
     scenarios = _scenarios(scenario, all_)
@@ -179,6 +197,9 @@ def run_command(scenario, all_, yes, force, timeout, report_path, overwrite, tar
         raise KruisectlError(str(err)) from None
     report = {"schemaVersion": 1, "namespace": names.namespace, "rate": options.rate,
               "scenarios": [r.to_dict() for r in results]}
+    if options.workloadspread_share > 0:
+        report["workloadspreadShare"] = options.workloadspread_share
+        report["workloadspreadViolations"] = sum(r.workloadspread_violations or 0 for r in results)
     if output in ("json", "yaml"):
         click.echo(dump(report, output))
     else:
@@ -186,6 +207,8 @@ def run_command(scenario, all_, yes, force, timeout, report_path, overwrite, tar
         for r in results:
             for failure in r.failures:
                 click.echo(f"{r.scenario}: {failure}")
+            for detail in r.workloadspread_details:
+                click.echo(f"{r.scenario}: WorkloadSpread: {detail}")
             for breach in r.breaches:
                 click.echo(f"{r.scenario}: BREACH: {breach}")
             for error in r.errors:
@@ -211,8 +234,14 @@ def _result_table(results: list[lib.ScenarioResult]) -> str:
                      _seconds(r.leader_gap_s), _seconds(r.endpoint_removal_s), _seconds(r.recovery_s),
                      "-" if share is None else f"{share:.0%}",
                      "BREACH" if r.breaches else "ERROR" if r.errors else "ok"])
-    return table(rows, ["scenario", "requests", "failed", "no sidecar", "p99", "leader gap", "endpoint out",
-                        "recovered", "min share", "result"])
+    headers = ["scenario", "requests", "failed", "no sidecar", "p99", "leader gap", "endpoint out", "recovered",
+               "min share", "result"]
+    if any(r.workloadspread_pods is not None for r in results):  # the WorkloadSpread's figures before the verdict
+        for row, r in zip(rows, results):
+            row[-1:-1] = ["-" if r.workloadspread_pods is None else r.workloadspread_pods,
+                          "-" if r.workloadspread_violations is None else r.workloadspread_violations]
+        headers[-1:-1] = ["spread pods", "over maxReplicas"]
+    return table(rows, headers)
 
 
 COMMANDS = [drill]

@@ -351,7 +351,22 @@ def summary(results: list[ScenarioResult]) -> str:
     problems += [f'<li><span class="error">ERROR</span> {esc(r.scenario)}: {esc(text)}</li>'
                  for r in results for text in r.errors]
     listed = f'<ul class="breaches">{"".join(problems)}</ul>' if problems else ""
-    return f'<section id="summary"><h2>Summary</h2>{head}{table}{listed}</section>'
+    return f'<section id="summary"><h2>Summary</h2>{head}{table}{spread_summary(results)}{listed}</section>'
+
+
+def spread_summary(results: list[ScenarioResult]) -> str:
+    """With WorkloadSpread pods in the load: per scenario and in total, how many were created,
+    placed in no subset, and held over a subset's maxReplicas at once (none allowed)."""
+    spread = [r for r in results if r.workloadspread_pods is not None]
+    if not spread:
+        return ""
+    items = [f'<li>{esc(r.scenario)}: {r.workloadspread_pods} pods, {r.workloadspread_unplaced} in no subset, '
+             f'<span class="{"breach" if r.workloadspread_violations else "ok"}">'
+             f'{"-" if r.workloadspread_violations is None else r.workloadspread_violations} over maxReplicas</span>'
+             + "".join(f"; {esc(d)}" for d in r.workloadspread_details) + "</li>" for r in spread]
+    total = sum(r.workloadspread_violations or 0 for r in spread)
+    return (f'<p class="workloadspread">WorkloadSpread pods in the load: <span class="'
+            f'{"breach" if total else "ok"}">{total} over maxReplicas in total</span></p><ul>{"".join(items)}</ul>')
 
 
 def scenario_section(result: ScenarioResult, key: int = 0) -> str:

@@ -22,11 +22,14 @@ class Budget:
     # A death proven at once (a worker's SIGKILL or OOM kill): nothing lost beyond the admissions
     # in flight when it struck, where that instant is known (ScenarioResult.in_flight).
     within_in_flight: bool = False
+    workloadspread_violations: int | None = None  # None: no WorkloadSpread pods in the load
 
     def to_dict(self) -> dict:
         data = {"failed": self.failed, "notInjected": self.not_injected, "leaderGapS": self.leader_gap_s}
         if self.within_in_flight:
             data["failedBeyondInFlight"] = 0
+        if self.workloadspread_violations is not None:
+            data["workloadspreadViolations"] = self.workloadspread_violations
         return data
 
     def breaches(self, result: ScenarioResult) -> list[str]:
@@ -40,6 +43,10 @@ class Budget:
             found.append(f"{result.not_injected} pods admitted without their sidecar (budget {self.not_injected})")
         if self.leader_gap_s is not None and result.leader_gap_s is not None and result.leader_gap_s > self.leader_gap_s:
             found.append(f"leadership vacant {result.leader_gap_s:.2f}s (budget {self.leader_gap_s:g}s)")
+        if self.workloadspread_violations is not None and result.workloadspread_violations is not None \
+                and result.workloadspread_violations > self.workloadspread_violations:
+            found.append(f"{result.workloadspread_violations} pods over a WorkloadSpread subset's maxReplicas "
+                         f"(budget {self.workloadspread_violations})")
         if result.recovery_s is None:
             found.append("the Deployment did not get back to its full ready count in time")
         return found
@@ -115,6 +122,13 @@ class ScenarioResult:
     recovery_s: float | None = None
     replica_counts: dict[str, float] | None = None  # admissions each replica counted in the window
     shares: dict[str, float] | None = None  # None: a count is unknown (see errors)
+    # WorkloadSpread pods in the load (None: none were): created, placed in no subset, the most
+    # pods over maxReplicas at once (summed over the subsets), deletions that failed; what was seen
+    workloadspread_pods: int | None = None
+    workloadspread_unplaced: int | None = None
+    workloadspread_violations: int | None = None
+    workloadspread_delete_failed: int | None = None
+    workloadspread_details: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     budget: Budget | None = None
     breaches: list[str] = field(default_factory=list)

@@ -3,6 +3,7 @@ until the manager has recovered."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -13,6 +14,7 @@ from .load import ADMITTED, AdmissionLoad
 from .observe import Observer, ReplicaCounters, endpoint_removal, leader_gap, shares_of
 from .results import ScenarioResult, in_flight, summarise, timeline
 from .scenarios import Budget, DrillOptions, DrillRefused, Scenario, Target, default_budget
+from .spread import Spread, lifetime_for
 
 
 def preflight(api, names: Names, timeout: float, force: bool, explicit: set[str] = frozenset()) -> list[str]:
@@ -62,19 +64,35 @@ def webhook_timeout(api, names: Names, timeout: float) -> float:
 def run(api, names: Names, scenarios: list[Scenario], options: DrillOptions,
         on_progress: Callable[[str], None] = lambda text: None,
         budgets: dict[str, Budget] | None = None) -> list[ScenarioResult]:
-    """Every scenario in turn under one probe SidecarSet, deleted at the end whatever happens
+    """Every scenario in turn under one probe SidecarSet (and, with WorkloadSpread pods in the
+    load, one WorkloadSpread and its Job), deleted at the end whatever happens
     (KeyboardInterrupt included). The probe's cache warm-up is waited for first, so the first
     requests are not counted as losses."""
     timeout = min(options.webhook_timeout_s, 10.0)
     duration = lease_duration(api, names, timeout)
     results = []
-    with probe_sidecarset(api, options.probe_namespace, timeout) as probe:
+    with probe_sidecarset(api, options.probe_namespace, timeout) as probe, \
+            workloadspread_load(api, options, timeout) as spread:
         wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
+        if spread is not None:
+            spread.warm(probe.labels)
         for scenario in scenarios:
             budget = (budgets or {}).get(scenario.name) or default_budget(scenario, options, duration)
-            results.append(measure(api, names, scenario, options, probe.labels, budget, on_progress))
+            results.append(measure(api, names, scenario, options, probe.labels, budget, on_progress, spread))
             wait_injecting(api, options.probe_namespace, probe.labels, timeout, on_progress)
     return results
+
+
+@contextlib.contextmanager
+def workloadspread_load(api, options: DrillOptions, timeout: float):
+    """The Spread of ``options.workloadspread_share`` (None when there is none), its objects
+    deleted on leaving."""
+    if options.workloadspread_share <= 0:
+        yield None
+        return
+    with Spread(api, options.probe_namespace, timeout,
+                lifetime_for(options.rate, options.workloadspread_share)) as spread:
+        yield spread
 
 
 def wait_injecting(api, namespace: str, labels: dict[str, str], timeout: float, on_progress, wait: float = 60) -> None:
@@ -94,13 +112,19 @@ def wait_injecting(api, namespace: str, labels: dict[str, str], timeout: float, 
 
 
 def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels: dict[str, str],
-            budget: Budget, on_progress: Callable[[str], None] = lambda text: None) -> ScenarioResult:
-    """One scenario under load, with the probe SidecarSet's ``labels`` already in place."""
+            budget: Budget, on_progress: Callable[[str], None] = lambda text: None,
+            spread: Spread | None = None) -> ScenarioResult:
+    """One scenario under load, with the probe SidecarSet's ``labels`` already in place (and
+    ``spread``'s WorkloadSpread: a share ``options.workloadspread_share`` of the load its
+    pods, checked against its subsets' maxReplicas, deleted afterwards)."""
     target = Target(api, names, min(options.webhook_timeout_s, 10.0))
     observer = Observer(api, names, target.timeout).start()
     counters = ReplicaCounters(api, names, target.timeout).start()  # its window holds the whole load
+    if spread is not None:
+        spread.start()
     load = AdmissionLoad(api, options.probe_namespace, labels, options.rate,
-                         timeout=options.webhook_timeout_s + 20).start()
+                         timeout=options.webhook_timeout_s + 20, spread=spread,
+                         share=options.workloadspread_share).start()
     result = ScenarioResult(scenario.name, victims=[], budget=budget)
     loaded = time.monotonic()
     try:
@@ -118,6 +142,7 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
         load.stop()
         observer.stop()
         counters.stop()
+        figures = spread_figures(spread, result)
     outcomes = load.between(0.0, float("inf"))
     summarise(result, outcomes, options.webhook_timeout_s)
     result.timeline = timeline(outcomes, observer.lease_records, observer.samples, began, began_unix, loaded, ended)
@@ -138,8 +163,28 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
         result.shares = shares_of(counts)
         if result.shares is None:
             result.errors.append(f"no replica counted an admission ({result.admitted} admitted): no shares")
+    if figures is not None:
+        result.workloadspread_pods, result.workloadspread_unplaced = figures.pods, figures.unplaced
+        result.workloadspread_violations = figures.violations
+        result.workloadspread_delete_failed = figures.delete_failed
+        result.workloadspread_details = figures.details
     result.breaches = budget.breaches(result)
     return result
+
+
+def spread_figures(spread: Spread | None, result: ScenarioResult):
+    """The scenario's WorkloadSpread figures once its load stopped (its last look at the
+    subsets included), and its pods deleted for the next; None without a spread or when the
+    last look failed (the reason in ``result.errors``)."""
+    if spread is None:
+        return None
+    try:
+        figures = spread.stop()
+    except Exception as err:  # noqa: BLE001 - the figure is unknown then, and said so
+        result.errors.append(f"the WorkloadSpread's pods could not be listed after the scenario: {err}")
+        figures = None
+    spread.clear()
+    return figures
 
 
 def _wait_recovered(observer: Observer, scenario: Scenario, victims: set[str], began: float, deadline: float,

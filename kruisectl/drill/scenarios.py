@@ -25,13 +25,22 @@ class DrillOptions:
     webhook_timeout_s: float = 10.0
     crash_budget: int = 1
     leader_gap_budget_s: float | None = None  # default: lease duration + 2s on a crash, 1s otherwise
+    workloadspread_share: float = 0.0  # of the creates: real pods of a WorkloadSpread (drill.spread)
 
 
 def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) -> Budget:
     """Nothing lost on a graceful path; on a crash the requests in flight on the victim
     (``crash_budget``), and leadership back within the Lease's duration + 2 s, or, for a fault
     of the worker alone, within PROVEN_DEATH_GAP_S after the supervisor can tell it is gone, or,
-    for a container restarted in its own pod, within PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S."""
+    for a container restarted in its own pod, within PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S.
+    With WorkloadSpread pods in the load, no subset above its maxReplicas, ever."""
+    budget = _budget(scenario, options, lease_duration_s)
+    if options.workloadspread_share > 0:
+        budget.workloadspread_violations = 0
+    return budget
+
+
+def _budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) -> Budget:
     if scenario.worker_fault is not None:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
             else PROVEN_DEATH_GAP_S + WORKER_FAULTS[scenario.worker_fault].detect_s
