@@ -35,7 +35,7 @@ from .scenarios import (EXEC_RIGHTS, PROVEN_DEATH_GAP_S, SCENARIOS, SIGNAL_WORKE
                         DrillOptions, DrillRefused, Scenario, Target, WorkerAction, WorkerFault, default_budget,
                         exec_failure, exec_scenario, exec_signal, missing_rights, plan, worker_restarts,
                         worker_scenario)
-from .spread import SUBSETS, Spread, SpreadFigures, excess, lifetime_for, spread_pod, subset_of
+from .spread import SPREAD_LABEL_SELECTOR, SUBSETS, Spread, SpreadFigures, excess, lifetime_for, spread_pod, subset_of
 
 __all__ = [
     "ADMITTED", "FAILED", "NOT_INJECTED", "AdmissionLoad", "Outcome",
@@ -43,7 +43,7 @@ __all__ = [
     "parse_micro", "replica_counts", "serving", "shares_of", "vacancies",
     "Point", "Request", "ScenarioResult", "Timeline", "in_flight", "percentile", "summarise", "timeline",
     "lease_duration", "measure", "preflight", "run", "wait_injecting", "webhook_timeout", "workloadspread_load",
-    "SUBSETS", "Spread", "SpreadFigures", "excess", "lifetime_for", "spread_pod", "subset_of",
+    "SPREAD_LABEL_SELECTOR", "SUBSETS", "Spread", "SpreadFigures", "excess", "lifetime_for", "spread_pod", "subset_of",
     "EXEC_RIGHTS", "PROVEN_DEATH_GAP_S", "SCENARIOS", "SIGNAL_WORKER", "WORKER_FAULTS", "WORKER_HANG_DETECT_S",
     "WORKER_HEARTBEAT_INTERVAL_S", "WORKER_HEARTBEAT_TIMEOUT_S", "WORKER_NAME", "WORKER_SCENARIOS", "Action",
     "Budget", "DrillOptions", "DrillRefused", "Scenario", "Target", "WorkerAction", "WorkerFault", "default_budget",

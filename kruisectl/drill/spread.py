@@ -36,6 +36,7 @@ from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION
 from .scenarios import DrillRefused
 
 SPREAD_LABEL = "kruisectl.io/drill-spread"
+SPREAD_LABEL_SELECTOR = SPREAD_LABEL  # every drill's spread objects and pods
 MANAGED_BY = "kruisectl.io/drill"  # the Job's controller: nobody
 GATE = "kruisectl.io/drill-never-scheduled"
 SUBSETS = (("a", 2), ("b", 2), ("c", 2))  # (name, maxReplicas): 6 places for pods that want more

@@ -16,6 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from kruisectl.cli import cli
+from kruisectl.drill import SPREAD_LABEL_SELECTOR
+from localcluster import faults
 
 from ..conftest import wait_for
 
@@ -186,3 +188,92 @@ def test_a_worker_scenario_where_exec_fails_is_refused_in_one_line_and_cleans_up
     assert "Traceback" not in result.output
     assert {p.metadata.name for p in installed.ready_pods()} == pods
     assert not [n for n in sidecarsets(installed) if n.startswith("kruisectl-probe-")]
+
+
+# ---- WorkloadSpread pods in the load (issue 24): real creates, no subset over its maxReplicas ----
+SPREAD_SHARE = "0.3"  # of 10 creates/s: 3 real pods/s for 6 places, each pod living 4 s
+
+
+def spread_leftovers(env) -> list[str]:
+    """What a drill's WorkloadSpread load left behind in the probe namespace."""
+    from kubernetes import client
+
+    api = env.api()
+    found = client.CustomObjectsApi(api).list_namespaced_custom_object("apps.kruise.io", "v1alpha1", "default",
+                                                                       "workloadspreads")["items"]
+    left = [f"workloadspread/{w['metadata']['name']}" for w in found]
+    left += [f"job/{j.metadata.name}" for j in client.BatchV1Api(api).list_namespaced_job(
+        "default", label_selector=SPREAD_LABEL_SELECTOR).items]
+    left += [f"pod/{p.metadata.name}" for p in client.CoreV1Api(api).list_namespaced_pod(
+        "default", label_selector=SPREAD_LABEL_SELECTOR).items]
+    return left
+
+
+def held_the_limit(row: dict) -> None:
+    assert row["workloadspreadViolations"] == 0, row["workloadspreadDetails"]
+    assert row["workloadspreadPods"] > 6, row  # more real pods than the subsets have places...
+    assert row["workloadspreadUnplaced"] > 0, row  # ...so some found every subset full: the limit mattered
+    assert row["workloadspreadDeleteFailed"] == 0, row["workloadspreadDetails"]
+
+
+def test_workloadspread_pods_in_the_load_never_overfill_a_subset_through_eviction_and_rollout(installed):
+    installed.wait_settled()
+    result = installed.kruisectl("drill", "run", "eviction", "rollout", "--yes", "--rate", "10",
+                                 "--workloadspread-share", SPREAD_SHARE, "-o", "json")
+    report = json.loads(result.stdout)
+    for row in report["scenarios"]:
+        print(json.dumps(row))
+        assert (row["failed"], row["notInjected"]) == (0, 0), row  # graceful paths, WorkloadSpread pods included
+        assert row["budget"]["workloadspreadViolations"] == 0, row
+        held_the_limit(row)
+    assert report["workloadspreadViolations"] == 0
+    assert result.exit_code == 0, result.output
+    assert spread_leftovers(installed) == []
+
+
+def test_workloadspread_pods_in_the_load_never_overfill_a_subset_through_a_crash_of_the_leader(installed):
+    from kruisectl import drill
+    from kruisectl.inventory import Names
+    from kruisectl.probe import probe_sidecarset
+
+    installed.wait_settled()
+    options = drill.DrillOptions(rate=10, before_s=3, settle_s=3, timeout_s=180,
+                                 workloadspread_share=float(SPREAD_SHARE))
+    scenario = faults.process_crash(installed.hostlet, installed.namespace, leader=True)
+    api, names = installed.client(), Names(namespace=installed.namespace)
+    budget = drill.default_budget(scenario, options, drill.lease_duration(api, names, 10))
+    with probe_sidecarset(api, options.probe_namespace, 10) as probe, \
+            drill.workloadspread_load(api, options, 10) as spread:
+        drill.wait_injecting(api, options.probe_namespace, probe.labels, 10, print)
+        spread.warm(probe.labels)
+        result = drill.measure(api, names, scenario, options, probe.labels, budget, print, spread)
+    row = result.to_dict()
+    print(json.dumps(row))
+    assert row["budget"]["workloadspreadViolations"] == 0 and not result.breaches, result
+    held_the_limit(row)
+    assert spread_leftovers(installed) == []
+
+
+def test_a_subset_over_its_limit_is_seen(installed):
+    """The check reads the live pods as the webhook annotated them: a pod that names a full
+    subset itself (the webhook, finding every subset full, leaves it as it came) is one too many."""
+    import copy
+
+    from kruisectl.drill import Spread, subset_of
+    from kubekit import paths
+
+    api = installed.client()
+    with Spread(api, "default", 10, lifetime_s=3600) as spread:
+        spread.warm({})
+        for _ in range(6):
+            created = api.request("POST", paths.pods("default"), body=spread.pod({}), timeout=10)
+            spread.created(created)
+            assert subset_of(created) is not None, created["metadata"]
+        assert spread.check() == {}
+        forged = copy.deepcopy(spread.pod({}))
+        forged["metadata"]["annotations"] = {"apps.kruise.io/matched-workloadspread":
+                                             json.dumps({"name": spread.name, "subset": "a"})}
+        spread.created(api.request("POST", paths.pods("default"), body=forged, timeout=10))
+        assert spread.check() == {"a": 1}
+        assert spread.figures.violations == 1
+    assert spread_leftovers(installed) == []

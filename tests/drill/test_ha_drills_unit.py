@@ -151,3 +151,16 @@ def test_a_process_crash_of_the_leader_is_reported_with_what_was_in_flight_and_r
     assert (summary["process_crash_failed"], summary["process_crash_in_flight"]) == (1, 3)
     assert summary["total_refused"] == 13 and summary["refused_outside_total_outage"] == 1
     assert bench.summarise({"eviction": row("eviction")})["leader_process_crash_gap_s"] is None
+
+
+def test_workloadspread_figures_per_scenario_and_in_total():
+    spread = dict(workloadspread_pods=40, workloadspread_unplaced=21, workloadspread_delete_failed=0)
+    rows = {"eviction": row("eviction", workloadspread_violations=0, **spread),
+            "rollout": row("rollout", workloadspread_violations=2, **spread)}
+    summary = bench.summarise(rows)
+    assert (summary["total_workloadspread_pods"], summary["total_workloadspread_violations"]) == (80, 2)
+    assert summary["scenarios"]["rollout"]["workloadspread_violations"] == 2
+    assert summary["scenarios"]["eviction"]["workloadspread_unplaced"] == 21
+    plain = bench.summarise({"eviction": row("eviction")})
+    assert "total_workloadspread_violations" not in plain
+    assert "workloadspread_pods" not in plain["scenarios"]["eviction"]
