@@ -105,12 +105,6 @@ def excess(pods: list[dict], limits: dict[str, int], leaving: set[str] = frozens
 
 
 @dataclass
-class Violation:
-    at: float  # monotonic
-    over: dict[str, int]  # subset -> pods beyond maxReplicas
-
-
-@dataclass
 class SpreadFigures:
     """One scenario's WorkloadSpread figures (``ScenarioResult.workloadspread_*``)."""
 
