@@ -31,17 +31,6 @@ GROUP_VERSION = "apps.kruise.io/v1alpha1"
 WORKLOADS = {"Deployment": "/apis/apps/v1/deployments", "ReplicaSet": "/apis/apps/v1/replicasets",
              "Job": "/apis/batch/v1/jobs"}
 
-# Every API call this controller makes, as cluster-wide RBAC rules (for manager.rbac).
-RBAC_RULES = [
-    {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads/status"], "verbs": ["update"]},
-    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list", "watch"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch", "delete"]},  # annotations; Adaptive
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},  # pods created before the spread
-]
-
-
 def status_path(namespace: str, name: str) -> str:
     return f"/apis/apps.kruise.io/v1alpha1/namespaces/{namespace}/workloadspreads/{name}/status"
 

@@ -19,7 +19,6 @@ from localcluster.fleet import Fleet
 from manager.informer import Informer
 from tests.conftest import wait_for
 from tests.manager.conftest import start_cluster
-from tests.workloadspread import support
 
 pytestmark = pytest.mark.cluster
 
@@ -40,7 +39,6 @@ def local():
 def fleet(local):
     fleet = Fleet(local).install(2)
     api = local.api()
-    support.grant(api, fleet)
     fleet.start_all()
     fleet.wait_ready(timeout=90)
     admission = client.AdmissionregistrationV1Api(api)
