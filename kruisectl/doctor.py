@@ -419,29 +419,30 @@ def check_alerts(inv: Inventory, report: dict) -> Finding:
                    evidence=evidence)
 
 
-def _over_workloadspreads(check_id: str):
+def _over_workloadspreads(check_id: str, find, fine: str):
     """A check of the WorkloadSpreads against the nodes: not checked when either could not be
-    read, nothing to say when there is no WorkloadSpread; else the check's own verdict."""
-    def wrap(check):
-        @functools.wraps(check)
+    read, ok when there is no WorkloadSpread or ``find(workloadspreads, nodes)`` finds nothing
+    (``fine`` says so); else the decorated function's warning about what it found."""
+    def wrap(warn):
+        @functools.wraps(warn)
         def checked(inv: Inventory, report: dict) -> Finding:
             if inv.workloadspreads is None or inv.all_nodes is None:
                 return Finding(check_id, "info", "not checked: the WorkloadSpreads or the nodes could not be read")
             if not inv.workloadspreads:
                 return Finding(check_id, "ok", "no WorkloadSpread")
-            return check(inv, report)
+            found = find(inv.workloadspreads, inv.all_nodes)
+            if not found:
+                return Finding(check_id, "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): {fine}")
+            return warn(found)
         return checked
     return wrap
 
 
-@_over_workloadspreads("workloadspread-labels")
-def check_workloadspread_labels(inv: Inventory, report: dict) -> Finding:
+@_over_workloadspreads("workloadspread-labels", workloadspreads.label_gaps,
+                       "every schedulable node carries the labels their subsets select on")
+def check_workloadspread_labels(gaps: list[dict]) -> Finding:
     """Subsets select on node labels (the zone, mostly) that schedulable nodes lack: those
     nodes are outside every subset that requires the label."""
-    gaps = workloadspreads.label_gaps(inv.workloadspreads, inv.all_nodes)
-    if not gaps:
-        return Finding("workloadspread-labels", "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): every schedulable "
-                       "node carries the labels their subsets select on")
     first = gaps[0]
     more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
     nodes = ", ".join(first["nodesWithout"][:5]) + (", ..." if len(first["nodesWithout"]) > 5 else "")
@@ -451,14 +452,11 @@ def check_workloadspread_labels(inv: Inventory, report: dict) -> Finding:
                    f"nodes lack ({nodes}){more}", workloadspreads.label_fix(first["key"]), {"gaps": gaps})
 
 
-@_over_workloadspreads("workloadspread-subsets")
-def check_workloadspread_subsets(inv: Inventory, report: dict) -> Finding:
+@_over_workloadspreads("workloadspread-subsets", workloadspreads.unfillable,
+                       "every required subset term matches a schedulable node")
+def check_workloadspread_subsets(empty: list[dict]) -> Finding:
     """A subset whose requiredNodeSelectorTerm matches no schedulable node can never be filled:
     the pods the webhook puts in it stay Pending."""
-    empty = workloadspreads.unfillable(inv.workloadspreads, inv.all_nodes)
-    if not empty:
-        return Finding("workloadspread-subsets", "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): every required "
-                       "subset term matches a schedulable node")
     names = ", ".join(f"{e['workloadSpread']}/{e['subset']}" for e in empty)
     return Finding("workloadspread-subsets", "warning",
                    f"subset(s) no schedulable node matches, never filled: {names}",
