@@ -7,6 +7,7 @@ on-call engineer should read them.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 from . import workloadspreads
@@ -418,24 +419,30 @@ def check_alerts(inv: Inventory, report: dict) -> Finding:
                    evidence=evidence)
 
 
-def _no_workloadspreads(inv: Inventory, check: str) -> Finding | None:
-    if inv.workloadspreads is None or inv.all_nodes is None:
-        return Finding(check, "info", "not checked: the WorkloadSpreads or the nodes could not be read")
-    if not inv.workloadspreads:
-        return Finding(check, "ok", "no WorkloadSpread")
-    return None
+def _over_workloadspreads(check_id: str, find, fine: str):
+    """A check of the WorkloadSpreads against the nodes: not checked when either could not be
+    read, ok when there is no WorkloadSpread or ``find(workloadspreads, nodes)`` finds nothing
+    (``fine`` says so); else the decorated function's warning about what it found."""
+    def wrap(warn):
+        @functools.wraps(warn)
+        def checked(inv: Inventory, report: dict) -> Finding:
+            if inv.workloadspreads is None or inv.all_nodes is None:
+                return Finding(check_id, "info", "not checked: the WorkloadSpreads or the nodes could not be read")
+            if not inv.workloadspreads:
+                return Finding(check_id, "ok", "no WorkloadSpread")
+            found = find(inv.workloadspreads, inv.all_nodes)
+            if not found:
+                return Finding(check_id, "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): {fine}")
+            return warn(found)
+        return checked
+    return wrap
 
 
-def check_workloadspread_labels(inv: Inventory, report: dict) -> Finding:
+@_over_workloadspreads("workloadspread-labels", workloadspreads.label_gaps,
+                       "every schedulable node carries the labels their subsets select on")
+def check_workloadspread_labels(gaps: list[dict]) -> Finding:
     """Subsets select on node labels (the zone, mostly) that schedulable nodes lack: those
     nodes are outside every subset that requires the label."""
-    found = _no_workloadspreads(inv, "workloadspread-labels")
-    if found is not None:
-        return found
-    gaps = workloadspreads.label_gaps(inv.workloadspreads, inv.all_nodes or [])
-    if not gaps:
-        return Finding("workloadspread-labels", "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): every schedulable "
-                       "node carries the labels their subsets select on")
     first = gaps[0]
     more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
     nodes = ", ".join(first["nodesWithout"][:5]) + (", ..." if len(first["nodesWithout"]) > 5 else "")
@@ -445,16 +452,11 @@ def check_workloadspread_labels(inv: Inventory, report: dict) -> Finding:
                    f"nodes lack ({nodes}){more}", workloadspreads.label_fix(first["key"]), {"gaps": gaps})
 
 
-def check_workloadspread_subsets(inv: Inventory, report: dict) -> Finding:
+@_over_workloadspreads("workloadspread-subsets", workloadspreads.unfillable,
+                       "every required subset term matches a schedulable node")
+def check_workloadspread_subsets(empty: list[dict]) -> Finding:
     """A subset whose requiredNodeSelectorTerm matches no schedulable node can never be filled:
     the pods the webhook puts in it stay Pending."""
-    found = _no_workloadspreads(inv, "workloadspread-subsets")
-    if found is not None:
-        return found
-    empty = workloadspreads.unfillable(inv.workloadspreads, inv.all_nodes or [])
-    if not empty:
-        return Finding("workloadspread-subsets", "ok", f"{len(inv.workloadspreads)} WorkloadSpread(s): every required "
-                       "subset term matches a schedulable node")
     names = ", ".join(f"{e['workloadSpread']}/{e['subset']}" for e in empty)
     return Finding("workloadspread-subsets", "warning",
                    f"subset(s) no schedulable node matches, never filled: {names}",
@@ -462,10 +464,50 @@ def check_workloadspread_subsets(inv: Inventory, report: dict) -> Finding:
                    "uncordon them, or fix the term", {"unfillable": empty})
 
 
+def refuses_pod_deletions(webhook: dict) -> bool:
+    """A webhook on pod DELETE or pods/eviction CREATE whose failurePolicy is Fail (WorkloadSpread's
+    vpod.kb.io and vpodeviction.kb.io, as upstream registers them): with no replica to answer,
+    the apiserver refuses what it matches."""
+    if webhook.get("failurePolicy", "Fail") != "Fail":
+        return False
+    for rule in webhook.get("rules") or []:
+        resources, operations = rule.get("resources") or [], set(rule.get("operations") or [])
+        if ("pods" in resources and operations & {"DELETE", "*"}) or \
+                ("pods/eviction" in resources and operations & {"CREATE", "*"}):
+            return True
+    return False
+
+
+def check_workloadspread_drains(inv: Inventory, report: dict) -> Finding:
+    """WorkloadSpread's pod delete and eviction webhooks keep its deletingPods; their policy is
+    Fail, as upstream's, and they match every pod of the namespaces they cover (WorkloadSpread
+    or not): while no replica answers, node drains and evictions there wait on the manager."""
+    blocking = [(index, w) for index, w in enumerate((inv.validating or {}).get("webhooks") or [])
+                if refuses_pod_deletions(w)]
+    ready = [r["pod"] for r in report["replicas"] if r["ready"]]
+    spreads = "" if inv.workloadspreads is None else f" and {len(inv.workloadspreads) or 'no'} WorkloadSpread(s)"
+    names = ", ".join(w["name"] for _, w in blocking)
+    evidence = {"webhooks": [w["name"] for _, w in blocking], "readyReplicas": ready,
+                "workloadSpreads": None if inv.workloadspreads is None else len(inv.workloadspreads)}
+    if not blocking:
+        return Finding("workloadspread-drains", "ok", "no pod delete or eviction webhook with failurePolicy Fail: "
+                       "drains never wait on the manager", evidence=evidence)
+    if ready:
+        return Finding("workloadspread-drains", "ok", f"{names} (failurePolicy Fail) answered by {len(ready)} ready "
+                       "replica(s): pod deletions and evictions go through", evidence=evidence)
+    ignore = [{"op": "replace", "path": f"/webhooks/{index}/failurePolicy", "value": "Ignore"} for index, _ in blocking]
+    return Finding("workloadspread-drains", "warning",
+                   f"no ready manager replica{spreads}: {names} (failurePolicy Fail) refuse every pod delete and "
+                   "eviction in the namespaces they match, so node drains and evictions wait until a replica answers",
+                   f"bring a replica back (kubectl -n {inv.names.namespace} describe pods -l {inv.names.selector}); to "
+                   "drain before then, let them fail open for the drain's time and set them back to Fail after: "
+                   + patch_webhooks("validatingwebhookconfiguration", inv.validating, ignore), evidence)
+
+
 CHECKS = (check_leader, check_ready_replicas, check_spread, check_zone_labels, check_when_unsatisfiable,
           check_surge_capacity, check_host_network, check_liveness_probe, check_namespace_exclusion,
           check_webhook_timeout, check_failure_policy, check_pdb, check_certificate, check_zone_failure, check_alerts,
-          check_workloadspread_labels, check_workloadspread_subsets)
+          check_workloadspread_labels, check_workloadspread_subsets, check_workloadspread_drains)
 
 
 # Each check's id and the reads its verdict rests on: when one was refused the verdict is unknown.
@@ -487,6 +529,7 @@ NEEDS = {
     check_alerts: ("alerts", ("monitoring", "prometheus_rules", "service_monitors", "pod_monitors", "services")),
     check_workloadspread_labels: ("workloadspread-labels", ("workloadspreads", "all_nodes")),
     check_workloadspread_subsets: ("workloadspread-subsets", ("workloadspreads", "all_nodes")),
+    check_workloadspread_drains: ("workloadspread-drains", ("pods", "validating")),
 }
 
 # The checks of the manager's webhook configurations: with neither of them there is nothing to judge.

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Protocol
 
 import yaml
 
-from kubekit import kruise, paths
+from kubekit import formats, kruise, paths
 
 
 # What happens to a node under the plan.
@@ -32,14 +32,13 @@ CONFLICT = "conflict"  # has a different value and --overwrite was not given
 UNPLACED = "unplaced"  # the source has no value for it: listed, never guessed
 INVALID = "invalid"  # the source's value is not a valid label value: listed, never written
 CHANGING_ACTIONS = (LABEL, OVERWRITE)
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def label_value_error(value: str) -> str | None:
     """Why ``value`` cannot be a label value (None when it can), in the apiserver's terms."""
     if len(value) > 63:
         return f"{value[:20]!r}…: longer than 63 characters"
-    if not _LABEL_VALUE.match(value):
+    if not formats.LABEL_VALUE.match(value):
         return (f"{value!r}: a label value has alphanumerics, '-', '_' or '.', and starts and ends with an "
                 "alphanumeric")
     return None

@@ -7,7 +7,8 @@ One concept per module: ``options`` (every flag, declared once), ``lease`` (lead
 ``handlers`` (the admission handlers), ``certs`` (the serving credential and caBundle),
 ``health`` (readiness and liveness), ``app`` (the wiring of a process by its role), ``logs``, ``sidecarset`` (defaulting, injection, validation, status,
 as upstream v1.8.3), ``gojson`` and ``gotypes`` (upstream's Go encoding of a SidecarSet),
-``controller`` (leader-only status writer), ``informer`` (watched caches), ``metrics``,
+``controller`` (leader-only status writer; ``workloadspread.controller`` is WorkloadSpread's; both run on
+``reconciler``, their loop and lease gate), ``informer`` (watched caches), ``metrics``,
 ``rbac`` (every API call the manager makes), ``runnable`` (what runs, and when it stops),
 ``supervisor`` (the container's main process: holds the sockets, restarts the worker). The API
 client is ``kubekit.api``.

@@ -9,8 +9,6 @@ bounded by what is left of it, so a replica that lost or may have lost the Lease
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from . import metrics, sidecarset
 from .workloadspread import status as workloadspread_status
@@ -18,6 +16,7 @@ from .informer import Informer
 from kubekit import paths
 from kubekit.api import ApiError, Client
 from .lease import LeaderElector
+from .reconciler import Reconciler
 
 log = logging.getLogger("manager.controller")
 
@@ -42,62 +41,36 @@ def slim_pod(obj: dict) -> dict:
     return slim
 
 
-class StatusController:
+class StatusController(Reconciler):
+    thread_name = "sidecarset status"
+
     def __init__(self, client: Client, elector: LeaderElector, sidecarsets: Informer, namespaces: Informer,
                  resync: float = 30.0, min_interval: float = 0.5):
-        self.client = client
-        self.elector = elector
+        super().__init__(client, elector, resync, min_interval)
         self.sidecarsets = sidecarsets
         self.namespaces = namespaces
-        self.resync = resync
-        self.min_interval = min_interval
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
         self.pods: Informer | None = None
         self.pod_listeners: list = []  # others reading the same pod cache (the WorkloadSpread controller)
-        self.last_heartbeat = time.monotonic()
-
-    def _changed(self, *_args) -> None:
-        self._dirty.set()
 
     def _pod_changed(self, *args) -> None:
         self._dirty.set()
         for listener in self.pod_listeners:
             listener(*args)
 
+    def caches(self) -> tuple:
+        return self.pods, self.sidecarsets, self.namespaces
+
     def start(self) -> None:
         """Called once this replica leads; runs until :meth:`stop` or the lease is lost."""
         self.sidecarsets.on_change = self._changed
         self.pods = Informer(self.client, paths.pods(), transform=slim_pod, on_change=self._pod_changed,
                              name="pods").start()
-        threading.Thread(target=self._run, name="sidecarset status", daemon=True).start()
+        self.start_loop()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._dirty.set()
+        super().stop()
         if self.pods is not None:
             self.pods.stop()
-
-    def _run(self) -> None:
-        # The election may win before the shared caches are synced (it starts first): a
-        # status computed from a partial cache of SidecarSets or namespaces would be wrong.
-        deadline = time.monotonic() + 60
-        for cache in (self.pods, self.sidecarsets, self.namespaces):
-            cache.synced.wait(max(0.0, deadline - time.monotonic()))
-        last_full = 0.0
-        while not self._stop.is_set():
-            self.last_heartbeat = time.monotonic()
-            self._dirty.wait(1.0)
-            if self._stop.is_set():
-                return
-            if not self._dirty.is_set() and time.monotonic() - last_full < self.resync:
-                continue
-            self._dirty.clear()
-            last_full = time.monotonic()
-            self.sync_all()
-            # At most one pass per min_interval: a burst of pod events (a rollout, a scale-up)
-            # becomes one status write per SidecarSet, not one per pod.
-            self._stop.wait(self.min_interval)
 
     def sync_all(self) -> None:
         pods = self.pods.snapshot()
@@ -111,15 +84,15 @@ class StatusController:
                 self._dirty.set()
 
     def _write_status(self, obj: dict, status: dict) -> bool:
-        left = self.elector.may_act()
-        if left < 0.5 or self._stop.is_set():
+        timeout = self.write_timeout()
+        if timeout is None:
             return False  # not (surely) the leader: never write
         name = obj["metadata"]["name"]
         body = {"apiVersion": sidecarset.GROUP_VERSION, "kind": "SidecarSet",
                 "metadata": {"name": name, "resourceVersion": obj["metadata"]["resourceVersion"]},
                 "spec": obj.get("spec") or {}, "status": status}
         try:
-            self.client.request("PUT", paths.sidecarsets(name, "status"), body=body, timeout=min(5.0, left - 0.25))
+            self.client.request("PUT", paths.sidecarsets(name, "status"), body=body, timeout=timeout)
         except ApiError as err:
             if not err.conflict:
                 log.warning("status of SidecarSet %s not written: %s", name, err)

@@ -23,7 +23,7 @@ import re
 
 from kubekit.labels import selector_matches
 
-from kubekit import quantity
+from kubekit import formats, quantity
 
 from . import gojson
 
@@ -58,18 +58,14 @@ _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_REFERENCE = re.compile(  # distribution/reference's grammar: name[:tag][@digest]
     rf"^((?:(?:{_HOST}(?:\.{_HOST})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     r"(?::([\w][\w.-]{0,127}))?(?:@([A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}))?$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def _label_key_error(key) -> str | None:
     if not isinstance(key, str) or not key:
         return "must be a non-empty string"
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not formats.DNS1123_SUBDOMAIN.match(prefix)):
         return "has an invalid prefix"
     if len(name) > 63 or not _LABEL_NAME.match(name):
         return "is not a valid label key"
@@ -87,7 +83,7 @@ def selector_errors(selector, field: str) -> list[str]:
     for key, value in match_labels.items():
         if (why := _label_key_error(key)) is not None:
             errors.append(f"{field}.matchLabels: key {key!r} {why}")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not isinstance(value, str) or len(value) > 63 or not formats.LABEL_VALUE.match(value):
             errors.append(f"{field}.matchLabels[{key}]: {value!r} is not a valid label value")
     for i, expr in enumerate(expressions):
         where = f"{field}.matchExpressions[{i}]"
@@ -661,7 +657,7 @@ def _container_errors(container, where: str, init: bool = False) -> list[str]:
         return [f"{where}: must be an object"]
     errors = []
     name = container.get("name")
-    if not isinstance(name, str) or not _DNS1123_LABEL.match(name) or len(name) > 63:
+    if not isinstance(name, str) or not formats.DNS1123_LABEL.match(name) or len(name) > 63:
         errors.append(f"{where}.name: {name!r} must be a DNS-1123 label (lowercase letters, digits, '-')")
     image = container.get("image")
     if not image:
@@ -672,7 +668,7 @@ def _container_errors(container, where: str, init: bool = False) -> list[str]:
         env_name = env.get("name") if isinstance(env, dict) else None
         if not env_name:
             errors.append(f"{where}.env[{j}].name: required")
-        elif not _ENV_NAME.match(env_name):
+        elif not formats.ENV_VAR_NAME.match(env_name):
             errors.append(f"{where}.env[{j}].name: {env_name!r} is not a valid environment variable name "
                           "(letters, digits, '_', '-', '.', not starting with a digit)")
     errors += _mount_errors(container.get("volumeMounts"), where)

@@ -18,6 +18,7 @@ import requests
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, HostletError, create_hostlet_nodes
 from tests.conftest import require, wait_for
+from tests.namespaces import fresh_namespace
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -53,12 +54,8 @@ def core(local):
 
 @pytest.fixture
 def ns(core):
-    name = f"h-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-             timeout=30, what="default ServiceAccount")
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(core, "h") as name:
+        yield name
 
 
 def app_container(port: int, *args: str, readiness: dict | None = None, liveness: dict | None = None) -> dict:

@@ -16,41 +16,32 @@ from localcluster import demo
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("argv,function,expected", [
-    (["build"], "build_command", {"upstream": False}),
-    (["build", "--upstream"], "build_command", {"upstream": True}),
-    (["up"], "up", {"workdir": lc.DEFAULT_DIR, "nodes": 6, "bare_metal": 2, "zones": "zone-a,zone-b,zone-c",
-                    "timeout": 1800}),
-    (["up", "--dir", "/tmp/c", "--nodes", "3", "--bare-metal", "1", "--zones", "z1,z2", "--timeout", "12.5"], "up",
+@pytest.mark.parametrize("module,argv,function,expected", [
+    (lc, ["build"], "build_command", {"upstream": False}),
+    (lc, ["build", "--upstream"], "build_command", {"upstream": True}),
+    (lc, ["up"], "up", {"workdir": lc.DEFAULT_DIR, "nodes": 6, "bare_metal": 2, "zones": "zone-a,zone-b,zone-c",
+                        "timeout": 1800}),
+    (lc, ["up", "--dir", "/tmp/c", "--nodes", "3", "--bare-metal", "1", "--zones", "z1,z2", "--timeout", "12.5"], "up",
      {"workdir": Path("/tmp/c"), "nodes": 3, "bare_metal": 1, "zones": "z1,z2", "timeout": 12.5}),
-    (["up", "--nodes", "0", "--bare-metal", "1000"], "up",
+    (lc, ["up", "--nodes", "0", "--bare-metal", "1000"], "up",
      {"workdir": lc.DEFAULT_DIR, "nodes": 0, "bare_metal": 1000, "zones": "zone-a,zone-b,zone-c", "timeout": 1800}),
-    (["serve", "--dir", "/tmp/c", "--nodes", "3", "--bare-metal", "1", "--zones", "zone-a"], "serve",
+    (lc, ["serve", "--dir", "/tmp/c", "--nodes", "3", "--bare-metal", "1", "--zones", "zone-a"], "serve",
      {"workdir": Path("/tmp/c"), "nodes": 3, "bare_metal": 1, "zones": "zone-a"}),
-    (["serve", "--dir", "/tmp/c"], "serve", {"workdir": Path("/tmp/c"), "nodes": 6, "bare_metal": 2,
-                                             "zones": "zone-a,zone-b,zone-c"}),
-    (["down"], "down", {"workdir": lc.DEFAULT_DIR}),
-    (["down", "--dir", "/tmp/c"], "down", {"workdir": Path("/tmp/c")}),
-])
-def test_localcluster_parses(argv, function, expected):
-    args = vars(lc.parser().parse_args(argv))
-    assert args.pop("function") is getattr(lc, function)
-    args.pop("command")
-    assert args == expected
-
-
-@pytest.mark.parametrize("argv,function,expected", [
-    (["up"], "up", {"nodes": 6, "bare_metal": 2, "timeout": 1800}),
-    (["up", "--nodes", "1", "--bare-metal", "100", "--timeout", "60"], "up",
+    (lc, ["serve", "--dir", "/tmp/c"], "serve", {"workdir": Path("/tmp/c"), "nodes": 6, "bare_metal": 2,
+                                                 "zones": "zone-a,zone-b,zone-c"}),
+    (lc, ["down"], "down", {"workdir": lc.DEFAULT_DIR}),
+    (lc, ["down", "--dir", "/tmp/c"], "down", {"workdir": Path("/tmp/c")}),
+    (demo, ["up"], "up", {"nodes": 6, "bare_metal": 2, "timeout": 1800}),
+    (demo, ["up", "--nodes", "1", "--bare-metal", "100", "--timeout", "60"], "up",
      {"nodes": 1, "bare_metal": 100, "timeout": 60.0}),
-    (["serve", "--nodes", "6", "--bare-metal", "2"], "serve", {"nodes": 6, "bare_metal": 2, "images": []}),
-    (["serve", "--image", "/a.tar", "--image", "/b.tar"], "serve",
+    (demo, ["serve", "--nodes", "6", "--bare-metal", "2"], "serve", {"nodes": 6, "bare_metal": 2, "images": []}),
+    (demo, ["serve", "--image", "/a.tar", "--image", "/b.tar"], "serve",
      {"nodes": 6, "bare_metal": 2, "images": [Path("/a.tar"), Path("/b.tar")]}),
-    (["down"], "down", {}),
+    (demo, ["down"], "down", {}),
 ])
-def test_demo_parses(argv, function, expected):
-    args = vars(demo.parser().parse_args(argv))
-    assert args.pop("function") is getattr(demo, function)
+def test_each_command_line_parses(module, argv, function, expected):
+    args = vars(module.parser().parse_args(argv))
+    assert args.pop("function") is getattr(module, function)
     args.pop("command")
     assert args == expected
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Callable
 
@@ -22,6 +21,7 @@ from kubekit.api import ApiError, Client
 from kubekit.kruise import POD_DELETION_COST_ANNOTATION
 
 from ..informer import Informer
+from ..reconciler import Reconciler
 from . import status as ws_status
 from . import targets
 
@@ -31,86 +31,51 @@ GROUP_VERSION = "apps.kruise.io/v1alpha1"
 WORKLOADS = {"Deployment": "/apis/apps/v1/deployments", "ReplicaSet": "/apis/apps/v1/replicasets",
              "Job": "/apis/batch/v1/jobs"}
 
-# Every API call this controller makes, as cluster-wide RBAC rules (for manager.rbac).
-RBAC_RULES = [
-    {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apps.kruise.io"], "resources": ["workloadspreads/status"], "verbs": ["update"]},
-    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list", "watch"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch", "delete"]},  # annotations; Adaptive
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},  # pods created before the spread
-]
-
 
 def status_path(namespace: str, name: str) -> str:
     return f"/apis/apps.kruise.io/v1alpha1/namespaces/{namespace}/workloadspreads/{name}/status"
 
 
-class WorkloadSpreadController:
+class WorkloadSpreadController(Reconciler):
     """``pods``: returns the pod Informer in use (the SidecarSet controller starts a new one each
     time this replica leads); ``clock``: epoch seconds, for the status's timeouts."""
 
+    thread_name = "workloadspread controller"
+
     def __init__(self, client: Client, elector, workloadspreads: Informer, pods: Callable[[], Informer | None],
                  resync: float = 30.0, min_interval: float = 0.5, clock: Callable[[], float] = time.time):
-        self.client = client
-        self.elector = elector
+        super().__init__(client, elector, resync, min_interval)
         self.workloadspreads = workloadspreads
         self.pods_source = pods
-        self.resync = resync
-        self.min_interval = min_interval
         self.clock = clock
         self.workloads: dict[str, Informer] = {}
         self.pods: Informer | None = None
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
         self._nodes: dict[str, dict | None] = {}  # this pass's node reads
         self._due: dict[str, float] = {}  # WorkloadSpread key -> monotonic time it must be looked at again
-        self.last_heartbeat = time.monotonic()
 
-    def _changed(self, *_args) -> None:
-        self._dirty.set()
+    def caches(self) -> tuple:
+        return self.pods, self.workloadspreads, *self.workloads.values()
+
+    def due(self, now: float) -> bool:
+        return any(at <= now for at in self._due.values())
 
     def start(self) -> None:
         """Called once this replica leads (after the SidecarSet controller, whose pod cache it reads)."""
-        self._stop = threading.Event()  # this term's: a thread of an earlier term sees its own set
         self.workloadspreads.on_change = self._changed
         self.pods = self.pods_source()
         self.workloads = {kind: Informer(self.client, path, transform=targets.slim_workload, on_change=self._changed,
                                          name=kind.lower() + "s").start()
                           for kind, path in WORKLOADS.items()}
-        threading.Thread(target=self._run, args=(self._stop,), name="workloadspread controller", daemon=True).start()
+        self.start_loop()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._dirty.set()
+        super().stop()
         for informer in self.workloads.values():
             informer.stop()
 
     def pod_changed(self, *_args) -> None:
         """The pod cache's handler (a pod came, went, or changed)."""
         self._dirty.set()
-
-    def _run(self, stop: threading.Event) -> None:
-        # A status computed from partial caches would be wrong: wait for them (as the SidecarSet controller does).
-        deadline = time.monotonic() + 60
-        for cache in (self.pods, self.workloadspreads, *self.workloads.values()):
-            if cache is not None:
-                cache.synced.wait(max(0.0, deadline - time.monotonic()))
-        last_full = 0.0
-        while not stop.is_set():
-            self.last_heartbeat = time.monotonic()
-            self._dirty.wait(1.0)
-            if stop.is_set():
-                return
-            now = time.monotonic()
-            due = any(at <= now for at in self._due.values())
-            if not self._dirty.is_set() and not due and now - last_full < self.resync:
-                continue
-            self._dirty.clear()
-            last_full = now
-            self.sync_all()
-            # One pass per min_interval at most: a scale-up's burst of pod events is one pass.
-            stop.wait(self.min_interval)
 
     def sync_all(self) -> None:
         pods = self.pods.snapshot() if self.pods is not None else []
@@ -176,13 +141,6 @@ class WorkloadSpreadController:
         if plan.requeue_after is not None:
             self._retry(key, plan.requeue_after)
 
-    def _left(self) -> float | None:
-        """Seconds a write may take, or None when this replica is not (surely) the leader."""
-        left = self.elector.may_act()
-        if left < 0.5 or self._stop.is_set():
-            return None
-        return min(5.0, left - 0.25)
-
     def _node(self, name: str) -> dict | None:
         """A node, for pods the spread adopts (read once per pass; None when it is gone)."""
         if name not in self._nodes:
@@ -199,7 +157,7 @@ class WorkloadSpreadController:
                                f"deletion cost {cost}")
 
     def _patch_pod(self, namespace: str, name: str, body: dict, what: str) -> bool:
-        timeout = self._left()
+        timeout = self.write_timeout()
         if timeout is None:
             return False
         try:
@@ -214,7 +172,7 @@ class WorkloadSpreadController:
         return True
 
     def _write_status(self, ws: dict, status: dict) -> bool:
-        timeout = self._left()
+        timeout = self.write_timeout()
         if timeout is None:
             return False
         meta = ws["metadata"]
@@ -237,7 +195,7 @@ class WorkloadSpreadController:
     def _delete(self, pod: dict) -> None:
         """An Adaptive reschedule: the workload recreates the pod, and the webhook skips the
         subset now marked unschedulable. The uid precondition spares a namesake."""
-        timeout = self._left()
+        timeout = self.write_timeout()
         if timeout is None:
             return
         meta = pod["metadata"]

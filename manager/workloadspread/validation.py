@@ -24,7 +24,7 @@ import json
 import re
 from typing import Callable
 
-from kubekit import quantity
+from kubekit import formats, quantity
 
 from ..admission import allowed, denied, errored
 
@@ -35,18 +35,6 @@ MAX_SCHEDULED_FAILED_SECONDS = 300  # upstream's MaxScheduledFailedDuration
 MAX_INT32 = 2**31 - 1
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_QUALIFIED_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                       "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation "
-                       "is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-                          "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
-                          "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-                    "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-                    "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
 _ATOI = re.compile(r"^[+-]?[0-9]+$")  # Go's strconv.Atoi (no spaces, no underscores)
 # the pod lists a strategic merge patch merges by a key (k8s.io/api core/v1's patchMergeKey tags)
 _POD_SPEC_MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
@@ -104,7 +92,7 @@ def _qualified_name_errors(value: str) -> list[str]:
     parts = value.split("/")
     errs = []
     if len(parts) > 2:
-        return ["a qualified name " + _QUALIFIED_NAME_MSG + " with an optional DNS subdomain prefix and '/' "
+        return ["a qualified name " + formats.QUALIFIED_NAME.message + " with an optional DNS subdomain prefix and '/' "
                 "(e.g. 'example.com/MyName')"]
     name = parts[-1]
     if len(parts) == 2:
@@ -117,22 +105,22 @@ def _qualified_name_errors(value: str) -> list[str]:
         errs.append("name part must be non-empty")
     elif len(name) > 63:
         errs.append("name part must be no more than 63 characters")
-    if not _QUALIFIED_NAME.match(name):
-        errs.append("name part " + _QUALIFIED_NAME_MSG)
+    if not formats.QUALIFIED_NAME.match(name):
+        errs.append("name part " + formats.QUALIFIED_NAME.message)
     return errs
 
 
 def _dns_subdomain_errors(value: str) -> list[str]:
     errs = ["must be no more than 253 characters"] if len(value) > 253 else []
-    if not _DNS1123_SUBDOMAIN.match(value):
-        errs.append(_DNS1123_SUBDOMAIN_MSG)
+    if not formats.DNS1123_SUBDOMAIN.match(value):
+        errs.append(formats.DNS1123_SUBDOMAIN.message)
     return errs
 
 
 def _label_value_errors(value: str) -> list[str]:
     errs = ["must be no more than 63 characters"] if len(value) > 63 else []
-    if not _LABEL_VALUE.match(value):
-        errs.append(_LABEL_VALUE_MSG)
+    if not formats.LABEL_VALUE.match(value):
+        errs.append(formats.LABEL_VALUE.message)
     return errs
 
 
@@ -293,14 +281,6 @@ def _parse_group(api_version) -> str | None:
 
 
 # ---- the patch ----------------------------------------------------------------------------
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-                      "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-                      "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_ENV_NAME_MSG = ("a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', "
-                 "and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used "
-                 "for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')")
 DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 
@@ -398,16 +378,16 @@ def _container_errors(container: dict, where: str, volumes: set) -> list[str]:
     name = container.get("name") or ""
     if not name:
         errs.append(_required(f"{where}.name"))
-    elif len(name) > 63 or not _DNS1123_LABEL.match(name):
-        errs.append(_invalid(f"{where}.name", _q(name), _DNS1123_LABEL_MSG))
+    elif len(name) > 63 or not formats.DNS1123_LABEL.match(name):
+        errs.append(_invalid(f"{where}.name", _q(name), formats.DNS1123_LABEL.message))
     if not container.get("image"):
         errs.append(_required(f"{where}.image"))
     for j, env in enumerate(container.get("env") or []):
         env_name = (env or {}).get("name") or "" if isinstance(env, dict) else ""
         if not env_name:
             errs.append(_required(f"{where}.env[{j}].name"))
-        elif not _ENV_NAME.match(env_name):
-            errs.append(_invalid(f"{where}.env[{j}].name", _q(env_name), _ENV_NAME_MSG))
+        elif not formats.ENV_VAR_NAME.match(env_name):
+            errs.append(_invalid(f"{where}.env[{j}].name", _q(env_name), formats.ENV_VAR_NAME.message))
     paths: set = set()
     for j, mount in enumerate(container.get("volumeMounts") or []):
         if not isinstance(mount, dict):

@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import wait_for
+from tests.namespaces import fresh_namespace
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -34,13 +35,8 @@ def objects(api):
 
 @pytest.fixture
 def ns(api):
-    core = client.CoreV1Api(api)
-    name = f"t-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"team": "web"}}})
-    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-             timeout=30, what="default ServiceAccount")
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(client.CoreV1Api(api), "t", labels={"team": "web"}) as name:
+        yield name
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ kwok nodes: node-0..5 in zone-a/b/c, node-6 and node-7 without any zone label.""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +16,7 @@ from kruisectl.cli import cli
 
 from localcluster import fleet
 
+from ..conftest import wait_for
 from .conftest import run_on_layout
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
@@ -81,6 +84,47 @@ def test_doctor_and_status_on_workloadspreads(cluster, api, layout, namespace):
     assert not mine(found["workloadspread-subsets"]["evidence"].get("unfillable", []), namespace)
     report = json.loads(run_on_layout(cluster, layout, "status", "-o", "json").stdout)
     assert not mine(report["workloadSpreads"]["missingPods"], namespace)
+
+
+def test_doctor_warns_that_drains_wait_while_no_replica_answers(cluster, api, layout, namespace):
+    """WorkloadSpread's pod delete and eviction webhooks, registered as upstream's (failurePolicy
+    Fail; here they match no namespace): fine while a replica is ready; with none, a warning whose
+    fix, applied to the real configuration, clears it."""
+    fleet.install_crd(cluster.client())
+    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkloadSpread", "metadata": {"name": "web"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "subsets": [{"name": "rest"}]}})
+    admission = client.AdmissionregistrationV1Api(api)
+    first = admission.read_validating_webhook_configuration(layout["validating"]).to_dict()["webhooks"][0]
+    shared = {"clientConfig": {"caBundle": first["client_config"]["ca_bundle"],
+                               "service": {"namespace": namespace, "name": "kruise-webhook-service", "path": "/validate-pod"}},
+              "namespaceSelector": {"matchLabels": {"no-such-label": "x"}}, "failurePolicy": "Fail",
+              "sideEffects": "None", "admissionReviewVersions": ["v1"]}
+    admission.patch_validating_webhook_configuration(layout["validating"], [
+        {"op": "add", "path": "/webhooks/-", "value": {**shared, "name": "vpod.kb.io", "rules": [
+            {"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}},
+        {"op": "add", "path": "/webhooks/-", "value": {**shared, "name": "vpodeviction.kb.io", "rules": [
+            {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/eviction"]}]}}])
+
+    drains = doctor(cluster, layout)["workloadspread-drains"]
+    assert drains["level"] == "ok" and "answered by 3 ready replica(s)" in drains["message"], drains
+
+    client.AppsV1Api(api).patch_namespaced_deployment_scale("kruise-controller-manager", namespace,
+                                                            {"spec": {"replicas": 0}})
+    wait_for(lambda: not client.CoreV1Api(api).list_namespaced_pod(namespace).items, timeout=60, what="pods to go")
+    drains = doctor(cluster, layout)["workloadspread-drains"]
+    assert drains["level"] == "warning", drains
+    assert re.match(r"no ready manager replica and \d+ WorkloadSpread\(s\): vpod\.kb\.io, vpodeviction\.kb\.io "
+                    r"\(failurePolicy Fail\) refuse every pod delete and eviction", drains["message"]), drains
+    assert drains["evidence"]["webhooks"] == ["vpod.kb.io", "vpodeviction.kb.io"]
+    assert drains["remediation"].startswith(f"bring a replica back (kubectl -n {namespace} describe pods -l ")
+
+    argv = shlex.split(drains["remediation"].rpartition(" after: ")[2])
+    assert argv[:4] == ["kubectl", "patch", "validatingwebhookconfiguration", layout["validating"]]
+    admission.patch_validating_webhook_configuration(layout["validating"], json.loads(argv[-1]))
+    drains = doctor(cluster, layout)["workloadspread-drains"]
+    assert drains["level"] == "ok" and "no pod delete or eviction webhook with failurePolicy Fail" in drains["message"]
 
 
 def test_a_user_who_may_not_list_workloadspreads_gets_unknown(cluster, layout, viewer):

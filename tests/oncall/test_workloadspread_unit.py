@@ -1,5 +1,5 @@
 """kruisectl's WorkloadSpread checks as pure functions (no cluster): which label gaps and
-never-filled subsets doctor warns about, and what status says is missing. Against the real
+never-filled subsets doctor warns about, when its webhooks hold drains, and what status says is missing. Against the real
 apiserver: test_workloadspread_cluster.py."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kruisectl import workloadspreads as ws_checks
-from kruisectl.doctor import check_workloadspread_labels, check_workloadspread_subsets, diagnose
+from kruisectl.doctor import check_workloadspread_drains, check_workloadspread_labels, check_workloadspread_subsets, diagnose
 from kruisectl.inventory import Inventory, Names
 from kruisectl.status import build
 from kubekit import kruise
@@ -145,3 +145,49 @@ def test_a_node_tainted_against_the_subsets_is_no_gap_and_taints_never_make_a_su
     tainted_c = zoned("c1", "zone-c")
     tainted_c["spec"]["taints"] = [{"key": "gpu", "effect": "NoExecute"}]
     assert ws_checks.unfillable([spread("web", zone_subset("c", "zone-c"))], [tainted_c]) == []
+
+
+def webhook(name, operations, resources, policy=None) -> dict:
+    found = {"name": name, "rules": [{"operations": operations, "apiGroups": [""], "apiVersions": ["v1"],
+                                      "resources": resources}]}
+    if policy is not None:
+        found["failurePolicy"] = policy
+    return found
+
+
+VALIDATING = {"metadata": {"name": "kruise-validating-webhook-configuration"}, "webhooks": [
+    webhook("vsidecarset.kb.io", ["CREATE", "UPDATE"], ["sidecarsets"], "Fail"),
+    webhook("vpod.kb.io", ["DELETE"], ["pods"], "Fail"),
+    webhook("vpodeviction.kb.io", ["CREATE"], ["pods/eviction"])]}  # no policy: the API's default, Fail
+NO_REPLICA, ONE_READY = {"replicas": [{"pod": "m-0", "ready": False}]}, {"replicas": [{"pod": "m-0", "ready": True}]}
+
+
+@pytest.mark.parametrize("spreads, validating, report, level, said", [
+    ([spread("web"), spread("api")], VALIDATING, NO_REPLICA, "warning",
+     "no ready manager replica and 2 WorkloadSpread(s): vpod.kb.io, vpodeviction.kb.io (failurePolicy Fail) refuse "
+     "every pod delete and eviction in the namespaces they match, so node drains and evictions wait"),
+    # they match every pod of their namespaces, spread or not: drains wait all the same
+    ([], VALIDATING, NO_REPLICA, "warning", "no ready manager replica and no WorkloadSpread(s): vpod.kb.io, "),
+    (None, VALIDATING, NO_REPLICA, "warning", "no ready manager replica: vpod.kb.io, vpodeviction.kb.io "),
+    ([spread("web")], VALIDATING, ONE_READY, "ok", "answered by 1 ready replica(s)"),
+    ([spread("web")], {"metadata": {"name": "v"}, "webhooks": [webhook("vpod.kb.io", ["*"], ["pods"], "Ignore")]},
+     NO_REPLICA, "ok", "no pod delete or eviction webhook with failurePolicy Fail"),
+    ([spread("web")], {"metadata": {"name": "v"}, "webhooks": [webhook("vpod.kb.io", ["*"], ["pods"])]},
+     NO_REPLICA, "warning", "no ready manager replica and 1 WorkloadSpread(s): vpod.kb.io (failurePolicy Fail)"),
+    ([spread("web")], {"metadata": {"name": "v"}, "webhooks": [webhook("vpod.kb.io", ["UPDATE"], ["pods"])]},
+     NO_REPLICA, "ok", "no pod delete or eviction webhook"),
+    ([spread("web")], None, NO_REPLICA, "ok", "no pod delete or eviction webhook"),
+])
+def test_doctor_warns_that_drains_wait_while_no_replica_answers(spreads, validating, report, level, said):
+    found = check_workloadspread_drains(inventory(spreads, validating=validating), report)
+    assert (found.level, said in found.message) == (level, True), found.message
+
+
+def test_the_drain_fix_brings_a_replica_back_or_lets_those_webhooks_fail_open():
+    found = check_workloadspread_drains(inventory([spread("web")], validating=VALIDATING), NO_REPLICA)
+    assert found.remediation.startswith("bring a replica back (kubectl -n kruise-system describe pods -l ")
+    assert found.remediation.endswith(
+        "set them back to Fail after: kubectl patch validatingwebhookconfiguration kruise-validating-webhook-configuration "
+        "--type json -p '[{\"op\":\"replace\",\"path\":\"/webhooks/1/failurePolicy\",\"value\":\"Ignore\"},"
+        "{\"op\":\"replace\",\"path\":\"/webhooks/2/failurePolicy\",\"value\":\"Ignore\"}]'")
+    assert found.evidence == {"webhooks": ["vpod.kb.io", "vpodeviction.kb.io"], "readyReplicas": [], "workloadSpreads": 1}

@@ -101,16 +101,14 @@ def upstream_install(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def our_manager(*extra_args: str, prepare=lambda cluster, fleet: None):
+def our_manager(*extra_args: str):
     """This project's manager (one replica, webhook and controller) on a control plane of its
-    own, the side compared with the session's upstream install; ``prepare(cluster, fleet)``
-    runs after the install, before the manager starts."""
+    own, the side compared with the session's upstream install."""
     require("netns")
     cluster = LocalCluster.start(ClusterOptions(controller_manager=True, network=True), log=sys.stderr)
     fleet = None
     try:
         fleet = Fleet(cluster, extra_args=extra_args).install(1)
-        prepare(cluster, fleet)
         fleet.start_all()
         fleet.wait_ready(timeout=90)
         yield cluster

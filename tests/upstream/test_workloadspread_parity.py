@@ -17,7 +17,6 @@ from kubekit import kruise
 from localcluster.cluster import LocalCluster
 from tests.conftest import wait_for
 from tests.upstream.conftest import our_manager
-from tests.workloadspread import support
 
 pytestmark = pytest.mark.cluster
 
@@ -86,7 +85,7 @@ def normalized(pod: dict) -> str:
 
 @pytest.fixture(scope="module")
 def ours():
-    with our_manager(prepare=lambda cluster, fleet: support.grant(cluster.api(), fleet)) as cluster:
+    with our_manager() as cluster:
         yield Side("ours", cluster)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 import pytest
 from kubernetes import client
@@ -19,7 +18,7 @@ from localcluster.fleet import Fleet
 from manager.informer import Informer
 from tests.conftest import wait_for
 from tests.manager.conftest import start_cluster
-from tests.workloadspread import support
+from tests.namespaces import fresh_namespace
 
 pytestmark = pytest.mark.cluster
 
@@ -40,7 +39,6 @@ def local():
 def fleet(local):
     fleet = Fleet(local).install(2)
     api = local.api()
-    support.grant(api, fleet)
     fleet.start_all()
     fleet.wait_ready(timeout=90)
     admission = client.AdmissionregistrationV1Api(api)
@@ -64,13 +62,8 @@ def fleet(local):
 
 @pytest.fixture
 def ns(local):
-    core = client.CoreV1Api(local.api())
-    name = f"ws-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-             timeout=30, what="default ServiceAccount")
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(client.CoreV1Api(local.api()), "ws") as name:
+        yield name
 
 
 def zone_term(*zones) -> dict:

@@ -8,7 +8,6 @@ import pytest
 from kubernetes import client
 
 from localcluster.fleet import Fleet
-from manager.workloadspread.controller import RBAC_RULES
 from tests.conftest import wait_for
 from tests.manager.conftest import start_cluster
 from tests.workloadspread import scenarios
@@ -21,14 +20,7 @@ def spread_api():
     local = start_cluster()
     local.create_nodes(3)
     fleet = Fleet(local).install(1)
-    # The controller's own calls, until the chart's rules (manager.rbac) carry them.
     api = local.api()
-    rbac = client.RbacAuthorizationV1Api(api)
-    rbac.create_cluster_role({"metadata": {"name": "workloadspread-controller"}, "rules": RBAC_RULES})
-    rbac.create_cluster_role_binding({
-        "metadata": {"name": "workloadspread-controller"},
-        "subjects": [{"kind": "ServiceAccount", "name": fleet.account, "namespace": fleet.namespace}],
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "workloadspread-controller"}})
     client.CoreV1Api(api).create_namespace({"metadata": {"name": scenarios.NS}})
     fleet.start_all()
     fleet.wait_ready(timeout=90)
