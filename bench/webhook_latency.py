@@ -222,11 +222,14 @@ class Bench:
         self.shapes = args.shapes
 
     # ---- set-up --------------------------------------------------------------------------
-    def setup(self) -> None:
+    def cluster_options(self) -> ClusterOptions:
+        return ClusterOptions(scheduler=True, controller_manager=True, network=True)
+
+    def install_managers(self) -> None:
+        """The cluster, upstream's three replicas (unless --skip-upstream) and ours."""
         with_upstream = not self.args.skip_upstream
         built = build_upstream() if with_upstream else None
-        samepatch = build_samepatch()
-        self.cluster = LocalCluster.start(ClusterOptions(scheduler=True, controller_manager=True, network=True))
+        self.cluster = LocalCluster.start(self.cluster_options())
         self.api = Client.from_kubeconfig(str(self.cluster.kubeconfig), user_agent="webhook-bench",
                                           pool_size=2 * max(50, self.args.concurrency))
         if with_upstream:
@@ -251,6 +254,11 @@ class Bench:
         self.fleet.wait_ready(timeout=90)
         self.sides["ours"] = Side("ours", [r.host for r in self.fleet.replicas],
                                   [r.process.pid for r in self.fleet.replicas], ours_count)
+
+    def setup(self) -> None:
+        with_upstream = not self.args.skip_upstream
+        samepatch = build_samepatch()
+        self.install_managers()
         secret = self._wait_secret()
 
         for ns, labels in ((WITH, {}), (FLOOR_NS, {})):

@@ -107,6 +107,7 @@ class Fleet:
     account: str = kruise.SERVICE_ACCOUNT  # ServiceAccount, Role and RoleBinding name
     lease_id: str = kruise.LEASE  # pass --leader-election-id too when changing it
     supervise: bool = False  # run each replica under manager.supervisor, as the chart does
+    code_root: Path = ROOT  # the checkout whose manager runs (a bench's earlier revision beside this one)
     _kubeconfig: Path | None = None
 
     # ---- set-up ----------------------------------------------------------------------
@@ -142,9 +143,9 @@ class Fleet:
         token = client.request("POST", paths.service_accounts(ns, account, "token"), timeout=30, body={
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"expirationSeconds": 86400}})["status"]["token"]
+        prefix = self.prefix
         self._kubeconfig = self.cluster.write_token_kubeconfig(
-            self.cluster.workdir / f"{self.namespace}-manager.kubeconfig", token, for_hosts=True)
-        prefix = self.namespace if account == kruise.SERVICE_ACCOUNT else f"{self.namespace}-{account}"
+            self.cluster.workdir / f"{prefix}-manager.kubeconfig", token, for_hosts=True)
         self.replicas = [Replica(i, self.cluster.add_host(f"{prefix}-m{i}")) for i in range(count)]
         if not webhook_objects:
             return self
@@ -154,6 +155,11 @@ class Fleet:
         self.set_endpoints(self.replicas)
         self._create_webhook_configurations(client)
         return self
+
+    @property
+    def prefix(self) -> str:
+        """Of its hosts' and files' names: two fleets in one namespace have other accounts."""
+        return self.namespace if self.account == kruise.SERVICE_ACCOUNT else f"{self.namespace}-{self.account}"
 
     @property
     def lease_name(self) -> str:
@@ -199,18 +205,18 @@ class Fleet:
     def start(self, replica: Replica, *extra: str) -> Replica:
         logdir = self.cluster.workdir / "managers"
         logdir.mkdir(exist_ok=True)
-        replica.log = logdir / f"{self.namespace}-m{replica.index}.log"
+        replica.log = logdir / f"{self.prefix}-m{replica.index}.log"
         env = {**os.environ, "POD_NAME": f"kruise-controller-manager-m{replica.index}", "POD_NAMESPACE": self.namespace,
                "POD_UID": self.pod_uid(replica),
-               "KUBECONFIG": str(self._kubeconfig), "PYTHONPATH": str(ROOT),
-               "WEBHOOK_CERT_DIR": str(self.cluster.workdir / "managers" / f"{self.namespace}-m{replica.index}-certs")}
+               "KUBECONFIG": str(self._kubeconfig), "PYTHONPATH": str(self.code_root),
+               "WEBHOOK_CERT_DIR": str(self.cluster.workdir / "managers" / f"{self.prefix}-m{replica.index}-certs")}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         argv = [sys.executable, "-m", "manager", f"--metrics-addr=:{METRICS_PORT}",
                 f"--health-probe-addr=:{HEALTH_PORT}", f"--supervise={str(self.supervise).lower()}",
                 *self.extra_args, *extra]
         with open(replica.log, "ab") as log:
             replica.process = subprocess.Popen(replica.host.wrap(argv), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                               preexec_fn=die_with_parent, cwd=str(ROOT))
+                                               preexec_fn=die_with_parent, cwd=str(self.code_root))
         return replica
 
     def pod_uid(self, replica: Replica) -> str:
