@@ -48,7 +48,19 @@ def require(name: str, reason: str | None | object = ...) -> None:
     pytest.fail(text, pytrace=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped or failed test's report carries this process's capability verdicts, so the
+    process that counts (pytest-xdist's controller, not the worker that ran the test) knows an
+    allowed skip from an unexpected one."""
+    report = yield
+    if report.skipped or report.failed:
+        report.capability_decisions = _ledger.decisions()
+    return report
+
+
 def pytest_runtest_logreport(report):
+    _ledger.adopt(getattr(report, "capability_decisions", None) or {})
     if report.skipped and not hasattr(report, "wasxfail"):
         longrepr = report.longrepr
         _ledger.skipped_test(longrepr[2].removeprefix("Skipped: ") if isinstance(longrepr, tuple) else str(longrepr))
