@@ -82,6 +82,42 @@ def pytest_sessionfinish(session, exitstatus):
     return result
 
 
+# ---- parallel runs (pytest-xdist: make test runs -n N --dist loadgroup) --------------------
+# Session fixtures too costly to build once per worker: every test using one runs in one worker.
+SHARED_SESSION_FIXTURES = ("upstream_install",)
+
+
+def _group(item) -> str:
+    shared = [name for name in SHARED_SESSION_FIXTURES if name in item.fixturenames]
+    return shared[0] if shared else item.nodeid.split("::", 1)[0]
+
+
+def _rank(item) -> int:
+    """Longest first, so the last worker to finish does not start a long group late: the shared
+    install's tests, then cluster and image modules, then the unit modules filling in."""
+    if _group(item) in SHARED_SESSION_FIXTURES:
+        return 0
+    return 1 if item.get_closest_marker("cluster") or item.get_closest_marker("image") else 2
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """In a pytest-xdist worker: each test module is one group (its module fixtures, a private
+    cluster above all, start once), as is every test of a shared session fixture; the groups are
+    ordered longest first (``--no-loadscope-reorder`` keeps that order). A run without workers
+    keeps its order."""
+    if not hasattr(config, "workerinput"):
+        return
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(_group(item), []).append(item)
+    ranked = sorted(groups.items(), key=lambda group: min(_rank(item) for item in group[1]))
+    items[:] = [item for _, members in ranked for item in members]
+    for name, members in ranked:
+        for item in members:
+            item.add_marker(pytest.mark.xdist_group(name))
+
+
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
