@@ -91,7 +91,7 @@ preflight: $(STAMP)
 ## side by side (docs/testing.md); TEST_WORKERS=0 runs them one after another in one process.
 TEST_WORKERS ?= 4
 UNIT_WORKERS ?= 3
-XDIST = -n $(1) --dist loadgroup --no-loadscope-reorder
+XDIST = -n $(1) --dist loadscope --no-loadscope-reorder
 test: preflight
 	@$(MAKE) --no-print-directory build-upstream
 	$(PY) -m pytest -ra --durations=40 $(call XDIST,$(TEST_WORKERS)) $(PYTEST_ARGS)

@@ -27,6 +27,8 @@ def pytest_configure(config):
         raise pytest.UsageError(str(err)) from None
     global _ledger
     _ledger = capabilities.Ledger(allowed, partial=capabilities.PARTIAL_VARIABLE in os.environ)
+    if config.pluginmanager.hasplugin("xdist") and not config.pluginmanager.has_plugin("kruisectl-scheduling"):
+        config.pluginmanager.register(_Scheduling(), "kruisectl-scheduling")
 
 
 # ---- what the machine lacks: fail a full run, skip (and count) in a partial one ------------
@@ -82,40 +84,73 @@ def pytest_sessionfinish(session, exitstatus):
     return result
 
 
-# ---- parallel runs (pytest-xdist: make test runs -n N --dist loadgroup) --------------------
-# Session fixtures too costly to build once per worker: every test using one runs in one worker.
-SHARED_SESSION_FIXTURES = ("upstream_install",)
+# ---- parallel runs (pytest-xdist: make test runs -n N, docs/testing.md) ----------------------
+# A session fixture too costly to build once per worker, and the modules whose tests use it: they
+# run in one worker, one after another (a worker's collection checks that no other module uses it).
+SHARED_SESSION_FIXTURES = {
+    "upstream_install": frozenset(f"tests/upstream/test_{name}.py" for name in (
+        "doctor", "drill", "injection_parity", "install", "rollout", "sidecarset_fuzz", "status",
+        "webhook_check", "workloadspread_parity")),
+}
 
 
-def _group(item) -> str:
-    shared = [name for name in SHARED_SESSION_FIXTURES if name in item.fixturenames]
-    return shared[0] if shared else item.nodeid.split("::", 1)[0]
+_MISGROUPED = pytest.StashKey[str]()
 
 
-def _rank(item) -> int:
-    """Longest first, so the last worker to finish does not start a long group late: the shared
-    install's tests, then cluster and image modules, then the unit modules filling in."""
-    if _group(item) in SHARED_SESSION_FIXTURES:
+def group_of(nodeid: str) -> str:
+    """The unit of work one worker runs whole: the test's module (its module fixtures, a private
+    cluster above all, start once), or the modules sharing a costly session fixture."""
+    module = nodeid.split("::", 1)[0]
+    for fixture, modules in SHARED_SESSION_FIXTURES.items():
+        if module in modules:
+            return fixture
+    return module
+
+
+def _rank(group: str, items: list) -> int:
+    """Longest first, so that no worker starts a long group late: the shared install's tests,
+    then cluster and image modules, then the unit modules filling in."""
+    if group in SHARED_SESSION_FIXTURES:
         return 0
-    return 1 if item.get_closest_marker("cluster") or item.get_closest_marker("image") else 2
+    return 1 if any(item.get_closest_marker("cluster") or item.get_closest_marker("image") for item in items) else 2
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """In a pytest-xdist worker: each test module is one group (its module fixtures, a private
-    cluster above all, start once), as is every test of a shared session fixture; the groups are
-    ordered longest first (``--no-loadscope-reorder`` keeps that order). A run without workers
-    keeps its order."""
+    """In a pytest-xdist worker: the groups (``group_of``) in the order to run them, longest
+    first; the controller's scheduler keeps that order (``--no-loadscope-reorder``). A run
+    without workers keeps its order."""
     if not hasattr(config, "workerinput"):
         return
     groups: dict[str, list] = {}
     for item in items:
-        groups.setdefault(_group(item), []).append(item)
-    ranked = sorted(groups.items(), key=lambda group: min(_rank(item) for item in group[1]))
+        group = group_of(item.nodeid)
+        for fixture in SHARED_SESSION_FIXTURES:
+            if fixture in item.fixturenames and group != fixture:
+                item.stash[_MISGROUPED] = (f"{item.nodeid} uses {fixture} but would build it in a worker "
+                                           f"of its own: add its module to SHARED_SESSION_FIXTURES in tests/conftest.py")
+        groups.setdefault(group, []).append(item)
+    ranked = sorted(groups.items(), key=lambda group: _rank(*group))
     items[:] = [item for _, members in ranked for item in members]
-    for name, members in ranked:
-        for item in members:
-            item.add_marker(pytest.mark.xdist_group(name))
+
+
+def pytest_runtest_setup(item):
+    if _MISGROUPED in item.stash:
+        pytest.fail(item.stash[_MISGROUPED], pytrace=False)
+
+
+class _Scheduling:
+    """pytest-xdist's hook, registered only when xdist is: the controller hands out whole groups."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return group_of(nodeid)
+
+        return GroupScheduling(config, log)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):

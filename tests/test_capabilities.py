@@ -231,7 +231,7 @@ def test_preflight_without_root_fails_naming_root_unless_all_is_allowed(unprivil
         assert unexpected not in output
 
 
-XDIST = ("-n", "2", "--dist", "loadgroup")  # as make test runs: the workers decide, the controller counts
+XDIST = ("-n", "2", "--dist", "loadscope")  # as make test runs: the workers decide, the controller counts
 
 
 @pytest.mark.parametrize("workers", [(), XDIST], ids=["one-process", "xdist"])
