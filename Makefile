@@ -87,13 +87,17 @@ preflight: $(STAMP)
 
 ## test: everything, against the real local control plane (builds binaries on first run); a test
 ## the machine cannot run fails, and a skip fails the run, unless KRUISECTL_PARTIAL allows it; the
-## 40 slowest steps are listed at the end
+## 40 slowest steps are listed at the end. TEST_WORKERS pytest-xdist workers run the test modules
+## side by side (docs/testing.md); TEST_WORKERS=0 runs them one after another in one process.
+TEST_WORKERS ?= 4
+UNIT_WORKERS ?= 3
+XDIST = -n $(1) --dist loadscope --no-loadscope-reorder
 test: preflight
 	@$(MAKE) --no-print-directory build-upstream
-	$(PY) -m pytest -ra --durations=40 $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --durations=40 $(call XDIST,$(TEST_WORKERS)) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -ra -m "not cluster and not image" $(PYTEST_ARGS)
+	$(PY) -m pytest -ra -m "not cluster and not image" $(call XDIST,$(UNIT_WORKERS)) $(PYTEST_ARGS)
 
 bench: build
 	@for b in bench/*.py; do [ "$$b" = bench/repeat.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done

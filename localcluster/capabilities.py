@@ -142,6 +142,16 @@ class Ledger:
         self.fail_labels[text] = (name, label(name, reason))
         return False, text
 
+    def decisions(self) -> dict:
+        """What ``decide`` learnt, for a process that counts the skips of tests run by another
+        (pytest-xdist's workers decide, the controller counts and writes the last line)."""
+        return {"skip": dict(self.skip_labels), "fail": {text: list(pair) for text, pair in self.fail_labels.items()}}
+
+    def adopt(self, decisions: dict) -> None:
+        """Learn another process's ``decisions()``."""
+        self.skip_labels.update(decisions.get("skip", {}))
+        self.fail_labels.update({text: tuple(pair) for text, pair in decisions.get("fail", {}).items()})
+
     def skipped_test(self, text: str) -> None:
         if text in self.skip_labels:
             self.skipped[self.skip_labels[text]] += 1

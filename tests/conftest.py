@@ -27,6 +27,8 @@ def pytest_configure(config):
         raise pytest.UsageError(str(err)) from None
     global _ledger
     _ledger = capabilities.Ledger(allowed, partial=capabilities.PARTIAL_VARIABLE in os.environ)
+    if config.pluginmanager.hasplugin("xdist") and not config.pluginmanager.has_plugin("kruisectl-scheduling"):
+        config.pluginmanager.register(_Scheduling(), "kruisectl-scheduling")
 
 
 # ---- what the machine lacks: fail a full run, skip (and count) in a partial one ------------
@@ -48,7 +50,19 @@ def require(name: str, reason: str | None | object = ...) -> None:
     pytest.fail(text, pytrace=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped or failed test's report carries this process's capability verdicts, so the
+    process that counts (pytest-xdist's controller, not the worker that ran the test) knows an
+    allowed skip from an unexpected one."""
+    report = yield
+    if report.skipped or report.failed:
+        report.capability_decisions = _ledger.decisions()
+    return report
+
+
 def pytest_runtest_logreport(report):
+    _ledger.adopt(getattr(report, "capability_decisions", None) or {})
     if report.skipped and not hasattr(report, "wasxfail"):
         longrepr = report.longrepr
         _ledger.skipped_test(longrepr[2].removeprefix("Skipped: ") if isinstance(longrepr, tuple) else str(longrepr))
@@ -68,6 +82,75 @@ def pytest_sessionfinish(session, exitstatus):
         bad = bool(_ledger.missing or _ledger.unexpected)
         reporter.write_line(line, red=bad, yellow=not bad)
     return result
+
+
+# ---- parallel runs (pytest-xdist: make test runs -n N, docs/testing.md) ----------------------
+# A session fixture too costly to build once per worker, and the modules whose tests use it: they
+# run in one worker, one after another (a worker's collection checks that no other module uses it).
+SHARED_SESSION_FIXTURES = {
+    "upstream_install": frozenset(f"tests/upstream/test_{name}.py" for name in (
+        "doctor", "drill", "injection_parity", "install", "rollout", "sidecarset_fuzz", "status",
+        "webhook_check", "workloadspread_parity")),
+}
+
+
+_MISGROUPED = pytest.StashKey[str]()
+
+
+def group_of(nodeid: str) -> str:
+    """The unit of work one worker runs whole: the test's module (its module fixtures, a private
+    cluster above all, start once), or the modules sharing a costly session fixture."""
+    module = nodeid.split("::", 1)[0]
+    for fixture, modules in SHARED_SESSION_FIXTURES.items():
+        if module in modules:
+            return fixture
+    return module
+
+
+def _rank(group: str, items: list) -> int:
+    """Longest first, so that no worker starts a long group late: the shared install's tests,
+    then cluster and image modules, then the unit modules filling in."""
+    if group in SHARED_SESSION_FIXTURES:
+        return 0
+    return 1 if any(item.get_closest_marker("cluster") or item.get_closest_marker("image") for item in items) else 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """In a pytest-xdist worker: the groups (``group_of``) in the order to run them, longest
+    first; the controller's scheduler keeps that order (``--no-loadscope-reorder``). A run
+    without workers keeps its order."""
+    if not hasattr(config, "workerinput"):
+        return
+    groups: dict[str, list] = {}
+    for item in items:
+        group = group_of(item.nodeid)
+        for fixture in SHARED_SESSION_FIXTURES:
+            if fixture in item.fixturenames and group != fixture:
+                item.stash[_MISGROUPED] = (f"{item.nodeid} uses {fixture} but would build it in a worker "
+                                           f"of its own: add its module to SHARED_SESSION_FIXTURES in tests/conftest.py")
+        groups.setdefault(group, []).append(item)
+    ranked = sorted(groups.items(), key=lambda group: _rank(*group))
+    items[:] = [item for _, members in ranked for item in members]
+
+
+def pytest_runtest_setup(item):
+    if _MISGROUPED in item.stash:
+        pytest.fail(item.stash[_MISGROUPED], pytrace=False)
+
+
+class _Scheduling:
+    """pytest-xdist's hook, registered only when xdist is: the controller hands out whole groups."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class GroupScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return group_of(nodeid)
+
+        return GroupScheduling(config, log)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):

@@ -231,9 +231,13 @@ def test_preflight_without_root_fails_naming_root_unless_all_is_allowed(unprivil
         assert unexpected not in output
 
 
+XDIST = ("-n", "2", "--dist", "loadscope")  # as make test runs: the workers decide, the controller counts
+
+
+@pytest.mark.parametrize("workers", [(), XDIST], ids=["one-process", "xdist"])
 def test_a_full_run_without_root_fails_naming_what_is_missing_and_a_partial_one_passes_counting_its_skips(
-        unprivileged):
-    argv = ["-m", "pytest", "-p", "no:cacheprovider", "-ra", NEEDS_NETNS]
+        unprivileged, workers):
+    argv = ["-m", "pytest", "-p", "no:cacheprovider", "-ra", *workers, NEEDS_NETNS]
     with ThreadPoolExecutor(2) as pool:
         full, partial = pool.map(lambda env: unprivileged.run(argv, env), [{}, {"KRUISECTL_PARTIAL": "netns"}])
 
@@ -249,7 +253,8 @@ def test_a_full_run_without_root_fails_naming_what_is_missing_and_a_partial_one_
     assert _last_line(partial) == "1 skipped: no network namespaces: network namespaces need root (1)"
 
 
-def test_a_skip_no_capability_allows_fails_even_a_partial_run(unprivileged):
+@pytest.mark.parametrize("workers", [(), XDIST], ids=["one-process", "xdist"])
+def test_a_skip_no_capability_allows_fails_even_a_partial_run(unprivileged, workers):
     """A test file outside tests/ that skips on its own, run with tests/conftest.py's hooks."""
     with tempfile.TemporaryDirectory(prefix="kruisectl-skips-") as scratch:
         folder = Path(scratch)
@@ -257,7 +262,7 @@ def test_a_skip_no_capability_allows_fails_even_a_partial_run(unprivileged):
         (folder / "test_skips.py").write_text(
             "import pytest\n\n\ndef test_skips():\n    pytest.skip('flaky here')\n\n\ndef test_passes():\n    pass\n")
         result = unprivileged.run(["-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.conftest", "--rootdir",
-                                   scratch, "-c", os.devnull, "-ra", scratch], {"KRUISECTL_PARTIAL": "all"}, cwd=folder)
+                                   scratch, "-c", os.devnull, "-ra", *workers, scratch], {"KRUISECTL_PARTIAL": "all"}, cwd=folder)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 passed, 1 skipped" in result.stdout
     assert _last_line(result) == ("1 skipped: NOT ALLOWED: flaky here (1); a skip that no capability in "
