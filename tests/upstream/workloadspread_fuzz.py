@@ -115,7 +115,7 @@ class Side:
                   {"metadata": {"annotations": {"fuzz.kruise.io/nudge": str(count)}}},
                   content_type="application/merge-patch+json")
 
-    def snapshot(self, ns: str, replicas: int, adaptive: bool) -> tuple[bool, dict, bool]:
+    def snapshot(self, ns: str, replicas: int) -> tuple[bool, dict, bool]:
         """(settled, the normalised state, whether an annotated pod waits unschedulable)."""
         deploy = self.call("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/{gen.TARGET}")
         spread = self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")
@@ -299,7 +299,7 @@ class FuzzRunner:
         equal_since = unequal_since = None
         last_nudge, nudges = time.monotonic(), 0
         while True:
-            (s1, a, stuck1), (s2, b, stuck2) = self._both(Side.snapshot, ns, replicas, adaptive)
+            (s1, a, stuck1), (s2, b, stuck2) = self._both(Side.snapshot, ns, replicas)
             now = time.monotonic()
             waiting = adaptive and (stuck1 or stuck2)
             if s1 and s2 and a == b:
