@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv build build-upstream image image-tools browser dist lock cluster-up cluster-down demo demo-down preflight test test-unit bench fuzz-sidecarset diff-wsvalidation clean
+.PHONY: all venv build build-upstream image image-tools browser dist lock cluster-up cluster-down demo demo-down preflight test test-unit bench fuzz-sidecarset fuzz-workloadspread diff-wsvalidation clean
 
 all: test
 
@@ -112,6 +112,18 @@ fuzz-sidecarset: $(STAMP)
 	@report=$$(mktemp); rc=0; \
 	FUZZ_N=$(N) FUZZ_SEED=$(SEED) FUZZ_FEATURES=$(FEATURES) FUZZ_SHRINK=$${FUZZ_SHRINK:-120} FUZZ_REPORT=$$report \
 	  $(PY) -m pytest -ra -q -s -p no:cacheprovider tests/upstream/test_sidecarset_fuzz.py >&2 || rc=$$?; \
+	if [ -s $$report ]; then $(PY) -c 'import json, sys; d = json.load(open(sys.argv[1])); \
+	[print(x["case"] + "\n") for x in d["differences"]]; print(json.dumps(d["summary"]))' $$report; \
+	else echo "no report: the run did not finish (see above)" >&2; fi; rm -f $$report; exit $$rc
+
+## fuzz-workloadspread: the WorkloadSpread differential test (tests/upstream/test_workloadspread_fuzz.py) with
+## N random combinations of SEED (a new seed each run unless given; N is 40 unless given: about 15 s each)
+## against the real upstream manager, each played 0 -> N -> M -> K on both control planes.
+## Prints each difference as a ready-to-add case, then {"combinations": …, "identical": …, "differences": …, "seed": …}
+fuzz-workloadspread: $(STAMP)
+	@report=$$(mktemp); rc=0; \
+	FUZZ_N=$(if $(filter command line environment,$(origin N)),$(N),40) FUZZ_SEED=$(SEED) FUZZ_REPORT=$$report \
+	  $(PY) -m pytest -ra -q -s -p no:cacheprovider tests/upstream/test_workloadspread_fuzz.py >&2 || rc=$$?; \
 	if [ -s $$report ]; then $(PY) -c 'import json, sys; d = json.load(open(sys.argv[1])); \
 	[print(x["case"] + "\n") for x in d["differences"]]; print(json.dumps(d["summary"]))' $$report; \
 	else echo "no report: the run did not finish (see above)" >&2; fi; rm -f $$report; exit $$rc

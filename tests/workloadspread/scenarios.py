@@ -207,3 +207,29 @@ def pods_created_before_the_spread_are_adopted_by_node(api) -> None:
              what="statuses of the adopted pods")
     wait_for(lambda: costs_by_subset(api, "early") == {"a": ["300", "300"], "c": ["100"]}, timeout=30,
              what="their deletion costs")
+
+
+def pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(api) -> None:
+    """Found by the randomized differential test (test_workloadspread_fuzz, seed 20261204,
+    combination 0): pods the webhook leaves outside a full subset are adopted by node into
+    it at the controller's next reconcile, without a uid in their annotation, at cost -100.
+    Upstream reconciles on a change to the spread, not on a pod being bound: the touch below
+    is that event (ours needs none)."""
+    create_spread(api, "beyond", "beyond", [{"name": "rest", "maxReplicas": 2}],
+                  scheduleStrategy={"type": "Adaptive", "adaptive": {"rescheduleCriticalSeconds": 1}})
+    create_deployment(api, "beyond", 1)
+    wait_for(lambda: running(api, "beyond", 1), timeout=60, what="1 running pod")
+    scale(api, "beyond", 6)
+    wait_for(lambda: running(api, "beyond", 6), timeout=60, what="6 running pods")
+
+    def adopted():
+        client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, "beyond", {"metadata": {"annotations": {"test/touched": str(time.time())}}})
+        pods = live_pods(api, "beyond")
+        return all(MATCHED in (p.metadata.annotations or {}) for p in pods)
+    wait_for(adopted, timeout=30, interval=2, what="every pod annotated")
+    uids = sorted("uid" in json.loads(p.metadata.annotations[MATCHED]) for p in live_pods(api, "beyond"))
+    assert uids == [False] * 4 + [True] * 2  # the webhook's two, the controller's four
+    wait_for(lambda: costs_by_subset(api, "beyond") == {"rest": ["-100"] * 4 + ["100"] * 2}, timeout=30,
+             what="deletion costs")
+    wait_for(lambda: statuses(api, "beyond") == {"rest": (6, 0)}, timeout=30, what="status")

@@ -44,3 +44,7 @@ def test_adaptive_reschedules_a_pod_unschedulable_in_its_subset(spread_api):
 
 def test_pods_created_before_the_spread_are_adopted_by_node(spread_api):
     scenarios.pods_created_before_the_spread_are_adopted_by_node(spread_api)
+
+
+def test_pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(spread_api):
+    scenarios.pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(spread_api)

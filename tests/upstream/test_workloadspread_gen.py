@@ -1,0 +1,83 @@
+"""The WorkloadSpread differential test's generator and normalisation (workloadspread_gen,
+workloadspread_fuzz), without a cluster: a seed names its combinations, valid ones pass this
+manager's validation (upstream's rules), invalid ones are refused by it, and the snapshot
+normalises only what is random by nature."""
+
+from __future__ import annotations
+
+import json
+
+from manager.workloadspread.validation import validate
+from tests.upstream import workloadspread_gen as gen
+from tests.upstream.workloadspread_fuzz import _pod_record, normalize_status
+
+
+def _text(comb) -> str:
+    return json.dumps(comb, sort_keys=True)
+
+
+def test_a_seed_and_an_index_name_one_combination():
+    assert _text(gen.combination(42, 7)) == _text(gen.combination(42, 7))
+    assert _text(gen.combination(42, 7)) != _text(gen.combination(42, 8))
+    assert _text(gen.combination(42, 7)) != _text(gen.combination(43, 7))
+
+
+def test_valid_combinations_pass_and_invalid_ones_are_refused():
+    combs = [gen.combination(3, i) for i in range(400)]
+    valid = [c for c in combs if c["valid"]]
+    invalid = [c for c in combs if not c["valid"]]
+    assert 200 < len(valid) < 350 and invalid
+    for comb in valid:  # (a patch is checked against the stored template on the cluster only)
+        assert validate(gen.workloadspread(comb) | {"metadata": {"name": "spread", "namespace": "n"}}) == [], comb
+        assert all(0 <= r <= gen.MAX_REPLICAS for r in comb["steps"]) and comb["steps"][0] > 0
+    refused = [c for c in invalid if validate(gen.workloadspread(c) | {"metadata": {"name": "spread", "namespace": "n"}},
+                                              )]
+    # a breakage may leave a spread valid (a duplicate of a subset that another rule already
+    # stops, a patch checked only when the target exists), but most are refused
+    assert len(refused) > 0.8 * len(invalid)
+
+
+def test_the_draw_covers_what_the_issue_names():
+    specs = [c["spread"] for c in (gen.combination(9, i) for i in range(300)) if c["valid"]]
+    subsets = [s for spec in specs for s in spec["subsets"]]
+    kinds = {type(s.get("maxReplicas")).__name__ for s in subsets}
+    assert kinds == {"int", "str", "NoneType"}
+    operators = {e["operator"] for s in subsets for e in (s.get("requiredNodeSelectorTerm") or {}).get("matchExpressions", [])}
+    assert operators == {"In", "NotIn", "Exists", "DoesNotExist"}
+    assert any(gen.ABSENT_ZONE in json.dumps(s.get("requiredNodeSelectorTerm")) for s in subsets)
+    assert any("preferredNodeSelectorTerms" in s for s in subsets) and any("tolerations" in s for s in subsets)
+    assert any("labels" in (s.get("patch") or {}).get("metadata", {}) for s in subsets)
+    assert any("annotations" in (s.get("patch") or {}).get("metadata", {}) for s in subsets)
+    assert {(spec.get("scheduleStrategy") or {}).get("type") for spec in specs} == {None, "Fixed", "Adaptive"}
+
+
+def test_only_random_parts_are_normalised():
+    status = {"observedGeneration": 2, "subsetStatuses": [{
+        "name": "a", "replicas": 2, "missingReplicas": 1,
+        "creatingPods": {"web-5d8f7c9b6-x7k2p": "2026-12-04T10:00:00Z"},
+        "deletingPods": {"web-5d8f7c9b6-q9w8e": "2026-12-04T10:00:01Z", "odd-name": "2026-12-04T10:00:01Z"},
+        "conditions": [{"type": "Schedulable", "status": "False", "lastTransitionTime": "2026-12-04T10:00:00Z"}]}],
+        "versionedSubsetStatuses": {"5d8f7c9b6": [{"name": "a", "replicas": 2, "missingReplicas": 0}]}}
+    got = normalize_status(status)
+    assert got == {"observedGeneration": 2, "subsetStatuses": [{
+        "name": "a", "replicas": 2, "missingReplicas": 1, "creatingPods": ["web-5d8f7c9b6-*"],
+        "deletingPods": ["odd-name", "web-5d8f7c9b6-*"], "conditions": [{"type": "Schedulable", "status": "False"}]}],
+        "versionedSubsetStatuses": {"5d8f7c9b6": [{"name": "a", "replicas": 2, "missingReplicas": 0}]}}
+    pod = {"metadata": {"name": "web-5d8f7c9b6-x7k2p", "annotations": {
+        "apps.kruise.io/matched-workloadspread":
+            '{"name":"spread","subset":"a","uid":"0f8c2a4e-1b2c-4d5e-8f90-123456789abc"}',
+        "controller.kubernetes.io/pod-deletion-cost": "200"},
+        "labels": {"app": "web", "subset": "a", "topology.kubernetes.io/zone": "zone-b",
+                   "topology.kubernetes.io/region": "region-1"}},
+        "spec": {"affinity": {"x": 1}, "tolerations": [{"key": "k", "operator": "Exists"}]}}
+    assert _pod_record(pod, "running") == {
+        "subset": "a", "state": "running", "matched": '{"name":"spread","subset":"a","uid":"<uid>"}',
+        "annotations": {"controller.kubernetes.io/pod-deletion-cost": "200"},
+        "labels": {"app": "web", "subset": "a"}, "affinity": {"x": 1},
+        "tolerations": [{"key": "k", "operator": "Exists"}]}
+
+
+def test_a_case_is_python_for_scenarios():
+    comb = gen.combination(1, 0)
+    case = gen.as_case(comb, [{"replicas": 1}], "state: x")
+    assert eval(case.rstrip(","))["spread"] == comb["spread"]  # noqa: S307 - our own literal
