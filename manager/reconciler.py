@@ -1,7 +1,9 @@
 """The loop of the leader-only controllers (SidecarSet status, WorkloadSpread).
 
 A pass recomputes everything from the watched caches, so an event only marks the loop dirty,
-and a burst of them (a rollout, a scale-up) becomes one pass. Writes ask
+and a burst of them (a rollout, a scale-up) becomes one pass. An urgent change (a workload's
+replicas: the webhook admits the new pods against the status this pass writes) skips the
+``min_interval`` pause; the pause only spaces passes that ordinary events ask for. Writes ask
 :meth:`Reconciler.write_timeout` first, the lease gate: a replica that lost or may have lost
 the Lease never writes.
 """
@@ -25,11 +27,17 @@ class Reconciler:
         self.resync = resync
         self.min_interval = min_interval
         self._dirty = threading.Event()
+        self._urgent = threading.Event()
         self._stop = threading.Event()
         self.last_heartbeat = time.monotonic()
 
     def _changed(self, *_args) -> None:
         self._dirty.set()
+
+    def _changed_urgently(self) -> None:
+        """A pass now, even right after another (never two at once: the loop is one thread)."""
+        self._dirty.set()
+        self._urgent.set()
 
     def caches(self) -> tuple:
         return ()
@@ -48,6 +56,7 @@ class Reconciler:
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
+        self._urgent.set()
 
     def write_timeout(self) -> float | None:
         """Seconds a write may take, or None when this replica is not (surely) the leader."""
@@ -73,6 +82,7 @@ class Reconciler:
             if not self._dirty.is_set() and not self.due(now) and now - last_full < self.resync:
                 continue
             self._dirty.clear()
+            self._urgent.clear()  # one set from here on asks for the pass after this one at once
             last_full = now
             self.sync_all()
-            stop.wait(self.min_interval)
+            self._urgent.wait(self.min_interval)

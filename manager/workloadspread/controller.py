@@ -63,7 +63,7 @@ class WorkloadSpreadController(Reconciler):
         """Called once this replica leads (after the SidecarSet controller, whose pod cache it reads)."""
         self.workloadspreads.on_change = self._changed
         self.pods = self.pods_source()
-        self.workloads = {kind: Informer(self.client, path, transform=targets.slim_workload, on_change=self._changed,
+        self.workloads = {kind: Informer(self.client, path, transform=targets.slim_workload, on_change=self.workload_changed,
                                          name=kind.lower() + "s").start()
                           for kind, path in WORKLOADS.items()}
         self.start_loop()
@@ -72,6 +72,15 @@ class WorkloadSpreadController(Reconciler):
         super().stop()
         for informer in self.workloads.values():
             informer.stop()
+
+    def workload_changed(self, _kind: str, old: dict | None, new: dict | None) -> None:
+        """A target's replicas changed: percent limits and missingReplicas move with them, and
+        the webhook admits the workload's new pods against the status written next, so that
+        pass runs at once (upstream's controller reconciles on the event too)."""
+        if targets.scale_of(old) != targets.scale_of(new):
+            self._changed_urgently()
+        else:
+            self._changed()
 
     def pod_changed(self, *_args) -> None:
         """The pod cache's handler (a pod came, went, or changed)."""

@@ -22,6 +22,14 @@ def slim_workload(obj: dict) -> dict:
             "spec": {k: spec[k] for k in ("replicas", "parallelism", "selector", "template") if k in spec}}
 
 
+def scale_of(workload: dict | None) -> tuple | None:
+    """What sets a workload's pod count (None for one absent): a change of it is urgent."""
+    if workload is None:
+        return None
+    spec = workload.get("spec") or {}
+    return spec.get("replicas"), spec.get("parallelism")
+
+
 def reference(ws: dict) -> dict | None:
     """The targetRef if it names a kind this manager handles, in its API group."""
     ref = (ws.get("spec") or {}).get("targetRef")

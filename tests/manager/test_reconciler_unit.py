@@ -69,3 +69,19 @@ def test_writes_only_with_half_a_second_of_lease_left_and_at_most_five_seconds()
     for left, expected in ((15.0, 5.0), (3.0, 2.75), (0.6, 0.35), (0.4, None), (-1.0, None)):
         loop.elector.left = left
         assert loop.write_timeout() == expected
+
+
+def test_an_urgent_change_skips_the_pause_an_ordinary_one_waits_out():
+    loop = Counting(resync=3600, min_interval=30)
+    loop.cache.synced.set()
+    loop.start_loop()
+    try:
+        loop._changed()
+        wait_for(lambda: loop.passes == 1, timeout=5, interval=0.01, what="the first pass")
+        loop._changed()
+        time.sleep(0.3)
+        assert loop.passes == 1, "an ordinary change ran a pass inside min_interval"
+        loop._changed_urgently()
+        wait_for(lambda: loop.passes == 2, timeout=5, interval=0.01, what="the urgent pass")
+    finally:
+        loop.stop()

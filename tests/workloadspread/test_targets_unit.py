@@ -79,3 +79,15 @@ def test_target_pods_and_replicas(ws, workload, rss, expected):
 ])
 def test_latest_version(ws, workload, rss, expected):
     assert targets.latest_version(ws, workload, rss) == expected
+
+
+@pytest.mark.parametrize("old, new, changed", [
+    (None, {"spec": {"replicas": 3}}, True),  # a new target
+    ({"spec": {"replicas": 3}}, None, True),  # a deleted one
+    ({"spec": {"replicas": 3}}, {"spec": {"replicas": 5}}, True),
+    ({"spec": {"parallelism": 2}}, {"spec": {"parallelism": 4}}, True),  # a Job
+    ({"spec": {"replicas": 3, "template": {"a": 1}}}, {"spec": {"replicas": 3, "template": {"a": 2}}}, False),
+    ({"metadata": {"labels": {"x": "1"}}, "spec": {"replicas": 3}}, {"spec": {"replicas": 3}}, False),
+])
+def test_a_scale_change_is_told_from_other_changes(old, new, changed):
+    assert (targets.scale_of(old) != targets.scale_of(new)) is changed
