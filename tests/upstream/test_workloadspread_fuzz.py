@@ -19,13 +19,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kubernetes import client
 
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.fleet import Fleet
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
 from localcluster.upstream import build_upstream, install_upstream, programs
-from manager.workloadspread.controller import RBAC_RULES
 from tests.conftest import require, wait_for
 from tests.upstream import workloadspread_gen as gen
 from tests.upstream.workloadspread_fuzz import FuzzRunner, Side, log
@@ -98,14 +96,6 @@ def our_side():
         _nodes(cluster)
         fleet = Fleet(cluster).install(1)
         add_workloadspread_webhooks(cluster, fleet)
-        api = cluster.api()
-        rbac = client.RbacAuthorizationV1Api(api)  # the controller's own calls, as test_controller grants them
-        rbac.create_cluster_role({"metadata": {"name": "workloadspread-controller"}, "rules": RBAC_RULES})
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": "workloadspread-controller"},
-            "subjects": [{"kind": "ServiceAccount", "name": fleet.account, "namespace": fleet.namespace}],
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "workloadspread-controller"}})
         fleet.start_all()
         fleet.wait_ready(timeout=90)
         wait_for(fleet.leader, timeout=30, what="a leader")
