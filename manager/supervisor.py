@@ -88,6 +88,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .options import Options
+from .sockets import HolderLink
 
 log = logging.getLogger("manager.supervisor")
 
@@ -301,10 +302,21 @@ class Supervisor:
         self.stop_signals: list[int] = []
         self.stopping = False
         self.exit_code: int | None = None
+        self.holder = HolderLink(options.socket_holder) if options.socket_holder else None
+        self.holder_retry_at = 0.0
 
     # ---- sockets -------------------------------------------------------------------------
     def bind(self) -> None:
-        for name, (host, port) in addresses(self.options).items():
+        """The sockets the holder keeps (a previous container of this pod bound them), the
+        others bound here; the holder then gets a copy of each."""
+        wanted = addresses(self.options)
+        if self.holder is not None:
+            self.sockets.update(self.holder.fetch(wanted))
+            if self.sockets:
+                log.info("listening sockets taken from the socket holder", extra={"sockets": sorted(self.sockets)})
+        for name, (host, port) in wanted.items():
+            if name in self.sockets:
+                continue
             sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -314,6 +326,30 @@ class Supervisor:
                 raise OSError(f"{name} port {host}:{port}: {err.strerror or err}") from None
             sock.listen(1024)
             self.sockets[name] = sock
+        self._hand_to_holder()
+
+    def _hand_to_holder(self) -> None:
+        """Give the holder a copy of every socket (it may have restarted empty); without one,
+        try again a second later."""
+        if self.holder is None or self.stopping or not self.sockets:
+            return
+        if self.holder.connect() and self.holder.give(self.sockets):
+            log.info("the socket holder keeps the listening sockets", extra={"path": self.holder.path})
+            return
+        self.holder_retry_at = self.clock() + 1.0
+
+    def _tend_holder(self) -> None:
+        if self.holder is None or self.holder.conn is not None or self.clock() < self.holder_retry_at:
+            return
+        self._hand_to_holder()
+
+    def _release_holder(self) -> None:
+        """A deliberate stop: the holder's copies go first, so the worker's drain alone decides
+        when the ports close (a death, not this, keeps them open)."""
+        if self.holder is not None:
+            self.holder.release()
+            self.holder.drop()
+            self.holder = None
 
     def _close_sockets(self) -> None:
         for sock in self.sockets.values():
@@ -363,6 +399,8 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         for sock in self.sockets.values():
             sock.detach()
+        if self.holder is not None:
+            self.holder.detach()
         os.close(heartbeat_read)
         inherited = {*handoff.sockets.values(), handoff.heartbeat_fd}
         for fd in inherited:
@@ -414,6 +452,7 @@ class Supervisor:
                       self.options.worker_restart_limit, self.options.worker_restart_window,
                       extra={"pid": worker.pid, "identity": worker.identity})
             self.exit_code = code or 1
+            self._release_holder()
             self._close_sockets()
             return
         log.warning("worker %s after %.1fs; restarting it", how, ran,
@@ -465,6 +504,7 @@ class Supervisor:
             sig = self.stop_signals.pop(0)
             if not self.stopping:
                 self.stopping = True
+                self._release_holder()
                 self._close_sockets()  # the worker's drain decides when the ports close
                 log.info("stopping the worker", extra={"signal": signal.Signals(sig).name})
             if self.worker is not None:
@@ -498,8 +538,14 @@ class Supervisor:
             if self.worker is None:
                 return self.exit_code if self.exit_code is not None else 1
             self._watchdog()
+            self._tend_holder()
             watched = [wake_read] + ([self.worker.heartbeat] if self.worker.heartbeat >= 0 else [])
+            if self.holder is not None and self.holder.conn is not None:
+                watched.append(self.holder.fileno())
             readable, _, _ = select.select(watched, [], [], HEARTBEAT_INTERVAL / 2)
+            if self.holder is not None and self.holder.fileno() in readable and self.holder.lost():
+                log.warning("the socket holder went away; handing it the sockets again once it is back")
+                self.holder_retry_at = self.clock()
             if wake_read in readable:
                 try:
                     os.read(wake_read, 4096)
