@@ -158,10 +158,11 @@ class Options:
         "write the predecessor sent just before it died has finished at the apiserver by then",
         parse=duration)
     socket_holder: str = option(
-        "", "unix socket of the pod's socket holder (kruise-manager socket-holder, a second container sharing an "
-        "emptyDir with this one): the supervisor keeps a copy of its listening sockets there, so while this whole "
-        "container restarts (SIGKILL, an OOM kill) connections wait in the backlog instead of being refused; "
-        "absent or empty: the supervisor holds them alone. Needs --supervise", metavar="PATH")
+        "/tmp/kruise-socket-holder/holder.sock", "unix socket of the pod's socket holder (kruise-manager "
+        "socket-holder, a second container sharing an emptyDir with this one): the supervisor keeps a copy of its "
+        "listening sockets there, so while this whole container restarts (SIGKILL, an OOM kill) connections wait "
+        "in the backlog instead of being refused; no holder there (or empty): the supervisor holds them alone and "
+        "tries again every second. Only with --supervise", metavar="PATH")
     feature_gates: str = option(
         "", "upstream's feature gates, Name=true,Other=false; this manager reads "
         "SidecarSetPatchPodMetadataDefaultsAllowed (patchPodMetadata allowed without a whitelist in the "
@@ -242,8 +243,6 @@ def validate(options: Options) -> None:
                                        options.leader_election_retry_period)
     if problem:
         raise ValueError(problem)
-    if options.socket_holder and not options.supervise:
-        raise ValueError("--socket-holder needs --supervise (the supervisor hands the holder its sockets)")
     if options.worker_restart_limit < 0:
         raise ValueError(f"--worker-restart-limit must be 0 or more (got {options.worker_restart_limit})")
     if options.webhook_peer_probe_interval <= 0:

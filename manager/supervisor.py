@@ -311,6 +311,8 @@ class Supervisor:
         others bound here; the holder then gets a copy of each."""
         wanted = addresses(self.options)
         if self.holder is not None:
+            if not self.holder.connect():
+                log.info("no socket holder at %s: listening alone (trying it again every second)", self.holder.path)
             self.sockets.update(self.holder.fetch(wanted))
             if self.sockets:
                 log.info("listening sockets taken from the socket holder", extra={"sockets": sorted(self.sockets)})

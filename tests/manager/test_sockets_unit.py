@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from manager.options import parse, validate
 from manager.sockets import HolderLink, Store, same_address, usable
 
 
@@ -90,12 +89,6 @@ def test_a_socket_given_again_replaces_the_copy_and_release_closes_every_copy():
     assert store.handle({"op": "release"}, []) == ({"released": 1}, [])
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
-
-
-def test_the_holder_needs_the_supervisor():
-    validate(parse(["--socket-holder=/run/x/holder.sock"], environ={}))
-    with pytest.raises(ValueError, match="--socket-holder needs --supervise"):
-        validate(parse(["--socket-holder=/run/x/holder.sock", "--supervise=false"], environ={}))
 
 
 # ---- real processes ------------------------------------------------------------------------
