@@ -9,6 +9,7 @@ One concept per module: ``options`` (every flag, declared once), ``lease`` (lead
 as upstream v1.8.3), ``gojson`` and ``gotypes`` (upstream's Go encoding of a SidecarSet),
 ``controller`` (leader-only status writer), ``informer`` (watched caches), ``metrics``,
 ``rbac`` (every API call the manager makes), ``runnable`` (what runs, and when it stops),
-``supervisor`` (the container's main process: holds the sockets, restarts the worker). The API
+``supervisor`` (the container's main process: holds the sockets, restarts the worker), ``sockets`` (the
+socket holder that keeps them across a restart of the whole container). The API
 client is ``kubekit.api``.
 """

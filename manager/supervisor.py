@@ -8,6 +8,11 @@ What it does (``--supervise=false`` runs the manager as one process instead):
   inheritance). While a worker restarts, new connections wait in the listen backlog: none is
   refused, and the new worker accepts them once its caches are synced (``WebhookServer``'s
   ``serve_when``). Kubelet probes wait there as well instead of failing at once.
+- With a socket holder in the pod (``--socket-holder``, :mod:`manager.sockets`) it takes the
+  sockets the holder keeps from the pod's previous container, binds only what is missing, and
+  gives the holder a copy of each (again whenever the holder restarts), so a death of this
+  whole container refuses nothing either; a deliberate stop (SIGTERM, the crash-loop exit)
+  releases the holder's copies first.
 - It starts the worker, reaps it with ``waitpid`` and starts the next one at once, telling it
   the identities of the workers it reaped (see *Safety*) in a :class:`Handoff`. A worker is a
   ``fork`` of the supervisor without ``exec`` (named ``kruise-worker``): the supervisor
@@ -69,6 +74,14 @@ What gives no such proof keeps the lease duration: a pod deleted with grace 0 or
 whole (the next pod has another UID), a lost node or a partition: a replica elsewhere cannot
 tell a dead leader from one cut off, so it waits ``leaseDuration`` as before (a graceful stop
 releases the Lease and waits for nothing).
+
+Refused connections: none while a worker restarts (this process holds the sockets), none while
+the whole container restarts when the pod has a socket holder (it holds them: the connections
+sent before the endpoint leaves wait in the backlog for the next container, ~2 s, within the
+webhook's 10 s timeout). Without a holder that restart refuses the connections the Service sends
+in the ~0.4 s before the endpoint leaves. Still refused or failed: a lost node, a pod deleted
+or killed whole (holder and manager go together), and the requests in flight on a dead
+process's own connections (reset with it).
 """
 
 from __future__ import annotations
