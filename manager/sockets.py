@@ -29,6 +29,8 @@ Why it is safe:
   holder has no probes: the manager's own readiness and liveness say whether the replica
   serves; a probe sent while the manager is dead waits in the backlog and times out, as it was
   refused before, so the pod still leaves the endpoints at once (its manager is not ready).
+- Its cost: a pod is Ready only while every container runs, so a crash of the holder itself
+  takes the replica out of the endpoints until the kubelet has restarted it (a second or so).
 - What still refuses: the holder gone with the manager (the node lost, the pod deleted or
   killed whole, the holder itself crashed at the same time); those keep today's costs.
 

@@ -517,9 +517,9 @@ class Supervisor:
         """Pass SIGTERM/SIGINT on to the worker (woken first, should it be stopped)."""
         while self.stop_signals:
             sig = self.stop_signals.pop(0)
-            if not self.stopping:
+            first = not self.stopping
+            if first:
                 self.stopping = True
-                self._release_holder()
                 self._close_sockets()  # the worker's drain decides when the ports close
                 log.info("stopping the worker", extra={"signal": signal.Signals(sig).name})
             if self.worker is not None:
@@ -528,6 +528,8 @@ class Supervisor:
                     os.kill(self.worker.pid, sig)
                 except ProcessLookupError:
                     pass
+            if first:  # after the worker has its signal: a stuck holder delays nothing
+                self._release_holder()
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> int:

@@ -157,7 +157,7 @@ class Dialer:
     """Opens a connection to ``ip:port`` every ``interval`` and completes a TLS handshake on
     each (on a thread of its own, up to ``patience`` s): what a client of that one replica sees."""
 
-    def __init__(self, ip: str, port: int, interval: float = 0.02, patience: float = 15.0):
+    def __init__(self, ip: str, port: int, interval: float = 0.05, patience: float = 15.0):
         self.ip, self.port, self.interval, self.patience = ip, port, interval, patience
         self.outcomes: list[tuple[float, str]] = []  # (when it dialed, monotonic; how it ended)
         self.lock, self.stopping = threading.Lock(), threading.Event()
@@ -231,10 +231,49 @@ def test_a_container_killed_whole_refuses_nothing_while_its_socket_holder_keeps_
     assert restart_counts(installed)[name] == counts[name] + 1  # the container itself was restarted
     assert hostlet.worker(namespace, name).containers[1].restart_count == holder_restarts  # not the holder
     assert [o for _, o in outcomes if o != "served"] == [], "the replica's own port refused or dropped connections"
-    assert len(dead_window) >= 10, "the client dialed too little while the container was dead"
+    assert len(dead_window) >= 5, "the client dialed too little while the container was dead"
     assert result.refused == 0, result.failures
     lost_only_what_was_in_flight(result)
     only_the_victims_failed(result, ips)
-    assert result.breaches == [], result
-    if leader:
-        assert result.new_leader and result.new_leader.startswith(name + "_"), result  # its own next container
+    if leader:  # its own pod's next container took the Lease (how fast: bench/ha_drills.py)
+        assert result.new_leader and result.new_leader.startswith(name + "_"), result
+
+
+def holder_keeps_the_port(installed, pod: str) -> bool:
+    """Whether the pod's socket holder keeps a webhook socket (asked through the emptyDir's
+    unix socket, which the hostlet keeps on this machine)."""
+    from manager.sockets import HolderLink
+
+    directory = installed.hostlet.worker(installed.namespace, pod).dir / "volumes" / "socket-holder"
+    fd = os.open(directory, os.O_PATH)  # its path is longer than a unix socket's address may be
+    try:
+        found = HolderLink(f"/proc/self/fd/{fd}/holder.sock").fetch({"webhook": ("0.0.0.0", 9876)})
+    finally:
+        os.close(fd)
+    for sock in found.values():
+        sock.close()
+    return bool(found)
+
+
+def test_with_its_socket_holder_killed_too_the_port_refuses_and_the_restarted_holder_gets_it_again(installed):
+    """The negative control of the test above (the same client, the same kill, but the holder
+    killed first: the port is refused while the manager restarts), then the pod mends itself:
+    the restarted holder starts empty and the new supervisor hands it the port."""
+    installed.wait_settled()
+    hostlet, namespace = installed.hostlet, installed.namespace
+    target = drill.Target(installed.client(), Names(namespace=namespace), 10)
+    current = (target.leader_pod() or {}).get("metadata", {}).get("name")
+    name = next(p["metadata"]["name"] for p in target.pods() if pod_ready(p) and p["metadata"]["name"] != current)
+    ips, counts = pod_ips(installed), restart_counts(installed)
+    wait_for(lambda: holder_keeps_the_port(installed, name), timeout=30, what="the holder keeping the port")
+    with Dialer(ips[name], 9876, patience=5) as dialer:
+        time.sleep(0.5)
+        hostlet.signal_pod(namespace, name, signal.SIGKILL, container="socket-holder")
+        hostlet.signal_pod(namespace, name, signal.SIGKILL)
+        wait_for(lambda: restart_counts(installed)[name] == counts[name] + 1
+                 and hostlet.worker(namespace, name).containers[0].ready, timeout=60, what="the manager back")
+    refused = sum(1 for _, outcome in dialer.outcomes if outcome == "refused")
+    print(json.dumps({"dialed": len(dialer.outcomes), "refused": refused}))
+    assert refused > 0, "nothing refused with the holder gone too: the test above could not fail"
+    wait_for(lambda: holder_keeps_the_port(installed, name), timeout=30, what="the restarted holder keeping the port")
+    installed.wait_settled()
