@@ -162,7 +162,7 @@ class Options:
         "socket-holder, a second container sharing an emptyDir with this one): the supervisor keeps a copy of its "
         "listening sockets there, so while this whole container restarts (SIGKILL, an OOM kill) connections wait "
         "in the backlog instead of being refused; no holder there (or empty): the supervisor holds them alone and "
-        "tries again every second. Only with --supervise", metavar="PATH")
+        "tries again (after 1 s, backing off to 8 s). Only with --supervise", metavar="PATH")
     feature_gates: str = option(
         "", "upstream's feature gates, Name=true,Other=false; this manager reads "
         "SidecarSetPatchPodMetadataDefaultsAllowed (patchPodMetadata allowed without a whitelist in the "

@@ -16,9 +16,10 @@ Why it is safe:
 - It never binds. The supervisor binds, as it does alone, and hands the sockets over; the
   kernel refuses a second listener on a port (no SO_REUSEPORT), so there is never a listening
   socket nobody accepts from. A restarted holder starts empty: the supervisor sees its
-  connection end and hands the sockets over again within a second.
+  connection end and hands the sockets over again (at once, or as its retries find it).
 - Holder absent (``--socket-holder`` empty, an upstream-style one-container install, the holder
-  not up yet): the supervisor binds alone as before and tries the path again every second.
+  not up yet): the supervisor binds alone as before and tries the path again (every second,
+  backing off to 8 s while it stays absent).
   ``--supervise=false`` binds in the manager itself and uses no holder.
 - Only a death keeps the ports open. A deliberate stop releases the holder's copies first
   (SIGTERM to the manager, or the supervisor's exit after a crash loop), so the worker's drain
@@ -53,7 +54,9 @@ log = logging.getLogger("manager.sockets")
 
 MAX_MESSAGE = 64 << 10
 MAX_FDS = 16
-TIMEOUT = 2.0  # a holder that does not answer within this is treated as absent
+# A holder that does not answer within this is treated as absent: it answers in microseconds,
+# and the supervisor's loop (which reaps workers) waits for it meanwhile.
+TIMEOUT = 0.5
 
 
 # ---- pure parts --------------------------------------------------------------------------

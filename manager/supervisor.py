@@ -317,6 +317,7 @@ class Supervisor:
         self.exit_code: int | None = None
         self.holder = HolderLink(options.socket_holder) if options.socket_holder else None
         self.holder_retry_at = 0.0
+        self.holder_backoff = 1.0  # doubles up to 8 s while the holder is absent or does not answer
 
     # ---- sockets -------------------------------------------------------------------------
     def bind(self) -> None:
@@ -325,7 +326,7 @@ class Supervisor:
         wanted = addresses(self.options)
         if self.holder is not None:
             if not self.holder.connect():
-                log.info("no socket holder at %s: listening alone (trying it again every second)", self.holder.path)
+                log.info("no socket holder at %s: listening alone (trying it again from time to time)", self.holder.path)
             self.sockets.update(self.holder.fetch(wanted))
             if self.sockets:
                 log.info("listening sockets taken from the socket holder", extra={"sockets": sorted(self.sockets)})
@@ -350,8 +351,10 @@ class Supervisor:
             return
         if self.holder.connect() and self.holder.give(self.sockets):
             log.info("the socket holder keeps the listening sockets", extra={"path": self.holder.path})
+            self.holder_backoff = 1.0
             return
-        self.holder_retry_at = self.clock() + 1.0
+        self.holder_retry_at = self.clock() + self.holder_backoff
+        self.holder_backoff = min(self.holder_backoff * 2, 8.0)
 
     def _tend_holder(self) -> None:
         if self.holder is None or self.holder.conn is not None or self.clock() < self.holder_retry_at:
