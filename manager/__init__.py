@@ -10,6 +10,7 @@ as upstream v1.8.3), ``gojson`` and ``gotypes`` (upstream's Go encoding of a Sid
 ``controller`` (leader-only status writer; ``workloadspread.controller`` is WorkloadSpread's; both run on
 ``reconciler``, their loop and lease gate), ``informer`` (watched caches), ``metrics``,
 ``rbac`` (every API call the manager makes), ``runnable`` (what runs, and when it stops),
-``supervisor`` (the container's main process: holds the sockets, restarts the worker). The API
+``supervisor`` (the container's main process: holds the sockets, restarts the worker), ``sockets`` (the
+socket holder that keeps them across a restart of the whole container). The API
 client is ``kubekit.api``.
 """

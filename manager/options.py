@@ -157,6 +157,12 @@ class Options:
         "(after its container started, when the predecessor ran in an earlier container of the same pod): a "
         "write the predecessor sent just before it died has finished at the apiserver by then",
         parse=duration)
+    socket_holder: str = option(
+        "/tmp/kruise-socket-holder/holder.sock", "unix socket of the pod's socket holder (kruise-manager "
+        "socket-holder, a second container sharing an emptyDir with this one): the supervisor keeps a copy of its "
+        "listening sockets there, so while this whole container restarts (SIGKILL, an OOM kill) connections wait "
+        "in the backlog instead of being refused; no holder there (or empty): the supervisor holds them alone and "
+        "tries again (after 1 s, backing off to 8 s). Only with --supervise", metavar="PATH")
     feature_gates: str = option(
         "", "upstream's feature gates, Name=true,Other=false; this manager reads "
         "SidecarSetPatchPodMetadataDefaultsAllowed (patchPodMetadata allowed without a whitelist in the "

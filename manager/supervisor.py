@@ -8,6 +8,11 @@ What it does (``--supervise=false`` runs the manager as one process instead):
   inheritance). While a worker restarts, new connections wait in the listen backlog: none is
   refused, and the new worker accepts them once its caches are synced (``WebhookServer``'s
   ``serve_when``). Kubelet probes wait there as well instead of failing at once.
+- With a socket holder in the pod (``--socket-holder``, :mod:`manager.sockets`) it takes the
+  sockets the holder keeps from the pod's previous container, binds only what is missing, and
+  gives the holder a copy of each (again whenever the holder restarts), so a death of this
+  whole container refuses nothing either; a deliberate stop (SIGTERM, the crash-loop exit)
+  releases the holder's copies first.
 - It starts the worker, reaps it with ``waitpid`` and starts the next one at once, telling it
   the identities of the workers it reaped (see *Safety*) in a :class:`Handoff`. A worker is a
   ``fork`` of the supervisor without ``exec`` (named ``kruise-worker``): the supervisor
@@ -69,6 +74,14 @@ What gives no such proof keeps the lease duration: a pod deleted with grace 0 or
 whole (the next pod has another UID), a lost node or a partition: a replica elsewhere cannot
 tell a dead leader from one cut off, so it waits ``leaseDuration`` as before (a graceful stop
 releases the Lease and waits for nothing).
+
+Refused connections: none while a worker restarts (this process holds the sockets), none while
+the whole container restarts when the pod has a socket holder (it holds them: the connections
+sent before the endpoint leaves wait in the backlog for the next container, ~2 s, within the
+webhook's 10 s timeout). Without a holder that restart refuses the connections the Service sends
+in the ~0.4 s before the endpoint leaves. Still refused or failed: a lost node, a pod deleted
+or killed whole (holder and manager go together), and the requests in flight on a dead
+process's own connections (reset with it).
 """
 
 from __future__ import annotations
@@ -88,6 +101,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .options import Options
+from .sockets import HolderLink
 
 log = logging.getLogger("manager.supervisor")
 
@@ -301,10 +315,24 @@ class Supervisor:
         self.stop_signals: list[int] = []
         self.stopping = False
         self.exit_code: int | None = None
+        self.holder = HolderLink(options.socket_holder) if options.socket_holder else None
+        self.holder_retry_at = 0.0
+        self.holder_backoff = 1.0  # doubles up to 8 s while the holder is absent or does not answer
 
     # ---- sockets -------------------------------------------------------------------------
     def bind(self) -> None:
-        for name, (host, port) in addresses(self.options).items():
+        """The sockets the holder keeps (a previous container of this pod bound them), the
+        others bound here; the holder then gets a copy of each."""
+        wanted = addresses(self.options)
+        if self.holder is not None:
+            if not self.holder.connect():
+                log.info("no socket holder at %s: listening alone (trying it again from time to time)", self.holder.path)
+            self.sockets.update(self.holder.fetch(wanted))
+            if self.sockets:
+                log.info("listening sockets taken from the socket holder", extra={"sockets": sorted(self.sockets)})
+        for name, (host, port) in wanted.items():
+            if name in self.sockets:
+                continue
             sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -314,6 +342,32 @@ class Supervisor:
                 raise OSError(f"{name} port {host}:{port}: {err.strerror or err}") from None
             sock.listen(1024)
             self.sockets[name] = sock
+        self._hand_to_holder()
+
+    def _hand_to_holder(self) -> None:
+        """Give the holder a copy of every socket (it may have restarted empty); without one,
+        try again a second later."""
+        if self.holder is None or self.stopping or not self.sockets:
+            return
+        if self.holder.connect() and self.holder.give(self.sockets):
+            log.info("the socket holder keeps the listening sockets", extra={"path": self.holder.path})
+            self.holder_backoff = 1.0
+            return
+        self.holder_retry_at = self.clock() + self.holder_backoff
+        self.holder_backoff = min(self.holder_backoff * 2, 8.0)
+
+    def _tend_holder(self) -> None:
+        if self.holder is None or self.holder.conn is not None or self.clock() < self.holder_retry_at:
+            return
+        self._hand_to_holder()
+
+    def _release_holder(self) -> None:
+        """A deliberate stop: the holder's copies go first, so the worker's drain alone decides
+        when the ports close (a death, not this, keeps them open)."""
+        if self.holder is not None:
+            self.holder.release()
+            self.holder.drop()
+            self.holder = None
 
     def _close_sockets(self) -> None:
         for sock in self.sockets.values():
@@ -363,6 +417,8 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         for sock in self.sockets.values():
             sock.detach()
+        if self.holder is not None:
+            self.holder.detach()
         os.close(heartbeat_read)
         inherited = {*handoff.sockets.values(), handoff.heartbeat_fd}
         for fd in inherited:
@@ -414,6 +470,7 @@ class Supervisor:
                       self.options.worker_restart_limit, self.options.worker_restart_window,
                       extra={"pid": worker.pid, "identity": worker.identity})
             self.exit_code = code or 1
+            self._release_holder()
             self._close_sockets()
             return
         log.warning("worker %s after %.1fs; restarting it", how, ran,
@@ -463,7 +520,8 @@ class Supervisor:
         """Pass SIGTERM/SIGINT on to the worker (woken first, should it be stopped)."""
         while self.stop_signals:
             sig = self.stop_signals.pop(0)
-            if not self.stopping:
+            first = not self.stopping
+            if first:
                 self.stopping = True
                 self._close_sockets()  # the worker's drain decides when the ports close
                 log.info("stopping the worker", extra={"signal": signal.Signals(sig).name})
@@ -473,6 +531,8 @@ class Supervisor:
                     os.kill(self.worker.pid, sig)
                 except ProcessLookupError:
                     pass
+            if first:  # after the worker has its signal: a stuck holder delays nothing
+                self._release_holder()
 
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> int:
@@ -498,8 +558,14 @@ class Supervisor:
             if self.worker is None:
                 return self.exit_code if self.exit_code is not None else 1
             self._watchdog()
+            self._tend_holder()
             watched = [wake_read] + ([self.worker.heartbeat] if self.worker.heartbeat >= 0 else [])
+            if self.holder is not None and self.holder.conn is not None:
+                watched.append(self.holder.fileno())
             readable, _, _ = select.select(watched, [], [], HEARTBEAT_INTERVAL / 2)
+            if self.holder is not None and self.holder.fileno() in readable and self.holder.lost():
+                log.warning("the socket holder went away; handing it the sockets again once it is back")
+                self.holder_retry_at = self.clock()
             if wake_read in readable:
                 try:
                     os.read(wake_read, 4096)

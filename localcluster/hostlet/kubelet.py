@@ -200,15 +200,19 @@ class Hostlet:
     def fail_node(self, name: str) -> list[str]:
         """Lose a node as a machine is lost: its heartbeats stop, every process of its pods is
         killed at once (no SIGTERM, no status update), and its host is cut off the network.
-        The pods stay bound to it until the control plane acts. Returns their names."""
+        The pods stay bound to it until the control plane acts. Returns their names.
+
+        Off the network before its processes die: a machine that is lost sends nothing more, but
+        a host still plugged in answers a connection to a port whose process was just killed
+        with a reset ("connection refused"), which no lost machine does."""
         node = self.nodes[name]
         lost = self._detach(node)
+        node.host.unplug()
         for worker in lost:
             worker.kill_all()
         with self._workers_lock:
             for worker in lost:
                 self.workers.pop(worker.uid, None)
-        node.host.unplug()
         return [f"{w.namespace}/{w.name}" for w in lost]
 
     def restore_node(self, name: str) -> None:

@@ -12,19 +12,29 @@ Lease within 3 s of the old one's last renewal (standbys would wait 15 s); a dea
 the OOM killer) costs no more than the admissions in flight when it struck. A crash loop still
 restarts the container, so its restartCount and back-off keep their meaning. The replicas are
 containers of the image under the OCI runtime (conftest.install): the supervisor is PID 1
-there, and the faults reach the worker under it."""
+there, and the faults reach the worker under it.
+
+A kill of the whole manager container (its supervisor too) restarts the container; the pod's
+socket holder (a second container, manager/sockets.py) keeps the listening sockets meanwhile,
+so a client dialing that replica's own port all along is never refused: its connections wait
+and are served by the next container."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
+import ssl
+import threading
+import time
 
 import pytest
 import requests
 
 from kruisectl import drill
 from kruisectl.inventory import Names
+from kruisectl.status import pod_ready
 from kruisectl.probe import probe_sidecarset
 from localcluster import faults
 
@@ -140,4 +150,130 @@ def test_a_crash_loop_restarts_the_container(installed):
              what="the container's restart")
     last = hostlet.worker(namespace, pod).containers[0].last_terminated
     assert last["exitCode"] == 128 + signal.SIGKILL, last
+    installed.wait_settled()
+
+
+class Dialer:
+    """Opens a connection to ``ip:port`` every ``interval`` and completes a TLS handshake on
+    each (on a thread of its own, up to ``patience`` s): what a client of that one replica sees."""
+
+    def __init__(self, ip: str, port: int, interval: float = 0.05, patience: float = 15.0):
+        self.ip, self.port, self.interval, self.patience = ip, port, interval, patience
+        self.outcomes: list[tuple[float, str]] = []  # (when it dialed, monotonic; how it ended)
+        self.lock, self.stopping = threading.Lock(), threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.context = ssl.create_default_context()
+        self.context.check_hostname, self.context.verify_mode = False, ssl.CERT_NONE
+
+    def _dial(self) -> None:
+        began = time.monotonic()
+        try:
+            with socket.create_connection((self.ip, self.port), timeout=self.patience) as raw:
+                with self.context.wrap_socket(raw):
+                    outcome = "served"
+        except ConnectionRefusedError:
+            outcome = "refused"
+        except OSError as err:
+            outcome = f"{type(err).__name__}: {err}"
+        with self.lock:
+            self.outcomes.append((began, outcome))
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.interval):
+            thread = threading.Thread(target=self._dial, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def __enter__(self):
+        self.loop = threading.Thread(target=self._loop, daemon=True)
+        self.loop.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.loop.join()
+        for thread in self.threads:
+            thread.join(self.patience + 5)
+
+
+@pytest.mark.parametrize("leader", [True, False], ids=["leader", "replica"])
+def test_a_container_killed_whole_refuses_nothing_while_its_socket_holder_keeps_the_port(installed, leader):
+    installed.wait_settled()
+    hostlet, namespace = installed.hostlet, installed.namespace
+    api, names = installed.client(), Names(namespace=namespace)
+    ips, counts = pod_ips(installed), restart_counts(installed)
+    scenario = faults.process_crash(hostlet, namespace, leader)
+    target = drill.Target(api, names, 10)
+    current = (target.leader_pod() or {}).get("metadata", {}).get("name")
+    victim = target.leader_pod() if leader else next(  # the one faults.process_crash picks
+        p for p in target.pods() if pod_ready(p) and p["metadata"]["name"] != current)
+    name = victim["metadata"]["name"]
+    assert [c.name for c in hostlet.worker(namespace, name).containers] == ["manager", "socket-holder"]
+    holder_restarts = hostlet.worker(namespace, name).containers[1].restart_count
+    killed_at: list[float] = []
+    original = scenario.act
+
+    def act(target, deadline):
+        killed_at.append(time.monotonic())
+        return original(target, deadline)
+
+    scenario.act = act
+    budget = drill.default_budget(scenario, OPTIONS, lease_duration_s=LEASE)
+    with Dialer(ips[name], 9876) as dialer, probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
+        drill.wait_injecting(api, OPTIONS.probe_namespace, probe.labels, 10, print)
+        result = drill.measure(api, names, scenario, OPTIONS, probe.labels, budget)
+    outcomes = dialer.outcomes
+    dead_window = [o for t, o in outcomes if killed_at and killed_at[0] <= t <= killed_at[0] + 0.5]
+    print(json.dumps({"runtime": installed.runtime, **result.to_dict(), "dialed": len(outcomes),
+                      "dialed_in_first_0.5s": len(dead_window),
+                      "dial_outcomes": {o: sum(1 for _, x in outcomes if x == o) for o in {x for _, x in outcomes}}}))
+    assert result.victims == [name], result
+    assert restart_counts(installed)[name] == counts[name] + 1  # the container itself was restarted
+    assert hostlet.worker(namespace, name).containers[1].restart_count == holder_restarts  # not the holder
+    assert [o for _, o in outcomes if o != "served"] == [], "the replica's own port refused or dropped connections"
+    assert len(dead_window) >= 5, "the client dialed too little while the container was dead"
+    assert result.refused == 0, result.failures
+    lost_only_what_was_in_flight(result)
+    only_the_victims_failed(result, ips)
+    if leader:  # its own pod's next container took the Lease (how fast: bench/ha_drills.py)
+        assert result.new_leader and result.new_leader.startswith(name + "_"), result
+
+
+def holder_keeps_the_port(installed, pod: str) -> bool:
+    """Whether the pod's socket holder keeps a webhook socket (asked through the emptyDir's
+    unix socket, which the hostlet keeps on this machine)."""
+    from manager.sockets import HolderLink
+
+    directory = installed.hostlet.worker(installed.namespace, pod).dir / "volumes" / "socket-holder"
+    fd = os.open(directory, os.O_PATH)  # its path is longer than a unix socket's address may be
+    try:
+        found = HolderLink(f"/proc/self/fd/{fd}/holder.sock").fetch({"webhook": ("0.0.0.0", 9876)})
+    finally:
+        os.close(fd)
+    for sock in found.values():
+        sock.close()
+    return bool(found)
+
+
+def test_with_its_socket_holder_killed_too_the_port_refuses_and_the_restarted_holder_gets_it_again(installed):
+    """The negative control of the test above (the same client, the same kill, but the holder
+    killed first: the port is refused while the manager restarts), then the pod mends itself:
+    the restarted holder starts empty and the new supervisor hands it the port."""
+    installed.wait_settled()
+    hostlet, namespace = installed.hostlet, installed.namespace
+    target = drill.Target(installed.client(), Names(namespace=namespace), 10)
+    current = (target.leader_pod() or {}).get("metadata", {}).get("name")
+    name = next(p["metadata"]["name"] for p in target.pods() if pod_ready(p) and p["metadata"]["name"] != current)
+    ips, counts = pod_ips(installed), restart_counts(installed)
+    wait_for(lambda: holder_keeps_the_port(installed, name), timeout=30, what="the holder keeping the port")
+    with Dialer(ips[name], 9876, patience=5) as dialer:
+        time.sleep(0.5)
+        hostlet.signal_pod(namespace, name, signal.SIGKILL, container="socket-holder")
+        hostlet.signal_pod(namespace, name, signal.SIGKILL)
+        wait_for(lambda: restart_counts(installed)[name] == counts[name] + 1
+                 and hostlet.worker(namespace, name).containers[0].ready, timeout=60, what="the manager back")
+    refused = sum(1 for _, outcome in dialer.outcomes if outcome == "refused")
+    print(json.dumps({"dialed": len(dialer.outcomes), "refused": refused}))
+    assert refused > 0, "nothing refused with the holder gone too: the test above could not fail"
+    wait_for(lambda: holder_keeps_the_port(installed, name), timeout=30, what="the restarted holder keeping the port")
     installed.wait_settled()
