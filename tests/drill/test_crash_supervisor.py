@@ -215,7 +215,10 @@ def test_a_container_killed_whole_refuses_nothing_while_its_socket_holder_keeps_
 
     def act(target, deadline):
         killed_at.append(time.monotonic())
-        return original(target, deadline)
+        try:
+            return original(target, deadline)
+        finally:
+            killed_at.append(time.monotonic())  # the SIGKILL was sent by now
 
     scenario.act = act
     budget = drill.default_budget(scenario, OPTIONS, lease_duration_s=LEASE)
@@ -230,7 +233,11 @@ def test_a_container_killed_whole_refuses_nothing_while_its_socket_holder_keeps_
     assert result.victims == [name], result
     assert restart_counts(installed)[name] == counts[name] + 1  # the container itself was restarted
     assert hostlet.worker(namespace, name).containers[1].restart_count == holder_restarts  # not the holder
-    assert [o for _, o in outcomes if o != "served"] == [], "the replica's own port refused or dropped connections"
+    assert [o for _, o in outcomes if o == "refused"] == [], "the replica's own port refused connections"
+    # A connection the dying process had already accepted dies with it (a reset): in flight, as
+    # the issue allows. One dialed after the kill waits in the holder's backlog and is served.
+    assert [(round(t - killed_at[1], 3), o) for t, o in outcomes if o != "served" and t > killed_at[1]] == [], \
+        "connections dialed after the kill were dropped"
     assert len(dead_window) >= 5, "the client dialed too little while the container was dead"
     assert result.refused == 0, result.failures
     lost_only_what_was_in_flight(result)
