@@ -68,15 +68,19 @@ def _main_pid(container) -> int:
     return container.process.pid
 
 
-def _restarted(hostlet: Hostlet, namespace: str, names: list[str], counts: dict[str, int]) -> bool:
-    """Every victim's container restarted since ``counts`` and is ready again."""
+def _restarted(hostlet: Hostlet, namespace: str, names: list[str], counts: dict) -> bool:
+    """Every victim's container restarted since ``counts`` and is ready again. ``counts`` is
+    keyed by pod name (its first container) or by (pod name, container name)."""
     for name in names:
         worker = hostlet.worker(namespace, name)
         if worker is None:
             return False
-        container = worker.containers[0]
-        if container.restart_count <= counts.get(name, 0) or not container.ready:
-            return False
+        for container in worker.containers:
+            key = name if container is worker.containers[0] and name in counts else (name, container.name)
+            if key not in counts:
+                continue
+            if container.restart_count <= counts[key] or not container.ready:
+                return False
     return True
 
 
@@ -179,19 +183,28 @@ def zone_loss(hostlet: Hostlet, namespace: str, zone: str, zone_of: dict[str, st
                     moves_leader=False, act=act, replaces_victims=False, settled=later.done.is_set)
 
 
-def total_outage(hostlet: Hostlet, namespace: str) -> Scenario:
+def total_outage(hostlet: Hostlet, namespace: str, whole_pods: bool = False) -> Scenario:
+    """Every manager container killed at once: each pod's socket holder keeps its ports, so the
+    apiserver's calls wait for the restart instead of failing. ``whole_pods`` kills the holders
+    too: then nothing holds a port and failurePolicy Fail refuses until a replica is back."""
     killed: list[str] = []
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
 
     def act(target: Target, deadline: float) -> list[str]:
         names = [p["metadata"]["name"] for p in target.pods()]
-        for name in names:
-            counts[name] = hostlet.worker(namespace, name).containers[0].restart_count
-        for name in names:
-            hostlet.signal_pod(namespace, name, signal.SIGKILL)
+        containers = {name: hostlet.worker(namespace, name).containers for name in names}
+        victims = [(name, c) for name in names for c in (containers[name] if whole_pods else containers[name][:1])]
+        for name, container in victims:
+            counts[(name, container.name)] = container.restart_count
+        for name, container in victims:
+            hostlet.signal_pod(namespace, name, signal.SIGKILL, container=container.name)
         killed.extend(names)
         return names
 
+    if whole_pods:
+        return Scenario("total-outage-whole-pods", "SIGKILL every container of every manager pod at once, socket "
+                        "holders included (the hostlet restarts them)", graceful=False, moves_leader=True, act=act,
+                        replaces_victims=False, settled=lambda: _restarted(hostlet, namespace, killed, counts))
     return Scenario("total-outage", "SIGKILL every manager process at once (the hostlet restarts them)",
                     graceful=False, moves_leader=True, act=act, replaces_victims=False,
                     settled=lambda: _restarted(hostlet, namespace, killed, counts))

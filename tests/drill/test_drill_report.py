@@ -50,7 +50,7 @@ def reports(installed, tmp_path_factory):
     installed.wait_settled()
     names = Names(namespace=installed.namespace)
     options = drill.DrillOptions(rate=8, before_s=2, settle_s=2, timeout_s=120)
-    scenario = faults.total_outage(installed.hostlet, installed.namespace)
+    scenario = faults.total_outage(installed.hostlet, installed.namespace, whole_pods=True)
     with probe_sidecarset(installed.client(), options.probe_namespace, 10) as probe:
         drill.wait_injecting(installed.client(), options.probe_namespace, probe.labels, 10, print)
         outage = drill.measure(installed.client(), names, scenario, options, probe.labels,

@@ -102,7 +102,7 @@ def test_total_outage_keeps_the_excluded_namespaces_admitting_and_recovers_by_it
             threading.Event().wait(0.2)
 
     during = threading.Thread(target=excluded_creates)
-    scenario = faults.total_outage(installed.hostlet, installed.namespace)
+    scenario = faults.total_outage(installed.hostlet, installed.namespace, whole_pods=True)
     result = run(installed, scenario, during)
     during.join(30)
     assert failures == {"kube-system": [], installed.namespace: []}
