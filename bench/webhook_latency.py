@@ -630,28 +630,50 @@ def memo_problems(kind: str, phases: list[dict]) -> tuple[dict, list[str]]:
     return memo, problems
 
 
+def add_round_arguments(parser, rounds: int, per_round: int, c1_rounds: int, c1_per_round: int) -> None:
+    """The load's shape, shared by the benches that take turns this way."""
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=rounds, help="rounds per side at --concurrency")
+    parser.add_argument("--per-round", type=int, default=per_round,
+                        help="creates per side, kind and round at --concurrency")
+    parser.add_argument("--c1-rounds", type=int, default=c1_rounds, help="rounds per side at concurrency 1")
+    parser.add_argument("--c1-per-round", type=int, default=c1_per_round,
+                        help="creates per side, kind and round at concurrency 1")
+
+
+def rounds_problem(args) -> bool:
+    """True (and says so) when a count of add_round_arguments is below 1, or ``ss`` is missing."""
+    if min(args.concurrency, args.rounds, args.per_round, args.c1_rounds, args.c1_per_round) < 1:
+        print("error: every count must be at least 1", file=sys.stderr)
+        return True
+    if not shutil.which("ss"):
+        print("error: the bench needs iproute2's ss to cut connections between rounds", file=sys.stderr)
+        return True
+    return False
+
+
+def finish(figures: dict, bench, problems: list[str], started: float) -> int:
+    """Print the final JSON line (the figures, then what went wrong) and exit 1 on a problem."""
+    print(json.dumps({**figures, "errors": len(bench.errors), "warmup_errors": len(bench.warmup_errors),
+                      "misrouted": bench.misrouted, "problems": problems, "run_s": round(time.monotonic() - started)}))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=20, help="rounds per side at --concurrency")
-    parser.add_argument("--per-round", type=int, default=100,
-                        help="creates per side, kind and round at --concurrency")
-    parser.add_argument("--c1-rounds", type=int, default=20, help="rounds per side at concurrency 1")
-    parser.add_argument("--c1-per-round", type=int, default=40, help="creates per side, kind and round at concurrency 1")
+    add_round_arguments(parser, rounds=20, per_round=100, c1_rounds=20, c1_per_round=40)
     parser.add_argument("--shapes", type=int, default=10, help="shapes of the distinct pods (at least 2)")
     parser.add_argument("--manager-arg", action="append", default=[], metavar="ARG",
                         help="an extra flag for our replicas (repeatable), e.g. --manager-arg=--webhook-max-requests-per-connection=0")
     parser.add_argument("--skip-upstream", action="store_true",
                         help="only the floor, go and ours (a quicker run; the ratios to upstream stay null)")
     args = parser.parse_args()
-    if min(args.concurrency, args.rounds, args.per_round, args.c1_rounds, args.c1_per_round) < 1:
-        print("error: every count must be at least 1", file=sys.stderr)
+    if rounds_problem(args):
         return 2
     if args.shapes < 2:
         print("error: --shapes must be at least 2 (one SidecarSet selects the odd shapes)", file=sys.stderr)
-        return 2
-    if not shutil.which("ss"):
-        print("error: the bench needs iproute2's ss to cut connections between rounds", file=sys.stderr)
         return 2
     bench = Bench(args)
     started = time.monotonic()
@@ -677,7 +699,7 @@ def main() -> int:
     if bench.misrouted:
         problems.append(f"{bench.misrouted} admissions reached a side that was not serving")
     figures = {kind: kind_figures(high[kind], low[kind]) for kind in KINDS}
-    print(json.dumps({
+    return finish({
         "concurrency": args.concurrency, "creates_per_side_and_kind": high["template"]["creates_per_side"],
         "c1_creates_per_side_and_kind": low["template"]["creates_per_side"], "shapes": args.shapes,
         "go_answers": {"template": "the answer ours gave the template pod, captured at the start",
@@ -689,12 +711,7 @@ def main() -> int:
         "ours_distinct_over_template_cpu": ratio(figures["distinct"]["server_cpu_ms_per_admission"]["ours"],
                                                  figures["template"]["server_cpu_ms_per_admission"]["ours"]),
         "ours_memo": memo,
-        "errors": len(bench.errors), "warmup_errors": len(bench.warmup_errors), "misrouted": bench.misrouted,
-        "problems": problems, "run_s": round(time.monotonic() - started),
-    }))
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    }, bench, problems, started)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -389,11 +388,7 @@ class WorkloadSpreadBench(base.Bench):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=8, help="rounds per side at --concurrency")
-    parser.add_argument("--per-round", type=int, default=100, help="creates per side, kind and round at --concurrency")
-    parser.add_argument("--c1-rounds", type=int, default=8, help="rounds per side at concurrency 1")
-    parser.add_argument("--c1-per-round", type=int, default=30, help="creates per side, kind and round at concurrency 1")
+    base.add_round_arguments(parser, rounds=8, per_round=100, c1_rounds=8, c1_per_round=30)
     parser.add_argument("--manager-arg", action="append", default=[], metavar="ARG",
                         help="an extra flag for our replicas (repeatable)")
     parser.add_argument("--before", metavar="REV",
@@ -401,11 +396,7 @@ def main() -> int:
     parser.add_argument("--skip-upstream", action="store_true",
                         help="only the floor and ours (a quicker run; the ratios to upstream stay null)")
     args = parser.parse_args()
-    if min(args.concurrency, args.rounds, args.per_round, args.c1_rounds, args.c1_per_round) < 1:
-        print("error: every count must be at least 1", file=sys.stderr)
-        return 2
-    if not shutil.which("ss"):
-        print("error: the bench needs iproute2's ss to cut connections between rounds", file=sys.stderr)
+    if base.rounds_problem(args):
         return 2
     bench = WorkloadSpreadBench(args)
     started = time.monotonic()
@@ -431,7 +422,7 @@ def main() -> int:
     if left < created:  # warm-up pods come on top
         problems.append(f"{created - left} pods were deleted during the run")
     recorded = {side: round(min(v), 3) if v else None for side, v in bench.recorded.items()}
-    print(json.dumps({
+    return base.finish({
         "concurrency": args.concurrency,
         "creates_per_side_and_kind": args.rounds * args.per_round,
         "c1_creates_per_side_and_kind": args.c1_rounds * args.c1_per_round,
@@ -443,12 +434,7 @@ def main() -> int:
         "replica_share": high["replica_share"],
         "refused": high["refused"], "c1_refused": low["refused"],
         "status_recorded_min": recorded, "spreads": bench.sequence,
-        "errors": len(bench.errors), "warmup_errors": len(bench.warmup_errors), "misrouted": bench.misrouted,
-        "problems": problems, "run_s": round(time.monotonic() - started),
-    }))
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    }, bench, problems, started)
 
 
 if __name__ == "__main__":

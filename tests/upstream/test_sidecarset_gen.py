@@ -9,17 +9,12 @@ import json
 import pytest
 
 from tests.upstream import sidecarset_gen as gen
+from tests.upstream import workloadspread_gen
 from tests.upstream.sidecarset_fuzz import renamed
 
 
 def _text(comb) -> str:
     return json.dumps(comb, sort_keys=True)
-
-
-def test_a_seed_and_an_index_name_one_combination():
-    assert _text(gen.combination(42, 7)) == _text(gen.combination(42, 7))
-    assert _text(gen.combination(42, 7)) != _text(gen.combination(42, 8))
-    assert _text(gen.combination(42, 7)) != _text(gen.combination(43, 7))
 
 
 def test_every_combination_selects_only_its_own_pods():
@@ -155,3 +150,10 @@ def test_renamed_moves_names_and_labels_only():
         [s["metadata"]["name"].replace(comb["id"], comb["id"] + "-k1") for s in comb["sidecarsets"]]
     assert all(p["metadata"]["labels"][gen.FUZZ_LABEL] == comb["id"] + "-k1" for p in moved["pods"])
     assert moved["namespace"] == comb["namespace"]
+
+
+@pytest.mark.parametrize("generator", [gen, workloadspread_gen], ids=["sidecarset", "workloadspread"])
+def test_a_seed_and_an_index_name_one_combination(generator):
+    assert _text(generator.combination(42, 7)) == _text(generator.combination(42, 7))
+    assert _text(generator.combination(42, 7)) != _text(generator.combination(42, 8))
+    assert _text(generator.combination(42, 7)) != _text(generator.combination(43, 7))
