@@ -8,8 +8,10 @@ interrupted test run leaves nothing behind.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -34,10 +36,50 @@ POD_CIDR = "198.19.0.0/16"  # pod IPs kwok hands out; nothing connects to them
 UNUSED_ADVERTISE_ADDRESS = "198.18.0.1"  # network index 0 is never allocated to hosts
 
 
+PORTS_HANDED = Path(tempfile.gettempdir()) / "kruisectl-ports"  # "port:time" lines, under flock
+PORT_HOLD_S = 900.0  # a port handed out is not handed again for this long (any process here)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port for a component to listen on. Picked below the kernel's ephemeral range, so no
+    outgoing connection's source port takes it before the component binds, and recorded for all
+    processes here, so parallel test workers starting clusters at once never get the same one
+    (the kernel's ``bind(0)`` picks from the ephemeral range and forgets at close)."""
+    low = _ephemeral_low()
+    if low < 12000:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    with open(PORTS_HANDED, "a+") as record:
+        fcntl.flock(record, fcntl.LOCK_EX)
+        record.seek(0)
+        now, handed = time.time(), {}
+        for line in record.read().split():
+            port, _, at = line.partition(":")
+            if port.isdigit() and now - float(at or 0) < PORT_HOLD_S:
+                handed[int(port)] = float(at)
+        for _ in range(500):
+            port = random.randrange(10000, low)
+            if port in handed:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("", port))
+                except OSError:
+                    continue
+            handed[port] = now
+            record.seek(0)
+            record.truncate()
+            record.write("".join(f"{p}:{at}\n" for p, at in handed.items()))
+            return port
+    raise OSError(f"no free port below {low} (the ephemeral range) after 500 tries")
 
 
 class ClusterError(RuntimeError):
