@@ -68,29 +68,34 @@ def _main_pid(container) -> int:
     return container.process.pid
 
 
-def _restarted(hostlet: Hostlet, namespace: str, names: list[str], counts: dict) -> bool:
-    """Every victim's container restarted since ``counts`` and is ready again. ``counts`` is
-    keyed by pod name (its first container) or by (pod name, container name)."""
+def _restarted(hostlet: Hostlet, namespace: str, names: list[str], counts: dict[tuple[str, str], int]) -> bool:
+    """Every victim container (``counts``: restart count before the fault, by (pod name,
+    container name)) restarted since and is ready again."""
     for name in names:
         worker = hostlet.worker(namespace, name)
         if worker is None:
             return False
         for container in worker.containers:
-            key = name if container is worker.containers[0] and name in counts else (name, container.name)
-            if key not in counts:
-                continue
-            if container.restart_count <= counts[key] or not container.ready:
+            before = counts.get((name, container.name))
+            if before is not None and (container.restart_count <= before or not container.ready):
                 return False
     return True
 
 
+def _count_restarts(hostlet: Hostlet, namespace: str, name: str, counts: dict[tuple[str, str], int]):
+    """Note the restart count of pod ``name``'s first container (the manager) in ``counts``; return it."""
+    container = hostlet.worker(namespace, name).containers[0]
+    counts[(name, container.name)] = container.restart_count
+    return container
+
+
 def process_crash(hostlet: Hostlet, namespace: str, leader: bool) -> Scenario:
     killed: list[str] = []
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
 
     def act(target: Target, deadline: float) -> list[str]:
         name = _victim(target, leader)["metadata"]["name"]
-        counts[name] = hostlet.worker(namespace, name).containers[0].restart_count
+        _count_restarts(hostlet, namespace, name, counts)
         began = time.monotonic()
         hostlet.signal_pod(namespace, name, signal.SIGKILL)
         target.strike(began)
@@ -201,12 +206,10 @@ def total_outage(hostlet: Hostlet, namespace: str, whole_pods: bool = False) -> 
         killed.extend(names)
         return names
 
-    if whole_pods:
-        return Scenario("total-outage-whole-pods", "SIGKILL every container of every manager pod at once, socket "
-                        "holders included (the hostlet restarts them)", graceful=False, moves_leader=True, act=act,
-                        replaces_victims=False, settled=lambda: _restarted(hostlet, namespace, killed, counts))
-    return Scenario("total-outage", "SIGKILL every manager process at once (the hostlet restarts them)",
-                    graceful=False, moves_leader=True, act=act, replaces_victims=False,
+    name, summary = ("total-outage-whole-pods", "SIGKILL every container of every manager pod at once, socket "
+                     "holders included (the hostlet restarts them)") if whole_pods else \
+        ("total-outage", "SIGKILL every manager process at once (the hostlet restarts them)")
+    return Scenario(name, summary, graceful=False, moves_leader=True, act=act, replaces_victims=False,
                     settled=lambda: _restarted(hostlet, namespace, killed, counts))
 
 
@@ -229,21 +232,21 @@ def oom(hostlet: Hostlet, namespace: str, leader: bool = False, seconds: float =
     import sys as _sys
 
     killed: list[str] = []
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
 
     def act(target: Target, deadline: float) -> list[str]:
         name = _victim(target, leader)["metadata"]["name"]
-        container = hostlet.worker(namespace, name).containers[0]
+        container = _count_restarts(hostlet, namespace, name, counts)
         if container.cgroup is None:
             raise RuntimeError(f"{name} runs without a memory cgroup ({hostlet.memory_limits_unavailable or 'no limit'})")
-        counts[name] = container.restart_count
         cgroup = container.cgroup
         with open(f"/proc/{_main_pid(container)}/oom_score_adj", "w") as adj:
             adj.write("1000")
         hog = subprocess.Popen([_sys.executable, "-c", HOG, str(seconds)], preexec_fn=lambda: cgroup.join(os.getpid()),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.monotonic() + seconds
-        while time.monotonic() < end and hostlet.worker(namespace, name).containers[0].restart_count == counts[name] \
+        while time.monotonic() < end and hostlet.worker(namespace, name).containers[0].restart_count \
+                == counts[(name, container.name)] \
                 and container.alive():
             time.sleep(0.05)
         hog.kill()

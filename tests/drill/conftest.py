@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.hostlet import Hostlet, create_hostlet_nodes
 
 from ..conftest import require, wait_for
+from .connections import ConnectionLog
 
 NODES = [f"drill-{i}" for i in range(6)]
 ZONES = ("zone-a", "zone-b", "zone-c")
@@ -136,15 +138,53 @@ def pod_ips(installed) -> dict[str, str]:
     return {p.metadata.name: p.status.pod_ip for p in pods}
 
 
-def only_the_victims_failed(result: ScenarioResult, ips: dict[str, str]) -> None:
-    """A fault may cost the requests in flight on the victim's connections (reset there, or
-    waiting on a hung worker until the webhook's timeout) and the connections the apiserver
-    dialled to it before its endpoint was removed: every failure must name the victim's
-    address (reset or refused there) or be a timeout (the apiserver names no address then; the
-    live replicas answer in milliseconds), never another replica's address."""
+def apiserver_connections(installed) -> ConnectionLog:
+    """A log of the apiserver's connections to the replicas' webhook port (tests/drill/connections.py)."""
+    (apiserver,) = [c for c in installed.cluster.components if c.name == "kube-apiserver"]
+    return ConnectionLog(apiserver.process.pid)
+
+
+def during_fault(scenario, connections: ConnectionLog):
+    """``scenario`` with its act marking the fault's instant in ``connections``."""
+    original = scenario.act
+
+    def act(target, deadline):
+        connections.mark_fault()
+        return original(target, deadline)
+
+    scenario.act = act
+    return scenario
+
+
+def only_the_victims_failed(result: ScenarioResult, ips: dict[str, str], connections: ConnectionLog,
+                            window_s: float) -> int:
+    """A fault may cost one admission per connection the apiserver held or dialled to the victim
+    while it was gone (``window_s`` from the fault; tests/drill/connections.py): every failure
+    must name the victim's address (reset or refused there) or name none (a timeout, or EOF on a
+    connection closed under its request), and there are no more of those than such connections;
+    no failure ever names another replica's address. Returns that count of connections."""
     victims = {ips[v] for v in result.victims}
+    named = 0
     for failure in result.failures:
-        assert "mpod.kb.io" in failure, failure
-        named = any(f"{ip}:" in failure for ip in victims)
-        timed_out = "deadline exceeded" in failure or "Timeout" in failure
-        assert named or timed_out, (failure, victims)
+        count, message = failure.split("x ", 1)
+        assert "mpod.kb.io" in message, failure
+        if any(f"{ip}:" in message for ip in victims):
+            named += int(count)
+            continue
+        assert not any(f"{ip}:" in message for ip in ips.values()), (failure, victims)
+        assert "deadline exceeded" in message or "Timeout" in message or message.endswith(": EOF"), failure
+    held = connections.held_during_fault(victims, window_s)
+    unnamed = result.failed - named  # failures past the five messages kept count here too
+    print(f"failed {result.failed} ({unnamed} naming no address); the apiserver's connections to the victims "
+          f"during the fault: {held}")
+    assert unnamed <= held, (f"{unnamed} failures name no address, but the apiserver held only {held} "
+                             f"connections to the victims {sorted(victims)} during the fault", result.failures)
+    return held
+
+
+def failed_within_connections(result: ScenarioResult, held: int) -> None:
+    """The CLI's budget (``breaches``) with its count of failed admissions at least the
+    connections the apiserver held to the victim: a replica that stopped answering without
+    dying (hung, partitioned, lost) costs the request sent on each, not just the one in flight."""
+    budget = replace(result.budget, failed=max(result.budget.failed, held))
+    assert not budget.breaches(result), (budget.breaches(result), result)

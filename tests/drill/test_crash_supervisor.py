@@ -39,7 +39,7 @@ from kruisectl.probe import probe_sidecarset
 from localcluster import faults
 
 from ..conftest import require, wait_for
-from .conftest import install, only_the_victims_failed, pod_ips
+from .conftest import apiserver_connections, during_fault, install, only_the_victims_failed, pod_ips
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
@@ -70,14 +70,14 @@ def run(installed, scenario: drill.Scenario) -> drill.ScenarioResult:
     api, names = installed.client(), Names(namespace=installed.namespace)
     budget = drill.default_budget(scenario, OPTIONS, lease_duration_s=LEASE)
     ips, counts = pod_ips(installed), restart_counts(installed)
-    with probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
+    with apiserver_connections(installed) as seen, probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
         drill.wait_injecting(api, OPTIONS.probe_namespace, probe.labels, 10, print)
-        result = drill.measure(api, names, scenario, OPTIONS, probe.labels, budget)
+        result = drill.measure(api, names, during_fault(scenario, seen), OPTIONS, probe.labels, budget)
     print(json.dumps({"runtime": installed.runtime, **result.to_dict()}))
     assert result.recovery_s is not None, result
     assert result.not_injected == 0, result
     assert result.refused == 0, result.failures
-    only_the_victims_failed(result, ips)
+    only_the_victims_failed(result, ips, seen, window_s=max(result.recovery_s, result.leader_gap_s or 0))
     assert result.breaches == [], result
     assert restart_counts(installed) == counts  # the worker was replaced, never the container
     return result
@@ -222,9 +222,10 @@ def test_a_container_killed_whole_refuses_nothing_while_its_socket_holder_keeps_
 
     scenario.act = act
     budget = drill.default_budget(scenario, OPTIONS, lease_duration_s=LEASE)
-    with Dialer(ips[name], 9876) as dialer, probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
+    with Dialer(ips[name], 9876) as dialer, apiserver_connections(installed) as seen, \
+            probe_sidecarset(api, OPTIONS.probe_namespace, 10) as probe:
         drill.wait_injecting(api, OPTIONS.probe_namespace, probe.labels, 10, print)
-        result = drill.measure(api, names, scenario, OPTIONS, probe.labels, budget)
+        result = drill.measure(api, names, during_fault(scenario, seen), OPTIONS, probe.labels, budget)
     outcomes = dialer.outcomes
     dead_window = [o for t, o in outcomes if killed_at and killed_at[0] <= t <= killed_at[0] + 0.5]
     print(json.dumps({"runtime": installed.runtime, **result.to_dict(), "dialed": len(outcomes),
@@ -241,7 +242,7 @@ def test_a_container_killed_whole_refuses_nothing_while_its_socket_holder_keeps_
     assert len(dead_window) >= 5, "the client dialed too little while the container was dead"
     assert result.refused == 0, result.failures
     lost_only_what_was_in_flight(result)
-    only_the_victims_failed(result, ips)
+    only_the_victims_failed(result, ips, seen, window_s=result.recovery_s)
     if leader:  # its own pod's next container took the Lease (how fast: bench/ha_drills.py)
         assert result.new_leader and result.new_leader.startswith(name + "_"), result
 

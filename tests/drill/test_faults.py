@@ -19,11 +19,13 @@ from localcluster import faults
 from kruisectl.probe import probe_pod, probe_sidecarset
 from tests.conftest import require
 
-from .conftest import only_the_victims_failed, pod_ips
+from .conftest import (apiserver_connections, during_fault, failed_within_connections, only_the_victims_failed,
+                       pod_ips)
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 OPTIONS = drill.DrillOptions(rate=8, before_s=2, settle_s=2, timeout_s=180)
+HANG_S = 12  # how long the hung replica stays stopped
 
 
 def cli_budget(installed, scenario: drill.Scenario) -> drill.Budget:
@@ -61,28 +63,31 @@ def run(installed, scenario: drill.Scenario, during=None) -> drill.ScenarioResul
 @pytest.mark.parametrize("leader", [True, False], ids=["leader", "replica"])
 def test_a_killed_process_costs_at_most_what_was_on_its_way_to_it(installed, leader):
     ips = pod_ips(installed)
-    result = run(installed, faults.process_crash(installed.hostlet, installed.namespace, leader))
+    with apiserver_connections(installed) as seen:
+        result = run(installed, during_fault(faults.process_crash(installed.hostlet, installed.namespace, leader), seen))
     assert not result.breaches, result
-    only_the_victims_failed(result, ips)
+    only_the_victims_failed(result, ips, seen, window_s=result.recovery_s)
     if leader:  # the leader gap's budget is only checked when someone new took the Lease
         assert result.new_leader and result.leader_gap_s is not None, result
 
 
 def test_a_hung_replica_leaves_the_endpoints_within_its_readiness_budget(installed):
     ips = pod_ips(installed)
-    result = run(installed, faults.hang(installed.hostlet, installed.namespace, seconds=12))
-    assert not result.breaches, result
-    only_the_victims_failed(result, ips)
+    with apiserver_connections(installed) as seen:
+        result = run(installed, during_fault(faults.hang(installed.hostlet, installed.namespace, seconds=HANG_S), seen))
+    # Stopped, it answers nothing until its endpoint leaves: each connection the apiserver held
+    # or dialled to it in that time loses the request sent on it.
+    failed_within_connections(result, only_the_victims_failed(result, ips, seen, window_s=HANG_S))
     assert result.endpoint_removal_s is not None and result.endpoint_removal_s <= 2 * 2 + 2 + 2, result
 
 
 def test_an_oom_killed_replica_is_restarted_and_costs_at_most_what_was_on_its_way_to_it(installed):
     require("memory", installed.hostlet.memory_limits_unavailable)
     ips = pod_ips(installed)
-    scenario = faults.oom(installed.hostlet, installed.namespace)
-    result = run(installed, scenario)
+    with apiserver_connections(installed) as seen:
+        result = run(installed, during_fault(faults.oom(installed.hostlet, installed.namespace), seen))
     assert not result.breaches, result
-    only_the_victims_failed(result, ips)
+    only_the_victims_failed(result, ips, seen, window_s=result.recovery_s)
     (victim,) = result.victims
     last = installed.hostlet.worker(installed.namespace, victim).containers[0].last_terminated
     assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137)
