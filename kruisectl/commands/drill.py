@@ -58,7 +58,8 @@ def drill_options(func):
                         help="Dry-run pod creates per second during each scenario.")(func)
     func = click.option("--crash-budget", type=click.IntRange(0), default=lib.DrillOptions.crash_budget,
                         show_default=True,
-                        help="Failed admissions a crash may cost (the requests in flight on the victim).")(func)
+                        help="Failed admissions a crash may cost (the requests in flight on the victim) where the drill cannot "
+                        "tell when it struck; where it sent the signal itself, the admissions in flight then.")(func)
     func = click.option("--leader-gap-budget", type=click.FloatRange(0), default=None, metavar="SECONDS",
                         help="Longest vacancy of the Lease allowed [default: lease duration + 2s on a crash, "
                              "1s on eviction and rollout, 3s on a worker's crash (+ 6.5s to tell "

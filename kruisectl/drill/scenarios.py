@@ -29,8 +29,9 @@ class DrillOptions:
 
 
 def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) -> Budget:
-    """Nothing lost on a graceful path; on a crash the requests in flight on the victim
-    (``crash_budget``), and leadership back within the Lease's duration + 2 s, or, for a fault
+    """Nothing lost on a graceful path; on a crash the requests in flight on the victim: counted
+    where the drill sent the fatal signal and the death is proven (a worker's, or a container's
+    killed in its pod), else ``crash_budget``; and leadership back within the Lease's duration + 2 s, or, for a fault
     of the worker alone, within PROVEN_DEATH_GAP_S after the supervisor can tell it is gone, or,
     for a container restarted in its own pod, within PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S.
     With WorkloadSpread pods in the load, no subset above its maxReplicas, ever."""
@@ -49,7 +50,8 @@ def _budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) 
     if scenario.restarts_in_place:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
             else PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S
-        return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None)
+        return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None,
+                      within_in_flight=True)
     if scenario.graceful:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None else 1.0
         return Budget(failed=0, leader_gap_s=gap if scenario.moves_leader else None)

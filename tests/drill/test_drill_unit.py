@@ -48,7 +48,8 @@ def test_a_container_restarted_in_its_pod_is_held_to_the_proven_death_budget_not
                         moves_leader=leader, act=lambda target, deadline: [], replaces_victims=False,
                         restarts_in_place=True)
     for lease in (15, 60):
-        assert default_budget(scenario, DrillOptions(), lease) == Budget(failed=1, leader_gap_s=gap)
+        assert default_budget(scenario, DrillOptions(), lease) == Budget(failed=1, leader_gap_s=gap,
+                                                                         within_in_flight=True)
     assert default_budget(scenario, DrillOptions(leader_gap_budget_s=9), 15).leader_gap_s == (9 if leader else None)
 
 
@@ -250,6 +251,7 @@ def test_worker_fault_budgets_take_the_users_overrides():
     ("worker-crash", 1, 0, "1 failed admissions, 1 beyond the 0 in flight when it died (budget 0)"),
     ("worker-oom", 2, 1, "2 failed admissions, 1 beyond the 1 in flight when it died (budget 0)"),
     ("worker-crash", 1, None, None),  # the instant is not known: the crash budget alone
+    ("worker-crash", 6, None, "6 failed admissions (budget 5)"),
     ("worker-hang", 1, None, None),  # a hang has no instant
 ])
 def test_a_proven_death_loses_nothing_beyond_what_was_in_flight(fault, failed, in_flight, beyond):
@@ -258,7 +260,24 @@ def test_a_proven_death_loses_nothing_beyond_what_was_in_flight(fault, failed, i
     assert ("failedBeyondInFlight" in budget.to_dict()) is (fault != "worker-hang")
     result = ScenarioResult("x", [], failed=failed, in_flight=in_flight, recovery_s=1.0)
     assert budget.breaches(result) == ([beyond] if beyond else [])
-    assert Budget(failed=5).breaches(result) == []  # not held to it: a graceful path, a container's crash
+    assert Budget(failed=5).breaches(result) == ([beyond] if failed > 5 else [])  # not held to in flight
+
+
+@pytest.mark.parametrize("crash_budget, failed, in_flight, breaches", [
+    (1, 2, 2, []),  # both were on the dead process's connections: the design's whole cost
+    (1, 3, 2, ["3 failed admissions, 1 beyond the 2 in flight when it died (budget 0)"]),
+    (5, 1, 0, ["1 failed admissions, 1 beyond the 0 in flight when it died (budget 0)"]),
+    (0, 0, 0, []),
+    (1, 2, None, ["2 failed admissions (budget 1)"]),  # no known instant: the fixed count
+])
+def test_a_container_killed_in_its_pod_may_lose_what_was_in_flight_however_many(crash_budget, failed, in_flight,
+                                                                                 breaches):
+    scenario = Scenario("process-crash", "SIGKILL the container's first process", graceful=False,
+                        moves_leader=True, act=lambda target, deadline: [], replaces_victims=False,
+                        restarts_in_place=True)
+    budget = default_budget(scenario, DrillOptions(crash_budget=crash_budget), 15)
+    result = ScenarioResult("x", [], failed=failed, in_flight=in_flight, recovery_s=1.0)
+    assert budget.breaches(result) == breaches
 
 
 def test_the_hang_budget_follows_the_managers_heartbeat_timeout_and_interval():
