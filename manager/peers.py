@@ -100,6 +100,8 @@ VIEW = "kruise.io/webhook-peers-reachable"  # each replica's own view of its pee
 VIEW_PREFIX = "cannot reach: "
 
 REACHABLE, UNREACHABLE, UNKNOWN = "reachable", "unreachable", "unknown"
+# The gate's reason when False: written by the leader, or by a follower on a silent leader.
+UNREACHABLE_REASON, SILENT_LEADER_REASON = "Unreachable", "LeaderUnreachable"
 
 
 # ---- what the leader decides (pure) --------------------------------------------------------
@@ -386,7 +388,7 @@ class PeerProber:
                 continue  # just written; the cache has not caught up yet
             message = f"{'reached' if up else 'not reached'} by the leader {self.pod_name}" + (
                 "" if up else " and by another replica")
-            if self._write_gate(name, up, message):
+            if self._write_gate(name, up, "Reachable" if up else UNREACHABLE_REASON, message):
                 self._written[name] = (up, now)
 
     def _follow(self, pods: dict[str, dict]) -> None:
@@ -416,16 +418,15 @@ class PeerProber:
                 continue  # taken out once for this record; put back since: not fought
             message = (f"not reached by {self.pod_name} nor by another replica, and its Lease not renewed for "
                        f"{view.unchanged_s:.1f}s")
-            if self._write_gate(name, up, message):
+            if self._write_gate(name, up, SILENT_LEADER_REASON, message):
                 self._marked = record
 
-    def _write_gate(self, name: str, up: bool, message: str) -> bool:
+    def _write_gate(self, name: str, up: bool, reason: str, message: str) -> bool:
         """The gate (and, for False, Ready: a lost kubelet cannot fold the gate into Ready, so it
         is written as the node controller does)."""
         from . import metrics
 
-        conditions = [{"type": GATE, "status": "True" if up else "False",
-                       "reason": "Reachable" if up else "Unreachable", "message": message}]
+        conditions = [{"type": GATE, "status": "True" if up else "False", "reason": reason, "message": message}]
         if not up:
             conditions.append({"type": "Ready", "status": "False", "reason": "WebhookUnreachable", "message": message})
         if not self._patch(name, conditions):
