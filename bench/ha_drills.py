@@ -17,8 +17,8 @@ SIGKILL of every process of the leader's / a replica's container (supervisor and
 container restarts, no death proven, the Lease waited out), SIGSTOP past the readiness budget,
 the kernel's OOM kill of the container past limits.memory, every container killed at once
 (total outage: kube-system and the manager's namespace must still admit), the loss of a node
-and of a whole zone (doctor's prediction compared with what happened), the leader's node
-partitioned (processes running) and the leader cut off from its peers only; and faults of the
+and of a whole zone (doctor's prediction compared with what happened; zone-loss-leader: the
+zone of the leader's node), the leader's node partitioned (processes running) and the leader cut off from its peers only; and faults of the
 manager's worker process alone, which its supervisor replaces in the same container
 (worker-crash-leader/-replica: SIGKILL, worker-hang-leader/-replica: SIGSTOP,
 worker-oom-leader: the OOM killer; budgets from ``drill.default_budget``: leadership back
@@ -261,13 +261,15 @@ def main() -> None:
             log(f"oom skipped: {hostlet.memory_limits_unavailable}")
         else:
             scenarios += [faults.oom(hostlet, NAMESPACE), faults.worker_oom(hostlet, NAMESPACE, leader=True)]
+        lost_zone = ZONES[0]  # zone-loss-zone-a; zone-loss-leader: the leader's, whichever it is
         if args.skip_machine_loss:
-            skipped["node-loss, zone-loss, node-partition-leader, peer-partition-leader"] = "--skip-machine-loss"
+            skipped["node-loss, zone-loss, zone-loss-leader, node-partition-leader, peer-partition-leader"] = \
+                "--skip-machine-loss"
         else:
-            lost_zone = ZONES[0]
             extra["zone_loss_predicted_ready_left"] = sum(per_zone.values()) - per_zone.get(lost_zone, 0)
             scenarios += [faults.node_loss(hostlet, NAMESPACE, seconds=75),
                           faults.zone_loss(hostlet, NAMESPACE, lost_zone, zone_of, seconds=75),
+                          faults.zone_loss(hostlet, NAMESPACE, None, zone_of, seconds=75),
                           faults.node_partition(hostlet, NAMESPACE, seconds=45, leader=True),
                           faults.peer_partition(hostlet, NAMESPACE, seconds=20)]
         if args.only:
@@ -299,7 +301,7 @@ def main() -> None:
                 if checker is not None:
                     row["excludedNamespaces"], checker_errors = checker.finish(15)
                     row["errors"] += checker_errors
-                if scenario.name.startswith("zone-loss"):
+                if scenario.name == f"zone-loss-{lost_zone}":
                     extra["zone_loss_observed_ready_left"] = result.min_ready_endpoints
                 results[scenario.name] = row
                 log(json.dumps(row))

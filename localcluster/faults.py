@@ -175,17 +175,23 @@ def peer_partition(hostlet: Hostlet, namespace: str, seconds: float = 20.0) -> S
                     replaces_victims=False, settled=later.done.is_set)
 
 
-def zone_loss(hostlet: Hostlet, namespace: str, zone: str, zone_of: dict[str, str], seconds: float = 70.0) -> Scenario:
+def zone_loss(hostlet: Hostlet, namespace: str, zone: str | None, zone_of: dict[str, str],
+              seconds: float = 70.0) -> Scenario:
+    """Every node of ``zone`` lost as in :func:`node_loss`, restored after ``seconds``; ``zone``
+    None: the zone of the leader's node when it strikes (``zone-loss-leader``)."""
     later = _Later()
 
     def act(target: Target, deadline: float) -> list[str]:
-        nodes = [n for n, z in zone_of.items() if z == zone and n in hostlet.nodes]
+        lost_zone = zone if zone is not None else zone_of[_victim(target, True)["spec"]["nodeName"]]
+        nodes = [n for n, z in zone_of.items() if z == lost_zone and n in hostlet.nodes]
         lost = [p for node in nodes for p in hostlet.fail_node(node)]
         later.run(seconds, lambda: [hostlet.restore_node(node) for node in nodes])
         return [p.split("/", 1)[1] for p in lost if p.startswith(namespace + "/")]
 
-    return Scenario(f"zone-loss-{zone}", f"lose every node of {zone} for {seconds:g}s", graceful=False,
-                    moves_leader=False, act=act, replaces_victims=False, settled=later.done.is_set)
+    which = zone if zone is not None else "the leader's zone"
+    return Scenario(f"zone-loss-{zone if zone is not None else 'leader'}", f"lose every node of {which} for "
+                    f"{seconds:g}s", graceful=False, moves_leader=zone is None, act=act, replaces_victims=False,
+                    settled=later.done.is_set)
 
 
 def total_outage(hostlet: Hostlet, namespace: str, whole_pods: bool = False) -> Scenario:

@@ -279,7 +279,8 @@ class Manager:
             self.client, self.namespace, pod, a.webhook_peer_selector, a.webhook_port, self.certs.ca_file,
             self.certs.dns_names[0], interval=a.webhook_peer_probe_interval, timeout=a.webhook_peer_probe_timeout,
             failures=a.webhook_peer_failure_threshold, successes=a.webhook_peer_success_threshold,
-            leading=lambda: self.elector.may_act() > 0, serving=lambda: serving() is None)
+            leading=lambda: self.elector.may_act() > 0, serving=lambda: serving() is None,
+            lease=lambda: self.elector.holder_view(), silence=2 * a.leader_election_retry_period)
         self.runnables.add(Runnable("webhook-peers", self.peers.start, self.peers.stop))
 
     def _stopped_leading(self) -> None:

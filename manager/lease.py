@@ -228,6 +228,18 @@ class _Observation:
     at: float  # our clock when the record last changed
 
 
+@dataclass(frozen=True)
+class HolderView:
+    """The Lease's holder as this replica last read it, for a standby that acts on a leader that
+    stopped renewing (:mod:`manager.peers`): times are on this replica's own clock only."""
+
+    holder: str
+    holder_pod_uid: str  # the pod the Lease says its holder runs in ("" when it does not say)
+    renew_time: str | None  # with ``holder``, names the record (one renewal)
+    unchanged_s: float  # since this replica first saw this record: the holder has not renewed since
+    read_s: float  # since this replica last read the Lease (a GET, its own write, a watch event)
+
+
 class LeaderElector:
     """Run :meth:`run` on a thread; it returns when leadership is lost or :meth:`stop` is called.
 
@@ -253,6 +265,7 @@ class LeaderElector:
         self._state = threading.Lock()  # guards _observed, shared with the watch thread
         self._writing = threading.Lock()  # one write at a time: a release never races a renewal
         self._observed: _Observation | None = None
+        self._read_at = float("-inf")  # our clock when the Lease was last read
         self._renew_sent_at = 0.0  # our clock when the last successful renewal was sent
         self._stopped_once = threading.Lock()
         self.last_heartbeat = self.clock.now()
@@ -269,6 +282,15 @@ class LeaderElector:
         observed = self._snapshot()
         return observed.versioned.record.holder if observed else ""
 
+    def holder_view(self) -> HolderView | None:
+        """The holder as last read (None before the first read, or with no holder)."""
+        with self._state:
+            observed, read_at = self._observed, self._read_at
+        if observed is None or not observed.versioned.record.holder:
+            return None
+        record, now = observed.versioned.record, self.clock.now()
+        return HolderView(record.holder, record.holder_pod_uid, record.renew_time, now - observed.at, now - read_at)
+
     # ---- what we saw -----------------------------------------------------------------
     def _snapshot(self) -> _Observation | None:
         with self._state:
@@ -280,6 +302,7 @@ class LeaderElector:
             if versioned is None:
                 self._observed = None
                 return
+            self._read_at = self.clock.now()
             previous = self._observed.versioned.record if self._observed else None
             record = versioned.record
             changed = previous is None or (record.holder, record.renew_time) != (previous.holder, previous.renew_time)
@@ -490,6 +513,9 @@ class NoElection:
     @property
     def holder(self) -> str:
         return self.config.identity
+
+    def holder_view(self) -> None:
+        return None  # every replica leads: none stands by to watch a leader
 
     def may_act(self) -> float:
         return float("inf") if self.leading.is_set() else 0.0

@@ -34,11 +34,12 @@ PEER_PROBES = Counter("kruise_manager_webhook_peer_probes",
 PEERS_UNREACHABLE = Gauge("kruise_manager_webhook_peers_unreachable",
                           "Peers this replica cannot reach now (failed --webhook-peer-failure-threshold probes in a row).")
 PEER_GATE_WRITES = Counter("kruise_manager_webhook_peer_gate_writes",
-                           "Readiness gates kruise.io/webhook-reachable written by the leader, by the status written.",
+                           "Readiness gates kruise.io/webhook-reachable written by the leader (or, False on a silent "
+                           "leader, by a follower), by the status written.",
                            ["status"])
 PEER_MARKS_WITHHELD = Counter("kruise_manager_webhook_peer_marks_withheld",
-                              "Times the leader left an unreachable peer in because no reachable replica confirmed "
-                              "it (a leader cut off from its peers takes no one out).")
+                              "Times the leader (or a follower, its silent leader) left an unreachable peer in because "
+                              "no reachable replica confirmed it (a leader cut off from its peers takes no one out).")
 
 
 def serve(address: str, sock=None) -> None:

@@ -164,3 +164,13 @@ def test_workloadspread_figures_per_scenario_and_in_total():
     plain = bench.summarise({"eviction": row("eviction")})
     assert "total_workloadspread_violations" not in plain
     assert "workloadspread_pods" not in plain["scenarios"]["eviction"]
+
+
+@pytest.mark.parametrize("zone, name, moves_leader", [("zone-a", "zone-loss-zone-a", False),
+                                                      (None, "zone-loss-leader", True)])
+def test_a_zone_loss_is_named_for_its_zone_or_for_the_leaders(zone, name, moves_leader):
+    """The names ``--scenarios`` selects: zone None loses the leader's zone, chosen when it strikes."""
+    from localcluster import faults
+
+    scenario = faults.zone_loss(None, "kruise-system", zone, {})
+    assert (scenario.name, scenario.moves_leader) == (name, moves_leader)

@@ -4,8 +4,9 @@ readiness gate its peers' probes justify (manager/peers.py), long before the nod
 controller's grace period would; the others keep admitting within the budget `kruisectl drill`
 applies to a crash (``breaches`` empty), every replica is back soon after its machine is, and
 doctor's zone-failure prediction is what a real zone loss leaves. A partitioned leader takes no
-one out: cut off entirely, its successor takes it out; cut off from its peers only (it still
-writes), it leaves them in.
+one out: cut off entirely, its followers take it out as fast as a lost non-leader, without
+waiting for a successor; cut off from its peers only (it still writes and renews), it leaves
+them in and they leave it in.
 
 The node lifecycle timings are this module's own (the kube-controller-manager flags below:
 short, so that a loss outlasts them in half a minute). Every bound is derived from them, the
@@ -14,8 +15,9 @@ hostlet's heartbeat interval (``HEARTBEAT_S``), the chart's probes and its peer-
 - a lost replica is out within ``PEER_REMOVAL_MAX_S`` (the 5 s the design promises: two failed
   probes, at most (threshold + 1) x interval + timeout = 4 s with the chart's defaults, then one
   write and the EndpointSlice controller) when a replica other than the leader survives to
-  confirm it; that is below the earliest the node controller could act, so only the peers can
-  have done it;
+  confirm it; so is a lost leader, by its followers (the same probes, and its Lease not renewed
+  for two retry periods: 2 s here); that is below the earliest the node controller could act,
+  so only the peers can have done it;
 - without such a witness the node controller does it: no sooner than a grace period after the
   node's last heartbeat (sent at most one heartbeat before the loss), and no later than a grace
   period after the controller noticed that heartbeat (up to one monitor period late), at its
@@ -37,6 +39,7 @@ import pytest
 from kruisectl import drill
 from kruisectl.inventory import Names
 from localcluster import faults
+from manager.peers import GATE, SILENT_LEADER_REASON, UNREACHABLE_REASON
 
 from kubekit import kruise
 
@@ -144,25 +147,54 @@ def test_a_lost_zone_leaves_what_doctor_predicted(installed):
     assert result.min_ready_endpoints == prediction["readyReplicasLeftIfZoneLost"][zone], (result, prediction)
 
 
-def test_a_partitioned_leader_takes_no_one_out_and_its_successor_takes_it_out(installed):
+class GateWatch(threading.Thread):
+    """Who first took a pod out: the reason of its gate's first False (polled)."""
+
+    def __init__(self, installed, pod: str, seconds: float):
+        super().__init__(daemon=True)
+        self.installed, self.pod, self.seconds = installed, pod, seconds
+        self.reason: str | None = None
+
+    def run(self):
+        from kubernetes import client
+
+        api = client.CoreV1Api(self.installed.api())
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end and self.reason is None:
+            try:
+                conditions = api.read_namespaced_pod_status(self.pod, self.installed.namespace).status.conditions
+                gate = {c.type: c for c in conditions or []}.get(GATE)
+                if gate is not None and gate.status == "False":
+                    self.reason = gate.reason
+            except Exception:  # noqa: BLE001 - a missed sample
+                pass
+            time.sleep(0.2)
+
+
+def test_a_partitioned_leader_takes_no_one_out_and_its_followers_take_it_out(installed):
     """The leader's machine cut off with its processes running: it sees every peer down but can
-    write nothing, and stops leading; the others never leave the Service, elect a new leader
-    after the Lease, and the new one (the third replica its witness) takes the old one out, well
-    before the node controller's grace period; once healed, it is let back in."""
+    write nothing, and stops leading; the others never leave the Service and, finding it
+    unreachable (each confirming the other) and its Lease silent, take it out as fast as a lost
+    non-leader, without waiting for a successor; once healed, it is let back in."""
     ips = pod_ips(installed)
     old_leader = drill.Target(installed.client(), Names(namespace=installed.namespace), 10).leader_pod()
     scenario = faults.node_partition(installed.hostlet, installed.namespace, seconds=LOSS_S, leader=True)
     took = timed(scenario)
+    watch = GateWatch(installed, old_leader["metadata"]["name"], LOSS_S)
     with apiserver_connections(installed) as seen:
-        result = run(installed, during_fault(scenario, seen))
+        result = run(installed, during_fault(scenario, seen), watch)
+    watch.join(LOSS_S + 5)
     assert result.victims == [old_leader["metadata"]["name"]], result
     failed_within_connections(result, only_the_victims_failed(result, ips, seen, window_s=took["act_s"] + LOSS_S))
     assert result.new_leader and result.leader_gap_s is not None, result
     assert result.min_ready_endpoints == REPLICAS - 1, result  # the survivors never left
     assert result.endpoint_removal_s is not None, result
-    # Out once a successor leads (it has confirmed the loss by then): a round and a write later.
-    assert result.endpoint_removal_s <= result.leader_gap_s + PEER_REMOVAL_MAX_S - 2, result
-    assert result.endpoint_removal_s < ENDPOINT_REMOVAL_MIN_S, result
+    # Out by its followers as a lost non-leader is by the leader, whatever the Lease's duration:
+    # the probes and two retry periods of silence. (This drill's Lease is short, 4 s: when the
+    # probes are slow, the successor may write first; with the chart's 15 s never, see the bench.)
+    assert result.endpoint_removal_s <= PEER_REMOVAL_MAX_S, (result, watch.reason)
+    assert watch.reason in (SILENT_LEADER_REASON, UNREACHABLE_REASON), watch.reason  # through the gate
+    print(f"taken out by {'its followers' if watch.reason == SILENT_LEADER_REASON else 'its successor'}")
     # Back once healed: its worker, restarted when it lost the Lease, resyncs its caches within
     # the informers' relist back-off, then its readiness probe and the leader's probes pass.
     assert result.recovery_s <= took["act_s"] + LOSS_S + INFORMER_BACKOFF_MAX_S + PEER_REMOVAL_MAX_S, result
@@ -178,9 +210,8 @@ def metric(ip: str, name: str) -> float:
 def test_a_leader_cut_off_from_its_peers_only_takes_no_one_out(installed):
     """The leader still reaches the apiserver (and writes), the apiserver every replica, but the
     leader and its peers cannot reach each other: the leader sees both peers unreachable and
-    finds no witness, so it withholds; every replica stays in and nothing fails."""
-    from manager.peers import GATE
-
+    finds no witness, so it withholds; its followers find it unreachable but renewing (not
+    silent), so they leave it in: every replica stays in and nothing fails."""
     leader = drill.Target(installed.client(), Names(namespace=installed.namespace), 10).leader_pod()
     leader_ip = leader["status"]["podIP"]
     withheld_before = metric(leader_ip, "kruise_manager_webhook_peer_marks_withheld_total")

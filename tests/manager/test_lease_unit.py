@@ -136,6 +136,32 @@ def test_expiry_is_measured_on_our_clock_from_when_the_record_last_changed():
     assert lock.record.acquire_time == lock.record.renew_time
 
 
+def test_the_holder_view_says_how_long_the_record_has_not_changed_and_when_it_was_read():
+    """What a follower judges a silent leader by (manager.peers): both on our own clock."""
+    lock, clock = MemoryLock(held_by("other", renew="2001-01-01T00:00:00.000000Z")), FakeClock()
+    e = elector(lock, clock)
+    assert e.holder_view() is None  # nothing read yet
+    e.try_acquire_or_renew(timeout=5)
+    clock.advance(3)
+    e.try_acquire_or_renew(timeout=5)  # read again, unchanged
+    clock.advance(1.5)
+    view = e.holder_view()
+    assert (view.holder, view.renew_time) == ("other", "2001-01-01T00:00:00.000000Z")
+    assert (view.unchanged_s, view.read_s) == (4.5, 1.5)
+    lock.other_writes(renew_time="2001-01-01T00:00:02.000000Z")  # it renews
+    e.try_acquire_or_renew(timeout=5)
+    clock.advance(0.5)
+    view = e.holder_view()
+    assert (view.renew_time, view.unchanged_s, view.read_s) == ("2001-01-01T00:00:02.000000Z", 0.5, 0.5)
+    lock.fail_gets.append(ApiError(503, "unavailable"))  # a failed read leaves the view as it was
+    e.try_acquire_or_renew(timeout=5)
+    clock.advance(2)
+    assert (e.holder_view().unchanged_s, e.holder_view().read_s) == (2.5, 2.5)
+    lock.other_writes(holder="")  # released: this replica takes it, and is the holder it sees
+    e.try_acquire_or_renew(timeout=5)
+    assert e.holder_view().holder == "me" and e.holder_view().unchanged_s == 0
+
+
 def test_a_conflict_drops_the_cached_record_and_the_next_attempt_reads_again():
     lock, clock = MemoryLock(held_by("")), FakeClock()
     e = elector(lock, clock)

@@ -1,7 +1,8 @@
 """The leader's decisions on the webhook readiness gate (manager/peers.py), table-driven: who
 is taken out, who is let back, and the safety rules (never itself, never without a reachable
-witness, so a leader cut off from its peers takes no one out); the probe streaks' hysteresis;
-the published view's round trip."""
+witness, so a leader cut off from its peers takes no one out); a follower's decision on a
+silent leader (only the Lease holder, only silent, only with a witness, never itself); the
+probe streaks' hysteresis; the published view's round trip."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import itertools
 
 import pytest
 
-from manager.peers import (GATE, REACHABLE, UNKNOWN, UNREACHABLE, VIEW, Peer, Streaks, decide, parse_view,
-                           peer_of, slim_pod, view_condition)
+from manager.peers import (GATE, REACHABLE, UNKNOWN, UNREACHABLE, VIEW, Peer, Streaks, decide, decide_as_follower,
+                           holder_pod, parse_view, peer_of, slim_pod, view_condition)
 from manager.options import validate
 
 U, R, K = UNREACHABLE, REACHABLE, UNKNOWN
@@ -114,6 +115,92 @@ def test_safety_holds_in_every_world():
             assert out == []
         checked += 1
     assert checked > 10000
+
+
+FOLLOWER_CASES = [
+    # (id, me, the Lease holder's pod, peers, my verdicts, the holder silent, expected writes, expected withheld)
+    ("leader silent, unreachable, a witness agrees: out", "b", "a",
+     peers(("a", "True", {"b", "c"}), ("b", "True", {"a"}), ("c", "True", {"a"})), {"a": U, "c": R}, True,
+     {"a": False}, []),
+    ("leader still renewing (cut off from its peers only): never", "b", "a",
+     peers(("a", "True", {"b", "c"}), ("b", "True", {"a"}), ("c", "True", {"a"})), {"a": U, "c": R}, False, {}, []),
+    ("no witness: the other follower still reaches it", "b", "a",
+     peers(("a", "True"), ("b", "True", {"a"}), ("c", "True")), {"a": U, "c": R}, True, {}, ["a"]),
+    ("no witness: the one that agrees is not reached", "b", "a",
+     peers(("a", "True"), ("b", "True", {"a", "c"}), ("c", "True", {"a"})), {"a": U, "c": U}, True, {}, ["a"]),
+    ("no witness: the one that agrees is out itself", "b", "a",
+     peers(("a", "True"), ("b", "True", {"a"}), ("c", "False", {"a"})), {"a": U, "c": R}, True, {}, ["a"]),
+    ("two replicas: no witness exists", "b", "a", peers(("a", "True"), ("b", "True", {"a"})), {"a": U}, True, {}, ["a"]),
+    ("the leader's own claim is no witness", "b", "a",
+     peers(("a", "True", {"a"}), ("b", "True", {"a"}), ("c", "True")), {"a": U, "c": R}, True, {}, ["a"]),
+    ("self: the holder never takes itself out", "a", "a",
+     peers(("a", "True", {"b", "c"}), ("b", "True", {"a"}), ("c", "True", {"a"})), {"b": U, "c": U}, True, {}, []),
+    ("a non-leader peer: never by a follower", "b", "a",
+     peers(("a", "True", {"c"}), ("b", "True", {"a", "c"}), ("c", "True", {"a"}), ("d", "True", {"c"})),
+     {"a": R, "c": U, "d": R}, True, {}, []),
+    ("the leader still reachable by me: never", "b", "a",
+     peers(("a", "True"), ("b", "True"), ("c", "True", {"a"})), {"a": R, "c": R}, True, {}, []),
+    ("no verdict on the leader yet: nothing", "b", "a",
+     peers(("a", "True"), ("b", "True", {"a"}), ("c", "True", {"a"})), {"a": K, "c": R}, True, {}, []),
+    ("already out: nothing to write", "b", "a",
+     peers(("a", "False"), ("b", "True", {"a"}), ("c", "True", {"a"})), {"a": U, "c": R}, True, {}, []),
+    ("I am out myself: I take no one out", "b", "a",
+     peers(("a", "True"), ("b", "False", {"a"}), ("c", "True", {"a"})), {"a": U, "c": R}, True, {}, []),
+    ("no holder known: nothing", "b", None,
+     peers(("a", "True"), ("b", "True", {"a"}), ("c", "True", {"a"})), {"a": U, "c": R}, True, {}, []),
+    ("the holder's pod is gone: nothing", "b", "z",
+     peers(("a", "True"), ("b", "True", {"a"}), ("c", "True", {"a"})), {"a": U, "c": R}, True, {}, []),
+    ("five replicas, the leader's zone of two lost: the leader only", "c", "a",
+     peers(("a", "True"), ("b", "True"), ("c", "True", {"a", "b"}), ("d", "True", {"a", "b"}), ("e", "True", {"a", "b"})),
+     {"a": U, "b": U, "d": R, "e": R}, True, {"a": False}, []),
+]
+
+
+@pytest.mark.parametrize("me, holder, pods, reach, silent, writes, withheld", [c[1:] for c in FOLLOWER_CASES],
+                         ids=[c[0] for c in FOLLOWER_CASES])
+def test_decide_as_follower(me, holder, pods, reach, silent, writes, withheld):
+    decision = decide_as_follower(me, holder, pods, reach, silent)
+    assert decision.writes == writes
+    assert decision.withheld == withheld
+
+
+def test_a_follower_never_writes_a_holder_without_the_gate_or_terminating():
+    for target in (Peer("a", gated=False, gate="True"), Peer("a", gate="True", terminating=True)):
+        pods = {"a": target, "b": Peer("b", gate="True", unreachable=frozenset("a")),
+                "c": Peer("c", gate="True", unreachable=frozenset("a"))}
+        assert decide_as_follower("b", "a", pods, {"a": U, "c": R}, True).writes == {}
+
+
+def test_safety_holds_for_followers_in_every_world():
+    """A follower writes only False, only on the Lease holder, never on itself, only when the
+    holder is silent, unreachable to it and to a witness it reaches that is in; and the marker
+    and that witness stay in: never fewer than two gates True after its write."""
+    checked = written = 0
+    for holder, pods, reach in every_world():
+        me = "b" if holder == "a" else "a"
+        mine = {n: v for n, v in reach.items() if n != me}
+        mine[holder] = reach.get(me, K)  # the verdicts as the follower's own
+        for silent in (True, False):
+            decision = decide_as_follower(me, holder, pods, mine, silent)
+            assert set(decision.writes) <= {holder} and all(up is False for up in decision.writes.values())
+            if decision.writes:
+                written += 1
+                assert silent and mine[holder] == UNREACHABLE and pods[me].gate == "True"
+                assert any(w not in (me, holder) and mine.get(w) == REACHABLE and pods[w].gate == "True"
+                           and holder in pods[w].unreachable for w in pods)
+                after = {n: "False" if n == holder else p.gate for n, p in pods.items()}
+                assert sum(1 for g in after.values() if g == "True") >= 2
+            checked += 1
+    assert checked > 10000 and written > 0
+
+
+def test_the_holder_pod_is_found_by_the_lease_uid_else_by_the_identity():
+    pods = {"m-1": {"metadata": {"name": "m-1", "uid": "u1"}}, "m-2": {"metadata": {"name": "m-2", "uid": "u2"}}}
+    assert holder_pod("m-1_0b7c", "u2", pods) == "m-2"  # the Lease's UID wins
+    assert holder_pod("m-1_0b7c", "", pods) == "m-1"
+    assert holder_pod("m-9_0b7c", "", pods) is None
+    assert holder_pod("m-1_0b7c", "u9", pods) is None  # the pod it ran in is gone
+    assert holder_pod("node-3", "", pods) is None  # host network: a hostname names no pod here
 
 
 @pytest.mark.parametrize("failures, successes, results, verdicts", [
