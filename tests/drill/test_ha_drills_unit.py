@@ -106,7 +106,7 @@ def test_worker_faults_are_held_to_their_own_budgets_not_the_leases():
     summary = bench.summarise({r["scenario"]: r for r in rows})
     assert summary["leader_worker_crash_gap_s"] == 0.9
     assert summary["breaches"] == {"worker-oom-leader": [
-        "2 failed admissions (budget 1)", "2 failed admissions, 1 beyond the 1 in flight when it died (budget 0)",
+        "2 failed admissions, 1 beyond the 1 in flight when it died (budget 0)",
         "leadership vacant 4.00s (budget 3s)"]}
     assert summary["total_failed_over"] == ["eviction"]  # a crash may cost what was in flight
     assert summary["total_refused"] == 2 and summary["scenarios"]["worker-oom-leader"]["refused"] == 2
