@@ -341,7 +341,28 @@ def kruisectl_settled(cluster: LocalCluster, timeout: float = 300) -> None:
                 and s.get("replicas") == want and s.get("updatedReplicas") == want):
             return
         time.sleep(1)
-    raise RuntimeError("the manager did not settle between scenarios")
+    try:
+        why = unsettled(client)
+    except Exception as err:  # noqa: BLE001 - the error below matters more than its details
+        why = f"(pods not read: {err})"
+    raise RuntimeError(f"the manager did not settle between scenarios: {why}")
+
+
+def unsettled(client) -> str:
+    """What kept the manager from settling, for the error: each manager pod's phase, node, the
+    conditions not True (readiness gate included, with reason) and its containers' states."""
+    pods = client.get(paths.pods(NAMESPACE), 10, labelSelector="control-plane=controller-manager")["items"]
+    described = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        conditions = [f"{c['type']}={c['status']}({c.get('reason', '')})" for c in status.get("conditions") or []
+                      if c.get("status") != "True"]
+        containers = [f"{c['name']}:ready={c.get('ready')},restarts={c.get('restartCount')},"
+                      f"{','.join((c.get('state') or {}).keys())}" for c in status.get("containerStatuses") or []]
+        deleting = " deleting" if pod["metadata"].get("deletionTimestamp") else ""
+        described.append(f"{pod['metadata']['name']}{deleting} on {pod['spec'].get('nodeName')}: "
+                         f"{status.get('phase')} {' '.join(conditions)} [{' '.join(containers)}]")
+    return "; ".join(described)
 
 
 if __name__ == "__main__":
