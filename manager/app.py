@@ -243,7 +243,8 @@ class Manager:
         from .workloadspread.controller import WorkloadSpreadController
 
         controller = self.workloadspread_controller = WorkloadSpreadController(
-            self.client, self.elector, workloadspreads, pods=lambda: self.controller.pods)
+            self.client, self.elector, workloadspreads, pods=lambda: self.controller.pods,
+            configuration=self._configuration)
         self.controller.pod_listeners.append(controller.pod_changed)
         self.runnables.add(Runnable(
             "workloadspread-controller", controller.start, controller.stop, needs_leader=True,

@@ -7,7 +7,8 @@ the Adaptive strategy reschedules, in upstream v1.8.3's order. The decisions are
 
 It reuses the SidecarSet controller's cluster-wide pod cache (its slim pods carry a
 ``workloadspread`` part, :func:`.status.slim_pod`) and watches Deployments, ReplicaSets and
-Jobs itself, only while leading. Every write passes the lease gate first.
+Jobs itself (whole objects but managedFields: ``targetFilter.replicasPathList`` may name any
+field), only while leading. Every write passes the lease gate first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kubekit.kruise import POD_DELETION_COST_ANNOTATION
 from ..informer import Informer
 from ..reconciler import Reconciler
 from . import status as ws_status
-from . import targets
+from . import subsets, targets
 
 log = logging.getLogger("manager.workloadspread")
 
@@ -43,8 +44,11 @@ class WorkloadSpreadController(Reconciler):
     thread_name = "workloadspread controller"
 
     def __init__(self, client: Client, elector, workloadspreads: Informer, pods: Callable[[], Informer | None],
-                 resync: float = 30.0, min_interval: float = 0.5, clock: Callable[[], float] = time.time):
+                 resync: float = 30.0, min_interval: float = 0.5, clock: Callable[[], float] = time.time,
+                 configuration: Callable[[], dict | None] | None = None):
         super().__init__(client, elector, resync, min_interval)
+        self.configuration = configuration  # the kruise-configuration ConfigMap's data (None: none)
+        self._config: tuple | None = None  # this pass's read: (data, None) or (None, error)
         self.workloadspreads = workloadspreads
         self.pods_source = pods
         self.clock = clock
@@ -95,6 +99,7 @@ class WorkloadSpreadController(Reconciler):
                 by_namespace.setdefault(part["metadata"].get("namespace"), []).append(part)
         replicasets = self.workloads["ReplicaSet"].snapshot() if "ReplicaSet" in self.workloads else []
         self._nodes = {}
+        self._config = None
         seen = set()
         for ws in self.workloadspreads.snapshot():
             key = Informer.key(ws)
@@ -124,7 +129,12 @@ class WorkloadSpreadController(Reconciler):
             return  # no target, or a kind this manager does not handle (refused at admission)
         ns = meta.get("namespace")
         workload = self.workloads[ref["kind"]].get(f"{ns}/{ref.get('name')}")
-        found, replicas = targets.target_pods(ws, workload, replicasets, pods)
+        try:
+            found, replicas = targets.target_pods(ws, workload, replicasets, pods, configuration=self._whitelist_data)
+        except subsets.BadValue as err:  # a replicas path or whitelist upstream cannot read either
+            log.warning("WorkloadSpread %s not synced (as upstream's reconcile fails): %s", key, err)
+            self._retry(key, 5.0)
+            return
         latest = targets.latest_version(ws, workload, replicasets) if ref["kind"] in ws_status.DELETION_COST_KINDS else ""
         try:
             plan = ws_status.plan(ws, found, replicas, self.clock(), target_kind=ref["kind"], latest_version=latest,
@@ -149,6 +159,22 @@ class WorkloadSpreadController(Reconciler):
             self._delete(pod)
         if plan.requeue_after is not None:
             self._retry(key, plan.requeue_after)
+
+    def _whitelist_data(self) -> dict | None:
+        """The kruise-configuration ConfigMap's data for the custom-workload whitelist (read at
+        most once a pass, only for a spread without replicasPathList); a failed read fails
+        those spreads' passes, as upstream's getReplicasPathList does."""
+        if self.configuration is None:
+            return None
+        if self._config is None:
+            try:
+                self._config = (self.configuration(), None)
+            except Exception as err:  # noqa: BLE001 - an unreadable ConfigMap fails the pass, whatever the cause
+                self._config = (None, err)
+        data, err = self._config
+        if err is not None:
+            raise subsets.BadValue(f"kruise-configuration not read: {err}")
+        return data
 
     def _node(self, name: str) -> dict | None:
         """A node, for pods the spread adopts (read once per pass; None when it is gone)."""

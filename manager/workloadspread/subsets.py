@@ -147,8 +147,11 @@ def _atoi(text: str) -> int:
 
 
 def replicas_from_paths(workload: dict, paths: list[str]) -> int:
-    """GetReplicasFromWorkloadWithTargetFilter: the sum of the integers at dotted paths
-    (a number in a list: its index); a missing path is an error, an empty path is 0."""
+    """GetReplicasFromWorkloadWithTargetFilter (the pod webhook) and filterWorkload (the
+    controller): the sum of the integers at dotted paths, each and the sum wrapped to int32
+    (in a list a part is an index, parsed as strconv.Atoi does); a missing path is an error,
+    an empty path is 0. A negative index (upstream: a panic) is an error here and refused at
+    admission (:func:`negative_index`)."""
     total = 0
     for path in paths:
         if path == "":
@@ -161,9 +164,12 @@ def replicas_from_paths(workload: dict, paths: list[str]) -> int:
                 value = value[part]
             elif isinstance(value, list):
                 try:
-                    at = int(part)
+                    at = _atoi(part)  # not int(): it takes " 1", "1_0" and non-ASCII digits
                 except ValueError:
                     raise BadValue(f'strconv.Atoi: parsing "{part}": invalid syntax') from None
+                if at < 0:
+                    # upstream indexes the slice with it and panics; refused at admission
+                    raise BadValue(f"index {at} is negative")
                 if len(value) < at + 1:
                     raise BadValue(f"index {at} out of range")
                 value = value[at]
@@ -173,6 +179,18 @@ def replicas_from_paths(workload: dict, paths: list[str]) -> int:
             raise BadValue("object type error")
         total += _int32(value)
     return _int32(total)
+
+
+def negative_index(path: str) -> str | None:
+    """The first part of ``path`` that strconv.Atoi reads as a negative number: where upstream
+    would index a list with it, it panics (nothing is computed), so such a path is refused."""
+    for part in path.split("."):
+        try:
+            if -2**63 <= _atoi(part) < 0:  # below int64, Atoi errs instead (no panic)
+                return part
+        except ValueError:
+            continue
+    return None
 
 
 def _int32(value: int) -> int:

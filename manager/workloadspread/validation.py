@@ -1,6 +1,7 @@
 """The WorkloadSpread validating webhook (``vworkloadspread.kb.io``), upstream OpenKruise v1.8.3's
-rules (pkg/webhook/workloadspread/validating) ported to plain dicts, plus this manager's one
-refusal: a target other than a Deployment, ReplicaSet or Job (no CloneSet or StatefulSet here).
+rules (pkg/webhook/workloadspread/validating) ported to plain dicts, plus this manager's two
+refusals: a target other than a Deployment, ReplicaSet or Job (no CloneSet or StatefulSet here),
+and a ``targetFilter.replicasPathList`` path with a negative list index (upstream panics on it).
 
 Messages are upstream's: each is a Kubernetes ``field.Error`` as Go prints it ("<path>:
 <type>: <value>: <detail>") and the answer joins them as upstream's aggregate does, so a
@@ -27,6 +28,7 @@ from typing import Callable
 from kubekit import formats, quantity
 
 from ..admission import allowed, denied, errored
+from . import subsets
 
 SUPPORTED_KINDS = {"Deployment": "apps", "ReplicaSet": "apps", "Job": "batch"}
 UNSUPPORTED_TARGET = "this manager supports Deployment, ReplicaSet and Job targets"
@@ -697,6 +699,23 @@ def spec_errors(ws: dict, workload: dict | None = None) -> list[str]:
         why = _selector_error(target_filter.get("selector") if isinstance(target_filter, dict) else target_filter)
         if why is not None:
             errs.append(_invalid("spec.targetFilter", json.dumps(target_filter, sort_keys=True), why))
+        errs += _replicas_path_errors(target_filter)
+    return errs
+
+
+NEGATIVE_INDEX = ("a negative list index is not supported (upstream's manager crashes reading it, "
+                  "so it has no result to match)")
+
+
+def _replicas_path_errors(target_filter) -> list[str]:
+    """This manager's refusal of a ``replicasPathList`` path with a part strconv.Atoi reads as
+    a negative number: upstream accepts it, then indexes a list with it and panics (in its
+    pod webhook and its controller); in a map such a key never leads to an integer either."""
+    paths = target_filter.get("replicasPathList") if isinstance(target_filter, dict) else None
+    errs = []
+    for i, path in enumerate(paths if isinstance(paths, list) else []):
+        if isinstance(path, str) and (part := subsets.negative_index(path)) is not None:
+            errs.append(_invalid(f"spec.targetFilter.replicasPathList[{i}]", _q(path), f"{_q(part)}: {NEGATIVE_INDEX}"))
     return errs
 
 

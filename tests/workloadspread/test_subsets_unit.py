@@ -156,11 +156,41 @@ def test_workload_replicas(workload, target_filter, expected):
     assert subsets.workload_replicas(workload, target_filter) == expected
 
 
-@pytest.mark.parametrize("path", ["spec.missing", "spec.replicas.deeper", "status.x.5.r", "status.x.a.r", "status.x"])
+# GetReplicasFromWorkloadWithTargetFilter / GetReplicasFromObject over NestedField: a list
+# index is parsed as strconv.Atoi parses it; each value and the sum are int32.
+@pytest.mark.parametrize("paths_, expected", [
+    (["status.x.+1.r"], 5),  # Atoi takes a sign
+    (["status.x.01.r"], 5),  # and leading zeros
+    (["status.x.-0.r"], 2),
+    (["", "spec.replicas"], 4),  # an empty path adds 0
+    (["spec.big", "spec.replicas"], 2**31 - 1 + 4 - 2**32),  # the int32 sum wraps
+    (["metadata.generation"], 5),  # an int64 truncated to int32
+])
+def test_replicas_paths_read_as_upstream(paths_, expected):
+    workload = {"metadata": {"generation": 2**32 + 5}, "spec": {"replicas": 4, "big": 2**31 - 1},
+                "status": {"x": [{"r": 2}, {"r": 5}]}}
+    assert subsets.replicas_from_paths(workload, paths_) == expected
+
+
+@pytest.mark.parametrize("path", ["spec.missing", "spec.replicas.deeper", "status.x.5.r", "status.x.a.r", "status.x",
+                                  "spec.replicas.", "spec..replicas", "status.flag", "status.ratio", "status.none",
+                                  # what Python's int() takes and strconv.Atoi does not
+                                  "status.x. 0.r", "status.x.0 .r", "status.x.0_0.r", "status.x.\u0660.r",
+                                  # upstream panics on it (refused at admission): never Python's x[-1]
+                                  "status.x.-1.r"])
 def test_replicas_paths_refuse_what_upstream_refuses(path):
-    workload = {"spec": {"replicas": 4}, "status": {"x": [{"r": 2}]}}
+    workload = {"spec": {"replicas": 4}, "status": {"x": [{"r": 2}], "flag": True, "ratio": 1.5, "none": None}}
     with pytest.raises(subsets.BadValue):
         subsets.replicas_from_paths(workload, [path])
+
+
+@pytest.mark.parametrize("path, part", [
+    ("a.-1.b", "-1"), ("a.+1.-3", "-3"), ("a.-0.b", None), ("a.b", None), ("", None),
+    ("a.-99999999999999999999", None),  # out of int64: Atoi's error, not a panic
+    ("a.- 1", None),
+])
+def test_negative_index(path, part):
+    assert subsets.negative_index(path) == part
 
 
 # ---- bookkeeping ---------------------------------------------------------------------------

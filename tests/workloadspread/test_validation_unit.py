@@ -391,3 +391,29 @@ def test_a_patch_of_the_wrong_shape_is_refused_not_raised():
                   {"spec": {"volumes": 3}}, {"spec": 1}, {"metadata": {"labels": ["a"]}}):
         errors = validate(with_subset(0, patch=patch), workload=DEPLOYMENT)
         assert errors and all(e.startswith("spec.subsets[0].patch") for e in errors), (patch, errors)
+
+
+# ---- targetFilter.replicasPathList: this manager's refusal of a negative list index ----------
+# Upstream (NestedField / nestedSlice in pkg/util/workloadspread/utils.go) parses a path part
+# with strconv.Atoi and indexes the list with it unchecked: a negative number panics in its
+# pod webhook and controller, so there is no result to match and such a path is refused here.
+@pytest.mark.parametrize("paths_, refused", [
+    (["spec.replicas"], []),
+    (["status.conditions.0.x", ""], []),  # an empty path is upstream's 0
+    (["spec.template.spec.containers.+0.ports.0.containerPort"], []),  # Atoi takes "+0"
+    (["spec.x.-0"], []),  # -0 is index 0
+    (["spec.x.-99999999999999999999"], []),  # below int64: Atoi's error, no panic (upstream errs too)
+    (["spec.replicas", "spec.template.spec.containers.-1.ports.0.containerPort"], [1]),
+    (["a.-2", "b.-1"], [0, 1]),
+])
+def test_a_negative_index_in_replicas_path_list_is_refused(paths_, refused):
+    errors = validate(demo(targetFilter={"replicasPathList": paths_}))
+    assert paths(errors) == [f"spec.targetFilter.replicasPathList[{i}]" for i in refused]
+    for error in errors:
+        assert "negative list index is not supported" in error
+
+
+def test_a_negative_index_refusal_reads_clearly():
+    errors = validate(demo(targetFilter={"replicasPathList": ["status.x.-1.r"]}))
+    assert errors == ['spec.targetFilter.replicasPathList[0]: Invalid value: "status.x.-1.r": "-1": a negative list '
+                      "index is not supported (upstream's manager crashes reading it, so it has no result to match)"]
