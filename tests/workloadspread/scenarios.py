@@ -35,13 +35,20 @@ def get_spread(api, name: str) -> dict:
     return client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
 
 
-def create_deployment(api, name: str, replicas: int, **pod_spec) -> None:
+def create_deployment(api, name: str, replicas: int, *, workload_spec: dict | None = None, **pod_spec) -> None:
+    """``workload_spec``: more fields of the Deployment's spec; ``pod_spec``: of its pods'."""
     client.AppsV1Api(api).create_namespaced_deployment(NS, {
         "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+        "spec": {**(workload_spec or {}), "replicas": replicas, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}},
                               "spec": {"containers": [{"name": "app", "image": "app:1"}],
                                        **pod_spec, "nodeSelector": {**KWOK, **pod_spec.get("nodeSelector", {})}}}}})
+
+
+def touch(api, name: str) -> None:
+    """A change to the spread: the event upstream's controller reconciles on where it has none."""
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, name, {"metadata": {"annotations": {"test/touched": str(time.time())}}})
 
 
 def scale(api, name: str, replicas: int) -> None:
@@ -233,3 +240,99 @@ def pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(api) -> None:
     wait_for(lambda: costs_by_subset(api, "beyond") == {"rest": ["-100"] * 4 + ["100"] * 2}, timeout=30,
              what="deletion costs")
     wait_for(lambda: statuses(api, "beyond") == {"rest": (6, 0)}, timeout=30, what="status")
+
+
+def target_filter_replicas_paths_resolve_percent_subsets(api) -> None:
+    """``targetFilter.replicasPathList`` in place of the Deployment's replicas: percent
+    maxReplicas resolve against the sum at its paths (here spec.replicas plus
+    spec.revisionHistoryLimit), in the pod webhook (which subset a new pod joins), the
+    status (missingReplicas) and the deletion costs; its selector selects every pod. With
+    spec.replicas alone 25% of 4 would be 1: a, b, c, c instead of a, a, b, b."""
+    create_spread(api, "paths", "paths", [
+        {"name": "a", "requiredNodeSelectorTerm": zone_term("zone-a"), "maxReplicas": "25%"},
+        {"name": "b", "requiredNodeSelectorTerm": zone_term("zone-b"), "maxReplicas": "25%"},
+        {"name": "c"}],
+        targetFilter={"selector": {"matchLabels": {"app": "paths"}},
+                      "replicasPathList": ["spec.replicas", "spec.revisionHistoryLimit"]})
+    # Created at its full size after the spread: the webhook's first pod finds the workload
+    # at 4 (a scale-up races the controller's re-resolving the percent against the webhook).
+    create_deployment(api, "paths", 4, workload_spec={"revisionHistoryLimit": 4})
+    wait_for(lambda: running(api, "paths", 4), timeout=60, what="4 running pods")
+
+    def subsets(count: int):
+        pods = live_pods(api, "paths")
+        if len(pods) != count or not all(MATCHED in (p.metadata.annotations or {}) for p in pods):
+            return None
+        return sorted(subset_of(p) for p in pods)
+    # 25% of 4 + 4 = 8 is 2
+    assert wait_for(lambda: subsets(4), timeout=30, what="4 pods admitted") == ["a", "a", "b", "b"]
+    wait_for(lambda: statuses(api, "paths") == {"a": (2, 0), "b": (2, 0), "c": (0, -1)}, timeout=30,
+             what="statuses at 4 + 4")
+    wait_for(lambda: costs_by_subset(api, "paths") == {"a": ["300", "300"], "b": ["200", "200"]}, timeout=30,
+             what="deletion costs at 4 + 4")
+
+    # A path that is not the replicas: 25% of 4 + 8 = 12 is 3. Upstream's controller
+    # reconciles on a Deployment's replicas (or revision) changing, not this: touch the spread.
+    client.AppsV1Api(api).patch_namespaced_deployment("paths", NS, {"spec": {"revisionHistoryLimit": 8}})
+
+    def resized():
+        touch(api, "paths")
+        return statuses(api, "paths") == {"a": (2, 1), "b": (2, 1), "c": (0, -1)}
+    wait_for(resized, timeout=30, interval=2, what="statuses at 4 + 8")
+
+    # 25% of 5 + 8 = 13 is 4: a still misses pods whether the webhook sees 3 or 4 as a's
+    # limit, so the fifth pod joins a (with spec.replicas alone a would be full: c).
+    scale(api, "paths", 5)
+    wait_for(lambda: running(api, "paths", 5), timeout=60, what="5 running pods")
+    assert wait_for(lambda: subsets(5), timeout=30, what="5 pods admitted") == ["a", "a", "a", "b", "b"]
+    wait_for(lambda: statuses(api, "paths") == {"a": (3, 1), "b": (2, 2), "c": (0, -1)}, timeout=30,
+             what="statuses at 5 + 8")
+    wait_for(lambda: costs_by_subset(api, "paths") == {"a": ["300"] * 3, "b": ["200", "200"]}, timeout=30,
+             what="deletion costs at 5 + 8")
+
+    # 25% of 3 + 8 = 11 is 3: a's three pods stay within it (costs unchanged), so the two
+    # cheaper pods of b go.
+    scale(api, "paths", 3)
+    assert wait_for(lambda: subsets(3), timeout=30, what="3 pods left") == ["a", "a", "a"]
+    wait_for(lambda: statuses(api, "paths") == {"a": (3, 0), "b": (0, 3), "c": (0, -1)}, timeout=30,
+             what="statuses at 3 + 8")
+    wait_for(lambda: costs_by_subset(api, "paths") == {"a": ["300"] * 3}, timeout=30, what="deletion costs at 3 + 8")
+
+
+def target_filter_selector_keeps_only_the_pods_it_selects(api) -> None:
+    """``targetFilter.selector``: a spread whose selector selects none of the Deployment's
+    pods counts none (missingReplicas stays maxReplicas) and neither adopts nor costs them;
+    changed to select them, the spread adopts them by node as it would without a filter."""
+    create_deployment(api, "picked", 3, nodeSelector={"topology.kubernetes.io/zone": "zone-a"})
+    wait_for(lambda: running(api, "picked", 3), timeout=60, what="3 running pods in zone-a")
+    create_spread(api, "picked", "picked", [
+        {"name": "a", "requiredNodeSelectorTerm": zone_term("zone-a"), "maxReplicas": 2},
+        {"name": "b"}],
+        targetFilter={"selector": {"matchLabels": {"app": "picked", "tier": "none"}}})
+
+    def observed():
+        spread = get_spread(api, "picked")
+        return (spread.get("status") or {}).get("observedGeneration") == spread["metadata"]["generation"]
+    wait_for(lambda: observed() and statuses(api, "picked") == {"a": (0, 2), "b": (0, -1)}, timeout=30,
+             what="statuses counting no pod")
+    # The reconcile that wrote that status would have adopted and costed the pods.
+    touch(api, "picked")
+    time.sleep(3)
+    assert [(p.metadata.annotations or {}).get(MATCHED) for p in live_pods(api, "picked")] == [None] * 3
+    assert [cost_of(api, p.metadata.name) for p in live_pods(api, "picked")] == [None] * 3
+    assert statuses(api, "picked") == {"a": (0, 2), "b": (0, -1)}
+
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, "picked",
+        {"spec": {"targetFilter": {"selector": {"matchLabels": {"tier": None}}}}})
+
+    def adopted():
+        pods = live_pods(api, "picked")
+        if not all(MATCHED in (p.metadata.annotations or {}) for p in pods):
+            return None
+        return sorted(subset_of(p) for p in pods)
+    assert wait_for(adopted, timeout=30, what="pods adopted") == ["a", "a", "b"]
+    wait_for(lambda: observed() and statuses(api, "picked") == {"a": (2, 0), "b": (1, -1)}, timeout=30,
+             what="statuses of the selected pods")
+    wait_for(lambda: costs_by_subset(api, "picked") == {"a": ["200", "200"], "b": ["100"]}, timeout=30,
+             what="their deletion costs")

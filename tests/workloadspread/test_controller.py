@@ -48,3 +48,11 @@ def test_pods_created_before_the_spread_are_adopted_by_node(spread_api):
 
 def test_pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(spread_api):
     scenarios.pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(spread_api)
+
+
+def test_target_filter_replicas_paths_resolve_percent_subsets(spread_api):
+    scenarios.target_filter_replicas_paths_resolve_percent_subsets(spread_api)
+
+
+def test_target_filter_selector_keeps_only_the_pods_it_selects(spread_api):
+    scenarios.target_filter_selector_keeps_only_the_pods_it_selects(spread_api)

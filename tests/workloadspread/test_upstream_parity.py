@@ -58,3 +58,11 @@ def test_pods_created_before_the_spread_are_adopted_by_node(upstream_api):
 
 def test_pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(upstream_api):
     scenarios.pods_beyond_max_replicas_are_adopted_at_the_next_reconcile(upstream_api)
+
+
+def test_target_filter_replicas_paths_resolve_percent_subsets(upstream_api):
+    scenarios.target_filter_replicas_paths_resolve_percent_subsets(upstream_api)
+
+
+def test_target_filter_selector_keeps_only_the_pods_it_selects(upstream_api):
+    scenarios.target_filter_selector_keeps_only_the_pods_it_selects(upstream_api)
