@@ -265,11 +265,14 @@ def test_a_subset_over_its_limit_is_seen(installed):
     api = installed.client()
     with Spread(api, "default", 10, lifetime_s=3600) as spread:
         spread.warm({})
+        placed = []
         for _ in range(6):
             created = api.request("POST", paths.pods("default"), body=spread.pod({}), timeout=10)
             spread.created(created)
             assert subset_of(created) is not None, created["metadata"]
-        assert spread.check() == {}
+            placed.append(subset_of(created))
+        over = spread.check()
+        assert over == {}, (placed, api.request("GET", paths.workloadspreads("default", spread.name), timeout=10).get("status"))
         forged = copy.deepcopy(spread.pod({}))
         forged["metadata"]["annotations"] = {"apps.kruise.io/matched-workloadspread":
                                              json.dumps({"name": spread.name, "subset": "a"})}
