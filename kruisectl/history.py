@@ -95,8 +95,8 @@ def restarts_finding(history: History) -> Finding:
         names = ", ".join(dict.fromkeys(f"{c['pod']} ({c['reason'] or c['waiting']}, exit {c['exitCode']})"
                                         for c in recent + looping))
         return Finding("recent-restarts", "warning", f"{len(recent)} container(s) restarted since {history.since}: {names}",
-                       f"kubectl -n {{ns}} logs <pod> -c <container> --previous; OOMKilled: raise "
-                       f"manager.resources.limits.memory", evidence)
+                       "kubectl -n {ns} logs <pod> -c <container> --previous; OOMKilled: raise "
+                       "manager.resources.limits.memory", evidence)
     before = sum(c["restartCount"] for c in history.restarts)
     tail = f" ({before} restart(s) before it)" if before else ""
     return Finding("recent-restarts", "ok", f"no restart since {history.since}{tail}", evidence=evidence)

@@ -19,6 +19,7 @@ reach the container's processes, a memory hog joins the container's own memory c
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -28,6 +29,8 @@ from typing import Callable
 from kruisectl.drill import Scenario, Target, worker_scenario
 from kruisectl.status import pod_ready
 from .hostlet import Hostlet
+
+log = logging.getLogger("kruisectl.faults")
 
 
 def _victim(target: Target, leader: bool) -> dict:
@@ -54,6 +57,9 @@ class _Later:
             try:
                 time.sleep(delay)
                 action()
+            except Exception:  # a fault left half undone: said, not lost with the thread
+                log.exception("undoing a fault failed")
+                raise
             finally:
                 self.done.set()
 

@@ -220,8 +220,24 @@ class Hostlet:
         node = self.nodes[name]
         node.host.plug()
         node.failed = False
-        listing = node.client(self.cluster).get(paths.pods(), timeout=API_TIMEOUT,
-                                                fieldSelector=f"spec.nodeName={name}")
+        self._relist(node)
+
+    def _relist(self, node: NodeAgent, within: float = 15.0) -> None:
+        """The pods bound to a node just back on the network, each to its worker. Tried again
+        for ``within`` seconds: right after the cable is back its first connections can fail
+        (neighbour entries that failed during the cut, "no route to host"). Then left to the
+        node's watch loop, which lists again after its own errors."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                listing = node.client(self.cluster).get(paths.pods(), timeout=API_TIMEOUT,
+                                                        fieldSelector=f"spec.nodeName={node.name}")
+                break
+            except Exception as err:  # noqa: BLE001 - any failure to reach the apiserver
+                if time.monotonic() >= deadline or self.stopping.is_set():
+                    log.warning("node %s back, its pods not listed (its watch loop will): %s", node.name, err)
+                    return
+                self.stopping.wait(0.5)
         for pod in listing["items"]:
             self._pod_event(node, "ADDED", pod)
 
@@ -236,15 +252,27 @@ class Hostlet:
 
     def heal_node(self, name: str) -> None:
         """The partition is over: the node reports again and resumes its pods, whose processes
-        ran through it (their status is written afresh from what the apiserver holds now)."""
+        ran through it (their status is written afresh from what the apiserver holds now).
+
+        Every pod worker of the node is resumed, whatever happens to the listing: one left
+        paused would never again probe, restart or report its pod (a replica the peers took
+        out would stay NotReady for good)."""
         node = self.nodes[name]
         with self._workers_lock:
-            paused = [w for w in self.workers.values() if w.node is node and not w.thread.is_alive()]
+            workers = [w for w in self.workers.values() if w.node is node]
+        for worker in workers:  # each loop ends once it sees node.failed; one still in a call ends after it
+            worker.changed.set()
+            worker.thread.join(API_TIMEOUT + 5)
+        paused = [w for w in workers if not w.thread.is_alive()]
+        for worker in set(workers) - set(paused):
+            log.warning("pod %s/%s: its loop did not end during the partition of %s", worker.namespace, worker.name, name)
         for worker in paused:
             worker.resume_later()
-        self.restore_node(name)
-        for worker in paused:
-            worker.thread.start()
+        try:
+            self.restore_node(name)
+        finally:
+            for worker in paused:
+                worker.thread.start()
 
     # -- nodes -----------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
