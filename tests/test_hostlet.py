@@ -521,8 +521,13 @@ def test_the_charts_manager_runs_on_hostlet_nodes(local, hostlet, core, ns):
             return CliRunner().invoke(cli, [*args, "--kubeconfig", str(local.kubeconfig), "-n", release_ns],
                                       catch_exceptions=False)
 
-        result = kruisectl("status", "-o", "json")
-        report = json.loads(result.stdout)
+        def status_with_both_endpoints():
+            # Ready pods reach the Service's EndpointSlice through the endpoint-slice controller,
+            # a moment later (a clean-clone run read one of two): wait for it, then check all.
+            found = json.loads(kruisectl("status", "-o", "json").stdout)
+            return found if len(found["webhook"]["readyEndpoints"]) == len(pods) else None
+
+        report = wait_for(status_with_both_endpoints, timeout=30, what="both replicas in the webhook's endpoints")
         leader = report["leader"]
         assert leader["pod"] in {p.metadata.name for p in pods} and not leader["stale"]
         assert leader["node"] in NODES and leader["zone"] in ("zone-a", "zone-b", "zone-c")
