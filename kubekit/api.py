@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from typing import Callable
 from urllib.parse import urlencode
 
 import urllib3
@@ -48,6 +49,17 @@ def _default_socket_options() -> list:
     except ImportError:
         return list(urllib3.connection.HTTPConnection.default_socket_options)
     return list(tcp_keepalive_socket_options())
+
+
+class GateShut(Exception):
+    """A guarded request's guard said no just before its body went out."""
+
+
+def _guarded(payload: bytes, guard: Callable[[], bool]):
+    """The body as one chunk, sent only if ``guard()`` still holds once the headers are out."""
+    if not guard():
+        raise GateShut()
+    yield payload
 
 
 class Client:
@@ -132,12 +144,18 @@ class Client:
         return headers
 
     def _send(self, method: str, path: str, payload: bytes | None, timeout: float, content_type: str,
-              accept: str, query: dict) -> bytes:
+              accept: str, query: dict, guard: Callable[[], bool] | None = None) -> bytes:
         url = self.host + path + (f"?{urlencode(query)}" if query else "")
+        headers = self._headers(content_type if payload is not None else None, accept)
+        body = payload
+        if guard is not None and payload is not None:
+            headers["Content-Length"] = str(len(payload))
+            body = _guarded(payload, guard)
         try:
-            response = self._pool.request(method, url, body=payload,
-                                          headers=self._headers(content_type if payload is not None else None, accept),
+            response = self._pool.request(method, url, body=body, headers=headers,
                                           timeout=urllib3.Timeout(total=timeout), **self._retry_args())
+        except GateShut:
+            raise ApiError(0, f"{method} {path}: not sent: the writer's gate shut before its body went out") from None
         except urllib3.exceptions.HTTPError as err:
             raise ApiError(0, f"{method} {path}: {err.__class__.__name__}: {err}") from err
         data = response.data
@@ -152,10 +170,14 @@ class Client:
         return data
 
     def request(self, method: str, path: str, *, body=None, timeout: float = 5.0,
-                content_type: str = "application/json", **query) -> dict:
-        """One call; ApiError on failure, the decoded JSON otherwise."""
+                content_type: str = "application/json", guard: Callable[[], bool] | None = None, **query) -> dict:
+        """One call; ApiError on failure, the decoded JSON otherwise. ``guard``: asked once the
+        headers are out and just before the body is (nothing else runs in between): False
+        closes the connection with the body unsent, so the apiserver never acts on it. A
+        leader's write passes its lease gate there, not only before it builds the request (a
+        process frozen after that first check would send a stale write when thawed)."""
         payload = json.dumps(body).encode() if body is not None else None
-        data = self._send(method, path, payload, timeout, content_type, "application/json", query)
+        data = self._send(method, path, payload, timeout, content_type, "application/json", query, guard)
         return json.loads(data) if data else {}
 
     def get_text(self, path: str, timeout: float = 5.0, **query) -> str:

@@ -92,7 +92,8 @@ class StatusController(Reconciler):
                 "metadata": {"name": name, "resourceVersion": obj["metadata"]["resourceVersion"]},
                 "spec": obj.get("spec") or {}, "status": status}
         try:
-            self.client.request("PUT", paths.sidecarsets(name, "status"), body=body, timeout=timeout)
+            self.client.request("PUT", paths.sidecarsets(name, "status"), body=body, timeout=timeout,
+                                guard=self.may_write)
         except ApiError as err:
             if not err.conflict:
                 log.warning("status of SidecarSet %s not written: %s", name, err)

@@ -16,7 +16,13 @@ Two parts, as in client-go's ``resourcelock`` and ``leaderelection``:
   - ``may_act()`` is the write gate of the controller: it is open only while the last
     successful renewal was *sent* less than ``renew_deadline`` ago. Because others wait a
     whole ``lease_duration`` from when they saw that renewal, a leader that was frozen
-    (SIGSTOP, a long GC pause) finds its gate shut when it resumes and never writes.
+    (SIGSTOP, a long GC pause) finds its gate shut when it resumes and does not write. The
+    gate is asked twice: before a write is built, and again by the HTTP client once the
+    request's headers are out, just before its body (``Client.request(guard=...)``), since a
+    freeze after the first check used to let one stale write through on thaw (a make test
+    run's audit log showed one, 80 ms after the successor took the Lease). What is left is a
+    freeze between that second check and the body's send call, with no code between them;
+    the Kubernetes API has no fencing token that could close it.
   - Standbys watch the Lease as well as polling it, so a Lease released on SIGTERM is taken
     within the watch latency instead of a retry period.
   - A :class:`Succession` names holders proven dead: this replica's own earlier worker

@@ -65,6 +65,10 @@ class Reconciler:
             return None
         return min(5.0, left - 0.25)
 
+    def may_write(self) -> bool:
+        """The gate again, as a write's ``guard``: checked once more just before its body goes out."""
+        return self.write_timeout() is not None
+
     def _run(self, stop: threading.Event) -> None:
         # The election may win before the shared caches are synced (it starts first): a status
         # computed from partial caches would be wrong.

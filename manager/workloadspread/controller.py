@@ -197,7 +197,7 @@ class WorkloadSpreadController(Reconciler):
             return False
         try:
             self.client.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body, timeout=timeout,
-                                content_type="application/strategic-merge-patch+json")
+                                content_type="application/strategic-merge-patch+json", guard=self.may_write)
         except ApiError as err:
             if err.not_found:
                 return True  # gone meanwhile: nothing to annotate
@@ -216,7 +216,8 @@ class WorkloadSpreadController(Reconciler):
                              "resourceVersion": meta["resourceVersion"]},
                 "spec": ws.get("spec") or {}, "status": status}
         try:
-            self.client.request("PUT", status_path(meta["namespace"], meta["name"]), body=body, timeout=timeout)
+            self.client.request("PUT", status_path(meta["namespace"], meta["name"]), body=body, timeout=timeout,
+                                guard=self.may_write)
         except ApiError as err:
             if not err.conflict and not err.not_found:
                 log.warning("status of WorkloadSpread %s/%s not written: %s", meta["namespace"], meta["name"], err)
@@ -237,7 +238,7 @@ class WorkloadSpreadController(Reconciler):
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": meta.get("uid")}}
         try:
             self.client.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body=body,
-                                timeout=timeout)
+                                timeout=timeout, guard=self.may_write)
         except ApiError as err:
             if not err.not_found and not err.conflict:
                 log.warning("unschedulable pod %s/%s not deleted: %s", meta["namespace"], meta["name"], err)
