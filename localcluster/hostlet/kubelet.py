@@ -224,9 +224,9 @@ class Hostlet:
 
     def _relist(self, node: NodeAgent, within: float = 15.0) -> None:
         """The pods bound to a node just back on the network, each to its worker. Tried again
-        for ``within`` seconds: right after the cable is back its first connections can fail
-        (neighbour entries that failed during the cut, "no route to host"). Then left to the
-        node's watch loop, which lists again after its own errors."""
+        for ``within`` seconds if the apiserver does not answer (the node's client reaches it
+        from the harness, not through the node's cable, so only a busy or restarting apiserver
+        fails it); then left to the node's watch loop, which lists again after its own errors."""
         deadline = time.monotonic() + within
         while True:
             try:
