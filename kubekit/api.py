@@ -152,6 +152,8 @@ class Client:
             headers["Content-Length"] = str(len(payload))
             body = _guarded(payload, guard)
         try:
+            if guard is not None and payload is None and not guard():
+                raise GateShut()  # no body to hold back: the request itself is not sent
             response = self._pool.request(method, url, body=body, headers=headers,
                                           timeout=urllib3.Timeout(total=timeout), **self._retry_args())
         except GateShut:
