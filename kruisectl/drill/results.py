@@ -23,15 +23,29 @@ class Budget:
     # its socket holder keeps the port): nothing lost beyond the admissions in flight when it
     # struck, where that instant is known (ScenarioResult.in_flight); ``failed`` applies otherwise.
     within_in_flight: bool = False
+    # A fault the kernel strikes in its own time (the OOM killer, once reclaim gives up): the
+    # gap budget is counted from the death the drill saw (ScenarioResult.died_s), not from the
+    # disruption, as a hang's is from its detection; a death never seen gets no allowance.
+    gap_after_death: bool = False
     workloadspread_violations: int | None = None  # None: no WorkloadSpread pods in the load
 
     def to_dict(self) -> dict:
         data = {"failed": self.failed, "notInjected": self.not_injected, "leaderGapS": self.leader_gap_s}
         if self.within_in_flight:
             data["failedBeyondInFlight"] = 0
+        if self.gap_after_death:
+            data["leaderGapFromDeath"] = True
         if self.workloadspread_violations is not None:
             data["workloadspreadViolations"] = self.workloadspread_violations
         return data
+
+    def gap_budget(self, result: ScenarioResult) -> float | None:
+        """The most the Lease may stay vacant in ``result`` (None: not held to any)."""
+        if self.leader_gap_s is None:
+            return None
+        if self.gap_after_death and result.died_s is not None:
+            return round(self.leader_gap_s + max(0.0, result.died_s), 3)
+        return self.leader_gap_s
 
     def breaches(self, result: ScenarioResult) -> list[str]:
         found = []
@@ -45,8 +59,10 @@ class Budget:
             found.append(f"{result.failed} failed admissions (budget {self.failed})")
         if result.not_injected > self.not_injected:
             found.append(f"{result.not_injected} pods admitted without their sidecar (budget {self.not_injected})")
-        if self.leader_gap_s is not None and result.leader_gap_s is not None and result.leader_gap_s > self.leader_gap_s:
-            found.append(f"leadership vacant {result.leader_gap_s:.2f}s (budget {self.leader_gap_s:g}s)")
+        gap_budget = self.gap_budget(result)
+        if gap_budget is not None and result.leader_gap_s is not None and result.leader_gap_s > gap_budget:
+            after = f" from the death at {result.died_s:g}s" if gap_budget != self.leader_gap_s else ""
+            found.append(f"leadership vacant {result.leader_gap_s:.2f}s (budget {self.leader_gap_s:g}s{after})")
         if self.workloadspread_violations is not None and result.workloadspread_violations is not None \
                 and result.workloadspread_violations > self.workloadspread_violations:
             found.append(f"{result.workloadspread_violations} pods over a WorkloadSpread subset's maxReplicas "
@@ -114,6 +130,7 @@ class ScenarioResult:
     not_injected: int = 0
     refused: int = 0  # of the failed: "connection refused" (a port nobody held)
     in_flight: int | None = None  # admissions outstanding when the fault struck (None: instant unknown)
+    died_s: float | None = None  # seconds from the disruption to the earliest the seen death can have been
     slow: int = 0
     p50_ms: float | None = None
     p99_ms: float | None = None

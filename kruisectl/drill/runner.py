@@ -148,6 +148,7 @@ def measure(api, names: Names, scenario: Scenario, options: DrillOptions, labels
     result.timeline = timeline(outcomes, observer.lease_records, observer.samples, began, began_unix, loaded, ended)
     if target.struck:
         result.in_flight = in_flight(outcomes, target.struck)
+        result.died_s = round(min(before for before, _after in target.struck) - began, 3)
     result.leader_gap_s, result.old_leader, result.new_leader = leader_gap(observer.lease_records, began) \
         if scenario.moves_leader else (None, None, None)
     if result.leader_gap_s is not None:

@@ -32,8 +32,9 @@ def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: 
     """Nothing lost on a graceful path; on a crash the requests in flight on the victim: counted
     where the drill sent the fatal signal and the death is proven (a worker's, or a container's
     killed in its pod), else ``crash_budget``; and leadership back within the Lease's duration + 2 s, or, for a fault
-    of the worker alone, within PROVEN_DEATH_GAP_S after the supervisor can tell it is gone, or,
-    for a container restarted in its own pod, within PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S.
+    of the worker alone, within PROVEN_DEATH_GAP_S after the supervisor can tell it is gone (a
+    hang: its detection time; the OOM killer: the death the drill saw), or, for a container
+    restarted in its own pod, within PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S.
     With WorkloadSpread pods in the load, no subset above its maxReplicas, ever."""
     budget = _budget(scenario, options, lease_duration_s)
     if options.workloadspread_share > 0:
@@ -43,10 +44,12 @@ def default_budget(scenario: Scenario, options: DrillOptions, lease_duration_s: 
 
 def _budget(scenario: Scenario, options: DrillOptions, lease_duration_s: float) -> Budget:
     if scenario.worker_fault is not None:
-        gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
-            else PROVEN_DEATH_GAP_S + WORKER_FAULTS[scenario.worker_fault].detect_s
+        spec = WORKER_FAULTS[scenario.worker_fault]
+        own = options.leader_gap_budget_s is not None
+        gap = options.leader_gap_budget_s if own else PROVEN_DEATH_GAP_S + (spec.detect_s or 0.0)
         return Budget(failed=options.crash_budget, leader_gap_s=gap if scenario.moves_leader else None,
-                      within_in_flight=WORKER_FAULTS[scenario.worker_fault].signal != "STOP")
+                      within_in_flight=spec.signal != "STOP",
+                      gap_after_death=scenario.moves_leader and not own and spec.detect_s is None)
     if scenario.restarts_in_place:
         gap = options.leader_gap_budget_s if options.leader_gap_budget_s is not None \
             else PROVEN_DEATH_GAP_S + CONTAINER_RESTART_S
@@ -237,7 +240,9 @@ WORKER_HANG_DETECT_S = WORKER_HEARTBEAT_TIMEOUT_S + 1.5 * WORKER_HEARTBEAT_INTER
 class WorkerFault:
     signal: str | None  # what is sent to the worker process (None: the kernel's OOM killer does it)
     summary: str  # "{who}": the leader's / a non-leader's
-    detect_s: float  # until the supervisor knows the worker is gone (a hang: its heartbeat timeout)
+    # Until the supervisor knows the worker is gone (a hang: its heartbeat timeout); None: when
+    # the kernel kills it, measured (the drill watches for the death: Budget.gap_after_death).
+    detect_s: float | None
 
 
 WORKER_FAULTS: dict[str, WorkerFault] = {
@@ -246,7 +251,7 @@ WORKER_FAULTS: dict[str, WorkerFault] = {
     "worker-hang": WorkerFault("STOP", "SIGSTOP {who} manager worker process (a hang; its supervisor kills and "
                                "restarts it after --worker-heartbeat-timeout)", WORKER_HANG_DETECT_S),
     "worker-oom": WorkerFault(None, "push {who} container past limits.memory with the worker as the OOM killer's "
-                              "choice (its supervisor restarts it)", 0.0),
+                              "choice (its supervisor restarts it)", None),
 }
 
 

@@ -8,7 +8,8 @@ hang); its supervisor replaces it in the same container. Expected, for each: no 
 refused (``connection refused``: the supervisor holds the listening socket), no failure but on
 the victim's own connections (``drill.default_budget``'s crash budget), the container never
 restarted by the kubelet, and where the victim led, its own pod's next worker holding the
-Lease within 3 s of the old one's last renewal (standbys would wait 15 s); a death (SIGKILL,
+Lease within 3 s of the old one's last renewal (standbys would wait 15 s; the OOM killer's
+and a hang's time to strike added); a death (SIGKILL,
 the OOM killer) costs no more than the admissions in flight when it struck. A crash loop still
 restarts the container, so its restartCount and back-off keep their meaning. The replicas are
 containers of the image under the OCI runtime (conftest.install): the supervisor is PID 1
@@ -113,7 +114,10 @@ def test_an_oom_killed_worker_is_replaced_in_its_container_and_refuses_nothing(i
     lost_only_what_was_in_flight(result)
     (victim,) = result.victims
     assert result.new_leader and result.new_leader.startswith(victim + "_"), result
-    assert result.leader_gap_s is not None and result.leader_gap_s <= GAP_BUDGET_S, result
+    # The kernel kills once reclaim gives up (0.8-1.6 s of the fault on this machine): the gap's
+    # budget starts at the death the fault saw, as a SIGKILL's at its signal.
+    assert result.died_s is not None and result.budget.gap_after_death, result
+    assert result.leader_gap_s is not None and result.leader_gap_s <= GAP_BUDGET_S + result.died_s, result
 
 
 @pytest.mark.parametrize("leader", [False, True], ids=["replica", "leader"])

@@ -227,7 +227,7 @@ def test_only_a_kill_marks_its_own_instant(fault, struck):
 @pytest.mark.parametrize("fault, leader, gap", [
     ("worker-crash", True, 3.0),  # a proven death: no lease duration to wait out
     ("worker-crash", False, None),
-    ("worker-oom", True, 3.0),
+    ("worker-oom", True, 3.0),  # from the death the drill saw (gap_after_death)
     ("worker-hang", True, 3.0 + 5.0 + 1.5),  # plus the time to tell the hang: timeout, a beat, a poll
     ("worker-hang", False, None),
 ])
@@ -238,6 +238,32 @@ def test_worker_fault_budgets_follow_the_design_not_the_lease(fault, leader, gap
     for lease in (15, 60):
         budget = default_budget(scenario, DrillOptions(), lease_duration_s=lease)
         assert (budget.failed, budget.not_injected, budget.leader_gap_s) == (1, 0, gap)
+
+
+@pytest.mark.parametrize("fault, leader, from_death", [
+    ("worker-oom", True, True),  # the kernel chooses when: the budget starts at the death seen
+    ("worker-oom", False, False),  # no leader to hand over
+    ("worker-crash", True, False),  # the signal is the death
+    ("worker-hang", True, False),  # its detection time is in the budget already
+])
+def test_only_the_oom_killers_gap_is_counted_from_the_death(fault, leader, from_death):
+    budget = default_budget(worker_scenario(fault, leader, _nothing), DrillOptions(), 15)
+    assert budget.gap_after_death is from_death
+    assert ("leaderGapFromDeath" in budget.to_dict()) is from_death
+
+
+@pytest.mark.parametrize("gap, died, breaches", [
+    (3.24, 1.6, []),  # a CI run's OOM: 0.8 s beyond the renewal's phase and the handover
+    (3.24, 0.2, ["leadership vacant 3.24s (budget 3s from the death at 0.2s)"]),
+    (2.9, None, []),  # no death seen: the flat budget
+    (3.1, None, ["leadership vacant 3.10s (budget 3s)"]),
+    (3.1, -0.5, ["leadership vacant 3.10s (budget 3s)"]),  # a death before the disruption earns nothing
+])
+def test_a_gap_counted_from_the_death_allows_the_kernels_time_and_no_more(gap, died, breaches):
+    budget = Budget(failed=1, leader_gap_s=3.0, gap_after_death=True)
+    result = ScenarioResult("worker-oom-leader", ["a"], leader_gap_s=gap, died_s=died, recovery_s=1.0)
+    assert budget.breaches(result) == breaches
+    assert Budget(failed=1, leader_gap_s=3.0).gap_budget(result) == 3.0  # the flag alone moves it
 
 
 def test_worker_fault_budgets_take_the_users_overrides():
