@@ -33,7 +33,7 @@ def test_defaults_are_upstreams():
     assert (o.secret_name, o.service_name) == ("kruise-webhook-certs", "kruise-webhook-service")
     assert o.enable_leader_election is True and o.verbose is False and o.role == "all"
     assert (o.webhook_max_requests_per_connection, o.webhook_max_connection_age, o.webhook_drain_delay,
-            o.webhook_idle_timeout, o.webhook_io_timeout) == (1000, 1.0, 5.0, 120.0, 10.0)
+            o.webhook_idle_timeout, o.webhook_io_timeout) == (1000, 0.5, 5.0, 120.0, 10.0)
     assert o == Options()  # the command line adds no default of its own
 
 
