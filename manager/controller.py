@@ -16,7 +16,7 @@ from .informer import Informer
 from kubekit import paths
 from kubekit.api import ApiError, Client
 from .lease import LeaderElector
-from .reconciler import Reconciler
+from .reconciler import NotLeading, Reconciler
 
 log = logging.getLogger("manager.controller")
 
@@ -84,16 +84,14 @@ class StatusController(Reconciler):
                 self._dirty.set()
 
     def _write_status(self, obj: dict, status: dict) -> bool:
-        timeout = self.write_timeout()
-        if timeout is None:
-            return False  # not (surely) the leader: never write
         name = obj["metadata"]["name"]
         body = {"apiVersion": sidecarset.GROUP_VERSION, "kind": "SidecarSet",
                 "metadata": {"name": name, "resourceVersion": obj["metadata"]["resourceVersion"]},
                 "spec": obj.get("spec") or {}, "status": status}
         try:
-            self.client.request("PUT", paths.sidecarsets(name, "status"), body=body, timeout=timeout,
-                                guard=self.may_write)
+            self.write("PUT", paths.sidecarsets(name, "status"), body=body)
+        except NotLeading:
+            return False  # not (surely) the leader: never write
         except ApiError as err:
             if not err.conflict:
                 log.warning("status of SidecarSet %s not written: %s", name, err)

@@ -3,15 +3,19 @@
 A pass recomputes everything from the watched caches, so an event only marks the loop dirty,
 and a burst of them (a rollout, a scale-up) becomes one pass. An urgent change (a workload's
 replicas: the webhook admits the new pods against the status this pass writes) skips the
-``min_interval`` pause; the pause only spaces passes that ordinary events ask for. Writes ask
-:meth:`Reconciler.write_timeout` first, the lease gate: a replica that lost or may have lost
-the Lease never writes.
+``min_interval`` pause; the pause only spaces passes that ordinary events ask for. Every write
+goes through :meth:`Reconciler.write`, which asks the lease gate before the request and again
+just before its body goes out: a replica that lost or may have lost the Lease never writes.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+
+
+class NotLeading(Exception):
+    """The lease gate is shut: this replica is not (surely) the leader, so nothing was sent."""
 
 
 class Reconciler:
@@ -68,6 +72,15 @@ class Reconciler:
     def may_write(self) -> bool:
         """The gate again, as a write's ``guard``: checked once more just before its body goes out."""
         return self.write_timeout() is not None
+
+    def write(self, method: str, path: str, **kwargs):
+        """A leader's request: NotLeading when the gate is shut before it is sent; bounded by
+        what is left of the renew deadline; the gate asked again just before the body goes out
+        (``Client.request``'s guard: shut then, ApiError "gate shut" and nothing sent)."""
+        timeout = self.write_timeout()
+        if timeout is None:
+            raise NotLeading(f"{method} {path}")
+        return self.client.request(method, path, timeout=timeout, guard=self.may_write, **kwargs)
 
     def _run(self, stop: threading.Event) -> None:
         # The election may win before the shared caches are synced (it starts first): a status

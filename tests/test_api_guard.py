@@ -109,3 +109,33 @@ def test_a_request_without_a_body_is_not_sent_when_its_guard_says_no(server):
     with pytest.raises(ApiError, match="gate shut"):
         api.request("PUT", "/status", guard=lambda: False)
     assert _Recorder.received == []
+
+
+@pytest.mark.parametrize("left_before, left_at_body, outcome", [
+    (15.0, 15.0, "sent"),  # leading all along
+    (0.4, 15.0, "not leading"),  # gate shut before: no request at all
+    (15.0, 0.4, "gate shut"),  # shut while the headers went out: the body never does
+])
+def test_a_leaders_write_asks_the_lease_gate_before_and_just_before_its_body(server, left_before, left_at_body,
+                                                                          outcome):
+    """manager.reconciler.Reconciler.write: the one way the leader-only controllers write."""
+    from manager.reconciler import NotLeading, Reconciler
+
+    class Elector:
+        asked = 0
+
+        def may_act(self) -> float:
+            self.asked += 1
+            return left_before if self.asked == 1 else left_at_body
+
+    loop = Reconciler(client_of(server), Elector())
+    if outcome == "sent":
+        assert loop.write("PUT", "/status", body={"status": 1}) == {}
+    elif outcome == "not leading":
+        with pytest.raises(NotLeading):
+            loop.write("PUT", "/status", body={"status": 1})
+    else:
+        with pytest.raises(ApiError, match="gate shut"):
+            loop.write("PUT", "/status", body={"status": 1})
+    assert _Recorder.received == ([b'{"status": 1}'] if outcome == "sent" else [])
+    assert loop.elector.asked == (1 if outcome == "not leading" else 2)

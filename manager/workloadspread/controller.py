@@ -22,7 +22,7 @@ from kubekit.api import ApiError, Client
 from kubekit.kruise import POD_DELETION_COST_ANNOTATION
 
 from ..informer import Informer
-from ..reconciler import Reconciler
+from ..reconciler import NotLeading, Reconciler
 from . import status as ws_status
 from . import subsets, targets
 
@@ -192,12 +192,11 @@ class WorkloadSpreadController(Reconciler):
                                f"deletion cost {cost}")
 
     def _patch_pod(self, namespace: str, name: str, body: dict, what: str) -> bool:
-        timeout = self.write_timeout()
-        if timeout is None:
-            return False
         try:
-            self.client.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body, timeout=timeout,
-                                content_type="application/strategic-merge-patch+json", guard=self.may_write)
+            self.write("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body,
+                       content_type="application/strategic-merge-patch+json")
+        except NotLeading:
+            return False
         except ApiError as err:
             if err.not_found:
                 return True  # gone meanwhile: nothing to annotate
@@ -207,17 +206,15 @@ class WorkloadSpreadController(Reconciler):
         return True
 
     def _write_status(self, ws: dict, status: dict) -> bool:
-        timeout = self.write_timeout()
-        if timeout is None:
-            return False
         meta = ws["metadata"]
         body = {"apiVersion": GROUP_VERSION, "kind": "WorkloadSpread",
                 "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                              "resourceVersion": meta["resourceVersion"]},
                 "spec": ws.get("spec") or {}, "status": status}
         try:
-            self.client.request("PUT", status_path(meta["namespace"], meta["name"]), body=body, timeout=timeout,
-                                guard=self.may_write)
+            self.write("PUT", status_path(meta["namespace"], meta["name"]), body=body)
+        except NotLeading:
+            return False
         except ApiError as err:
             if not err.conflict and not err.not_found:
                 log.warning("status of WorkloadSpread %s/%s not written: %s", meta["namespace"], meta["name"], err)
@@ -231,14 +228,12 @@ class WorkloadSpreadController(Reconciler):
     def _delete(self, pod: dict) -> None:
         """An Adaptive reschedule: the workload recreates the pod, and the webhook skips the
         subset now marked unschedulable. The uid precondition spares a namesake."""
-        timeout = self.write_timeout()
-        if timeout is None:
-            return
         meta = pod["metadata"]
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": meta.get("uid")}}
         try:
-            self.client.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body=body,
-                                timeout=timeout, guard=self.may_write)
+            self.write("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body=body)
+        except NotLeading:
+            return
         except ApiError as err:
             if not err.not_found and not err.conflict:
                 log.warning("unschedulable pod %s/%s not deleted: %s", meta["namespace"], meta["name"], err)

@@ -20,18 +20,15 @@ from datetime import datetime, timezone
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, POD_DELETION_COST_ANNOTATION
 from kubekit.labels import requirement_matches
 
+from .subsets import pod_version
+
 CREATE_POD_TIMEOUT = 30.0  # a creatingPods entry whose pod never showed up is dropped after this
 DELETE_POD_TIMEOUT = 15.0  # a deletingPods entry whose pod is still active is dropped after this
 MAX_SCHEDULED_FAILED_DURATION = 300.0  # an unschedulable subset becomes schedulable again after this
 FAKE_SUBSET = "kruise.io/workloadspread-fake-subset-name"  # pods that match no subset
-VERSION_IGNORED = "versionIgnored"
-POD_TEMPLATE_HASH = "pod-template-hash"
-CONTROLLER_REVISION_HASH = "controller-revision-hash"
 SCHEDULABLE = "Schedulable"
 IGNORE_PATCH_EXISTING_PODS = "workloadspread.kruise.io/ignore-patch-existing-pods-metadata"
 MAX_INT32 = 2**31 - 1
-# Kinds whose pods are grouped by version (upstream's --ws-enabled-versioned-status default)
-VERSIONED_KINDS = frozenset({"deployment", "replicaset"})
 # Kinds whose pods carry a deletion cost (upstream's isEffectiveKindForDeletionCost, CloneSet aside)
 DELETION_COST_KINDS = frozenset({"Deployment", "ReplicaSet"})
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
@@ -84,13 +81,6 @@ def is_ready(pod: dict) -> bool:
     return c is not None and c.get("status") == "True"
 
 
-def controller_of(obj: dict) -> dict | None:
-    for ref in _meta(obj).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
-
-
 def injected(pod: dict) -> dict | None:
     """The matched-workloadspread annotation ({"name", "subset", "uid"}), read as Go's
     json.Unmarshal reads it (keys match case-insensitively); None when absent or malformed."""
@@ -108,20 +98,6 @@ def injected(pod: dict) -> dict | None:
         if key.lower() in out and isinstance(value, str):
             out[key.lower()] = value
     return out
-
-
-def pod_version(pod: dict) -> str:
-    """wsutil.GetPodVersion: a Deployment's or ReplicaSet's pods are told apart by their
-    pod-template-hash, everything else is one version."""
-    owner = controller_of(pod)
-    if owner is None or str(owner.get("kind", "")).lower() not in VERSIONED_KINDS:
-        return VERSION_IGNORED
-    labels = _meta(pod).get("labels") or {}
-    if POD_TEMPLATE_HASH in labels:
-        return labels[POD_TEMPLATE_HASH]
-    if CONTROLLER_REVISION_HASH in labels:
-        return labels[CONTROLLER_REVISION_HASH].split("-")[-1]
-    return VERSION_IGNORED
 
 
 def slim_pod(obj: dict) -> dict:

@@ -11,7 +11,8 @@ from typing import Callable
 
 from kubekit.labels import selector_matches
 
-from .status import POD_TEMPLATE_HASH, VERSION_IGNORED, controller_of, prune
+from .status import prune
+from .subsets import TEMPLATE_HASH_LABEL, VERSION_IGNORED, controller_of
 from .subsets import BadValue, replicas_from_paths
 
 WHITELIST_KEY = "WorkloadSpread_Watch_Custom_Workload_WhiteList"  # in the kruise-configuration ConfigMap
@@ -121,7 +122,7 @@ def target_pods(ws: dict, workload: dict | None, replicasets: list[dict], pods: 
 
 def _template_without_hash(template: dict | None) -> dict:
     template = copy.deepcopy(template or {})
-    ((template.get("metadata") or {}).get("labels") or {}).pop(POD_TEMPLATE_HASH, None)
+    ((template.get("metadata") or {}).get("labels") or {}).pop(TEMPLATE_HASH_LABEL, None)
     return prune(template)
 
 
@@ -133,12 +134,12 @@ def latest_version(ws: dict, workload: dict | None, replicasets: list[dict]) -> 
     if ref is None or workload is None:
         return ""
     if ref["kind"] == "ReplicaSet":
-        return ((workload.get("metadata") or {}).get("labels") or {}).get(POD_TEMPLATE_HASH, "")
+        return ((workload.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL, "")
     if ref["kind"] == "Deployment":
         wanted = _template_without_hash((workload.get("spec") or {}).get("template"))
         for rs in owned_replicasets(workload, replicasets):
             if _template_without_hash((rs.get("spec") or {}).get("template")) == wanted:
-                return ((rs.get("metadata") or {}).get("labels") or {}).get(POD_TEMPLATE_HASH, "")
+                return ((rs.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL, "")
         return None
     return VERSION_IGNORED
 

@@ -12,6 +12,7 @@ import pytest
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION as MATCHED
 from kubekit.kruise import POD_DELETION_COST_ANNOTATION as COST
 from manager.workloadspread import status as st
+from manager.workloadspread.subsets import VERSION_IGNORED
 
 NOW = 1_800_000_000.0  # the injected clock
 
@@ -179,7 +180,7 @@ def test_versioned_statuses_per_pod_template_hash_and_kept_while_counting():
 def test_job_pods_are_one_version():
     pods = [pod("p0", "a", owner="Job", hash_="x"), pod("p1", "a", owner="Job", hash_="y")]
     plan = run(ws(sub("a", 3)), pods, kind="Job")
-    assert list(plan.status["versionedSubsetStatuses"]) == [st.VERSION_IGNORED]
+    assert list(plan.status["versionedSubsetStatuses"]) == [VERSION_IGNORED]
     assert plan.costs == {}  # no deletion cost for a Job's pods
 
 
