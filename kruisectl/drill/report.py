@@ -331,7 +331,7 @@ def summary(results: list[ScenarioResult]) -> str:
             f'<td class="failed">{budget_cell(r.failed, b.failed if b else None)}</td>'
             f'<td class="not-injected">{budget_cell(r.not_injected, b.not_injected if b else None)}</td>'
             f'<td>{millis(r.p50_ms)}</td><td>{millis(r.p99_ms)}</td><td>{millis(r.max_ms)}</td>'
-            f'<td>{budget_cell(r.leader_gap_s, b.leader_gap_s if b else None, "s")}</td>'
+            f'<td>{budget_cell(r.leader_gap_s, b.gap_budget(r) if b else None, "s")}</td>'
             f'<td>{seconds(r.endpoint_removal_s)}</td><td>{seconds(r.recovery_s)}</td>'
             f'<td>{"-" if r.min_ready_endpoints is None else r.min_ready_endpoints}</td>'
             f'<td>{"-" if share is None else f"{share:.0%}"}</td></tr>')

@@ -99,6 +99,17 @@ def test_the_report_shows_every_scenario_and_count(case, results, present, absen
             assert float(bars[0].get("width")) == pytest.approx(drillreport.WIDTH - drillreport.SHARES_LEFT - 110)
 
 
+@pytest.mark.parametrize("died, cell", [
+    (1.6, '<span class="">3.24s</span> / 4.6s'),  # the OOM killer's time to strike allowed
+    (None, '<span class="breach">3.24s</span> / 3s'),  # no death seen: the flat budget
+])
+def test_the_gap_cell_shows_the_budget_the_scenario_was_held_to(died, cell):
+    result = scenario("worker-oom-leader", [ADMITTED] * 4)
+    result.leader_gap_s, result.died_s = 3.24, died
+    result.budget = Budget(failed=1, leader_gap_s=3.0, gap_after_death=True)
+    assert cell in drillreport.render([result], "ns", 5)
+
+
 def test_lease_bands_follow_the_holders_and_escape_their_names():
     result = scenario("leader-crash", [ADMITTED] * 10, holders=(Point(-3, "a<&>_1"), Point(0.5, ""), Point(1, "b_2")))
     html = drillreport.render([result], "ns", 5)
