@@ -3,6 +3,7 @@ the nodes' network-namespace hosts, status from real probes, restarts, graceful 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import signal
@@ -229,6 +230,24 @@ def test_killed_process_is_restarted(core, hostlet, ns):
     second = hostlet.process_of(ns, "kill-me")
     assert second.pid != first.pid and second.poll() is None
     assert hostlet.log_path(ns, "kill-me").name == "1.log"
+
+
+def test_a_status_another_writer_changed_is_written_again(core, hostlet, ns):
+    """As the kubelet's status manager reconciles with the apiserver: the node lifecycle
+    controller marks a lost node's pods NotReady (only the condition, in the status
+    subresource); a hostlet whose own status did not change since must still say Ready again,
+    and a condition that holds carries no reason from when it did not (a bench run left a
+    healed node's pod NotReady for good, its containers all ready)."""
+    bare_pod(core, ns, "marked", app_container(18090))
+    wait_ready(core, ns, "marked")
+    marked = {"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+              "message": "containers with unready status: [app]",
+              "lastTransitionTime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    core.patch_namespaced_pod_status("marked", ns, {"status": {"conditions": [marked]}})
+    pod = wait_ready(core, ns, "marked", timeout=15)
+    ready = next(c for c in pod.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason, ready.message) == ("True", None, None)
+    assert pod.status.container_statuses[0].restart_count == 0  # nothing but the status was touched
 
 
 def test_liveness_failure_restarts_the_container(core, hostlet, ns):

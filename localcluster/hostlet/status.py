@@ -79,20 +79,57 @@ def container_status(worker, container: Container) -> dict:
     return status
 
 
+OWN_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
+
+
 def write_status(worker) -> None:
+    """Written when it changed, or when someone else changed what it says since the last write
+    (as the kubelet's status manager reconciles): the node lifecycle controller marks a lost
+    node's pods NotReady, and a status written before that (a healed partition racing the
+    controller's marking) would otherwise never be written again."""
     status = pod_status(worker)
-    if status == worker.last_status:
+    if status == worker.last_status and not overwritten(worker):
         return
-    body = {"metadata": {"uid": worker.uid}, "status": status}
+    body = {"metadata": {"uid": worker.uid}, "status": patch_of(status)}
     try:
-        worker.api.request("PATCH", pod_url(worker, "/status"), body=body, timeout=API_TIMEOUT,
-                           content_type="application/strategic-merge-patch+json")
+        written = worker.api.request("PATCH", pod_url(worker, "/status"), body=body, timeout=API_TIMEOUT,
+                                     content_type="application/strategic-merge-patch+json")
     except ApiError as err:
         if err.status in (404, 409):
             worker.gone = True  # deleted, or replaced by a pod of the same name
             return
         raise HostletError(f"status update: {str(err)[:200]}") from err
     worker.last_status = status
+    worker.last_written_version = _version(written)
+
+
+def patch_of(status: dict) -> dict:
+    """The strategic-merge body: a condition that holds drops the reason and message it had
+    while it did not (a merge keeps fields the patch leaves out; null deletes them)."""
+    conditions = [c if c["status"] == "False" else {**c, "reason": None, "message": None}
+                  for c in status["conditions"]]
+    return {**status, "conditions": conditions}
+
+
+def overwritten(worker) -> bool:
+    """The pod as the node's watch last saw it is newer than this hostlet's last write and
+    says another thing about the conditions this hostlet owns."""
+    if worker.last_status is None:
+        return False
+    seen = worker.pod
+    version = _version(seen)
+    if version is None or worker.last_written_version is None or version <= worker.last_written_version:
+        return False  # the watch has not caught up with the last write yet
+    theirs = {c.get("type"): c.get("status") for c in (seen.get("status") or {}).get("conditions") or []}
+    return any(theirs.get(c["type"]) != c["status"] for c in worker.last_status["conditions"]
+               if c["type"] in OWN_CONDITIONS)
+
+
+def _version(obj) -> int | None:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None
 
 
 def post_event(worker, reason: str, message: str, kind: str = "Normal") -> None:

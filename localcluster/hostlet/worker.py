@@ -56,6 +56,7 @@ class PodWorker:
         self.start_stamp = now_rfc3339()
         self.transitions: dict[str, tuple[str, str]] = {}
         self.last_status: dict | None = None
+        self.last_written_version: int | None = None  # the pod's resourceVersion after that write
         self.token_refresh_at = 0.0
         self.kubeconfig: Path | None = None
         self.api = node.client(hostlet.cluster)
