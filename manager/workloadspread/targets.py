@@ -12,8 +12,7 @@ from typing import Callable
 from kubekit.labels import selector_matches
 
 from .status import prune
-from .subsets import TEMPLATE_HASH_LABEL, VERSION_IGNORED, controller_of
-from .subsets import BadValue, replicas_from_paths
+from .subsets import TEMPLATE_HASH_LABEL, VERSION_IGNORED, BadValue, controller_of, replicas_from_paths
 
 WHITELIST_KEY = "WorkloadSpread_Watch_Custom_Workload_WhiteList"  # in the kruise-configuration ConfigMap
 
