@@ -139,6 +139,28 @@ def pytest_runtest_setup(item):
         pytest.fail(item.stash[_MISGROUPED], pytrace=False)
 
 
+TIMELINE_VARIABLE = "KRUISECTL_TEST_TIMELINE"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With ``KRUISECTL_TEST_TIMELINE=<file>``, each test's worker, group and wall-clock span
+    (setup to teardown) is appended to the file as a JSON line: what each worker ran when, so
+    a run's tail (one worker still busy while the others idle) can be seen and its order fixed
+    (docs/testing.md)."""
+    path = os.environ.get(TIMELINE_VARIABLE)
+    began = time.time()
+    result = yield
+    if path:
+        import json
+
+        line = json.dumps({"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "group": group_of(item.nodeid),
+                           "test": item.nodeid, "start": round(began, 3), "stop": round(time.time(), 3)})
+        with open(path, "a") as out:  # one short write per line: workers' lines do not interleave
+            out.write(line + "\n")
+    return result
+
+
 class _Scheduling:
     """pytest-xdist's hook, registered only when xdist is: the controller hands out whole groups."""
 
