@@ -96,6 +96,9 @@ class Component:
         return self.process.poll() is None
 
 
+STOP_TIMEOUT_S = 10.0  # a component's TERM to KILL
+
+
 @dataclass
 class ClusterOptions:
     scheduler: bool = False
@@ -177,14 +180,14 @@ class LocalCluster:
         self._write_state()
 
     def stop(self) -> None:
-        """Stop every component (TERM, then KILL after 10 s) and remove hosts and temp files."""
+        """Stop every component, newest first, each gone before the next is asked: kube-apiserver
+        shuts down gracefully only while etcd still answers (signalled together, it hung until
+        killed, 10 s per cluster). Each gets TERM, then KILL after ``STOP_TIMEOUT_S``."""
         for component in reversed(self.components):
             if component.alive():
                 component.process.terminate()
-        deadline = time.monotonic() + 10
-        for component in reversed(self.components):
             try:
-                component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                component.process.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 component.process.kill()
                 component.process.wait()

@@ -91,6 +91,7 @@ SHARED_SESSION_FIXTURES = {
     "upstream_install": frozenset(f"tests/upstream/test_{name}.py" for name in (
         "doctor", "drill", "injection_parity", "install", "rollout", "sidecarset_fuzz", "status",
         "webhook_check", "workloadspread_parity")),
+    "drill_install": frozenset(f"tests/drill/test_{name}.py" for name in ("drill", "drill_report", "faults")),
 }
 
 

@@ -4,6 +4,7 @@ not when the owning process is killed, not through `make cluster-up` / `cluster-
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -66,9 +67,12 @@ def test_stop_ends_every_component(make_cluster):
     pids = [c.process.pid for c in local.components]
     assert all(alive(pid) for pid in pids)
     workdir = local.workdir
+    processes = {c.name: c.process for c in local.components}
     local.stop()
     assert not any(alive(pid) for pid in pids)
     assert not workdir.exists()
+    # each ended on its TERM (kube-apiserver too: asked together with etcd, it hung until KILLed)
+    assert {name: p.returncode for name, p in processes.items() if p.returncode == -signal.SIGKILL} == {}
 
 
 def test_cluster_up_and_down_from_the_shell(tmp_path):

@@ -122,13 +122,20 @@ def install(values: dict, archive: Path, directory: Path, controller_manager_arg
         cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def installed(request, tmp_path_factory, manager_archive):
-    """One install per test module; a module may set ``CONTROLLER_MANAGER_ARGS`` (the node
-    lifecycle's timings, for machine loss)."""
-    with install(VALUES, manager_archive, tmp_path_factory.mktemp("drill"),
-                 getattr(request.module, "CONTROLLER_MANAGER_ARGS", ())) as env:
+@pytest.fixture(scope="session")
+def drill_install(tmp_path_factory, manager_archive):
+    """The install the drill modules with no values or timings of their own share (one worker
+    runs them one after another: ``SHARED_SESSION_FIXTURES``); a test that needs the three
+    replicas settled waits for it (``wait_settled``), whatever ran before it."""
+    with install(VALUES, manager_archive, tmp_path_factory.mktemp("drill")) as env:
         yield env
+
+
+@pytest.fixture(scope="module")
+def installed(drill_install):
+    """The shared install (``drill_install``); a module with values or controller-manager
+    timings of its own (crash supervisor, machine loss) defines its own ``installed``."""
+    return drill_install
 
 
 def pod_ips(installed) -> dict[str, str]:

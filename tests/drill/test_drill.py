@@ -32,6 +32,7 @@ def sidecarsets(env) -> list[str]:
 
 
 def test_without_yes_it_prints_the_plan_and_touches_nothing(installed):
+    installed.wait_settled()  # the install is shared: whatever ran before has settled
     before = {p.metadata.name for p in installed.ready_pods()}
     result = installed.kruisectl("drill", "run", "leader-crash", "eviction", "-o", "json")
     assert result.exit_code == 0, result.output

@@ -44,8 +44,8 @@ from manager.peers import GATE, SILENT_LEADER_REASON, UNREACHABLE_REASON
 from kubekit import kruise
 
 from .connections import ConnectionLog
-from .conftest import (HEARTBEAT_S, apiserver_connections, during_fault, failed_within_connections,
-                       only_the_victims_failed, pod_ips)
+from .conftest import (HEARTBEAT_S, VALUES, apiserver_connections, during_fault, failed_within_connections,
+                       install, only_the_victims_failed, pod_ips)
 from .test_faults import run
 
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
@@ -62,6 +62,13 @@ LOSS_S = ENDPOINT_REMOVAL_MAX_S + 10  # the survivors alone for a while, past th
 REPLICAS = 3
 INFORMER_BACKOFF_MAX_S = 10  # manager/informer.py's cap on the back-off between relists
 PARTITION_S = 15  # many probe rounds, past the failure threshold several times over
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, manager_archive):
+    """An install of its own: the node lifecycle's timings above are the controller-manager's flags."""
+    with install(VALUES, manager_archive, tmp_path_factory.mktemp("drill"), CONTROLLER_MANAGER_ARGS) as env:
+        yield env
 
 
 def liveness_delay_s(installed) -> float:
