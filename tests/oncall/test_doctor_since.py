@@ -16,7 +16,7 @@ from kubernetes import client
 
 from kruisectl import scrape
 from tests.chart import alerting
-from tests.drill.conftest import installed, manager_archive  # noqa: F401 - the fixtures: the chart's managers on hostlet nodes, from the image
+from tests.drill.conftest import VALUES, install, manager_archive  # noqa: F401 - the image's fixture
 
 from kubekit import kruise, paths
 
@@ -25,6 +25,14 @@ from ..conftest import wait_for
 pytestmark = pytest.mark.cluster  # the real local control plane (or its built binaries)
 
 NS = "kruise-system"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, manager_archive):  # noqa: F811
+    """An install of its own, the chart's managers on hostlet nodes from the image: the module
+    expects no restart within the hour before its crash, and upgrades the release."""
+    with install(VALUES, manager_archive, tmp_path_factory.mktemp("doctor-since")) as env:
+        yield env
 
 
 def doctor(installed, *extra):  # noqa: F811 - the fixture
