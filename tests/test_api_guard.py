@@ -38,7 +38,7 @@ class _Server(http.server.ThreadingHTTPServer):
 def server():
     _Recorder.received = []
     httpd = _Server(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield httpd
     httpd.shutdown()
