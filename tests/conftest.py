@@ -13,6 +13,8 @@ from localcluster import capabilities
 from localcluster.cluster import ClusterOptions, LocalCluster
 from localcluster.network import available as network_unavailable_reason
 
+from . import timeline
+
 
 def pytest_configure(config):
     """Tests that need the local control plane (or its built binaries) carry the ``cluster``
@@ -108,19 +110,16 @@ def group_of(nodeid: str) -> str:
     return module
 
 
-def _rank(group: str, items: list) -> int:
-    """Longest first, so that no worker starts a long group late: the shared install's tests,
-    then cluster and image modules, then the unit modules filling in."""
-    if group in SHARED_SESSION_FIXTURES:
-        return 0
-    return 1 if any(item.get_closest_marker("cluster") or item.get_closest_marker("image") for item in items) else 2
+def _needs_cluster(items: list) -> bool:
+    return any(item.get_closest_marker("cluster") or item.get_closest_marker("image") for item in items)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """In a pytest-xdist worker: the groups (``group_of``) in the order to run them, longest
-    first; the controller's scheduler keeps that order (``--no-loadscope-reorder``). A run
-    without workers keeps its order."""
+    first by the measured table (tests/group_durations.json, tests/timeline.py); the
+    controller's scheduler keeps that order (``--no-loadscope-reorder``). A run without
+    workers keeps its order."""
     if not hasattr(config, "workerinput"):
         return
     groups: dict[str, list] = {}
@@ -131,8 +130,9 @@ def pytest_collection_modifyitems(config, items):
                 item.stash[_MISGROUPED] = (f"{item.nodeid} uses {fixture} but would build it in a worker "
                                            f"of its own: add its module to SHARED_SESSION_FIXTURES in tests/conftest.py")
         groups.setdefault(group, []).append(item)
-    ranked = sorted(groups.items(), key=lambda group: _rank(*group))
-    items[:] = [item for _, members in ranked for item in members]
+    ranked = timeline.order({group: _needs_cluster(members) for group, members in groups.items()},
+                            timeline.load_durations())
+    items[:] = [item for group in ranked for item in groups[group]]
 
 
 def pytest_runtest_setup(item):
