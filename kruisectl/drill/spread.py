@@ -104,6 +104,39 @@ def excess(pods: list[dict], limits: dict[str, int], leaving: set[str] = frozens
     return {s: n - limits[s] for s, n in sorted(counts.items()) if s in limits and n > limits[s]}
 
 
+def evidence(pods: list[dict], subset: str, ws: dict | None) -> str:
+    """What a subset over its limit held, for the one who looks into it: its live pods (name,
+    creation, the id the webhook generated) and the WorkloadSpread's status of that subset as
+    the API had it just after: the overall one the leader writes, and each workload version's,
+    where the webhooks take and free places."""
+    held = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp") or subset_of(pod) != subset:
+            continue
+        text = (meta.get("annotations") or {}).get(MATCHED_WORKLOADSPREAD_ANNOTATION) or "{}"
+        try:
+            uid = json.loads(text).get("uid") or ""
+        except (ValueError, AttributeError):
+            uid = ""
+        held.append(f"{meta.get('name')}@{meta.get('creationTimestamp', '?')}" + (f" uid {uid}" if uid else ""))
+    status = (ws or {}).get("status") or {}
+    said = [f"overall {_subset_said(status.get('subsetStatuses'), subset)}"]
+    said += [f"version {version!r} {_subset_said(statuses, subset)}"  # where the webhooks take places
+             for version, statuses in sorted((status.get("versionedSubsetStatuses") or {}).items())]
+    version = ((ws or {}).get("metadata") or {}).get("resourceVersion", "?")
+    return f"subset {subset} held {', '.join(held) or 'nothing'}; status at resourceVersion {version}: {'; '.join(said)}"
+
+
+def _subset_said(statuses: list[dict] | None, subset: str) -> str:
+    status = next((s for s in statuses or [] if s.get("name") == subset), None)
+    if status is None:
+        return "none"
+    return (f"missingReplicas {status.get('missingReplicas')}, creatingPods "
+            f"{sorted((status.get('creatingPods') or {}).items())}, deletingPods "
+            f"{sorted((status.get('deletingPods') or {}).items())}")
+
+
 @dataclass
 class SpreadFigures:
     """One scenario's WorkloadSpread figures (``ScenarioResult.workloadspread_*``)."""
@@ -244,8 +277,10 @@ class Spread:
         """One look at the subsets: what is over its limit now (recorded)."""
         with self._lock:
             leaving = set(self._leaving)
-        over = excess(self.pods(), self.limits, leaving)
+        pods = self.pods()
+        over = excess(pods, self.limits, leaving)
         if over:
+            first = not self.figures.violations
             with self._lock:
                 total = sum(over.values())
                 self.figures.violations = max(self.figures.violations, total)
@@ -254,6 +289,15 @@ class Spread:
                         f"at {time.monotonic() - self._began:+.1f}s: " + ", ".join(
                             f"subset {s} holds {self.limits[s] + n} pods (maxReplicas {self.limits[s]})"
                             for s, n in over.items()))
+            if first:  # the first look that saw one: what was held, and what the status said
+                from kubekit.api import ApiError
+
+                try:
+                    ws = self.api.request("GET", paths.workloadspreads(self.namespace, self.name), timeout=self.timeout)
+                except ApiError:
+                    ws = None  # the evidence says "no status"; the figure stands
+                with self._lock:
+                    self.figures.details += [evidence(pods, s, ws) for s in over]
         return over
 
     def start(self) -> "Spread":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -277,7 +278,11 @@ def test_a_subset_over_its_limit_is_seen(installed):
         forged = copy.deepcopy(spread.pod({}))
         forged["metadata"]["annotations"] = {"apps.kruise.io/matched-workloadspread":
                                              json.dumps({"name": spread.name, "subset": "a"})}
-        spread.created(api.request("POST", paths.pods("default"), body=forged, timeout=10))
+        stored = api.request("POST", paths.pods("default"), body=forged, timeout=10)
+        spread.created(stored)
         assert spread.check() == {"a": 1}
         assert spread.figures.violations == 1
+        (said,) = [d for d in spread.figures.details if d.startswith("subset a held ")]  # the evidence, once
+        assert f"{stored['metadata']['name']}@" in said and "status at resourceVersion " in said, said
+        assert re.search(r"version '[^']*' missingReplicas 0,", said), said  # the webhooks had filled it: the forged pod is one too many
     assert spread_leftovers(installed) == []

@@ -10,7 +10,7 @@ import pytest
 from kruisectl.drill import (SCENARIOS, SUBSETS, Budget, DrillOptions, ScenarioResult, default_budget, excess,
                              lifetime_for, spread_pod, subset_of)
 from kruisectl.drill.report import spread_summary
-from kruisectl.drill.spread import GATE, MANAGED_BY, job_body, workloadspread_body
+from kruisectl.drill.spread import GATE, MANAGED_BY, evidence, job_body, workloadspread_body
 
 LIMITS = {"a": 2, "b": 2, "c": 2}
 
@@ -99,3 +99,19 @@ def test_the_report_and_json_carry_the_figures():
     html = spread_summary(rows)
     assert "2 over maxReplicas in total" in html and "subset a holds 4 pods" in html
     assert spread_summary([ScenarioResult("rollout", [])]) == ""
+
+
+def test_the_evidence_of_an_overfull_subset_names_its_pods_and_what_the_status_said():
+    held = [pod("p1", "b"), pod("p2", "b"), pod("p3", "a"), pod("p4", "b", deleting=True)]
+    held[0]["metadata"]["creationTimestamp"] = "2026-12-05T07:00:00Z"
+    held[1]["metadata"]["annotations"]["apps.kruise.io/matched-workloadspread"] = json.dumps(
+        {"name": "ws", "subset": "b", "uid": "u-2"})
+    ws = {"metadata": {"resourceVersion": "42"}, "status": {
+        "subsetStatuses": [{"name": "a", "missingReplicas": 2}, {"name": "b", "missingReplicas": 2}],
+        "versionedSubsetStatuses": {"": [
+            {"name": "b", "missingReplicas": 1, "creatingPods": {"u-2": "2026-12-05T07:00:01Z"}, "deletingPods": None}]}}}
+    assert evidence(held, "b", ws) == (
+        "subset b held p1@2026-12-05T07:00:00Z, p2@? uid u-2; status at resourceVersion 42: overall missingReplicas 2, "
+        "creatingPods [], deletingPods []; version '' missingReplicas 1, creatingPods [('u-2', '2026-12-05T07:00:01Z')], "
+        "deletingPods []")
+    assert evidence([], "c", None) == "subset c held nothing; status at resourceVersion ?: overall none"
