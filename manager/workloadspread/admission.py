@@ -12,11 +12,13 @@ be evaluated is passed over.
 Beyond upstream: a WorkloadSpread whose target this manager does not serve (anything but a
 Deployment, ReplicaSet or Job; its validating webhook refuses them) is passed over, and
 owners of kinds this manager has no API for (CloneSet, Advanced StatefulSet) are not read.
+A status write that conflicts is retried for up to 3 s, not only 4 times (``conflict_delays``).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import random
 import threading
@@ -37,6 +39,27 @@ log = logging.getLogger("manager.workloadspread")
 GROUP_PATH = WORKLOADSPREADS_PATH.rsplit("/", 1)[0]  # /apis/apps.kruise.io/v1alpha1
 # client-go's retry.DefaultBackoff: 4 tries, 10 ms growing fivefold, 10% jitter
 RETRY_STEPS, RETRY_FIRST_DELAY, RETRY_FACTOR, RETRY_JITTER = 4, 0.010, 5.0, 0.1
+# Beyond upstream: past those 4 tries (about 0.3 s), a conflict is retried every 250 ms until
+# 3 s after the first try, well inside the webhook's 10 s timeout. Upstream refuses the pod
+# after its 4th conflict; on a loaded machine, with every replica and the leader writing the
+# same status, a drill saw that refusal during a rollout. The place is still taken by a write
+# on the resourceVersion read, so only a refusal becomes an admission, never a second place.
+RETRY_MAX_DELAY, RETRY_BUDGET_S = 0.25, 3.0
+
+
+def conflict_delays(elapsed: Callable[[], float]):
+    """The pause before each try of a status write: none before the first, client-go's
+    DefaultBackoff for the next three, then ``RETRY_MAX_DELAY`` while a try can still start
+    within ``RETRY_BUDGET_S`` of the first (``elapsed()``: seconds since it; jitter 10%)."""
+    delay = RETRY_FIRST_DELAY
+    yield 0.0
+    for step in itertools.count(1):
+        if step >= RETRY_STEPS:
+            delay = RETRY_MAX_DELAY
+        if step >= RETRY_STEPS and elapsed() + delay > RETRY_BUDGET_S:
+            return
+        yield delay * (1 + RETRY_JITTER * random.random())
+        delay = min(delay * RETRY_FACTOR, RETRY_MAX_DELAY)
 # the owners read on the way from a pod to its target (a StatefulSet, CloneSet or Advanced
 # StatefulSet owner can lead to none of these targets: not read)
 _READABLE = {("apps", "ReplicaSet"): ("apps/v1", "replicasets"), ("apps", "Deployment"): ("apps/v1", "deployments"),
@@ -67,9 +90,10 @@ def _rv(obj: dict | None) -> int:
 class WorkloadSpreadAdmission:
     def __init__(self, client: Client, workloadspreads: Informer, *, skipped=(), clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, new_uid: Callable[[], str] = lambda: str(uuid.uuid1()),
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, monotonic: Callable[[], float] = time.monotonic):
         """``skipped``: namespaces whose pods are never touched (the control plane's, as the
-        SidecarSet handler's); ``clock``/``sleep``/``new_uid``: injected for tests."""
+        SidecarSet handler's); ``clock``/``sleep``/``new_uid``/``monotonic``: injected for tests."""
+        self.monotonic = monotonic
         self.client = client
         self.workloadspreads = workloadspreads
         self.skipped = set(skipped)
@@ -187,12 +211,12 @@ class WorkloadSpreadAdmission:
         spec_subsets = (ws.get("spec") or {}).get("subsets") or []
         if len(spec_subsets) == 1 and spec_subsets[0].get("maxReplicas") is None:
             return spec_subsets[0].get("name", ""), ""
-        refresh, delay, last = False, RETRY_FIRST_DELAY, None
+        refresh, last = False, None
         lock = self._lock((ws.get("metadata") or {}).get("uid") or ws["metadata"].get("name", ""))
-        for step in range(RETRY_STEPS):
-            if step:
-                self.sleep(delay * (1 + RETRY_JITTER * random.random()))
-                delay *= RETRY_FACTOR
+        began = self.monotonic()
+        for pause in conflict_delays(lambda: self.monotonic() - began):
+            if pause:
+                self.sleep(pause)
             with lock:
                 try:
                     clone = self._latest(ws, refresh)

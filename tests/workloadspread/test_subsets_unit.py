@@ -508,3 +508,23 @@ def test_upstream_delete_missing_0(operation):
     assert changed and got == UP_POD
     status = spread["status"]["versionedSubsetStatuses"]["versionIgnored"][0]
     assert status["missingReplicas"] == 1 and status["deletingPods"] == {"test-pod-1": STAMP}
+
+
+@pytest.mark.parametrize("case, jump_after, expected", [
+    # as client-go's DefaultBackoff for 4 tries, then every 250 ms while a try starts within 3 s
+    ("time to spare", None, [0.0, 0.01, 0.05, 0.25] + [0.25] * 10),
+    ("the budget spent by the 4th try: upstream's 4 tries", 4, [0.0, 0.01, 0.05, 0.25]),
+    ("spent after the 6th", 6, [0.0, 0.01, 0.05, 0.25, 0.25, 0.25]),
+])
+def test_a_conflicting_status_write_is_retried_within_its_budget(monkeypatch, case, jump_after, expected):
+    from manager.workloadspread import admission
+
+    monkeypatch.setattr(admission.random, "random", lambda: 0.0)  # no jitter
+    elapsed = [0.0]
+    pauses = []
+    for pause in admission.conflict_delays(lambda: elapsed[0]):
+        pauses.append(pause)
+        elapsed[0] += pause + 0.0001  # the try itself
+        if jump_after is not None and len(pauses) == jump_after:
+            elapsed[0] += admission.RETRY_BUDGET_S  # a loaded apiserver answered slowly
+    assert [round(p, 4) for p in pauses] == expected, case
