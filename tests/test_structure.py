@@ -1,5 +1,6 @@
 """The layers stay a tree: no module imports, directly or round about, a module that imports it
-back (at the top, inside a function or for type checking alike)."""
+back (at the top, inside a function or for type checking alike); only the command line imports
+click; and no block of code is written twice in two modules."""
 
 from __future__ import annotations
 
@@ -113,3 +114,47 @@ def _all_imports(path: Path) -> set[str]:
 def test_every_module_imports(name: str):
     """A name moved or removed elsewhere breaks the import here, not in a cluster test later."""
     __import__("importlib").import_module(name)
+
+
+# ---- no block of code repeated across modules ------------------------------------------------
+BLOCK_LINES = 6  # consecutive meaningful lines that, found in two modules, are one block too many
+_TRIVIAL = {")", "]", "}", "):", "else:", "try:", "finally:", "return", "pass", "continue", "break"}
+
+
+def meaningful_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the lines that carry code: no blank lines, comments,
+    imports, docstring quotes or lone brackets and keywords."""
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if (not stripped or stripped.startswith(("#", "import ", "from ", '"""', "'''")) or stripped in _TRIVIAL):
+            continue
+        found.append((number, stripped))
+    return found
+
+
+def repeated_blocks(texts: dict[str, str], size: int = BLOCK_LINES) -> list[list[tuple[str, int]]]:
+    """Each run of ``size`` meaningful lines found in more than one module: [(module, first line), ...]."""
+    where: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+    for name, text in texts.items():
+        lines = meaningful_lines(text)
+        for start in range(len(lines) - size + 1):
+            block = tuple(t for _n, t in lines[start:start + size])
+            where.setdefault(block, []).append((name, lines[start][0]))
+    return [sorted(places) for places in where.values() if len({m for m, _l in places}) > 1]
+
+
+@pytest.mark.parametrize("texts, expected", [
+    ({"a": "x = 1\ny = 2\nz = 3\n", "b": "x = 1\ny = 2\nz = 3\n"}, [[("a", 1), ("b", 1)]]),
+    ({"a": "x = 1\n# note\ny = 2\n\nz = 3\n", "b": "import os\nx = 1\ny = 2\n)\nz = 3\n"}, [[("a", 1), ("b", 2)]]),
+    ({"a": "x = 1\ny = 2\nz = 3\nx = 1\ny = 2\nz = 3\n", "b": "q = 0\n"}, []),  # within one module: not this test's
+    ({"a": "x = 1\ny = 2\nz = 3\n", "b": "x = 1\ny = 2\nw = 3\n"}, []),
+])
+def test_repeated_blocks_are_found_across_modules(texts, expected):
+    assert repeated_blocks(texts, size=3) == expected
+
+
+def test_no_block_of_code_is_repeated_across_modules():
+    """What two modules both need lives in one of them (or a third), imported by the other."""
+    texts = {name: path.read_text() for name, path in modules().items() if name != "manager.gotypes"}
+    assert repeated_blocks(texts) == []
