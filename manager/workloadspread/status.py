@@ -409,7 +409,13 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
     old_creating = dict((old or {}).get("creatingPods") or {})
     old_deleting = (old or {}).get("deletingPods") or {}
     active = 0
-    for pod in pods:
+    # Beyond upstream: the pods recorded as leaving are counted first. Upstream walks its cache's
+    # order, and a pod's -1 stops at 0 while a leaving pod's +1 does not: with a leaving pod
+    # still in the cache beside the pod that took its place, a leaving pod listed after the
+    # others gives its place back twice, so the subset reads a free place it does not have and
+    # the webhook over-fills it. A new leader's fresh list (in name order) made that order
+    # likely; counted first, the result is what upstream gives in its favourable order.
+    for pod in sorted(pods, key=lambda p: _meta(p).get("name") not in old_deleting):
         inj = injected(pod)
         old_creating.pop(inj["uid"] if inj and inj["uid"] else _meta(pod).get("name"), None)
         if not is_active(pod):

@@ -450,3 +450,17 @@ def test_the_shared_pod_cache_keeps_the_spread_part_for_target_pods_only(owner, 
     assert ("workloadspread" in slim) is kept
     if kept:
         assert slim["workloadspread"] == st.slim_pod(full)
+
+
+@pytest.mark.parametrize("order", [["p1", "p2", "w1", "w2"], ["w1", "p1", "w2", "p2"], ["w1", "w2", "p1", "p2"]])
+def test_leaving_pods_beside_the_pods_that_took_their_places_leave_none_free_in_any_order(order):
+    """Two pods deleted (deletingPods, still in the cache) and the two that took their places:
+    the subset is full whatever the cache's order. Upstream walks its order, and in the first
+    one a leaving pod's +1 after a -1 that stopped at 0 gives a place back twice (missing 1):
+    the webhook over-fills the subset."""
+    old = {"subsetStatuses": [{"name": "a", "replicas": 2, "missingReplicas": 0,
+                               "deletingPods": {"w1": t(-1), "w2": t(-1)}}]}
+    pods = {name: pod(name, "a") for name in order}
+    a = subsets_of(run(ws(sub("a", 2), status=old), [pods[n] for n in order]))["a"]
+    assert (a["replicas"], a["missingReplicas"]) == (4, 0)
+    assert sorted(a["deletingPods"]) == ["w1", "w2"]
