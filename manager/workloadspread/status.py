@@ -409,13 +409,22 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
     old_creating = dict((old or {}).get("creatingPods") or {})
     old_deleting = (old or {}).get("deletingPods") or {}
     active = 0
-    # Beyond upstream: the pods recorded as leaving are counted first. Upstream walks its cache's
+
+    def leaving_until(name: str | None) -> float | None:
+        """When a pod recorded in deletingPods stops counting as on its way out; None when it
+        is not recorded or already timed out."""
+        if name not in old_deleting:
+            return None
+        expected = (parse_time(old_deleting[name]) or 0.0) + DELETE_POD_TIMEOUT
+        return None if expected < now else expected
+
+    # Beyond upstream: the pods still leaving are counted first. Upstream walks its cache's
     # order, and a pod's -1 stops at 0 while a leaving pod's +1 does not: with a leaving pod
     # still in the cache beside the pod that took its place, a leaving pod listed after the
     # others gives its place back twice, so the subset reads a free place it does not have and
     # the webhook over-fills it. A new leader's fresh list (in name order) made that order
     # likely; counted first, the result is what upstream gives in its favourable order.
-    for pod in sorted(pods, key=lambda p: _meta(p).get("name") not in old_deleting):
+    for pod in sorted(pods, key=lambda p: leaving_until(_meta(p).get("name")) is None):
         inj = injected(pod)
         old_creating.pop(inj["uid"] if inj and inj["uid"] else _meta(pod).get("name"), None)
         if not is_active(pod):
@@ -424,13 +433,12 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
         if missing > 0:
             missing -= 1
         name = _meta(pod).get("name")
-        if name in old_deleting:
-            expected = (parse_time(old_deleting[name]) or 0.0) + DELETE_POD_TIMEOUT
-            if not expected < now:  # not yet timed out: still counted as on its way out
-                out["deletingPods"][name] = old_deleting[name]
-                if missing < max_replicas:
-                    missing += 1
-                plan.requeue(expected - now)
+        expected = leaving_until(name)
+        if expected is not None:  # not yet timed out: still counted as on its way out
+            out["deletingPods"][name] = old_deleting[name]
+            if missing < max_replicas:
+                missing += 1
+            plan.requeue(expected - now)
     out["replicas"] = active
     for pod_id, created in old_creating.items():
         expected = (parse_time(created) or 0.0) + CREATE_POD_TIMEOUT

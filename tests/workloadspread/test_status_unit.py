@@ -464,3 +464,14 @@ def test_leaving_pods_beside_the_pods_that_took_their_places_leave_none_free_in_
     a = subsets_of(run(ws(sub("a", 2), status=old), [pods[n] for n in order]))["a"]
     assert (a["replicas"], a["missingReplicas"]) == (4, 0)
     assert sorted(a["deletingPods"]) == ["w1", "w2"]
+
+
+@pytest.mark.parametrize("order", [["t", "w"], ["w", "t"]])
+def test_a_timed_out_deleting_entry_holds_its_place_in_any_order(order):
+    """``t`` was recorded as leaving 16 s ago (past the 15 s timeout: it stays, so it holds its
+    place), ``w`` 1 s ago: one place, held by ``t``, whatever the cache's order."""
+    old = {"subsetStatuses": [{"name": "a", "replicas": 2, "missingReplicas": 0,
+                               "deletingPods": {"t": t(-16), "w": t(-1)}}]}
+    pods = {name: pod(name, "a") for name in order}
+    a = subsets_of(run(ws(sub("a", 1), status=old), [pods[n] for n in order]))["a"]
+    assert (a["replicas"], a["missingReplicas"], sorted(a["deletingPods"])) == (2, 0, ["w"])
