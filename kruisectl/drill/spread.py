@@ -79,15 +79,20 @@ def spread_pod(job: dict, labels: dict[str, str], generate_name: str = "kruisect
                      "containers": [{"name": "app", "image": "kruisectl.invalid/app:never-pulled"}]}}
 
 
+def matched(pod: dict) -> dict:
+    """The webhook's matched-workloadspread annotation of ``pod`` read back ({} when absent or
+    unreadable)."""
+    text = ((pod.get("metadata") or {}).get("annotations") or {}).get(MATCHED_WORKLOADSPREAD_ANNOTATION)
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def subset_of(pod: dict) -> str | None:
     """The subset the webhook put ``pod`` in (its matched-workloadspread annotation), or None."""
-    text = ((pod.get("metadata") or {}).get("annotations") or {}).get(MATCHED_WORKLOADSPREAD_ANNOTATION)
-    if not text:
-        return None
-    try:
-        return json.loads(text).get("subset") or None
-    except (ValueError, AttributeError):
-        return None
+    return matched(pod).get("subset") or None
 
 
 def excess(pods: list[dict], limits: dict[str, int], leaving: set[str] = frozenset()) -> dict[str, int]:
@@ -114,11 +119,7 @@ def evidence(pods: list[dict], subset: str, ws: dict | None) -> str:
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp") or subset_of(pod) != subset:
             continue
-        text = (meta.get("annotations") or {}).get(MATCHED_WORKLOADSPREAD_ANNOTATION) or "{}"
-        try:
-            uid = json.loads(text).get("uid") or ""
-        except (ValueError, AttributeError):
-            uid = ""
+        uid = matched(pod).get("uid") or ""
         held.append(f"{meta.get('name')}@{meta.get('creationTimestamp', '?')}" + (f" uid {uid}" if uid else ""))
     status = (ws or {}).get("status") or {}
     said = [f"overall {_subset_said(status.get('subsetStatuses'), subset)}"]
@@ -280,8 +281,8 @@ class Spread:
         pods = self.pods()
         over = excess(pods, self.limits, leaving)
         if over:
-            first = not self.figures.violations
             with self._lock:
+                first = not self.figures.violations
                 total = sum(over.values())
                 self.figures.violations = max(self.figures.violations, total)
                 if len(self.figures.details) < 20:

@@ -54,8 +54,6 @@ def conflict_delays(elapsed: Callable[[], float]):
     delay = RETRY_FIRST_DELAY
     yield 0.0
     for step in itertools.count(1):
-        if step >= RETRY_STEPS:
-            delay = RETRY_MAX_DELAY
         if step >= RETRY_STEPS and elapsed() + delay > RETRY_BUDGET_S:
             return
         yield delay * (1 + RETRY_JITTER * random.random())
