@@ -44,10 +44,12 @@ def kruisectl(cluster, helm_binary, *args):
 
 
 class DeploymentWatch:
-    """Samples the manager Deployment's status while a rollout runs (bounded in time)."""
+    """Samples, while a rollout runs (bounded in time), the live manager pods (not the
+    Deployment's status.replicas: it sums ReplicaSet statuses written from the pods listed
+    before a deletion, so it can read one more than exist) and the available replicas."""
 
     def __init__(self, apps, limit_s: float = 120):
-        self.apps, self.limit_s = apps, limit_s
+        self.apps, self.core, self.limit_s = apps, client.CoreV1Api(apps.api_client), limit_s
         self.max_total, self.min_available = 0, 10**6
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -57,7 +59,8 @@ class DeploymentWatch:
         deadline = time.monotonic() + self.limit_s
         while not self.stop.is_set() and time.monotonic() < deadline:
             status = self.apps.read_namespaced_deployment_status("kruise-controller-manager", NS).status
-            self.max_total = max(self.max_total, status.replicas or 0)
+            pods = self.core.list_namespaced_pod(NS, label_selector="control-plane=controller-manager").items
+            self.max_total = max(self.max_total, sum(1 for p in pods if not p.metadata.deletion_timestamp))
             self.min_available = min(self.min_available, status.available_replicas or 0)
             time.sleep(0.05)
 
