@@ -18,12 +18,15 @@ Content-Length. Review parsing and the answers live in ``admission``; the certif
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
 import select
 import socket
 import ssl
+import struct
+import termios
 import threading
 import time
 from typing import Callable
@@ -48,8 +51,9 @@ class _Closed(Exception):
 
 
 class _Connection:
-    """What the server knows of one connection: its socket, age, answers, and whether a request
-    is being read or answered (busy) or it waits for the next one (idle)."""
+    """What the server knows of one connection, from its accept on: its socket (TLS once the
+    handshake is done), age, answers, and whether a request is being read or answered (busy) or
+    it waits for the next one."""
 
     __slots__ = ("socket", "opened", "requests", "busy", "http", "deadline")
 
@@ -57,9 +61,15 @@ class _Connection:
         self.socket = sock
         self.opened = time.monotonic()
         self.requests = 0
-        self.busy = False
+        self.busy = True  # until the handshake is done
         self.http = Requests(body_limit)  # holds what was read past the current request (pipelined ones)
         self.deadline = 0.0  # when the request being read must be whole
+
+    def idle(self) -> bool:
+        """Closing it now loses nothing: it answered every request it carried, none is on its way,
+        and its last answer has reached the client. A connection with no answer yet was opened for
+        a request (the apiserver dials for one): it is not idle, however quiet."""
+        return not self.busy and self.requests > 0 and not self.pending_input() and _unacknowledged(self.socket) == 0
 
     def pending_input(self) -> bool:
         """Bytes of a next request already here (closing now would lose that request)."""
@@ -74,12 +84,31 @@ class _Connection:
             return False
 
 
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on ``sock`` that the peer has not acknowledged yet (Linux SIOCOUTQ); -1 unknown."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):
+        return -1
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a reset (its owner's recv wakes to the end, its close sends RST). A
+    client that writes on it later fails in the write, before anything is sent, which Go's
+    transport retries on another connection; after a FIN its write would go out and it would read
+    EOF, which it does not retry for a POST. Only for an idle connection: a reset drops what the
+    peer has not acknowledged."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.shutdown(socket.SHUT_RD)
+
+
 class WebhookServer:
     """Start with :meth:`start`. :meth:`shutdown` is Go's ``Server.Shutdown`` after a delay:
     every answer closes its connection (``Connection: close``) so the apiserver reconnects to
     another endpoint, new connections are still served for ``delay`` (while the endpoint's
-    removal reaches the apiserver), then the listener closes, idle connections are closed, and
-    it returns once no request is in flight. A connection is also closed after
+    removal reaches the apiserver), then what waits in the backlog is accepted and the listener
+    closes, idle connections are reset, and it returns once no connection is left (one
+    still in its handshake, or not past its first request, counts: it carries a request). A connection is also closed after
     ``--webhook-max-requests-per-connection`` answers or ``--webhook-max-connection-age``
     (between two requests), so the apiserver, which picks an endpoint only when it connects, spreads its
     calls over every ready replica."""
@@ -99,7 +128,7 @@ class WebhookServer:
         cert_dir = options.webhook_cert_dir
         self.tls = CertWatcher(os.path.join(cert_dir, "tls.crt"), os.path.join(cert_dir, "tls.key"))
         self._slots = threading.BoundedSemaphore(options.webhook_max_connections)
-        self._connections: dict[threading.Thread, _Connection] = {}
+        self._connections: set[_Connection] = set()  # from accept to close
         self._connections_lock = threading.Lock()
         self._metrics: dict[tuple[str, str], tuple] = {}
         self._handoff: queue.SimpleQueue = queue.SimpleQueue()  # accepted sockets for idle workers
@@ -107,6 +136,9 @@ class WebhookServer:
         self._workers_lock = threading.Lock()
         self.draining = threading.Event()
         self._stop = threading.Event()
+        self._wake: socket.socket | None = None  # a byte on it ends the accept loop's wait (on _woken)
+        self._woken: socket.socket | None = None
+        self._backlog_deadline = 0.0
         self._listener: socket.socket | None = None
         self._owns_listener = False
         self._serve_when: Callable[[], bool] | None = None
@@ -133,11 +165,12 @@ class WebhookServer:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.bind, self.port))
             listener.listen(1024)
-        listener.settimeout(0.5)
+        listener.setblocking(False)  # the accept loop waits in select, with the wake-up socket
         self._serve_when = serve_when
         self._listener = listener
         self._stop.clear()
         self.draining.clear()
+        self._wake, self._woken = socket.socketpair()
         self._thread = threading.Thread(target=self._accept_loop, name="webhook accept", daemon=True)
         self._thread.start()
         log.info("webhook server listening on %s:%d", self.bind, self.port)
@@ -155,33 +188,52 @@ class WebhookServer:
             if not self._slots.acquire(timeout=0.5):
                 continue  # at the cap: leave new connections in the backlog
             try:
-                conn, address = self._listener.accept()
-            except (socket.timeout, TimeoutError):
+                readable = select.select([self._listener, self._woken], [], [], 0.5)[0]
+            except (OSError, ValueError):
+                readable = []
+            if self._listener not in readable or not self._accept_one():
                 self._slots.release()
-                continue
-            except OSError:
-                self._slots.release()
-                if self._stop.is_set():
-                    break
-                continue
-            metrics.WEBHOOK_CONNECTIONS.inc()
-            self._dispatch(conn)
+        if self._serve_when is None:
+            self._take_backlog()
 
-    def _dispatch(self, conn: socket.socket) -> None:
+    def _accept_one(self) -> bool:
+        """Accept one connection (its slot already taken) and hand it over; False when none waited."""
+        try:
+            conn, _address = self._listener.accept()
+        except OSError:  # none waiting (another process took it), or the listener is gone
+            return False
+        conn.setblocking(True)
+        metrics.WEBHOOK_CONNECTIONS.inc()
+        state = _Connection(conn, self.max_body)
+        with self._connections_lock:  # counted from here: a drain waits for it
+            self._connections.add(state)
+        self._dispatch(state)
+        return True
+
+    def _take_backlog(self) -> None:
+        """Accept what already waits in the listen backlog, a slot each, until the drain's
+        deadline: closing the listener would reset every one of them (the apiserver, which dialed
+        before it learnt the endpoint was leaving, reads "connection reset by peer")."""
+        while self._slots.acquire(timeout=max(0.0, self._backlog_deadline - time.monotonic())):
+            if not self._accept_one():
+                self._slots.release()
+                return
+
+    def _dispatch(self, state: _Connection) -> None:
         """Hand the connection to an idle worker thread, or start one."""
         with self._workers_lock:
             if self._idle_workers:
                 self._idle_workers -= 1
-                self._handoff.put(conn)
+                self._handoff.put(state)
                 return
-        threading.Thread(target=self._worker, args=(conn,), name="webhook connection", daemon=True).start()
+        threading.Thread(target=self._worker, args=(state,), name="webhook connection", daemon=True).start()
 
-    def _worker(self, conn: socket.socket | None) -> None:
-        while conn is not None:
-            self._serve_connection(conn)
-            conn = self._next_connection()
+    def _worker(self, state: _Connection | None) -> None:
+        while state is not None:
+            self._serve_connection(state)
+            state = self._next_connection()
 
-    def _next_connection(self) -> socket.socket | None:
+    def _next_connection(self) -> _Connection | None:
         """The next connection handed over, or None when none came within the idle timeout."""
         with self._workers_lock:
             self._idle_workers += 1
@@ -194,8 +246,8 @@ class WebhookServer:
                         self._idle_workers -= 1
                         return None
 
-    def _serve_connection(self, conn: socket.socket) -> None:
-        me = threading.current_thread()
+    def _serve_connection(self, state: _Connection) -> None:
+        conn = state.socket
         try:
             context = self.tls.context()
             if context is None:
@@ -209,9 +261,7 @@ class WebhookServer:
             except (ssl.SSLError, OSError):
                 conn.close()
                 return
-            state = _Connection(tls, self.max_body)
-            with self._connections_lock:
-                self._connections[me] = state
+            state.socket, state.busy = tls, False
             try:
                 while self._serve_one(state):
                     pass
@@ -224,7 +274,7 @@ class WebhookServer:
                     pass
         finally:
             with self._connections_lock:
-                self._connections.pop(me, None)
+                self._connections.discard(state)
             self._slots.release()
 
     # ---- one request -----------------------------------------------------------------
@@ -362,34 +412,37 @@ class WebhookServer:
         return keep_alive
 
     # ---- stopping ----------------------------------------------------------------------
-    def _close_listener(self) -> None:
+    def _close_listener(self, deadline: float) -> None:
+        """Stop accepting: the accept loop takes what waits in the backlog (until ``deadline``)
+        and ends, then the listener closes (a lent one too: the supervisor's copy, if it still
+        holds one, keeps the port for the next worker)."""
+        self._backlog_deadline = deadline
         self._stop.set()
-        if self._listener is not None:
+        if self._wake is not None:
             try:
-                if self._owns_listener:
-                    # wakes the accept loop at once; a listener the supervisor lent is not ours to
-                    # shut down (the next worker accepts on it), so that loop notices within 0.5 s
-                    self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                self._listener.close()
+                self._wake.send(b"x")
             except OSError:
                 pass
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(2.0)
+            self._thread.join(max(2.0, deadline - time.monotonic() + 1.0))
+        for sock in (self._listener, self._wake, self._woken):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
     def close_idle_connections(self) -> int:
-        """Close connections that wait for a next request and have none arriving; busy ones
-        finish their request first. The number closed."""
+        """Reset the idle connections (:meth:`_Connection.idle`); the others finish their request
+        first. The number closed."""
         closed = 0
         with self._connections_lock:
-            states = list(self._connections.values())
+            states = list(self._connections)
         for state in states:
-            if state.busy or state.pending_input():
+            if not state.idle():
                 continue
             try:
-                state.socket.shutdown(socket.SHUT_RDWR)  # wakes the thread waiting in recv
+                _reset(state.socket)
                 closed += 1
             except OSError:
                 pass
@@ -407,8 +460,8 @@ class WebhookServer:
         self.draining.set()
         log.info("webhook draining: answers close their connections; listening %.1fs more", delay)
         self._stop.wait(delay)
-        self._close_listener()
         deadline = time.monotonic() + timeout
+        self._close_listener(deadline)
         while self.connections() and time.monotonic() < deadline:
             self.close_idle_connections()
             time.sleep(0.02)

@@ -295,6 +295,78 @@ def test_shutdown_closes_connections_between_requests_and_loses_none(make_server
         tls.close()
 
 
+def test_shutdown_waits_for_a_connection_accepted_before_the_listener_closed(make_server):
+    """A connection accepted in the delay whose TLS handshake is still to come (the apiserver,
+    short of CPU, dialed and has not sent its ClientHello yet) is a request on its way: the drain
+    waits for it, and the answer closes the connection. Returning earlier lets the process exit
+    under it, and the apiserver reads EOF in its handshake: a failed admission."""
+    srv = make_server("--webhook-io-timeout=5s")
+    raw = socket.create_connection(("127.0.0.1", srv.port))
+    time.sleep(0.2)  # accepted by now, waiting for its ClientHello
+    stopper = threading.Thread(target=srv.shutdown, kwargs={"delay": 0.3, "timeout": 5.0})
+    stopper.start()
+    time.sleep(0.8)  # past the delay: the listener is closed
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
+    assert stopper.is_alive() and srv.connections() == 1
+    context = ssl.create_default_context(cafile=str(srv.cert_dir / "ca.crt"))
+    with context.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+        status, headers, _ = exchange(tls, post("/allow", review("late-hello")))
+        assert status == 200 and headers.get("connection") == "close" and closed_by_server(tls)
+    stopper.join(5)
+    assert not stopper.is_alive() and srv.connections() == 0
+
+
+def test_shutdown_serves_the_connections_waiting_in_the_backlog_before_it_closes_the_listener(make_server):
+    """At the connection cap a new connection waits in the listen backlog; closing the listener
+    would reset it (the apiserver reads "connection reset by peer" in its handshake). The drain
+    accepts what waits there once a slot frees, then closes the listener."""
+    srv = make_server("--webhook-io-timeout=5s", "--webhook-max-connections=1", "--webhook-max-connection-age=0")
+    with connect(srv) as holder:
+        holder.sendall(post("/slow", review("holder", seconds=1.0)))
+        time.sleep(0.2)
+        raw = socket.create_connection(("127.0.0.1", srv.port))  # in the backlog: the one slot is taken
+        stopper = threading.Thread(target=srv.shutdown, kwargs={"delay": 0.1, "timeout": 5.0})
+        stopper.start()
+        status, headers, _ = exchange(holder, b"")  # the answer closes the holder and frees the slot
+        assert status == 200 and headers.get("connection") == "close"
+    context = ssl.create_default_context(cafile=str(srv.cert_dir / "ca.crt"))
+    with context.wrap_socket(raw, server_hostname=SERVER_NAME) as waited:
+        status, headers, _ = exchange(waited, post("/allow", review("waited")))
+        assert status == 200 and headers.get("connection") == "close"
+    stopper.join(5)
+    assert not stopper.is_alive() and srv.connections() == 0
+
+
+def test_shutdown_does_not_close_a_new_connection_before_its_first_request(make_server):
+    """A connection that has not sent its first request yet was opened for one: the drain does
+    not close it as idle (the apiserver would read EOF and not retry), it waits for the request."""
+    srv = make_server("--webhook-io-timeout=5s")
+    with connect(srv) as fresh:
+        stopper = threading.Thread(target=srv.shutdown, kwargs={"delay": 0.2, "timeout": 5.0})
+        stopper.start()
+        time.sleep(0.7)  # past the delay, several rounds of closing idle connections
+        assert stopper.is_alive()
+        status, headers, _ = exchange(fresh, post("/allow", review("first")))
+        assert status == 200 and headers.get("connection") == "close" and closed_by_server(fresh)
+    stopper.join(5)
+    assert not stopper.is_alive() and srv.connections() == 0
+
+
+def test_the_drain_resets_an_idle_connection_so_a_request_racing_it_fails_unsent(make_server):
+    """An idle kept-alive connection is closed with a reset, not a FIN: a client that writes on
+    it afterwards gets its error from the write (nothing sent, which Go's transport retries on
+    another connection), not EOF after its request went out (which it does not retry)."""
+    srv = make_server("--webhook-io-timeout=5s")
+    with connect(srv) as idle:
+        assert exchange(idle, post("/allow", review("warm")))[0] == 200
+        srv.shutdown(delay=0.1, timeout=2.0)
+        assert srv.connections() == 0
+        time.sleep(0.1)
+        with pytest.raises(OSError):  # the first write fails: ConnectionResetError, or ssl's wrapper of it
+            idle.sendall(post("/allow", review("racing")))
+
+
 @pytest.mark.parametrize("raw, status", [
     (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     (b"BROKEN\r\n\r\n", 400),
