@@ -259,3 +259,12 @@ class Watch:
             self._response.release_conn()
         except Exception:  # noqa: BLE001 - closing twice or from another thread is harmless
             pass
+
+
+def resource_version(obj: dict | None) -> int | None:
+    """``metadata.resourceVersion`` as a number, to tell which of two reads of one object is newer
+    (etcd's revisions, which this apiserver's are); None when absent or not a number."""
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kubekit import paths
-from kubekit.api import ApiError
+from kubekit.api import ApiError, resource_version
 
 from .spec import API_TIMEOUT, HostletError, now_rfc3339
 
@@ -100,7 +100,7 @@ def write_status(worker) -> None:
             return
         raise HostletError(f"status update: {str(err)[:200]}") from err
     worker.last_status = status
-    worker.last_written_version = _version(written)
+    worker.last_written_version = resource_version(written)
 
 
 def patch_of(status: dict) -> dict:
@@ -117,19 +117,12 @@ def overwritten(worker) -> bool:
     if worker.last_status is None:
         return False
     seen = worker.pod
-    version = _version(seen)
+    version = resource_version(seen)
     if version is None or worker.last_written_version is None or version <= worker.last_written_version:
         return False  # the watch has not caught up with the last write yet
     theirs = {c.get("type"): c.get("status") for c in (seen.get("status") or {}).get("conditions") or []}
     return any(theirs.get(c["type"]) != c["status"] for c in worker.last_status["conditions"]
                if c["type"] in OWN_CONDITIONS)
-
-
-def _version(obj) -> int | None:
-    try:
-        return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
-    except (TypeError, ValueError):
-        return None
 
 
 def post_event(worker, reason: str, message: str, kind: str = "Normal") -> None:

@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Callable
 
-from kubekit.api import ApiError, Client
+from kubekit.api import ApiError, Client, resource_version
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, WORKLOADSPREADS_PATH
 
 from ..admission import allowed, errored
@@ -76,13 +76,6 @@ def slim_workloadspread(obj: dict) -> dict:
 
 def _dry_run(options) -> bool:
     return isinstance(options, dict) and bool(options.get("dryRun"))
-
-
-def _rv(obj: dict | None) -> int:
-    try:
-        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 class WorkloadSpreadAdmission:
@@ -194,7 +187,7 @@ class WorkloadSpreadAdmission:
         if local is None or (local.get("metadata") or {}).get("uid") != meta.get("uid"):
             local = ws
         cached = self.workloadspreads.get(key)
-        if cached is not None and _rv(local) < _rv(cached):
+        if cached is not None and (resource_version(local) or 0) < (resource_version(cached) or 0):
             local = cached
         return copy.deepcopy(local)
 
