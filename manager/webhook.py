@@ -69,7 +69,7 @@ class _Connection:
         """Closing it now loses nothing: it answered every request it carried, none is on its way,
         and its last answer has reached the client. A connection with no answer yet was opened for
         a request (the apiserver dials for one): it is not idle, however quiet."""
-        return not self.busy and self.requests > 0 and not self.pending_input() and _unacknowledged(self.socket) == 0
+        return not self.busy and self.requests > 0 and not self.pending_input() and _unacknowledged(self.socket) <= 0
 
     def pending_input(self) -> bool:
         """Bytes of a next request already here (closing now would lose that request)."""
@@ -85,7 +85,8 @@ class _Connection:
 
 
 def _unacknowledged(sock: socket.socket) -> int:
-    """Bytes sent on ``sock`` that the peer has not acknowledged yet (Linux SIOCOUTQ); -1 unknown."""
+    """Bytes sent on ``sock`` that the peer has not acknowledged yet (Linux SIOCOUTQ); -1 when it
+    cannot be read (a socket already closed: nothing left to lose)."""
     try:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     except (OSError, ValueError):

@@ -367,6 +367,31 @@ def test_the_drain_resets_an_idle_connection_so_a_request_racing_it_fails_unsent
             idle.sendall(post("/allow", review("racing")))
 
 
+def test_the_drain_does_not_reset_a_connection_whose_last_answer_is_not_yet_acknowledged(tmp_path):
+    """A reset drops what the peer has not acknowledged: a connection whose answer still sits in
+    the send buffer (the client reads slowly) is not idle yet, and its answer arrives whole."""
+    write_pair(tmp_path, LocalCA("server-test-ca"))
+    big = [{"op": "add", "path": "/metadata/annotations/x", "value": "v" * 12000}]
+    srv = WebhookServer(webhook_options(tmp_path, "--webhook-io-timeout=5s"),
+                        {"/big": lambda r: patched(big, by="test")}).start()
+    try:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a small window: most of the answer waits
+        raw.connect(("127.0.0.1", srv.port))
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        with context.wrap_socket(raw, server_hostname=SERVER_NAME) as slow_reader:
+            slow_reader.sendall(post("/big", review("big")))
+            time.sleep(0.5)  # the answer is written; the client has read none of it
+            stopper = threading.Thread(target=srv.shutdown, kwargs={"delay": 0.0, "timeout": 3.0})
+            stopper.start()
+            time.sleep(0.5)  # rounds of closing idle connections pass
+            status, _headers, body = exchange(slow_reader, b"")
+            assert status == 200 and len(body) > 12000 and json.loads(body)["response"]["uid"] == "big"
+        stopper.join(5)
+    finally:
+        srv.stop(drain=0)
+
+
 @pytest.mark.parametrize("raw, status", [
     (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     (b"BROKEN\r\n\r\n", 400),
