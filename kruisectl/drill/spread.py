@@ -129,6 +129,25 @@ def evidence(pods: list[dict], subset: str, ws: dict | None) -> str:
     return f"subset {subset} held {', '.join(held) or 'nothing'}; status at resourceVersion {version}: {'; '.join(said)}"
 
 
+def status_line(ws: dict, subset: str) -> str:
+    """One WorkloadSpread status, for a subset's history: its resourceVersion and what the
+    overall and each version's status say of the subset (missingReplicas, creatingPods and
+    deletingPods keys)."""
+    status = ws.get("status") or {}
+
+    def said(statuses) -> str:
+        found = next((s for s in statuses or [] if s.get("name") == subset), None)
+        if found is None:
+            return "none"
+        return (f"missing {found.get('missingReplicas')} creating {sorted(found.get('creatingPods') or {})} "
+                f"deleting {sorted(found.get('deletingPods') or {})}")
+
+    parts = [f"overall replicas {next((s.get('replicas') for s in status.get('subsetStatuses') or [] if s.get('name') == subset), None)} "
+             f"{said(status.get('subsetStatuses'))}"]
+    parts += [f"{version!r} {said(statuses)}" for version, statuses in sorted((status.get("versionedSubsetStatuses") or {}).items())]
+    return f"status rv {(ws.get('metadata') or {}).get('resourceVersion', '?')}: " + " | ".join(parts)
+
+
 def _subset_said(statuses: list[dict] | None, subset: str) -> str:
     status = next((s for s in statuses or [] if s.get("name") == subset), None)
     if status is None:
@@ -167,6 +186,11 @@ class Spread:
         self._stop = threading.Event()
         self.figures = SpreadFigures()
         self._began = 0.0
+        # what happened to the WorkloadSpread and its pods in this scenario, for the evidence:
+        # (monotonic time, kind, payload), kinds "status" (the object), "created" (name, subset,
+        # uid), "delete" / "deleted" (name); bounded
+        self._history: deque[tuple[float, str, object]] = deque(maxlen=4000)
+        self._status_watch = None
 
     # ---- the objects -----------------------------------------------------------------------
     def create(self) -> "Spread":
@@ -222,6 +246,8 @@ class Spread:
             if subset_of(pod) is None:
                 self.figures.unplaced += 1
             self._live.append((time.monotonic(), pod["metadata"]["name"]))
+            self._history.append((time.monotonic(), "created",
+                                  (pod["metadata"]["name"], subset_of(pod), matched(pod).get("uid") or "")))
 
     def churn(self) -> None:
         """Delete (on threads of their own) the pods older than ``lifetime_s``."""
@@ -230,6 +256,7 @@ class Spread:
             while self._live and now - self._live[0][0] >= self.lifetime_s:
                 name = self._live.popleft()[1]
                 self._leaving.add(name)
+                self._history.append((now, "delete", name))
                 self._deletes.submit(self._delete_pod, name)
 
     def _delete_pod(self, name: str) -> None:
@@ -237,6 +264,8 @@ class Spread:
 
         try:
             self.api.request("DELETE", paths.pods(self.namespace, name), timeout=self.timeout)
+            with self._lock:
+                self._history.append((time.monotonic(), "deleted", name))
         except ApiError as err:
             if err.not_found:
                 return
@@ -299,12 +328,53 @@ class Spread:
                     ws = None  # the evidence says "no status"; the figure stands
                 with self._lock:
                     self.figures.details += [evidence(pods, s, ws) for s in over]
+                    self.figures.details += [self.history(s) for s in over]
         return over
+
+    def history(self, subset: str, seconds: float = 15.0) -> str:
+        """The last ``seconds`` of the scenario as this subset saw it: each status the watch
+        delivered, each pod created into it, each deletion sent and answered (called with the
+        lock held)."""
+        since = time.monotonic() - seconds
+        placed = {payload[0] for _at, kind, payload in self._history if kind == "created" and payload[1] == subset}
+        lines = []
+        for at, kind, payload in self._history:
+            if at < since:
+                continue
+            stamp = f"{at - self._began:+.2f}s"
+            if kind == "status":
+                lines.append(f"{stamp} {status_line(payload, subset)}")
+            elif kind == "created" and payload[1] == subset:
+                lines.append(f"{stamp} created {payload[0]} uid {payload[2]}")
+            elif kind in ("delete", "deleted") and payload in placed:
+                lines.append(f"{stamp} {'delete sent' if kind == 'delete' else 'deleted'} {payload}")
+        return f"history of subset {subset}: " + "; ".join(lines)
+
+    def _watch_status(self) -> None:
+        """Record every status of the WorkloadSpread the API delivers until the scenario stops."""
+        from kubekit.api import ApiError
+
+        while not self._stop.is_set():
+            try:
+                with self.api.open_watch(paths.workloadspreads(self.namespace), "", timeout_s=60,
+                                         fieldSelector=f"metadata.name={self.name}") as watch:
+                    self._status_watch = watch
+                    for event in watch:
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            with self._lock:
+                                self._history.append((time.monotonic(), "status", event.get("object") or {}))
+                        if self._stop.is_set():
+                            return
+            except ApiError:
+                self._stop.wait(0.5)
 
     def start(self) -> "Spread":
         """A scenario begins: fresh figures, the pods checked every ``interval`` until ``stop``."""
         self.figures, self._began = SpreadFigures(), time.monotonic()
         self._stop.clear()
+        with self._lock:
+            self._history.clear()
+        threading.Thread(target=self._watch_status, name="drill-spread-status", daemon=True).start()
         self._watch = threading.Thread(target=self._loop, name="drill-spread-check", daemon=True)
         self._watch.start()
         return self
@@ -320,6 +390,8 @@ class Spread:
         """The scenario's load has ended: a last look (an error propagates: the figure would be
         unknown), then its figures."""
         self._stop.set()
+        if self._status_watch is not None:
+            self._status_watch.close()
         if self._watch is not None:
             self._watch.join(self.timeout + 1)
         self.check()

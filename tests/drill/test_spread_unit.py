@@ -4,13 +4,14 @@ maxReplicas, the pods and objects the load creates, its budget and report. No cl
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from kruisectl.drill import (SCENARIOS, SUBSETS, Budget, DrillOptions, ScenarioResult, default_budget, excess,
                              lifetime_for, spread_pod, subset_of)
 from kruisectl.drill.report import spread_summary
-from kruisectl.drill.spread import GATE, MANAGED_BY, evidence, job_body, workloadspread_body
+from kruisectl.drill.spread import GATE, MANAGED_BY, Spread, evidence, job_body, workloadspread_body
 
 LIMITS = {"a": 2, "b": 2, "c": 2}
 
@@ -115,3 +116,26 @@ def test_the_evidence_of_an_overfull_subset_names_its_pods_and_what_the_status_s
         "creatingPods [], deletingPods []; version '' missingReplicas 1, creatingPods [('u-2', '2026-12-05T07:00:01Z')], "
         "deletingPods []")
     assert evidence([], "c", None) == "subset c held nothing; status at resourceVersion ?: overall none"
+
+
+def test_a_subsets_history_has_its_statuses_its_pods_and_their_deletions_in_order():
+    spread = Spread(api=None, namespace="default", timeout=5.0)
+    spread._began = time.monotonic() - 10
+    ws = {"metadata": {"resourceVersion": "7"}, "status": {
+        "subsetStatuses": [{"name": "b", "replicas": 1, "missingReplicas": 1}],
+        "versionedSubsetStatuses": {"versionIgnored": [
+            {"name": "b", "missingReplicas": 0, "creatingPods": {"u-1": "t"}, "deletingPods": {"p0": "t"}}]}}}
+    at = time.monotonic()
+    spread._history.extend([
+        (at - 30, "created", ("too-old", "b", "")),  # before the window
+        (at - 3, "created", ("p1", "b", "u-1")), (at - 2.5, "created", ("p2", "a", "u-2")),
+        (at - 2, "status", ws), (at - 1, "delete", "p1"), (at - 1, "delete", "p2"), (at - 0.5, "deleted", "p1")])
+    said = spread.history("b")
+    assert said.startswith("history of subset b: ")
+    lines = said.split(": ", 1)[1].split("; ")
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "created p1 uid u-1",
+        "status rv 7: overall replicas 1 missing 1 creating [] deleting [] | 'versionIgnored' missing 0 "
+        "creating ['u-1'] deleting ['p0']",
+        "delete sent p1", "deleted p1"]
+    assert lines[0].startswith("+7.") and lines[-1].startswith("+9.")
