@@ -44,6 +44,9 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Requir
             501: "Not Implemented", 505: "HTTP Version Not Supported"}
 _TEXT = "text/plain; charset=utf-8"
 _CLOSE = "Connection: close\r\n"
+# Past the drain delay the listener closes once no admission has come for this long: the
+# apiserver still routing here means the endpoint's removal has not reached it yet.
+LISTEN_QUIET_S = 1.0
 
 
 class _Closed(Exception):
@@ -107,8 +110,9 @@ class WebhookServer:
     """Start with :meth:`start`. :meth:`shutdown` is Go's ``Server.Shutdown`` after a delay:
     every answer closes its connection (``Connection: close``) so the apiserver reconnects to
     another endpoint, new connections are still served for ``delay`` (while the endpoint's
-    removal reaches the apiserver), then what waits in the backlog is accepted and the listener
-    closes, idle connections are reset, and it returns once no connection is left (one
+    removal reaches the apiserver) and after it until no admission has come for
+    ``LISTEN_QUIET_S`` (the removal is slower on a loaded machine), then what waits in the
+    backlog is accepted and the listener closes, idle connections are reset, and it returns once no connection is left (one
     still in its handshake, or not past its first request, counts: it carries a request). A connection is also closed after
     ``--webhook-max-requests-per-connection`` answers or ``--webhook-max-connection-age``
     (between two requests), so the apiserver, which picks an endpoint only when it connects, spreads its
@@ -145,6 +149,7 @@ class WebhookServer:
         self._serve_when: Callable[[], bool] | None = None
         self._thread: threading.Thread | None = None
         self.last_heartbeat = time.monotonic()
+        self.last_admission = 0.0  # monotonic time the last POST arrived
 
     def should_close(self, state: _Connection) -> bool:
         """Close the connection after the answer being sent now?"""
@@ -355,6 +360,7 @@ class WebhookServer:
         handler = self.handlers.get(path)
         framed = request.length is not None and not request.chunked
         started = time.perf_counter()
+        self.last_admission = time.monotonic()
         if framed and request.keep_body:
             body = self._body(state, request)
         else:
@@ -462,6 +468,8 @@ class WebhookServer:
         log.info("webhook draining: answers close their connections; listening %.1fs more", delay)
         self._stop.wait(delay)
         deadline = time.monotonic() + timeout
+        while delay and time.monotonic() < deadline and time.monotonic() - self.last_admission < LISTEN_QUIET_S:
+            time.sleep(0.05)  # admissions still come: the endpoint's removal has not reached the apiserver
         self._close_listener(deadline)
         while self.connections() and time.monotonic() < deadline:
             self.close_idle_connections()

@@ -323,7 +323,7 @@ def test_shutdown_serves_the_connections_waiting_in_the_backlog_before_it_closes
     accepts what waits there once a slot frees, then closes the listener."""
     srv = make_server("--webhook-io-timeout=5s", "--webhook-max-connections=1", "--webhook-max-connection-age=0")
     with connect(srv) as holder:
-        holder.sendall(post("/slow", review("holder", seconds=1.0)))
+        holder.sendall(post("/slow", review("holder", seconds=2.0)))  # answered after the listener closes
         time.sleep(0.2)
         raw = socket.create_connection(("127.0.0.1", srv.port))  # in the backlog: the one slot is taken
         stopper = threading.Thread(target=srv.shutdown, kwargs={"delay": 0.1, "timeout": 5.0})
@@ -336,6 +336,27 @@ def test_shutdown_serves_the_connections_waiting_in_the_backlog_before_it_closes
         assert status == 200 and headers.get("connection") == "close"
     stopper.join(5)
     assert not stopper.is_alive() and srv.connections() == 0
+
+
+def test_the_listener_stays_open_while_admissions_keep_coming_after_the_delay(make_server):
+    """The delay is a guess at how long the endpoint's removal takes to reach the apiserver; on a
+    loaded machine it takes longer, and a connection dialed after the listener closed is refused
+    (a failed admission). So past the delay the listener closes only once no admission has come
+    for a quiet second (never past the drain's deadline)."""
+    srv = make_server("--webhook-io-timeout=5s")
+    stopper = threading.Thread(target=srv.shutdown, kwargs={"delay": 0.3, "timeout": 4.0})
+    began = time.monotonic()
+    stopper.start()
+    while time.monotonic() - began < 1.5:  # the apiserver still routes here: a new connection every 0.2 s
+        with connect(srv) as tls:
+            status, headers, _ = exchange(tls, post("/allow", review("still-routed")))
+            assert status == 200 and headers.get("connection") == "close"
+        time.sleep(0.2)
+    time.sleep(1.5)  # quiet: the listener closes
+    with pytest.raises(OSError):
+        connect(srv)
+    stopper.join(5)
+    assert not stopper.is_alive() and time.monotonic() - began < 4.3
 
 
 def test_shutdown_does_not_close_a_new_connection_before_its_first_request(make_server):
