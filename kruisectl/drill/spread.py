@@ -274,7 +274,7 @@ class Spread:
                 self._leaving.discard(name)  # still there: it counts again
                 self._live.appendleft((time.monotonic(), name))  # and is deleted again soon
                 if len(self.figures.details) < 20:
-                    self.figures.details.append(f"delete {name}: {str(err)[:200]}")
+                    self.figures.details.append(f"delete {name}: {str(err)[:400]}")
 
     def warm(self, labels: dict[str, str], wait: float = 60) -> None:
         """Until pods of the Job are placed in a subset 3 times in a row (the replicas' caches
