@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -125,7 +126,20 @@ class Network:
             if netns.startswith(prefix):
                 _kill_netns_processes(netns)
                 _ip("netns", "del", netns, check=False)
+        self._delete_cables()
         _ip("link", "del", self.bridge, check=False)
+
+    def _delete_cables(self) -> None:
+        """Delete this index's host-side veths. A deleted namespace frees its end of a pair only
+        when the kernel gets to it (asynchronously), so the next holder of the index could
+        find ``kc<index>h<n>`` still there ("File exists"); deleting one end deletes the pair
+        at once."""
+        pattern = re.compile(rf"^kc{self.index}h\d+$")
+        for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
+            fields = line.split(":", 2)
+            name = fields[1].strip().split("@", 1)[0] if len(fields) > 1 else ""
+            if pattern.match(name):
+                _ip("link", "del", name, check=False)
 
     def add_host(self, name: str) -> Host:
         """A new host on this network (addresses .10 upward, in order of creation)."""
@@ -155,6 +169,7 @@ class Network:
             _kill_netns_processes(host.netns)
             _ip("netns", "del", host.netns, check=False)
         self.hosts.clear()
+        self._delete_cables()
         _ip("link", "del", self.bridge, check=False)
         try:
             self._lock.close()
