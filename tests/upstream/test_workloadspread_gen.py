@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from manager.workloadspread.validation import validate
 from tests.upstream import workloadspread_gen as gen
-from tests.upstream.workloadspread_fuzz import _pod_record, normalize_status
+from tests.upstream.workloadspread_fuzz import GATE_ACCOUNT, _pod_record, gated_deployment, limits_move, normalize_status
 
 
 def _text(comb) -> str:
@@ -75,3 +77,24 @@ def test_a_case_is_python_for_scenarios():
     comb = gen.combination(1, 0)
     case = gen.as_case(comb, [{"replicas": 1}], "state: x")
     assert eval(case.rstrip(","))["spread"] == comb["spread"]  # noqa: S307 - our own literal
+
+
+@pytest.mark.parametrize("limits, before, after, moves", [
+    (["20%"], 2, 7, True),  # 1 -> 2: the race a scale-up plays in order
+    (["20%"], 2, 3, False),  # 1 -> 1
+    (["20%"], 0, 2, True),  # the first step: 0 -> 1
+    ([3, None], 2, 7, False),  # no percent: nothing moves
+    (["bad%", "25%"], 4, 5, True),  # an unreadable limit is passed over, the next one moves (1 -> 2)
+    ([], 0, 5, False),
+])
+def test_limits_move_when_a_percent_max_replicas_scales_to_another_value(limits, before, after, moves):
+    spread = {"subsets": [{"name": f"s{i}", **({"maxReplicas": m} if m is not None else {})} for i, m in enumerate(limits)]}
+    assert limits_move(spread, before, after) is moves
+
+
+def test_the_gated_deployment_differs_only_in_its_pods_account():
+    comb = gen.combination(3, 0)
+    gated, plain = gated_deployment(comb), gen.deployment(comb, 0)
+    spec = gated["spec"]["template"]["spec"]
+    assert (spec.pop("serviceAccountName"), spec.pop("automountServiceAccountToken")) == (GATE_ACCOUNT, False)
+    assert gated == plain

@@ -39,6 +39,15 @@ unschedulable in its subset, both sides' WorkloadSpreads get an annotation touch
 :data:`NUDGE_EVERY` seconds (the event upstream needs), as
 scenarios.adaptive_reschedules_a_pod_unschedulable_in_its_subset does by hand.
 
+A scale-up that moves a percent limit is a race in upstream itself: the ReplicaSet creates the
+new pods while its controller writes the status with the new limits, and a pod admitted first
+takes a place by the old ones (on a loaded machine upstream's controller lost it three times
+in a row). So such a step is played in order on both sides: the pods' ServiceAccount
+(:data:`GATE_ACCOUNT`) is deleted, which makes the apiserver refuse the ReplicaSet's creates
+before any webhook sees them; the Deployment is scaled; once each side's WorkloadSpread status
+has changed (its controller wrote the new limits; no pod admission can write it meanwhile) the
+ServiceAccount comes back and the ReplicaSet's retries create the pods.
+
 A difference is played again (fresh namespaces, both sides) up to :data:`RETRIES` times: one
 that goes away is upstream's or ours' own race (e.g. pods of equal cost in two subsets when a
 percent limit drops with a scale-down, which the ReplicaSet breaks by node and age), counted in
@@ -57,6 +66,7 @@ from dataclasses import dataclass, field
 
 from kubekit import kruise
 from kubekit.api import ApiError
+from manager.workloadspread.status import scaled_value
 from tests.upstream import workloadspread_gen as gen
 
 SETTLE_TIMEOUT = 60.0  # per step; Adaptive gets more (see _deadline)
@@ -71,6 +81,8 @@ TOPOLOGY_LABELS = (kruise.ZONE_LABEL, kruise.REGION_LABEL)
 UID = re.compile(r'"uid":"[0-9a-f-]{36}"')
 POD_SUFFIX = re.compile(r"^(web-[a-z0-9]+)-[a-z0-9]{5}$")
 SPREADS = "/apis/apps.kruise.io/v1alpha1/namespaces/{ns}/workloadspreads"
+GATE_ACCOUNT = "fuzz-pods"  # the pods' ServiceAccount: deleted, it holds a scale-up's creates back
+GATE_TIMEOUT = 15.0  # the most a scale-up waits for a side's status with its new limits
 
 
 class Side:
@@ -86,6 +98,7 @@ class Side:
 
     def namespace(self, ns: str) -> None:
         self.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+        self.gate_open(ns)
         deadline = time.monotonic() + 30
         while True:  # pods of a namespace without its ServiceAccount are refused
             try:
@@ -105,6 +118,17 @@ class Side:
             if err.status == 0 or "failed calling webhook" in err.message or not 400 <= err.status < 500:
                 raise
             return f"{err.status}: {err.message}"
+
+    def gate_open(self, ns: str) -> None:
+        self.call("POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": GATE_ACCOUNT}})
+
+    def gate_close(self, ns: str) -> str:
+        """Pods are refused from now on; the WorkloadSpread's resourceVersion as it is."""
+        self.call("DELETE", f"/api/v1/namespaces/{ns}/serviceaccounts/{GATE_ACCOUNT}")
+        return self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")["metadata"]["resourceVersion"]
+
+    def status_written(self, ns: str, since: str) -> bool:
+        return self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")["metadata"]["resourceVersion"] != since
 
     def scale(self, ns: str, replicas: int) -> None:
         self.call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/{gen.TARGET}/scale",
@@ -268,9 +292,14 @@ class FuzzRunner:
                 return out
             time.sleep(CACHE_GRACE)
             self._both(lambda side: side.call("POST", f"/apis/apps/v1/namespaces/{ns}/deployments",
-                                              gen.deployment(comb, 0)))
+                                              gated_deployment(comb)))
+            previous = 0
             for step, replicas in enumerate(comb["steps"]):
-                self._both(Side.scale, ns, replicas)
+                if limits_move(comb["spread"], previous, replicas) and replicas > previous:
+                    self._scale_in_order(ns, replicas)
+                else:
+                    self._both(Side.scale, ns, replicas)
+                previous = replicas
                 kind, detail, state = self._settle(ns, replicas, comb["spread"])
                 out.expected.append({"replicas": replicas, **(state or {})})
                 if state:
@@ -284,6 +313,22 @@ class FuzzRunner:
             for side in self.sides:
                 with contextlib.suppress(ApiError):
                     side.call("DELETE", f"/api/v1/namespaces/{ns}")
+
+    def _scale_in_order(self, ns: str, replicas: int) -> None:
+        """Scale up with the pods held back until each side's status has its new limits (or
+        GATE_TIMEOUT passed: then what follows shows the difference)."""
+        since = self._both(Side.gate_close, ns)
+        try:
+            self._both(Side.scale, ns, replicas)
+            began = time.monotonic()
+            deadline = began + GATE_TIMEOUT
+            for side, rv in zip(self.sides, since):
+                while not side.status_written(ns, rv) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            self.log(f"fuzz: {ns} scaled to {replicas} with its pods held {time.monotonic() - began:.1f}s "
+                     f"for the new limits{' (timed out)' if time.monotonic() >= deadline else ''}")
+        finally:
+            self._both(Side.gate_open, ns)
 
     def _settle(self, ns: str, replicas: int, spec: dict):
         """(None, "", upstream's state) once both sides are settled and equal for STABLE_FOR;
@@ -367,3 +412,26 @@ class FuzzRunner:
 
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def gated_deployment(comb: dict) -> dict:
+    """The combination's Deployment at 0 replicas, its pods under :data:`GATE_ACCOUNT` (no
+    token mounted: nothing else about the pod changes)."""
+    body = gen.deployment(comb, 0)
+    spec = body["spec"]["template"]["spec"]
+    spec["serviceAccountName"] = GATE_ACCOUNT
+    spec["automountServiceAccountToken"] = False
+    return body
+
+
+def limits_move(spread: dict, before: int, after: int) -> bool:
+    """Whether a percent maxReplicas gives another limit at ``after`` replicas than at ``before``."""
+    for subset in spread.get("subsets") or []:
+        limit = subset.get("maxReplicas")
+        if isinstance(limit, str) and limit.endswith("%"):
+            try:
+                if scaled_value(limit, before) != scaled_value(limit, after):
+                    return True
+            except ValueError:
+                continue
+    return False
