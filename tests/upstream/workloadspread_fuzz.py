@@ -127,6 +127,9 @@ class Side:
         self.call("DELETE", f"/api/v1/namespaces/{ns}/serviceaccounts/{GATE_ACCOUNT}")
         return self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")["metadata"]["resourceVersion"]
 
+    def pod_count(self, ns: str) -> int:
+        return len(self.call("GET", f"/api/v1/namespaces/{ns}/pods").get("items") or [])
+
     def status_written(self, ns: str, since: str) -> bool:
         return self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")["metadata"]["resourceVersion"] != since
 
@@ -319,6 +322,7 @@ class FuzzRunner:
         GATE_TIMEOUT passed: then what follows shows the difference)."""
         since = self._both(Side.gate_close, ns)
         try:
+            before = self._both(Side.pod_count, ns)
             self._both(Side.scale, ns, replicas)
             began = time.monotonic()
             deadline = began + GATE_TIMEOUT
@@ -327,6 +331,8 @@ class FuzzRunner:
                     time.sleep(0.1)
             self.log(f"fuzz: {ns} scaled to {replicas} with its pods held {time.monotonic() - began:.1f}s "
                      f"for the new limits{' (timed out)' if time.monotonic() >= deadline else ''}")
+            after = self._both(Side.pod_count, ns)
+            assert after == before, f"{ns}: pods were created while their ServiceAccount was gone ({before} -> {after})"
         finally:
             self._both(Side.gate_open, ns)
 
