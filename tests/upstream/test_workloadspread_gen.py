@@ -11,7 +11,8 @@ import pytest
 
 from manager.workloadspread.validation import validate
 from tests.upstream import workloadspread_gen as gen
-from tests.upstream.workloadspread_fuzz import GATE_ACCOUNT, _pod_record, gated_deployment, limits_move, normalize_status
+from tests.upstream.workloadspread_fuzz import (GATE_ACCOUNT, _pod_record, gated_deployment, limits_move,
+                                               limits_written, normalize_status)
 
 
 def _text(comb) -> str:
@@ -98,3 +99,17 @@ def test_the_gated_deployment_differs_only_in_its_pods_account():
     spec = gated["spec"]["template"]["spec"]
     assert (spec.pop("serviceAccountName"), spec.pop("automountServiceAccountToken")) == (GATE_ACCOUNT, False)
     assert gated == plain
+
+
+@pytest.mark.parametrize("statuses, replicas, written", [
+    ([("c", 1, 1), ("b", 1, 1)], 7, True),  # 20% of 7 = 2 places: c holds 1, misses 1; b (25%) too
+    ([("c", 1, 0), ("b", 1, 0)], 7, False),  # still the limits of 2 replicas
+    ([("c", 3, 0), ("b", 1, 1)], 7, True),  # over its 2 places: never below 0
+    ([("b", 1, 1)], 7, False),  # no status for c yet
+])
+def test_limits_written_reads_the_places_from_the_new_replicas(statuses, replicas, written):
+    """``statuses``: (subset, replicas, missingReplicas)."""
+    spread = {"spec": {"subsets": [{"name": "c", "maxReplicas": "20%"}, {"name": "b", "maxReplicas": "25%"},
+                                   {"name": "a"}]},
+              "status": {"subsetStatuses": [{"name": n, "replicas": r, "missingReplicas": m} for n, r, m in statuses]}}
+    assert limits_written(spread, replicas) is written

@@ -45,7 +45,7 @@ takes a place by the old ones (on a loaded machine upstream's controller lost it
 in a row). So such a step is played in order on both sides: the pods' ServiceAccount
 (:data:`GATE_ACCOUNT`) is deleted, which makes the apiserver refuse the ReplicaSet's creates
 before any webhook sees them; the Deployment is scaled; once each side's WorkloadSpread status
-has changed (its controller wrote the new limits; no pod admission can write it meanwhile) the
+counts the places from the new replicas (:func:`limits_written`) the
 ServiceAccount comes back and the ReplicaSet's retries create the pods.
 
 A difference is played again (fresh namespaces, both sides) up to :data:`RETRIES` times: one
@@ -122,16 +122,17 @@ class Side:
     def gate_open(self, ns: str) -> None:
         self.call("POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": GATE_ACCOUNT}})
 
-    def gate_close(self, ns: str) -> str:
-        """Pods are refused from now on; the WorkloadSpread's resourceVersion as it is."""
+    def gate_close(self, ns: str) -> None:
+        """Pods are refused from now on."""
         self.call("DELETE", f"/api/v1/namespaces/{ns}/serviceaccounts/{GATE_ACCOUNT}")
-        return self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")["metadata"]["resourceVersion"]
 
     def pod_count(self, ns: str) -> int:
         return len(self.call("GET", f"/api/v1/namespaces/{ns}/pods").get("items") or [])
 
-    def status_written(self, ns: str, since: str) -> bool:
-        return self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")["metadata"]["resourceVersion"] != since
+    def has_limits_of(self, ns: str, replicas: int) -> bool:
+        """Whether the status's percent subsets count their places from ``replicas``."""
+        spread = self.call("GET", f"{SPREADS.format(ns=ns)}/{gen.SPREAD}")
+        return limits_written(spread, replicas)
 
     def scale(self, ns: str, replicas: int) -> None:
         self.call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/{gen.TARGET}/scale",
@@ -320,14 +321,14 @@ class FuzzRunner:
     def _scale_in_order(self, ns: str, replicas: int) -> None:
         """Scale up with the pods held back until each side's status has its new limits (or
         GATE_TIMEOUT passed: then what follows shows the difference)."""
-        since = self._both(Side.gate_close, ns)
+        self._both(Side.gate_close, ns)
         try:
             before = self._both(Side.pod_count, ns)
             self._both(Side.scale, ns, replicas)
             began = time.monotonic()
             deadline = began + GATE_TIMEOUT
-            for side, rv in zip(self.sides, since):
-                while not side.status_written(ns, rv) and time.monotonic() < deadline:
+            for side in self.sides:
+                while not side.has_limits_of(ns, replicas) and time.monotonic() < deadline:
                     time.sleep(0.1)
             self.log(f"fuzz: {ns} scaled to {replicas} with its pods held {time.monotonic() - began:.1f}s "
                      f"for the new limits{' (timed out)' if time.monotonic() >= deadline else ''}")
@@ -428,6 +429,28 @@ def gated_deployment(comb: dict) -> dict:
     spec["serviceAccountName"] = GATE_ACCOUNT
     spec["automountServiceAccountToken"] = False
     return body
+
+
+def limits_written(spread: dict, replicas: int) -> bool:
+    """Whether the status counts each percent subset's places from ``replicas``: with no pod
+    coming or going (a gated scale-up from a settled step), missingReplicas is the limit at
+    ``replicas`` less the subset's pods, never below 0 (both controllers' arithmetic in that
+    case)."""
+    statuses = {s.get("name"): s for s in (spread.get("status") or {}).get("subsetStatuses") or []}
+    for subset in (spread.get("spec") or {}).get("subsets") or []:
+        limit = subset.get("maxReplicas")
+        if not (isinstance(limit, str) and limit.endswith("%")):
+            continue
+        status = statuses.get(subset.get("name"))
+        if status is None:
+            return False
+        try:
+            places = scaled_value(limit, replicas)
+        except ValueError:
+            continue
+        if (status.get("missingReplicas") or 0) != max(0, places - (status.get("replicas") or 0)):
+            return False
+    return True
 
 
 def limits_move(spread: dict, before: int, after: int) -> bool:
