@@ -4,6 +4,7 @@ not when the owning process is killed, not through `make cluster-up` / `cluster-
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -118,27 +119,6 @@ def test_a_reused_workdir_gets_node_credentials_from_its_new_ca(tmp_path):
             local.stop()
 
 
-def test_a_network_index_is_reusable_at_once_after_its_teardown():
-    """A torn-down network's namespaces go away asynchronously, their cables with them; the
-    next holder of the index (the next test's cluster, at once) must still be able to cable
-    its hosts. Ten teardowns and re-creations back to back, each with three hosts running a
-    process."""
-    reason = network_unavailable_reason()
-    assert reason is None, f"network namespaces are needed here: {reason}"
-    for _round in range(10):
-        network = Network.create()
-        sleepers = []
-        try:
-            hosts = [network.add_host(f"h{i}") for i in range(3)]
-            assert [h.ip.rsplit(".", 1)[1] for h in hosts] == ["10", "11", "12"]
-            # a process in each host, as a cluster's components are: killed by the teardown
-            sleepers = [subprocess.Popen(["ip", "netns", "exec", h.netns, "sleep", "30"]) for h in hosts]
-        finally:
-            network.destroy()
-            for sleeper in sleepers:
-                sleeper.wait(10)
-
-
 def test_the_next_holder_of_an_index_removes_a_cable_whose_namespace_lives_on():
     """A holder killed before its teardown can leave a host's cable whose far end is in a
     namespace that outlives its name (still referenced elsewhere, or not yet freed by the
@@ -148,6 +128,8 @@ def test_the_next_holder_of_an_index_removes_a_cable_whose_namespace_lives_on():
     assert reason is None, f"network namespaces are needed here: {reason}"
     holder = subprocess.Popen(["unshare", "--net", "sleep", "30"])  # an unnamed namespace, kept alive
     try:
+        ours = os.readlink("/proc/self/ns/net")
+        wait_for(lambda: os.readlink(f"/proc/{holder.pid}/ns/net") != ours, timeout=5, what="unshare --net")
         killed = Network.create()
         killed.add_host("h0")
         inside = f"kc{killed.index}n10"
