@@ -493,8 +493,9 @@ def test_restart_policy_never_ends_in_a_phase(core, hostlet, ns):
                    timeout=20, what="pod Succeeded")
     assert pod.status.container_statuses[0].state.terminated.reason == "Completed"
     assert "done" in hostlet.log_path(ns, "ok").read_text()
-    pod = wait_for(lambda: (lambda p: p if p.status.container_statuses[0].restart_count >= 1 else None)(
-        pod_status(core, ns, "bad")), timeout=20, what="OnFailure restarts a failed container")
+    pod = wait_for(lambda: (lambda p: p if p.status.container_statuses and p.status.container_statuses[0].restart_count >= 1
+                            else None)(pod_status(core, ns, "bad")), timeout=20,
+                   what="OnFailure restarts a failed container")  # no container status yet: keep waiting
     assert pod.status.phase == "Running"
 
 
