@@ -64,7 +64,7 @@ class _Connection:
         self.socket = sock
         self.opened = time.monotonic()
         self.requests = 0
-        self.busy = True  # until the handshake is done
+        self.busy = False
         self.http = Requests(body_limit)  # holds what was read past the current request (pipelined ones)
         self.deadline = 0.0  # when the request being read must be whole
 
@@ -112,11 +112,12 @@ class WebhookServer:
     another endpoint, new connections are still served for ``delay`` (while the endpoint's
     removal reaches the apiserver) and after it until no admission has come for
     ``LISTEN_QUIET_S`` (the removal is slower on a loaded machine), then what waits in the
-    backlog is accepted and the listener closes, idle connections are reset, and it returns once no connection is left (one
-    still in its handshake, or not past its first request, counts: it carries a request). A connection is also closed after
+    backlog is accepted and the listener closes, idle connections are reset, and it returns
+    once no connection is left (one still in its handshake, or not past its first request,
+    counts: it carries a request). A connection is also closed after
     ``--webhook-max-requests-per-connection`` answers or ``--webhook-max-connection-age``
-    (between two requests), so the apiserver, which picks an endpoint only when it connects, spreads its
-    calls over every ready replica."""
+    (between two requests), so the apiserver, which picks an endpoint only when it connects,
+    spreads its calls over every ready replica."""
 
     def __init__(self, options: Options, handlers: dict[str, Handler]):
         """Every setting comes from the manager's own :class:`~manager.options.Options`, so a
@@ -267,7 +268,7 @@ class WebhookServer:
             except (ssl.SSLError, OSError):
                 conn.close()
                 return
-            state.socket, state.busy = tls, False
+            state.socket = tls
             try:
                 while self._serve_one(state):
                     pass
