@@ -136,20 +136,24 @@ def status_line(ws: dict, subset: str) -> str:
     status = ws.get("status") or {}
 
     def said(statuses) -> str:
-        found = next((s for s in statuses or [] if s.get("name") == subset), None)
+        found = _subset_status(statuses, subset)
         if found is None:
             return "none"
         return (f"missing {found.get('missingReplicas')} creating {sorted(found.get('creatingPods') or {})} "
                 f"deleting {sorted(found.get('deletingPods') or {})}")
 
-    parts = [f"overall replicas {next((s.get('replicas') for s in status.get('subsetStatuses') or [] if s.get('name') == subset), None)} "
-             f"{said(status.get('subsetStatuses'))}"]
+    overall = status.get("subsetStatuses")
+    parts = [f"overall replicas {(_subset_status(overall, subset) or {}).get('replicas')} {said(overall)}"]
     parts += [f"{version!r} {said(statuses)}" for version, statuses in sorted((status.get("versionedSubsetStatuses") or {}).items())]
     return f"status rv {(ws.get('metadata') or {}).get('resourceVersion', '?')}: " + " | ".join(parts)
 
 
+def _subset_status(statuses: list[dict] | None, subset: str) -> dict | None:
+    return next((s for s in statuses or [] if s.get("name") == subset), None)
+
+
 def _subset_said(statuses: list[dict] | None, subset: str) -> str:
-    status = next((s for s in statuses or [] if s.get("name") == subset), None)
+    status = _subset_status(statuses, subset)
     if status is None:
         return "none"
     return (f"missingReplicas {status.get('missingReplicas')}, creatingPods "
@@ -361,8 +365,11 @@ class Spread:
                     self._status_watch = watch
                     for event in watch:
                         if event.get("type") in ("ADDED", "MODIFIED"):
+                            obj = event.get("object") or {}
+                            kept = {"metadata": {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")},
+                                    "status": obj.get("status") or {}}  # what status_line reads, no more
                             with self._lock:
-                                self._history.append((time.monotonic(), "status", event.get("object") or {}))
+                                self._history.append((time.monotonic(), "status", kept))
                         if self._stop.is_set():
                             return
             except ApiError:
