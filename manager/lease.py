@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from . import metrics
+from .events import NORMAL, EventRecorder, involved
 from kubekit import paths
 from kubekit.api import ApiError, Client
 
@@ -205,16 +206,9 @@ class LeaseLock:
 
     def record_event(self, reason: str, message: str) -> None:
         """An Event on the Lease, as client-go records one (best effort)."""
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            self.client.request("POST", paths.events(self.namespace), timeout=2, body={
-                "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
-                "involvedObject": {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                   "name": self.name, "namespace": self.namespace},
-                "reason": reason, "message": message, "type": "Normal", "source": {"component": "kruise-manager"},
-                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
-        except ApiError as err:
-            log.debug("could not record event: %s", err)
+        lease = {"metadata": {"name": self.name, "namespace": self.namespace}}
+        EventRecorder(self.client, timeout=2, repeat_after=0).record(
+            involved(lease, "coordination.k8s.io/v1", "Lease"), NORMAL, reason, message)
 
 
 class Clock:

@@ -239,20 +239,11 @@ class Handoff:
         last = self.last
         message = (f"kruise-manager worker {last['identity']} (pid {last['pid']}) {last['how']} after "
                    f"{last['ran_s']:.1f}s; restarted at once as {self.identity}")
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        involved = {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": namespace}
-        if os.environ.get("POD_UID"):
-            involved["uid"] = os.environ["POD_UID"]
-        from kubekit import paths
+        from .events import WARNING, EventRecorder, involved
 
-        try:
-            client.request("POST", paths.events(namespace), timeout=5, body={
-                "metadata": {"generateName": f"{pod}.", "namespace": namespace}, "involvedObject": involved,
-                "reason": "WorkerRestarted", "message": message, "type": "Warning",
-                "source": {"component": "kruise-manager"}, "firstTimestamp": stamp, "lastTimestamp": stamp,
-                "count": 1})
-        except Exception as err:  # noqa: BLE001 - an Event is best effort
-            log.warning("could not record the restart event: %s", err)
+        pod_object = {"metadata": {"name": pod, "namespace": namespace, "uid": os.environ.get("POD_UID")}}
+        EventRecorder(client, repeat_after=0).record(involved(pod_object, "v1", "Pod"), WARNING, "WorkerRestarted",
+                                                     message)
 
 
 # ---- the supervisor's side ---------------------------------------------------------------
