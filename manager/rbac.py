@@ -24,8 +24,6 @@ def rules(lease: str, secret: str, mutating: str, validating: str) -> dict[str, 
             # handlers.py: patchPodMetadata's whitelist, in upstream's kruise-configuration ConfigMap
             {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kruise-configuration"],
              "verbs": ["get"]},
-            # lease.py: the LeaderElection event
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
             # peers.py: each replica's view and readiness gate (conditions of the replicas' pods)
             {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
         ],
@@ -51,5 +49,7 @@ def rules(lease: str, secret: str, mutating: str, validating: str) -> dict[str, 
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
             # workloadspread/controller.py: a pod created before its spread joins the subset its node fits
             {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+            # events.py: the Lease's and a replica's Events, and a WorkloadSpread's in its own namespace
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         ],
     }

@@ -21,6 +21,7 @@ from typing import Callable
 from kubekit.api import ApiError, Client
 from kubekit.kruise import POD_DELETION_COST_ANNOTATION
 
+from ..events import WARNING, EventRecorder, involved
 from ..informer import Informer
 from ..reconciler import NotLeading, Reconciler
 from . import status as ws_status
@@ -29,6 +30,7 @@ from . import subsets, targets
 log = logging.getLogger("manager.workloadspread")
 
 GROUP_VERSION = "apps.kruise.io/v1alpha1"
+COMPONENT = "workloadspread-controller"  # upstream's controller name: its Events' source
 WORKLOADS = {"Deployment": "/apis/apps/v1/deployments", "ReplicaSet": "/apis/apps/v1/replicasets",
              "Job": "/apis/batch/v1/jobs"}
 
@@ -56,6 +58,8 @@ class WorkloadSpreadController(Reconciler):
         self.pods: Informer | None = None
         self._nodes: dict[str, dict | None] = {}  # this pass's node reads
         self._due: dict[str, float] = {}  # WorkloadSpread key -> monotonic time it must be looked at again
+        self.recorder = EventRecorder(client, component=COMPONENT)
+        self._spread: dict | None = None  # the WorkloadSpread this pass syncs, for its Events
 
     def caches(self) -> tuple:
         return self.pods, self.workloadspreads, *self.workloads.values()
@@ -128,6 +132,7 @@ class WorkloadSpreadController(Reconciler):
         if ref is None:
             return  # no target, or a kind this manager does not handle (refused at admission)
         ns = meta.get("namespace")
+        self._spread = ws
         workload = self.workloads[ref["kind"]].get(f"{ns}/{ref.get('name')}")
         try:
             found, replicas = targets.target_pods(ws, workload, replicasets, pods, configuration=self._whitelist_data)
@@ -155,6 +160,8 @@ class WorkloadSpreadController(Reconciler):
             if not self._write_status(ws, plan.status):
                 self._dirty.set()
                 return
+        for type_, reason, message in plan.events:  # the status they explain is written: once each
+            self._event(type_, reason, message)
         for pod in plan.reschedule:
             self._delete(pod)
         if plan.requeue_after is not None:
@@ -187,9 +194,20 @@ class WorkloadSpreadController(Reconciler):
                 self._nodes[name] = None
         return self._nodes[name]
 
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        """An Event on the WorkloadSpread this pass syncs, while this replica leads."""
+        if self._spread is not None and self.write_timeout() is not None:
+            self.recorder.record(involved(self._spread, GROUP_VERSION, "WorkloadSpread"), type_, reason, message)
+
     def _patch_cost(self, namespace: str, name: str, cost: str) -> bool:
-        return self._patch_pod(namespace, name, {"metadata": {"annotations": {POD_DELETION_COST_ANNOTATION: cost}}},
-                               f"deletion cost {cost}")
+        if self._patch_pod(namespace, name, {"metadata": {"annotations": {POD_DELETION_COST_ANNOTATION: cost}}},
+                           f"deletion cost {cost}"):
+            return True
+        spread = self._spread["metadata"] if self._spread else {}
+        self._event(WARNING, "PatchPodDeletionCostFailed",
+                    f"WorkloadSpread {spread.get('namespace')}/{spread.get('name')} failed to patch deletion-cost "
+                    f"annotation to {cost} for Pod {namespace}/{name}")
+        return False
 
     def _patch_pod(self, namespace: str, name: str, body: dict, what: str) -> bool:
         try:
@@ -237,5 +255,10 @@ class WorkloadSpreadController(Reconciler):
         except ApiError as err:
             if not err.not_found and not err.conflict:
                 log.warning("unschedulable pod %s/%s not deleted: %s", meta["namespace"], meta["name"], err)
+                spread = self._spread["metadata"] if self._spread else {}
+                subset = (ws_status.injected(pod) or {}).get("subset", "")
+                self._event(WARNING, "DeletePodFailed",
+                            f"Failed to delete unschedulable Pod {meta['namespace']}/{meta['name']} in Subset {subset} "
+                            f"of WorkloadSpread {spread.get('namespace')}/{spread.get('name')}")
             return
         log.info("unschedulable pod %s/%s deleted to be rescheduled", meta["namespace"], meta["name"])

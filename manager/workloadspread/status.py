@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, POD_DELETION_COST_ANNOTATION
 from kubekit.labels import requirement_matches
 
+from ..events import NORMAL, WARNING
 from .subsets import pod_version
 
 CREATE_POD_TIMEOUT = 30.0  # a creatingPods entry whose pod never showed up is dropped after this
@@ -365,10 +366,17 @@ class Plan:
     adopt: dict[str, dict] = field(default_factory=dict)  # pod name -> metadata patch (pods matched by node)
     reschedule: list[dict] = field(default_factory=list)
     requeue_after: float | None = None
+    # upstream's Events of this status (type, reason, message), each once: recorded once the
+    # status that drops the entry or changes the condition is written
+    events: list[tuple[str, str, str]] = field(default_factory=list)
 
     def requeue(self, seconds: float) -> None:
         if self.requeue_after is None or seconds < self.requeue_after:
             self.requeue_after = seconds
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        if (type_, reason, message) not in self.events:
+            self.events.append((type_, reason, message))
 
 
 def _critical_seconds(ws: dict) -> int:
@@ -418,6 +426,8 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
         expected = (parse_time(old_deleting[name]) or 0.0) + DELETE_POD_TIMEOUT
         return None if expected < now else expected
 
+    namespace = _meta(ws).get("namespace")
+
     # Beyond upstream: the pods still leaving are counted first. Upstream walks its cache's
     # order, and a pod's -1 stops at 0 while a leaving pod's +1 does not: with a leaving pod
     # still in the cache beside the pod that took its place, a leaving pod listed after the
@@ -434,6 +444,8 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
             missing -= 1
         name = _meta(pod).get("name")
         expected = leaving_until(name)
+        if expected is None and name in old_deleting:
+            plan.event(WARNING, "DeletePodFailed", f"Pod {namespace}/{name} was expected to be deleted but it wasn't")
         if expected is not None:  # not yet timed out: still counted as on its way out
             out["deletingPods"][name] = old_deleting[name]
             if missing < max_replicas:
@@ -442,7 +454,9 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
     out["replicas"] = active
     for pod_id, created in old_creating.items():
         expected = (parse_time(created) or 0.0) + CREATE_POD_TIMEOUT
-        if not expected < now:
+        if expected < now:
+            plan.event(WARNING, "CreatePodFailed", f"Pod {namespace}/{pod_id} was expected to be created but it wasn't")
+        else:
             out["creatingPods"][pod_id] = created
             if missing > 0:
                 missing -= 1
@@ -472,6 +486,9 @@ def reschedule_subset(ws: dict, pods: list[dict], status: dict, old: dict | None
     elif old_condition.get("status") == "False":
         recover = (parse_time(old_condition.get("lastTransitionTime")) or 0.0) + MAX_SCHEDULED_FAILED_DURATION
         if recover < now:
+            plan.event(NORMAL, "RecoverSchedulable",
+                       f"Subset {status['name']} of WorkloadSpread {_meta(ws).get('namespace')}/{_meta(ws).get('name')} "
+                       "is recovered from unschedulable to schedulable")
             set_condition(status, _condition("True", now))
         else:
             plan.requeue(recover - now)

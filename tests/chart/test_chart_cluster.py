@@ -210,6 +210,9 @@ def test_the_service_account_may_do_what_the_manager_does_and_nothing_more(chart
             ("default", {"group": "apps", "resource": "deployments", "verb": "patch", "name": "x"}),
             ("default", {"group": "batch", "resource": "jobs", "verb": "delete", "name": "x"}),
             ("", {"group": "", "resource": "nodes", "verb": "list"}),
+            # Events are only created (events.py): never read, changed or deleted
+            ("default", {"group": "", "resource": "events", "verb": "patch", "name": "x"}),
+            ("default", {"group": "", "resource": "events", "verb": "list"}),
             ("default", {"group": "", "resource": "configmaps", "verb": "get", "name": "x"}),
             ("", {"group": "apiextensions.k8s.io", "resource": "customresourcedefinitions", "verb": "update", "name": "x"}),
         ]

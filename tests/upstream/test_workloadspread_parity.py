@@ -1,9 +1,14 @@
-"""Differential test of WorkloadSpread's pod webhook: the same WorkloadSpread and Deployment
-through the real upstream kruise-manager v1.8.3 (the ``upstream_install`` control plane) and
-through this project's manager (a control plane of this module's own), the Deployment scaled
-0 -> 5. Compared: per pod, the matched-workloadspread annotation (the generated uid stands as
-``<uid>``: random on both), the injected node affinity, tolerations and patched labels, as a
-multiset over the pods; and the counts per subset."""
+"""Differential tests of WorkloadSpread through the real upstream kruise-manager v1.8.3 (the
+``upstream_install`` control plane) and this project's manager (a control plane of this
+module's own), each scenario in a namespace of its own:
+- the pod webhook: the same WorkloadSpread and Deployment, the Deployment scaled 0 -> 5.
+  Compared: per pod, the matched-workloadspread annotation (the generated uid stands as
+  ``<uid>``: random on both), the injected node affinity, tolerations and patched labels, as a
+  multiset over the pods; and the counts per subset.
+- the controller's Events: a status holding a creatingPods entry for a pod never created (40 s
+  old) and a deletingPods entry for a pod still there (20 s old), as a webhook leaves them
+  when a create or delete it admitted did not happen. Both controllers drop the entries;
+  compared: the Events on the WorkloadSpread (type, reason, message, source)."""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import time
 import pytest
 
 from kubekit import kruise
+from kubekit.api import ApiError
 from localcluster.cluster import LocalCluster
+from manager.workloadspread.status import format_time
 from tests.conftest import wait_for
 from tests.upstream.conftest import our_manager
 
@@ -23,6 +30,8 @@ pytestmark = pytest.mark.cluster
 UUID = re.compile(r'"uid":"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"')
 ZONE = kruise.ZONE_LABEL
 NAMESPACE = "ws-parity"
+EVENTS_NAMESPACE = "ws-events"
+EVENTS_SPREADS = f"/apis/apps.kruise.io/v1alpha1/namespaces/{EVENTS_NAMESPACE}/workloadspreads"
 
 
 def workloadspread() -> dict:
@@ -52,26 +61,85 @@ class Side:
         self.name = name
         self.client = cluster.client("ws-parity-test")
 
-    def call(self, method: str, path: str, body=None) -> dict:
-        return self.client.request(method, path, body=body, timeout=15)
+    def call(self, method: str, path: str, body=None, **query) -> dict:
+        return self.client.request(method, path, body=body, timeout=15, **query)
 
-    def pods(self) -> list[dict]:
-        items = self.call("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3Dweb")["items"]
+    def pods(self, namespace: str) -> list[dict]:
+        items = self.call("GET", f"/api/v1/namespaces/{namespace}/pods", labelSelector="app=web")["items"]
         return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def spread(self, namespace: str, replicas: int) -> None:
+        """The namespace, the WorkloadSpread, then the Deployment with ``replicas``."""
+        self.call("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+        wait_for(lambda: self.call("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts")["items"], timeout=30,
+                 what=f"{self.name}: default ServiceAccount")
+        self.call("POST", f"/apis/apps.kruise.io/v1alpha1/namespaces/{namespace}/workloadspreads", workloadspread())
+        time.sleep(1.0)  # both managers read WorkloadSpreads from their caches
+        self.call("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment(replicas))
 
     def run(self) -> list[str]:
         """Create, scale 0 -> 5; each pod as compared."""
-        self.call("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
-        wait_for(lambda: self.call("GET", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts")["items"], timeout=30,
-                 what=f"{self.name}: default ServiceAccount")
-        self.call("POST", f"/apis/apps.kruise.io/v1alpha1/namespaces/{NAMESPACE}/workloadspreads", workloadspread())
-        time.sleep(1.0)  # both managers read WorkloadSpreads from their caches
-        self.call("POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", deployment(0))
+        self.spread(NAMESPACE, 0)
         self.client.request("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/web/scale",
                             body={"spec": {"replicas": 5}}, content_type="application/merge-patch+json", timeout=15)
-        pods = wait_for(lambda: (lambda ps: ps if len(ps) == 5 else None)(self.pods()), timeout=90,
+        pods = wait_for(lambda: (lambda ps: ps if len(ps) == 5 else None)(self.pods(NAMESPACE)), timeout=90,
                         what=f"{self.name}: 5 pods")
         return sorted(normalized(p) for p in pods)
+
+    def subset_a(self, version: str) -> dict | None:
+        """subset-a's status for pods of ``version`` in the Events scenario's spread."""
+        status = self.call("GET", f"{EVENTS_SPREADS}/spread").get("status") or {}
+        return next((s for s in (status.get("versionedSubsetStatuses") or {}).get(version) or []
+                     if s["name"] == "subset-a"), None)
+
+    def run_events(self) -> set[tuple]:
+        """One pod in subset-a, then the stale entries; the Events (the pod's name as <pod>)."""
+        self.spread(EVENTS_NAMESPACE, 1)
+        pod = wait_for(lambda: next(iter(self.pods(EVENTS_NAMESPACE)), None), timeout=60,
+                       what=f"{self.name}: the Deployment's pod")
+        name, version = pod["metadata"]["name"], pod["metadata"]["labels"]["pod-template-hash"]
+        # the controller has seen the pod: its creatingPods entry is gone, it counts as a replica
+        wait_for(lambda: (lambda s: s and s.get("replicas") == 1 and not s.get("creatingPods"))(self.subset_a(version)),
+                 timeout=60, what=f"{self.name}: subset-a counting the pod")
+        now = time.time()
+        for _ in range(20):  # the stale entries, written as a webhook would (retried on a conflict)
+            spread = self.call("GET", f"{EVENTS_SPREADS}/spread")
+            for status in spread["status"]["versionedSubsetStatuses"][version]:
+                if status["name"] == "subset-a":
+                    status["creatingPods"] = {"never-created": format_time(now - 40)}
+                    status["deletingPods"] = {name: format_time(now - 20)}
+            try:
+                self.call("PUT", f"{EVENTS_SPREADS}/spread/status", spread)
+                break
+            except ApiError as err:
+                if not err.conflict:
+                    raise
+        wait_for(lambda: (lambda s: s and not s.get("creatingPods") and not s.get("deletingPods"))(self.subset_a(version)),
+                 timeout=60, what=f"{self.name}: the stale entries dropped")
+
+        def events():
+            found = {(e["type"], e["reason"], e["message"].replace(name, "<pod>"), (e.get("source") or {}).get("component"))
+                     for e in self.call("GET", f"/api/v1/namespaces/{EVENTS_NAMESPACE}/events",
+                                        fieldSelector="involvedObject.kind=WorkloadSpread")["items"]}
+            return found if len(found) >= 2 else None
+
+        wait_for(events, timeout=30, what=f"{self.name}: the WorkloadSpread's Events")
+        time.sleep(2.0)  # and no others come after them
+        return events()
+
+
+def played(upstream_install, ours: Side, play) -> dict:
+    """``play(side)`` on upstream's side, then on ours; upstream's namespaces deleted after (its
+    control plane is the session's)."""
+    theirs = Side("upstream", upstream_install.cluster)
+    try:
+        return {side.name: play(side) for side in (theirs, ours)}
+    finally:
+        for namespace in (NAMESPACE, EVENTS_NAMESPACE):
+            try:
+                theirs.call("DELETE", f"/api/v1/namespaces/{namespace}")
+            except ApiError:
+                pass  # not created by this test, or a cleanup of a session cluster: best effort
 
 
 def normalized(pod: dict) -> str:
@@ -90,14 +158,17 @@ def ours():
 
 
 def test_workloadspread_parity(upstream_install, ours):
-    theirs = Side("upstream", upstream_install.cluster)
-    try:
-        got = {side.name: side.run() for side in (theirs, ours)}
-    finally:
-        try:
-            theirs.call("DELETE", f"/api/v1/namespaces/{NAMESPACE}")
-        except Exception:  # noqa: BLE001 - cleanup of a session cluster, best effort
-            pass
+    got = played(upstream_install, ours, Side.run)
     subsets = [json.loads(json.loads(p)["annotation"] or "{}").get("subset") for p in got["upstream"]]
     assert sorted(subsets) == ["rest", "rest", "rest", "subset-a", "subset-a"], got["upstream"]
+    assert got["ours"] == got["upstream"]
+
+
+def test_the_controller_records_upstreams_events_when_it_drops_stale_entries(upstream_install, ours):
+    got = played(upstream_install, ours, Side.run_events)
+    assert got["upstream"] == {
+        ("Warning", "CreatePodFailed", f"Pod {EVENTS_NAMESPACE}/never-created was expected to be created but it wasn't",
+         "workloadspread-controller"),
+        ("Warning", "DeletePodFailed", f"Pod {EVENTS_NAMESPACE}/<pod> was expected to be deleted but it wasn't",
+         "workloadspread-controller")}, got["upstream"]
     assert got["ours"] == got["upstream"]

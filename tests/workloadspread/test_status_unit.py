@@ -126,6 +126,8 @@ def test_creating_pods_stay_until_seen_or_30_seconds():
     assert a["creatingPods"] == {"young": t(-29)}  # seen (by name or by the webhook's uid) or timed out: gone
     assert a["replicas"] == 2 and a["missingReplicas"] == 2  # 5 - 2 active - 1 still on its way
     assert plan.requeue_after == pytest.approx(1.0)  # look again when "young" times out
+    # upstream's Event for the one that timed out only
+    assert plan.events == [("Warning", "CreatePodFailed", "Pod default/stale was expected to be created but it wasn't")]
 
 
 def test_deleting_pods_stay_while_the_pod_is_active_for_15_seconds():
@@ -137,6 +139,8 @@ def test_deleting_pods_stay_while_the_pod_is_active_for_15_seconds():
     assert a["deletingPods"] == {"p0": t(-14)}  # p1 timed out, "gone" is gone
     assert a["replicas"] == 3 and a["missingReplicas"] == 3  # p0 is counted as already deleted
     assert plan.requeue_after == pytest.approx(1.0)
+    # an Event for the active pod whose entry timed out; none for the pod that went
+    assert plan.events == [("Warning", "DeletePodFailed", "Pod default/p1 was expected to be deleted but it wasn't")]
 
 
 @pytest.mark.parametrize("max_replicas, n_pods, missing", [
@@ -235,6 +239,9 @@ def test_adaptive_condition_transitions(old_status, old_time, failed, expected):
     plan = run(ws(sub("a", 2), sub("b"), adaptive=30, status=old), pods)
     assert conds(plan, "a") == {"Schedulable": (expected[0], t(expected[1]))}
     assert len(plan.reschedule) == int(failed)
+    recovered = old_status == "False" and expected[0] == "True"
+    assert plan.events == ([("Normal", "RecoverSchedulable", "Subset a of WorkloadSpread default/ws is recovered "
+                             "from unschedulable to schedulable")] if recovered else [])
 
 
 @pytest.mark.parametrize("p", [
@@ -475,3 +482,13 @@ def test_a_timed_out_deleting_entry_holds_its_place_in_any_order(order):
     pods = {name: pod(name, "a") for name in order}
     a = subsets_of(run(ws(sub("a", 1), status=old), [pods[n] for n in order]))["a"]
     assert (a["replicas"], a["missingReplicas"], sorted(a["deletingPods"])) == (2, 0, ["w"])
+
+
+def test_an_entry_timed_out_in_the_overall_and_a_versioned_status_is_one_event():
+    """Upstream's calculation runs for the overall status and each version's; the same timed-out
+    entry in both is one Event (client-go's recorder would count the repeat)."""
+    entry = {"name": "a", "replicas": 0, "missingReplicas": 2, "creatingPods": {"ghost": t(-40)}}
+    old = {"subsetStatuses": [dict(entry)], "versionedSubsetStatuses": {"h1": [dict(entry)]}}
+    plan = run(ws(sub("a", 2), status=old), [pod("p", "a")])
+    assert plan.events == [("Warning", "CreatePodFailed", "Pod default/ghost was expected to be created but it wasn't")]
+    assert "creatingPods" not in subsets_of(plan)["a"]
