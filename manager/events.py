@@ -4,7 +4,8 @@ LeaderElection, a Pod's WorkerRestarted, and the WorkloadSpread controller's war
 An Event is best effort: a failed POST is logged, never raised, so recording one cannot fail
 the work it reports. Where client-go's correlator would count a repeat of the same Event,
 this recorder sends it once per ``repeat_after`` seconds (a retried pass that fails the same
-way every second must not write an Event every second).
+way every second must not write an Event every second); one the API refused is a repeat too,
+so its failure is logged once.
 """
 
 from __future__ import annotations
