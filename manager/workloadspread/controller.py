@@ -199,14 +199,15 @@ class WorkloadSpreadController(Reconciler):
         if self._spread is not None and self.write_timeout() is not None:
             self.recorder.record(involved(self._spread, GROUP_VERSION, "WorkloadSpread"), type_, reason, message)
 
+    def _spread_key(self) -> str:
+        return Informer.key(self._spread) if self._spread is not None else ""
+
     def _patch_cost(self, namespace: str, name: str, cost: str) -> bool:
         if self._patch_pod(namespace, name, {"metadata": {"annotations": {POD_DELETION_COST_ANNOTATION: cost}}},
                            f"deletion cost {cost}"):
             return True
-        spread = self._spread["metadata"] if self._spread else {}
-        self._event(WARNING, "PatchPodDeletionCostFailed",
-                    f"WorkloadSpread {spread.get('namespace')}/{spread.get('name')} failed to patch deletion-cost "
-                    f"annotation to {cost} for Pod {namespace}/{name}")
+        self._event(WARNING, "PatchPodDeletionCostFailed", f"WorkloadSpread {self._spread_key()} failed to patch "
+                    f"deletion-cost annotation to {cost} for Pod {namespace}/{name}")
         return False
 
     def _patch_pod(self, namespace: str, name: str, body: dict, what: str) -> bool:
@@ -255,10 +256,8 @@ class WorkloadSpreadController(Reconciler):
         except ApiError as err:
             if not err.not_found and not err.conflict:
                 log.warning("unschedulable pod %s/%s not deleted: %s", meta["namespace"], meta["name"], err)
-                spread = self._spread["metadata"] if self._spread else {}
                 subset = (ws_status.injected(pod) or {}).get("subset", "")
-                self._event(WARNING, "DeletePodFailed",
-                            f"Failed to delete unschedulable Pod {meta['namespace']}/{meta['name']} in Subset {subset} "
-                            f"of WorkloadSpread {spread.get('namespace')}/{spread.get('name')}")
+                self._event(WARNING, "DeletePodFailed", f"Failed to delete unschedulable Pod {meta['namespace']}/"
+                            f"{meta['name']} in Subset {subset} of WorkloadSpread {self._spread_key()}")
             return
         log.info("unschedulable pod %s/%s deleted to be rescheduled", meta["namespace"], meta["name"])
