@@ -290,7 +290,16 @@ class Manager:
         if self.elector.lost.is_set() and not self.shutting_down.is_set():
             log.error("exiting: leadership lost")
             self.exit_code = 1
-            self.done.set()
+            threading.Thread(target=self._exit_after_answering, name="leadership lost", daemon=True).start()
+
+    def _exit_after_answering(self) -> None:
+        """The restart after a lost Lease must not cost an admission: the webhook stops taking
+        connections and answers what it holds first (no drain delay: a supervised worker's
+        listener is the supervisor's copy too, so the connections that come meanwhile wait in
+        its backlog for the next worker), then everything stops as on SIGTERM."""
+        if self.webhook is not None:
+            self.webhook.stop()
+        self.shutdown()
 
     def shutdown(self) -> None:
         """SIGTERM: not ready, stop controlling, hand the Lease over, drain the webhook, stop

@@ -141,6 +141,8 @@ class WebhookServer:
         self._idle_workers = 0
         self._workers_lock = threading.Lock()
         self.draining = threading.Event()
+        self._drain_lock = threading.Lock()
+        self._drained = threading.Event()  # set once a drain has ended
         self._stop = threading.Event()
         self._wake: socket.socket | None = None  # a byte on it ends the accept loop's wait (on _woken)
         self._woken: socket.socket | None = None
@@ -177,6 +179,7 @@ class WebhookServer:
         self._listener = listener
         self._stop.clear()
         self.draining.clear()
+        self._drained.clear()
         self._wake, self._woken = socket.socketpair()
         self._thread = threading.Thread(target=self._accept_loop, name="webhook accept", daemon=True)
         self._thread.start()
@@ -465,7 +468,12 @@ class WebhookServer:
         ``delay + timeout`` (by default ``--webhook-drain-delay`` and ``--webhook-io-timeout``)."""
         delay = self.options.webhook_drain_delay if delay is None else delay
         timeout = self.io_timeout if timeout is None else timeout
-        self.draining.set()
+        with self._drain_lock:
+            first = not self.draining.is_set()
+            self.draining.set()
+        if not first:  # a second call (SIGTERM during a drain) returns with the first
+            self._drained.wait(delay + timeout + 3.0)
+            return
         log.info("webhook draining: answers close their connections; listening %.1fs more", delay)
         self._stop.wait(delay)
         deadline = time.monotonic() + timeout
@@ -476,6 +484,7 @@ class WebhookServer:
             self.close_idle_connections()
             time.sleep(0.02)
         log.info("webhook drained", extra={"connections_left": self.connections()})
+        self._drained.set()
 
     def stop(self, drain: float | None = None) -> None:
         """Stop at once: no delay, in-flight requests get up to ``drain`` seconds (by default

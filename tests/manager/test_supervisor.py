@@ -1,19 +1,25 @@
 """The supervisor with real replicas (``--supervise``, the chart's default) and the default
 15 s lease: a SIGKILLed leader worker and a hung one are succeeded by their own pod's next
 worker long before any standby could take the Lease, with every status write and Lease write
-taken from the apiserver's audit log to show no two leaders wrote at once; crashes show in
+taken from the apiserver's audit log to show no two leaders wrote at once; a worker that loses
+the Lease answers the admission it holds before it restarts; crashes show in
 the metrics and as Events; a crash loop exits the supervisor with the worker's status."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import signal
+import socket
+import ssl
 import time
 
 import pytest
 import requests
 from kubernetes import client
 
+from kubekit import kruise
 from localcluster.fleet import METRICS_PORT
 from manager.lease import HOLDER_POD_ANNOTATION
 from tests.conftest import wait_for
@@ -120,6 +126,65 @@ def test_a_killed_leader_container_is_succeeded_by_its_pods_next_container_and_n
     writes = check_no_overlap(audit_events(audit))
     print({"writes": writes, "container_restart_s": round(took, 3)})
     assert writes.get(old, 0) > 0 and writes.get(new, 0) > 0, writes
+
+
+def admission_review(uid: str) -> bytes:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+           "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]}}
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "default",
+        "operation": "CREATE", "object": pod, "userInfo": {"username": "test"}}}).encode()
+
+
+def test_a_worker_that_loses_the_lease_answers_the_admission_it_holds_before_it_restarts(supervised):
+    """The Lease taken from the leader (as a renewal too slow on a loaded machine loses it): its
+    worker exits to restart clean, and an admission it is reading meanwhile is still answered,
+    where an exit at once would reset it (the apiserver retries no webhook POST)."""
+    fleet, _audit = supervised
+    api = client.CoordinationV1Api(fleet.cluster.api())
+    leader = fleet.leader()
+    old, worker = holder(fleet), fleet.worker_pid(leader)
+    assert leader is not None and worker
+    body = admission_review("lost-lease-1")
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # the connection is tested, not the certificate
+    with socket.create_connection((leader.ip, kruise.WEBHOOK_PORT), timeout=15) as raw, \
+            tls.wrap_socket(raw) as conn:
+        conn.sendall(f"POST {kruise.MUTATE_POD_PATH} HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:-1])  # all but its last byte
+        for _ in range(20):  # the Lease taken by another holder (retried on a conflict)
+            lease = api.read_namespaced_lease(fleet.lease_name, fleet.namespace)
+            lease.spec.holder_identity = "thief"
+            lease.spec.renew_time = datetime.datetime.now(datetime.timezone.utc)
+            try:
+                api.replace_namespaced_lease(fleet.lease_name, fleet.namespace, lease)
+                break
+            except client.ApiException as err:
+                if err.status != 409:
+                    raise
+        # the worker sees the new holder at its next renewal (every 2 s) and stops leading
+        wait_for(lambda: "leadership lost" in fleet.tail(leader, 40), timeout=8, what="the worker to lose the Lease")
+        time.sleep(1.0)  # an exit at once would have come by now
+        conn.sendall(body[-1:])
+        answer = b""
+        try:
+            while chunk := conn.recv(65536):  # a draining server closes the connection after its answer
+                answer += chunk
+        except OSError as err:
+            pytest.fail(f"the connection broke before the answer ({err!r}); read {answer!r}")
+    assert answer, "the worker closed the connection without answering the admission it was reading"
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert json.loads(payload)["response"]["uid"] == "lost-lease-1"
+    wait_for(lambda: fleet.worker_pid(leader) not in (None, worker), timeout=30, what="the next worker")
+    assert restarts(leader).get("exited") == 1.0
+    lease = api.read_namespaced_lease(fleet.lease_name, fleet.namespace)  # the thief lets go: a replica leads again
+    lease.spec.holder_identity, lease.spec.lease_duration_seconds = None, 1
+    api.replace_namespaced_lease(fleet.lease_name, fleet.namespace, lease)
+    wait_new_holder(fleet, "thief", timeout=LEASE + 5)
+    fleet.wait_ready(timeout=60)
+    assert old != holder(fleet)
 
 
 def test_a_crash_loop_exits_the_supervisor_with_the_workers_status(supervised):
