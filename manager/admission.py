@@ -10,12 +10,33 @@ answers encoded with orjson: the stdlib's json cost a tenth of an admission's CP
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from typing import Callable
+import threading
+from typing import Callable, Iterator
 
 import orjson
 
 Handler = Callable[[dict], dict]  # AdmissionRequest -> AdmissionResponse (without uid)
+
+_answering = threading.local()  # the request a handler runs for, on the server's thread
+
+
+@contextlib.contextmanager
+def answering_by(deadline: float | None) -> Iterator[None]:
+    """While a handler runs: the monotonic time by which the apiserver must have its answer
+    (None: not known), for a handler that retries (:func:`answer_by`)."""
+    _answering.deadline = deadline
+    try:
+        yield
+    finally:
+        _answering.deadline = None
+
+
+def answer_by() -> float | None:
+    """The monotonic time the apiserver stops waiting for the answer being computed on this
+    thread; None when the request did not say (no ``?timeout=``) or no request is served."""
+    return getattr(_answering, "deadline", None)
 
 
 class BadReview(ValueError):

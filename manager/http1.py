@@ -10,9 +10,12 @@ other than HTTP/1.0 or 1.1 gets 505, and a body is kept only up to the size the 
 
 from __future__ import annotations
 
+import urllib.parse
 from collections import deque
 
 import httptools
+
+from kubekit import durations
 
 MAX_HEAD = 65536  # the request line and the header block, as http.server limits them
 MAX_HEADERS = 100
@@ -25,13 +28,14 @@ _LINE_OVERHEAD = len("PROPPATCH") + 2 + len("HTTP/1.1") + 2
 class Request:
     """A request whose head is complete; ``complete`` once its whole body is here. Of its
     headers only what the server reads: Content-Length (None: none), Content-Type, whether a
-    Transfer-Encoding was sent."""
+    Transfer-Encoding was sent; of its query only ``timeout`` (:func:`answer_within`)."""
 
     __slots__ = ("method", "path", "length", "content_type", "chunked", "keep_alive", "body", "size", "keep_body",
-                 "complete")
+                 "complete", "timeout")
 
-    def __init__(self, method: str, path: str, headers: dict[bytes, bytes], keep_alive: bool, body_limit: int):
-        self.method, self.path, self.keep_alive = method, path, keep_alive
+    def __init__(self, method: str, path: str, headers: dict[bytes, bytes], keep_alive: bool, body_limit: int,
+                 timeout: float | None = None):
+        self.method, self.path, self.keep_alive, self.timeout = method, path, keep_alive, timeout
         length = headers.get(b"content-length")
         self.length = None if length is None else int(length)  # llhttp let only digits through
         self.content_type = headers.get(b"content-type", b"").decode("latin-1")
@@ -40,6 +44,19 @@ class Request:
         self.size = 0
         self.keep_body = self.length is not None and self.length <= body_limit
         self.complete = False
+
+
+def answer_within(query: str) -> float | None:
+    """The seconds the apiserver waits for the answer: the ``timeout`` it puts in a webhook's
+    URL (``?timeout=10s``, the webhook's timeoutSeconds); None when absent or unreadable."""
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "timeout":
+            try:
+                return durations.parse(urllib.parse.unquote(value)) or None
+            except durations.DurationError:
+                return None
+    return None
 
 
 class _Stop(Exception):
@@ -127,8 +144,9 @@ class Requests:
         if parser.get_http_version() not in _VERSIONS:
             self.error = (505, "HTTP/1.1 only")
             raise _Stop()
-        request = Request(parser.get_method().decode("latin-1"), self._url.split(b"?", 1)[0].decode("latin-1"),
-                          self._headers, parser.should_keep_alive(), self.body_limit)
+        path, _, query = self._url.decode("latin-1").partition("?")
+        request = Request(parser.get_method().decode("latin-1"), path, self._headers, parser.should_keep_alive(),
+                          self.body_limit, answer_within(query))
         self._headers, self._current = None, request
         self.ready.append(request)
 

@@ -33,7 +33,7 @@ from typing import Callable
 
 from . import metrics
 from .http1 import Request, Requests
-from .admission import BadReview, Handler, errored, parse_review, result_of, review_body
+from .admission import BadReview, Handler, answering_by, errored, parse_review, result_of, review_body
 from .certwatcher import CertWatcher
 from .options import Options
 
@@ -382,7 +382,8 @@ class WebhookServer:
         except BadReview as err:
             return self._error(state, request, 400, str(err), path)
         try:
-            response = handler(review)
+            with answering_by(self.last_admission + request.timeout if request.timeout else None):
+                response = handler(review)
         except Exception as err:  # a handler bug denies this one request, nothing more
             log.exception("handler for %s failed", path)
             response = errored(500, f"internal error in {path}: {err.__class__.__name__}: {err}")

@@ -12,7 +12,8 @@ be evaluated is passed over.
 Beyond upstream: a WorkloadSpread whose target this manager does not serve (anything but a
 Deployment, ReplicaSet or Job; its validating webhook refuses them) is passed over, and
 owners of kinds this manager has no API for (CloneSet, Advanced StatefulSet) are not read.
-A status write that conflicts is retried for up to 3 s, not only 4 times (``conflict_delays``).
+A status write that conflicts is retried while the apiserver still waits for the answer (its
+``?timeout=``; 3 s without one), not only 4 times (``conflict_delays``, ``retry_budget``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Callable
 from kubekit.api import ApiError, Client, resource_version
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, WORKLOADSPREADS_PATH
 
-from ..admission import allowed, errored
+from ..admission import allowed, answer_by, errored
 from ..informer import Informer
 from . import subsets
 from .strategicpatch import PatchError
@@ -39,22 +40,41 @@ log = logging.getLogger("manager.workloadspread")
 GROUP_PATH = WORKLOADSPREADS_PATH.rsplit("/", 1)[0]  # /apis/apps.kruise.io/v1alpha1
 # client-go's retry.DefaultBackoff: 4 tries, 10 ms growing fivefold, 10% jitter
 RETRY_STEPS, RETRY_FIRST_DELAY, RETRY_FACTOR, RETRY_JITTER = 4, 0.010, 5.0, 0.1
-# Beyond upstream: past those 4 tries (about 0.3 s), a conflict is retried every 250 ms until
-# 3 s after the first try, well inside the webhook's 10 s timeout. Upstream refuses the pod
+# Beyond upstream: past those 4 tries (about 0.3 s), a conflict is retried every 250 ms while
+# the apiserver still waits for the answer: a try starts until ``ANSWER_RESERVE_S`` before the
+# deadline its request gave (``?timeout=``, the webhook's timeoutSeconds), each call bounded by
+# what is left; without a deadline, until 3 s after the first try. Upstream refuses the pod
 # after its 4th conflict; on a loaded machine, with every replica and the leader writing the
-# same status, a drill saw that refusal during a rollout. The place is still taken by a write
-# on the resourceVersion read, so only a refusal becomes an admission, never a second place.
+# same status, drills saw that refusal during a rollout (once after 3 s of conflicts). The
+# place is still taken by a write on the resourceVersion read, so only a refusal becomes an
+# admission, never a second place.
 RETRY_MAX_DELAY, RETRY_BUDGET_S = 0.25, 3.0
+ANSWER_RESERVE_S = 1.5  # the last try's room before the apiserver's deadline (a GET, a PUT, the answer)
+ANSWER_MARGIN_S = 0.5  # no call runs into the last half second: the refusal must still arrive
 
 
-def conflict_delays(elapsed: Callable[[], float]):
+def retry_budget(deadline: float | None, began: float) -> float:
+    """Seconds after the first try in which another may start: until ``ANSWER_RESERVE_S``
+    before the apiserver's deadline (``answer_by``), or ``RETRY_BUDGET_S`` without one."""
+    return RETRY_BUDGET_S if deadline is None else max(0.0, deadline - began - ANSWER_RESERVE_S)
+
+
+def call_timeout(deadline: float | None, now: float, cap: float) -> float:
+    """A status read or write's timeout: ``cap``, less when the deadline comes sooner (never
+    into its last ``ANSWER_MARGIN_S``, at least 0.1 s)."""
+    if deadline is None:
+        return cap
+    return max(0.1, min(cap, deadline - now - ANSWER_MARGIN_S))
+
+
+def conflict_delays(elapsed: Callable[[], float], budget: float = RETRY_BUDGET_S):
     """The pause before each try of a status write: none before the first, client-go's
     DefaultBackoff for the next three, then ``RETRY_MAX_DELAY`` while a try can still start
-    within ``RETRY_BUDGET_S`` of the first (``elapsed()``: seconds since it; jitter 10%)."""
+    within ``budget`` seconds of the first (``elapsed()``: seconds since it; jitter 10%)."""
     delay = RETRY_FIRST_DELAY
     yield 0.0
     for step in itertools.count(1):
-        if step >= RETRY_STEPS and elapsed() + delay > RETRY_BUDGET_S:
+        if step >= RETRY_STEPS and elapsed() + delay > budget:
             return
         yield delay * (1 + RETRY_JITTER * random.random())
         delay = min(delay * RETRY_FACTOR, RETRY_MAX_DELAY)
@@ -110,8 +130,11 @@ class WorkloadSpreadAdmission:
             self._index = (version, index)
         return index.get(namespace, [])
 
+    def _call_timeout(self) -> float:
+        return call_timeout(answer_by(), self.monotonic(), self.timeout)
+
     def _get(self, path: str) -> dict:
-        return self.client.request("GET", path, timeout=self.timeout)
+        return self.client.request("GET", path, timeout=self._call_timeout())
 
     def target_workload(self, namespace: str, target_ref: dict) -> dict | None:
         """A WorkloadSpread's target read from the API (what its validation checks the subsets'
@@ -205,7 +228,7 @@ class WorkloadSpreadAdmission:
         refresh, last = False, None
         lock = self._lock((ws.get("metadata") or {}).get("uid") or ws["metadata"].get("name", ""))
         began = self.monotonic()
-        for pause in conflict_delays(lambda: self.monotonic() - began):
+        for pause in conflict_delays(lambda: self.monotonic() - began, retry_budget(answer_by(), began)):
             if pause:
                 self.sleep(pause)
             with lock:
@@ -225,7 +248,7 @@ class WorkloadSpreadAdmission:
                 try:
                     written = self.client.request(
                         "PUT", f"{GROUP_PATH}/namespaces/{meta['namespace']}/workloadspreads/{meta['name']}/status",
-                        body=clone, timeout=self.timeout)
+                        body=clone, timeout=self._call_timeout())
                 except ApiError as err:
                     refresh, last = True, err
                     if err.conflict:
@@ -317,7 +340,7 @@ class WorkloadSpreadAdmission:
     def _evicted_pod(self, namespace: str, name: str) -> dict:
         """The pod being evicted, by a list of one name (the manager lists pods already; a
         GET would need a rule of its own). ApiError 404 when there is none, as upstream's."""
-        found = self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods", timeout=self.timeout,
+        found = self.client.request("GET", f"/api/v1/namespaces/{namespace}/pods", timeout=self._call_timeout(),
                                     fieldSelector=f"metadata.name={name}").get("items") or []
         if not found:
             raise ApiError(404, f'pods "{name}" not found')

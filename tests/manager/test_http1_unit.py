@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from manager.http1 import MAX_HEAD, MAX_HEADERS, Requests
+from manager.http1 import MAX_HEAD, MAX_HEADERS, Requests, answer_within
 
 REVIEW = b'{"kind": "AdmissionReview"}'
 POST = (b"POST /mutate-pod?timeout=10s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -28,6 +28,7 @@ def test_a_request_is_the_same_however_its_bytes_are_split(size):
     request = requests.ready[0]
     assert (request.method, request.path, request.keep_alive, request.complete) == ("POST", "/mutate-pod", True, True)
     assert (request.content_type, request.length, request.chunked) == ("application/json", len(REVIEW), False)
+    assert request.timeout == 10.0  # the apiserver's ?timeout=
     assert b"".join(request.body) == REVIEW
     assert not requests.mid_request()
 
@@ -100,3 +101,20 @@ def test_a_protocol_upgrade_ends_the_connection_after_its_request():
 def test_a_request_cut_short_is_mid_request():
     requests = fed(POST[:-5])
     assert requests.mid_request() and not requests.ready[0].complete
+
+
+@pytest.mark.parametrize("query, seconds", [
+    ("timeout=10s", 10.0),  # what the apiserver sends for timeoutSeconds: 10
+    ("timeout=30s", 30.0),
+    ("dryRun=All&timeout=1m0s", 60.0),
+    ("timeout=2.5s", 2.5),
+    ("timeout=10%73", 10.0),  # percent-encoded
+    ("", None),
+    ("timeouts=10s", None),
+    ("timeout=", None),
+    ("timeout=0s", None),  # no deadline at all: as if not said
+    ("timeout=soon", None),
+    ("timeout=-1s", None),
+])
+def test_the_apiservers_deadline_is_read_from_the_query(query, seconds):
+    assert answer_within(query) == seconds

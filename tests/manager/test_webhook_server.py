@@ -16,8 +16,8 @@ import time
 import pytest
 
 from localcluster.pki import LocalCA
-from manager.admission import (BadReview, allowed, denied, errored, parse_review, patched, refused, result_of,
-                               review_body)
+from manager.admission import (BadReview, allowed, answer_by, denied, errored, parse_review, patched, refused,
+                               result_of, review_body)
 from manager.certs import service_dns_names
 from manager.webhook import WebhookServer
 
@@ -49,6 +49,12 @@ def slow(request: dict) -> dict:
     return allowed()
 
 
+def deadline(request: dict) -> dict:
+    """Allowed, with the seconds left until the apiserver's deadline as the handler sees it."""
+    by = answer_by()
+    return {"allowed": True, "warnings": ["none" if by is None else f"{by - time.monotonic():.3f}"]}
+
+
 @pytest.fixture
 def make_server(tmp_path):
     write_pair(tmp_path, LocalCA("server-test-ca"))
@@ -58,7 +64,8 @@ def make_server(tmp_path):
         """The manager's defaults, a small body limit and a short I/O timeout, then ``flags``."""
         options = webhook_options(tmp_path, "--webhook-max-body-bytes=4096", "--webhook-io-timeout=500ms", *flags)
         srv = WebhookServer(options, {
-            "/patch": lambda r: patched(OPS, by="test"), "/allow": lambda r: allowed(), "/fail": fail, "/slow": slow})
+            "/patch": lambda r: patched(OPS, by="test"), "/allow": lambda r: allowed(), "/fail": fail, "/slow": slow,
+            "/deadline": deadline})
         srv.start()
         srv.cert_dir = tmp_path
         started.append(srv)
@@ -442,3 +449,20 @@ def test_pipelined_requests_are_answered_in_order_and_connection_close_is_honour
         assert data.index(b'"one"') < data.index(b'"two"')
         assert data.count(b"Connection: close") == 1
         assert closed_by_server(tls)
+
+
+@pytest.mark.parametrize("target, left", [
+    ("/deadline?timeout=10s", 10.0),  # as the apiserver calls a webhook whose timeoutSeconds is 10
+    ("/deadline?timeout=3s&x=1", 3.0),
+    ("/deadline", None),
+])
+def test_a_handler_knows_when_the_apiserver_stops_waiting(server, target, left):
+    with connect(server) as tls:
+        status, _, body = exchange(tls, post(target, review()))
+    said = json.loads(body)["response"]["warnings"][0]
+    assert status == 200
+    if left is None:
+        assert said == "none"
+    else:
+        assert left - 0.5 < float(said) <= left
+    assert answer_by() is None  # only while its handler runs, on its thread

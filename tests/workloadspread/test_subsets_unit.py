@@ -528,3 +528,44 @@ def test_a_conflicting_status_write_is_retried_within_its_budget(monkeypatch, ca
         if jump_after is not None and len(pauses) == jump_after:
             elapsed[0] += admission.RETRY_BUDGET_S  # a loaded apiserver answered slowly
     assert [round(p, 4) for p in pauses] == expected, case
+
+
+@pytest.mark.parametrize("budget, tries", [
+    (3.0, 4 + 10),  # without a deadline: 3 s (a try every 250 ms after the 4th, at 0.31 s)
+    (8.5, 4 + 32),  # the apiserver waits 10 s: until 1.5 s before it
+    (0.0, 4),  # a deadline too close for more: upstream's 4 tries still
+])
+def test_conflicting_writes_are_retried_until_their_budget(monkeypatch, budget, tries):
+    from manager.workloadspread import admission
+
+    monkeypatch.setattr(admission.random, "random", lambda: 0.0)  # no jitter
+    elapsed = [0.0]
+    pauses = []
+    for pause in admission.conflict_delays(lambda: elapsed[0], budget):
+        pauses.append(pause)
+        elapsed[0] += pause
+    assert len(pauses) == tries and elapsed[0] <= max(budget, 0.31)
+
+
+@pytest.mark.parametrize("deadline, began, budget", [
+    (None, 100.0, 3.0),  # the request said no deadline
+    (110.0, 100.0, 8.5),  # ?timeout=10s: tries start until 1.5 s before it
+    (130.0, 100.0, 28.5),
+    (101.0, 100.0, 0.0),  # less than the reserve
+])
+def test_the_retry_budget_follows_the_apiservers_deadline(deadline, began, budget):
+    from manager.workloadspread.admission import retry_budget
+
+    assert retry_budget(deadline, began) == budget
+
+
+@pytest.mark.parametrize("deadline, now, timeout", [
+    (None, 100.0, 5.0),
+    (110.0, 100.0, 5.0),  # time enough: the usual cap
+    (110.0, 107.0, 2.5),  # the call must end half a second before the deadline
+    (110.0, 109.9, 0.1),  # past it: the shortest call, whose failure is answered at once
+])
+def test_a_status_calls_timeout_ends_before_the_apiservers_deadline(deadline, now, timeout):
+    from manager.workloadspread.admission import call_timeout
+
+    assert call_timeout(deadline, now, 5.0) == pytest.approx(timeout)
