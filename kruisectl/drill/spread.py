@@ -14,8 +14,8 @@ end (and the Job's garbage collection takes any pod left behind).
 
 A *violation* is a moment when a subset holds more live pods (the annotation
 ``apps.kruise.io/matched-workloadspread`` names it) than its ``maxReplicas``, not counting
-pods the drill has already asked to delete (their deletion frees the place at admission,
-before the pod is gone). The pods are listed while the scenario runs (every ``interval``)
+pods the drill has asked to delete by the time the list answered (their deletion frees the
+place at admission, before the pod is gone). The pods are listed while the scenario runs (every ``interval``)
 and once more at its end; a scenario's ``workloadspread_violations`` is the largest excess
 seen at once, summed over the subsets.
 """
@@ -308,11 +308,24 @@ class Spread:
                                 labelSelector=f"{SPREAD_LABEL}={self.id}").get("items") or []
 
     def check(self) -> dict[str, int]:
-        """One look at the subsets: what is over its limit now (recorded)."""
+        """One look at the subsets: what is over its limit now (recorded). The pods the drill
+        asked to delete are read once the list has answered: a deletion sent while the list was
+        on its way may have freed its place, and a new pod taken it, before the list read the
+        pods (it counted both then); such a look is noted as one that could not tell, never
+        as a violation (a lasting excess is seen by the next look)."""
         with self._lock:
-            leaving = set(self._leaving)
+            before = set(self._leaving)
         pods = self.pods()
-        over = excess(pods, self.limits, leaving)
+        with self._lock:
+            after = set(self._leaving)
+        over = excess(pods, self.limits, after)
+        racing = sorted(after - before)
+        if racing and excess(pods, self.limits, before) != over:
+            with self._lock:
+                if len(self.figures.details) < 20:
+                    self.figures.details.append(
+                        f"at {time.monotonic() - self._began:+.1f}s: a look that could not tell (not a violation): "
+                        f"the deletion of {', '.join(racing)} was sent while it listed")
         if over:
             with self._lock:
                 first = not self.figures.violations
@@ -324,16 +337,21 @@ class Spread:
                             f"subset {s} holds {self.limits[s] + n} pods (maxReplicas {self.limits[s]})"
                             for s, n in over.items()))
             if first:  # the first look that saw one: what was held, and what the status said
-                from kubekit.api import ApiError
-
-                try:
-                    ws = self.api.request("GET", paths.workloadspreads(self.namespace, self.name), timeout=self.timeout)
-                except ApiError:
-                    ws = None  # the evidence says "no status"; the figure stands
+                ws = self.workloadspread()
                 with self._lock:
                     self.figures.details += [evidence(pods, s, ws) for s in over]
                     self.figures.details += [self.history(s) for s in over]
         return over
+
+    def workloadspread(self) -> dict | None:
+        """The WorkloadSpread as the API has it now; None when it cannot be read (the evidence
+        then says "no status"; the figure stands)."""
+        from kubekit.api import ApiError
+
+        try:
+            return self.api.request("GET", paths.workloadspreads(self.namespace, self.name), timeout=self.timeout)
+        except ApiError:
+            return None
 
     def history(self, subset: str, seconds: float = 15.0) -> str:
         """The last ``seconds`` of the scenario as this subset saw it: each status the watch

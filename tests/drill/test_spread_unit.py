@@ -139,3 +139,42 @@ def test_a_subsets_history_has_its_statuses_its_pods_and_their_deletions_in_orde
         "creating ['u-1'] deleting ['p0']",
         "delete sent p1", "deleted p1"]
     assert lines[0].startswith("+7.") and lines[-1].startswith("+9.")
+
+
+class ListedWhileDeleting(Spread):
+    """A Spread whose list answers while the drill sends a deletion (``racing``): the listed
+    pods are what the apiserver held at its read, the deletion's admission included."""
+
+    def __init__(self, listed: list[dict], racing: str | None):
+        super().__init__(api=None, namespace="default", timeout=5.0)
+        self.listed, self.racing = listed, racing
+        self._began = time.monotonic()
+
+    def pods(self) -> list[dict]:
+        if self.racing:
+            with self._lock:
+                self._leaving.add(self.racing)  # churn() on the load's thread, meanwhile
+        return self.listed
+
+
+@pytest.mark.parametrize("case, listed, leaving, racing, over, noted", [
+    ("a deletion sent while the list was on its way: its place was taken again, not a violation",
+     [pod("old", "b"), pod("p2", "b"), pod("new", "b")], set(), "old", {}, True),
+    ("sent before the look: not counted, nothing to note",
+     [pod("old", "b"), pod("p2", "b"), pod("new", "b")], {"old"}, None, {}, False),
+    ("an excess the racing deletion does not explain is a violation",
+     [pod("old", "b"), pod("p2", "b"), pod("p3", "b"), pod("new", "b")], set(), "old", {"b": 1}, True),
+    ("a deletion of a pod in no full subset changes nothing: nothing to note",
+     [pod("x", "a"), pod("p2", "b"), pod("p3", "b")], set(), "x", {}, False),
+    ("no deletion meanwhile: an excess is a violation",
+     [pod("p1", "b"), pod("p2", "b"), pod("p3", "b")], set(), None, {"b": 1}, False),
+])
+def test_a_look_counts_the_deletions_sent_until_its_list_answered(monkeypatch, case, listed, leaving, racing, over,
+                                                                 noted):
+    spread = ListedWhileDeleting(listed, racing)
+    spread._leaving.update(leaving)
+    monkeypatch.setattr(spread, "history", lambda subset: f"history of {subset}")
+    monkeypatch.setattr(spread, "workloadspread", lambda: None)  # the evidence's read
+    assert spread.check() == over, case
+    assert spread.figures.violations == sum(over.values()), case
+    assert any("could not tell" in d for d in spread.figures.details) == noted, (case, spread.figures.details)
