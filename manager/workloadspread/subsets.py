@@ -244,6 +244,36 @@ def recorded(statuses: list[dict], pod_name: str) -> dict | None:
     return None
 
 
+def still_full(status: dict, limit: int | None) -> bool:
+    """Beyond upstream: does the subset hold ``limit`` pods or more even without the ones
+    leaving? Its pods are those the controller counted (``replicas``, the leaving ones among
+    them: the controller keeps a deletingPods entry only for a pod it still counts) less those
+    recorded as leaving, plus those admitted since (``creatingPods``); every write keeps that
+    sum. Upstream frees a place on every deletion, so a subset over its limit (a deletion
+    recorded that did not happen, a percent limit lowered) gave each place its pods left back
+    to the next pod, and stayed over its limit for as long as pods were replaced; here the
+    deletion of a pod of a subset that stays full frees nothing. ``limit`` None: not known
+    (upstream's behaviour)."""
+    if limit is None:
+        return False
+    held = status.get("replicas") or 0
+    held += len(status.get("creatingPods") or {}) - len(status.get("deletingPods") or {})
+    return held >= limit
+
+
+def _limit(ws: dict, subset_name: str, replicas: Callable[[], int]) -> int | None:
+    """The subset's maxReplicas as a number of pods (a percent of the workload's replicas,
+    read only then); None when it has none or it cannot be read."""
+    subset = next((s for s in (ws.get("spec") or {}).get("subsets") or [] if s.get("name") == subset_name), None)
+    if subset is None or subset.get("maxReplicas") is None:
+        return None
+    value = subset["maxReplicas"]
+    try:
+        return scaled_value(value, replicas() if isinstance(value, str) else 0, True)
+    except Exception:  # noqa: BLE001 - the workload unreadable, a bad value: upstream's behaviour then
+        return None
+
+
 def go_time(now: float) -> str:
     """metav1.Time as JSON: RFC 3339 in UTC, whole seconds."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
@@ -289,7 +319,7 @@ def update_for_pod(ws: dict, pod: dict, operation: str, *, injected_subset: str 
         if chosen.get("deletingPods") is None:
             chosen["deletingPods"] = {}
         chosen["deletingPods"][name] = go_time(now)
-        if chosen["missingReplicas"] >= 0:
+        if chosen["missingReplicas"] >= 0 and not still_full(chosen, _limit(ws, injected_subset, replicas)):
             chosen["missingReplicas"] += 1
     else:
         return False, None, ""

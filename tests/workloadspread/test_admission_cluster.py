@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from kubernetes import client, watch
@@ -246,3 +247,32 @@ def test_an_absent_resource_is_reported_as_absent_not_as_unsynced(local):
     finally:
         missing.stop()
         present.stop()
+
+
+def test_a_subset_over_its_lowered_limit_stays_full_when_its_pods_are_replaced(local, fleet, ns):
+    """Beyond upstream: subset-a holds 3 pods when its maxReplicas is lowered to 2; a pod of it
+    deleted frees no place there (upstream's webhook frees one on every deletion, so the
+    ReplicaSet's replacement would make it 3 again, and so on while pods are replaced)."""
+    api = local.api()
+    core, apps, objects = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+    body = spread("spread", "web")
+    body["spec"]["subsets"][0]["maxReplicas"] = 3
+    objects.create_namespaced_custom_object(GROUP, VERSION, ns, "workloadspreads", body)
+    time.sleep(1.0)  # the replicas' caches have it
+    apps.create_namespaced_deployment(ns, deployment("web", 4))
+    pods = wait_for(lambda: (lambda ps: ps if len(ps) == 4 else None)(pods_of(core, ns, "web")), timeout=60,
+                    what="4 pods")
+    in_a = [p.metadata.name for p in pods if matched(p)["subset"] == "subset-a"]
+    assert len(in_a) == 3, [matched(p) for p in pods]
+    body["spec"]["subsets"][0]["maxReplicas"] = 2
+    objects.patch_namespaced_custom_object(GROUP, VERSION, ns, "workloadspreads", "spread",
+                                           {"spec": {"subsets": body["spec"]["subsets"]}})  # a merge patch
+    time.sleep(2.0)  # the replicas' caches have the lower limit
+    core.delete_namespaced_pod(in_a[0], ns)
+    replacement = wait_for(lambda: [p for p in pods_of(core, ns, "web") if p.metadata.name not in
+                                    {q.metadata.name for q in pods}], timeout=60, what="the ReplicaSet's replacement")
+    assert [matched(p)["subset"] for p in replacement] == ["rest"]
+    assert sorted(matched(p)["subset"] for p in pods_of(core, ns, "web")) == ["rest", "rest", "subset-a", "subset-a"]
+    version = pods[0].metadata.labels["pod-template-hash"]
+    status = versioned(objects, ns, "spread", version)["subset-a"]
+    assert status["missingReplicas"] == 0 and in_a[0] in status["deletingPods"], status

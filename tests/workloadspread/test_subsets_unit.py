@@ -569,3 +569,46 @@ def test_a_status_calls_timeout_ends_before_the_apiservers_deadline(deadline, no
     from manager.workloadspread.admission import call_timeout
 
     assert call_timeout(deadline, now, 5.0) == pytest.approx(timeout)
+
+
+def deleted_from(max_replicas, replicas: int, missing: int, creating=(), deleting=(), workload_replicas=10):
+    """missingReplicas after pod "gone" of subset a is recorded as deleted (versionIgnored)."""
+    status = {"name": "a", "replicas": replicas, "missingReplicas": missing,
+              "creatingPods": {c: STAMP for c in creating}, "deletingPods": {d: STAMP for d in deleting}}
+    spread = ws({"name": "a", "maxReplicas": max_replicas}, status={"versionedSubsetStatuses": {"versionIgnored": [status]}})
+    job_pod = pod("gone", owner={"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "j1", "controller": True})
+    changed, _chosen, _uid = subsets.update_for_pod(spread, job_pod, subsets.DELETE, injected_subset="a",
+                                                    replicas=lambda: workload_replicas, now=NOW, new_uid=uid_source())
+    written = spread["status"]["versionedSubsetStatuses"]["versionIgnored"][0]
+    assert changed and "gone" in written["deletingPods"]
+    return written["missingReplicas"]
+
+
+@pytest.mark.parametrize("case, args, missing", [
+    # as upstream: the place the pod held is free again
+    ("full: its place is free", (2, 2, 0), 1),
+    ("one free already", (2, 1, 1), 2),
+    ("a pod admitted since, another leaving", (2, 2, 0, ["u-new"], ["left"]), 1),
+    ("a fresh status (no replicas counted yet): as upstream, one more than the limit", (2, 0, 2), 3),
+    ("no pod counted, one admitted", (2, 0, 1, ["u-new"]), 2),
+    ("a percent limit, room left", ("20%", 1, 1), 2),
+    # beyond upstream: a subset over its limit stays full
+    ("over by one: the deletion leaves it full", (2, 3, 0), 0),
+    ("over by one with a pod admitted since", (2, 2, 0, ["u-new"]), 0),
+    ("over by two", (2, 4, 0), 0),
+    ("a percent limit lowered under its pods (20% of 10)", ("20%", 3, 0), 0),
+])
+def test_a_deletion_frees_a_place_unless_the_subset_stays_full(case, args, missing):
+    assert deleted_from(*args) == missing, case
+
+
+def test_a_percent_limit_that_cannot_be_read_frees_a_place_as_upstream():
+    def unreadable():
+        raise subsets.BadValue("the workload is gone")
+
+    status = {"name": "a", "replicas": 5, "missingReplicas": 0, "creatingPods": {}, "deletingPods": {}}
+    spread = ws({"name": "a", "maxReplicas": "20%"}, status={"versionedSubsetStatuses": {"versionIgnored": [status]}})
+    job_pod = pod("gone", owner={"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "j1", "controller": True})
+    subsets.update_for_pod(spread, job_pod, subsets.EVICTION, injected_subset="a", replicas=unreadable, now=NOW,
+                           new_uid=uid_source())
+    assert spread["status"]["versionedSubsetStatuses"]["versionIgnored"][0]["missingReplicas"] == 1
