@@ -438,6 +438,17 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
         inj = injected(pod)
         old_creating.pop(inj["uid"] if inj and inj["uid"] else _meta(pod).get("name"), None)
         if not is_active(pod):
+            # Beyond upstream: a pod being deleted keeps its deletingPods entry while it is
+            # here (up to 15 s), counted as nothing, as before. The apiserver validates a
+            # deletion twice: when it marks the pod deleted, then when it removes it, that
+            # time on its watch cache's copy, which may still show the pod live. Upstream
+            # drops the entry once the pod is marked, so a second validation after that
+            # recorded the deletion again: a second place freed for one pod (a drill's
+            # rollout over-filled a subset so).
+            until = leaving_until(_meta(pod).get("name"))
+            if until is not None:
+                out["deletingPods"][_meta(pod)["name"]] = old_deleting[_meta(pod)["name"]]
+                plan.requeue(until - now)
             continue
         active += 1
         if missing > 0:

@@ -492,3 +492,24 @@ def test_an_entry_timed_out_in_the_overall_and_a_versioned_status_is_one_event()
     plan = run(ws(sub("a", 2), status=old), [pod("p", "a")])
     assert plan.events == [("Warning", "CreatePodFailed", "Pod default/ghost was expected to be created but it wasn't")]
     assert "creatingPods" not in subsets_of(plan)["a"]
+
+
+
+@pytest.mark.parametrize("case, deleting, marked, kept", [
+    ("marked for deletion, recorded 5 s ago: the entry stays while the pod is here", {"p0": -5}, True, {"p0": -5}),
+    ("recorded 16 s ago: dropped, no Event (it is being deleted)", {"p0": -16}, True, {}),
+    ("marked, never recorded: nothing to keep", {}, True, {}),
+    ("gone from the cache: dropped", {"gone": -5}, True, {}),
+])
+def test_a_pod_marked_for_deletion_keeps_its_deleting_entry_while_it_is_here(case, deleting, marked, kept):
+    """Beyond upstream (which drops the entry once the pod is marked): the apiserver validates
+    the removal on its watch cache's copy, which may still show the pod live; the entry makes
+    that second validation a no-op instead of a second place freed."""
+    old = {"versionedSubsetStatuses": {"h1": [{"name": "a", "replicas": 2, "missingReplicas": 1,
+                                               "deletingPods": {k: t(v) for k, v in deleting.items()}}]}}
+    pods = [pod("p0", "a", deleting=marked), pod("p1", "a")]
+    plan = run(ws(sub("a", 2), status=old), pods)
+    (a,) = plan.status["versionedSubsetStatuses"]["h1"]
+    assert a.get("deletingPods", {}) == {k: t(v) for k, v in kept.items()}, case
+    assert (a["replicas"], a["missingReplicas"]) == (1, 1), case  # the marked pod counts as nothing, as upstream
+    assert plan.events == [], case
