@@ -35,8 +35,9 @@ HEARTBEAT = 3.0
 
 @pytest.fixture(scope="module")
 def supervised(tmp_path_factory):
+    # a request may stay half sent for 30 s: the lost-Lease test holds one while the worker loses it
     yield from audited_fleet(tmp_path_factory, 120, supervise=True,
-                             extra_args=(f"--worker-heartbeat-timeout={HEARTBEAT:g}s",))
+                             extra_args=(f"--worker-heartbeat-timeout={HEARTBEAT:g}s", "--webhook-io-timeout=30s"))
 
 
 def pod_of(replica) -> str:
@@ -164,7 +165,7 @@ def test_a_worker_that_loses_the_lease_answers_the_admission_it_holds_before_it_
                 if err.status != 409:
                     raise
         # the worker sees the new holder at its next renewal (every 2 s) and stops leading
-        wait_for(lambda: "leadership lost" in fleet.tail(leader, 40), timeout=8, what="the worker to lose the Lease")
+        wait_for(lambda: "leadership lost" in fleet.tail(leader, 40), timeout=20, what="the worker to lose the Lease")
         time.sleep(1.0)  # an exit at once would have come by now
         conn.sendall(body[-1:])
         answer = b""
