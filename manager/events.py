@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from kubekit import paths
+from kubekit.timestamps import metav1_time
 
 log = logging.getLogger("manager.events")
 
@@ -29,10 +30,6 @@ def involved(obj: dict, api_version: str, kind: str) -> dict:
     if meta.get("uid"):
         ref["uid"] = meta["uid"]
     return ref
-
-
-def stamp(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class EventRecorder:
@@ -54,7 +51,7 @@ class EventRecorder:
                 return False
             self._sent = {k: at for k, at in self._sent.items() if now - at < self.repeat_after}
             self._sent[key] = now
-        when = stamp(now)
+        when = metav1_time(now)
         body = {"metadata": {"generateName": f"{ref.get('name')}.", "namespace": ref.get("namespace")},
                 "involvedObject": ref, "reason": reason, "message": message, "type": type_,
                 "source": {"component": self.component}, "firstTimestamp": when, "lastTimestamp": when, "count": 1}

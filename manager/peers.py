@@ -85,10 +85,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 from kubekit import paths
+from kubekit.timestamps import metav1_time
 
 if TYPE_CHECKING:
     from .lease import HolderView
@@ -240,7 +240,7 @@ def peer_of(slim: dict) -> Peer:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return metav1_time()
 
 
 # ---- the loop every replica runs -----------------------------------------------------------

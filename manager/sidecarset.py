@@ -16,12 +16,12 @@ hot-upgrade version and working-container ones). No in-place sidecar upgrade of 
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
 import json
 import re
 
 from kubekit.labels import selector_matches
+from kubekit.timestamps import metav1_time
 
 from kubekit import formats, quantity
 
@@ -584,7 +584,7 @@ def inject(pod: dict, sidecarsets: list[dict], now: str | None = None) -> tuple[
     working = _working_hot_upgrade(annotations)
     hot_annotations: dict[str, str] = {}
     names = set(annotations[INJECTED_LIST_ANNOTATION].split(",")) if annotations.get(INJECTED_LIST_ANNOTATION) else set()
-    stamp = now or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = now or metav1_time()
     sidecars, inits, secrets, used_volumes, injected = [], [], [], [], []
     for sidecarset in ordered:
         name = sidecarset["metadata"]["name"]

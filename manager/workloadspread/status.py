@@ -15,10 +15,11 @@ import json
 import math
 from typing import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, POD_DELETION_COST_ANNOTATION
 from kubekit.labels import requirement_matches
+from kubekit.timestamps import metav1_time
 
 from ..events import NORMAL, WARNING
 from .subsets import pod_version
@@ -50,7 +51,7 @@ def parse_time(value: str | None) -> float | None:
 
 def format_time(epoch: float) -> str:
     """As metav1.Time serialises: whole seconds, UTC."""
-    return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return metav1_time(epoch)
 
 
 def _meta(pod: dict) -> dict:

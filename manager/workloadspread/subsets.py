@@ -14,11 +14,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from typing import Callable
 
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION
 from kubekit.labels import selector_matches
+from kubekit.timestamps import metav1_time
 
 from . import strategicpatch
 
@@ -276,7 +276,7 @@ def _limit(ws: dict, subset_name: str, replicas: Callable[[], int]) -> int | Non
 
 def go_time(now: float) -> str:
     """metav1.Time as JSON: RFC 3339 in UTC, whole seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return metav1_time(now)
 
 
 def update_for_pod(ws: dict, pod: dict, operation: str, *, injected_subset: str = "",
