@@ -436,8 +436,9 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
     # the webhook over-fills it. A new leader's fresh list (in name order) made that order
     # likely; counted first, the result is what upstream gives in its favourable order.
     for pod in sorted(pods, key=lambda p: leaving_until(_meta(p).get("name")) is None):
+        name = _meta(pod).get("name")
         inj = injected(pod)
-        old_creating.pop(inj["uid"] if inj and inj["uid"] else _meta(pod).get("name"), None)
+        old_creating.pop(inj["uid"] if inj and inj["uid"] else name, None)
         if not is_active(pod):
             # Beyond upstream: a pod being deleted keeps its deletingPods entry while it is
             # here (up to 15 s), counted as nothing, as before. The apiserver validates a
@@ -446,15 +447,14 @@ def subset_status(ws: dict, pods: list[dict], subset: dict, old: dict | None, re
             # drops the entry once the pod is marked, so a second validation after that
             # recorded the deletion again: a second place freed for one pod (a drill's
             # rollout over-filled a subset so).
-            until = leaving_until(_meta(pod).get("name"))
+            until = leaving_until(name)
             if until is not None:
-                out["deletingPods"][_meta(pod)["name"]] = old_deleting[_meta(pod)["name"]]
+                out["deletingPods"][name] = old_deleting[name]
                 plan.requeue(until - now)
             continue
         active += 1
         if missing > 0:
             missing -= 1
-        name = _meta(pod).get("name")
         expected = leaving_until(name)
         if expected is None and name in old_deleting:
             plan.event(WARNING, "DeletePodFailed", f"Pod {namespace}/{name} was expected to be deleted but it wasn't")

@@ -247,9 +247,10 @@ def recorded(statuses: list[dict], pod_name: str) -> dict | None:
 def still_full(status: dict, limit: int | None) -> bool:
     """Beyond upstream: does the subset hold ``limit`` pods or more even without the ones
     leaving? Its pods are those the controller counted (``replicas``, the leaving ones among
-    them: the controller keeps a deletingPods entry only for a pod it still counts) less those
-    recorded as leaving, plus those admitted since (``creatingPods``); every write keeps that
-    sum. Upstream frees a place on every deletion, so a subset over its limit (a deletion
+    them) less those recorded as leaving, plus those admitted since (``creatingPods``); every
+    write keeps that sum, but for a pod marked for deletion, whose entry the controller keeps
+    while it no longer counts it: the sum is then one too few, and the deletion frees a place
+    as upstream's does. Upstream frees a place on every deletion, so a subset over its limit (a deletion
     recorded that did not happen, a percent limit lowered) gave each place its pods left back
     to the next pod, and stayed over its limit for as long as pods were replaced; here the
     deletion of a pod of a subset that stays full frees nothing. ``limit`` None: not known
