@@ -10,8 +10,11 @@ Two parts, as in client-go's ``resourcelock`` and ``leaderelection``:
   - A candidate takes the Lease when it has no holder, or when the holder's record has not
     changed for ``lease_duration`` of *our own* clock since we first saw it (clocks of other
     machines are never compared).
-  - The leader renews every ``retry_period``; each call is bounded by what is left of the
-    ``renew_deadline``. Past the deadline without a renewal it stops leading at once
+  - The leader renews every ``retry_period``, counted from when the last renewal was *sent*
+    (a slow answer does not push the next one towards the deadline). One call may take all
+    that is left of the ``renew_deadline``, as client-go's does: a renewal answered late but
+    within the deadline keeps the leader (a call cut at half the deadline left one short
+    retry after it). Past the deadline without a renewal it stops leading at once
     (``on_stopped_leading``), and the manager exits non-zero so the container restarts clean.
   - ``may_act()`` is the write gate of the controller: it is open only while the last
     successful renewal was *sent* less than ``renew_deadline`` ago. Because others wait a
@@ -421,8 +424,12 @@ class LeaderElector:
             if left <= 0:
                 self._lose(f"failed to renew within the renew deadline ({config.renew_deadline}s)")
                 return
-            if self.try_acquire_or_renew(timeout=min(left, config.renew_deadline / 2), use_cached=True):
-                self.clock.wait(self._stopping, config.retry_period)
+            if self.try_acquire_or_renew(timeout=left, use_cached=True):
+                # The next renewal is due a retry period after this one was *sent*: a slow
+                # answer must not push it later, closer to the deadline.
+                due = self._renew_sent_at + config.retry_period - self.clock.now()
+                if due > 0:
+                    self.clock.wait(self._stopping, due)
                 continue
             if self._stopping.is_set():
                 return
@@ -467,10 +474,11 @@ class LeaderElector:
 
     def release(self, timeout: float = 2.0) -> bool:
         """Give the Lease up (holder cleared) so a standby takes it without waiting it out.
-        Waits (up to ``timeout``) for a renewal in flight, so it writes on the version that
-        renewal produced."""
+        Waits for a renewal in flight, so it writes on the version that renewal produced: up to
+        ``timeout``, or longer while the gate is open, since that renewal ends when it shuts
+        (a slow one would otherwise leave the Lease held, and the standbys waiting it out)."""
         self.stop()
-        if not self._writing.acquire(timeout=timeout):
+        if not self._writing.acquire(timeout=max(timeout, self.may_act() + 0.1)):
             log.warning("could not release the lease: a renewal is still in flight")
             return False
         try:

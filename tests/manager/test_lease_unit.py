@@ -6,6 +6,7 @@ audit log) is in test_leader_election.py."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -231,6 +232,70 @@ def test_a_missed_renew_deadline_loses_leadership_once():
     assert e.may_act() == 0.0
 
 
+class SlowLock(MemoryLock):
+    """Every call takes ``latency`` seconds of the fake clock, the renewals numbered in ``slow``
+    ``slow_s`` instead. A call cut by its timeout still commits at the apiserver, as a write it
+    had already received does: the caller only learns nothing of it."""
+
+    def __init__(self, clock: FakeClock, latency: float, slow: range, slow_s: float):
+        super().__init__()
+        self.clock, self.latency, self.slow, self.slow_s = clock, latency, slow, slow_s
+        self.began = clock.now()
+        self.renewals = 0
+        self.timed_out = 0
+
+    def _take(self, seconds: float, timeout: float) -> None:
+        if self.clock.now() - self.began > 600:
+            raise RuntimeError("the elector neither lost nor stopped within 600 s of its clock")
+        if seconds > timeout:
+            self.clock.advance(timeout)
+            self.timed_out += 1
+            raise ApiError(0, "ReadTimeoutError: read timed out")
+        self.clock.advance(seconds)
+
+    def get(self, timeout: float) -> Versioned:
+        self._take(self.latency, timeout)
+        return super().get(timeout)
+
+    def update(self, record, resource_version, timeout):
+        self.renewals += 1
+        taken = self.slow_s if self.renewals in self.slow else self.latency
+        if taken > timeout:
+            try:
+                super().update(record, resource_version, timeout)  # it lands, late
+            except ApiError:
+                pass
+        self._take(taken, timeout)
+        return super().update(record, resource_version, timeout)
+
+
+@pytest.mark.parametrize("latency, slow, slow_s, kept", [
+    # renew deadline 10 s, retry period 2 s: a renewal is sent 2 s after the last one was, so
+    # it may take up to 8 s
+    (0.0, range(3, 4), 7.9, True),   # one renewal slow, answered just within the deadline
+    (1.0, range(3, 4), 7.9, True),   # the same, every call taking a second as well
+    (1.0, range(3, 4), 8.1, False),  # answered past the deadline: lost, whatever the loop does
+    (1.0, range(3, 9), 4.9, True),   # renewals in a row slow, under half the deadline: each sent at once
+    (1.0, range(3, 9), 5.1, False),  # over half: two in a row cannot fit in the deadline
+])
+def test_a_slow_renewal_within_the_renew_deadline_keeps_leadership(latency, slow, slow_s, kept):
+    clock = FakeClock()
+    lock = SlowLock(clock, latency, slow, slow_s)
+    e = elector(lock, clock)
+    original = lock.update
+
+    def update(record, version, timeout):
+        if lock.renewals == 10:
+            e.stop()
+        return original(record, version, timeout)
+
+    lock.update = update
+    e.run()
+    assert e.lost.is_set() is not kept, (lock.renewals, lock.timed_out)
+    if kept:
+        assert lock.timed_out == 0  # no call given up and written late, so no conflict after it
+
+
 def test_another_holder_seen_while_leading_ends_leadership():
     lock, clock = MemoryLock(), FakeClock()
     e = elector(lock, clock)
@@ -266,6 +331,30 @@ def test_release_clears_the_holder_so_a_standby_takes_it_at_once():
     standby = elector(lock, FakeClock(), identity="standby")
     assert standby.try_acquire_or_renew(timeout=5)
     assert lock.record.holder == "standby" and lock.record.lease_transitions == 0
+
+
+def test_release_waits_for_a_slow_renewal_in_flight_until_the_gate_would_shut():
+    """A renewal may take up to the renew deadline; a release in the meantime must not give up
+    after its own timeout, or the Lease stays held and the standbys wait it out. Real time,
+    scaled down: renew deadline 1 s, a renewal of 0.5 s, a release timeout of 0.1 s."""
+    lock = MemoryLock()
+    config = ElectionConfig("kruise-system", "kruise-manager", "me", 1.5, 1.0, 0.2, "")
+    e = LeaderElector(lock, config, watch=False)
+    original = lock.update
+    releasing, released = [], []
+
+    def update(record, version, timeout):
+        if len(lock.writes) == 2 and not releasing:  # SIGTERM while a slow renewal is in flight
+            releasing.append(threading.Thread(target=lambda: released.append(e.release(timeout=0.1))))
+            releasing[0].start()
+            time.sleep(0.5)
+        return original(record, version, timeout)
+
+    lock.update = update
+    e.run()
+    releasing[0].join(5)
+    assert released == [True]
+    assert lock.record.holder == "" and lock.record.lease_duration_seconds == 1
 
 
 def test_release_without_leading_writes_nothing():
