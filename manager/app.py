@@ -73,6 +73,12 @@ class Manager:
         # supervisor's safety argument relies on it).
         self.client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}",
                                              pool_size=32, abort_on_close=True)
+        # The Lease's own connections (its watch, its reads and writes): a renewal never waits
+        # for a connection behind the webhook's and the controllers' calls, nor opens a new one
+        # (a TCP and TLS handshake) on a loaded apiserver. A drill run pinned to a busy CPU
+        # lost the Lease to that: its renewal's time ran out before the answer was read.
+        self.lease_client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}",
+                                                   pool_size=3, abort_on_close=True)
         self.health = Health()
         self.shutting_down = threading.Event()
         self.exit_code = 0
@@ -219,7 +225,7 @@ class Manager:
         callbacks = {"on_started_leading": self.runnables.started_leading,
                      "on_stopped_leading": self._stopped_leading}
         if a.enable_leader_election:
-            self.elector = LeaderElector(LeaseLock(self.client, self.namespace, a.leader_election_id), config,
+            self.elector = LeaderElector(LeaseLock(self.lease_client, self.namespace, a.leader_election_id), config,
                                          succession=self._succession(),
                                          **callbacks)
         else:
