@@ -75,8 +75,8 @@ class Manager:
                                              pool_size=32, abort_on_close=True)
         # The Lease's own connections (its watch, its reads and writes): a renewal never waits
         # for a connection behind the webhook's and the controllers' calls, nor opens a new one
-        # (a TCP and TLS handshake) on a loaded apiserver. A drill run pinned to a busy CPU
-        # lost the Lease to that: its renewal's time ran out before the answer was read.
+        # (a TCP and TLS handshake) when the webhook's calls and the informers' watches hold
+        # every pooled one: a renewal has at most the renew deadline.
         self.lease_client = Client.from_kubeconfig(args.kubeconfig, user_agent=f"kruise-manager/{self.identity}",
                                                    pool_size=3, abort_on_close=True)
         self.health = Health()
