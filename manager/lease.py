@@ -438,7 +438,9 @@ class LeaderElector:
             if holder and holder != config.identity:
                 self._lose(f"the lease is now held by {holder}")
                 return
-            self.clock.wait(self._stopping, min(config.retry_period, max(0.0, left) / 2 or 0.05))
+            left = self._renew_sent_at + config.renew_deadline - self.clock.now()  # the call took its share
+            if left > 0:
+                self.clock.wait(self._stopping, min(config.retry_period, left / 2))
 
     def _lose(self, why: str) -> None:
         log.error("leadership lost: %s", why)

@@ -243,6 +243,7 @@ class SlowLock(MemoryLock):
         self.began = clock.now()
         self.renewals = 0
         self.timed_out = 0
+        self.answered_sent: list[float] = []  # when each renewal the caller saw succeed was sent
 
     def _take(self, seconds: float, timeout: float) -> None:
         if self.clock.now() - self.began > 600:
@@ -265,8 +266,11 @@ class SlowLock(MemoryLock):
                 super().update(record, resource_version, timeout)  # it lands, late
             except ApiError:
                 pass
+        sent = self.clock.now()
         self._take(taken, timeout)
-        return super().update(record, resource_version, timeout)
+        written = super().update(record, resource_version, timeout)
+        self.answered_sent.append(sent)
+        return written
 
 
 @pytest.mark.parametrize("latency, slow, slow_s, kept", [
@@ -281,7 +285,8 @@ class SlowLock(MemoryLock):
 def test_a_slow_renewal_within_the_renew_deadline_keeps_leadership(latency, slow, slow_s, kept):
     clock = FakeClock()
     lock = SlowLock(clock, latency, slow, slow_s)
-    e = elector(lock, clock)
+    stopped = []
+    e = elector(lock, clock, on_stopped_leading=lambda: stopped.append(clock.now()))
     original = lock.update
 
     def update(record, version, timeout):
@@ -294,6 +299,8 @@ def test_a_slow_renewal_within_the_renew_deadline_keeps_leadership(latency, slow
     assert e.lost.is_set() is not kept, (lock.renewals, lock.timed_out)
     if kept:
         assert lock.timed_out == 0  # no call given up and written late, so no conflict after it
+    else:  # lost the moment the deadline passed, not a pause later: the restart starts sooner
+        assert stopped == [pytest.approx(lock.answered_sent[-1] + 10.0)]
 
 
 def test_another_holder_seen_while_leading_ends_leadership():
