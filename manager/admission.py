@@ -25,12 +25,14 @@ _answering = threading.local()  # the request a handler runs for, on the server'
 @contextlib.contextmanager
 def answering_by(deadline: float | None) -> Iterator[None]:
     """While a handler runs: the monotonic time by which the apiserver must have its answer
-    (None: not known), for a handler that retries (:func:`answer_by`)."""
+    (None: not known), for a handler that retries (:func:`answer_by`). Nested, the outer
+    deadline is back once the inner block ends."""
+    outer = getattr(_answering, "deadline", None)
     _answering.deadline = deadline
     try:
         yield
     finally:
-        _answering.deadline = None
+        _answering.deadline = outer
 
 
 def answer_by() -> float | None:

@@ -14,6 +14,11 @@ Deployment, ReplicaSet or Job; its validating webhook refuses them) is passed ov
 owners of kinds this manager has no API for (CloneSet, Advanced StatefulSet) are not read.
 A status write that conflicts is retried while the apiserver still waits for the answer (its
 ``?timeout=``; 3 s without one), not only 4 times (``conflict_delays``, ``retry_budget``).
+And the admissions of one WorkloadSpread that wait on this replica while its status is being
+written share the next write (:class:`_Queue`): each is applied to the status in the order
+they came, exactly as that many writes one after another would have been, and one PUT carries
+them all. Upstream writes once per pod, and at 50 concurrent creates most of its writes
+conflict with each other.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Callable
 from kubekit.api import ApiError, Client, resource_version
 from kubekit.kruise import MATCHED_WORKLOADSPREAD_ANNOTATION, WORKLOADSPREADS_PATH
 
-from ..admission import allowed, answer_by, errored
+from ..admission import allowed, answer_by, answering_by, errored
 from ..informer import Informer
 from . import subsets
 from .strategicpatch import PatchError
@@ -78,6 +83,24 @@ def conflict_delays(elapsed: Callable[[], float], budget: float = RETRY_BUDGET_S
             return
         yield delay * (1 + RETRY_JITTER * random.random())
         delay = min(delay * RETRY_FACTOR, RETRY_MAX_DELAY)
+def _decide(turns: list[_Turn], applied: list) -> None:
+    """Give each turn what applying it gave: its answer, or its own refusal."""
+    for turn, (_changed, outcome) in zip(turns, applied):
+        if turn.done:
+            continue
+        if isinstance(outcome, Refused):
+            turn.refused = outcome
+        else:
+            turn.answer = outcome
+
+
+def _refuse(turns: list[_Turn], refused: Refused) -> None:
+    """Refuse every turn not decided yet (the write they needed failed)."""
+    for turn in turns:
+        if not turn.done:
+            turn.refused = refused
+
+
 # the owners read on the way from a pod to its target (a StatefulSet, CloneSet or Advanced
 # StatefulSet owner can lead to none of these targets: not read)
 _READABLE = {("apps", "ReplicaSet"): ("apps/v1", "replicasets"), ("apps", "Deployment"): ("apps/v1", "deployments"),
@@ -86,6 +109,38 @@ _READABLE = {("apps", "ReplicaSet"): ("apps/v1", "replicasets"), ("apps", "Deplo
 
 class Refused(Exception):
     """Upstream's handler returns this error: the request is refused with its message."""
+
+
+class _Turn:
+    """One admission's change to a WorkloadSpread's status, waiting for a write to carry it."""
+
+    def __init__(self, pod: dict, operation: str, injected_subset: str, deadline: float | None):
+        self.pod, self.operation, self.injected_subset, self.deadline = pod, operation, injected_subset, deadline
+        self.answer: tuple[str, str] | None = None  # (subset name, generated id) once decided
+        self.refused: Refused | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.answer is not None or self.refused is not None
+
+
+class _Queue:
+    """One WorkloadSpread's turns on this replica: ``writing`` is held by the one thread that
+    writes the status; whoever holds it takes every turn queued so far."""
+
+    def __init__(self):
+        self.writing = threading.Lock()
+        self._pending: list[_Turn] = []
+        self._mutex = threading.Lock()
+
+    def join(self, turn: _Turn) -> None:
+        with self._mutex:
+            self._pending.append(turn)
+
+    def take(self) -> list[_Turn]:
+        with self._mutex:
+            taken, self._pending = self._pending, []
+        return taken
 
 
 def slim_workloadspread(obj: dict) -> dict:
@@ -110,8 +165,8 @@ class WorkloadSpreadAdmission:
         self.skipped = set(skipped)
         self.clock, self.sleep, self.new_uid, self.timeout = clock, sleep, new_uid, timeout
         self._index: tuple[int, dict[str, list[dict]]] = (-1, {})
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+        self._queues: dict[str, _Queue] = {}
+        self._queues_lock = threading.Lock()
         self._written: dict[str, dict] = {}  # upstream's GlobalCache: what this process wrote last
 
     # ---- reads ---------------------------------------------------------------------------
@@ -214,9 +269,9 @@ class WorkloadSpreadAdmission:
             local = cached
         return copy.deepcopy(local)
 
-    def _lock(self, uid: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._locks.setdefault(uid, threading.Lock())
+    def _queue(self, uid: str) -> _Queue:
+        with self._queues_lock:
+            return self._queues.setdefault(uid, _Queue())
 
     # ---- the status write ----------------------------------------------------------------
     def acquire(self, ws: dict, pod: dict, operation: str, injected_subset: str = "") -> tuple[str, str]:
@@ -225,25 +280,38 @@ class WorkloadSpreadAdmission:
         spec_subsets = (ws.get("spec") or {}).get("subsets") or []
         if len(spec_subsets) == 1 and spec_subsets[0].get("maxReplicas") is None:
             return spec_subsets[0].get("name", ""), ""
+        queue = self._queue((ws.get("metadata") or {}).get("uid") or ws["metadata"].get("name", ""))
+        turn = _Turn(pod, operation, injected_subset, answer_by())
+        queue.join(turn)
+        with queue.writing:
+            if not turn.done:  # no earlier writer took it: write it, with whatever else waits
+                self._write(ws, queue.take())
+        if turn.refused is not None:
+            raise turn.refused
+        return turn.answer
+
+    def _write(self, ws: dict, turns: list[_Turn]) -> None:
+        """Apply ``turns`` in order to the latest status and write it once (again on a conflict,
+        within the earliest deadline among them); decide every turn."""
+        deadlines = [t.deadline for t in turns if t.deadline is not None]
+        deadline = min(deadlines) if deadlines else None
         refresh, last = False, None
-        lock = self._lock((ws.get("metadata") or {}).get("uid") or ws["metadata"].get("name", ""))
         began = self.monotonic()
-        for pause in conflict_delays(lambda: self.monotonic() - began, retry_budget(answer_by(), began)):
-            if pause:
-                self.sleep(pause)
-            with lock:
+        with answering_by(deadline):
+            for pause in conflict_delays(lambda: self.monotonic() - began, retry_budget(deadline, began)):
+                if pause:
+                    self.sleep(pause)
                 try:
                     clone = self._latest(ws, refresh)
-                    if clone is None:
-                        return "", ""
-                    changed, chosen, uid = subsets.update_for_pod(
-                        clone, pod, operation, injected_subset=injected_subset,
-                        replicas=lambda: self._replicas(clone), now=self.clock(), new_uid=self.new_uid)
-                except (ApiError, subsets.BadValue) as err:
-                    raise Refused(getattr(err, "message", None) or str(err)) from None
-                name = (chosen or {}).get("name", "")
-                if not changed:
-                    return name, uid
+                except ApiError as err:
+                    return _refuse(turns, Refused(err.message or str(err)))
+                if clone is None:
+                    for turn in turns:
+                        turn.answer = ("", "")
+                    return
+                applied = self._apply(clone, turns)
+                if not any(changed for changed, _ in applied):
+                    return _decide(turns, applied)
                 meta = clone["metadata"]
                 try:
                     written = self.client.request(
@@ -253,10 +321,32 @@ class WorkloadSpreadAdmission:
                     refresh, last = True, err
                     if err.conflict:
                         continue
-                    raise Refused(err.message or str(err)) from None
+                    # what came before the first change stands (it was decided on the
+                    # latest status); the rest was decided on a status that was not written
+                    first = next(i for i, (changed, _) in enumerate(applied) if changed)
+                    _decide(turns[:first], applied[:first])
+                    return _refuse(turns, Refused(err.message or str(err)))
                 self._written[f"{meta['namespace']}/{meta['name']}"] = slim_workloadspread(written)
-                return name, uid
-        raise Refused(last.message if last is not None else "conflict")
+                return _decide(turns, applied)
+        _refuse(turns, Refused(last.message if last is not None else "conflict"))
+
+    def _apply(self, clone: dict, turns: list[_Turn]) -> list[tuple[bool, tuple[str, str] | Refused]]:
+        """updateSubsetForPod for each turn in order on ``clone``: (changed, its answer or its
+        refusal). A turn refused leaves the status as it found it."""
+        applied = []
+        for turn in turns:
+            before = copy.deepcopy(clone)
+            try:
+                changed, chosen, uid = subsets.update_for_pod(
+                    clone, turn.pod, turn.operation, injected_subset=turn.injected_subset,
+                    replicas=lambda: self._replicas(clone), now=self.clock(), new_uid=self.new_uid)
+            except (ApiError, subsets.BadValue) as err:
+                clone.clear()
+                clone.update(before)
+                applied.append((False, Refused(getattr(err, "message", None) or str(err))))
+                continue
+            applied.append((changed, ((chosen or {}).get("name", ""), uid)))
+        return applied
 
     # ---- the handlers --------------------------------------------------------------------
     def mutate_pod(self, request: dict) -> dict | None:

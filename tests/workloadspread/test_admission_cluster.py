@@ -276,3 +276,70 @@ def test_a_subset_over_its_lowered_limit_stays_full_when_its_pods_are_replaced(l
     version = pods[0].metadata.labels["pod-template-hash"]
     status = versioned(objects, ns, "spread", version)["subset-a"]
     assert status["missingReplicas"] == 0 and in_a[0] in status["deletingPods"], status
+
+
+def test_admissions_waiting_on_one_replica_share_one_status_write(local, fleet, ns):
+    """Beyond upstream: while one admission writes a WorkloadSpread's status, the others that
+    wait on the same replica are applied in turn to the status and written by one PUT, with the
+    places a write per pod would have given (subset-a and subset-b 3 each, the rest unlimited).
+    The first write is held (on the real client) until the other eleven wait, so the second
+    write carries all of them."""
+    import threading
+
+    from manager.workloadspread import subsets
+    from manager.workloadspread.admission import WorkloadSpreadAdmission, slim_workloadspread
+
+    objects = client.CustomObjectsApi(local.api())
+    body = spread("shared", "web")
+    body["spec"]["subsets"] = [{"name": "subset-a", "maxReplicas": 3}, {"name": "subset-b", "maxReplicas": 3},
+                               {"name": "rest"}]
+    client.AppsV1Api(local.api()).create_namespaced_deployment(ns, deployment("web", 0))
+    created = objects.create_namespaced_custom_object(GROUP, VERSION, ns, "workloadspreads", body)
+    real = local.client("ws-shared-write", pool_size=16)
+    spreads = Informer(real, kruise.WORKLOADSPREADS_PATH, transform=slim_workloadspread, name="workloadspreads").start()
+    wait_for(lambda: spreads.get(f"{ns}/shared"), timeout=30, what="the informer's WorkloadSpread")
+    puts, waiting = [], threading.Event()
+
+    class HeldClient:
+        """The real client; the first status PUT waits until every other admission is queued."""
+
+        def request(self, method, path, **kwargs):
+            if method == "PUT" and path.endswith("/status"):
+                puts.append(path)
+                if len(puts) == 1:
+                    assert waiting.wait(20), "the other admissions never queued"
+            return real.request(method, path, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    admission = WorkloadSpreadAdmission(HeldClient(), spreads)
+    ws = spreads.get(f"{ns}/shared")
+    owner = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u", "controller": True}]
+    pods = [{"metadata": {"name": f"web-{i}", "namespace": ns, "labels": {"app": "web", "pod-template-hash": "1"},
+                          "ownerReferences": owner}} for i in range(12)]
+    answers: dict[str, str] = {}
+
+    def admit(pod):
+        answers[pod["metadata"]["name"]] = admission.acquire(ws, pod, subsets.CREATE)[0]
+
+    first = threading.Thread(target=admit, args=(pods[0],))
+    first.start()
+    wait_for(lambda: puts, timeout=20, what="the first status write")
+    others = [threading.Thread(target=admit, args=(pod,)) for pod in pods[1:]]
+    for thread in others:
+        thread.start()
+    queue = admission._queue(created["metadata"]["uid"])
+    wait_for(lambda: len(queue._pending) == len(others) or None, timeout=20, what="eleven admissions queued")
+    waiting.set()
+    for thread in [first, *others]:
+        thread.join(30)
+    spreads.stop()
+    assert len(answers) == 12 and len(puts) == 2, (answers, puts)
+    assert answers["web-0"] == "subset-a"
+    assert sorted(answers.values()) == ["rest"] * 6 + ["subset-a"] * 3 + ["subset-b"] * 3
+    status = versioned(objects, ns, "shared", "1")
+    for name in ("subset-a", "subset-b"):
+        assert status[name]["missingReplicas"] == 0, status
+        assert set(status[name].get("creatingPods") or {}) == {p for p, s in answers.items() if s == name}, status
+    assert status["rest"]["missingReplicas"] == -1 and not status["rest"].get("creatingPods"), status  # unlimited
