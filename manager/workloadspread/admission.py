@@ -285,9 +285,13 @@ class WorkloadSpreadAdmission:
         queue.join(turn)
         with queue.writing:
             if not turn.done:  # no earlier writer took it: write it, with whatever else waits
-                self._write(ws, queue.take())
+                taken = queue.take()
+                try:
+                    self._write(ws, taken)
+                finally:  # an unexpected error here must not leave the others undecided
+                    _refuse(taken, Refused("the WorkloadSpread's status write failed"))
         if turn.refused is not None:
-            raise turn.refused
+            raise Refused(str(turn.refused)) from None  # its own instance: others raise theirs
         return turn.answer
 
     def _write(self, ws: dict, turns: list[_Turn]) -> None:
