@@ -105,20 +105,25 @@ def versioned(objects, namespace: str, name: str, version: str) -> dict:
     return {s["name"]: s for s in (ws.get("status") or {}).get("versionedSubsetStatuses", {}).get(version, [])}
 
 
-def recorded_deleting(objects, namespace: str, name: str, version: str, subset: str, since: str) -> set[str]:
-    """Every pod name any version of the WorkloadSpread held in ``subset``'s deletingPods since
-    resourceVersion ``since`` (the apiserver replays the writes): the webhook records a deleted
-    pod there, and the controller drops the entry again once the pod is gone, which it may do
-    before a test reads the status."""
-    names: set[str] = set()
+def subset_history(objects, namespace: str, name: str, version: str, subset: str, since: str) -> list[dict]:
+    """``subset``'s status in every version of the WorkloadSpread written since resourceVersion
+    ``since``, in order (the apiserver replays the writes): what a write did, even when a later
+    one (the controller's, or the next admission's) changed it before a test could read it."""
+    history = []
     for event in watch.Watch().stream(objects.list_namespaced_custom_object, GROUP, VERSION, namespace,
                                       "workloadspreads", field_selector=f"metadata.name={name}",
                                       resource_version=since, timeout_seconds=2):
         subsets = (event["object"].get("status") or {}).get("versionedSubsetStatuses", {}).get(version, [])
-        for status in subsets:
-            if status["name"] == subset:
-                names |= set(status.get("deletingPods") or {})
-    return names
+        history += [status for status in subsets if status["name"] == subset]
+    return history
+
+
+def recorded_deleting(objects, namespace: str, name: str, version: str, subset: str, since: str) -> set[str]:
+    """Every pod name any version of the WorkloadSpread held in ``subset``'s deletingPods since
+    resourceVersion ``since``: the webhook records a deleted pod there, and the controller drops
+    the entry again once the pod is gone, which it may do before a test reads the status."""
+    return {pod for status in subset_history(objects, namespace, name, version, subset, since)
+            for pod in status.get("deletingPods") or {}}
 
 
 def scale(apps, namespace: str, name: str, replicas: int) -> None:
@@ -183,10 +188,15 @@ def test_deployment_pods_fill_the_limited_subset_first_and_leave_it_on_delete_an
         assert core.read_namespaced_pod(victim, ns).metadata.deletion_timestamp is None
         assert victim not in (versioned(objects, ns, "spread", version)["subset-a"].get("deletingPods") or {})
         assert versioned(objects, ns, "spread", version)["subset-a"]["missingReplicas"] == 0
+        since = objects.get_namespaced_custom_object(GROUP, VERSION, ns, "workloadspreads", "spread")["metadata"][
+            "resourceVersion"]
         core.create_namespaced_pod_eviction(victim, ns, body)
-        status = versioned(objects, ns, "spread", version)
-        assert victim in status["subset-a"]["deletingPods"]
-        assert status["subset-a"]["missingReplicas"] == 1
+        assert victim in versioned(objects, ns, "spread", version)["subset-a"]["deletingPods"]
+        # the eviction's own write frees the place (read from the writes: the ReplicaSet's
+        # replacement, created once the pod is terminating, may have taken it again already)
+        history = subset_history(objects, ns, "spread", version, "subset-a", since)
+        assert history and victim in history[0].get("deletingPods", {}), history
+        assert history[0]["missingReplicas"] == 1, history
         # the ReplicaSet replaces the evicted pod: its replacement takes subset-a's free place
         replacement = wait_for(lambda: [p for p in pods_of(core, ns, "web")
                                         if p.metadata.name not in {q.metadata.name for q in pods}], timeout=60,
