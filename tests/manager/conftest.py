@@ -12,8 +12,12 @@ import yaml
 
 from localcluster.cluster import ClusterOptions, LocalCluster, free_port
 from localcluster.fleet import Fleet
+from localcluster.pki import LocalCA
+from manager.webhook import WebhookServer
 from tests.conftest import require
 from manager.options import Options, parse
+
+from .webhook_harness import HANDLERS, write_pair
 
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
@@ -76,3 +80,28 @@ def fleet(manager_cluster):
     fleet.wait_ready(timeout=90)
     yield fleet
     fleet.stop_all()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Webhook servers in this process over loopback TLS (test_webhook_server.py, test_webhook_drain.py)."""
+    write_pair(tmp_path, LocalCA("server-test-ca"))
+    started = []
+
+    def make(*flags: str) -> WebhookServer:
+        """The manager's defaults, a small body limit and a short I/O timeout, then ``flags``."""
+        options = webhook_options(tmp_path, "--webhook-max-body-bytes=4096", "--webhook-io-timeout=500ms", *flags)
+        srv = WebhookServer(options, HANDLERS)
+        srv.start()
+        srv.cert_dir = tmp_path
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop(drain=0)
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server()
