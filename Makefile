@@ -90,7 +90,7 @@ preflight: $(STAMP)
 ## 40 slowest steps are listed at the end. TEST_WORKERS pytest-xdist workers run the test modules
 ## side by side (docs/testing.md); TEST_WORKERS=0 runs them one after another in one process.
 TEST_WORKERS ?= 4
-UNIT_WORKERS ?= 3
+UNIT_WORKERS ?= 4
 XDIST = -n $(1) --dist loadscope --no-loadscope-reorder
 test: preflight
 	@$(MAKE) --no-print-directory build-upstream
