@@ -336,17 +336,15 @@ class WorkloadSpreadAdmission:
 
     def _apply(self, clone: dict, turns: list[_Turn]) -> list[tuple[bool, tuple[str, str] | Refused]]:
         """updateSubsetForPod for each turn in order on ``clone``: (changed, its answer or its
-        refusal). A turn refused leaves the status as it found it."""
+        refusal). A turn refused leaves the status as it found it (``update_for_pod`` changes
+        nothing when it raises)."""
         applied = []
         for turn in turns:
-            before = copy.deepcopy(clone)
             try:
                 changed, chosen, uid = subsets.update_for_pod(
                     clone, turn.pod, turn.operation, injected_subset=turn.injected_subset,
                     replicas=lambda: self._replicas(clone), now=self.clock(), new_uid=self.new_uid)
             except (ApiError, subsets.BadValue) as err:
-                clone.clear()
-                clone.update(before)
                 applied.append((False, Refused(getattr(err, "message", None) or str(err))))
                 continue
             applied.append((changed, ((chosen or {}).get("name", ""), uid)))

@@ -284,15 +284,18 @@ def update_for_pod(ws: dict, pod: dict, operation: str, *, injected_subset: str 
                    replicas: Callable[[], int], now: float, new_uid: Callable[[], str]) -> tuple[bool, dict | None, str]:
     """updateSubsetForPod on ``ws`` (changed in place: the caller's copy): (changed, the
     subset's status, the id generated for a pod without a name). ``replicas()`` is asked only
-    when the pod's version has no statuses yet; BadValue/ApiError from it propagate."""
+    when the pod's version has no statuses yet; BadValue/ApiError from it propagate, and then
+    ``ws`` is as it was (several pods are applied to one copy in turn: a refused one must leave
+    it for the next)."""
     version = pod_version(pod)
-    status = ws.setdefault("status", {})
+    status = ws.get("status") or {}
     versioned = status.get("versionedSubsetStatuses") or {}
     statuses = versioned.get(version) or []
     if not statuses:
         statuses = initial_statuses(ws, replicas())
         versioned[version] = statuses
         status["versionedSubsetStatuses"] = versioned
+        ws["status"] = status
     name = (pod.get("metadata") or {}).get("name") or ""
     generated = ""
     if operation == CREATE:

@@ -234,6 +234,25 @@ def test_create_of_a_named_pod_already_recorded_is_not_counted_twice():
     assert spread == before
 
 
+def unreadable() -> int:
+    raise subsets.BadValue("the workload's replicas cannot be read")
+
+
+@pytest.mark.parametrize("status_", [None, {}, {"versionedSubsetStatuses": {"other": [status("a", 1)]}}])
+@pytest.mark.parametrize("operation", [subsets.CREATE, subsets.DELETE])
+def test_a_pod_refused_for_unreadable_replicas_leaves_the_spread_as_it_was(status_, operation):
+    """Several pods are applied to one copy in turn (the shared status write): one refused must
+    not leave anything behind for the next, not even an empty status."""
+    spread = ws({"name": "a", "maxReplicas": "50%"}, {"name": "b"}, status=status_)
+    if status_ is None:
+        del spread["status"]
+    before = copy.deepcopy(spread)
+    with pytest.raises(subsets.BadValue):
+        subsets.update_for_pod(spread, pod("web-1"), operation, injected_subset="a", replicas=unreadable, now=NOW,
+                               new_uid=uid_source("g-1"))
+    assert spread == before
+
+
 def test_create_with_every_subset_full_chooses_none():
     spread = ws({"name": "a", "maxReplicas": 1}, status={"versionedSubsetStatuses": {"6d4b": [status("a", 0)]}})
     assert subsets.update_for_pod(spread, pod(), subsets.CREATE, replicas=lambda: 0, now=NOW,
