@@ -85,11 +85,13 @@ def cost_of(api, pod_name: str) -> str | None:
     return (pod.metadata.annotations or {}).get(COST)
 
 
-def costs_by_subset(api, app: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
+def costs_by_subset(api, app: str) -> dict[str, list[str | None]]:
+    """Each subset's pods' deletion costs, sorted; None for a pod the controller has not
+    annotated yet (sorted last: a wait on the costs goes on instead of failing on the sort)."""
+    out: dict[str, list[str | None]] = {}
     for pod in live_pods(api, app):
         out.setdefault(subset_of(pod), []).append((pod.metadata.annotations or {}).get(COST))
-    return {k: sorted(v) for k, v in out.items()}
+    return {k: sorted(v, key=lambda cost: (cost is None, cost or "")) for k, v in out.items()}
 
 
 def status_deletion_cost_and_scale_down_order(api) -> None:
